@@ -1,0 +1,224 @@
+"""The ``plinth`` command line: thin wrappers over library functions.
+
+Each command turns its flags into :class:`~plinth.config.Settings` keyword arguments (flags left out do
+not override ``plinth.toml`` or ``PLINTH_*``) and calls one function. Heavy modules (torch, the server,
+SQLAlchemy) are imported inside commands so ``plinth --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from plinth import __version__
+from plinth.config import InsecureBindError, Settings, check_bind
+
+if TYPE_CHECKING:
+    from plinth.control import ControlPlane
+
+app = typer.Typer(name="plinth", help="Self-hosted generative-AI platform.", no_args_is_help=True)
+model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (the control plane's tenants act through them).", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(keys_app, name="keys")
+
+
+class Arch(StrEnum):
+    llama = "llama"
+    mistral = "mistral"
+    qwen2 = "qwen2"
+    qwen3 = "qwen3"
+
+
+class Size(StrEnum):
+    tiny = "tiny"
+    small = "small"
+    b1 = "1b"
+    b7 = "7b"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"plinth {__version__}")
+        raise typer.Exit()
+
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./plinth-data).")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="plinth.toml to read.")]
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Self-hosted generative-AI platform: serving, adapters, knowledge bases, SQL, guardrails."""
+    ctx.obj = {"data_dir": data_dir, "config": config}
+
+
+def build_settings(ctx: typer.Context, **flags: Any) -> Settings:
+    """Settings from toml < env < the flags given (global ones first); exit 2 with the reason if invalid."""
+    given = {**_given(ctx.obj or {}), **_given(flags)}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        _fail(f"invalid configuration: {problems}")
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+
+
+def _given(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags the user actually passed: absent ones must not override toml or env."""
+    return {name: value for name, value in flags.items() if value not in (None, [], ())}
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _serve(settings: Settings) -> None:
+    try:
+        check_bind(settings)
+    except InsecureBindError as exc:
+        _fail(str(exc))
+    from plinth.server.app import serve
+
+    serve(settings)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Checkpoint dir or hub id (repeatable).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto|float32|bfloat16|float16.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto|cpu|cuda|cuda:N.")] = None,
+    load_format: Annotated[str | None, typer.Option(help="auto|dummy (random weights).")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="No API keys (loopback only).")] = False,
+    data_dir: DataDir = None,
+    llm_url: Annotated[str | None, typer.Option(help="Use an OpenAI-compatible server instead.")] = None,
+    max_num_seqs: Annotated[int | None, typer.Option(help="Max sequences per batch.")] = None,
+    max_model_len: Annotated[int | None, typer.Option(help="Max prompt + output tokens.")] = None,
+    config: ConfigFile = None,
+) -> None:
+    """Serve the OpenAI-compatible API and the web app."""
+    settings = build_settings(
+        ctx,
+        models=model,
+        host=host,
+        port=port,
+        dtype=dtype,
+        device=device,
+        load_format=load_format,
+        no_auth=no_auth or None,
+        data_dir=data_dir,
+        llm_url=llm_url,
+        max_num_seqs=max_num_seqs,
+        max_model_len=max_model_len,
+        config=config,
+    )
+    _serve(settings)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve a random small model without API keys, to try Plinth offline (outputs are gibberish)."""
+    settings = build_settings(ctx, models=None, host=host, port=port, data_dir=data_dir, no_auth=True)
+    settings = settings.model_copy(update={"models": []})  # the demo model, whatever plinth.toml says
+    typer.echo(f"Plinth demo at http://{settings.host}:{settings.port}/ (random weights, no auth)")
+    _serve(settings)
+
+
+@model_app.command("init-random")
+def init_random(
+    arch: Annotated[Arch, typer.Option(help="Architecture.")],
+    size: Annotated[Size, typer.Option(help="Preset size.")],
+    out: Annotated[Path, typer.Option(help="Directory to write the checkpoint to.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a random-weight checkpoint (with a locally trained tokenizer) to run everything offline."""
+    from plinth.engine.checkpoint import init_random as write_checkpoint
+
+    path = write_checkpoint(arch.value, size.value, out, seed)
+    typer.echo(f"wrote a {arch.value} {size.value} checkpoint to {path}")
+    typer.echo("its weights are RANDOM: it exercises the stack, its outputs mean nothing")
+
+
+def _control_plane(ctx: typer.Context) -> ControlPlane:
+    from plinth.control import open_control_plane
+
+    settings = build_settings(ctx)
+    assert settings.database_url is not None
+    return open_control_plane(settings.database_url)
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Option(help="Tenant the key acts as (created if missing).")] = "local",
+    admin: Annotated[bool, typer.Option("--admin", help="The key may administer all tenants.")] = False,
+) -> None:
+    """Create a key and print it (only it, on stdout): it is shown this once."""
+    from plinth.control import create_key
+
+    cp = _control_plane(ctx)
+    try:
+        typer.echo(create_key(cp, tenant, admin=admin))
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        cp.close()
+
+
+@keys_app.command("list")
+def keys_list(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+) -> None:
+    """List keys by visible prefix (keys themselves are never stored)."""
+    from plinth.control import list_keys
+
+    cp = _control_plane(ctx)
+    try:
+        for key in list_keys(cp, tenant):
+            status = "active" if key.active else "revoked"
+            role = "admin" if key.is_admin else "-"
+            typer.echo(
+                f"{key.prefix}  {key.tenant:<20} {role:<6} {status:<8} {key.created_at:%Y-%m-%d %H:%M}"
+            )
+    finally:
+        cp.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context, prefix: Annotated[str, typer.Argument(help="Key prefix, pk-XXXXXXXX.")]
+) -> None:
+    """Revoke a key by its visible prefix."""
+    from plinth.control import revoke_key
+
+    cp = _control_plane(ctx)
+    try:
+        if not revoke_key(cp, prefix):
+            _fail(f"no active key with prefix {prefix!r}", code=1)
+        typer.echo(f"revoked {prefix}")
+    finally:
+        cp.close()

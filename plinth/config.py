@@ -1,0 +1,158 @@
+"""Plinth's one settings object, and the only module that reads the environment.
+
+Sources, lowest priority first: ``plinth.toml`` (flat keys; path from ``config=``, ``PLINTH_CONFIG``,
+or ``./plinth.toml`` when present), ``PLINTH_*`` environment variables, then keyword arguments (the
+CLI passes its flags that way, leaving out flags the user did not give)::
+
+    settings = Settings(models=["./tiny-llama"], port=9000)
+    check_bind(settings)                     # refuses --no-auth on a non-loopback address
+    engine = LLMEngine(settings.engine_config(settings.models[0]))
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+if TYPE_CHECKING:  # importing plinth.engine may pull in torch; keep `plinth --help` fast
+    from plinth.engine.config import EngineConfig
+
+__all__ = ["DEFAULT_CONFIG_FILE", "InsecureBindError", "Settings", "check_bind", "is_loopback_host"]
+
+DEFAULT_CONFIG_FILE = Path("plinth.toml")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class Settings(BaseSettings):
+    """Everything a Plinth process is configured by; see the module docstring for sources.
+
+    ``database_url`` is always a URL after validation: unset, it is ``sqlite:///<data_dir>/plinth.db``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PLINTH_", extra="forbid", validate_default=True)
+
+    config: Path | None = None  # the toml file itself; an explicit path must exist
+    data_dir: Path = Path("plinth-data")
+    models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    load_format: Literal["auto", "dummy"] = "auto"
+    no_auth: bool = False
+    llm_url: str | None = None
+    max_num_seqs: int = Field(64, ge=1)
+    max_num_batched_tokens: int = Field(4096, ge=1)
+    max_model_len: int | None = Field(None, ge=1)
+    kv_cache_memory_gb: float = Field(2.0, gt=0)
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    database_url: str | None = None
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        """Accept ``PLINTH_MODELS`` as a JSON list or as a comma-separated string."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return [part.strip() for part in value.split(",") if part.strip()]
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {value!r}")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _default_database_url(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'plinth.db'}"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Kwargs beat env beats toml; no dotenv or secrets dirs (one documented set of sources)."""
+        explicit = getattr(init_settings, "init_kwargs", {}).get("config") or os.environ.get("PLINTH_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _toml_path(explicit)
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def engine_config(self, model: str) -> EngineConfig:
+        """The engine's config for ``model``, carrying this process's device and batching limits."""
+        from plinth.engine.config import EngineConfig
+
+        return EngineConfig(
+            model=model,
+            dtype=self.dtype,
+            device=self.device,
+            load_format=self.load_format,
+            max_num_seqs=self.max_num_seqs,
+            max_num_batched_tokens=self.max_num_batched_tokens,
+            max_model_len=self.max_model_len,
+            kv_cache_memory_gb=self.kv_cache_memory_gb,
+        )
+
+
+def _toml_path(explicit: str | Path | None) -> Path | None:
+    """The toml file to read: an explicit one must exist; the default one is optional."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+class InsecureBindError(ValueError):
+    """``no_auth`` on an address other machines can reach: anyone could use the server as any tenant."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``; False for anything else, hostnames included."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings) -> None:
+    """Raise :class:`InsecureBindError` when auth is off and the server would listen beyond loopback."""
+    if settings.no_auth and not is_loopback_host(settings.host):
+        raise InsecureBindError(
+            f"refusing --no-auth on host {settings.host!r}: without API keys anyone who can reach it "
+            "acts as any tenant. Bind to 127.0.0.1 (or ::1), or drop --no-auth and create a key with "
+            "`plinth keys create --tenant NAME`."
+        )

@@ -1,0 +1,140 @@
+"""Control-plane storage: the SQLAlchemy engine, the current table shapes, and opening a database.
+
+SQLAlchemy Core, not the ORM: rows are plain tuples and every query is visible where it runs. SQLite is
+the default (one file under the data directory); any SQLAlchemy URL, PostgreSQL included, runs the same
+code. The tables here describe the schema *after* all migrations, for queries; migrations.py creates
+them and owns every schema change::
+
+    cp = open_control_plane("sqlite:///plinth-data/plinth.db")   # creates the file, applies migrations
+    tenant = authenticate(cp, key)                                # from plinth.control
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+if TYPE_CHECKING:
+    from plinth.control.migrations import Migration
+
+__all__ = [
+    "ControlPlane",
+    "api_keys",
+    "audit_log",
+    "metadata",
+    "migrations_table",
+    "open_control_plane",
+    "tenants",
+]
+
+metadata = sa.MetaData()
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=True),
+)
+
+migrations_table = sa.Table(
+    "migrations",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlane:
+    """An open control-plane database. Thread-safe: every call checks a connection out of the pool."""
+
+    engine: Engine
+
+    def close(self) -> None:
+        """Release pooled connections (the server calls this at shutdown; tests between cases)."""
+        self.engine.dispose()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_control_plane(url: str, *, migrations: Sequence[Migration] | None = None) -> ControlPlane:
+    """Connect to ``url``, create the SQLite file's directory, and apply pending migrations.
+
+    ``migrations`` defaults to :data:`plinth.control.migrations.MIGRATIONS`; tests pass their own list.
+    """
+    from plinth.control.migrations import MIGRATIONS, apply_migrations
+
+    cp = ControlPlane(create_engine(url))
+    apply_migrations(cp.engine, MIGRATIONS if migrations is None else migrations)
+    return cp
+
+
+def create_engine(url: str) -> Engine:
+    """An engine with SQLite made fit for a threaded server (see :func:`_configure_sqlite`)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:")
+    if not in_memory:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if in_memory:  # one shared connection, or every checkout would see a fresh empty database
+        kwargs["poolclass"] = StaticPool
+    engine = sa.create_engine(url, **kwargs)
+    _configure_sqlite(engine, wal=not in_memory)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+    """WAL (readers never block the writer), enforced foreign keys, and real transactions.
+
+    pysqlite's own transaction handling skips BEGIN before DDL, so a failed migration would be left
+    half-applied; taking over BEGIN (SQLAlchemy's documented recipe) makes each migration atomic.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")

@@ -1,0 +1,89 @@
+"""Ordered, named schema migrations, each applied once and recorded in the ``migrations`` table.
+
+As in Datasette and sqlite-utils: a migration is a plain function of a connection, its ``__name__`` is
+its identity, and the list order is the apply order. To change the schema, append a new function with
+:func:`migration` (never edit or rename one that has shipped) and update the query-side tables in
+db.py. Each migration runs in its own transaction together with its record, so it is all-or-nothing.
+
+Migrations declare the tables they create on their own ``MetaData``: a snapshot of the schema at that
+point, so later edits to db.py can never change what an old migration does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from plinth.control.db import migrations_table, utcnow
+
+__all__ = ["MIGRATIONS", "Migration", "applied_migrations", "apply_migrations", "migration"]
+
+Migration = Callable[[sa.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def apply_migrations(engine: Engine, migrations: Sequence[Migration]) -> list[str]:
+    """Apply, in order, each migration not yet recorded; return the names applied this time."""
+    names = [m.__name__ for m in migrations]
+    assert len(set(names)) == len(names), f"duplicate migration names in {names}"
+    migrations_table.create(engine, checkfirst=True)
+    done = applied_migrations(engine)
+    applied = []
+    for fn in migrations:
+        if fn.__name__ in done:
+            continue
+        with engine.begin() as conn:
+            fn(conn)
+            conn.execute(sa.insert(migrations_table).values(name=fn.__name__, applied_at=utcnow()))
+        applied.append(fn.__name__)
+    return applied
+
+
+def applied_migrations(engine: Engine) -> set[str]:
+    """Names of the migrations recorded in the database."""
+    with engine.connect() as conn:
+        return set(conn.scalars(sa.select(migrations_table.c.name)))
+
+
+@migration
+def m001_tenants_keys_audit(conn: sa.Connection) -> None:
+    """Tenants, hashed API keys, the audit log, and the built-in ``local`` tenant."""
+    md = sa.MetaData()
+    tz = sa.DateTime(timezone=True)
+    tenants = sa.Table(
+        "tenants",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(64), nullable=False, unique=True),
+        sa.Column("created_at", tz, nullable=False),
+    )
+    sa.Table(
+        "api_keys",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("prefix", sa.String(16), nullable=False, unique=True),
+        sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("is_admin", sa.Boolean, nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("revoked_at", tz, nullable=True),
+    )
+    sa.Table(
+        "audit_log",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("ts", tz, nullable=False, index=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=True, index=True),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("detail", sa.JSON, nullable=True),
+    )
+    md.create_all(conn)
+    conn.execute(sa.insert(tenants).values(name="local", created_at=utcnow()))

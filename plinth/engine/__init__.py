@@ -1,0 +1,22 @@
+"""Plinth's inference engine: token ids in, token ids out (no text, HTTP, tenants or RAG here)."""
+
+from plinth.engine.async_engine import AsyncLLMEngine
+from plinth.engine.config import EngineConfig
+from plinth.engine.llm_engine import EngineStats, LLMEngine, PromptTooLongError
+from plinth.engine.model_config import ModelConfig, UnsupportedModelError
+from plinth.engine.outputs import RequestOutput, TokenLogprob
+from plinth.engine.sampling_params import SamplingParams, SamplingParamsError
+
+__all__ = [
+    "AsyncLLMEngine",
+    "EngineConfig",
+    "EngineStats",
+    "LLMEngine",
+    "ModelConfig",
+    "PromptTooLongError",
+    "RequestOutput",
+    "SamplingParams",
+    "SamplingParamsError",
+    "TokenLogprob",
+    "UnsupportedModelError",
+]

@@ -1,0 +1,131 @@
+"""An asyncio front for :class:`LLMEngine`: many coroutines stream tokens from one batch.
+
+The engine steps in one background thread (torch releases the GIL while it computes, so the event
+loop stays responsive). Coroutines never touch the engine directly: they queue ``add``/``abort``
+commands that the thread applies between steps, and receive outputs through per-request asyncio
+queues. Leaving a ``generate`` loop early (client gone, task cancelled) aborts the request, which
+frees its KV cache blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from plinth.engine.llm_engine import LLMEngine
+from plinth.engine.outputs import RequestOutput
+from plinth.engine.sampling_params import SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Stream:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[RequestOutput | BaseException]
+
+
+class AsyncLLMEngine:
+    def __init__(self, engine: LLMEngine) -> None:
+        self.engine = engine
+        self._commands: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self._streams: dict[str, _Stream] = {}
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    @property
+    def model_config(self):  # noqa: ANN201 - re-exported for callers above the engine
+        return self.engine.model_config
+
+    async def generate(
+        self, token_ids: list[int], params: SamplingParams, request_id: str | None = None
+    ) -> AsyncIterator[RequestOutput]:
+        """Stream a request's outputs; validation errors raise before anything is queued."""
+        self.engine.check_request(token_ids, params)
+        request_id = request_id or uuid.uuid4().hex
+        if request_id in self._streams:
+            raise ValueError(f"request id {request_id!r} is already in use")
+        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
+        self._streams[request_id] = stream
+        self._send(("add", request_id, list(token_ids), params))
+        finished = False
+        try:
+            while not finished:
+                item = await stream.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                finished = item.finished
+                yield item
+        finally:
+            self._streams.pop(request_id, None)
+            if not finished:
+                self._send(("abort", request_id))
+
+    async def abort(self, request_id: str) -> None:
+        self._send(("abort", request_id))
+
+    def shutdown(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _send(self, command: tuple) -> None:
+        self._ensure_thread()
+        self._commands.put(command)
+        self._wake.set()
+
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="plinth-engine", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            self._apply_commands()
+            if not self.engine.has_unfinished():
+                self._wake.wait(timeout=1.0)
+                self._wake.clear()
+                continue
+            try:
+                outputs = self.engine.step()
+            except Exception as exc:  # a scheduler bug must not hang every client: fail them, keep serving
+                log.exception("engine step failed")
+                self._fail_all(exc)
+                continue
+            for output in outputs:
+                self._deliver(output.request_id, output)
+
+    def _fail_all(self, exc: Exception) -> None:
+        for request_id in list(self._streams):
+            self.engine.abort(request_id)
+            self._deliver(request_id, exc)
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            kind, request_id, *args = command
+            if kind == "abort":
+                self.engine.abort(request_id)
+                continue
+            try:
+                self.engine.add_request(args[0], args[1], request_id=request_id)
+            except Exception as exc:  # validated already; anything here is the request's own failure
+                log.exception("could not add request %s", request_id)
+                self._deliver(request_id, exc)
+
+    def _deliver(self, request_id: str, item: RequestOutput | BaseException) -> None:
+        stream = self._streams.get(request_id)
+        if stream is not None:
+            stream.loop.call_soon_threadsafe(stream.queue.put_nowait, item)

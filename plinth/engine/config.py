@@ -1,0 +1,31 @@
+"""The engine's one typed config: what to load, where, and the batching limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    """Settings for one :class:`~plinth.engine.LLMEngine`.
+
+    ``model`` is a local checkpoint directory or a Hugging Face id (downloaded on first use).
+    ``load_format="dummy"`` builds random weights in memory from ``config.json`` (for benchmarks).
+    ``kv_cache_blocks=None`` sizes the cache from ``kv_cache_memory_gb`` (CPU) or free GPU memory.
+    """
+
+    model: str
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    load_format: str = "auto"  # auto | dummy
+    revision: str | None = None
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 4096
+    max_model_len: int | None = None
+    block_size: int = 16
+    kv_cache_blocks: int | None = None
+    kv_cache_memory_gb: float = 2.0
+    gpu_memory_utilization: float = 0.9
+    enable_prefix_caching: bool = True
+    cuda_graphs: bool = True
+    seed: int = 0

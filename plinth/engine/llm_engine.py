@@ -1,0 +1,138 @@
+"""The engine: token ids in, token ids out. It knows nothing of text, HTTP, tenants or RAG.
+
+>>> engine = LLMEngine(EngineConfig(model="path/to/checkpoint"))   # doctest: +SKIP
+>>> engine.generate([[1, 2, 3]], SamplingParams(max_tokens=4, temperature=0))   # doctest: +SKIP
+[[17, 17, 5, 9]]
+
+Not thread-safe: one thread calls it (``AsyncLLMEngine`` owns that thread in the server).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from plinth.engine.block_manager import BlockManager
+from plinth.engine.config import EngineConfig
+from plinth.engine.model_config import ModelConfig
+from plinth.engine.model_runner import ModelRunner
+from plinth.engine.outputs import RequestOutput
+from plinth.engine.sampler import Sampler, SamplingState
+from plinth.engine.sampling_params import SamplingParams
+from plinth.engine.scheduler import ScheduledSeq, Scheduler
+from plinth.engine.sequence import Sequence
+from plinth.engine.weights import resolve_checkpoint
+
+
+log = logging.getLogger(__name__)
+
+
+class PromptTooLongError(ValueError):
+    """The prompt plus the requested completion does not fit in the model's context."""
+
+    def __init__(self, prompt_len: int, max_tokens: int, max_model_len: int) -> None:
+        self.prompt_len, self.max_tokens, self.max_model_len = prompt_len, max_tokens, max_model_len
+        super().__init__(
+            f"This model's maximum context length is {max_model_len} tokens. However, you requested "
+            f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the completion). "
+            "Please reduce the prompt or max_tokens."
+        )
+
+
+@dataclass(slots=True)
+class EngineStats:
+    num_running: int
+    num_waiting: int
+    kv_blocks_used: int
+    kv_blocks_total: int
+    last_batch_size: int
+    last_batch_tokens: int
+    num_preemptions: int
+
+
+class LLMEngine:
+    def __init__(self, config: EngineConfig, name: str | None = None) -> None:
+        self.config = config
+        path = resolve_checkpoint(config.model, config.revision)
+        self.model_config = ModelConfig.from_pretrained(path, name or config.model, config.max_model_len)
+        self.runner = ModelRunner(self.model_config, config)
+        cache_tokens = self.runner.num_blocks * config.block_size
+        self.model_config.max_model_len = min(self.model_config.max_model_len, cache_tokens)
+        self.block_manager = BlockManager(self.runner.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(
+            self.block_manager, config.max_num_seqs, config.max_num_batched_tokens, self.model_config.max_model_len
+        )
+        self.sampler = Sampler()
+        self._last_batch = (0, 0)
+
+    def check_request(self, token_ids: list[int], params: SamplingParams) -> None:
+        """Raise before queueing anything the engine could not serve."""
+        if not token_ids:
+            raise ValueError("the prompt is empty")
+        vocab = self.model_config.vocab_size
+        if min(token_ids) < 0 or max(token_ids) >= vocab:
+            raise ValueError(f"prompt token ids must be in [0, {vocab})")
+        if len(token_ids) + params.max_tokens > self.model_config.max_model_len:
+            raise PromptTooLongError(len(token_ids), params.max_tokens, self.model_config.max_model_len)
+
+    def add_request(
+        self, token_ids: list[int], params: SamplingParams, request_id: str | None = None, adapter: str | None = None
+    ) -> str:
+        if adapter is not None:
+            raise ValueError("LoRA adapters are not supported by this engine yet")
+        self.check_request(token_ids, params)
+        request_id = request_id or uuid.uuid4().hex
+        sampling = SamplingState.create(params, list(token_ids), self.model_config.eos_token_ids)
+        self.scheduler.add(Sequence(request_id, list(token_ids), params, sampling, adapter))
+        return request_id
+
+    def abort(self, request_id: str) -> RequestOutput | None:
+        return self.scheduler.abort(request_id)
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def step(self) -> list[RequestOutput]:
+        batch = self.scheduler.schedule()
+        self._last_batch = (len(batch), sum(item.num_new for item in batch))
+        if not batch:
+            return []
+        try:
+            return self._run(batch)
+        except Exception:
+            log.exception("engine step failed for %d requests; retrying them one by one", len(batch))
+        return [out for item in batch for out in self._run_isolated(item)]
+
+    def _run(self, batch: list[ScheduledSeq]) -> list[RequestOutput]:
+        logits = self.runner.run(batch)
+        token_ids, logprobs = self.sampler(logits, [item.seq.sampling for item in batch if item.samples])
+        return self.scheduler.postprocess(batch, token_ids, logprobs)
+
+    def _run_isolated(self, item: ScheduledSeq) -> list[RequestOutput]:
+        """Re-run one request of a failed batch alone (K/V writes are idempotent), failing only it if it fails."""
+        try:
+            return self._run([item])
+        except Exception:
+            log.exception("request %s failed", item.seq.request_id)
+            return [self.scheduler.finish_with(item.seq, "error")]
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            num_running=len(self.scheduler.running),
+            num_waiting=len(self.scheduler.waiting),
+            kv_blocks_used=self.block_manager.num_used_blocks,
+            kv_blocks_total=len(self.block_manager.blocks),
+            last_batch_size=self._last_batch[0],
+            last_batch_tokens=self._last_batch[1],
+            num_preemptions=self.scheduler.num_preemptions,
+        )
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[int]]:
+        """Run prompts to completion (offline use, tests); returns each one's generated ids."""
+        ids = [self.add_request(p, params) for p in prompts]
+        produced: dict[str, list[int]] = {i: [] for i in ids}
+        while self.has_unfinished():
+            for out in self.step():
+                produced[out.request_id].extend(out.new_token_ids)
+        return [produced[i] for i in ids]

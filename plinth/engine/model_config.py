@@ -1,0 +1,116 @@
+"""The shape of a Llama-family checkpoint, read from its Hugging Face ``config.json``.
+
+One dataclass covers Llama 2/3, Mistral, Qwen2/2.5 and Qwen3: they differ only in a few switches
+(qkv bias, qk-norm, rope scaling, tied embeddings), so the engine has one model implementation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ARCHITECTURES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3"}
+
+
+class UnsupportedModelError(ValueError):
+    """The checkpoint is not an architecture (or variant) this engine implements."""
+
+
+@dataclass(slots=True)
+class ModelConfig:
+    """Everything the engine needs to know about a checkpoint's architecture.
+
+    >>> cfg = ModelConfig.from_dict({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+    ...     "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})
+    >>> cfg.head_dim, cfg.num_kv_heads
+    (16, 4)
+    """
+
+    arch: str
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
+    qk_norm: bool = False
+    eos_token_ids: tuple[int, ...] = ()
+    bos_token_id: int | None = None
+    torch_dtype: str = "float32"
+    is_random: bool = False
+    max_model_len: int = 4096
+    name: str = ""
+    path: Path = field(default_factory=Path)
+
+    @classmethod
+    def from_pretrained(cls, path: Path, name: str = "", max_model_len: int | None = None) -> ModelConfig:
+        """Read ``config.json`` (and ``generation_config.json`` for extra EOS ids) from a checkpoint."""
+        raw = json.loads((path / "config.json").read_text())
+        gen_path = path / "generation_config.json"
+        extra_eos = _as_ids(json.loads(gen_path.read_text()).get("eos_token_id")) if gen_path.exists() else ()
+        cfg = cls.from_dict(raw, extra_eos=extra_eos, max_model_len=max_model_len)
+        cfg.name, cfg.path = name or path.name, path
+        return cfg
+
+    @classmethod
+    def from_dict(
+        cls, raw: dict[str, Any], extra_eos: tuple[int, ...] = (), max_model_len: int | None = None
+    ) -> ModelConfig:
+        model_type = raw.get("model_type", "")
+        if model_type not in ARCHITECTURES:
+            raise UnsupportedModelError(
+                f"model_type {model_type!r} is not supported; Plinth serves {sorted(ARCHITECTURES)}"
+            )
+        heads = raw["num_attention_heads"]
+        rope = raw.get("rope_scaling") or raw.get("rope_parameters") or None
+        rope_theta = raw.get("rope_theta") or (rope or {}).get("rope_theta") or 10000.0
+        if rope is not None and rope.get("rope_type", rope.get("type", "default")) == "default":
+            rope = None
+        limit = _context_limit(raw)
+        eos = tuple(dict.fromkeys(_as_ids(raw.get("eos_token_id")) + extra_eos))
+        return cls(
+            arch=ARCHITECTURES[model_type],
+            hidden_size=raw["hidden_size"],
+            intermediate_size=raw["intermediate_size"],
+            num_layers=raw["num_hidden_layers"],
+            num_heads=heads,
+            num_kv_heads=raw.get("num_key_value_heads") or heads,
+            head_dim=raw.get("head_dim") or raw["hidden_size"] // heads,
+            vocab_size=raw["vocab_size"],
+            rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
+            rope_theta=float(rope_theta),
+            rope_scaling=rope,
+            max_position_embeddings=raw.get("max_position_embeddings", 4096),
+            tie_word_embeddings=raw.get("tie_word_embeddings", False),
+            attention_bias=raw.get("attention_bias", model_type == "qwen2"),
+            qk_norm=model_type == "qwen3",
+            eos_token_ids=eos,
+            bos_token_id=raw.get("bos_token_id"),
+            torch_dtype=str(raw.get("torch_dtype") or raw.get("dtype") or "float32"),
+            is_random=bool(raw.get("plinth_random_weights", False)),
+            max_model_len=min(max_model_len or limit, limit),
+        )
+
+
+def _context_limit(raw: dict[str, Any]) -> int:
+    """Longest context served correctly: Mistral v0.1's sliding window caps it (we attend fully)."""
+    limit = raw.get("max_position_embeddings", 4096)
+    window = raw.get("sliding_window")
+    if window and raw.get("use_sliding_window", raw.get("model_type") == "mistral"):
+        limit = min(limit, window)
+    return int(limit)
+
+
+def _as_ids(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else (int(value),)

@@ -1,0 +1,122 @@
+"""Owns the model weights and the KV cache on one device; turns a scheduled batch into logits."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from plinth.engine.attention import AttentionMetadata, SeqSpan
+from plinth.engine.config import EngineConfig
+from plinth.engine.model import CausalLM
+from plinth.engine.model_config import ModelConfig
+from plinth.engine.scheduler import ScheduledSeq
+from plinth.engine.weights import has_weights, iter_weights
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but CUDA is not available on this machine")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device, checkpoint_dtype: str) -> torch.dtype:
+    """``auto``: the checkpoint's half-precision dtype where the hardware computes it natively (any GPU;
+    CPUs with AVX512-BF16/AMX, where bf16 matmuls run several times faster), else float32."""
+    if name != "auto":
+        if name not in DTYPES:
+            raise ValueError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {name!r}")
+        return DTYPES[name]
+    stored = DTYPES.get(checkpoint_dtype.removeprefix("torch."), torch.float32)
+    if device.type == "cuda":
+        return torch.float16 if stored == torch.float16 else torch.bfloat16
+    if stored == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class ModelRunner:
+    """Builds the model (real or dummy weights), sizes and allocates the paged KV cache, runs steps."""
+
+    def __init__(self, model_config: ModelConfig, config: EngineConfig) -> None:
+        self.cfg, self.config = model_config, config
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device, model_config.torch_dtype)
+        torch.manual_seed(config.seed)
+        with _default_dtype(self.dtype), self.device:
+            self.model = CausalLM(model_config)
+        self._load_weights()
+        self.model.eval()
+        self.block_size = config.block_size
+        self.num_blocks = self._num_kv_blocks()
+        shape = (self.num_blocks * self.block_size, model_config.num_kv_heads, model_config.head_dim)
+        self.kv_caches = [
+            (torch.zeros(shape, dtype=self.dtype, device=self.device), torch.zeros(shape, dtype=self.dtype, device=self.device))
+            for _ in range(model_config.num_layers)
+        ]
+
+    def _load_weights(self) -> None:
+        if self.config.load_format == "dummy":
+            self.model.init_dummy_weights(self.config.seed)
+            return
+        if not has_weights(self.cfg.path):
+            raise ValueError(
+                f"{self.cfg.path} has no weight files; pass load_format='dummy' (--load-format dummy) to "
+                "benchmark it with random weights generated in memory"
+            )
+        with torch.no_grad():
+            self.model.load_weights(iter_weights(self.cfg.path))
+
+    def _block_bytes(self) -> int:
+        cfg = self.cfg
+        per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * self.dtype.itemsize
+        return per_token * self.block_size
+
+    def _num_kv_blocks(self) -> int:
+        """Blocks to allocate: configured, or what the memory budget holds, but no more than can be used."""
+        if self.config.kv_cache_blocks:
+            return self.config.kv_cache_blocks
+        if self.device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(self.device)
+            budget = free - total * (1 - self.config.gpu_memory_utilization)
+        else:
+            budget = self.config.kv_cache_memory_gb * 2**30
+        usable = self.config.max_num_seqs * -(-self.cfg.max_model_len // self.block_size)
+        return max(1, min(int(budget // self._block_bytes()), usable))
+
+    @torch.inference_mode()
+    def run(self, batch: list[ScheduledSeq]) -> torch.Tensor:
+        """Forward every scheduled token; return float32 logits of the sampling rows, in batch order."""
+        input_ids: list[int] = []
+        positions: list[int] = []
+        sample_rows: list[int] = []
+        spans = []
+        for item in batch:
+            start = item.seq.num_computed
+            input_ids.extend(item.seq.token_ids[start : start + item.num_new])
+            positions.extend(range(start, start + item.num_new))
+            spans.append(SeqSpan(item.seq.block_table, start, item.num_new))
+            if item.samples:
+                sample_rows.append(len(input_ids) - 1)
+        meta = AttentionMetadata.build(spans, self.block_size, self.device)
+        ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
+        pos = torch.tensor(positions, dtype=torch.long, device=self.device)
+        hidden = self.model(ids, pos, self.kv_caches, meta)
+        rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)
+        return self.model.compute_logits(hidden[rows]).float()

@@ -1,0 +1,110 @@
+"""Hugging Face ``config.json`` dicts for random checkpoints, by architecture and size.
+
+Contract: ``preset(arch, size)`` returns a fresh dict in the hub's own format (``model_type``,
+``architectures``, top-level ``rope_theta``), so a random checkpoint looks exactly like one downloaded
+from the hub and exercises the same loading code. Shapes follow the real families:
+
+- ``tiny``  (~0.7-0.9M params): 2 layers, GQA (4 heads, 2 kv heads) -- for unit and parity tests.
+- ``small`` (~100-125M): GPT-2-small width with GQA -- for demos on CPU.
+- ``1b``    Llama-3.2-1B shape; ``7b`` Llama-2-7B / Mistral-7B / Qwen2-7B / Qwen3-8B shapes --
+  used with ``--load-format dummy`` for benchmarks, so only config and tokenizer are written.
+
+Family quirks kept on purpose, because the engine must handle them: Qwen2 has q/k/v biases (implied by
+the architecture, not a config field), Qwen3 has q/k RMSNorm and an explicit ``head_dim`` that is not
+``hidden_size / num_attention_heads``, Qwen ties embeddings at small sizes, Llama-3.2-1B ties too.
+
+Example::
+
+    >>> preset("qwen3", "tiny")["head_dim"]
+    64
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+ARCHS = ("llama", "mistral", "qwen2", "qwen3")
+SIZES = ("tiny", "small", "1b", "7b")
+
+# The tokenizer trained by checkpoint.py puts its special tokens first, in this order, so the ids
+# below are fixed for every random checkpoint.
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+BOS_TOKEN_ID = 0  # <|endoftext|>
+EOS_TOKEN_ID = 2  # <|im_end|>: chat turns end with it
+PAD_TOKEN_ID = 0
+
+_FAMILY: dict[str, dict[str, Any]] = {
+    "llama": {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "rms_norm_eps": 1e-5,
+              "rope_theta": 10000.0, "attention_bias": False, "mlp_bias": False},
+    "mistral": {"model_type": "mistral", "architectures": ["MistralForCausalLM"], "rms_norm_eps": 1e-5,
+                "rope_theta": 1000000.0, "sliding_window": None},
+    "qwen2": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "rms_norm_eps": 1e-6,
+              "rope_theta": 1000000.0, "use_sliding_window": False, "sliding_window": None},
+    "qwen3": {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "rms_norm_eps": 1e-6,
+              "rope_theta": 1000000.0, "attention_bias": False, "use_sliding_window": False,
+              "sliding_window": None},
+}  # fmt: skip
+
+_SHAPE: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "intermediate_size": 352, "vocab_size": 2048,
+             "max_position_embeddings": 2048, "torch_dtype": "float32"},
+    "small": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+              "num_key_value_heads": 4, "intermediate_size": 2048, "vocab_size": 32000,
+              "max_position_embeddings": 2048, "torch_dtype": "bfloat16"},
+    "1b": {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32,
+           "num_key_value_heads": 8, "intermediate_size": 8192, "vocab_size": 128256,
+           "max_position_embeddings": 8192, "torch_dtype": "bfloat16"},
+    "7b": {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+           "num_key_value_heads": 32, "intermediate_size": 11008, "vocab_size": 32000,
+           "max_position_embeddings": 4096, "torch_dtype": "bfloat16"},
+}  # fmt: skip
+
+# Where a family's real model of that size differs from the generic shape above.
+_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
+    ("llama", "1b"): {"rope_theta": 500000.0, "tie_word_embeddings": True},  # Llama-3.2-1B
+    ("mistral", "1b"): {"vocab_size": 32768},
+    ("mistral", "7b"): {"num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32768,
+                        "max_position_embeddings": 32768},  # Mistral-7B-v0.3
+    ("qwen2", "1b"): {"vocab_size": 151936},
+    ("qwen2", "7b"): {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28,
+                      "num_key_value_heads": 4, "intermediate_size": 18944, "vocab_size": 152064,
+                      "max_position_embeddings": 32768, "tie_word_embeddings": False},  # Qwen2-7B
+    ("qwen3", "tiny"): {"head_dim": 64},  # deliberately != hidden/heads, as in real Qwen3 models
+    ("qwen3", "small"): {"head_dim": 128},
+    ("qwen3", "1b"): {"head_dim": 128, "vocab_size": 151936},
+    ("qwen3", "7b"): {"hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32,
+                      "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288,
+                      "vocab_size": 151936, "max_position_embeddings": 40960,
+                      "tie_word_embeddings": False},  # Qwen3-8B (there is no Qwen3-7B)
+}  # fmt: skip
+
+
+def preset(arch: str, size: str) -> dict[str, Any]:
+    """Return a new hub-format config dict for ``arch`` x ``size``.
+
+    Raises ValueError naming the valid choices, because this is reached straight from CLI flags.
+    """
+    if arch not in ARCHS or size not in SIZES:
+        raise ValueError(
+            f"unknown preset arch={arch!r} size={size!r}; "
+            f"valid archs: {', '.join(ARCHS)}; valid sizes: {', '.join(SIZES)}"
+        )
+    config: dict[str, Any] = {
+        **_FAMILY[arch],
+        **_SHAPE[size],
+        "tie_word_embeddings": arch.startswith("qwen"),
+        **_OVERRIDES.get((arch, size), {}),
+    }
+    if "use_sliding_window" in config:
+        config["max_window_layers"] = config["num_hidden_layers"]
+    config.update(
+        hidden_act="silu",
+        initializer_range=0.02,
+        attention_dropout=0.0,
+        use_cache=True,
+        bos_token_id=BOS_TOKEN_ID,
+        eos_token_id=EOS_TOKEN_ID,
+    )
+    return copy.deepcopy(config)

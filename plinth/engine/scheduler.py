@@ -1,0 +1,142 @@
+"""Continuous batching: which requests run in the next step, and how many tokens each.
+
+Every step has a token budget (``max_num_batched_tokens``). Running requests go first, oldest first:
+a decode costs one token, an unfinished prefill continues with the next chunk. Waiting requests are then
+admitted in arrival order while budget, ``max_num_seqs`` and cache blocks allow, so new requests join a
+running batch and prefills interleave with decodes. When the cache is full, the newest running request
+is preempted (its blocks freed, recomputed later), never the oldest: requests always make progress,
+nothing crashes, and arrival order is kept (no starvation).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from plinth.engine.block_manager import BlockManager
+from plinth.engine.outputs import RequestOutput, TokenLogprob
+from plinth.engine.sequence import Sequence, Status
+
+
+@dataclass(slots=True)
+class ScheduledSeq:
+    seq: Sequence
+    num_new: int
+    samples: bool  # the chunk reaches the sequence's end, so its last logits pick the next token
+
+
+class Scheduler:
+    def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int, max_model_len: int):
+        self.block_manager = block_manager
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.max_model_len = max_model_len
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.num_preemptions = 0
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.append(seq)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> list[ScheduledSeq]:
+        budget = self.max_num_batched_tokens
+        batch: list[ScheduledSeq] = []
+        preempted = False
+        for seq in list(self.running):
+            if budget == 0 or seq not in self.running:
+                break
+            num_new = min(seq.num_tokens - seq.num_computed, budget)
+            while not self.block_manager.can_append(seq, num_new):
+                preempted = True
+                if self._preempt_newest() is seq:
+                    break
+            if seq.status is not Status.RUNNING:
+                break
+            self.block_manager.append(seq, num_new)
+            batch.append(self._scheduled(seq, num_new))
+            budget -= num_new
+        while not preempted and self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[0]
+            if not self.block_manager.allocate(seq):
+                break
+            self.waiting.popleft()
+            seq.status = Status.RUNNING
+            self.running.append(seq)
+            num_new = min(seq.num_tokens - seq.num_computed, budget)
+            batch.append(self._scheduled(seq, num_new))
+            budget -= num_new
+        return batch
+
+    def postprocess(
+        self, batch: list[ScheduledSeq], token_ids: list[int], logprobs: list[TokenLogprob | None]
+    ) -> list[RequestOutput]:
+        """Advance each scheduled sequence, append sampled tokens and finish those that are done."""
+        outputs = []
+        sampled = iter(zip(token_ids, logprobs, strict=True))
+        for item in batch:
+            seq = item.seq
+            seq.num_computed += item.num_new
+            self.block_manager.register_full_blocks(seq)
+            if not item.samples:
+                continue
+            token_id, logprob = next(sampled)
+            seq.append_token(token_id)
+            reason = self._finish_reason(seq, token_id)
+            if reason:
+                self._finish(seq, reason)
+            outputs.append(_output(seq, [token_id], None if logprob is None else [logprob]))
+        return outputs
+
+    def abort(self, request_id: str) -> RequestOutput | None:
+        for queue in (self.waiting, self.running):
+            for seq in queue:
+                if seq.request_id == request_id:
+                    return self.finish_with(seq, "abort")
+        return None
+
+    def finish_with(self, seq: Sequence, reason: str) -> RequestOutput:
+        """End a request early (``abort`` by the caller, ``error`` when its computation failed)."""
+        self._finish(seq, reason)
+        return _output(seq, [], None)
+
+    def _scheduled(self, seq: Sequence, num_new: int) -> ScheduledSeq:
+        return ScheduledSeq(seq, num_new, samples=seq.num_computed + num_new == seq.num_tokens)
+
+    def _finish_reason(self, seq: Sequence, token_id: int) -> str | None:
+        if token_id in seq.sampling.stop_ids and seq.num_output_tokens >= seq.params.min_tokens:
+            return "stop"
+        if seq.num_output_tokens >= seq.params.max_tokens or seq.num_tokens >= self.max_model_len:
+            return "length"
+        return None
+
+    def _finish(self, seq: Sequence, reason: str) -> None:
+        if seq in self.running:
+            self.running.remove(seq)
+        else:
+            self.waiting.remove(seq)
+        self.block_manager.free_sequence(seq)
+        seq.status, seq.finish_reason = Status.FINISHED, reason
+
+    def _preempt_newest(self) -> Sequence:
+        victim = self.running.pop()
+        self.block_manager.free_sequence(victim)
+        victim.status = Status.WAITING
+        self.waiting.appendleft(victim)
+        self.num_preemptions += 1
+        return victim
+
+
+def _output(seq: Sequence, new_token_ids: list[int], logprobs: list[TokenLogprob] | None) -> RequestOutput:
+    return RequestOutput(
+        request_id=seq.request_id,
+        new_token_ids=new_token_ids,
+        new_logprobs=logprobs,
+        finished=seq.is_finished,
+        finish_reason=seq.finish_reason,
+        num_prompt_tokens=seq.num_prompt_tokens,
+        num_output_tokens=seq.num_output_tokens,
+        num_cached_tokens=seq.num_cached_tokens,
+    )

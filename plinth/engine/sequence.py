@@ -1,0 +1,65 @@
+"""One request as the scheduler sees it: token ids, KV blocks, progress and sampling state."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+
+from plinth.engine.sampler import SamplingState
+from plinth.engine.sampling_params import SamplingParams
+
+_arrivals = itertools.count()
+
+
+class Status(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+@dataclass(eq=False)
+class Sequence:
+    """A request's tokens (prompt + generated) and how much of them the KV cache already holds.
+
+    ``num_computed`` tokens have K/V in the cache; the rest are computed by the next step(s). After a
+    preemption ``num_computed`` drops to 0 and the whole sequence is recomputed (prefix blocks that
+    are still cached make that cheap).
+    """
+
+    request_id: str
+    token_ids: list[int]
+    params: SamplingParams
+    sampling: SamplingState
+    adapter: str | None = None
+    num_prompt_tokens: int = 0
+    num_computed: int = 0
+    num_cached_tokens: int = 0
+    block_table: list[int] = field(default_factory=list)
+    status: Status = Status.WAITING
+    finish_reason: str | None = None
+    arrival: int = field(default_factory=lambda: next(_arrivals))
+    num_emitted: int = 0  # output tokens already reported to the caller
+
+    def __post_init__(self) -> None:
+        self.num_prompt_tokens = self.num_prompt_tokens or len(self.token_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def output_token_ids(self) -> list[int]:
+        return self.token_ids[self.num_prompt_tokens :]
+
+    @property
+    def num_output_tokens(self) -> int:
+        return self.num_tokens - self.num_prompt_tokens
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is Status.FINISHED
+
+    def append_token(self, token_id: int) -> None:
+        self.token_ids.append(token_id)
+        self.sampling.output_token_ids.append(token_id)

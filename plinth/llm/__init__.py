@@ -1,0 +1,33 @@
+"""Text around the engine, and one protocol for every chat-model provider.
+
+Features take a :class:`ChatModel` (``chat`` / ``stream`` over messages) and never learn where the model
+runs: :class:`LocalModel` (the in-process engine), :class:`OpenAICompatModel`, :class:`BedrockModel`, or
+:class:`ScriptedModel`, the test double. :class:`Embedder` turns text into vectors.
+"""
+
+from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, ProviderError, Usage
+from plinth.llm.bedrock import BedrockModel
+from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
+from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, Embedder
+from plinth.llm.local import LocalModel, TextDelta
+from plinth.llm.openai_compat import OpenAICompatModel
+from plinth.llm.scripted import ScriptedCall, ScriptedModel
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL",
+    "BedrockModel",
+    "ChatModel",
+    "ChatOptions",
+    "ChatResult",
+    "Embedder",
+    "IncrementalDetokenizer",
+    "LocalModel",
+    "Message",
+    "OpenAICompatModel",
+    "ProviderError",
+    "ScriptedCall",
+    "ScriptedModel",
+    "StopMatcher",
+    "TextDelta",
+    "Usage",
+]

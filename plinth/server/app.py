@@ -1,0 +1,129 @@
+"""The FastAPI app and ``plinth serve``.
+
+:func:`create_app` wires already-loaded models, an open control plane and (optionally) an embedder into an
+app, so tests build one from tiny or fake models. :func:`serve` is the process entry point: it checks the
+bind address, opens the control plane, loads every ``--model`` (or a random-weight ``small`` llama when
+none is given, saying so loudly) and runs uvicorn::
+
+    app = create_app(Settings(no_auth=True), [LocalModel.load(cfg)], open_control_plane(url))
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from plinth.config import Settings, check_bind
+from plinth.control import ControlPlane
+from plinth.server import invocations, openai_api
+from plinth.server.auth import local_tenant
+from plinth.server.errors import install_error_handlers
+from plinth.server.metrics import Metrics, RequestMetricsMiddleware, engine_stats
+from plinth.server.state import ServerState, get_state
+
+__all__ = ["NO_MODEL_HELP", "create_app", "random_model_path", "serve"]
+
+log = logging.getLogger(__name__)
+
+NO_MODEL_HELP = """\
+No model given, so Plinth is serving a RANDOM-WEIGHT llama ('small'): its output is gibberish, but
+every API works. To serve a real model, point Plinth at a Hugging Face id or a local checkpoint:
+
+    plinth serve --model Qwen/Qwen2.5-0.5B-Instruct
+    plinth serve --model ./path/to/checkpoint-dir
+
+(or set `models = [...]` in plinth.toml, or PLINTH_MODELS).
+"""
+
+
+def create_app(
+    settings: Settings, models: list[Any], control_plane: ControlPlane, embedder: Any | None = None
+) -> FastAPI:
+    """An app serving ``models`` (already loaded ``LocalModel`` s, keyed by ``.name``)."""
+    app = FastAPI(title="Plinth", version="0.1.0")
+    state = ServerState(
+        settings=settings,
+        models={m.name: m for m in models},
+        control_plane=control_plane,
+        metrics=Metrics(),
+        embedder=embedder,
+        no_auth_tenant=local_tenant(control_plane) if settings.no_auth else None,
+    )
+    app.state.plinth = state
+    install_error_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    app.include_router(openai_api.router)
+    app.include_router(invocations.router)
+    app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/health", _health, methods=["GET"])
+    app.add_api_route("/metrics", _metrics, methods=["GET"])
+    return app
+
+
+def _root() -> dict[str, str]:
+    """Placeholder until the web app is served here."""
+    return {"name": "plinth", "docs": "/docs", "openai_api": "/v1"}
+
+
+def _health(request: Request) -> dict[str, Any]:
+    """Liveness plus each model's status (no key needed: load balancers call it)."""
+    state = get_state(request)
+    models = []
+    for model in state.models.values():
+        stats = engine_stats(model)
+        models.append(
+            {
+                "id": model.name,
+                "status": "ready",
+                "random_weights": bool(model.is_random),
+                "max_model_len": model.max_model_len,
+                "num_running": getattr(stats, "num_running", None),
+                "num_waiting": getattr(stats, "num_waiting", None),
+            }
+        )
+    return {"status": "ok" if models else "no_models", "models": models}
+
+
+def _metrics(request: Request) -> Response:
+    state = get_state(request)
+    body = state.metrics.render(state.models.values())
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def random_model_path(settings: Settings) -> Path:
+    """The random-weight ``small`` llama served when no model is configured, created on first use."""
+    path = Path(settings.data_dir) / "models" / "random-llama-small"
+    if not (path / "config.json").is_file():
+        from plinth.engine.checkpoint import init_random
+
+        init_random("llama", "small", path)
+    return path
+
+
+def serve(settings: Settings) -> None:
+    """Run the server until interrupted (``plinth serve``)."""
+    import uvicorn
+
+    from plinth.control import open_control_plane
+    from plinth.llm.local import LocalModel
+
+    check_bind(settings)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    assert settings.database_url is not None  # Settings fills the default
+    control_plane = open_control_plane(settings.database_url)
+    names = list(settings.models)
+    if not names:
+        print(NO_MODEL_HELP, flush=True)
+        names = [str(random_model_path(settings))]
+    models = [LocalModel.load(settings.engine_config(name)) for name in names]
+    app = create_app(settings, models, control_plane)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    finally:
+        for model in models:
+            model.shutdown()
+        control_plane.close()

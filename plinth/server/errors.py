@@ -1,0 +1,113 @@
+"""OpenAI-shaped errors for every failure the server can answer, so clients parse one format.
+
+Every non-2xx body is ``{"error": {"message", "type", "param", "code"}}``. Routes raise
+:class:`APIError` (or let a known library error through); :func:`install_error_handlers` maps the rest —
+FastAPI's 422 validation errors become 400s naming the field, unknown routes 404, and anything
+unexpected a 500 whose body never carries a stack trace::
+
+    raise APIError(404, "The model 'x' does not exist", code="model_not_found", param="model")
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from plinth.engine import PromptTooLongError, SamplingParamsError
+
+__all__ = ["APIError", "error_body", "install_error_handlers", "prompt_too_long"]
+
+log = logging.getLogger(__name__)
+
+_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 500: "server_error"}
+
+
+class APIError(Exception):
+    """An error the client should see, with the HTTP status and OpenAI's error fields."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or _TYPES.get(status, "invalid_request_error")
+        self.param = param
+        self.code = code
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(error_body(self), status_code=self.status)
+
+
+def error_body(err: APIError) -> dict[str, Any]:
+    """The JSON body for ``err``; also used for the error event inside a stream."""
+    return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+
+
+def prompt_too_long(exc: PromptTooLongError) -> APIError:
+    """The 400 for a prompt (plus max_tokens) that does not fit the model's context."""
+    message = str(exc) or (
+        f"This model's maximum context length is {exc.max_model_len} tokens, "
+        f"but the prompt has {exc.prompt_len} tokens."
+    )
+    return APIError(400, message, param="messages", code="context_length_exceeded")
+
+
+def as_api_error(exc: Exception) -> APIError:
+    """Map a library error to the error the client sees; anything unknown is an opaque 500."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, SamplingParamsError):
+        return APIError(400, str(exc), param=exc.param)
+    if isinstance(exc, PromptTooLongError):
+        return prompt_too_long(exc)
+    log.exception("internal error", exc_info=exc)
+    return APIError(500, "The server had an error while processing your request.", code="internal_error")
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    """``("body", "messages", 0, "role")`` -> ``"messages.0.role"``; None for the body itself."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "header", "path")]
+    return ".".join(parts) or None
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request", "type": ""}
+    if first.get("type") == "json_invalid":
+        return APIError(400, "The request body is not valid JSON.", code="invalid_json").response()
+    param = _param(tuple(first.get("loc", ())))
+    message = f"{param}: {first['msg']}" if param else str(first["msg"])
+    return APIError(400, message, param=param).response()
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return APIError(404, "Unknown route.", code="not_found").response()
+    if exc.status_code == 405:
+        return APIError(405, "Method not allowed.", code="method_not_allowed").response()
+    return APIError(exc.status_code, str(exc.detail)).response()
+
+
+def _known_error(_: Request, exc: Exception) -> JSONResponse:
+    return as_api_error(exc).response()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register handlers so every error, expected or not, leaves in the OpenAI shape."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for exc_type in (APIError, SamplingParamsError, PromptTooLongError, Exception):
+        app.add_exception_handler(exc_type, _known_error)

@@ -1,0 +1,142 @@
+"""One core path for every generating route: start n streams, merge their deltas, or collect them.
+
+OpenAI chat, OpenAI completions and LMI ``/invocations`` differ only in how they read requests and shape
+responses; all of them run a list of :class:`Job` s through :func:`start`, which returns an iterator of
+``(job index, TextDelta)`` events. Starting waits for the first event, so request errors the engine finds
+(prompt too long, token ids out of range) become a clean 400 *before* a streaming response has begun.
+Closing the events iterator — a client disconnect, a cancelled task — closes every model stream, which
+aborts the engine requests and frees their KV cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from plinth.engine import PromptTooLongError, SamplingParams, TokenLogprob
+from plinth.server.errors import APIError
+from plinth.server.metrics import Metrics
+
+__all__ = ["Choice", "Job", "collect", "start"]
+
+Events = AsyncIterator[tuple[int, Any]]
+
+
+@dataclass(slots=True)
+class Job:
+    """One sequence to generate: ``model.stream(prompt_ids, params, stop, request_id)``."""
+
+    model: Any  # plinth.llm.local.LocalModel (duck-typed so tests can pass a fake)
+    prompt_ids: list[int]
+    params: SamplingParams
+    stop: tuple[str, ...] = ()
+    request_id: str | None = None
+
+
+@dataclass(slots=True)
+class Choice:
+    """A job's whole output, accumulated from its deltas."""
+
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    num_prompt_tokens: int = 0
+    num_output_tokens: int = 0
+    num_cached_tokens: int = 0
+
+    def add(self, delta: Any) -> None:
+        self.text += delta.text
+        self.token_ids += delta.token_ids
+        self.logprobs += delta.logprobs or []
+        self.finish_reason = delta.finish_reason or self.finish_reason
+        self.num_prompt_tokens = delta.num_prompt_tokens
+        self.num_output_tokens = delta.num_output_tokens
+        self.num_cached_tokens = delta.num_cached_tokens
+
+
+async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
+    """Start every job; return their merged events once the first one arrived (or raise an APIError)."""
+    assert jobs, "at least one job"
+    streams = []
+    try:
+        for job in jobs:
+            rid = job.request_id
+            stream = job.model.stream(job.prompt_ids, job.params, stop=job.stop, request_id=rid)
+            streams.append(metrics.observe(job.model.name, stream))
+    except BaseException:
+        await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)
+        raise
+    events = _merge(streams)
+    try:
+        first = await anext(events)
+    except (APIError, PromptTooLongError):
+        await events.aclose()
+        raise
+    except ValueError as exc:  # the engine's request checks (empty prompt, ids out of vocabulary)
+        await events.aclose()
+        raise APIError(400, str(exc)) from exc
+    except BaseException:
+        await events.aclose()
+        raise
+    return _prepend(first, events)
+
+
+async def collect(events: Events, n: int) -> list[Choice]:
+    """Drain ``events`` into one :class:`Choice` per job."""
+    choices = [Choice() for _ in range(n)]
+    try:
+        async for index, delta in events:
+            choices[index].add(delta)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    return choices
+
+
+async def _prepend(first: tuple[int, Any], events: Events) -> Events:
+    try:
+        yield first
+        async for event in events:
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+_DONE = object()
+
+
+async def _merge(streams: list[AsyncIterator[Any]]) -> Events:
+    """Interleave streams as ``(index, item)`` in arrival order; the first error from any stream is raised.
+
+    One task per stream feeds a queue. In ``finally`` every task is cancelled and awaited, and each
+    task closes its stream, so leaving this iterator early leaves nothing running in the engine.
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncIterator[Any]) -> None:
+        try:
+            async for item in stream:
+                await queue.put((index, item))
+            await queue.put(_DONE)
+        except Exception as exc:
+            await queue.put(exc)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is _DONE:
+                remaining -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,215 @@
+"""The OpenAI-compatible API: models, chat completions, completions and embeddings under ``/v1``.
+
+Each generating route turns its request into :class:`~plinth.server.generation.Job` s (one per prompt per
+``n``), starts them, then either collects a whole response or streams SSE chunks ending in
+``data: [DONE]``. Choice ``index`` is ``prompt_index * n + i``, as in OpenAI's completions API.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from plinth.server import openai_format as fmt
+from plinth.server.auth import require_tenant
+from plinth.server.errors import APIError, as_api_error, error_body
+from plinth.server.generation import Choice, Job, collect, start
+from plinth.server.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
+from plinth.server.state import ServerState, get_state
+from plinth.server.streaming import SSE_DONE, ClosingStreamingResponse, sse_event
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_tenant)])
+
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; chat defaults to "all that fits"
+
+Render = Callable[[int, Any, bool], list[dict[str, Any]]]
+
+
+@router.get("/models")
+def list_models(request: Request) -> dict[str, Any]:
+    """Served models; random-weight ones say so in ``owned_by`` and ``plinth.random_weights``."""
+    state = get_state(request)
+    data = [_model_card(state, m) for m in state.models.values()]
+    return {"object": "list", "data": data}
+
+
+def _model_card(state: ServerState, model: Any) -> dict[str, Any]:
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": state.created,
+        "owned_by": "plinth (random weights)" if model.is_random else "plinth",
+        "root": model.name,
+        "parent": None,  # adapters will name their base model here
+        "max_model_len": model.max_model_len,
+        "plinth": {"random_weights": bool(model.is_random)},
+    }
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatRequest, request: Request) -> Any:
+    state = get_state(request)
+    model = state.model(body.model)
+    messages = [m.as_template_message() for m in body.messages]
+    try:
+        ids = await run_in_threadpool(model.encode_chat, messages)
+    except ValueError as exc:  # e.g. the checkpoint has no chat template
+        raise APIError(400, str(exc), param="messages") from exc
+    k = body.num_logprobs
+    jobs = _jobs(body, model, [ids], k, body.requested_max_tokens, _room(model, ids))
+    rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    events = await start(jobs, state.metrics)
+    if not body.stream:
+        return fmt.chat_response(rid, model, await collect(events, len(jobs)), body.n, k)
+
+    def render(index: int, delta: Any, first: bool) -> list[dict[str, Any]]:
+        chunks = [fmt.chat_chunk(rid, created, model.name, index, {"role": "assistant", "content": ""})]
+        extra: dict[str, Any] = {"finish_reason": delta.finish_reason}
+        if k is not None and delta.logprobs:
+            extra["logprobs"] = fmt.chat_logprobs(model, delta.logprobs, k)
+        content = {"content": delta.text} if delta.text else {}
+        if content or delta.finish_reason or "logprobs" in extra:
+            chunks.append(fmt.chat_chunk(rid, created, model.name, index, content, **extra))
+        return chunks if first else chunks[1:]
+
+    usage_chunk = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model.name}
+    return _sse(_sse_body(events, len(jobs), body.n, render, usage_chunk if body.include_usage else None))
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request) -> Any:
+    state = get_state(request)
+    model = state.model(body.model)
+    if body.echo:
+        raise APIError(400, "echo is not supported.", param="echo")
+    prompts = [p if isinstance(p, list) else await run_in_threadpool(model.encode, p) for p in body.prompts()]
+    room = min(_room(model, ids, "prompt") for ids in prompts)
+    default = min(COMPLETIONS_DEFAULT_MAX_TOKENS, room)
+    jobs = _jobs(body, model, prompts, body.logprobs, body.max_tokens, default)
+    rid, created, k = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.logprobs
+    events = await start(jobs, state.metrics)
+    if not body.stream:
+        return fmt.completion_response(rid, model, await collect(events, len(jobs)), body.n, k)
+    offsets = [0] * len(jobs)
+
+    def render(index: int, delta: Any, first: bool) -> list[dict[str, Any]]:
+        extra: dict[str, Any] = {"finish_reason": delta.finish_reason}
+        if k is not None and delta.logprobs:
+            extra["logprobs"] = fmt.completion_logprobs(model, delta.logprobs, k, offsets[index])
+        offsets[index] += len(delta.text)
+        if not (delta.text or delta.finish_reason or "logprobs" in extra):
+            return []
+        return [fmt.completion_chunk(rid, created, model.name, index, delta.text, **extra)]
+
+    usage_chunk = {"id": rid, "object": "text_completion", "created": created, "model": model.name}
+    return _sse(_sse_body(events, len(jobs), body.n, render, usage_chunk if body.include_usage else None))
+
+
+@router.post("/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    state = get_state(request)
+    if body.model not in state.embedding_model_names():
+        names = ", ".join(sorted(state.embedding_model_names()))
+        raise APIError(404, f"The embedding model '{body.model}' does not exist. Use one of: {names}.",
+                       param="model", code="model_not_found")  # fmt: skip
+    texts = body.texts()
+    embedder = await state.get_embedder()
+    dimensions = await run_in_threadpool(lambda: embedder.dimensions)  # the first call loads the weights
+    if body.dimensions is not None and body.dimensions != dimensions:
+        raise APIError(400, f"dimensions must be {dimensions} for this model.", param="dimensions")
+    vectors = await run_in_threadpool(embedder.embed, texts)
+    tokens = await run_in_threadpool(embedder.count_tokens, texts)
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": embedder.name, "usage": usage}
+
+
+def _encode_vector(vector: Sequence[float], encoding: str) -> list[float] | str:
+    """Floats, or OpenAI's base64 of little-endian float32 (the openai SDK's default request)."""
+    if encoding == "float":
+        return [float(x) for x in vector]
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def _room(model: Any, ids: list[int], param: str = "messages") -> int:
+    """Tokens left for the completion; a 400 when the prompt alone fills the context."""
+    if not ids:
+        raise APIError(400, "The prompt is empty.", param=param)
+    if len(ids) >= model.max_model_len:
+        raise APIError(
+            400,
+            f"This model's maximum context length is {model.max_model_len} tokens, "
+            f"but the prompt has {len(ids)} tokens.",
+            param=param,
+            code="context_length_exceeded",
+        )
+    return model.max_model_len - len(ids)
+
+
+def _jobs(
+    body: Any,
+    model: Any,
+    prompts: list[list[int]],
+    logprobs: int | None,
+    max_tokens: int | None,
+    default: int,
+) -> list[Job]:
+    """One job per (prompt, i < n); SamplingParams errors surface here as 400s naming the param."""
+    rid = uuid.uuid4().hex
+    return [
+        Job(
+            model,
+            ids,
+            body.sampling_params(
+                max_tokens=max_tokens, default_max_tokens=default, logprobs=logprobs, index=i
+            ),
+            body.stop_strings,
+            f"{rid}-{p}-{i}",
+        )
+        for p, ids in enumerate(prompts)
+        for i in range(body.n)
+    ]
+
+
+def _sse(body: AsyncIterator[str]) -> ClosingStreamingResponse:
+    return ClosingStreamingResponse(
+        body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+async def _sse_body(
+    events: AsyncIterator[tuple[int, Any]],
+    num_jobs: int,
+    n: int,
+    render: Render,
+    usage_chunk: dict[str, Any] | None,
+) -> AsyncIterator[str]:
+    """SSE text for ``events``; with ``usage_chunk`` every chunk has ``usage: null`` and a final chunk with
+    empty ``choices`` carries the totals (OpenAI's ``stream_options.include_usage``)."""
+    choices = [Choice() for _ in range(num_jobs)]
+    seen: set[int] = set()
+    try:
+        async for index, delta in events:
+            choices[index].add(delta)
+            for chunk in render(index, delta, index not in seen):
+                yield sse_event({**chunk, "usage": None} if usage_chunk else chunk)
+            seen.add(index)
+        if usage_chunk is not None:
+            yield sse_event({**usage_chunk, "choices": [], "usage": fmt.usage(choices, n)})
+    except Exception as exc:  # headers are sent: report in-band, as OpenAI does
+        yield sse_event(error_body(as_api_error(exc)))
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    yield SSE_DONE

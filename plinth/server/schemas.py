@@ -1,0 +1,156 @@
+"""Request bodies of the OpenAI-compatible API, and their mapping onto the engine's SamplingParams.
+
+Only the shapes live here: pydantic checks types (a mistyped field is a 400 naming it), SamplingParams
+checks ranges (its ``SamplingParamsError.param`` names the field). Fields OpenAI clients send that Plinth
+does not use (``user``, ``tools``...) are accepted and ignored, as OpenAI-compatible servers do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plinth.engine import SamplingParams
+from plinth.server.errors import APIError
+
+__all__ = ["ChatMessage", "ChatRequest", "CompletionRequest", "EmbeddingRequest", "StreamOptions"]
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _SamplingFields(BaseModel):
+    """The generation parameters chat and completions share (OpenAI names, vLLM extras)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+    ignore_eos: bool = False
+    min_tokens: int | None = None
+    n: int = Field(1, ge=1, le=128)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def sampling_params(
+        self, *, max_tokens: int | None, default_max_tokens: int, logprobs: int | None, index: int
+    ) -> SamplingParams:
+        """SamplingParams for choice ``index`` (``seed + index``, so n seeded choices differ).
+
+        Without an explicit ``max_tokens``, ``default_max_tokens`` applies (already capped by the caller
+        to the context left after the prompt). Raises ``SamplingParamsError`` on out-of-range values.
+        """
+        names = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty")
+        names += ("repetition_penalty", "min_tokens")
+        given: dict[str, Any] = {k: v for k in names if (v := getattr(self, k)) is not None}
+        if self.seed is not None:
+            given["seed"] = self.seed + index
+        return SamplingParams(
+            max_tokens=default_max_tokens if max_tokens is None else max_tokens,
+            stop_token_ids=tuple(self.stop_token_ids or ()),
+            ignore_eos=self.ignore_eos,
+            logprobs=logprobs,
+            **given,
+        )
+
+
+class ChatMessage(BaseModel):
+    """One turn; ``content`` may be a string or OpenAI's list of parts (only text parts are supported)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def as_template_message(self) -> dict[str, str]:
+        """The ``{"role", "content"}`` dict a chat template expects ("developer" is OpenAI's "system")."""
+        role = "system" if self.role == "developer" else self.role
+        if self.content is None or isinstance(self.content, str):
+            return {"role": role, "content": self.content or ""}
+        texts = []
+        for part in self.content:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise APIError(400, "Only text content parts are supported.", param="messages")
+            texts.append(part["text"])
+        return {"role": role, "content": "".join(texts)}
+
+
+class ChatRequest(_SamplingFields):
+    """``POST /v1/chat/completions``; ``max_completion_tokens`` is OpenAI's newer name for max_tokens."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    @property
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    @property
+    def num_logprobs(self) -> int | None:
+        """The engine's ``logprobs`` setting: None (off) or how many alternatives to return."""
+        if self.top_logprobs is not None and not self.logprobs:
+            raise APIError(400, "top_logprobs requires logprobs to be true.", param="top_logprobs")
+        return (self.top_logprobs or 0) if self.logprobs else None
+
+
+PromptInput = str | list[str] | list[int] | list[list[int]]
+
+
+class CompletionRequest(_SamplingFields):
+    """``POST /v1/completions``: ``prompt`` as a string, strings, token ids, or lists of token ids."""
+
+    prompt: PromptInput
+    logprobs: int | None = Field(None, ge=0, le=20)
+    echo: bool = False
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompt as a list of prompts, each text or token ids."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if not p:
+            raise APIError(400, "prompt must not be empty.", param="prompt")
+        if all(isinstance(x, int) for x in p):
+            return [list(p)]  # type: ignore[arg-type]
+        return list(p)  # type: ignore[arg-type]
+
+
+class EmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``; ``encoding_format="base64"`` is what the openai SDK sends by default."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+    def texts(self) -> list[str]:
+        texts = [self.input] if isinstance(self.input, str) else list(self.input)
+        if not texts:
+            raise APIError(400, "input must not be empty.", param="input")
+        return texts

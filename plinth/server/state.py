@@ -1,0 +1,67 @@
+"""What every route reads: the served models, control plane, metrics, and the lazily loaded embedder.
+
+One :class:`ServerState` lives on ``app.state.plinth``; routes fetch it with :func:`get_state`. Keeping
+it a plain dataclass means tests build an app from fakes by passing them to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from plinth.config import Settings
+from plinth.control import ControlPlane, Tenant
+from plinth.server.errors import APIError
+from plinth.server.metrics import Metrics
+
+__all__ = ["ServerState", "get_state"]
+
+
+@dataclass(slots=True)
+class ServerState:
+    settings: Settings
+    models: dict[str, Any]  # name -> LocalModel
+    control_plane: ControlPlane
+    metrics: Metrics = field(default_factory=Metrics)
+    embedder: Any | None = None  # plinth.llm.embedder.Embedder, loaded on first use
+    no_auth_tenant: Tenant | None = None  # set when --no-auth: every request acts as this tenant
+    created: int = field(default_factory=lambda: int(time.time()))
+    _embedder_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def model(self, name: str) -> Any:
+        """The served model called ``name``, or OpenAI's 404 ``model_not_found``."""
+        model = self.models.get(name)
+        if model is None:
+            raise APIError(
+                404,
+                f"The model '{name}' does not exist. Served models: {', '.join(self.models) or 'none'}.",
+                param="model",
+                code="model_not_found",
+            )
+        return model
+
+    def embedding_model_names(self) -> set[str]:
+        """Names a client may use for the embedder: the configured id and its short name."""
+        configured = self.settings.embedding_model
+        names = {configured, configured.rsplit("/", 1)[-1]}
+        if self.embedder is not None:
+            names.add(self.embedder.name)
+        return names
+
+    async def get_embedder(self) -> Any:
+        """The embedder, loaded once in a worker thread on first use (server start stays fast)."""
+        async with self._embedder_lock:
+            if self.embedder is None:
+                from plinth.llm.embedder import Embedder
+
+                self.embedder = await run_in_threadpool(Embedder.load, self.settings.embedding_model)
+        return self.embedder
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.plinth

@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny random checkpoints, built once per test session.
+
+``tiny_checkpoint_factory(arch)`` returns the directory of a tiny (~1M parameter) random checkpoint
+of ``arch`` (llama, mistral, qwen2, qwen3), written on first use and reused for the rest of the
+session. Treat the directories as read-only: other tests share them. Copy one (``shutil.copytree``)
+before changing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from plinth.engine.checkpoint import init_random
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    root = tmp_path_factory.mktemp("tiny-checkpoints")
+    cache: dict[str, Path] = {}
+
+    def make(arch: str) -> Path:
+        if arch not in cache:
+            cache[arch] = init_random(arch, "tiny", root / arch, seed=0)
+        return cache[arch]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_checkpoint_factory: Callable[[str], Path]) -> Path:
+    return tiny_checkpoint_factory("llama")

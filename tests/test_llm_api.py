@@ -1,0 +1,31 @@
+"""The public API of plinth.llm is explicit and pinned (changing it is a deliberate act)."""
+
+import plinth.llm
+from plinth.llm import BedrockModel, ChatModel, OpenAICompatModel
+
+
+def test_all_is_pinned():
+    assert sorted(plinth.llm.__all__) == [
+        "BedrockModel",
+        "ChatModel",
+        "ChatOptions",
+        "ChatResult",
+        "DEFAULT_EMBEDDING_MODEL",
+        "Embedder",
+        "IncrementalDetokenizer",
+        "LocalModel",
+        "Message",
+        "OpenAICompatModel",
+        "ProviderError",
+        "ScriptedCall",
+        "ScriptedModel",
+        "StopMatcher",
+        "TextDelta",
+        "Usage",
+    ]
+    assert all(hasattr(plinth.llm, name) for name in plinth.llm.__all__)
+
+
+def test_remote_providers_are_chat_models():
+    assert isinstance(OpenAICompatModel("http://x/v1", "m"), ChatModel)
+    assert isinstance(BedrockModel("model-id"), ChatModel)  # boto3 is not imported until a call
