@@ -52,6 +52,9 @@ class FakeModel:
         self.finished: list[str | None] = []
         self.aborted: list[str | None] = []
 
+    def shutdown(self) -> None:
+        self.is_shut_down = True
+
     def encode(self, text: str) -> list[int]:
         return [1] + [3 + (ord(c) % 7) for c in text]
 

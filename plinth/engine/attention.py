@@ -32,8 +32,9 @@ class AttentionGroup:
     """Requests attended in one SDPA call: padded queries, their context slots and the mask."""
 
     query_index: torch.Tensor  # [B, Q] rows of the flat token tensor (padding points at row 0)
-    kv_slots: torch.Tensor  # [B, C] cache slots of each request's context (padding: slot 0)
-    mask: torch.Tensor  # [B, 1, Q, C] True where a query may attend
+    block_tables: torch.Tensor  # [B, N] cache blocks of each request's context (padding: block 0)
+    mask: torch.Tensor  # [B, 1, Q, N * block_size] True where a query may attend
+    block_size: int
     valid: torch.Tensor | None  # [B, Q] real (non-padding) queries; None when there is no padding
     out_index: torch.Tensor  # [num valid] flat rows the outputs go back to
 
@@ -75,16 +76,16 @@ def _group(spans: list[SeqSpan], offsets: list[int], block_size: int, device: to
     for row, span in enumerate(spans):
         used = span.block_table[:max_blocks]
         tables[row, : len(used)] = torch.tensor(used, dtype=torch.long)
-    kv_pos = torch.arange(c_max)
-    kv_slots = tables[:, kv_pos // block_size] * block_size + kv_pos % block_size
+    kv_pos = torch.arange(max_blocks * block_size)
     # Absolute position of each query; a query sees the context up to and including itself.
     abs_q = (ctx_lens - q_lens)[:, None] + q_pos[None, :]
     mask = kv_pos[None, None, :] <= abs_q[:, :, None]
     mask[:, :, 0] |= ~valid  # padding rows attend to slot 0 so no row is fully masked (no NaNs)
     return AttentionGroup(
         query_index=query_index.to(device),
-        kv_slots=kv_slots.to(device),
+        block_tables=tables.to(device),
         mask=mask.unsqueeze(1).to(device),
+        block_size=block_size,
         valid=None if bool(valid.all()) else valid.to(device),
         out_index=query_index[valid].to(device),
     )
@@ -115,19 +116,38 @@ def paged_attention(
 def _attend(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, group: AttentionGroup, scale: float
 ) -> torch.Tensor:
-    """One SDPA call over a padded group; returns ``[B, Q, heads, D]``."""
+    """One attention call over a padded group; returns ``[B, Q, heads, D]``.
+
+    Context is gathered whole blocks at a time (one large copy per block, not one per token).
+    """
     batch, q_len = group.query_index.shape
-    ctx = group.kv_slots.shape[1]
-    flat_slots = group.kv_slots.flatten()
+    blocks = group.block_tables.flatten()
     queries = q.index_select(0, group.query_index.flatten()).view(batch, q_len, *q.shape[1:])
-    keys = k_cache.index_select(0, flat_slots).view(batch, ctx, *k_cache.shape[1:])
-    values = v_cache.index_select(0, flat_slots).view(batch, ctx, *v_cache.shape[1:])
+    keys = _gather_blocks(k_cache, blocks, batch, group.block_size)
+    values = _gather_blocks(v_cache, blocks, batch, group.block_size)
+    if q_len == 1:
+        return _decode_attention(queries, keys, values, group.mask, scale)
     attended = F.scaled_dot_product_attention(
-        queries.transpose(1, 2),
-        keys.transpose(1, 2),
-        values.transpose(1, 2),
-        attn_mask=group.mask,
-        scale=scale,
-        enable_gqa=True,
+        queries.transpose(1, 2), keys, values, attn_mask=group.mask, scale=scale, enable_gqa=True
     )
     return attended.transpose(1, 2)
+
+
+def _gather_blocks(cache: torch.Tensor, blocks: torch.Tensor, batch: int, block_size: int) -> torch.Tensor:
+    """``[slots, kv_heads, D]`` cache -> ``[B, kv_heads, blocks * block_size, D]`` contexts."""
+    by_block = cache.view(-1, block_size, *cache.shape[1:])
+    return by_block.index_select(0, blocks).view(batch, -1, *cache.shape[1:]).transpose(1, 2)
+
+
+def _decode_attention(
+    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Single-query attention as two batched matmuls with the query heads of a KV head stacked
+    (grouped-query attention without repeating K/V): faster on CPU than SDPA for one query."""
+    batch, _, heads, dim = queries.shape
+    kv_heads, ctx = keys.shape[1], keys.shape[2]
+    grouped = queries.view(batch, kv_heads, heads // kv_heads, dim)
+    scores = torch.matmul(grouped, keys.transpose(-1, -2)).float() * scale  # [B, Hkv, G, C]
+    scores.masked_fill_(~mask.view(batch, 1, 1, ctx), float("-inf"))
+    probs = scores.softmax(dim=-1).to(values.dtype)
+    return torch.matmul(probs, values).view(batch, 1, heads, dim)

@@ -50,13 +50,15 @@ class RotaryEmbedding(nn.Module):
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         inv_freq = scale_inv_freq(inv_freq, scaling)
         freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
-        self.register_buffer("cos", freqs.cos().repeat(1, 2), persistent=False)
-        self.register_buffer("sin", freqs.sin().repeat(1, 2), persistent=False)
+        # Computed in float32, stored in the model's dtype (as the reference casts them per call).
+        dtype = torch.get_default_dtype()
+        self.register_buffer("cos", freqs.cos().repeat(1, 2).to(dtype), persistent=False)
+        self.register_buffer("sin", freqs.sin().repeat(1, 2).to(dtype), persistent=False)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Rotate ``x`` of shape ``[tokens, heads, head_dim]`` by each token's position."""
-        cos = self.cos[positions].unsqueeze(1).to(x.dtype)
-        sin = self.sin[positions].unsqueeze(1).to(x.dtype)
+        cos = self.cos[positions].unsqueeze(1)
+        sin = self.sin[positions].unsqueeze(1)
         half = x.shape[-1] // 2
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         return x * cos + rotated * sin

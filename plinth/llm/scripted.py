@@ -46,7 +46,9 @@ class ScriptedModel:
                 yield chunk
 
     def _reply(self, messages: list[Message], options: ChatOptions | None) -> ChatResult:
-        self.calls.append(ScriptedCall([dict(m) for m in messages], options))  # type: ignore[misc]
+        self.calls.append(
+            ScriptedCall([m.copy() for m in messages], options)
+        )  # a snapshot: callers reuse lists
         text = self._next_text(messages)
         for stop in options.stop if options else ():
             text = text.split(stop, 1)[0] if stop else text

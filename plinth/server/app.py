@@ -115,11 +115,12 @@ def serve(settings: Settings) -> None:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     assert settings.database_url is not None  # Settings fills the default
     control_plane = open_control_plane(settings.database_url)
-    names = list(settings.models)
-    if not names:
+    if settings.models:
+        models = [LocalModel.load(settings.engine_config(name)) for name in settings.models]
+    else:
         print(NO_MODEL_HELP, flush=True)
-        names = [str(random_model_path(settings))]
-    models = [LocalModel.load(settings.engine_config(name)) for name in names]
+        path = random_model_path(settings)
+        models = [LocalModel.load(settings.engine_config(str(path)), name=path.name)]
     app = create_app(settings, models, control_plane)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

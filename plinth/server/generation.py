@@ -11,7 +11,7 @@ aborts the engine requests and frees their KV cache.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from plinth.server.metrics import Metrics
 
 __all__ = ["Choice", "Job", "collect", "start"]
 
-Events = AsyncIterator[tuple[int, Any]]
+Events = AsyncGenerator[tuple[int, Any], None]
 
 
 @dataclass(slots=True)
@@ -60,7 +60,7 @@ class Choice:
 async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
     """Start every job; return their merged events once the first one arrived (or raise an APIError)."""
     assert jobs, "at least one job"
-    streams = []
+    streams: list[AsyncGenerator[Any, None]] = []
     try:
         for job in jobs:
             rid = job.request_id
@@ -91,7 +91,7 @@ async def collect(events: Events, n: int) -> list[Choice]:
         async for index, delta in events:
             choices[index].add(delta)
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
     return choices
 
 
@@ -101,13 +101,13 @@ async def _prepend(first: tuple[int, Any], events: Events) -> Events:
         async for event in events:
             yield event
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
 
 
 _DONE = object()
 
 
-async def _merge(streams: list[AsyncIterator[Any]]) -> Events:
+async def _merge(streams: list[AsyncGenerator[Any, None]]) -> Events:
     """Interleave streams as ``(index, item)`` in arrival order; the first error from any stream is raised.
 
     One task per stream feeds a queue. In ``finally`` every task is cancelled and awaited, and each
@@ -115,7 +115,7 @@ async def _merge(streams: list[AsyncIterator[Any]]) -> Events:
     """
     queue: asyncio.Queue[Any] = asyncio.Queue()
 
-    async def pump(index: int, stream: AsyncIterator[Any]) -> None:
+    async def pump(index: int, stream: AsyncGenerator[Any, None]) -> None:
         try:
             async for item in stream:
                 await queue.put((index, item))
@@ -123,7 +123,7 @@ async def _merge(streams: list[AsyncIterator[Any]]) -> Events:
         except Exception as exc:
             await queue.put(exc)
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
 
     tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
     try:

@@ -146,7 +146,9 @@ def _details(model: Any, text: str, choice: Choice, *, with_tokens: bool) -> dic
         "inputs": text,
     }
     if with_tokens:
-        logprobs = [lp.logprob for lp in choice.logprobs] or [None] * len(choice.token_ids)
+        logprobs: list[float | None] = [lp.logprob for lp in choice.logprobs] or [None] * len(
+            choice.token_ids
+        )
         details["tokens"] = [_token(model, t, lp) for t, lp in zip(choice.token_ids, logprobs, strict=False)]
     return details
 

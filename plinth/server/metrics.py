@@ -9,7 +9,7 @@ model's engine when ``/metrics`` is scraped, so nothing polls in the background.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -73,7 +73,7 @@ class Metrics:
             self.kv_usage.labels(model.name).set(stats.kv_blocks_used / total if total else 0.0)
         return generate_latest(self.registry)
 
-    async def observe(self, model: str, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def observe(self, model: str, stream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         """Pass a TextDelta stream through, timing it; closing this closes (aborts) ``stream``."""
         start = time.perf_counter()
         first: float | None = None

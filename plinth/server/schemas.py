@@ -62,8 +62,8 @@ class _SamplingFields(BaseModel):
         Without an explicit ``max_tokens``, ``default_max_tokens`` applies (already capped by the caller
         to the context left after the prompt). Raises ``SamplingParamsError`` on out-of-range values.
         """
-        names = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty")
-        names += ("repetition_penalty", "min_tokens")
+        names: tuple[str, ...] = ("temperature", "top_p", "top_k", "min_p", "presence_penalty")
+        names += ("frequency_penalty", "repetition_penalty", "min_tokens")
         given: dict[str, Any] = {k: v for k in names if (v := getattr(self, k)) is not None}
         if self.seed is not None:
             given["seed"] = self.seed + index
