@@ -11,7 +11,7 @@ aborts the engine requests and frees their KV cache.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from plinth.engine import PromptTooLongError, SamplingParams, TokenLogprob
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
 
-__all__ = ["Choice", "Job", "collect", "start"]
+__all__ = ["Choice", "Events", "Job", "collect", "start"]
 
 Events = AsyncGenerator[tuple[int, Any], None]
 

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from plinth.engine import SamplingParams
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
-from plinth.server.generation import Choice, Job, collect, start
+from plinth.server.generation import Choice, Events, Job, collect, start
 from plinth.server.state import get_state
 from plinth.server.streaming import ClosingStreamingResponse, json_line
 
@@ -162,9 +162,7 @@ def _output(model: Any, text: str, job: Job, choice: Choice, params: LMIParamete
     return out
 
 
-async def _stream_lines(
-    events: AsyncIterator[tuple[int, Any]], model: Any, text: str, params: LMIParameters
-) -> AsyncIterator[str]:
+async def _stream_lines(events: Events, model: Any, text: str, params: LMIParameters) -> AsyncIterator[str]:
     """JSON lines, one per token. Each line is held back until the next token arrives, so the last
     token's line can carry ``generated_text`` and ``details``, as LMI's does."""
     choice = Choice()
@@ -185,4 +183,4 @@ async def _stream_lines(
     except Exception as exc:  # the 200 is already sent: report in-band
         yield json_line(error_body(as_api_error(exc)))
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()

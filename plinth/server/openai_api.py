@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from plinth.server import openai_format as fmt
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
-from plinth.server.generation import Choice, Job, collect, start
+from plinth.server.generation import Choice, Events, Job, collect, start
 from plinth.server.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 from plinth.server.state import ServerState, get_state
 from plinth.server.streaming import SSE_DONE, ClosingStreamingResponse, sse_event
@@ -190,7 +190,7 @@ def _sse(body: AsyncIterator[str]) -> ClosingStreamingResponse:
 
 
 async def _sse_body(
-    events: AsyncIterator[tuple[int, Any]],
+    events: Events,
     num_jobs: int,
     n: int,
     render: Render,
@@ -211,5 +211,5 @@ async def _sse_body(
     except Exception as exc:  # headers are sent: report in-band, as OpenAI does
         yield sse_event(error_body(as_api_error(exc)))
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
     yield SSE_DONE
