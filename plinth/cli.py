@@ -109,7 +109,7 @@ def serve(
     load_format: Annotated[str | None, typer.Option(help="auto|dummy (random weights).")] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="No API keys (loopback only).")] = False,
     data_dir: DataDir = None,
-    llm_url: Annotated[str | None, typer.Option(help="Use an OpenAI-compatible server instead.")] = None,
+    llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for features.")] = None,
     max_num_seqs: Annotated[int | None, typer.Option(help="Max sequences per batch.")] = None,
     max_model_len: Annotated[int | None, typer.Option(help="Max prompt + output tokens.")] = None,
     config: ConfigFile = None,

@@ -45,7 +45,9 @@ def test_chunked_prefill_gives_the_same_tokens(reference):
 
 def test_preemption_when_the_cache_is_full_gives_the_same_tokens(reference):
     path, prompts, expected = reference
-    engine = LLMEngine(EngineConfig(model=path, block_size=8, kv_cache_blocks=16, enable_prefix_caching=False))
+    engine = LLMEngine(
+        EngineConfig(model=path, block_size=8, kv_cache_blocks=16, enable_prefix_caching=False)
+    )
     assert engine.generate(prompts, GREEDY) == expected
     assert engine.stats().num_preemptions > 0
     assert engine.stats().kv_blocks_used == 0
@@ -84,7 +86,9 @@ def test_length_and_stop_token_finish_reasons(reference):
     path, prompts, expected = reference
     engine = LLMEngine(EngineConfig(model=path))
     stop_at = expected[0][4]
-    rid = engine.add_request(prompts[0], SamplingParams(max_tokens=12, temperature=0, stop_token_ids=(stop_at,)))
+    rid = engine.add_request(
+        prompts[0], SamplingParams(max_tokens=12, temperature=0, stop_token_ids=(stop_at,))
+    )
     outs = []
     while engine.has_unfinished():
         outs += engine.step()

@@ -170,3 +170,21 @@ def test_invocations_lmi(server):
     assert [line["token"]["id"] for line in lines] == [t["id"] for t in out["details"]["tokens"]]
     assert httpx.get(f"{url}/ping").status_code == 200
     assert "plinth_time_to_first_token_seconds_count" in httpx.get(f"{url}/metrics").text
+
+
+async def test_openai_compat_provider_against_live_server(server):
+    """Plinth's own OpenAI-compatible provider, pointed at Plinth: same text as the engine directly."""
+    from plinth.llm import ChatOptions, OpenAICompatModel, ProviderError
+
+    url, key, model = server
+    remote = OpenAICompatModel(f"{url}/v1", MODEL, api_key=key)
+    options = ChatOptions(max_tokens=8, temperature=0)
+    result = await remote.chat(CHAT, options)
+    local = await model.chat(CHAT, options)
+    assert result.text == local.text and result.finish_reason == local.finish_reason
+    assert result.usage.completion_tokens == local.usage.completion_tokens
+    streamed = "".join([piece async for piece in remote.stream(CHAT, options)])
+    assert streamed == result.text
+    with pytest.raises(ProviderError) as err:
+        await OpenAICompatModel(f"{url}/v1", MODEL, api_key="pk-wrong").chat(CHAT, options)
+    assert err.value.status == 401

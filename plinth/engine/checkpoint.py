@@ -25,7 +25,14 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from plinth.engine.presets import BOS_TOKEN_ID, EOS_TOKEN_ID, PAD_TOKEN_ID, SPECIAL_TOKENS, preset
+from plinth.engine.presets import (
+    BOS_TOKEN_ID,
+    EOS_TOKEN_ID,
+    PAD_TOKEN_ID,
+    RANDOM_TOKENIZER_VOCAB,
+    SPECIAL_TOKENS,
+    preset,
+)
 
 __all__ = ["CHAT_TEMPLATE", "init_random", "train_tokenizer"]
 
@@ -108,6 +115,8 @@ def _write_weights(config: dict[str, Any], out: Path, seed: int) -> None:
 def _write_tokenizer(out: Path, vocab_size: int, max_length: int) -> None:
     tokenizer = train_tokenizer(vocab_size)
     assert tokenizer.get_vocab_size() <= vocab_size
+    if vocab_size == RANDOM_TOKENIZER_VOCAB:
+        assert tokenizer.get_vocab_size() == vocab_size, "update presets.RANDOM_TOKENIZER_VOCAB"
     tokenizer.save(str(out / "tokenizer.json"))
     special = {
         str(i): {"content": t, "lstrip": False, "rstrip": False, "normalized": False,

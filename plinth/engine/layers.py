@@ -1,4 +1,4 @@
-"""Building blocks of the Llama-family transformer: RMSNorm, rotary embeddings, SiLU-gated MLP.
+"""Building blocks of the Llama-family transformer: RMSNorm and rotary embeddings.
 
 They work on a flat ``[num_tokens, hidden]`` tensor: every token of every request in a step is
 one row, so linear layers run as one matmul over the whole continuous batch.
@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -29,23 +28,12 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(dtype)
 
 
-class GatedMLP(nn.Module):
-    """``down(silu(gate(x)) * up(x))`` with gate and up fused into one matmul."""
-
-    def __init__(self, hidden: int, intermediate: int) -> None:
-        super().__init__()
-        self.gate_up_proj = nn.Linear(hidden, 2 * intermediate, bias=False)
-        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
-
-
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (rotate-half layout) with a precomputed cos/sin table."""
 
-    def __init__(self, head_dim: int, max_positions: int, theta: float, scaling: dict[str, Any] | None) -> None:
+    def __init__(
+        self, head_dim: int, max_positions: int, theta: float, scaling: dict[str, Any] | None
+    ) -> None:
         super().__init__()
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         inv_freq = scale_inv_freq(inv_freq, scaling)

@@ -24,7 +24,6 @@ from plinth.engine.scheduler import ScheduledSeq, Scheduler
 from plinth.engine.sequence import Sequence
 from plinth.engine.weights import resolve_checkpoint
 
-
 log = logging.getLogger(__name__)
 
 
@@ -35,8 +34,8 @@ class PromptTooLongError(ValueError):
         self.prompt_len, self.max_tokens, self.max_model_len = prompt_len, max_tokens, max_model_len
         super().__init__(
             f"This model's maximum context length is {max_model_len} tokens. However, you requested "
-            f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the completion). "
-            "Please reduce the prompt or max_tokens."
+            f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the "
+            "completion). Please reduce the prompt or max_tokens."
         )
 
 
@@ -59,9 +58,14 @@ class LLMEngine:
         self.runner = ModelRunner(self.model_config, config)
         cache_tokens = self.runner.num_blocks * config.block_size
         self.model_config.max_model_len = min(self.model_config.max_model_len, cache_tokens)
-        self.block_manager = BlockManager(self.runner.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.block_manager = BlockManager(
+            self.runner.num_blocks, config.block_size, config.enable_prefix_caching
+        )
         self.scheduler = Scheduler(
-            self.block_manager, config.max_num_seqs, config.max_num_batched_tokens, self.model_config.max_model_len
+            self.block_manager,
+            config.max_num_seqs,
+            config.max_num_batched_tokens,
+            self.model_config.max_model_len,
         )
         self.sampler = Sampler()
         self._last_batch = (0, 0)
@@ -77,7 +81,11 @@ class LLMEngine:
             raise PromptTooLongError(len(token_ids), params.max_tokens, self.model_config.max_model_len)
 
     def add_request(
-        self, token_ids: list[int], params: SamplingParams, request_id: str | None = None, adapter: str | None = None
+        self,
+        token_ids: list[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        adapter: str | None = None,
     ) -> str:
         if adapter is not None:
             raise ValueError("LoRA adapters are not supported by this engine yet")
@@ -110,7 +118,7 @@ class LLMEngine:
         return self.scheduler.postprocess(batch, token_ids, logprobs)
 
     def _run_isolated(self, item: ScheduledSeq) -> list[RequestOutput]:
-        """Re-run one request of a failed batch alone (K/V writes are idempotent), failing only it if it fails."""
+        """Re-run one request of a failed batch alone (K/V writes are idempotent): only it can fail."""
         try:
             return self._run([item])
         except Exception:

@@ -11,27 +11,60 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from plinth.engine.attention import AttentionMetadata, paged_attention
-from plinth.engine.layers import GatedMLP, RMSNorm, RotaryEmbedding
+from plinth.engine.layers import RMSNorm, RotaryEmbedding
+from plinth.engine.lora.layers import LoraContext, LoraLinear
 from plinth.engine.model_config import ModelConfig
 
 
+def projection(
+    in_features: int, sub_sizes: list[int], bias: bool, lora: LoraContext | None, names: tuple[str, ...]
+) -> nn.Linear:
+    """A (possibly fused) projection; with LoRA enabled, one that also applies adapter slots."""
+    if lora is None:
+        return nn.Linear(in_features, sum(sub_sizes), bias=bias)
+    return LoraLinear(in_features, sub_sizes, bias, lora, names)
+
+
+class GatedMLP(nn.Module):
+    """``down(silu(gate(x)) * up(x))`` with gate and up fused into one matmul."""
+
+    def __init__(self, hidden: int, intermediate: int, lora: LoraContext | None) -> None:
+        super().__init__()
+        self.gate_up_proj = projection(
+            hidden, [intermediate, intermediate], False, lora, ("gate_proj", "up_proj")
+        )
+        self.down_proj = projection(intermediate, [hidden], False, lora, ("down_proj",))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding) -> None:
+    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, lora: LoraContext | None) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         self.q_size, self.kv_size = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
-        self.qkv_proj = nn.Linear(cfg.hidden_size, self.q_size + 2 * self.kv_size, bias=cfg.attention_bias)
-        self.o_proj = nn.Linear(self.q_size, cfg.hidden_size, bias=False)
+        sizes = [self.q_size, self.kv_size, self.kv_size]
+        self.qkv_proj = projection(
+            cfg.hidden_size, sizes, cfg.attention_bias, lora, ("q_proj", "k_proj", "v_proj")
+        )
+        self.o_proj = projection(self.q_size, [cfg.hidden_size], False, lora, ("o_proj",))
         self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.rotary = rotary
         self.scale = cfg.head_dim**-0.5
 
     def forward(
-        self, x: torch.Tensor, positions: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], meta: AttentionMetadata
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
     ) -> torch.Tensor:
         q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(-1, self.num_heads, self.head_dim)
@@ -45,15 +78,19 @@ class Attention(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding) -> None:
+    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, lora: LoraContext | None) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = Attention(cfg, rotary)
+        self.self_attn = Attention(cfg, rotary, lora)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, lora)
 
     def forward(
-        self, x: torch.Tensor, positions: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], meta: AttentionMetadata
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
     ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), positions, kv, meta)
         return x + self.mlp(self.post_attention_layernorm(x))
@@ -63,12 +100,12 @@ class CausalLM(nn.Module):
     """The decoder stack plus LM head. ``forward`` returns hidden states; logits are computed only
     for the rows that sample (the last token of each request), which saves most of the LM-head cost."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, lora: LoraContext | None = None) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.lora = cfg, lora
         rotary = RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta, cfg.rope_scaling)
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, rotary) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(cfg, rotary, lora) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
@@ -101,7 +138,9 @@ class CausalLM(nn.Module):
                 raise ValueError(f"unexpected tensor {hf_name!r} in checkpoint")
             target = params[name].data if rows is None else params[name].data[rows[0] : rows[1]]
             if target.shape != tensor.shape:
-                raise ValueError(f"{hf_name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(target.shape)}")
+                raise ValueError(
+                    f"{hf_name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(target.shape)}"
+                )
             target.copy_(tensor)
             missing.discard(name)
         if self.cfg.tie_word_embeddings:

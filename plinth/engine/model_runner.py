@@ -67,7 +67,10 @@ class ModelRunner:
         self.num_blocks = self._num_kv_blocks()
         shape = (self.num_blocks * self.block_size, model_config.num_kv_heads, model_config.head_dim)
         self.kv_caches = [
-            (torch.zeros(shape, dtype=self.dtype, device=self.device), torch.zeros(shape, dtype=self.dtype, device=self.device))
+            (
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+            )
             for _ in range(model_config.num_layers)
         ]
 

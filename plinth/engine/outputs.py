@@ -20,7 +20,8 @@ class RequestOutput:
 
     ``new_token_ids`` holds the tokens produced since the previous output for this request (one per
     decode step, so callers can stream them). ``finish_reason`` is ``"stop"`` (EOS or a stop token id),
-    ``"length"`` (max_tokens or max_model_len), ``"abort"`` or ``"error"`` (its computation failed); it is set only when ``finished``.
+    ``"length"`` (max_tokens or max_model_len), ``"abort"`` or ``"error"`` (its computation failed);
+    it is set only when ``finished``.
     """
 
     request_id: str

@@ -5,7 +5,7 @@ Contract: ``preset(arch, size)`` returns a fresh dict in the hub's own format (`
 from the hub and exercises the same loading code. Shapes follow the real families:
 
 - ``tiny``  (~0.7-0.9M params): 2 layers, GQA (4 heads, 2 kv heads) -- for unit and parity tests.
-- ``small`` (~100-125M): GPT-2-small width with GQA -- for demos on CPU.
+- ``small`` (~100M): GPT-2-small width, 16 layers, GQA -- for demos and benchmarks on CPU.
 - ``1b``    Llama-3.2-1B shape; ``7b`` Llama-2-7B / Mistral-7B / Qwen2-7B / Qwen3-8B shapes --
   used with ``--load-format dummy`` for benchmarks, so only config and tokenizer are written.
 
@@ -33,6 +33,10 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 BOS_TOKEN_ID = 0  # <|endoftext|>
 EOS_TOKEN_ID = 2  # <|im_end|>: chat turns end with it
 PAD_TOKEN_ID = 0
+# Size of the tokenizer checkpoint.py trains (deterministic). tiny and small use exactly this vocabulary,
+# so everything a random model samples decodes to visible text; 1b/7b keep their family's real vocab
+# size (they are weightless, for speed benchmarks only).
+RANDOM_TOKENIZER_VOCAB = 1820
 
 _FAMILY: dict[str, dict[str, Any]] = {
     "llama": {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "rms_norm_eps": 1e-5,
@@ -48,10 +52,10 @@ _FAMILY: dict[str, dict[str, Any]] = {
 
 _SHAPE: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "intermediate_size": 352, "vocab_size": 2048,
+             "num_key_value_heads": 2, "intermediate_size": 352, "vocab_size": RANDOM_TOKENIZER_VOCAB,
              "max_position_embeddings": 2048, "torch_dtype": "float32"},
-    "small": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-              "num_key_value_heads": 4, "intermediate_size": 2048, "vocab_size": 32000,
+    "small": {"hidden_size": 768, "num_hidden_layers": 16, "num_attention_heads": 12,
+              "num_key_value_heads": 4, "intermediate_size": 2048, "vocab_size": RANDOM_TOKENIZER_VOCAB,
               "max_position_embeddings": 2048, "torch_dtype": "bfloat16"},
     "1b": {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32,
            "num_key_value_heads": 8, "intermediate_size": 8192, "vocab_size": 128256,

@@ -1,0 +1,45 @@
+# One command each: make install | install-test | test | lint | demo | bench | clean
+# Installs go into .venv; stamp files there make repeated installs a no-op until pyproject.toml changes.
+# Start over with `rm -rf .venv`.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+BENCH_ARGS ?=
+
+.PHONY: install install-test test lint demo bench clean
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first and pinned, so resolving plinth's other dependencies never pulls a different build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+test: install-test
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy plinth
+
+demo: install
+	$(BIN)/plinth demo
+
+bench: install
+	$(BIN)/python benchmarks/serve.py $(BENCH_ARGS)
+
+clean:
+	rm -rf .bench build dist .pytest_cache .mypy_cache .ruff_cache
+	find . \( -path ./$(VENV) -o -path ./.git \) -prune -o -name __pycache__ -type d -exec rm -rf {} +
