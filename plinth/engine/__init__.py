@@ -3,20 +3,26 @@
 from plinth.engine.async_engine import AsyncLLMEngine
 from plinth.engine.config import EngineConfig
 from plinth.engine.llm_engine import EngineStats, LLMEngine, PromptTooLongError
+from plinth.engine.lora import AdapterError, LoraAdapter, UnknownAdapterError
+from plinth.engine.lora.manager import LoraStats
 from plinth.engine.model_config import ModelConfig, UnsupportedModelError
 from plinth.engine.outputs import RequestOutput, TokenLogprob
 from plinth.engine.sampling_params import SamplingParams, SamplingParamsError
 
 __all__ = [
+    "AdapterError",
     "AsyncLLMEngine",
     "EngineConfig",
     "EngineStats",
     "LLMEngine",
+    "LoraAdapter",
+    "LoraStats",
     "ModelConfig",
     "PromptTooLongError",
     "RequestOutput",
     "SamplingParams",
     "SamplingParamsError",
     "TokenLogprob",
+    "UnknownAdapterError",
     "UnsupportedModelError",
 ]

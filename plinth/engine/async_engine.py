@@ -45,16 +45,20 @@ class AsyncLLMEngine:
         return self.engine.model_config
 
     async def generate(
-        self, token_ids: list[int], params: SamplingParams, request_id: str | None = None
+        self,
+        token_ids: list[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        adapter: str | None = None,
     ) -> AsyncIterator[RequestOutput]:
         """Stream a request's outputs; validation errors raise before anything is queued."""
-        self.engine.check_request(token_ids, params)
+        self.engine.check_request(token_ids, params, adapter)
         request_id = request_id or uuid.uuid4().hex
         if request_id in self._streams:
             raise ValueError(f"request id {request_id!r} is already in use")
         stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
         self._streams[request_id] = stream
-        self._send(("add", request_id, list(token_ids), params))
+        self._send(("add", request_id, list(token_ids), params, adapter))
         finished = False
         try:
             while not finished:
@@ -120,7 +124,7 @@ class AsyncLLMEngine:
                 self.engine.abort(request_id)
                 continue
             try:
-                self.engine.add_request(args[0], args[1], request_id=request_id)
+                self.engine.add_request(args[0], args[1], request_id=request_id, adapter=args[2])
             except Exception as exc:  # validated already; anything here is the request's own failure
                 log.exception("could not add request %s", request_id)
                 self._deliver(request_id, exc)

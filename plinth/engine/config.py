@@ -29,3 +29,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     cuda_graphs: bool = True
     seed: int = 0
+    enable_lora: bool = False
+    max_loras: int = 8  # adapters resident in compute slots (distinct adapters per step)
+    max_lora_rank: int = 16  # slot rank bucket: adapters of lower rank are zero-padded
+    max_cpu_loras: int = 64  # adapters kept loaded in host memory (LRU)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from plinth.engine.block_manager import BlockManager
 from plinth.engine.config import EngineConfig
+from plinth.engine.lora.adapter import LoraAdapter
+from plinth.engine.lora.manager import LoraManager, LoraStats, UnknownAdapterError
 from plinth.engine.model_config import ModelConfig
 from plinth.engine.model_runner import ModelRunner
 from plinth.engine.outputs import RequestOutput
@@ -58,6 +61,8 @@ class LLMEngine:
         self.runner = ModelRunner(self.model_config, config)
         cache_tokens = self.runner.num_blocks * config.block_size
         self.model_config.max_model_len = min(self.model_config.max_model_len, cache_tokens)
+        ctx = self.runner.lora
+        self.lora = None if ctx is None else LoraManager(ctx, self.model_config, config.max_cpu_loras)
         self.block_manager = BlockManager(
             self.runner.num_blocks, config.block_size, config.enable_prefix_caching
         )
@@ -66,12 +71,15 @@ class LLMEngine:
             config.max_num_seqs,
             config.max_num_batched_tokens,
             self.model_config.max_model_len,
+            self.lora,
         )
         self.sampler = Sampler()
         self._last_batch = (0, 0)
 
-    def check_request(self, token_ids: list[int], params: SamplingParams) -> None:
+    def check_request(self, token_ids: list[int], params: SamplingParams, adapter: str | None = None) -> None:
         """Raise before queueing anything the engine could not serve."""
+        if adapter is not None and adapter not in self.list_loras():
+            raise UnknownAdapterError(adapter)
         if not token_ids:
             raise ValueError("the prompt is empty")
         vocab = self.model_config.vocab_size
@@ -87,13 +95,33 @@ class LLMEngine:
         request_id: str | None = None,
         adapter: str | None = None,
     ) -> str:
-        if adapter is not None:
-            raise ValueError("LoRA adapters are not supported by this engine yet")
-        self.check_request(token_ids, params)
+        self.check_request(token_ids, params, adapter)
         request_id = request_id or uuid.uuid4().hex
         sampling = SamplingState.create(params, list(token_ids), self.model_config.eos_token_ids)
-        self.scheduler.add(Sequence(request_id, list(token_ids), params, sampling, adapter))
+        seq = Sequence(request_id, list(token_ids), params, sampling)
+        if adapter is not None and self.lora is not None:
+            seq.lora_key = self.lora.key_for(adapter)
+        self.scheduler.add(seq)
         return request_id
+
+    def add_lora(self, name: str, path: Path) -> LoraAdapter:
+        """Register (or replace) an adapter; validates it, loads nothing into the compute path.
+
+        Safe to call from any thread while the engine steps.
+        """
+        if self.lora is None:
+            raise ValueError("LoRA is not enabled for this engine (EngineConfig.enable_lora)")
+        return self.lora.register(name, path)
+
+    def remove_lora(self, name: str) -> bool:
+        """Unregister an adapter: its running requests finish, new ones fail with UnknownAdapterError."""
+        return self.lora is not None and self.lora.unregister(name)
+
+    def list_loras(self) -> list[str]:
+        return [] if self.lora is None else self.lora.names()
+
+    def lora_stats(self) -> LoraStats | None:
+        return None if self.lora is None else self.lora.stats
 
     def abort(self, request_id: str) -> RequestOutput | None:
         return self.scheduler.abort(request_id)

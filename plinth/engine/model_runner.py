@@ -9,6 +9,7 @@ import torch
 
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 from plinth.engine.config import EngineConfig
+from plinth.engine.lora.layers import LoraBatch, LoraContext
 from plinth.engine.model import CausalLM
 from plinth.engine.model_config import ModelConfig
 from plinth.engine.scheduler import ScheduledSeq
@@ -59,8 +60,10 @@ class ModelRunner:
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device, model_config.torch_dtype)
         torch.manual_seed(config.seed)
+        # Adapter slots are allocated with the model, before the KV cache is sized from what is left.
+        self.lora = LoraContext(config.max_lora_rank, config.max_loras) if config.enable_lora else None
         with _default_dtype(self.dtype), self.device:
-            self.model = CausalLM(model_config)
+            self.model = CausalLM(model_config, self.lora)
         self._load_weights()
         self.model.eval()
         self.block_size = config.block_size
@@ -110,8 +113,10 @@ class ModelRunner:
         positions: list[int] = []
         sample_rows: list[int] = []
         spans = []
+        lora_spans: list[tuple[int, int, int | None]] = []
         for item in batch:
             start = item.seq.num_computed
+            lora_spans.append((len(input_ids), item.num_new, item.seq.lora_slot))
             input_ids.extend(item.seq.token_ids[start : start + item.num_new])
             positions.extend(range(start, start + item.num_new))
             spans.append(SeqSpan(item.seq.block_table, start, item.num_new))
@@ -120,6 +125,8 @@ class ModelRunner:
         meta = AttentionMetadata.build(spans, self.block_size, self.device)
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
+        if self.lora is not None:
+            self.lora.batch = LoraBatch.build(lora_spans, self.device)
         hidden = self.model(ids, pos, self.kv_caches, meta)
         rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)
         return self.model.compute_logits(hidden[rows]).float()

@@ -6,6 +6,12 @@ admitted in arrival order while budget, ``max_num_seqs`` and cache blocks allow,
 running batch and prefills interleave with decodes. When the cache is full, the newest running request
 is preempted (its blocks freed, recomputed later), never the oldest: requests always make progress,
 nothing crashes, and arrival order is kept (no starvation).
+
+Adapters: a request for a LoRA adapter is admitted only when its adapter holds (or can get) a compute
+slot. Fairness is *FCFS with bounded bypass*: later requests whose adapters are resident may pass a
+request waiting for a slot, but only ``max_bypass`` times; then admission stops until slots drain and
+the oldest waiting request gets one. A cold adapter therefore waits at most for ``max_bypass``
+admissions plus the running requests to finish, however hot the other adapters are.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from plinth.engine.block_manager import BlockManager
+from plinth.engine.lora.manager import LoraManager
 from plinth.engine.outputs import RequestOutput, TokenLogprob
 from plinth.engine.sequence import Sequence, Status
 
@@ -27,9 +34,15 @@ class ScheduledSeq:
 
 class Scheduler:
     def __init__(
-        self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int, max_model_len: int
+        self,
+        block_manager: BlockManager,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+        max_model_len: int,
+        lora: LoraManager | None = None,
     ):
-        self.block_manager = block_manager
+        self.block_manager, self.lora = block_manager, lora
+        self.max_bypass = max_num_seqs
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_model_len = max_model_len
@@ -60,17 +73,35 @@ class Scheduler:
             self.block_manager.append(seq, num_new)
             batch.append(self._scheduled(seq, num_new))
             budget -= num_new
-        while not preempted and self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
-            seq = self.waiting[0]
+        if not preempted:
+            self._admit(batch, budget)
+        return batch
+
+    def _admit(self, batch: list[ScheduledSeq], budget: int) -> None:
+        """Move waiting requests into the running batch, oldest first (see the module docstring)."""
+        blocked: Sequence | None = None  # oldest request waiting for an adapter slot
+        index = 0
+        while index < len(self.waiting) and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[index]
+            if seq.lora_key is not None and self.lora is not None and not self.lora.can_acquire(seq.lora_key):
+                blocked = blocked or seq
+                if blocked.bypassed >= self.max_bypass:
+                    return
+                index += 1
+                continue
             if not self.block_manager.allocate(seq):
-                break
-            self.waiting.popleft()
+                return
+            if seq.lora_key is not None and self.lora is not None:
+                seq.lora_slot = self.lora.acquire(seq.lora_key)
+                assert seq.lora_slot is not None
+            del self.waiting[index]
+            if blocked is not None:
+                blocked.bypassed += 1
             seq.status = Status.RUNNING
             self.running.append(seq)
             num_new = min(seq.num_tokens - seq.num_computed, budget)
             batch.append(self._scheduled(seq, num_new))
             budget -= num_new
-        return batch
 
     def postprocess(
         self, batch: list[ScheduledSeq], token_ids: list[int], logprobs: list[TokenLogprob | None]
@@ -119,12 +150,18 @@ class Scheduler:
             self.running.remove(seq)
         else:
             self.waiting.remove(seq)
-        self.block_manager.free_sequence(seq)
+        self._free(seq)
         seq.status, seq.finish_reason = Status.FINISHED, reason
+
+    def _free(self, seq: Sequence) -> None:
+        self.block_manager.free_sequence(seq)
+        if seq.lora_slot is not None and seq.lora_key is not None and self.lora is not None:
+            self.lora.release(seq.lora_key)
+            seq.lora_slot = None
 
     def _preempt_newest(self) -> Sequence:
         victim = self.running.pop()
-        self.block_manager.free_sequence(victim)
+        self._free(victim)
         victim.status = Status.WAITING
         self.waiting.appendleft(victim)
         self.num_preemptions += 1

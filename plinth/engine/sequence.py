@@ -31,7 +31,6 @@ class Sequence:
     token_ids: list[int]
     params: SamplingParams
     sampling: SamplingState
-    adapter: str | None = None
     num_prompt_tokens: int = 0
     num_computed: int = 0
     num_cached_tokens: int = 0
@@ -39,7 +38,9 @@ class Sequence:
     status: Status = Status.WAITING
     finish_reason: str | None = None
     arrival: int = field(default_factory=lambda: next(_arrivals))
-    num_emitted: int = 0  # output tokens already reported to the caller
+    lora_key: str | None = None  # generation key of the adapter (see LoraManager), None: base model
+    lora_slot: int | None = None  # its compute slot while running
+    bypassed: int = 0  # requests admitted ahead of this one while it waited for an adapter slot
 
     def __post_init__(self) -> None:
         self.num_prompt_tokens = self.num_prompt_tokens or len(self.token_ids)

@@ -70,6 +70,7 @@ class LoraLinear(nn.Linear):
     ) -> None:
         super().__init__(in_features, sum(sub_sizes), bias=bias)
         self.sub_sizes, self.names, self.ctx = sub_sizes, names, ctx
+        self.layer_index = -1  # set by the model once the decoder layers exist
         rank, slots = ctx.max_rank, ctx.num_slots
         self.register_buffer(
             "lora_a", torch.zeros(slots, len(sub_sizes) * rank, in_features), persistent=False
