@@ -15,14 +15,14 @@ from lora_fixtures import live_peft_model, make_peft_adapter
 from transformers import AutoModelForCausalLM
 
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams, UnknownAdapterError
+from plinth.engine.lora import TARGETS
 
 ARCHS = ["llama", "mistral", "qwen2", "qwen3"]
 LOGPROB_ATOL = 1e-4
 STEPS = 8
 ADAPTERS = {
     "qv-r8": {"r": 8, "alpha": 16, "targets": ("q_proj", "v_proj")},
-    "all-r4-rslora": {"r": 4, "alpha": 8, "rslora": True,
-                      "targets": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")},
+    "all-r4-rslora": {"r": 4, "alpha": 8, "rslora": True, "targets": TARGETS},
     "mlp-r16": {"r": 16, "alpha": 8, "targets": ("gate_proj", "up_proj", "down_proj", "o_proj")},
     "qk-pattern": {"r": 2, "alpha": 4, "targets": ("q_proj", "k_proj"),
                    "rank_pattern": {"k_proj": 6}, "alpha_pattern": {"q_proj": 10}},
@@ -34,7 +34,8 @@ def setup(request, tiny_checkpoint_factory, tmp_path_factory):
     base = tiny_checkpoint_factory(request.param)
     root = tmp_path_factory.mktemp(f"lora-{request.param}")
     paths = {
-        name: make_peft_adapter(base, root / name, seed=i + 1, **spec) for i, (name, spec) in enumerate(ADAPTERS.items())
+        name: make_peft_adapter(base, root / name, seed=i + 1, **spec)
+        for i, (name, spec) in enumerate(ADAPTERS.items())
     }
     prompts = {name: _prompt(6 + 5 * i, seed=i) for i, name in enumerate([None, *ADAPTERS])}
     expected = {name: _reference(base, paths.get(name), prompt) for name, prompt in prompts.items()}
@@ -76,11 +77,13 @@ def _run(engine: LLMEngine, prompts: dict) -> dict:
 def _assert_matches(got: dict, expected: dict) -> None:
     for name, (tokens, logprobs) in expected.items():
         assert got[name][0] == tokens, f"adapter {name}"
-        torch.testing.assert_close(torch.tensor(got[name][1]), torch.tensor(logprobs), atol=LOGPROB_ATOL, rtol=0)
+        ours, theirs = torch.tensor(got[name][1]), torch.tensor(logprobs)
+        torch.testing.assert_close(ours, theirs, atol=LOGPROB_ATOL, rtol=0)
 
 
 def _engine(base, paths, **overrides) -> LLMEngine:
-    config = EngineConfig(model=str(base), enable_lora=True, **{"max_loras": 8, "max_lora_rank": 16, **overrides})
+    settings = {"max_loras": 8, "max_lora_rank": 16, **overrides}
+    config = EngineConfig(model=str(base), enable_lora=True, **settings)
     engine = LLMEngine(config)
     for name, path in paths.items():
         engine.add_lora(name, path)
@@ -109,8 +112,8 @@ def test_unknown_and_removed_adapters_are_refused(setup):
     engine = _engine(base, {"qv-r8": paths["qv-r8"]})
     with pytest.raises(UnknownAdapterError):
         engine.add_request(prompts[None], SamplingParams(), adapter="nope")
-    rid = engine.add_request(prompts["qv-r8"], SamplingParams(max_tokens=STEPS, temperature=0, ignore_eos=True),
-                             adapter="qv-r8")  # fmt: skip
+    greedy = SamplingParams(max_tokens=STEPS, temperature=0, ignore_eos=True)
+    rid = engine.add_request(prompts["qv-r8"], greedy, adapter="qv-r8")
     engine.step()
     assert engine.remove_lora("qv-r8")
     with pytest.raises(UnknownAdapterError):

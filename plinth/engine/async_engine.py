@@ -105,8 +105,7 @@ class AsyncLLMEngine:
                 log.exception("engine step failed")
                 self._fail_all(exc)
                 continue
-            for output in outputs:
-                self._deliver(output.request_id, output)
+            self._deliver_all(outputs)
 
     def _fail_all(self, exc: Exception) -> None:
         for request_id in list(self._streams):
@@ -129,7 +128,23 @@ class AsyncLLMEngine:
                 log.exception("could not add request %s", request_id)
                 self._deliver(request_id, exc)
 
+    def _deliver_all(self, outputs: list[RequestOutput]) -> None:
+        """One wake-up per event loop per step, not one per token: every wake-up of the loop thread
+        competes with this one for the GIL and the CPU while the model runs."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, RequestOutput]]] = {}
+        for output in outputs:
+            stream = self._streams.get(output.request_id)
+            if stream is not None:
+                by_loop.setdefault(stream.loop, []).append((stream.queue, output))
+        for loop, items in by_loop.items():
+            loop.call_soon_threadsafe(_put_all, items)
+
     def _deliver(self, request_id: str, item: RequestOutput | BaseException) -> None:
         stream = self._streams.get(request_id)
         if stream is not None:
             stream.loop.call_soon_threadsafe(stream.queue.put_nowait, item)
+
+
+def _put_all(items: list[tuple[asyncio.Queue, RequestOutput]]) -> None:
+    for queue_, output in items:
+        queue_.put_nowait(output)

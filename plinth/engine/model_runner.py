@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
+from plinth.engine.allocator import keep_freed_memory
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 from plinth.engine.config import EngineConfig
 from plinth.engine.lora.layers import LoraBatch, LoraContext
@@ -59,6 +60,8 @@ class ModelRunner:
         self.cfg, self.config = model_config, config
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device, model_config.torch_dtype)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(config.seed)
         # Adapter slots are allocated with the model, before the KV cache is sized from what is left.
         self.lora = LoraContext(config.max_lora_rank, config.max_loras) if config.enable_lora else None
