@@ -61,16 +61,33 @@ class Settings(BaseSettings):
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     database_url: str | None = None
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # LoRA adapters (see docs/adapters.md)
+    adapters: Annotated[list[Path], NoDecode] = Field(default_factory=list)  # dirs of public adapters
+    enable_lora: bool = True
+    max_loras: int = Field(8, ge=1)  # adapters in compute slots at once
+    max_lora_rank: int = Field(16, ge=1)
+    max_cpu_loras: int = Field(64, ge=1)  # adapters cached in host memory
+    merge_lora: str | None = None  # an adapter of `adapters` to serve merged into its base
+    max_upload_mb: int = Field(2048, ge=1)  # adapter archive uploads
+    # `plinth adapters ...` and other client commands
+    server_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "adapters", mode="before")
     @classmethod
     def _split_models(cls, value: Any) -> Any:
-        """Accept ``PLINTH_MODELS`` as a JSON list or as a comma-separated string."""
+        """Accept ``PLINTH_MODELS`` / ``PLINTH_ADAPTERS`` as a JSON list or a comma-separated string."""
         if not isinstance(value, str):
             return value
         if value.lstrip().startswith("["):
             return json.loads(value)
         return [part.strip() for part in value.split(",") if part.strip()]
+
+    @model_validator(mode="after")
+    def _check_merge_lora(self) -> Settings:
+        if self.merge_lora is not None and not self.adapters:
+            raise ValueError("merge_lora names an adapter folder of `adapters`; give --adapters DIR too")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -107,8 +124,9 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
 
-    def engine_config(self, model: str) -> EngineConfig:
-        """The engine's config for ``model``, carrying this process's device and batching limits."""
+    def engine_config(self, model: str, *, enable_lora: bool | None = None) -> EngineConfig:
+        """The engine's config for ``model``, carrying this process's device, batching and LoRA limits
+        (``enable_lora`` overrides the setting: a ``--merge-lora`` model needs no adapter slots)."""
         from plinth.engine.config import EngineConfig
 
         return EngineConfig(
@@ -120,6 +138,10 @@ class Settings(BaseSettings):
             max_num_batched_tokens=self.max_num_batched_tokens,
             max_model_len=self.max_model_len,
             kv_cache_memory_gb=self.kv_cache_memory_gb,
+            enable_lora=self.enable_lora if enable_lora is None else enable_lora,
+            max_loras=self.max_loras,
+            max_lora_rank=self.max_lora_rank,
+            max_cpu_loras=self.max_cpu_loras,
         )
 
 

@@ -170,3 +170,19 @@ def test_model_init_random_calls_the_checkpoint_writer(
 def test_model_init_random_rejects_unknown_arch(tmp_path: Path) -> None:
     args = ["model", "init-random", "--arch", "gpt2", "--size", "tiny", "--out", str(tmp_path)]
     assert runner.invoke(app, args).exit_code == 2
+
+
+def test_serve_passes_adapter_flags(served: list[Settings], tmp_path: Path) -> None:
+    args = ["serve", "--model", "m", "--adapters", str(tmp_path), "--max-loras", "2", "--max-lora-rank", "64"]
+    args += ["--max-cpu-loras", "9", "--merge-lora", "sql", "--no-enable-lora"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    [s] = served
+    assert (s.adapters, s.max_loras, s.max_lora_rank, s.max_cpu_loras) == ([tmp_path], 2, 64, 9)
+    assert (s.merge_lora, s.enable_lora) == ("sql", False)
+
+
+def test_adapters_commands_are_listed() -> None:
+    result = runner.invoke(app, ["adapters", "--help"])
+    assert result.exit_code == 0
+    assert all(cmd in result.output for cmd in ("list", "add", "rm"))

@@ -132,3 +132,26 @@ def test_engine_config_carries_settings() -> None:
     cfg = s.engine_config("some/model")
     assert (cfg.model, cfg.dtype, cfg.device, cfg.max_num_seqs) == ("some/model", "bfloat16", "cpu", 5)
     assert (cfg.max_model_len, cfg.kv_cache_memory_gb, cfg.load_format) == (256, 0.5, "auto")
+
+
+def test_lora_settings_reach_the_engine_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = Settings().engine_config("m")
+    assert (cfg.enable_lora, cfg.max_loras, cfg.max_lora_rank, cfg.max_cpu_loras) == (True, 8, 16, 64)
+    s = Settings(max_loras=3, max_lora_rank=32, max_cpu_loras=5, enable_lora=False)
+    cfg = s.engine_config("m")
+    assert (cfg.enable_lora, cfg.max_loras, cfg.max_lora_rank, cfg.max_cpu_loras) == (False, 3, 32, 5)
+    assert Settings().engine_config("m", enable_lora=False).enable_lora is False  # a merged model
+    monkeypatch.setenv("PLINTH_ADAPTERS", "/a,/b")
+    monkeypatch.setenv("PLINTH_API_KEY", "pk-x")
+    s = Settings()
+    assert (s.adapters, s.api_key, s.server_url) == (
+        [Path("/a"), Path("/b")],
+        "pk-x",
+        "http://127.0.0.1:8000",
+    )
+
+
+def test_merge_lora_needs_adapters() -> None:
+    with pytest.raises(ValidationError, match="adapters"):
+        Settings(merge_lora="sql")
+    assert Settings(merge_lora="sql", adapters=["/a"]).merge_lora == "sql"

@@ -11,16 +11,20 @@ import sqlalchemy as sa
 
 from plinth.control import (
     LOCAL_TENANT,
+    AdapterExistsError,
     ControlPlane,
     Tenant,
+    add_adapter,
     authenticate,
     create_key,
     get_or_create_tenant,
     get_tenant,
+    list_adapters,
     list_events,
     list_keys,
     list_tenants,
     open_control_plane,
+    remove_adapter,
     revoke_key,
     validate_tenant_name,
 )
@@ -50,36 +54,36 @@ def _rows(cp: ControlPlane, sql: str) -> list[tuple]:
 
 def test_first_open_applies_and_records_migrations_by_name(cp: ControlPlane) -> None:
     names = [name for (name,) in _rows(cp, "SELECT name FROM migrations")]
-    assert names == ["m001_tenants_keys_audit"]
+    assert names == ["m001_tenants_keys_audit", "m002_adapters"]
     assert get_tenant(cp, LOCAL_TENANT) is not None
 
 
 def test_reopening_is_a_no_op(cp: ControlPlane, url: str) -> None:
     assert apply_migrations(cp.engine, MIGRATIONS) == []
     open_control_plane(url).close()  # would fail on "table already exists" if m001 ran again
-    assert len(_rows(cp, "SELECT name FROM migrations")) == 1
+    assert len(_rows(cp, "SELECT name FROM migrations")) == len(MIGRATIONS)
     assert len(_rows(cp, "SELECT id FROM tenants WHERE name = 'local'")) == 1
 
 
 def test_new_migration_applies_on_reopen(cp: ControlPlane, url: str) -> None:
-    def m002_widgets(conn: sa.Connection) -> None:
+    def m999_widgets(conn: sa.Connection) -> None:
         conn.exec_driver_sql("CREATE TABLE widgets (id INTEGER PRIMARY KEY)")
 
     cp.close()
-    reopened = open_control_plane(url, migrations=[*MIGRATIONS, m002_widgets])
-    assert applied_migrations(reopened.engine) == {"m001_tenants_keys_audit", "m002_widgets"}
+    reopened = open_control_plane(url, migrations=[*MIGRATIONS, m999_widgets])
+    assert applied_migrations(reopened.engine) == {m.__name__ for m in MIGRATIONS} | {"m999_widgets"}
     assert _rows(reopened, "SELECT count(*) FROM widgets") == [(0,)]
-    assert apply_migrations(reopened.engine, [*MIGRATIONS, m002_widgets]) == []
+    assert apply_migrations(reopened.engine, [*MIGRATIONS, m999_widgets]) == []
 
 
 def test_failed_migration_rolls_back_and_is_not_recorded(cp: ControlPlane) -> None:
-    def m002_broken(conn: sa.Connection) -> None:
+    def m999_broken(conn: sa.Connection) -> None:
         conn.exec_driver_sql("CREATE TABLE half (id INTEGER)")
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        apply_migrations(cp.engine, [*MIGRATIONS, m002_broken])
-    assert "m002_broken" not in applied_migrations(cp.engine)
+        apply_migrations(cp.engine, [*MIGRATIONS, m999_broken])
+    assert "m999_broken" not in applied_migrations(cp.engine)
     assert "half" not in sa.inspect(cp.engine).get_table_names()
 
 
@@ -218,3 +222,40 @@ def test_get_or_create_tenant_is_idempotent(cp: ControlPlane) -> None:
     assert first.id != get_tenant(cp, LOCAL_TENANT).id
     assert [t.name for t in list_tenants(cp)] == ["acme", "local"]
     assert get_tenant(cp, "missing") is None
+
+
+def test_public_is_a_reserved_tenant_name() -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        validate_tenant_name("public")
+
+
+# --- adapters -------------------------------------------------------------------------------------
+
+
+def _adapter(cp: ControlPlane, tenant_id: int | None, name: str = "sql"):
+    return add_adapter(cp, tenant_id=tenant_id, name=name, base_model="m", source="org/sql", path=Path("/a"))
+
+
+def test_adapter_names_are_unique_per_owner_public_included(cp: ControlPlane) -> None:
+    acme = get_or_create_tenant(cp, "acme")
+    beta = get_or_create_tenant(cp, "beta")
+    _adapter(cp, acme.id)
+    _adapter(cp, beta.id)  # the same name under another tenant is fine
+    _adapter(cp, None)
+    for owner in (acme.id, None):  # NULL tenant_id must not escape uniqueness
+        with pytest.raises(AdapterExistsError):
+            _adapter(cp, owner)
+    assert [(r.tenant_id, r.name) for r in list_adapters(cp)] == [
+        (acme.id, "sql"),
+        (beta.id, "sql"),
+        (None, "sql"),
+    ]
+
+
+def test_remove_adapter_is_audited_and_idempotent(cp: ControlPlane) -> None:
+    row = _adapter(cp, None)
+    assert row.path == Path("/a") and row.source == "org/sql"
+    assert remove_adapter(cp, row.id) is True
+    assert remove_adapter(cp, row.id) is False
+    assert [e.action for e in list_events(cp)][:2] == ["adapter.remove", "adapter.add"]
+    assert list_adapters(cp) == []

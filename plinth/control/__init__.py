@@ -1,14 +1,23 @@
-"""The control plane: tenants, API keys and the audit log, in SQLite or any SQLAlchemy database.
+"""The control plane: tenants, API keys, adapter registrations and the audit log, in SQLite or any
+SQLAlchemy database.
 
 The server opens it once with ``open_control_plane(settings.database_url)`` and authenticates each
 request with ``authenticate(cp, key) -> Tenant | None``; every tenant-owned row carries ``Tenant.id``.
 """
 
+from plinth.control.adapters import (
+    AdapterExistsError,
+    AdapterRow,
+    add_adapter,
+    list_adapters,
+    remove_adapter,
+)
 from plinth.control.audit import AuditEvent, list_events, record
 from plinth.control.db import ControlPlane, open_control_plane
 from plinth.control.keys import KeyInfo, authenticate, create_key, list_keys, revoke_key
 from plinth.control.tenants import (
     LOCAL_TENANT,
+    PUBLIC_OWNER,
     Tenant,
     get_or_create_tenant,
     get_tenant,
@@ -18,19 +27,25 @@ from plinth.control.tenants import (
 
 __all__ = [
     "LOCAL_TENANT",
+    "PUBLIC_OWNER",
+    "AdapterExistsError",
+    "AdapterRow",
     "AuditEvent",
     "ControlPlane",
     "KeyInfo",
     "Tenant",
+    "add_adapter",
     "authenticate",
     "create_key",
     "get_or_create_tenant",
     "get_tenant",
+    "list_adapters",
     "list_events",
     "list_keys",
     "list_tenants",
     "open_control_plane",
     "record",
+    "remove_adapter",
     "revoke_key",
     "validate_tenant_name",
 ]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ControlPlane",
+    "adapters",
     "api_keys",
     "audit_log",
     "metadata",
@@ -64,6 +65,18 @@ audit_log = sa.Table(
     sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=True),
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("detail", sa.JSON, nullable=True),
+)
+
+adapters = sa.Table(
+    "adapters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=True),  # NULL: public
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("base_model", sa.String(500), nullable=False),
+    sa.Column("source", sa.String(1000), nullable=False),
+    sa.Column("path", sa.String(1000), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 migrations_table = sa.Table(

@@ -87,3 +87,32 @@ def m001_tenants_keys_audit(conn: sa.Connection) -> None:
     )
     md.create_all(conn)
     conn.execute(sa.insert(tenants).values(name="local", created_at=utcnow()))
+
+
+@migration
+def m002_adapters(conn: sa.Connection) -> None:
+    """LoRA adapter registrations, so they survive restarts. ``tenant_id`` NULL means public.
+
+    ``source`` is what the user registered (path, archive, hub id, upload); ``path`` is the resolved
+    local PEFT folder the server re-registers from at start. Names are unique per tenant; SQL treats
+    NULLs as distinct, so public names get their own partial unique index.
+    """
+    md = sa.MetaData()
+    sa.Table("tenants", md, sa.Column("id", sa.Integer, primary_key=True))
+    table = sa.Table(
+        "adapters",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=True, index=True),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("base_model", sa.String(500), nullable=False),
+        sa.Column("source", sa.String(1000), nullable=False),
+        sa.Column("path", sa.String(1000), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("tenant_id", "name", name="uq_adapters_tenant_name"),
+    )
+    public = table.c.tenant_id.is_(None)
+    sa.Index(
+        "uq_adapters_public_name", table.c.name, unique=True, sqlite_where=public, postgresql_where=public
+    )
+    table.create(conn)

@@ -17,6 +17,7 @@ from plinth.control.db import ControlPlane, tenants, utcnow
 
 __all__ = [
     "LOCAL_TENANT",
+    "PUBLIC_OWNER",
     "Tenant",
     "get_or_create_tenant",
     "get_tenant",
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 LOCAL_TENANT = "local"
+PUBLIC_OWNER = "public"  # owner of adapters every tenant sees; reserved, so no tenant can take the name
 _NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 
@@ -43,6 +45,8 @@ def validate_tenant_name(name: str) -> str:
         raise ValueError(
             f"invalid tenant name {name!r}: use 1-64 characters, lowercase letters, digits, '-' or '_'"
         )
+    if name == PUBLIC_OWNER:
+        raise ValueError(f"invalid tenant name {name!r}: it is reserved for public adapters")
     return name
 
 

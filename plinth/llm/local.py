@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from plinth.engine import (
@@ -50,13 +51,21 @@ class LocalModel:
     ``generate(ids, params, request_id=)`` (an async iterator of RequestOutput) and ``abort(id)``."""
 
     def __init__(
-        self, engine: Any, tokenizer: Any, *, name: str, max_model_len: int, is_random: bool = False
+        self,
+        engine: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        max_model_len: int,
+        is_random: bool = False,
+        parent: str | None = None,
     ) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.name = name
         self.max_model_len = max_model_len
         self.is_random = is_random
+        self.parent = parent  # set when this serves an adapter merged into ``parent`` (--merge-lora)
 
     @classmethod
     def load(cls, config: EngineConfig, name: str | None = None) -> LocalModel:
@@ -76,6 +85,29 @@ class LocalModel:
 
     def shutdown(self) -> None:
         self.engine.shutdown()
+
+    # -- adapters (engine-level names; tenancy lives in the server) -------------------------------
+
+    @property
+    def lora_enabled(self) -> bool:
+        """Whether this model's engine serves adapters (False for fakes and ``enable_lora=False``)."""
+        return self.lora_stats() is not None
+
+    def add_adapter(self, name: str, path: Path) -> Any:
+        """Validate and register a PEFT folder (reads files: call it from a worker thread)."""
+        return self.engine.engine.add_lora(name, Path(path))
+
+    def remove_adapter(self, name: str) -> bool:
+        """Unregister: running requests finish, new ones for ``name`` fail."""
+        return self.engine.engine.remove_lora(name)
+
+    def adapters(self) -> list[str]:
+        return self.engine.engine.list_loras()
+
+    def lora_stats(self) -> Any | None:
+        """The engine's ``LoraStats``, or None when it has no adapter support."""
+        lora_stats = getattr(getattr(self.engine, "engine", None), "lora_stats", None)
+        return lora_stats() if callable(lora_stats) else None
 
     # -- text <-> ids ---------------------------------------------------------------------------
 
@@ -104,8 +136,12 @@ class LocalModel:
         params: SamplingParams,
         stop: Sequence[str] = (),
         request_id: str | None = None,
+        adapter: str | None = None,
     ) -> AsyncIterator[TextDelta]:
         """Generate from ``prompt_ids``, one :class:`TextDelta` per engine step.
+
+        ``adapter`` is an engine-level adapter name; an unknown one raises the engine's
+        ``UnknownAdapterError`` on the first iteration.
 
         Raises the engine's ``PromptTooLongError`` *at call time*, before anything is iterated, so the
         server can answer 400 before it starts a streaming response. On a stop string the text is cut
@@ -113,7 +149,7 @@ class LocalModel:
         early (``aclose``, ``break`` then garbage collection, task cancellation) aborts it too.
         """
         self.check_prompt(prompt_ids, params)
-        return self._stream(list(prompt_ids), params, stop, request_id or uuid.uuid4().hex)
+        return self._stream(list(prompt_ids), params, stop, request_id or uuid.uuid4().hex, adapter)
 
     def check_prompt(self, prompt_ids: Sequence[int], params: SamplingParams) -> None:
         """Raise the engine's ``PromptTooLongError`` when prompt + max_tokens exceeds the context
@@ -122,11 +158,17 @@ class LocalModel:
             raise PromptTooLongError(len(prompt_ids), params.max_tokens, self.max_model_len)
 
     async def _stream(
-        self, prompt_ids: list[int], params: SamplingParams, stop: Sequence[str], request_id: str
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        stop: Sequence[str],
+        request_id: str,
+        adapter: str | None = None,
     ) -> AsyncIterator[TextDelta]:
         detok = IncrementalDetokenizer(self.tokenizer, prompt_ids)
         matcher = StopMatcher(stop)
-        outputs = self.engine.generate(prompt_ids, params, request_id=request_id)
+        extra = {"adapter": adapter} if adapter is not None else {}  # test engines may not take it
+        outputs = self.engine.generate(prompt_ids, params, request_id=request_id, **extra)
         running = True  # the engine request is live; abort it on any early exit
         try:
             async for out in outputs:

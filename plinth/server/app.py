@@ -19,13 +19,14 @@ from fastapi.responses import Response
 
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane
-from plinth.server import invocations, openai_api
+from plinth.server import adapters_api, invocations, openai_api
+from plinth.server.adapter_registry import AdapterRegistry
 from plinth.server.auth import local_tenant
 from plinth.server.errors import install_error_handlers
-from plinth.server.metrics import Metrics, RequestMetricsMiddleware, engine_stats
+from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
 from plinth.server.state import ServerState, get_state
 
-__all__ = ["NO_MODEL_HELP", "create_app", "random_model_path", "serve"]
+__all__ = ["NO_MODEL_HELP", "create_app", "load_models", "random_model_path", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +44,42 @@ every API works. To serve a real model, point Plinth at a Hugging Face id or a l
 def create_app(
     settings: Settings, models: list[Any], control_plane: ControlPlane, embedder: Any | None = None
 ) -> FastAPI:
-    """An app serving ``models`` (already loaded ``LocalModel`` s, keyed by ``.name``)."""
+    """An app serving ``models`` (already loaded ``LocalModel`` s, keyed by ``.name``).
+
+    Adapters registered in the control plane, then every subfolder of ``settings.adapters`` (as
+    public), are registered on their base models before this returns, so the first request sees them.
+    """
     app = FastAPI(title="Plinth", version="0.1.0")
+    served = {m.name: m for m in models}
     state = ServerState(
         settings=settings,
-        models={m.name: m for m in models},
+        models=served,
         control_plane=control_plane,
         metrics=Metrics(),
         embedder=embedder,
         no_auth_tenant=local_tenant(control_plane) if settings.no_auth else None,
+        adapters=AdapterRegistry(served, control_plane, Path(settings.data_dir) / "adapters"),
     )
     app.state.plinth = state
+    state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
+    _register_adapters(state.adapters, settings)
     install_error_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     app.include_router(openai_api.router)
+    app.include_router(adapters_api.router)
     app.include_router(invocations.router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
     return app
+
+
+def _register_adapters(registry: AdapterRegistry | None, settings: Settings) -> None:
+    assert registry is not None
+    registry.restore()
+    for directory in settings.adapters:
+        entries = registry.register_dir(Path(directory))
+        log.info("registered %d public adapters from %s", len(entries), directory)
 
 
 def _root() -> dict[str, str]:
@@ -104,23 +122,52 @@ def random_model_path(settings: Settings) -> Path:
     return path
 
 
+def load_models(settings: Settings) -> list[Any]:
+    """A ``LocalModel`` (own engine, own adapter slots and memory budget) per ``--model``; the one
+    ``--merge-lora NAME`` fits is loaded with that adapter merged in and served as NAME instead."""
+    from plinth.llm.local import LocalModel
+
+    if not settings.models:
+        print(NO_MODEL_HELP, flush=True)
+        path = random_model_path(settings)
+        return [LocalModel.load(settings.engine_config(str(path)), name=path.name)]
+    merged, folder = None, None
+    if settings.merge_lora is not None:
+        from plinth.llm.merge import merge_target
+
+        folder = _adapter_folder(settings, settings.merge_lora)
+        merged = merge_target(settings.models, folder, settings.merge_lora)
+    models = []
+    for name in settings.models:
+        if name == merged and folder is not None and settings.merge_lora is not None:
+            from plinth.llm.merge import load_merged
+
+            config = settings.engine_config(name, enable_lora=False)
+            models.append(load_merged(config, folder, settings.merge_lora))
+        else:
+            models.append(LocalModel.load(settings.engine_config(name)))
+    return models
+
+
+def _adapter_folder(settings: Settings, name: str) -> Path:
+    for directory in settings.adapters:
+        if (Path(directory) / name).is_dir():
+            return Path(directory) / name
+    dirs = ", ".join(str(d) for d in settings.adapters)
+    raise ValueError(f"--merge-lora {name}: no folder {name!r} in the --adapters directories ({dirs})")
+
+
 def serve(settings: Settings) -> None:
     """Run the server until interrupted (``plinth serve``)."""
     import uvicorn
 
     from plinth.control import open_control_plane
-    from plinth.llm.local import LocalModel
 
     check_bind(settings)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     assert settings.database_url is not None  # Settings fills the default
     control_plane = open_control_plane(settings.database_url)
-    if settings.models:
-        models = [LocalModel.load(settings.engine_config(name)) for name in settings.models]
-    else:
-        print(NO_MODEL_HELP, flush=True)
-        path = random_model_path(settings)
-        models = [LocalModel.load(settings.engine_config(str(path)), name=path.name)]
+    models = load_models(settings)
     app = create_app(settings, models, control_plane)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

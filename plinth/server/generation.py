@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.engine import PromptTooLongError, SamplingParams, TokenLogprob
+from plinth.engine.lora import UnknownAdapterError
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
 
@@ -65,7 +66,8 @@ async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
         for job in jobs:
             rid = job.request_id
             stream = job.model.stream(job.prompt_ids, job.params, stop=job.stop, request_id=rid)
-            streams.append(metrics.observe(job.model.name, stream))
+            label = getattr(job.model, "metrics_label", job.model.name)  # base name, never an adapter's
+            streams.append(metrics.observe(label, stream))
     except BaseException:
         await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)
         raise
@@ -75,6 +77,12 @@ async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
     except (APIError, PromptTooLongError):
         await events.aclose()
         raise
+    except UnknownAdapterError as exc:  # unregistered between lookup and start: as if never there
+        await events.aclose()
+        name = exc.name.split(":", 1)[-1]  # the engine-level name is "<owner>:<name>"
+        raise APIError(
+            404, f"The model '{name}' does not exist.", param="model", code="model_not_found"
+        ) from exc
     except ValueError as exc:  # the engine's request checks (empty prompt, ids out of vocabulary)
         await events.aclose()
         raise APIError(400, str(exc)) from exc

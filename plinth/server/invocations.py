@@ -7,6 +7,10 @@ Plinth unchanged::
     -> {"generated_text": "...", "details": {"finish_reason": "length", "generated_tokens": 64,
                                             "inputs": "What is Deep Learning?", "tokens": [...]}}
 
+Adapters, as in LMI: ``"adapters": "name"`` (every input), or a list with one name per input where
+``""`` means the base model; or the header ``X-Amzn-SageMaker-Adapter-Identifier`` (every input; the
+body field wins when both are given). An unknown adapter -- or another tenant's -- is a 404.
+
 A list of inputs returns a list of such objects. ``"stream": true`` (top level or in ``parameters``)
 answers ``application/jsonlines``: one ``{"token": {"id", "text", "log_prob"}, "generated_text": null}``
 per token; the last line carries the full ``generated_text`` (and ``details`` when asked for).
@@ -83,12 +87,28 @@ class LMIParameters(BaseModel):
         )
 
 
+ADAPTER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier"
+
+
 class LMIRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     inputs: str | list[str] = Field(min_length=1)
     parameters: LMIParameters = Field(default_factory=LMIParameters)
     stream: bool = False
+    adapters: str | list[str] | None = None
+
+    def adapter_names(self, header: str | None, num_inputs: int) -> list[str]:
+        """One adapter name per input ("" for the base model)."""
+        given = self.adapters if self.adapters is not None else header
+        if given is None or isinstance(given, str):
+            return [given or ""] * num_inputs
+        if len(given) != num_inputs:
+            raise APIError(
+                400, f"adapters has {len(given)} entries for {num_inputs} inputs; give one per input "
+                "(\"\" for the base model) or a single name", param="adapters",
+            )  # fmt: skip
+        return list(given)
 
 
 @router.get("/ping")
@@ -102,26 +122,28 @@ def ping(request: Request) -> dict[str, str]:
 @router.post("/invocations", dependencies=[Depends(require_tenant)])
 async def invocations(body: LMIRequest, request: Request) -> Any:
     state = get_state(request)
-    model = next(iter(state.models.values()), None)
-    if model is None:
+    base = next(iter(state.models.values()), None)
+    if base is None:
         raise APIError(503, "No model is loaded.", type="server_error", code="not_ready")
     params = body.parameters
     streaming = body.stream or bool(params.stream)
     inputs = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     if streaming and len(inputs) != 1:
         raise APIError(400, "Streaming takes a single string input.", param="inputs")
+    names = body.adapter_names(request.headers.get(ADAPTER_HEADER), len(inputs))
+    models = [state.model(name, request.state.tenant) if name else base for name in names]
     jobs = []
-    for text in inputs:
+    for text, model in zip(inputs, models, strict=True):
         ids = await run_in_threadpool(model.encode, text)
         sp = params.sampling_params()
         jobs.append(Job(model, ids, sp, params.stop_strings(), f"lmi-{uuid.uuid4().hex}"))
     events = await start(jobs, state.metrics)
     if streaming:
-        lines = _stream_lines(events, model, inputs[0], params)
+        lines = _stream_lines(events, models[0], inputs[0], params)
         return ClosingStreamingResponse(lines, media_type="application/jsonlines")
     choices = await collect(events, len(jobs))
     outputs = [
-        _output(model, text, job, c, params) for text, job, c in zip(inputs, jobs, choices, strict=True)
+        _output(job.model, text, job, c, params) for text, job, c in zip(inputs, jobs, choices, strict=True)
     ]
     return outputs[0] if isinstance(body.inputs, str) else outputs
 

@@ -2,20 +2,23 @@
 
 Three sources feed it: an ASGI middleware counts every request by route template and status; each
 generation stream is wrapped by :meth:`Metrics.observe` (tokens, time to first token, end-to-end latency,
-time per output token); and engine gauges (queue depth, running batch, KV cache use) are read from each
-model's engine when ``/metrics`` is scraped, so nothing polls in the background.
+time per output token); and engine gauges (queue depth, running batch, KV cache use) and adapter-cache
+numbers (:class:`LoraCollector`) are read from each model's engine when ``/metrics`` is scraped, so
+nothing polls in the background. Labels name base models only: tenants' adapter names never appear
+here (``/metrics`` needs no key).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["Metrics", "RequestMetricsMiddleware", "engine_stats"]
+__all__ = ["LoraCollector", "Metrics", "RequestMetricsMiddleware", "engine_stats"]
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
 _TPOT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1, 2.5)
@@ -109,6 +112,51 @@ def engine_stats(model: Any) -> Any | None:
     try:
         return stats()
     except Exception:
+        return None
+
+
+_LORA_GAUGES = {
+    "registered": "Adapters registered (usable by requests).",
+    "resident": "Adapters resident in compute slots (--max-loras).",
+    "in_memory": "Adapters loaded in the host-memory cache (--max-cpu-loras).",
+}
+_LORA_COUNTERS = {
+    "disk_loads": "Adapter loads from disk into host memory.",
+    "slot_loads": "Adapter copies into compute slots.",
+    "evictions": "Adapters evicted from compute slots to make room.",
+}
+
+
+class LoraCollector:
+    """Adapter-cache numbers per base model, read from ``model.lora_stats()`` at scrape time.
+
+    A custom collector rather than Gauges/Counters set on scrape: the engine already keeps the
+    cumulative counts, and Prometheus counters cannot be *set*.
+    """
+
+    def __init__(self, models: Callable[[], Iterable[Any]]) -> None:
+        self.models = models
+
+    def collect(self) -> Iterator[Metric]:
+        families: list[GaugeMetricFamily | CounterMetricFamily] = []
+        for field, doc in _LORA_GAUGES.items():
+            families.append(GaugeMetricFamily(f"plinth_lora_adapters_{field}", doc, labels=["model"]))
+        for field, doc in _LORA_COUNTERS.items():
+            families.append(CounterMetricFamily(f"plinth_lora_{field}", doc, labels=["model"]))
+        fields = [*_LORA_GAUGES, *_LORA_COUNTERS]
+        for model in self.models():
+            stats = _lora_stats(model)
+            if stats is not None:
+                for family, field in zip(families, fields, strict=True):
+                    family.add_metric([model.name], getattr(stats, field))
+        yield from families
+
+
+def _lora_stats(model: Any) -> Any | None:
+    stats = getattr(model, "lora_stats", None)
+    try:
+        return stats() if callable(stats) else None
+    except Exception:  # a scrape must never fail because of one model
         return None
 
 

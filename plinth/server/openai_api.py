@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from plinth.server import openai_format as fmt
+from plinth.server.adapter_registry import AdapterEntry
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
 from plinth.server.generation import Choice, Events, Job, collect, start
@@ -36,29 +37,47 @@ Render = Callable[[int, Any, bool], list[dict[str, Any]]]
 
 @router.get("/models")
 def list_models(request: Request) -> dict[str, Any]:
-    """Served models; random-weight ones say so in ``owned_by`` and ``plinth.random_weights``."""
+    """Served models, then the adapters this tenant may use (``parent``: their base model, ``owned_by``:
+    their tenant or "public"); random-weight models say so in ``owned_by`` and ``plinth.random_weights``."""
     state = get_state(request)
     data = [_model_card(state, m) for m in state.models.values()]
+    if state.adapters is not None:
+        data += [_adapter_card(state, e) for e in state.adapters.visible(request.state.tenant)]
     return {"object": "list", "data": data}
 
 
 def _model_card(state: ServerState, model: Any) -> dict[str, Any]:
+    parent = getattr(model, "parent", None)  # set for a --merge-lora model
     return {
         "id": model.name,
         "object": "model",
         "created": state.created,
         "owned_by": "plinth (random weights)" if model.is_random else "plinth",
-        "root": model.name,
-        "parent": None,  # adapters will name their base model here
+        "root": parent or model.name,
+        "parent": parent,
         "max_model_len": model.max_model_len,
         "plinth": {"random_weights": bool(model.is_random)},
+    }
+
+
+def _adapter_card(state: ServerState, entry: AdapterEntry) -> dict[str, Any]:
+    base = state.models[entry.base_model]
+    return {
+        "id": entry.name,
+        "object": "model",
+        "created": int(entry.created_at.timestamp()),
+        "owned_by": entry.owner,
+        "root": entry.base_model,
+        "parent": entry.base_model,
+        "max_model_len": base.max_model_len,
+        "plinth": {"random_weights": bool(base.is_random), "adapter": True},
     }
 
 
 @router.post("/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request) -> Any:
     state = get_state(request)
-    model = state.model(body.model)
+    model = state.model(body.model, request.state.tenant)
     messages = [m.as_template_message() for m in body.messages]
     try:
         ids = await run_in_threadpool(model.encode_chat, messages)
@@ -88,7 +107,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
     state = get_state(request)
-    model = state.model(body.model)
+    model = state.model(body.model, request.state.tenant)
     if body.echo:
         raise APIError(400, "echo is not supported.", param="echo")
     prompts = [p if isinstance(p, list) else await run_in_threadpool(model.encode, p) for p in body.prompts()]

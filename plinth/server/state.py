@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from plinth.config import Settings
 from plinth.control import ControlPlane, Tenant
+from plinth.server.adapter_registry import AdapterRegistry
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
 
@@ -30,12 +31,17 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     embedder: Any | None = None  # plinth.llm.embedder.Embedder, loaded on first use
     no_auth_tenant: Tenant | None = None  # set when --no-auth: every request acts as this tenant
+    adapters: AdapterRegistry | None = None  # LoRA adapters by tenant (create_app always sets it)
     created: int = field(default_factory=lambda: int(time.time()))
     _embedder_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def model(self, name: str) -> Any:
-        """The served model called ``name``, or OpenAI's 404 ``model_not_found``."""
+    def model(self, name: str, tenant: Tenant | None = None) -> Any:
+        """The served model called ``name`` -- a base model, or (given ``tenant``) one of the adapters
+        it may see, as an :class:`AdapterModel` -- else OpenAI's 404 ``model_not_found``, the same
+        whether the name is unknown or another tenant's adapter."""
         model = self.models.get(name)
+        if model is None and tenant is not None and self.adapters is not None:
+            model = self.adapters.model_for(tenant, name)
         if model is None:
             raise APIError(
                 404,

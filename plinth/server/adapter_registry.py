@@ -1,0 +1,323 @@
+"""Which adapters each tenant sees, on which base model, under which engine-level name.
+
+The engine knows adapters by one flat name; tenancy lives here. A tenant's adapter ``sql`` is
+``"<tenant>:sql"`` in its base model's engine and a public one ``"public:sql"``, so tenants never
+collide. A request's ``model`` resolves to the tenant's own adapter, else a public one; another
+tenant's adapter resolves to nothing, so the caller answers exactly as for an unknown model.
+
+Registrations are persisted in the control plane (unless they come from ``--adapters DIR``, which is
+re-read at every start) and :meth:`AdapterRegistry.restore` registers them again at start. Mutations
+run in worker threads (they read adapter files) and are serialised by one lock; lookups only read a
+dict, so requests never wait behind a registration::
+
+    registry = AdapterRegistry(models, control_plane, data_dir / "adapters")
+    [entry] = registry.register(tenant, "sql", "/srv/sql-lora")     # in a worker thread
+    registry.resolve(tenant, "sql")                                   # -> AdapterEntry
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from plinth.control import (
+    PUBLIC_OWNER,
+    AdapterExistsError,
+    ControlPlane,
+    Tenant,
+    add_adapter,
+    list_adapters,
+    list_tenants,
+    remove_adapter,
+)
+from plinth.engine.lora import AdapterError, resolve_adapter_source
+from plinth.server.errors import APIError
+
+__all__ = ["AdapterEntry", "AdapterModel", "AdapterRegistry", "check_adapter_name"]
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+Owner = int | None  # tenant id; None for public
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterEntry:
+    """One registered adapter as the server sees it."""
+
+    name: str  # what clients put in ``model``
+    owner: str  # tenant name, or "public"
+    tenant_id: int | None
+    base_model: str
+    engine_name: str
+    source: str
+    path: Path
+    rank: int
+    target_modules: tuple[str, ...]
+    row_id: int | None = None  # None: not persisted (``--adapters DIR``)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def card(self) -> dict[str, Any]:
+        """The ``/v1/adapters`` object."""
+        return {
+            "id": self.name,
+            "object": "adapter",
+            "name": self.name,
+            "base_model": self.base_model,
+            "owned_by": self.owner,
+            "source": self.source,
+            "rank": self.rank,
+            "target_modules": list(self.target_modules),
+            "status": "ready",
+            "created": int(self.created_at.timestamp()),
+        }
+
+
+class AdapterModel:
+    """A base model seen through one adapter: routes use it exactly like a base ``LocalModel``.
+
+    ``name`` is the adapter's (responses echo what the client asked for); ``metrics_label`` is the
+    base model's, so tenant adapter names never reach the unauthenticated ``/metrics``.
+    """
+
+    def __init__(self, base: Any, entry: AdapterEntry) -> None:
+        self.base, self.entry, self.name = base, entry, entry.name
+        self.metrics_label = base.name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.base, attr)
+
+    def stream(
+        self, prompt_ids: Sequence[int], params: Any, stop: Sequence[str] = (), request_id: str | None = None
+    ) -> AsyncIterator[Any]:
+        return self.base.stream(prompt_ids, params, stop, request_id, adapter=self.entry.engine_name)
+
+
+def check_adapter_name(name: str, models: Mapping[str, Any]) -> str:
+    """Raise a 400 unless ``name`` can be an adapter name: it appears in URLs and in ``model``."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise APIError(
+            400,
+            f"invalid adapter name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            param="name",
+        )
+    if name in models:
+        raise APIError(400, f"invalid adapter name {name!r}: a base model has that name", param="name")
+    return name
+
+
+class AdapterRegistry:
+    def __init__(self, models: Mapping[str, Any], control_plane: ControlPlane, cache_dir: Path) -> None:
+        self.models, self.control_plane, self.cache_dir = models, control_plane, Path(cache_dir)
+        self._entries: dict[tuple[Owner, str], AdapterEntry] = {}
+        self._write = threading.Lock()
+
+    # --- lookups (any thread, never blocking) ---------------------------------------------------
+    def resolve(self, tenant: Tenant, name: str) -> AdapterEntry | None:
+        """The tenant's own adapter ``name``, else the public one, else None."""
+        return self._entries.get((tenant.id, name)) or self._entries.get((None, name))
+
+    def get(self, tenant_id: int | None, name: str) -> AdapterEntry | None:
+        """Exactly the adapter ``name`` owned by ``tenant_id`` (None: the public one)."""
+        return self._entries.get((tenant_id, name))
+
+    def visible(self, tenant: Tenant) -> list[AdapterEntry]:
+        """The tenant's adapters and the public ones, by name."""
+        entries = [e for (owner, _), e in list(self._entries.items()) if owner in (tenant.id, None)]
+        return sorted(entries, key=lambda e: (e.name, e.tenant_id is None))
+
+    def visible_all(self) -> list[AdapterEntry]:
+        """Every registered adapter (shutdown, tests)."""
+        return list(self._entries.values())
+
+    def model_for(self, tenant: Tenant, name: str) -> AdapterModel | None:
+        entry = self.resolve(tenant, name)
+        return None if entry is None else AdapterModel(self.models[entry.base_model], entry)
+
+    # --- mutations (worker threads) --------------------------------------------------------------
+    def register(
+        self,
+        tenant: Tenant | None,
+        name: str | None,
+        source: str,
+        *,
+        base_model: str | None = None,
+        label: str | None = None,
+        persist: bool = True,
+    ) -> list[AdapterEntry]:
+        """Register every adapter ``source`` holds (or the one called ``name``) for ``tenant``
+        (None: public). All or nothing: on any error nothing stays registered. Raises APIError
+        (400 invalid, 409 name taken)."""
+        if name is not None:
+            check_adapter_name(name, self.models)
+        if base_model is not None and base_model not in self.models:
+            raise APIError(400, f"base_model '{base_model}' is not served here", param="base_model")
+        found = _resolve_source(source, self.cache_dir, name)  # may download or extract: outside the lock
+        with self._write:
+            done: list[AdapterEntry] = []
+            try:
+                for adapter_name, folder in found:
+                    entry = self._add(tenant, adapter_name, folder, label or source, base_model, persist)
+                    done.append(entry)
+            except BaseException:
+                for entry in done:
+                    self._drop(entry)
+                raise
+        return done
+
+    def unregister(self, entry: AdapterEntry) -> None:
+        """Remove ``entry``: new requests for it get 404 at once; running ones finish in the engine."""
+        with self._write:
+            self._drop(entry)
+
+    def restore(self) -> None:
+        """Re-register persisted adapters at start; ones that no longer load are skipped, loudly."""
+        tenants = _tenant_names(self.control_plane)
+        for row in list_adapters(self.control_plane):
+            owner = PUBLIC_OWNER if row.tenant_id is None else tenants.get(row.tenant_id, str(row.tenant_id))
+            if row.base_model not in self.models:
+                log.warning(
+                    "adapter %s:%s skipped: base model %r is not served", owner, row.name, row.base_model
+                )
+                continue
+            tenant = None if row.tenant_id is None else Tenant(row.tenant_id, owner)
+            try:
+                entry = self._load(tenant, row.name, row.path, row.source, row.base_model)
+            except (AdapterError, APIError, OSError) as exc:
+                log.warning("adapter %s:%s skipped: it no longer loads (%s)", owner, row.name, exc)
+                continue
+            self._entries[(row.tenant_id, row.name)] = _with(entry, row_id=row.id, created_at=row.created_at)
+
+    def register_dir(self, directory: Path) -> list[AdapterEntry]:
+        """``--adapters DIR``: every adapter subfolder of ``directory`` as public, not persisted (the
+        folder is read again at every start). Ones that fail are logged and skipped."""
+        registered = []
+        for folder in sorted(p for p in Path(directory).iterdir() if p.is_dir()):
+            try:
+                registered += self.register(None, folder.name, str(folder), persist=False)
+            except (APIError, AdapterError) as exc:
+                log.warning("adapter %s skipped: %s", folder, getattr(exc, "message", exc))
+        return registered
+
+    # --- internals (caller holds the write lock) ----------------------------------------------------
+    def _add(
+        self,
+        tenant: Tenant | None,
+        name: str,
+        folder: Path,
+        source: str,
+        base_model: str | None,
+        persist: bool,
+    ) -> AdapterEntry:
+        check_adapter_name(name, self.models)
+        key = (None if tenant is None else tenant.id, name)
+        if key in self._entries:
+            raise APIError(
+                409, f"an adapter named '{name}' already exists", param="name", code="adapter_exists"
+            )
+        entry = self._load(tenant, name, folder, source, base_model)
+        if persist:
+            try:
+                row = add_adapter(
+                    self.control_plane,
+                    tenant_id=key[0],
+                    name=name,
+                    base_model=entry.base_model,
+                    source=source,
+                    path=folder,
+                )
+            except AdapterExistsError as exc:
+                self.models[entry.base_model].remove_adapter(entry.engine_name)
+                raise APIError(409, str(exc), param="name", code="adapter_exists") from exc
+            entry = _with(entry, row_id=row.id, created_at=row.created_at)
+        self._entries[key] = entry
+        return entry
+
+    def _load(
+        self, tenant: Tenant | None, name: str, folder: Path, source: str, base_model: str | None
+    ) -> AdapterEntry:
+        """Register ``folder`` in the engine of ``base_model`` (or the first served model it fits)."""
+        owner = PUBLIC_OWNER if tenant is None else tenant.name
+        engine_name = f"{owner}:{name}"
+        candidates = self._candidates(folder, base_model)
+        errors: list[tuple[str, str]] = []
+        for model in candidates:
+            try:
+                adapter = model.add_adapter(engine_name, folder)
+            except AdapterError as exc:  # its message names the engine-level name: rebuild it
+                errors.append((model.name, exc.problem))
+                continue
+            return AdapterEntry(
+                name=name,
+                owner=owner,
+                tenant_id=None if tenant is None else tenant.id,
+                base_model=model.name,
+                engine_name=engine_name,
+                source=source,
+                path=Path(folder),
+                rank=adapter.rank,
+                target_modules=tuple(sorted(adapter.target_modules)),
+            )
+        if len(errors) == 1:
+            message = f"adapter '{name}': {errors[0][1]}"
+        else:
+            tried = "; ".join(f"{model}: {problem}" for model, problem in errors)
+            message = f"adapter '{name}' fits none of the served base models ({tried})"
+        raise APIError(400, message, param="source", code="invalid_adapter")
+
+    def _candidates(self, folder: Path, base_model: str | None) -> list[Any]:
+        """Models to try: the requested one, else every LoRA-enabled model, the one the adapter's
+        config names (``base_model_name_or_path``) first."""
+        if base_model is not None:
+            model = self.models[base_model]
+            if not model.lora_enabled:
+                raise APIError(400, f"base model '{base_model}' does not serve adapters", param="base_model")
+            return [model]
+        models = [m for m in self.models.values() if m.lora_enabled]
+        if not models:
+            raise APIError(400, "no served model has adapters enabled (--enable-lora)", param="base_model")
+        named = _declared_base(folder)
+        return sorted(models, key=lambda m: named is None or named not in (m.name, str(_path_of(m))))
+
+    def _drop(self, entry: AdapterEntry) -> None:
+        """Forget it here first (new requests 404), then in the engine and the database."""
+        key = (entry.tenant_id, entry.name)
+        if self._entries.get(key) is entry:
+            del self._entries[key]
+        self.models[entry.base_model].remove_adapter(entry.engine_name)
+        if entry.row_id is not None:
+            remove_adapter(self.control_plane, entry.row_id)
+
+
+def _resolve_source(source: str, cache_dir: Path, name: str | None) -> list[tuple[str, Path]]:
+    try:
+        return resolve_adapter_source(source, cache_dir, name)
+    except AdapterError as exc:
+        raise APIError(400, str(exc), param="source", code="invalid_adapter") from exc
+
+
+def _with(entry: AdapterEntry, **changes: Any) -> AdapterEntry:
+    return replace(entry, **changes)
+
+
+def _declared_base(folder: Path) -> str | None:
+    try:
+        return json.loads((Path(folder) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _path_of(model: Any) -> Path | None:
+    return getattr(getattr(getattr(model, "engine", None), "model_config", None), "path", None)
+
+
+def _tenant_names(cp: ControlPlane) -> dict[int, str]:
+    return {t.id: t.name for t in list_tenants(cp)}

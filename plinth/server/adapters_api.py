@@ -1,0 +1,214 @@
+"""Adapter management over HTTP: ``/v1/adapters`` and vLLM's ``load_lora_adapter``/``unload_lora_adapter``.
+
+Every call is scoped to the caller's tenant (see :mod:`plinth.server.adapter_registry`):
+
+- ``GET /v1/adapters`` -> ``{"object": "list", "data": [adapter]}``: the tenant's adapters and the
+  public ones; ``adapter`` is ``{id, object: "adapter", name, base_model, owned_by, source, rank,
+  target_modules, status, created}``.
+- ``POST /v1/adapters`` -> 201 ``{"object": "list", "data": [adapter]}``, from JSON ``{"source",
+  "name"?, "base_model"?, "public"?}`` or a ``multipart/form-data`` upload of a ``.tar.gz`` in the
+  field ``file`` (text fields ``name``, ``base_model``, ``public``). Without ``name`` every adapter
+  the source holds is registered (a SageMaker LMI archive's ``adapters/<name>/``).
+- ``DELETE /v1/adapters/{name}`` -> ``{"id", "object": "adapter", "deleted": true}``.
+
+Who may do what: a ``source`` that is a path on the server's machine, and ``public: true``, need an
+admin key (403 otherwise): a tenant must not make the server read arbitrary local files. Anyone may
+upload an archive or name a Hugging Face hub id. Deleting a public adapter needs an admin key; another
+tenant's adapter is a 404, as if it did not exist. Registering validates the adapter (400 with the
+adapter's name and the problem) and loads nothing into compute slots; deleting lets running requests
+finish while new ones get 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from plinth.control import Tenant
+from plinth.server.adapter_registry import AdapterEntry, AdapterRegistry
+from plinth.server.auth import require_tenant
+from plinth.server.errors import APIError
+from plinth.server.state import get_state
+from plinth.server.uploads import receive_upload
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_tenant)])
+
+
+class AdapterCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    name: str | None = None
+    base_model: str | None = None
+    public: bool = False
+
+
+class LoadLoraRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    lora_name: str
+    lora_path: str
+
+
+class UnloadLoraRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    lora_name: str
+
+
+@router.get("/adapters")
+def list_adapters(request: Request) -> dict[str, Any]:
+    entries = _registry(request).visible(request.state.tenant)
+    return {"object": "list", "data": [e.card() for e in entries]}
+
+
+@router.post("/adapters", status_code=201)
+async def create_adapter(request: Request) -> dict[str, Any]:
+    tenant: Tenant = request.state.tenant
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        entries = await _register_upload(request, tenant)
+    else:
+        body = _parse(AdapterCreate, await _json(request))
+        _check_source(tenant, body.source)
+        owner = _owner(tenant, body.public)
+        entries = await asyncio.to_thread(
+            _registry(request).register, owner, body.name, body.source, base_model=body.base_model
+        )
+    return {"object": "list", "data": [e.card() for e in entries]}
+
+
+@router.delete("/adapters/{name}")
+async def delete_adapter(name: str, request: Request) -> dict[str, Any]:
+    entry = _deletable(request, name, f"The adapter '{name}' does not exist.")
+    await asyncio.to_thread(_registry(request).unregister, entry)
+    return {"id": name, "object": "adapter", "deleted": True}
+
+
+@router.post("/load_lora_adapter", response_class=PlainTextResponse)
+async def load_lora_adapter(body: LoadLoraRequest, request: Request) -> str:
+    """vLLM's runtime loading: plain-text success, 400 when the name is already loaded."""
+    tenant: Tenant = request.state.tenant
+    _check_source(tenant, body.lora_path)
+    registry = _registry(request)
+    if registry.get(tenant.id, body.lora_name) is not None:
+        raise _already_loaded(body.lora_name)
+    try:
+        await asyncio.to_thread(registry.register, tenant, body.lora_name, body.lora_path)
+    except APIError as exc:
+        if exc.status == 409:  # registered concurrently under the same name
+            raise _already_loaded(body.lora_name) from exc
+        raise
+    return f"Success: LoRA adapter '{body.lora_name}' added successfully."
+
+
+@router.post("/unload_lora_adapter", response_class=PlainTextResponse)
+async def unload_lora_adapter(body: UnloadLoraRequest, request: Request) -> str:
+    """vLLM's runtime unloading: plain-text success, 404 when no such adapter is visible."""
+    entry = _deletable(request, body.lora_name, f"The lora adapter '{body.lora_name}' cannot be found.")
+    await asyncio.to_thread(_registry(request).unregister, entry)
+    return f"Success: LoRA adapter '{body.lora_name}' removed successfully."
+
+
+def _already_loaded(name: str) -> APIError:
+    return APIError(400, f"The lora adapter '{name}' has already been loaded.", param="lora_name")
+
+
+async def _register_upload(request: Request, tenant: Tenant) -> list[AdapterEntry]:
+    settings = get_state(request).settings
+    limit = settings.max_upload_mb * 1024 * 1024
+    upload = await receive_upload(request, Path(settings.data_dir) / "adapters" / "uploads", limit)
+    try:
+        fields = upload.fields
+        public = fields.get("public", "").strip().lower() in ("1", "true", "yes", "on")
+        return await asyncio.to_thread(
+            _registry(request).register,
+            _owner(tenant, public),
+            fields.get("name") or None,
+            str(upload.path),
+            base_model=fields.get("base_model") or None,
+            label=f"upload:{upload.filename}",
+        )
+    finally:  # the archive is extracted under the data dir by now; the upload itself is not needed
+        await asyncio.to_thread(shutil.rmtree, upload.path.parent, True)
+
+
+def _registry(request: Request) -> AdapterRegistry:
+    registry = get_state(request).adapters
+    assert registry is not None, "create_app always sets the adapter registry"
+    return registry
+
+
+def _owner(tenant: Tenant, public: bool) -> Tenant | None:
+    """The owner a registration gets: the tenant, or None (public), which only admin keys may ask for."""
+    if public and not tenant.is_admin:
+        raise APIError(403, "Only admin keys may register public adapters.", param="public")
+    return None if public else tenant
+
+
+def _check_source(tenant: Tenant, source: str) -> None:
+    """A server-local path needs an admin key, and must be absolute (it is read on the server)."""
+    path = Path(source).expanduser()
+    if not (_looks_like_path(source) or path.exists()):
+        return  # a hub id: downloaded into the data dir, never a local read
+    if not tenant.is_admin:
+        raise APIError(
+            403,
+            "Only admin keys may register adapters from a path on the server; upload a .tar.gz "
+            "(multipart field 'file') or give a Hugging Face hub id.",
+            param="source",
+        )
+    if not path.is_absolute():
+        message = f"source path {source!r} must be absolute (it is read on the server's machine)"
+        raise APIError(400, message, param="source")
+
+
+def _looks_like_path(source: str) -> bool:
+    """Hub ids are ``name`` or ``owner/name``; anything else is meant as a path on the server."""
+    return (
+        source.startswith((".", "/", "~", "\\"))
+        or source.count("/") > 1
+        or "\\" in source
+        or source.endswith((".tar.gz", ".tgz", ".tar"))
+    )
+
+
+def _deletable(request: Request, name: str, not_found: str) -> AdapterEntry:
+    """The caller's own adapter ``name``, else the public one for an admin key; 404 / 403 otherwise."""
+    tenant: Tenant = request.state.tenant
+    registry = _registry(request)
+    entry = registry.get(tenant.id, name)
+    if entry is not None:
+        return entry
+    public = registry.get(None, name)
+    if public is None:
+        raise APIError(404, not_found, param="name", code="adapter_not_found")
+    if not tenant.is_admin:
+        raise APIError(403, f"The adapter '{name}' is public: only admin keys may remove it.", param="name")
+    return public
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise APIError(400, "The request body is not valid JSON.", code="invalid_json") from exc
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def _parse(model: type[T], data: Any) -> T:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise APIError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param) from exc
