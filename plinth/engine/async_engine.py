@@ -1,7 +1,11 @@
 """An asyncio front for :class:`LLMEngine`: many coroutines stream tokens from one batch.
 
 The engine steps in one background thread (torch releases the GIL while it computes, so the event
-loop stays responsive). Coroutines never touch the engine directly: they queue ``add``/``abort``
+loop stays responsive). Build it with :meth:`AsyncLLMEngine.from_config` so that thread also loads
+the weights: on CPU a model stepped by a thread other than the one that built it ran ~1.5x slower
+per decode step (measured with bf16 oneDNN matmuls: 22-31 ms vs 47-50 ms at batch 1).
+
+Coroutines never touch the engine directly: they queue ``add``/``abort``
 commands that the thread applies between steps, and receive outputs through per-request asyncio
 queues. Leaving a ``generate`` loop early (client gone, task cancelled) aborts the request, which
 frees its KV cache blocks.
@@ -17,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from plinth.engine.config import EngineConfig
 from plinth.engine.llm_engine import LLMEngine
 from plinth.engine.outputs import RequestOutput
 from plinth.engine.sampling_params import SamplingParams
@@ -31,14 +36,36 @@ class _Stream:
 
 
 class AsyncLLMEngine:
-    def __init__(self, engine: LLMEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: LLMEngine | None) -> None:
+        self.engine = engine  # type: ignore[assignment]  # None only inside from_config
         self._commands: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._streams: dict[str, _Stream] = {}
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: EngineConfig, name: str | None = None) -> AsyncLLMEngine:
+        """Build the engine on its own stepping thread; raises what building raised."""
+        self = cls(None)
+        built: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+
+        def build_then_loop() -> None:
+            try:
+                self.engine = LLMEngine(config, name)
+            except BaseException as exc:
+                built.put(exc)
+                return
+            built.put(None)
+            self._loop()
+
+        self._thread = threading.Thread(target=build_then_loop, name="plinth-engine", daemon=True)
+        self._thread.start()
+        error = built.get()
+        if error is not None:
+            raise error
+        return self
 
     @property
     def model_config(self):  # noqa: ANN201 - re-exported for callers above the engine

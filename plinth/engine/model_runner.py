@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -91,6 +92,10 @@ class ModelRunner:
             )
         with torch.no_grad():
             self.model.load_weights(iter_weights(self.cfg.path))
+        if self.config.merge_lora is not None:
+            from plinth.engine.lora.merge import merge_adapter_dir
+
+            merge_adapter_dir(self.model, Path(self.config.merge_lora))
 
     def _block_bytes(self) -> int:
         cfg = self.cfg

@@ -18,7 +18,6 @@ from typing import Any
 from plinth.engine import (
     AsyncLLMEngine,
     EngineConfig,
-    LLMEngine,
     PromptTooLongError,
     RequestOutput,
     SamplingParams,
@@ -72,11 +71,11 @@ class LocalModel:
         """Load the checkpoint named by ``config.model`` and start the engine's background stepping."""
         from transformers import AutoTokenizer
 
-        engine = LLMEngine(config)
+        engine = AsyncLLMEngine.from_config(config)
         mc = engine.model_config
         tokenizer = AutoTokenizer.from_pretrained(str(mc.path))
         return cls(
-            AsyncLLMEngine(engine),
+            engine,
             tokenizer,
             name=name or mc.name,
             max_model_len=mc.max_model_len,

@@ -126,14 +126,3 @@ class LoraLinear(nn.Linear):
             r = a_weight.shape[0]
             self.lora_a[slot, j * rank : j * rank + r].copy_(a_weight)
             b[:, :r].copy_(b_weight * scaling)
-
-    @torch.no_grad()
-    def merge(self, subs: list[tuple[torch.Tensor, torch.Tensor, float] | None]) -> None:
-        """Fold an adapter into the base weight (``--merge-lora``): zero overhead, one adapter."""
-        offset = 0
-        for size, sub in zip(self.sub_sizes, subs, strict=True):
-            if sub is not None:
-                a_weight, b_weight, scaling = sub
-                delta = (b_weight.float() @ a_weight.float()) * scaling
-                self.weight[offset : offset + size] += delta.to(self.weight.dtype)
-            offset += size
