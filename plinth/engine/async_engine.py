@@ -36,8 +36,11 @@ class _Stream:
 
 
 class AsyncLLMEngine:
+    engine: LLMEngine
+
     def __init__(self, engine: LLMEngine | None) -> None:
-        self.engine = engine  # type: ignore[assignment]  # None only inside from_config
+        if engine is not None:  # from_config sets it on the stepping thread
+            self.engine = engine
         self._commands: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._streams: dict[str, _Stream] = {}
         self._wake = threading.Event()

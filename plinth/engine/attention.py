@@ -48,7 +48,9 @@ class AttentionMetadata:
 
     @classmethod
     def build(cls, spans: list[SeqSpan], block_size: int, device: torch.device) -> AttentionMetadata:
-        offsets, slots, total = [], [], 0
+        offsets: list[int] = []
+        slots: list[int] = []
+        total = 0
         for span in spans:
             offsets.append(total)
             total += span.num_new

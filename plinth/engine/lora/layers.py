@@ -13,6 +13,7 @@ Base-model tokens are simply left out, and a step without adapter tokens costs n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -62,7 +63,8 @@ class LoraLinear(nn.Linear):
     """``nn.Linear`` (same parameter names, so checkpoints load unchanged) plus adapter slots.
 
     ``sub_sizes`` splits a fused output into the Hugging Face projections it holds, e.g. q/k/v of a
-    fused ``qkv_proj``: each has its own A (stacked along the rank axis) and B.
+    fused ``qkv_proj``: each has its own A and B. A sub-projection that no resident adapter targets
+    is skipped entirely (adapters trained on q/v only cost nothing in o/k/MLP projections).
     """
 
     def __init__(
@@ -71,58 +73,60 @@ class LoraLinear(nn.Linear):
         super().__init__(in_features, sum(sub_sizes), bias=bias)
         self.sub_sizes, self.names, self.ctx = sub_sizes, names, ctx
         self.layer_index = -1  # set by the model once the decoder layers exist
+        self.offsets = [sum(sub_sizes[:j]) for j in range(len(sub_sizes))]
+        self.users: list[set[int]] = [set() for _ in sub_sizes]  # slots whose adapter targets sub j
         rank, slots = ctx.max_rank, ctx.num_slots
-        self.register_buffer(
-            "lora_a", torch.zeros(slots, len(sub_sizes) * rank, in_features), persistent=False
-        )
         for j, size in enumerate(sub_sizes):
+            self.register_buffer(f"lora_a{j}", torch.zeros(slots, rank, in_features), persistent=False)
             self.register_buffer(f"lora_b{j}", torch.zeros(slots, size, rank), persistent=False)
         ctx.layers.append(self)
 
+    def lora_a(self, j: int) -> torch.Tensor:
+        """A of sub-projection ``j``: ``[slots, max_rank, in_features]``, zero-padded past its rank."""
+        buffer: torch.Tensor = getattr(self, f"lora_a{j}")
+        return buffer
+
     def lora_b(self, j: int) -> torch.Tensor:
-        return getattr(self, f"lora_b{j}")
+        """B of sub-projection ``j``: ``[slots, its out_features, max_rank]``, scaling folded in."""
+        buffer: torch.Tensor = getattr(self, f"lora_b{j}")
+        return buffer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)
         batch = self.ctx.batch
         if batch is None or batch.empty:
             return y
-        if batch.rows is not None and batch.slots is not None:
-            self._add_gathered(x, y, batch.rows, batch.slots)
-        for start, end, slot in batch.segments:
-            self._add_segment(x[start:end], y[start:end], slot)
+        for j, users in enumerate(self.users):
+            if not users:
+                continue
+            out = y[:, self.offsets[j] : self.offsets[j] + self.sub_sizes[j]]
+            if batch.rows is not None and batch.slots is not None:
+                self._add_gathered(j, x, out, batch.rows, batch.slots)
+            for start, end, slot in batch.segments:
+                if slot in users:
+                    out[start:end] += (x[start:end] @ self.lora_a(j)[slot].T) @ self.lora_b(j)[slot].T
         return y
 
     def _add_gathered(
-        self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor
+        self, j: int, x: torch.Tensor, out: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor
     ) -> None:
-        rank = self.ctx.max_rank
-        shrunk = torch.bmm(self.lora_a.index_select(0, slots), x.index_select(0, rows).unsqueeze(-1))
-        offset = 0
-        for j, size in enumerate(self.sub_sizes):
-            delta = torch.bmm(self.lora_b(j).index_select(0, slots), shrunk[:, j * rank : (j + 1) * rank])
-            y[:, offset : offset + size].index_add_(0, rows, delta.squeeze(-1))
-            offset += size
-
-    def _add_segment(self, x: torch.Tensor, y: torch.Tensor, slot: int) -> None:
-        rank = self.ctx.max_rank
-        shrunk = x @ self.lora_a[slot].T
-        offset = 0
-        for j, size in enumerate(self.sub_sizes):
-            y[:, offset : offset + size] += shrunk[:, j * rank : (j + 1) * rank] @ self.lora_b(j)[slot].T
-            offset += size
+        """Decode tokens: gather each token's slot A/B and apply them in two batched matmuls."""
+        shrunk = torch.bmm(self.lora_a(j).index_select(0, slots), x.index_select(0, rows).unsqueeze(-1))
+        delta = torch.bmm(self.lora_b(j).index_select(0, slots), shrunk)
+        out.index_add_(0, rows, delta.squeeze(-1))
 
     @torch.no_grad()
-    def set_slot(self, slot: int, subs: list[tuple[torch.Tensor, torch.Tensor, float] | None]) -> None:
+    def set_slot(self, slot: int, subs: Sequence[tuple[torch.Tensor, torch.Tensor, float] | None]) -> None:
         """Write one adapter's (A, B, scaling) per sub-projection into ``slot`` (None: not targeted)."""
-        rank = self.ctx.max_rank
-        self.lora_a[slot].zero_()
         for j, sub in enumerate(subs):
-            b = self.lora_b(j)[slot]
+            a, b = self.lora_a(j)[slot], self.lora_b(j)[slot]
+            a.zero_()
             b.zero_()
+            self.users[j].discard(slot)
             if sub is None:
                 continue
             a_weight, b_weight, scaling = sub
             r = a_weight.shape[0]
-            self.lora_a[slot, j * rank : j * rank + r].copy_(a_weight)
+            a[:r].copy_(a_weight)
             b[:, :r].copy_(b_weight * scaling)
+            self.users[j].add(slot)

@@ -22,6 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from plinth.engine.lora.adapter import LoraAdapter, load_adapter
 from plinth.engine.lora.layers import LoraContext, LoraLinear
 from plinth.engine.model_config import ModelConfig
@@ -190,10 +192,7 @@ class LoraManager:
         self._loader.shutdown(wait=False, cancel_futures=True)
 
 
-def _subs(layer: LoraLinear, adapter: LoraAdapter) -> list[tuple]:
+def _subs(layer: LoraLinear, adapter: LoraAdapter) -> list[tuple[torch.Tensor, torch.Tensor, float] | None]:
     """The adapter's (A, B, scaling) for each sub-projection of one fused layer (None if untargeted)."""
-    subs: list[tuple] = []
-    for name in layer.names:
-        weights = adapter.weights.get((layer.layer_index, name))
-        subs.append(None if weights is None else (weights.a, weights.b, weights.scaling))  # type: ignore[arg-type]
-    return subs
+    found = (adapter.weights.get((layer.layer_index, name)) for name in layer.names)
+    return [None if w is None else (w.a, w.b, w.scaling) for w in found]
