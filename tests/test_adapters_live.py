@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from adapter_fixtures import PROMPT, control_plane, lora_model, reference
+from live_server import live_server
 from lora_fixtures import make_peft_adapter
 from typer.testing import CliRunner
 
@@ -39,19 +36,8 @@ def setup(tiny_checkpoint_factory, tmp_path_factory):
     model = lora_model(base, max_loras=2)  # 3 adapters + base over 2 slots: eviction under load
     cp, keys = control_plane(root)
     app = create_app(Settings(data_dir=root / "data"), [model], cp)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "keys": keys, "peft": peft, "refs": refs, "model": model}
-    server.should_exit = True
-    thread.join(timeout=15)
+    with live_server(app) as url:
+        yield {"url": url, "keys": keys, "peft": peft, "refs": refs, "model": model}
     model.shutdown()
     cp.close()
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
+from live_server import live_server
 from test_server_fakes import FakeEmbedder
 
 from plinth.config import Settings
@@ -27,12 +25,6 @@ MODEL = "tiny-llama"
 CHAT = [{"role": "user", "content": "Say hello."}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint_factory, tmp_path_factory):
     """(base_url, api_key, model) for a live server; stopped and its engine shut down afterwards."""
@@ -43,17 +35,8 @@ def server(tiny_checkpoint_factory, tmp_path_factory):
     cp = open_control_plane(f"sqlite:///{data / 'plinth.db'}")
     key = create_key(cp, "e2e")
     app = create_app(Settings(data_dir=data), [model], cp, embedder=FakeEmbedder())
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", key, model
-    srv.should_exit = True
-    thread.join(timeout=15)
+    with live_server(app) as url:
+        yield url, key, model
     model.shutdown()
     cp.close()
 
