@@ -1,11 +1,10 @@
 """BedrockModel over botocore's Stubber (no network, no credentials needed)."""
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
-boto3 = pytest.importorskip("boto3")
-from botocore.stub import Stubber  # noqa: E402
-
-from plinth.llm import BedrockModel, ChatOptions, ProviderError  # noqa: E402
+from plinth.llm import BedrockModel, ChatOptions, ProviderError
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
