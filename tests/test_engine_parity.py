@@ -90,3 +90,15 @@ def test_seeded_sampling_is_identical_alone_and_batched(tiny_checkpoint_factory)
         for out in engine.step():
             produced[out.request_id].extend(out.new_token_ids)
     assert produced[target] == alone
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_loads_and_tracks_float32(dtype, tiny_checkpoint_factory):
+    """bf16/fp16 weights and cache: logits stay close to float32 (tolerance 0.1: half precision)."""
+    path = tiny_checkpoint_factory("qwen2")
+    prompt = _prompt(29, seed=5)
+    half = LLMEngine(EngineConfig(model=str(path), dtype=dtype))
+    assert half.runner.dtype == getattr(torch, dtype)
+    exact = _plinth_prefill_logits(LLMEngine(EngineConfig(model=str(path))), prompt)
+    torch.testing.assert_close(_plinth_prefill_logits(half, prompt), exact, atol=0.1, rtol=0)
+    assert half.generate([prompt], SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True))[0]

@@ -122,3 +122,14 @@ async def test_async_engine_streams_concurrently_and_cancel_frees(reference):
         assert aengine.engine.stats().kv_blocks_used == 0
     finally:
         aengine.shutdown()
+
+
+def test_weightless_checkpoint_needs_dummy_load_format(tmp_path):
+    """1b/7b presets are written without weights, for ``--load-format dummy`` benchmarks."""
+    from plinth.engine.checkpoint import init_random
+
+    path = init_random("llama", "tiny", tmp_path / "weightless", write_weights=False)
+    with pytest.raises(ValueError, match="load-format dummy"):
+        LLMEngine(EngineConfig(model=str(path)))
+    engine = LLMEngine(EngineConfig(model=str(path), load_format="dummy"))
+    assert len(engine.generate([_prompt(8, seed=3)], GREEDY)[0]) == GREEDY.max_tokens

@@ -27,7 +27,6 @@ class EngineConfig:
     kv_cache_memory_gb: float = 2.0
     gpu_memory_utilization: float = 0.9
     enable_prefix_caching: bool = True
-    cuda_graphs: bool = True
     seed: int = 0
     enable_lora: bool = False
     max_loras: int = 8  # adapters resident in compute slots (distinct adapters per step)
