@@ -133,3 +133,27 @@ def test_weightless_checkpoint_needs_dummy_load_format(tmp_path):
         LLMEngine(EngineConfig(model=str(path)))
     engine = LLMEngine(EngineConfig(model=str(path), load_format="dummy"))
     assert len(engine.generate([_prompt(8, seed=3)], GREEDY)[0]) == GREEDY.max_tokens
+
+
+def test_a_failing_request_fails_alone(reference, monkeypatch):
+    """A batch whose computation raises is retried request by request: only the culprit fails."""
+    path, prompts, expected = reference
+    engine = LLMEngine(EngineConfig(model=path))
+    run = engine.runner.run
+    poisoned = engine.add_request(prompts[1], GREEDY)
+    ids = {engine.add_request(p, GREEDY): i for i, p in enumerate(prompts) if i != 1}
+
+    def flaky(batch):
+        if any(item.seq.request_id == poisoned for item in batch):
+            raise RuntimeError("boom")
+        return run(batch)
+
+    monkeypatch.setattr(engine.runner, "run", flaky)
+    produced: dict[str, list[int]] = {}
+    reasons: dict[str, str | None] = {}
+    while engine.has_unfinished():
+        for out in engine.step():
+            produced.setdefault(out.request_id, []).extend(out.new_token_ids)
+            reasons[out.request_id] = out.finish_reason
+    assert reasons[poisoned] == "error" and engine.stats().kv_blocks_used == 0
+    assert {rid: produced[rid] for rid in ids} == {rid: expected[i] for rid, i in ids.items()}

@@ -12,6 +12,7 @@ def test_all_is_pinned():
         "ChatResult",
         "DEFAULT_EMBEDDING_MODEL",
         "Embedder",
+        "GenerationError",
         "IncrementalDetokenizer",
         "LocalModel",
         "Message",

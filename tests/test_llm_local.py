@@ -9,7 +9,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from plinth.engine import PromptTooLongError, RequestOutput, SamplingParams
-from plinth.llm import ChatModel, ChatOptions, IncrementalDetokenizer, LocalModel
+from plinth.llm import ChatModel, ChatOptions, GenerationError, IncrementalDetokenizer, LocalModel
 
 CORPUS = [
     "Hello world, this is a small test of streaming text.",
@@ -244,3 +244,11 @@ async def test_real_engine_end_to_end(tmp_path):
             model.stream([1] * model.max_model_len, SamplingParams(max_tokens=1))
     finally:
         model.shutdown()
+
+
+async def test_engine_failure_raises_generation_error(tokenizer):
+    engine = FakeEngine([[i] for i in tokenizer.encode("Hello world")], finish_reason="error")
+    stream = make_model(tokenizer, engine).stream([1], SamplingParams(max_tokens=50), request_id="r9")
+    with pytest.raises(GenerationError, match="r9"):
+        await collect(stream)
+    assert engine.closed

@@ -9,7 +9,7 @@ from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, Provide
 from plinth.llm.bedrock import BedrockModel
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, Embedder
-from plinth.llm.local import LocalModel, TextDelta
+from plinth.llm.local import GenerationError, LocalModel, TextDelta
 from plinth.llm.openai_compat import OpenAICompatModel
 from plinth.llm.scripted import ScriptedCall, ScriptedModel
 
@@ -20,6 +20,7 @@ __all__ = [
     "ChatOptions",
     "ChatResult",
     "Embedder",
+    "GenerationError",
     "IncrementalDetokenizer",
     "LocalModel",
     "Message",

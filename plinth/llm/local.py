@@ -29,12 +29,16 @@ from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
 DEFAULT_MAX_TOKENS = 512  # for ChatOptions.max_tokens=None; capped by the context left after the prompt
 
 
+class GenerationError(RuntimeError):
+    """The engine could not compute this request (other requests were not affected)."""
+
+
 @dataclass(slots=True)
 class TextDelta:
     """One engine step as text: the new ``text`` (may be "" while bytes or a stop string are pending),
     the step's ``token_ids`` and ``logprobs``, and running counts. ``finish_reason`` is set on the last
-    delta only: ``"stop"`` (EOS, stop token or stop string), ``"length"``, ``"abort"`` or the
-    engine's ``"error"``."""
+    delta only: ``"stop"`` (EOS, stop token or stop string), ``"length"`` or ``"abort"``. A request
+    whose computation failed in the engine raises :class:`GenerationError` instead."""
 
     text: str
     token_ids: list[int]
@@ -172,6 +176,8 @@ class LocalModel:
         try:
             async for out in outputs:
                 running = not out.finished
+                if out.finish_reason == "error":
+                    raise GenerationError(f"the model failed while generating request {request_id}")
                 delta = _to_delta(out, detok, matcher)
                 if running and delta.finish_reason == "stop":  # a stop string: free the engine now
                     running = False
