@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     max_model_len: int | None = Field(None, ge=1)
     kv_cache_memory_gb: float = Field(2.0, gt=0)
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    pgvector_dsn: str | None = None  # PostgreSQL for knowledge bases with store "pgvector"
     database_url: str | None = None
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     # LoRA adapters (see docs/adapters.md)

@@ -29,6 +29,9 @@ __all__ = [
     "adapters",
     "api_keys",
     "audit_log",
+    "kb_jobs",
+    "kb_sessions",
+    "knowledge_bases",
     "metadata",
     "migrations_table",
     "open_control_plane",
@@ -77,6 +80,43 @@ adapters = sa.Table(
     sa.Column("source", sa.String(1000), nullable=False),
     sa.Column("path", sa.String(1000), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+knowledge_bases = sa.Table(
+    "knowledge_bases",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+kb_jobs = sa.Table(
+    "kb_jobs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("kb_id", sa.Integer, sa.ForeignKey("knowledge_bases.id"), nullable=False),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # queued | running | succeeded | failed
+    sa.Column("done", sa.Integer, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("report", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+kb_sessions = sa.Table(
+    "kb_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("kb_id", sa.Integer, sa.ForeignKey("knowledge_bases.id"), nullable=True),
+    sa.Column("turns", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 migrations_table = sa.Table(

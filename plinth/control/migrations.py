@@ -116,3 +116,51 @@ def m002_adapters(conn: sa.Connection) -> None:
         "uq_adapters_public_name", table.c.name, unique=True, sqlite_where=public, postgresql_where=public
     )
     table.create(conn)
+
+
+@migration
+def m003_knowledge(conn: sa.Connection) -> None:
+    """Knowledge bases (config as JSON, names unique per tenant), their sync jobs, and RAG sessions.
+
+    Jobs and sessions belong to a knowledge base; deleting one deletes its rows in the same transaction
+    (see plinth.control.knowledge), so no ON DELETE clause is needed here.
+    """
+    md = sa.MetaData()
+    tz = sa.DateTime(timezone=True)
+    sa.Table("tenants", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "knowledge_bases",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("config", sa.JSON, nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("updated_at", tz, nullable=False),
+        sa.UniqueConstraint("tenant_id", "name", name="uq_knowledge_bases_tenant_name"),
+    )
+    sa.Table(
+        "kb_jobs",
+        md,
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("kb_id", sa.Integer, sa.ForeignKey("knowledge_bases.id"), nullable=False, index=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("done", sa.Integer, nullable=False),
+        sa.Column("total", sa.Integer, nullable=False),
+        sa.Column("report", sa.JSON, nullable=True),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("started_at", tz, nullable=True),
+        sa.Column("finished_at", tz, nullable=True),
+    )
+    sa.Table(
+        "kb_sessions",
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("kb_id", sa.Integer, sa.ForeignKey("knowledge_bases.id"), nullable=True, index=True),
+        sa.Column("turns", sa.JSON, nullable=False),
+        sa.Column("updated_at", tz, nullable=False),
+    )
+    md.create_all(conn)

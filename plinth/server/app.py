@@ -19,7 +19,7 @@ from fastapi.responses import Response
 
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane
-from plinth.server import adapters_api, invocations, openai_api
+from plinth.server import adapters_api, invocations, knowledge_api, openai_api, rag_api
 from plinth.server.adapter_registry import AdapterRegistry
 from plinth.server.auth import local_tenant
 from plinth.server.errors import install_error_handlers
@@ -61,17 +61,26 @@ def create_app(
         adapters=AdapterRegistry(served, control_plane, Path(settings.data_dir) / "adapters"),
     )
     app.state.plinth = state
+    app.state.knowledge = _knowledge_service(control_plane, settings)
     state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
     _register_adapters(state.adapters, settings)
     install_error_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     app.include_router(openai_api.router)
     app.include_router(adapters_api.router)
+    app.include_router(knowledge_api.router)
+    app.include_router(rag_api.router)
     app.include_router(invocations.router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
     return app
+
+
+def _knowledge_service(control_plane: ControlPlane, settings: Settings) -> Any:
+    from plinth.knowledge.service import KnowledgeService
+
+    return KnowledgeService(control_plane, settings.data_dir, settings, recover=True)
 
 
 def _register_adapters(registry: AdapterRegistry | None, settings: Settings) -> None:

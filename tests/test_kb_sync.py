@@ -1,0 +1,172 @@
+"""Incremental, atomic sync on real LanceDB with the real default embedder: added / changed / deleted
+across syncs, skipped files with reasons, and a sync failing midway leaving the previous version intact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from plinth.knowledge import sync as sync_module
+from plinth.knowledge.chunking import ChunkingConfig
+from plinth.knowledge.embedders import get_embedder
+from plinth.knowledge.kb import KnowledgeBaseConfig
+from plinth.knowledge.retriever import retrieve
+from plinth.knowledge.sources import infer_schema
+from plinth.knowledge.stores import open_store
+from plinth.knowledge.sync import load_documents, sync
+
+DOCS = {
+    "cats.md": ("Cats purr and sleep most of the day in sunny windows.", {"topic": "pets", "year": 2020}),
+    "rust.md": (
+        "Rust's borrow checker prevents data races at compile time.",
+        {"topic": "code", "year": 2021},
+    ),
+    "tea.md": ("Green tea is steeped at eighty degrees for two minutes.", {"topic": "food", "year": 2022}),
+}
+
+
+def write_corpus(root: Path, docs: dict[str, tuple[str, dict]] = DOCS) -> Path:
+    """Markdown files with Bedrock-style ``.metadata.json`` sidecars."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, (text, meta) in docs.items():
+        (root / name).write_text(f"# {Path(name).stem}\n\n{text}\n")
+        (root / f"{name}.metadata.json").write_text(json.dumps({"metadataAttributes": meta}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return get_embedder("sentence-transformers/all-MiniLM-L6-v2")
+
+
+def _setup(tmp_path: Path, embedder):
+    corpus = write_corpus(tmp_path / "corpus")
+    config = KnowledgeBaseConfig("docs", chunking=ChunkingConfig(strategy="fixed", max_tokens=64))
+    config = config.with_source({"type": "files", "path": str(corpus)})
+    docs, _ = load_documents(config, tmp_path)
+    config.metadata_schema = infer_schema(docs)
+    store = open_store(
+        "lancedb", dim=embedder.dimensions, schema=config.metadata_schema, path=tmp_path / "kb"
+    )
+    return corpus, config, store
+
+
+def _search(store, embedder, config, query="purring cats", raw_filter=None):
+    hits = retrieve(store, embedder, config.metadata_schema, query, 3, "HYBRID", raw_filter)
+    return [(h.doc_id, h.content, round(h.score, 6)) for h in hits]
+
+
+def test_incremental_sync_reports_added_changed_deleted_and_skipped(tmp_path, embedder) -> None:
+    corpus, config, store = _setup(tmp_path, embedder)
+    (corpus / "notes.bin").write_bytes(b"\x00\x01")
+    ticks: list[tuple[int, int]] = []
+
+    first = sync(config, store, embedder, tmp_path, lambda done, total: ticks.append((done, total)))
+    assert first.status == "succeeded", first.error
+    assert (first.added, first.changed, first.deleted, first.unchanged) == (3, 0, 0, 0)
+    assert [s.path for s in first.skipped] == ["notes.bin"] and "unsupported" in first.skipped[0].reason
+    assert ticks[0] == (0, 3) and ticks[-1] == (3, 3)
+    assert store.count() == first.chunks >= 3
+    top = _search(store, embedder, config)[0]
+    assert top[0] == "cats.md"
+
+    again = sync(config, store, embedder, tmp_path)
+    assert (again.added, again.changed, again.deleted, again.unchanged, again.chunks) == (0, 0, 0, 3, 0)
+
+    (corpus / "tea.md").write_text("# tea\n\nBlack tea is brewed with boiling water.\n")
+    (corpus / "rust.md").unlink()
+    (corpus / "rust.md.metadata.json").unlink()
+    (corpus / "owls.md").write_text("# owls\n\nOwls hunt mice at night.\n")
+    third = sync(config, store, embedder, tmp_path)
+    assert (third.added, third.changed, third.deleted, third.unchanged) == (1, 1, 1, 1)
+    assert set(store.doc_hashes()) == {"cats.md", "tea.md", "owls.md"}
+    assert "Black tea" in _search(store, embedder, config, "brewing tea")[0][1]
+    assert third.to_json()["skipped"] == [{"path": "notes.bin", "reason": third.skipped[0].reason}]
+
+
+class FailingEmbedder:
+    """The real embedder, raising on its ``fail_on``-th call: a sync dying midway."""
+
+    def __init__(self, inner, fail_on: int) -> None:
+        self.inner, self.fail_on, self.calls = inner, fail_on, 0
+
+    @property
+    def model(self):
+        return self.inner.model
+
+    @property
+    def tokenizer(self):
+        return self.inner.model.tokenizer
+
+    def embed(self, texts):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("embedding server went away")
+        return self.inner.embed(texts)
+
+
+def test_failed_sync_leaves_previous_version_queryable(tmp_path, embedder, monkeypatch) -> None:
+    corpus, config, store = _setup(tmp_path, embedder)
+    assert sync(config, store, embedder, tmp_path).status == "succeeded"
+    before = (store.count(), store.doc_hashes(), _search(store, embedder, config))
+    filtered = _search(store, embedder, config, "drinks", {"equals": {"key": "topic", "value": "food"}})
+
+    for name in ("cats.md", "rust.md", "tea.md"):
+        (corpus / name).write_text(f"# {name}\n\nRewritten: {name} now talks about volcanoes.\n")
+    (corpus / "tea.md.metadata.json").unlink()
+    monkeypatch.setattr(sync_module, "DOC_BATCH", 1)  # one document per batch -> several batches
+    monkeypatch.setattr(sync_module, "EMBED_BATCH", 1)
+    failing = FailingEmbedder(embedder, fail_on=2)
+    report = sync(config, store, failing, tmp_path)
+
+    assert report.status == "failed" and "embedding server went away" in (report.error or "")
+    assert report.to_json()["status"] == "failed"
+    assert (store.count(), store.doc_hashes(), _search(store, embedder, config)) == before
+    assert (
+        _search(store, embedder, config, "drinks", {"equals": {"key": "topic", "value": "food"}}) == filtered
+    )
+
+    retry = sync(config, store, embedder, tmp_path)  # the failed sync did not poison the next one
+    assert retry.status == "succeeded" and retry.changed == 3
+    assert "volcanoes" in _search(store, embedder, config, "volcanoes")[0][1]
+
+
+def test_config_round_trips_through_json_and_rejects_bad_values() -> None:
+    config = KnowledgeBaseConfig("docs", chunking=ChunkingConfig(strategy="hierarchical"), store="lancedb")
+    config = config.with_source({"type": "records", "path": "/x.jsonl", "text_fields": ["body"]})
+    assert KnowledgeBaseConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    for bad in (
+        {"name": "Bad Name"},
+        {"name": "ok", "store": "chroma"},
+        {"name": "ok", "chunking": {"strategy": "magic"}},
+        {"name": "ok", "hybrid_weight": 2},
+        {"name": "ok", "colour": "red"},
+    ):
+        with pytest.raises(ValueError):
+            KnowledgeBaseConfig.from_json(bad)
+    with pytest.raises(ValueError, match="text_fields"):
+        config.with_source({"type": "records", "path": "/x.jsonl"})
+
+
+def test_openai_embedder_orders_vectors_by_index(monkeypatch) -> None:
+    import httpx
+
+    from plinth.knowledge.embedders import OpenAIEmbedder
+
+    seen = {}
+
+    def post(url, json, headers, timeout):
+        seen.update(url=url, body=json, headers=headers)
+        data = [{"index": 1, "embedding": [0.0, 1.0]}, {"index": 0, "embedding": [1.0, 0.0]}]
+        return httpx.Response(200, json={"data": data}, request=httpx.Request("POST", url))
+
+    monkeypatch.setattr(httpx, "post", post)
+    embedder = OpenAIEmbedder("http://emb:8000/v1/", "e5", api_key="sk-1")
+    assert embedder.embed(["a", "b"]) == [[1.0, 0.0], [0.0, 1.0]]
+    assert seen["url"] == "http://emb:8000/v1/embeddings" and seen["body"] == {
+        "model": "e5",
+        "input": ["a", "b"],
+    }
+    assert seen["headers"] == {"Authorization": "Bearer sk-1"}
