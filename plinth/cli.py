@@ -161,7 +161,11 @@ def demo(
 ) -> None:
     """Serve a random small model without API keys, to try Plinth offline (outputs are gibberish)."""
     settings = build_settings(ctx, models=None, host=host, port=port, data_dir=data_dir, no_auth=True)
-    settings = settings.model_copy(update={"models": []})  # the demo model, whatever plinth.toml says
+    shared = Path("../shared/data")  # the open datasets beside a checkout (the movie catalog)
+    demo_data = shared if (shared / "movies").is_dir() else None
+    settings = settings.model_copy(update={"models": [], "demo_data": demo_data})
+    if demo_data is None:
+        typer.echo("No ../shared/data/movies beside this checkout: the movies knowledge base is skipped.")
     typer.echo(f"Plinth demo at http://{settings.host}:{settings.port}/ (random weights, no auth)")
     _serve(settings)
 

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     kv_cache_memory_gb: float = Field(2.0, gt=0)
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     pgvector_dsn: str | None = None  # PostgreSQL for knowledge bases with store "pgvector"
+    demo_data: Path | None = None  # shared/data: the demo builds the `movies` knowledge base from it
     database_url: str | None = None
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     # LoRA adapters (see docs/adapters.md)

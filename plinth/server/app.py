@@ -178,6 +178,11 @@ def serve(settings: Settings) -> None:
     control_plane = open_control_plane(settings.database_url)
     models = load_models(settings)
     app = create_app(settings, models, control_plane)
+    if settings.demo_data is not None:
+        from plinth.knowledge.demo import prepare_movies_kb
+
+        tenant = local_tenant(control_plane)
+        prepare_movies_kb(app.state.knowledge, tenant, settings.demo_data, settings.data_dir)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     finally:
