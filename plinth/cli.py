@@ -250,10 +250,12 @@ def keys_revoke(
 def _register_subcommands() -> None:
     """Sub-apps live in their own modules (one concept each); they import helpers from here."""
     from plinth.cli_adapters import adapters_app
+    from plinth.cli_eval import eval_app
     from plinth.cli_kb import kb_app
 
     app.add_typer(adapters_app, name="adapters")
     app.add_typer(kb_app, name="kb")
+    app.add_typer(eval_app, name="eval")
 
 
 _register_subcommands()
