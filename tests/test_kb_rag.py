@@ -323,3 +323,27 @@ def test_http_other_tenants_kb_and_session_are_404(api):
     )
     response = other.post("/v1/retrieve-and-generate", json={**body, "sessionId": sid})
     assert response.status_code == 404 and response.json()["error"]["param"] == "sessionId"
+
+
+def test_reranker_reorders_candidates_and_keeps_first_stage_score():
+    """The reranker seam: fetch 4k candidates, rescore, keep k (a scoring double, no model offline)."""
+    from plinth.knowledge.rerank import CANDIDATES_PER_RESULT, apply_scores
+    from plinth.knowledge.retriever import retrieve
+    from plinth.knowledge.types import Hit
+
+    hits = [Hit(f"c{i}", f"d{i}", f"text {i}", 1.0 - i / 10, {}, {}) for i in range(8)]
+
+    class Store:
+        def search(self, query, vector, k, search_type, flt, hybrid_weight):
+            self.k = k
+            return hits[:k]
+
+    class LengthFirst:  # prefers the last candidates: the opposite of the first stage
+        def rerank(self, query, candidates, k):
+            return apply_scores(candidates, [float(i) for i in range(len(candidates))], k)
+
+    store = Store()
+    out = retrieve(store, None, {}, "q", 2, "LEXICAL", None, 0.5, LengthFirst())
+    assert store.k == 2 * CANDIDATES_PER_RESULT
+    assert [h.chunk_id for h in out] == ["c7", "c6"]
+    assert out[0].extra["retrieval_score"] == hits[7].score and out[0].score == 7.0

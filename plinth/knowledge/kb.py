@@ -56,6 +56,7 @@ class KnowledgeBaseConfig:
     sources: list[dict[str, Any]] = field(default_factory=list)
     metadata_schema: dict[str, str] | None = None
     hybrid_weight: float = 0.5
+    reranker: str | None = None  # a sentence-transformers cross-encoder id or path; None: no reranking
 
     def __post_init__(self) -> None:
         validate_kb_name(self.name)

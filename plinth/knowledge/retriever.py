@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from plinth.knowledge.filters import parse_filter
+from plinth.knowledge.rerank import CANDIDATES_PER_RESULT, Reranker
 from plinth.knowledge.store import Store
 from plinth.knowledge.types import Hit, SearchType
 
@@ -40,12 +41,19 @@ def retrieve(
     search_type: Any = "HYBRID",
     raw_filter: Any = None,
     hybrid_weight: float = 0.5,
+    reranker: Reranker | None = None,
 ) -> list[Hit]:
-    """At most ``k`` hits for ``query``, best first, with ``raw_filter`` (Bedrock grammar) applied."""
+    """At most ``k`` hits for ``query``, best first, with ``raw_filter`` (Bedrock grammar) applied.
+
+    With a ``reranker``, ``CANDIDATES_PER_RESULT * k`` candidates are fetched and rescored.
+    """
     _check(query, k, search_type)
     flt = parse_filter(raw_filter, schema) if raw_filter is not None else None
     vector = embedder.embed([query])[0] if search_type != "LEXICAL" else None
-    return store.search(query, vector, k, search_type, flt, hybrid_weight)
+    if reranker is None:
+        return store.search(query, vector, k, search_type, flt, hybrid_weight)
+    depth = min(MAX_RESULTS, CANDIDATES_PER_RESULT * k)
+    return reranker.rerank(query, store.search(query, vector, depth, search_type, flt, hybrid_weight), k)
 
 
 def _check(query: Any, k: Any, search_type: Any) -> None:

@@ -26,6 +26,7 @@ from plinth.control.db import utcnow
 from plinth.knowledge.embedders import get_embedder
 from plinth.knowledge.filters import validate_schema
 from plinth.knowledge.kb import KnowledgeBaseConfig
+from plinth.knowledge.rerank import CrossEncoderReranker, Reranker
 from plinth.knowledge.retriever import retrieve
 from plinth.knowledge.sources import infer_schema
 from plinth.knowledge.store import Store
@@ -71,6 +72,7 @@ class KnowledgeService:
         self.data_dir = Path(data_dir)
         self.pgvector_dsn: str | None = getattr(settings, "pgvector_dsn", None)
         self._threads: dict[str, threading.Thread] = {}
+        self._rerankers: dict[str, CrossEncoderReranker] = {}
         if recover:  # a previous process died mid-sync; its writer never committed
             rows.fail_unfinished_jobs(self.cp)
 
@@ -216,9 +218,22 @@ class KnowledgeService:
             retrieve(cast(Store, _EmptyStore()), _NoEmbedder(), {}, query, k, search_type, raw_filter)
             return []
         store = self._open(tenant, row, config)
+        reranker = self.reranker(config.reranker) if config.reranker else None
         return retrieve(
-            store, self.embedder(config), schema, query, k, search_type, raw_filter, config.hybrid_weight
+            store,
+            self.embedder(config),
+            schema,
+            query,
+            k,
+            search_type,
+            raw_filter,
+            config.hybrid_weight,
+            reranker,
         )
+
+    def reranker(self, name: str) -> Reranker:
+        """One cross-encoder per model name per process (loading one is slow)."""
+        return self._rerankers.setdefault(name, CrossEncoderReranker(name))
 
     # --- stores and embedders ------------------------------------------------------------------------
 

@@ -150,7 +150,9 @@ async def _object(request: Request) -> dict[str, Any]:
 
 def _config_param(message: str) -> str | None:
     """The field a config error is about, from its message (``chunking: ...`` -> ``chunking``)."""
-    fields = ("name", "embedder_url", "embedder", "chunking", "store", "hybrid_weight", "metadata_schema")
+    fields = (
+        "name", "embedder_url", "embedder", "chunking", "store", "hybrid_weight", "metadata_schema", "reranker"
+    )  # fmt: skip
     return next((f for f in fields if f in message), None)
 
 
