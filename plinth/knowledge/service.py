@@ -219,17 +219,8 @@ class KnowledgeService:
             return []
         store = self._open(tenant, row, config)
         reranker = self.reranker(config.reranker) if config.reranker else None
-        return retrieve(
-            store,
-            self.embedder(config),
-            schema,
-            query,
-            k,
-            search_type,
-            raw_filter,
-            config.hybrid_weight,
-            reranker,
-        )
+        embedder, weight = self.embedder(config), config.hybrid_weight
+        return retrieve(store, embedder, schema, query, k, search_type, raw_filter, weight, reranker)
 
     def reranker(self, name: str) -> Reranker:
         """One cross-encoder per model name per process (loading one is slow)."""

@@ -150,9 +150,8 @@ async def _object(request: Request) -> dict[str, Any]:
 
 def _config_param(message: str) -> str | None:
     """The field a config error is about, from its message (``chunking: ...`` -> ``chunking``)."""
-    fields = (
-        "name", "embedder_url", "embedder", "chunking", "store", "hybrid_weight", "metadata_schema", "reranker"
-    )  # fmt: skip
+    fields = ("name", "embedder_url", "embedder", "chunking", "store", "hybrid_weight", "metadata_schema",
+              "reranker")  # fmt: skip
     return next((f for f in fields if f in message), None)
 
 
