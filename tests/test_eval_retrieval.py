@@ -106,8 +106,7 @@ def test_load_beir_keeps_only_judged_queries(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_scifact_sample_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """~200 SciFact documents through the real embedder and a LanceStore: sane scores for every type."""
-    if not (SCIFACT / "corpus.jsonl").is_file():
-        pytest.skip("SciFact is not under ../shared/data")
+    assert (SCIFACT / "corpus.jsonl").is_file(), "SciFact is expected under ../shared/data"
     rows = run_retrieval_eval(SCIFACT, store_dir=tmp_path / "kb", k=10, max_docs=200)
     assert [row.search_type for row in rows] == ["LEXICAL", "SEMANTIC", "HYBRID"]
     for row in rows:  # 100 queries, every relevant document among 200: retrieval is easy
@@ -128,8 +127,7 @@ def test_public_api() -> None:
 def test_retrieval_benchmark_on_a_subset(tmp_path: Path) -> None:
     """``benchmarks/retrieval.py`` end to end on 300 movies (latency only: random document vectors)."""
     data, out = SCIFACT.parents[1], tmp_path / "bench.json"
-    if not (data / "movies" / "wikipedia").is_dir():
-        pytest.skip("the movie catalog is not under ../shared/data")
+    assert (data / "movies" / "wikipedia").is_dir(), "the movie catalog is expected under ../shared/data"
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "retrieval.py"
     cmd = [sys.executable, str(script), "--data", str(data), "--limit", "300", "--queries", "10",
            "--embed-sample", "16", "--random-vectors", "--threads", "1", "--json", str(out)]  # fmt: skip

@@ -60,8 +60,7 @@ def _christmas(text: str) -> bool:
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory: pytest.TempPathFactory) -> tuple[LanceStore, Embedder]:
-    if not (DATA / "movies" / "wikipedia").is_dir():
-        pytest.skip(f"the movie catalog is not at {DATA}")
+    assert (DATA / "movies" / "wikipedia").is_dir(), f"the movie catalog is expected at {DATA}"
     docs = subset(movie_documents(DATA))
     embedder = Embedder.load()
     vectors = embedder.embed([d.text for d in docs])
