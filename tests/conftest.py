@@ -8,7 +8,9 @@ before changing it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,22 @@ def tiny_checkpoint_factory(tmp_path_factory: pytest.TempPathFactory) -> Callabl
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_checkpoint_factory: Callable[[str], Path]) -> Path:
     return tiny_checkpoint_factory("llama")
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A throwaway real PostgreSQL 16 + pgvector (the ``pgserver`` package). Not under pytest's tmp dir:
+    run as root, pgserver runs postgres as another user, and pytest resets its base dir to 0700."""
+    import pgserver
+    import psycopg
+
+    root = Path(tempfile.mkdtemp(prefix="plinth-pg-"))
+    server = pgserver.get_server(root / "data", cleanup_mode="delete")
+    try:
+        dsn = server.get_uri()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        yield dsn
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)

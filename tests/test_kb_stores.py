@@ -8,8 +8,6 @@ the stores.
 from __future__ import annotations
 
 import itertools
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,24 +72,6 @@ def expected_semantic(pred: Callable[[dict[str, Any]], bool], k: int) -> list[st
 # --- fixtures ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pg_dsn() -> Iterator[str]:
-    """A throwaway PostgreSQL 16 + pgvector (pgserver). Not under pytest's tmp dir: run as root,
-    pgserver runs postgres as another user, and pytest keeps resetting its base dir to 0700."""
-    pgserver = pytest.importorskip("pgserver")
-    psycopg = pytest.importorskip("psycopg")
-    root = Path(tempfile.mkdtemp(prefix="plinth-pg-"))
-    server = pgserver.get_server(root / "data", cleanup_mode="delete")
-    try:
-        dsn = server.get_uri()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        yield dsn
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
-
-
 _tables = itertools.count()
 
 
@@ -101,7 +81,7 @@ def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stor
         yield open_store("lancedb", dim=DIM, schema=SCHEMA, path=tmp_path / "kb")
         return
     dsn = request.getfixturevalue("pg_dsn")
-    store = open_store("pgvector", dim=DIM, schema=SCHEMA, dsn=dsn, table=f"kb_{next(_tables)}")
+    store = open_store("pgvector", dim=DIM, schema=SCHEMA, dsn=dsn, table=f"store_suite_{next(_tables)}")
     yield store
     store.drop()
     store.close()  # type: ignore[attr-defined]

@@ -170,3 +170,31 @@ def test_openai_embedder_orders_vectors_by_index(monkeypatch) -> None:
         "input": ["a", "b"],
     }
     assert seen["headers"] == {"Authorization": "Bearer sk-1"}
+
+
+def test_pgvector_knowledge_base_syncs_incrementally_and_filters(pg_dsn, tmp_path):
+    """The same lifecycle on a real PostgreSQL + pgvector store, through the knowledge service."""
+    from plinth.config import Settings
+    from plinth.control import LOCAL_TENANT, Tenant, get_or_create_tenant, open_control_plane
+    from plinth.knowledge.service import KnowledgeService
+
+    corpus = write_corpus(tmp_path / "corpus")
+    cp = open_control_plane(f"sqlite:///{tmp_path / 'plinth.db'}")
+    row = get_or_create_tenant(cp, LOCAL_TENANT)
+    tenant = Tenant(row.id, row.name, is_admin=True)
+    service = KnowledgeService(
+        cp, tmp_path / "data", Settings(data_dir=tmp_path / "data", pgvector_dsn=pg_dsn)
+    )
+    service.create(tenant, KnowledgeBaseConfig("pg", store="pgvector"))
+    service.add_source(tenant, "pg", {"type": "files", "path": str(corpus)})
+    first = service.sync_now(tenant, "pg")
+    assert first.status == "succeeded" and first.report["added"] == len(DOCS)
+    name, (text, meta) = next(iter(DOCS.items()))
+    (corpus / name).unlink()
+    second = service.sync_now(tenant, "pg")
+    assert second.report["deleted"] == 1 and second.report["unchanged"] == len(DOCS) - 1
+    key, value = next(iter(meta.items()))
+    hits = service.retrieve(tenant, "pg", text, 10, "HYBRID", {"equals": {"key": key, "value": value}})
+    assert all(h.metadata[key] == value for h in hits) and all(h.doc_id != name for h in hits)
+    service.delete(tenant, "pg")
+    cp.close()
