@@ -347,3 +347,37 @@ def test_reranker_reorders_candidates_and_keeps_first_stage_score():
     assert store.k == 2 * CANDIDATES_PER_RESULT
     assert [h.chunk_id for h in out] == ["c7", "c6"]
     assert out[0].extra["retrieval_score"] == hits[7].score and out[0].score == 7.0
+
+
+def test_http_end_to_end_with_the_real_engine_store_and_embedder(tmp_path, tiny_checkpoint_factory):
+    """Every real part at once: a tiny random llama in the engine, LanceDB, all-MiniLM, the control plane.
+
+    The random model's words are gibberish, so this checks the path and the shapes, not the answer.
+    """
+    from plinth.engine import EngineConfig
+    from plinth.llm.local import LocalModel
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "selick.md").write_text("The Nightmare Before Christmas was directed by Henry Selick.")
+    (corpus / "heat.md").write_text("Heat is a 1995 crime film directed by Michael Mann.")
+    model = LocalModel.load(EngineConfig(model=str(tiny_checkpoint_factory("llama"))), name="tiny")
+    try:
+        app, _ = build_app(tmp_path, [model])
+        admin = create_key(app.state.plinth.control_plane, "acme", admin=True)
+        client = TestClient(app, headers={"Authorization": f"Bearer {admin}"})
+        assert client.post("/v1/knowledge-bases", json={"name": "films"}).status_code == 201
+        source = {"type": "files", "path": str(corpus)}
+        assert client.post("/v1/knowledge-bases/films/sources", json=source).status_code == 201
+        job = client.post("/v1/knowledge-bases/films/sync").json()
+        app.state.knowledge.wait(job["id"], timeout=120)
+        assert client.get(f"/v1/knowledge-bases/films/jobs/{job['id']}").json()["status"] == "succeeded"
+        body = {"input": {"text": "Who directed The Nightmare Before Christmas?"}, "knowledgeBaseId": "films",
+                "model": "tiny", "retrievalConfiguration": {"numberOfResults": 1}}  # fmt: skip
+        answer = client.post("/v1/retrieve-and-generate", json=body)
+        assert answer.status_code == 200, answer.text
+        data = answer.json()
+        assert isinstance(data["output"]["text"], str) and data["sessionId"]
+        assert isinstance(data["citations"], list)
+    finally:
+        model.shutdown()
