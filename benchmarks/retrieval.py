@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from plinth.evals.retrieval import embed_cached  # noqa: E402
 from plinth.knowledge.fusion import hybrid_depth, rrf  # noqa: E402
 from plinth.knowledge.movies import movie_documents  # noqa: E402
+from plinth.knowledge.retriever import retrieve  # noqa: E402
 from plinth.knowledge.store import Store  # noqa: E402
 from plinth.knowledge.types import Chunk, Document  # noqa: E402
 from plinth.llm.embedder import Embedder  # noqa: E402
@@ -162,6 +163,9 @@ def measure_queries(store: Store, baseline: Baseline, embedder: Embedder, querie
             lambda i, st=st: store.search(queries[i], q_vectors[i].tolist(), k, search_type=st), len(queries)
         )
         results[f"plinth {st}"] = _row(search, embed if st != "LEXICAL" else None)
+    # What a request pays: retrieve() embeds the query lazily, overlapping it with the lexical search.
+    measured = latencies(lambda i: retrieve(store, embedder, {}, queries[i], k, "HYBRID"), len(queries))
+    results["plinth HYBRID-retrieve"] = {"search": percentiles(measured), "total": percentiles(measured)}
     runs = {
         "LEXICAL": lambda i: baseline.lexical(queries[i], k),
         "SEMANTIC": lambda i: baseline.semantic(q_vectors[i], k),
@@ -207,10 +211,10 @@ def format_report(results: dict, ingestion: dict) -> str:
 def headline(results: dict) -> str:
     """The goal line: store HYBRID p50 (search alone, and with the query embedding) vs. the baseline."""
     ours, base = results["plinth HYBRID"], results["baseline HYBRID"]
-    search, total = ours["search"]["p50"], ours["total"]["p50"]
+    search, total = ours["search"]["p50"], results["plinth HYBRID-retrieve"]["total"]["p50"]
     return (
-        f"hybrid p50: {search:.1f} ms search, {total:.1f} ms with the query embedding "
-        f"(goal < {GOAL_MS:.0f} ms); "
+        f"hybrid p50: {search:.1f} ms search, {total:.1f} ms measured through retrieve() with the query "
+        f"embedding (goal < {GOAL_MS:.0f} ms); "
         f"{base['search']['p50'] / search:.2f}× faster than the naive baseline on search "
         f"({base['search']['p50']:.1f} ms), {base['total']['p50'] / total:.2f}× end to end"
     )
