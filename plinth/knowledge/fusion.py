@@ -39,16 +39,6 @@ def hybrid_depth(k: int) -> int:
     return max(2 * k, 20)
 
 
-QueryVector = list[float] | Callable[[], list[float]]
-
-
-def resolve_vector(vector: QueryVector | None) -> list[float]:
-    """The query vector; a callable is computed here, inside the semantic search, so that in HYBRID
-    the query is embedded while the lexical search already runs on the pool."""
-    assert vector is not None, "SEMANTIC search needs a query vector"
-    return vector() if callable(vector) else vector
-
-
 def run_search(
     semantic: Ranker | None, lexical: Ranker, k: int, search_type: SearchType, hybrid_weight: float
 ) -> list[Hit]:

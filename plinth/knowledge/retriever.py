@@ -49,8 +49,7 @@ def retrieve(
     """
     _check(query, k, search_type)
     flt = parse_filter(raw_filter, schema) if raw_filter is not None else None
-    # Lazy: the store calls it inside the semantic search, overlapping the lexical one in HYBRID.
-    vector = (lambda: embedder.embed([query])[0]) if search_type != "LEXICAL" else None
+    vector = embedder.embed([query])[0] if search_type != "LEXICAL" else None
     if reranker is None:
         return store.search(query, vector, k, search_type, flt, hybrid_weight)
     depth = min(MAX_RESULTS, CANDIDATES_PER_RESULT * k)

@@ -5,7 +5,6 @@ Contract (both implementations pass the same test suite):
 - ``search`` runs SEMANTIC (vector), LEXICAL (BM25 full text) or HYBRID (reciprocal-rank fusion of
   both, ``hybrid_weight`` = weight of the semantic list) with the metadata ``filter`` applied *before*
   ranking (pre-filter, pushed down to the store), returning at most ``k`` hits, best first.
-  ``vector`` may be a callable: it is then computed lazily, overlapping the lexical search.
 - Writes are atomic: ``begin()`` returns a writer; nothing it does is visible to ``search`` or
   ``doc_hashes`` until ``commit()``; ``abort()`` (or an exception inside ``with``) leaves the
   previous version exactly as it was.
@@ -16,7 +15,6 @@ from __future__ import annotations
 from typing import Protocol
 
 from plinth.knowledge.filters import Filter
-from plinth.knowledge.fusion import QueryVector
 from plinth.knowledge.types import Chunk, Hit, SearchType
 
 
@@ -42,7 +40,7 @@ class Store(Protocol):
     def search(
         self,
         query: str,
-        vector: QueryVector | None,
+        vector: list[float] | None,
         k: int,
         search_type: SearchType = "HYBRID",
         filter: Filter | None = None,

@@ -29,7 +29,7 @@ import pyarrow as pa
 from lancedb.index import FTS, IvfFlat
 
 from plinth.knowledge.filters import Filter, column_name, to_lance_sql, validate_schema
-from plinth.knowledge.fusion import QueryVector, resolve_vector, run_search
+from plinth.knowledge.fusion import run_search
 from plinth.knowledge.types import Chunk, Hit, SearchType
 
 TABLE = "chunks"
@@ -82,7 +82,7 @@ class LanceStore:
     def search(
         self,
         query: str,
-        vector: QueryVector | None,
+        vector: list[float] | None,
         k: int,
         search_type: SearchType = "HYBRID",
         filter: Filter | None = None,
@@ -92,9 +92,8 @@ class LanceStore:
         where = to_lance_sql(filter) if filter is not None else None
 
         def semantic(n: int) -> list[Hit]:
-            v = resolve_vector(vector)
-            assert len(v) == self.dim, "query vector has the wrong size"
-            return [_hit(r, 1.0 - r["_distance"]) for r in self._nearest(v, where, n)]
+            assert vector is not None and len(vector) == self.dim, "query vector has the wrong size"
+            return [_hit(r, 1.0 - r["_distance"]) for r in self._nearest(vector, where, n)]
 
         def lexical(n: int) -> list[Hit]:
             if not query.strip():

@@ -30,7 +30,7 @@ from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
 from plinth.knowledge.filters import Filter, column_name, to_postgres_sql, validate_schema
-from plinth.knowledge.fusion import QueryVector, resolve_vector, run_search
+from plinth.knowledge.fusion import run_search
 from plinth.knowledge.types import Chunk, Hit, SearchType
 
 _PG_TYPES = {"string": "text", "number": "double precision", "boolean": "boolean", "string_list": "text[]"}
@@ -81,7 +81,7 @@ class PgVectorStore:
     def search(
         self,
         query: str,
-        vector: QueryVector | None,
+        vector: list[float] | None,
         k: int,
         search_type: SearchType = "HYBRID",
         filter: Filter | None = None,
@@ -92,9 +92,8 @@ class PgVectorStore:
         t = self._table
 
         def semantic(n: int) -> list[Hit]:
-            v = resolve_vector(vector)
-            assert len(v) == self.dim, "query vector has the wrong size"
-            q = np.asarray(v, dtype=np.float32)
+            assert vector is not None and len(vector) == self.dim, "query vector has the wrong size"
+            q = np.asarray(vector, dtype=np.float32)
             sql = (
                 f"SELECT {_RETURNED}, 1 - (vector <=> %s) AS score FROM {t} WHERE {where}"
                 " ORDER BY vector <=> %s, chunk_id LIMIT %s"
