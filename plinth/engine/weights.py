@@ -45,7 +45,7 @@ def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         return _require_config(path)
-    if path.exists() or _looks_like_path(model):
+    if path.exists() or looks_like_path(model):
         raise CheckpointError(f"model {model!r} is not a checkpoint directory; {_FIX_HINT}")
     return _require_config(_download(model, revision))
 
@@ -94,7 +94,7 @@ def _download(model: str, revision: str | None) -> Path:
     except Exception as exc:  # offline, unknown repo, gated, bad id: all end the same way for the user
         raise CheckpointError(
             f"model {model!r} is not a local directory and downloading it from the Hugging Face hub "
-            f"failed ({type(exc).__name__}: {_first_line(exc)}); {_FIX_HINT}"
+            f"failed ({type(exc).__name__}: {first_line(exc)}); {_FIX_HINT}"
         ) from exc
 
 
@@ -106,11 +106,12 @@ def _require_config(path: Path) -> Path:
     return path
 
 
-def _looks_like_path(model: str) -> bool:
+def looks_like_path(model: str) -> bool:
     """Hub ids are ``name`` or ``owner/name``; anything else was meant as a local path."""
     return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
+    """The first line of an error message (library errors can run to pages)."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else "no details"

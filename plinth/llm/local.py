@@ -202,41 +202,48 @@ class LocalModel:
         given = {k: v for k in keys if (v := getattr(options, k)) is not None}
         return SamplingParams(max_tokens=min(options.max_tokens or DEFAULT_MAX_TOKENS, room), **given)
 
-    async def stream_chat(
+    def stream_chat(
         self, messages: list[Message], options: ChatOptions | None = None
     ) -> AsyncIterator[TextDelta]:
         """Chat messages in, :class:`TextDelta` out (the ChatModel view keeps only the text)."""
-        ids = self.encode_chat(messages)
+        return ChatView(self).deltas(messages, options)
+
+    async def chat(self, messages: list[Message], options: ChatOptions | None = None) -> ChatResult:
+        return await ChatView(self).chat(messages, options)
+
+    def as_chat_model(self) -> ChatModel:
+        """This model behind the :class:`ChatModel` protocol, for features."""
+        return ChatView(self)
+
+
+class ChatView:
+    """A served model behind the :class:`ChatModel` protocol: anything with ``name``, ``encode_chat``,
+    ``sampling_params`` and an ids-level ``stream`` (a :class:`LocalModel`, or the server's view of one
+    adapter on it, whose ``stream`` selects the adapter)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.name = model.name
+
+    async def deltas(
+        self, messages: list[Message], options: ChatOptions | None = None
+    ) -> AsyncIterator[TextDelta]:
+        ids = self.model.encode_chat(messages)
         stop = options.stop if options else ()
-        async for delta in self.stream(ids, self.sampling_params(options, len(ids)), stop):
+        async for delta in self.model.stream(ids, self.model.sampling_params(options, len(ids)), stop):
             yield delta
 
     async def chat(self, messages: list[Message], options: ChatOptions | None = None) -> ChatResult:
         parts: list[str] = []
         last: TextDelta | None = None
-        async for last in self.stream_chat(messages, options):
+        async for last in self.deltas(messages, options):
             parts.append(last.text)
         assert last is not None and last.finish_reason is not None
         usage = Usage(last.num_prompt_tokens, last.num_output_tokens)
         return ChatResult("".join(parts), last.finish_reason, usage)
 
-    def as_chat_model(self) -> ChatModel:
-        """This model behind the :class:`ChatModel` protocol, for features."""
-        return _LocalChat(self)
-
-
-class _LocalChat:
-    """:class:`LocalModel` as a :class:`ChatModel` (its own ``stream`` speaks ids, for the server)."""
-
-    def __init__(self, model: LocalModel) -> None:
-        self.model = model
-        self.name = model.name
-
-    async def chat(self, messages: list[Message], options: ChatOptions | None = None) -> ChatResult:
-        return await self.model.chat(messages, options)
-
     async def stream(self, messages: list[Message], options: ChatOptions | None = None) -> AsyncIterator[str]:
-        async for delta in self.model.stream_chat(messages, options):
+        async for delta in self.deltas(messages, options):
             if delta.text:
                 yield delta.text
 

@@ -38,6 +38,8 @@ from plinth.control import (
     remove_adapter,
 )
 from plinth.engine.lora import AdapterError, resolve_adapter_source
+from plinth.llm import ChatOptions, ChatResult, Message
+from plinth.llm.local import ChatView
 from plinth.server.errors import APIError
 
 __all__ = ["AdapterEntry", "AdapterModel", "AdapterRegistry", "check_adapter_name"]
@@ -98,6 +100,16 @@ class AdapterModel:
         self, prompt_ids: Sequence[int], params: Any, stop: Sequence[str] = (), request_id: str | None = None
     ) -> AsyncIterator[Any]:
         return self.base.stream(prompt_ids, params, stop, request_id, adapter=self.entry.engine_name)
+
+    # The chat view drives this object's ``stream`` (which selects the adapter), never the base's.
+    def as_chat_model(self) -> ChatView:
+        return ChatView(self)
+
+    def stream_chat(self, messages: list[Message], options: ChatOptions | None = None) -> AsyncIterator[Any]:
+        return ChatView(self).deltas(messages, options)
+
+    async def chat(self, messages: list[Message], options: ChatOptions | None = None) -> ChatResult:
+        return await ChatView(self).chat(messages, options)
 
 
 def check_adapter_name(name: str, models: Mapping[str, Any]) -> str:

@@ -31,6 +31,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from plinth.control import Tenant
+from plinth.engine.lora.archive import is_local_source
 from plinth.server.adapter_registry import AdapterEntry, AdapterRegistry
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
@@ -156,7 +157,7 @@ def _owner(tenant: Tenant, public: bool) -> Tenant | None:
 def _check_source(tenant: Tenant, source: str) -> None:
     """A server-local path needs an admin key, and must be absolute (it is read on the server)."""
     path = Path(source).expanduser()
-    if not (_looks_like_path(source) or path.exists()):
+    if not (is_local_source(source) or path.exists()):
         return  # a hub id: downloaded into the data dir, never a local read
     if not tenant.is_admin:
         raise APIError(
@@ -168,16 +169,6 @@ def _check_source(tenant: Tenant, source: str) -> None:
     if not path.is_absolute():
         message = f"source path {source!r} must be absolute (it is read on the server's machine)"
         raise APIError(400, message, param="source")
-
-
-def _looks_like_path(source: str) -> bool:
-    """Hub ids are ``name`` or ``owner/name``; anything else is meant as a path on the server."""
-    return (
-        source.startswith((".", "/", "~", "\\"))
-        or source.count("/") > 1
-        or "\\" in source
-        or source.endswith((".tar.gz", ".tgz", ".tar"))
-    )
 
 
 def _deletable(request: Request, name: str, not_found: str) -> AdapterEntry:

@@ -40,39 +40,39 @@ _RETRIEVE_KEYS = {"query", "numberOfResults", "filter", "searchType"}
 
 @router.post("", status_code=201)
 async def create_kb(request: Request) -> dict[str, Any]:
-    body = await _object(request)
+    body = await json_object(request)
     if "sources" in body:
         raise APIError(400, "Add sources with POST /v1/knowledge-bases/{kb}/sources.", param="sources")
     try:
         config = KnowledgeBaseConfig.from_json(body)
     except ValueError as exc:
         raise APIError(400, str(exc), param=_config_param(str(exc))) from exc
-    row = await _call(request, "create", config)
+    row = await call_service(request, "create", config)
     return _card(request, row)
 
 
 @router.get("")
 async def list_kbs(request: Request) -> dict[str, Any]:
-    kbs = await _call(request, "list_kbs")
+    kbs = await call_service(request, "list_kbs")
     return {"object": "list", "data": [_card(request, row) for row in kbs]}
 
 
 @router.get("/{kb}")
 async def get_kb(kb: str, request: Request) -> dict[str, Any]:
-    return _card(request, await _call(request, "get", kb))
+    return _card(request, await call_service(request, "get", kb))
 
 
 @router.delete("/{kb}")
 async def delete_kb(kb: str, request: Request) -> dict[str, Any]:
-    await _call(request, "delete", kb)
+    await call_service(request, "delete", kb)
     return {"id": kb, "object": "knowledge_base", "deleted": True}
 
 
 @router.post("/{kb}/sources", status_code=201)
 async def add_source(kb: str, request: Request) -> dict[str, Any]:
     tenant: Tenant = request.state.tenant
-    body = await _object(request)
-    await _call(request, "get", kb)  # 404 before 403: do not reveal what others may do
+    body = await json_object(request)
+    await call_service(request, "get", kb)  # 404 before 403: do not reveal what others may do
     if not tenant.is_admin:
         raise APIError(
             403,
@@ -86,19 +86,19 @@ async def add_source(kb: str, request: Request) -> dict[str, Any]:
         )
     if isinstance(path, str) and not Path(path).exists():
         raise APIError(400, f"path {path!r} does not exist on the server", param="path")
-    return _card(request, await _call(request, "add_source", kb, body))
+    return _card(request, await call_service(request, "add_source", kb, body))
 
 
 @router.post("/{kb}/sync", status_code=202)
 async def start_sync(kb: str, request: Request) -> dict[str, Any]:
-    job = await _call(request, "start_sync", kb)
+    job = await call_service(request, "start_sync", kb)
     return _job(job, kb)
 
 
 @router.get("/{kb}/jobs/{job_id}")
 async def get_job(kb: str, job_id: str, request: Request) -> dict[str, Any]:
-    row = await _call(request, "get", kb)
-    job = await _call(request, "job", job_id)
+    row = await call_service(request, "get", kb)
+    job = await call_service(request, "job", job_id)
     if job.kb_id != row.id:
         raise APIError(404, f"The sync job '{job_id}' does not exist.", param="job_id", code="not_found")
     return _job(job, kb)
@@ -106,10 +106,10 @@ async def get_job(kb: str, job_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/{kb}/retrieve")
 async def retrieve(kb: str, request: Request) -> dict[str, Any]:
-    body = await _object(request)
+    body = await json_object(request)
     if unknown := sorted(set(body) - _RETRIEVE_KEYS):
         raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
-    hits = await _call(
+    hits = await call_service(
         request, "retrieve", kb, body.get("query"), body.get("numberOfResults", 5),
         body.get("searchType", "HYBRID"), body.get("filter"),
     )  # fmt: skip
@@ -119,15 +119,15 @@ async def retrieve(kb: str, request: Request) -> dict[str, Any]:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _service(request: Request) -> KnowledgeService:
+def knowledge_service(request: Request) -> KnowledgeService:
     service = request.app.state.knowledge
     assert service is not None, "create_app always sets the knowledge service"
     return service
 
 
-async def _call(request: Request, method: str, *args: Any) -> Any:
+async def call_service(request: Request, method: str, *args: Any) -> Any:
     """Run a service method in a worker thread (it does database and disk I/O), mapping its errors."""
-    fn = getattr(_service(request), method)
+    fn = getattr(knowledge_service(request), method)
     try:
         return await asyncio.to_thread(fn, request.state.tenant, *args)
     except NotFoundError as exc:
@@ -138,7 +138,7 @@ async def _call(request: Request, method: str, *args: Any) -> Any:
         raise APIError(400, str(exc), param=exc.param) from exc
 
 
-async def _object(request: Request) -> dict[str, Any]:
+async def json_object(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError as exc:
@@ -156,7 +156,7 @@ def _config_param(message: str) -> str | None:
 
 
 def _card(request: Request, row: KnowledgeBaseRow) -> dict[str, Any]:
-    last = latest_job(_service(request).cp, row.id)
+    last = latest_job(knowledge_service(request).cp, row.id)
     return {
         "id": row.name,
         "object": "knowledge_base",

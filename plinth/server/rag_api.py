@@ -17,24 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from plinth.control import knowledge as rows
 from plinth.knowledge.filters import FilterError, parse_filter
 from plinth.knowledge.rag import MIN_SCORES, RagResult, retrieve_and_generate
 from plinth.knowledge.retriever import MAX_RESULTS, SEARCH_TYPES, RetrievalError
-from plinth.llm.base import ChatOptions, ChatResult, Message, Usage
+from plinth.llm.local import ChatView
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
-from plinth.server.knowledge_api import _call, _object, _service
+from plinth.server.knowledge_api import call_service, json_object, knowledge_service
 from plinth.server.state import get_state
 
-__all__ = ["ServedChat", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_tenant)])
 _KEYS = {"input", "knowledgeBaseId", "model", "sessionId", "filter", "retrievalConfiguration"}
@@ -56,11 +54,11 @@ class RagRequest:
 
 @router.post("/retrieve-and-generate")
 async def retrieve_and_generate_route(request: Request) -> dict[str, Any]:
-    req = parse_request(await _object(request))
+    req = parse_request(await json_object(request))
     tenant, state = request.state.tenant, get_state(request)
-    row = await _call(request, "get", req.kb)  # 404 for an unknown (or another tenant's) KB
-    chat = ServedChat(state.model(req.model, tenant))  # 404 model_not_found
-    schema = _service(request).config(row).metadata_schema or {}
+    row = await call_service(request, "get", req.kb)  # 404 for an unknown (or another tenant's) KB
+    chat = ChatView(state.model(req.model, tenant))  # 404 model_not_found
+    schema = knowledge_service(request).config(row).metadata_schema or {}
     if req.filter is not None:
         _check_filter(req.filter, schema)
     history = await _history(request, req.session_id)
@@ -136,9 +134,9 @@ async def _history(request: Request, session_id: str | None) -> list[dict[str, s
 
 
 async def _run(
-    request: Request, req: RagRequest, chat: ServedChat, history: list[dict[str, str]], schema: dict[str, str]
+    request: Request, req: RagRequest, chat: ChatView, history: list[dict[str, str]], schema: dict[str, str]
 ) -> RagResult:
-    service, tenant = _service(request), request.state.tenant
+    service, tenant = knowledge_service(request), request.state.tenant
 
     def hits(query: str, flt: dict[str, Any] | None) -> Any:
         return asyncio.to_thread(service.retrieve, tenant, req.kb, query, req.k, req.search_type, flt)
@@ -151,33 +149,3 @@ async def _run(
         )  # fmt: skip
     except (RetrievalError, FilterError) as exc:  # checked above; kept so a store's complaint is a 400
         raise APIError(400, str(exc), param=exc.param) from exc
-
-
-class ServedChat:
-    """A served model (base ``LocalModel`` or ``AdapterModel``) as a :class:`~plinth.llm.ChatModel`.
-
-    It goes through ``model.stream`` — the method an ``AdapterModel`` overrides to select its adapter —
-    because ``LocalModel.as_chat_model()`` reached through an adapter would silently use the base model.
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model, self.name = model, model.name
-
-    async def chat(self, messages: list[Message], options: ChatOptions | None = None) -> ChatResult:
-        parts, last = [], None
-        async for last in await self._deltas(messages, options):
-            parts.append(last.text)
-        assert last is not None, "a model stream always ends with a final delta"
-        return ChatResult(
-            "".join(parts), last.finish_reason, Usage(last.num_prompt_tokens, last.num_output_tokens)
-        )
-
-    async def stream(self, messages: list[Message], options: ChatOptions | None = None) -> AsyncIterator[str]:
-        async for delta in await self._deltas(messages, options):
-            if delta.text:
-                yield delta.text
-
-    async def _deltas(self, messages: list[Message], options: ChatOptions | None) -> AsyncIterator[Any]:
-        ids = await run_in_threadpool(self.model.encode_chat, messages)
-        params = self.model.sampling_params(options, len(ids))
-        return self.model.stream(ids, params, options.stop if options else ())

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from plinth.engine.lora.adapter import CONFIG_FILE, WEIGHT_FILES, AdapterError
+from plinth.engine.weights import first_line, looks_like_path
 
 __all__ = ["resolve_adapter_source"]
 
@@ -42,7 +43,7 @@ def resolve_adapter_source(source: str, cache_dir: Path, name: str | None = None
             )
         root = _extract(path, Path(cache_dir), label)
         return _select(_find_adapters(root, _archive_stem(path), label), name, source)
-    if _looks_like_path(source):
+    if is_local_source(source):
         raise AdapterError(label, f"{source} does not exist (expected a PEFT folder, a .tar.gz or a hub id)")
     return [(label, _download(source, Path(cache_dir), label))]
 
@@ -124,7 +125,7 @@ def _download(repo_id: str, cache_dir: Path, label: str) -> Path:
         raise AdapterError(
             label,
             f"{repo_id!r} is not a local folder or archive, and downloading it from the Hugging Face hub "
-            f"failed ({type(exc).__name__}: {_first_line(exc)}); pass a local PEFT folder or .tar.gz, or "
+            f"failed ({type(exc).__name__}: {first_line(exc)}); pass a local PEFT folder or .tar.gz, or "
             "allow hub access (unset HF_HUB_OFFLINE, set HF_TOKEN for private repos)",
         ) from exc
 
@@ -142,16 +143,6 @@ def _sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
-def _looks_like_path(source: str) -> bool:
-    """Hub ids are ``name`` or ``owner/name``; anything else was meant as a local path."""
-    return (
-        source.startswith((".", "/", "~"))
-        or source.count("/") > 1
-        or "\\" in source
-        or source.endswith(_ARCHIVE_SUFFIXES)
-    )
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else "no details"
+def is_local_source(source: str) -> bool:
+    """A path (folder or archive) rather than a hub id: what a hub id can never look like."""
+    return looks_like_path(source) or source.endswith(_ARCHIVE_SUFFIXES)
