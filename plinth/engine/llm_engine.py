@@ -78,7 +78,7 @@ class LLMEngine:
 
     def check_request(self, token_ids: list[int], params: SamplingParams, adapter: str | None = None) -> None:
         """Raise before queueing anything the engine could not serve."""
-        if adapter is not None and adapter not in self.list_loras():
+        if adapter is not None and (self.lora is None or not self.lora.is_registered(adapter)):
             raise UnknownAdapterError(adapter)
         if not token_ids:
             raise ValueError("the prompt is empty")

@@ -60,12 +60,13 @@ class ServerState:
         return names
 
     async def get_embedder(self) -> Any:
-        """The embedder, loaded once in a worker thread on first use (server start stays fast)."""
+        """The embedder, created once on first use (server start stays fast). It is the process-wide
+        one knowledge bases also use, so the same model is never held in memory twice."""
         async with self._embedder_lock:
             if self.embedder is None:
-                from plinth.llm.embedder import Embedder
+                from plinth.knowledge.embedders import get_embedder
 
-                self.embedder = await run_in_threadpool(Embedder.load, self.settings.embedding_model)
+                self.embedder = await run_in_threadpool(get_embedder, self.settings.embedding_model)
         return self.embedder
 
 

@@ -88,6 +88,9 @@ class LoraManager:
             self.stats.registered = len(self._registry)
         return entry is not None
 
+    def is_registered(self, name: str) -> bool:
+        return name in self._registry  # one dict lookup: checked on every request's admission path
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._registry)
