@@ -251,10 +251,15 @@ def _register_subcommands() -> None:
     """Sub-apps live in their own modules (one concept each); they import helpers from here."""
     from plinth.cli_adapters import adapters_app
     from plinth.cli_eval import eval_app
+    from plinth.cli_guard import guard_app
     from plinth.cli_kb import kb_app
+    from plinth.cli_sql import data_app, sql_app
 
     app.add_typer(adapters_app, name="adapters")
     app.add_typer(kb_app, name="kb")
+    app.add_typer(data_app, name="data")
+    app.add_typer(sql_app, name="sql")
+    app.add_typer(guard_app, name="guard")
     app.add_typer(eval_app, name="eval")
 
 

@@ -54,7 +54,13 @@ def _rows(cp: ControlPlane, sql: str) -> list[tuple]:
 
 def test_first_open_applies_and_records_migrations_by_name(cp: ControlPlane) -> None:
     names = [name for (name,) in _rows(cp, "SELECT name FROM migrations")]
-    assert names == ["m001_tenants_keys_audit", "m002_adapters", "m003_knowledge"]
+    assert names == [
+        "m001_tenants_keys_audit",
+        "m002_adapters",
+        "m003_knowledge",
+        "m004_sql_datasets",
+        "m005_guardrails",
+    ]
     assert get_tenant(cp, LOCAL_TENANT) is not None
 
 

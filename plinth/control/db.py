@@ -29,12 +29,14 @@ __all__ = [
     "adapters",
     "api_keys",
     "audit_log",
+    "guardrails",
     "kb_jobs",
     "kb_sessions",
     "knowledge_bases",
     "metadata",
     "migrations_table",
     "open_control_plane",
+    "sql_datasets",
     "tenants",
 ]
 
@@ -116,6 +118,31 @@ kb_sessions = sa.Table(
     sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("kb_id", sa.Integer, sa.ForeignKey("knowledge_bases.id"), nullable=True),
     sa.Column("turns", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sql_datasets = sa.Table(
+    "sql_datasets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # cur | cur2 | focus | custom
+    sa.Column("config", sa.JSON, nullable=False),  # {"tables": {name: {"path", "format"}}, ...}
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+guardrails = sa.Table(
+    "guardrails",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # the guardrailId clients see
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),  # the CreateGuardrail body
+    sa.Column("is_default", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 

@@ -164,3 +164,47 @@ def m003_knowledge(conn: sa.Connection) -> None:
         sa.Column("updated_at", tz, nullable=False),
     )
     md.create_all(conn)
+
+
+@migration
+def m004_sql_datasets(conn: sa.Connection) -> None:
+    """Ask-your-data datasets: a named set of tables (paths + formats as JSON), unique per tenant."""
+    md = sa.MetaData()
+    tz = sa.DateTime(timezone=True)
+    sa.Table("tenants", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "sql_datasets",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("config", sa.JSON, nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("updated_at", tz, nullable=False),
+        sa.UniqueConstraint("tenant_id", "name", name="uq_sql_datasets_tenant_name"),
+    )
+    md.create_all(conn)
+
+
+@migration
+def m005_guardrails(conn: sa.Connection) -> None:
+    """Guardrails (the Bedrock CreateGuardrail body as JSON), names unique per tenant; at most one per
+    tenant is the default (enforced in plinth.control.guardrails, in one transaction)."""
+    md = sa.MetaData()
+    tz = sa.DateTime(timezone=True)
+    sa.Table("tenants", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "guardrails",
+        md,
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("config", sa.JSON, nullable=False),
+        sa.Column("is_default", sa.Boolean, nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("updated_at", tz, nullable=False),
+        sa.UniqueConstraint("tenant_id", "name", name="uq_guardrails_tenant_name"),
+    )
+    md.create_all(conn)

@@ -19,7 +19,15 @@ from fastapi.responses import Response
 
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane
-from plinth.server import adapters_api, invocations, knowledge_api, openai_api, rag_api
+from plinth.server import (
+    adapters_api,
+    guardrails_api,
+    invocations,
+    knowledge_api,
+    openai_api,
+    rag_api,
+    sql_api,
+)
 from plinth.server.adapter_registry import AdapterRegistry
 from plinth.server.auth import local_tenant
 from plinth.server.errors import install_error_handlers
@@ -70,6 +78,8 @@ def create_app(
     app.include_router(adapters_api.router)
     app.include_router(knowledge_api.router)
     app.include_router(rag_api.router)
+    app.include_router(sql_api.router)
+    app.include_router(guardrails_api.router)
     app.include_router(invocations.router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     app.add_api_route("/health", _health, methods=["GET"])

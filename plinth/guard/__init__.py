@@ -1,0 +1,1 @@
+"""Guardrails: prompt-attack, PII, denied-topic, word, grounding and canary checks on every path."""

@@ -1,0 +1,1 @@
+"""Ask your data: questions in plain language -> one vetted, read-only SQL query -> rows, chart, answer."""
