@@ -1,4 +1,4 @@
-# One command each: make install | install-test | test | lint | demo | bench | clean
+# One command each: make install | install-test | test | lint | demo | bench | screenshots | clean
 # Installs go into .venv; stamp files there make repeated installs a no-op until pyproject.toml changes.
 # Start over with `rm -rf .venv`.
 
@@ -7,10 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 BENCH_ARGS ?=
 
-.PHONY: install install-test test lint demo bench clean
+.PHONY: install install-test test lint demo bench screenshots clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+	@sh scripts/install-browser.sh  # Chromium for the web app's tests; a no-op once installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ lint: install-test
 
 demo: install
 	$(BIN)/plinth demo
+
+# The web app's browser tests, saving their screenshots where the README shows them.
+screenshots: install-test
+	PLINTH_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/test_web_app.py
 
 bench: install
 	$(BIN)/python benchmarks/serve.py $(BENCH_ARGS)

@@ -1,7 +1,127 @@
-"""``plinth guard …``: check text against a guardrail, train and evaluate the prompt-attack classifier."""
+"""``plinth guard …``: check text against a guardrail, train and evaluate the prompt-attack classifier.
+
+``plinth guard check "text"`` prints the verdict and exits 0 whatever it is (a check that ran is a
+success; scripts read ``--json``'s ``action`` or ``blocked``); it exits 1 only when the named guardrail does
+not exist and 2 on bad flags. Without ``--guardrail`` it uses the ``local`` tenant's default guardrail,
+else the built-in policy (prompt attacks at MEDIUM, common PII anonymized). Nothing is audited: the CLI
+checks text on your own machine.
+"""
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
+from plinth.cli import _fail, build_settings
+
+if TYPE_CHECKING:
+    from plinth.guard.check import GuardResult
+    from plinth.guard.policy import GuardrailPolicy
+
 guard_app = typer.Typer(help="Guardrails: check text, train and evaluate detectors.", no_args_is_help=True)
+
+DataPath = Annotated[Path, typer.Option("--data", help="The labelled corpus (shared/data).")]
+
+
+class Source(StrEnum):
+    input = "input"
+    data = "data"
+    output = "output"
+
+
+@guard_app.command("check")
+def guard_check(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="The text to check.")],
+    source: Annotated[
+        Source, typer.Option(help="Which stage the text is: input, data or output.")
+    ] = Source.input,
+    guardrail: Annotated[
+        str | None, typer.Option("--guardrail", help="Name or id of a `local` tenant guardrail.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the ApplyGuardrail-shaped JSON.")] = False,
+) -> None:
+    """Check TEXT: print the action, the text to use (masked or the blocked message) and the findings."""
+    from plinth.guard.check import check
+
+    policy = _policy(ctx, guardrail)
+    result = check(source.value, text, policy)  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(json.dumps({**result.to_bedrock(), "blocked": result.blocked, "guardrail": policy.label}))
+        return
+    typer.echo(_report(result, policy))
+
+
+@guard_app.command("train")
+def guard_train(
+    data: DataPath = Path("../shared/data"),
+    out: Annotated[Path | None, typer.Option("--out", help="Where to write the classifier (.npz).")] = None,
+) -> None:
+    """Train the prompt-attack classifier and calibrate its thresholds (writes a DATA_CARD.md beside it)."""
+    from plinth.guard.classifier import DEFAULT_MODEL_PATH
+    from plinth.guard.train import train
+
+    _need_dir(data)
+    typer.echo(train(data, out or DEFAULT_MODEL_PATH).format())
+
+
+@guard_app.command("eval")
+def guard_eval(
+    data: DataPath = Path("../shared/data"),
+    pii: Annotated[bool, typer.Option("--pii/--no-pii", help="Also evaluate the PII detector.")] = True,
+) -> None:
+    """Leave-one-source-out prompt-attack evaluation, then (with --pii) PII precision and recall."""
+    from plinth.guard.evaluate import evaluate
+
+    _need_dir(data)
+    typer.echo(evaluate(data).format())
+    if pii:
+        from plinth.guard.pii_eval import evaluate_pii
+
+        typer.echo("")
+        typer.echo(evaluate_pii().format())
+
+
+def _policy(ctx: typer.Context, guardrail: str | None) -> GuardrailPolicy:
+    """The named guardrail of the ``local`` tenant, else its default, else the built-in policy."""
+    from dataclasses import replace
+
+    from plinth.control import LOCAL_TENANT, get_or_create_tenant, open_control_plane
+    from plinth.control.guardrails import get_default, get_guardrail
+    from plinth.guard.policy import GuardrailPolicy, builtin_policy
+
+    settings = build_settings(ctx)
+    assert settings.database_url is not None  # Settings fills the default
+    cp = open_control_plane(settings.database_url)
+    try:
+        tenant = get_or_create_tenant(cp, LOCAL_TENANT)
+        row = get_guardrail(cp, tenant.id, guardrail) if guardrail else get_default(cp, tenant.id)
+    finally:
+        cp.close()
+    if guardrail and row is None:
+        _fail(f"no guardrail {guardrail!r} (create one with POST /v1/guardrails)", code=1)
+    if row is None:
+        return builtin_policy()
+    return replace(GuardrailPolicy.from_bedrock(row.config), guardrail_id=row.id, version=row.version)
+
+
+def _report(result: GuardResult, policy: GuardrailPolicy) -> str:
+    lines = [
+        f"guardrail: {policy.label}",
+        f"action: {result.action}" + (" (blocked)" if result.blocked else ""),
+    ]
+    lines.append(f"output: {result.text}")
+    for d in result.decisions:
+        f = d.finding
+        span = f" at {f.start}-{f.end}" if f.start is not None else ""
+        lines.append(f"  {d.action:10s} {f.detector}/{f.type} score={f.score:.2f}{span} {f.detail}".rstrip())
+    return "\n".join(lines)
+
+
+def _need_dir(path: Path) -> None:
+    if not path.is_dir():
+        _fail(f"--data {path}: no such directory (point it at the labelled corpus, shared/data)")

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_cpu_loras: int = Field(64, ge=1)  # adapters cached in host memory
     merge_lora: str | None = None  # an adapter of `adapters` to serve merged into its base
     max_upload_mb: int = Field(2048, ge=1)  # adapter archive uploads
+    # ask your data (plinth.sql)
+    sql_max_rows: int = Field(1000, ge=1, le=100_000)  # the LIMIT forced on every vetted query
+    sql_timeout_s: float = Field(30.0, gt=0)  # the engine is interrupted after this long
     # `plinth adapters ...` and other client commands
     server_url: str = "http://127.0.0.1:8000"
     api_key: str | None = None

@@ -76,7 +76,11 @@ def test_register_list_use_delete(server, model, peft, refs):
     assert r.status_code == 201, r.text
     [card] = r.json()["data"]
     assert card["name"] == "sql" and card["base_model"] == "base" and card["owned_by"] == "acme"
-    assert (card["rank"], card["target_modules"], card["status"]) == (4, ["q_proj", "v_proj"], "ready")
+    assert (card["rank"], card["target_modules"], card["status"]) == (
+        4,
+        ["q_proj", "v_proj"],
+        "cached",
+    )  # in host memory, no slot yet
     assert card["source"] == str(peft["a1"])
     listed = client.get("/v1/adapters", headers=keys.auth("acme")).json()["data"]
     assert [a["name"] for a in listed] == ["sql"]

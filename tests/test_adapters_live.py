@@ -81,6 +81,7 @@ def test_register_and_unregister_while_32_requests_stream(setup, tmp_path):
             f"{url}/v1/adapters", json={"name": name, "source": str(source)}, headers=auth, timeout=60
         )
         assert r.status_code == 201, r.text
+        assert r.json()["data"][0]["status"] == "cached"  # validated into host memory, not in a slot yet
     expected = {"base": model.decode(refs["base"]), "keep1": model.decode(refs["a1"]),
                 "keep2": model.decode(refs["a2"]), "doomed": model.decode(refs["a1"])}  # fmt: skip
 
@@ -120,6 +121,10 @@ def test_register_and_unregister_while_32_requests_stream(setup, tmp_path):
     assert all(status == 404 for status, _, _ in late)
     assert sorted(model.adapters()) == ["acme:keep1", "acme:keep2"]
     assert model.lora_stats().evictions > 0  # the 2 slots really were shared
+    listed = httpx.get(f"{url}/v1/adapters", headers=auth, timeout=30).json()["data"]
+    status = {card["name"]: card["status"] for card in listed if card["name"].startswith("keep")}
+    assert set(status) == {"keep1", "keep2"} and set(status.values()) <= {"resident", "cached"}
+    assert "resident" in status.values()  # the last adapter served is still in its compute slot
 
 
 def test_cli_adapters_add_list_rm(setup, monkeypatch, tmp_path):

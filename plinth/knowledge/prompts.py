@@ -4,10 +4,15 @@ Retrieved text is *untrusted data*: anyone who can put a document into a knowled
 instructions in it. :func:`source_block` is the one place where retrieved text enters a prompt; it
 delimits each source (``<source id="1">…</source>``), neutralises delimiter look-alikes inside the text
 (so a planted ``</source>`` cannot close the block early), and the system prompt spotlights the
-blocks as data, never instructions. When guardrails land, their "retrieved data" check belongs there::
+blocks as data, never instructions. Under a guardrail, the caller drops chunks flagged as attacks
+before they get here (:mod:`plinth.knowledge.rag`), and passes a per-request ``marker``: every source's
+text is then *datamarked* with it (spotlighting: the model is told that marked text is data) and the
+system prompt explains the marker; a ``canary`` adds the canary instruction whose leak the output check
+catches::
 
     messages = grounded_messages("Who directed Alien?", hits)
     # [{"role": "system", ...}, {"role": "user", "content": '<sources>\\n<source id="1">…'}]
+    messages = grounded_messages("Who directed Alien?", hits, marker=new_marker(), canary=new_canary())
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from plinth.guard.canary import canary_instruction
+from plinth.guard.spotlight import datamark, spotlight_instruction
 from plinth.knowledge.types import Hit
 from plinth.llm.base import Message
 
@@ -71,18 +78,33 @@ def neutralise(text: str) -> str:
     return _LOOKALIKE.sub(r"&lt;\1", text)
 
 
-def source_block(source_id: int, hit: Hit) -> str:
-    """One retrieved chunk as a delimited, neutralised block: THE place retrieved text enters a prompt."""
+def source_block(source_id: int, hit: Hit, marker: str | None = None) -> str:
+    """One retrieved chunk as a delimited, neutralised block: THE place retrieved text enters a prompt.
+
+    With ``marker``, the chunk's text and metadata (both come from the document, so both are untrusted)
+    are datamarked after neutralising, so the marker cannot be used to forge a delimiter."""
     meta = _prompt_metadata(hit.metadata)
-    meta_line = f"metadata: {neutralise(json.dumps(meta, ensure_ascii=False))}\n" if meta else ""
-    return f'<source id="{source_id}">\n{meta_line}{neutralise(hit.content)}\n</source>'
+    meta_text = neutralise(json.dumps(meta, ensure_ascii=False)) if meta else ""
+    content = neutralise(hit.content)
+    if marker is not None:
+        meta_text, content = datamark(meta_text, marker), datamark(content, marker)
+    meta_line = f"metadata: {meta_text}\n" if meta else ""
+    return f'<source id="{source_id}">\n{meta_line}{content}\n</source>'
 
 
-def grounded_messages(question: str, hits: Sequence[Hit]) -> list[Message]:
-    """System rules + the sources (ids 1..n, in rank order) + the question."""
-    blocks = "\n".join(source_block(i, hit) for i, hit in enumerate(hits, start=1))
+def grounded_messages(
+    question: str, hits: Sequence[Hit], *, marker: str | None = None, canary: str | None = None
+) -> list[Message]:
+    """System rules + the sources (ids 1..n, in rank order) + the question; ``marker`` datamarks the
+    sources and ``canary`` plants a canary (both per request, under a guardrail)."""
+    blocks = "\n".join(source_block(i, hit, marker) for i, hit in enumerate(hits, start=1))
     user = f"<sources>\n{blocks}\n</sources>\n\nQuestion: {question}"
-    return [{"role": "system", "content": GROUNDED_SYSTEM}, {"role": "user", "content": user}]
+    system = GROUNDED_SYSTEM
+    if marker is not None:
+        system += "\n\n" + spotlight_instruction(marker)
+    if canary is not None:
+        system += "\n\n" + canary_instruction(canary)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def rewrite_messages(history: Sequence[dict[str, str]], follow_up: str) -> list[Message]:

@@ -107,6 +107,11 @@ class LocalModel:
     def adapters(self) -> list[str]:
         return self.engine.engine.list_loras()
 
+    def adapter_tier(self, name: str) -> str | None:
+        """``"resident"``, ``"cached"`` or ``"disk"`` for a registered adapter (see LoraManager.tier)."""
+        lora = getattr(self.engine.engine, "lora", None)
+        return None if lora is None else lora.tier(name)
+
     def lora_stats(self) -> Any | None:
         """The engine's ``LoraStats``, or None when it has no adapter support."""
         lora_stats = getattr(getattr(self.engine, "engine", None), "lora_stats", None)

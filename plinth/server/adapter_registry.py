@@ -66,8 +66,8 @@ class AdapterEntry:
     row_id: int | None = None  # None: not persisted (``--adapters DIR``)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def card(self) -> dict[str, Any]:
-        """The ``/v1/adapters`` object."""
+    def card(self, status: str = "ready") -> dict[str, Any]:
+        """The ``/v1/adapters`` object; ``status`` is where its weights are (AdapterRegistry.status)."""
         return {
             "id": self.name,
             "object": "adapter",
@@ -77,7 +77,7 @@ class AdapterEntry:
             "source": self.source,
             "rank": self.rank,
             "target_modules": list(self.target_modules),
-            "status": "ready",
+            "status": status,
             "created": int(self.created_at.timestamp()),
         }
 
@@ -149,6 +149,12 @@ class AdapterRegistry:
     def visible_all(self) -> list[AdapterEntry]:
         """Every registered adapter (shutdown, tests)."""
         return list(self._entries.values())
+
+    def status(self, entry: AdapterEntry) -> str:
+        """``resident`` (in a compute slot), ``cached`` (host memory), ``disk``, or ``ready`` when the
+        base model cannot say (fakes, merged models)."""
+        tier = getattr(self.models.get(entry.base_model), "adapter_tier", None)
+        return (tier(entry.engine_name) if callable(tier) else None) or "ready"
 
     def model_for(self, tenant: Tenant, name: str) -> AdapterModel | None:
         entry = self.resolve(tenant, name)

@@ -67,8 +67,9 @@ class UnloadLoraRequest(BaseModel):
 
 @router.get("/adapters")
 def list_adapters(request: Request) -> dict[str, Any]:
-    entries = _registry(request).visible(request.state.tenant)
-    return {"object": "list", "data": [e.card() for e in entries]}
+    registry = _registry(request)
+    entries = registry.visible(request.state.tenant)
+    return {"object": "list", "data": [e.card(registry.status(e)) for e in entries]}
 
 
 @router.post("/adapters", status_code=201)
@@ -83,7 +84,7 @@ async def create_adapter(request: Request) -> dict[str, Any]:
         entries = await asyncio.to_thread(
             _registry(request).register, owner, body.name, body.source, base_model=body.base_model
         )
-    return {"object": "list", "data": [e.card() for e in entries]}
+    return {"object": "list", "data": [e.card(_registry(request).status(e)) for e in entries]}
 
 
 @router.delete("/adapters/{name}")

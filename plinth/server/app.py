@@ -15,17 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane
 from plinth.server import (
     adapters_api,
+    admin_api,
     guardrails_api,
     invocations,
     knowledge_api,
     openai_api,
     rag_api,
+    session_api,
     sql_api,
 )
 from plinth.server.adapter_registry import AdapterRegistry
@@ -37,6 +40,7 @@ from plinth.server.state import ServerState, get_state
 __all__ = ["NO_MODEL_HELP", "create_app", "load_models", "random_model_path", "serve"]
 
 log = logging.getLogger(__name__)
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the static web app (plinth/web/)
 
 NO_MODEL_HELP = """\
 No model given, so Plinth is serving a RANDOM-WEIGHT llama ('small'): its output is gibberish, but
@@ -70,6 +74,8 @@ def create_app(
     )
     app.state.plinth = state
     app.state.knowledge = _knowledge_service(control_plane, settings)
+    app.state.guard = guardrails_api.make_guard(control_plane)  # audits into the control plane
+    app.state.sql = _sql_service(control_plane, settings)
     state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
     _register_adapters(state.adapters, settings)
     install_error_handlers(app)
@@ -81,7 +87,10 @@ def create_app(
     app.include_router(sql_api.router)
     app.include_router(guardrails_api.router)
     app.include_router(invocations.router)
+    app.include_router(session_api.router)
+    app.include_router(admin_api.router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
     return app
@@ -93,6 +102,12 @@ def _knowledge_service(control_plane: ControlPlane, settings: Settings) -> Any:
     return KnowledgeService(control_plane, settings.data_dir, settings, recover=True)
 
 
+def _sql_service(control_plane: ControlPlane, settings: Settings) -> Any:
+    from plinth.sql.service import SQLService
+
+    return SQLService(control_plane, settings.data_dir, settings)
+
+
 def _register_adapters(registry: AdapterRegistry | None, settings: Settings) -> None:
     assert registry is not None
     registry.restore()
@@ -101,9 +116,13 @@ def _register_adapters(registry: AdapterRegistry | None, settings: Settings) -> 
         log.info("registered %d public adapters from %s", len(entries), directory)
 
 
-def _root() -> dict[str, str]:
-    """Placeholder until the web app is served here."""
-    return {"name": "plinth", "docs": "/docs", "openai_api": "/v1"}
+def _root(request: Request) -> HTMLResponse:
+    """The web app's page. No key needed: the page holds no data, it signs in and calls ``/v1``. It is told
+    whether the server runs ``--no-auth`` (then it skips sign-in) so it never probes ``/v1`` for a 401."""
+    auth = "none" if get_state(request).no_auth_tenant is not None else "key"
+    page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
+    page = page.replace('<html lang="en">', f'<html lang="en" data-auth="{auth}">', 1)
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
 
 def _health(request: Request) -> dict[str, Any]:
@@ -193,9 +212,13 @@ def serve(settings: Settings) -> None:
 
         tenant = local_tenant(control_plane)
         prepare_movies_kb(app.state.knowledge, tenant, settings.demo_data, settings.data_dir)
+        from plinth.sql.demo import prepare_cost_dataset
+
+        prepare_cost_dataset(app.state.sql, tenant, settings.data_dir, settings.demo_data)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     finally:
         for model in models:
             model.shutdown()
+        app.state.sql.close()
         control_plane.close()

@@ -3,6 +3,16 @@
 Each generating route turns its request into :class:`~plinth.server.generation.Job` s (one per prompt per
 ``n``), starts them, then either collects a whole response or streams SSE chunks ending in
 ``data: [DONE]``. Choice ``index`` is ``prompt_index * n + i``, as in OpenAI's completions API.
+
+Guardrails (chat completions): a ``guardrailConfig`` field ``{"guardrailIdentifier", "guardrailVersion"?,
+"trace"?: "enabled"|"disabled"}`` (Bedrock Converse's), else the tenant's default guardrail, guards the
+request; with neither, nothing runs. A request blocked at input is still a 200: each choice's content is
+the policy's blocked message with ``finish_reason: "content_filter"``; a reply blocked at output likewise
+(streamed: its last chunk). Guarded responses carry ``guardrail: {"action", "stage", "assessments"}``
+(top level; in a stream, on each choice's last chunk). See :mod:`plinth.server.chat_guard`.
+``/v1/completions`` is not guarded: a raw prompt has no user turns to screen and no system prompt for a
+canary, and token-id prompts cannot be checked at all; a ``guardrailConfig`` there is a 400, and a tenant
+with a default guardrail should send text through chat completions.
 """
 
 from __future__ import annotations
@@ -17,11 +27,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from plinth.guard.canary import new_canary
+from plinth.server import chat_guard
 from plinth.server import openai_format as fmt
 from plinth.server.adapter_registry import AdapterEntry
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
 from plinth.server.generation import Choice, Events, Job, collect, start
+from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 from plinth.server.state import ServerState, get_state
 from plinth.server.streaming import SSE_DONE, ClosingStreamingResponse, sse_event
@@ -79,16 +92,38 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     state = get_state(request)
     model = state.model(body.model, request.state.tenant)
     messages = [m.as_template_message() for m in body.messages]
-    try:
-        ids = await run_in_threadpool(model.encode_chat, messages)
-    except ValueError as exc:  # e.g. the checkpoint has no chat template
-        raise APIError(400, str(exc), param="messages") from exc
     k = body.num_logprobs
-    jobs = _jobs(body, model, [ids], k, body.requested_max_tokens, _room(model, ids))
+    guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))
+    canary = new_canary() if guard is not None else ""
+    if guard is not None:
+        messages = chat_guard.with_canary(await chat_guard.screen_messages(guard, messages), canary)
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    events = await start(jobs, state.metrics)
+    if guard is not None and guard.blocked:  # the model is never called
+        events = chat_guard.blocked_events(guard, body.n)
+    else:
+        try:
+            ids = await run_in_threadpool(model.encode_chat, messages)
+        except ValueError as exc:  # e.g. the checkpoint has no chat template
+            raise APIError(400, str(exc), param="messages") from exc
+        jobs = _jobs(body, model, [ids], k, body.requested_max_tokens, _room(model, ids))
+        events = await start(jobs, state.metrics)
     if not body.stream:
-        return fmt.chat_response(rid, model, await collect(events, len(jobs)), body.n, k)
+        choices = await collect(events, body.n)
+        if guard is None:
+            return fmt.chat_response(rid, model, choices, body.n, k)
+        if not guard.blocked:
+            await chat_guard.guard_choices(guard, choices, canary)
+        return {**fmt.chat_response(rid, model, choices, body.n, k), "guardrail": guard.field()}
+    if guard is not None and not guard.blocked:
+        events = chat_guard.guard_events(guard, events, body.n, canary)
+    usage_chunk = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model.name}
+    render = _chat_render(rid, created, model, k, guard)
+    return _sse(_sse_body(events, body.n, body.n, render, usage_chunk if body.include_usage else None))
+
+
+def _chat_render(rid: str, created: int, model: Any, k: int | None, guard: RequestGuard | None) -> Render:
+    """Chunks for one delta: the role first, then content, logprobs and finish_reason; under a guard,
+    a choice's last chunk carries the ``guardrail`` field as it stands then."""
 
     def render(index: int, delta: Any, first: bool) -> list[dict[str, Any]]:
         chunks = [fmt.chat_chunk(rid, created, model.name, index, {"role": "assistant", "content": ""})]
@@ -98,16 +133,21 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
         content = {"content": delta.text} if delta.text else {}
         if content or delta.finish_reason or "logprobs" in extra:
             chunks.append(fmt.chat_chunk(rid, created, model.name, index, content, **extra))
+        if guard is not None and delta.finish_reason:
+            chunks[-1]["guardrail"] = guard.field()
         return chunks if first else chunks[1:]
 
-    usage_chunk = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model.name}
-    return _sse(_sse_body(events, len(jobs), body.n, render, usage_chunk if body.include_usage else None))
+    return render
 
 
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
     state = get_state(request)
     model = state.model(body.model, request.state.tenant)
+    if body.guardrailConfig is not None:
+        raise APIError(
+            400, "guardrailConfig is supported on /v1/chat/completions only.", param="guardrailConfig"
+        )
     if body.echo:
         raise APIError(400, "echo is not supported.", param="echo")
     prompts = [p if isinstance(p, list) else await run_in_threadpool(model.encode, p) for p in body.prompts()]

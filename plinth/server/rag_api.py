@@ -11,6 +11,15 @@ Response: ``{"output": {"text"}, "citations": [{"generatedResponsePart": {"textR
 "span": {"start", "end"}}}, "retrievedReferences": [{"content": {"text", "type"}, "location",
 "metadata"}]}], "sessionId"}``. Errors: unknown KB, model or session -> 404; a bad filter or field ->
 400 naming ``param``. Each call appends its turn to the session (a new one when no ``sessionId``).
+
+Guardrails: Bedrock's ``"generationConfiguration": {"guardrailConfiguration": {"guardrailId",
+"guardrailVersion"?}}`` or Plinth's chat-style ``"guardrailConfig": {"guardrailIdentifier",
+"guardrailVersion"?, "trace"?}`` (one of the two), else the tenant's default guardrail. Under one, the
+question is checked first (blocked: the policy's message is the answer, nothing is retrieved; masked:
+the masked question is what is retrieved, answered and kept in the session), then each chunk and the
+answer (see :mod:`plinth.knowledge.rag`). The response adds Bedrock's ``guardrailAction`` ("INTERVENED"
+| "NONE") and ``guardrail``: ``{"action", "stage", "assessments", "droppedSources": [{"location",
+"metadata", "reason", "score"}]}``.
 """
 
 from __future__ import annotations
@@ -23,12 +32,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from plinth.control import knowledge as rows
+from plinth.knowledge.citations import reference
 from plinth.knowledge.filters import FilterError, parse_filter
-from plinth.knowledge.rag import MIN_SCORES, RagResult, retrieve_and_generate
+from plinth.knowledge.rag import MIN_SCORES, DroppedSource, RagResult, retrieve_and_generate
 from plinth.knowledge.retriever import MAX_RESULTS, SEARCH_TYPES, RetrievalError
 from plinth.llm.local import ChatView
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
+from plinth.server.guard_hooks import GuardrailConfig, RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.knowledge_api import call_service, json_object, knowledge_service
 from plinth.server.state import get_state
 
@@ -36,6 +47,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_tenant)])
 _KEYS = {"input", "knowledgeBaseId", "model", "sessionId", "filter", "retrievalConfiguration"}
+_KEYS |= {"guardrailConfig", "generationConfiguration"}
 _CONFIG_KEYS = {"numberOfResults", "searchType", "overrideSearchType", "implicitFilters"}
 MAX_SESSION_TURNS = 50
 
@@ -50,6 +62,7 @@ class RagRequest:
     k: int = 5
     search_type: str = "HYBRID"
     implicit_filters: bool = False
+    guardrail: GuardrailConfig | None = None
 
 
 @router.post("/retrieve-and-generate")
@@ -62,12 +75,22 @@ async def retrieve_and_generate_route(request: Request) -> dict[str, Any]:
     if req.filter is not None:
         _check_filter(req.filter, schema)
     history = await _history(request, req.session_id)
-    result = await _run(request, req, chat, history, schema)
+    guard = await request_guard(request, req.guardrail)  # None: no guardrail applies
+    verdict = await guard.input(req.text) if guard else None
+    if verdict is not None and verdict.blocked:
+        text, citations, turn = verdict.text, [], []  # the blocked question is neither answered nor kept
+        dropped: list[DroppedSource] = []
+    else:
+        req.text = verdict.text if verdict else req.text
+        result = await _run(request, req, chat, history, schema, guard)
+        text, citations, dropped = result.output_text, result.citations, result.dropped
+        turn = [{"user": req.text, "assistant": text}]
     session_id = req.session_id or str(uuid.uuid4())
-    turns = [*history, {"user": req.text, "assistant": result.output_text}][-MAX_SESSION_TURNS:]
+    turns = [*history, *turn][-MAX_SESSION_TURNS:]
     cp = state.control_plane
     await asyncio.to_thread(rows.save_session, cp, session_id, tenant_id=tenant.id, kb_id=row.id, turns=turns)
-    return {"output": {"text": result.output_text}, "citations": result.citations, "sessionId": session_id}
+    body = {"output": {"text": text}, "citations": citations, "sessionId": session_id}
+    return body if guard is None else {**body, **_guardrail_fields(guard, dropped)}
 
 
 def parse_request(body: dict[str, Any]) -> RagRequest:
@@ -85,7 +108,45 @@ def parse_request(body: dict[str, Any]) -> RagRequest:
     if session_id is not None and (not isinstance(session_id, str) or not session_id):
         raise APIError(400, "sessionId must be a non-empty string.", param="sessionId")
     config = _retrieval_config(body.get("retrievalConfiguration"))
-    return RagRequest(text, body["knowledgeBaseId"], body["model"], session_id, body.get("filter"), **config)
+    guardrail = _guardrail_config(body)
+    return RagRequest(
+        text,
+        body["knowledgeBaseId"],
+        body["model"],
+        session_id,
+        body.get("filter"),
+        **config,
+        guardrail=guardrail,
+    )
+
+
+def _guardrail_config(body: dict[str, Any]) -> GuardrailConfig | None:
+    """Bedrock's ``generationConfiguration.guardrailConfiguration`` or Plinth's ``guardrailConfig``."""
+    generation = body.get("generationConfiguration")
+    if generation is None:
+        return parse_guardrail_config(body.get("guardrailConfig"))
+    if not isinstance(generation, dict):
+        raise APIError(400, "generationConfiguration must be an object.", param="generationConfiguration")
+    if unknown := sorted(set(generation) - {"guardrailConfiguration"}):
+        message = f"Unknown field(s): {', '.join(unknown)} (only guardrailConfiguration is supported)."
+        raise APIError(400, message, param=f"generationConfiguration.{unknown[0]}")
+    if "guardrailConfig" in body:
+        message = "Give guardrailConfig or generationConfiguration.guardrailConfiguration, not both."
+        raise APIError(400, message, param="guardrailConfig")
+    param = "generationConfiguration.guardrailConfiguration"
+    return parse_guardrail_config(generation.get("guardrailConfiguration"), param, id_key="guardrailId")
+
+
+def _guardrail_fields(guard: RequestGuard, dropped: list[DroppedSource]) -> dict[str, Any]:
+    """Bedrock's ``guardrailAction`` and Plinth's ``guardrail`` (with the chunks kept out of the prompt)."""
+    sources = [
+        {"location": ref["location"], "metadata": ref["metadata"], "reason": d.reason, "score": d.score}
+        for d in dropped
+        for ref in [reference(d.hit)]
+    ]
+    field = guard.field(droppedSources=sources)
+    action = "NONE" if field["action"] == "NONE" else "INTERVENED"
+    return {"guardrailAction": action, "guardrail": field}
 
 
 def _retrieval_config(config: Any) -> dict[str, Any]:
@@ -134,7 +195,12 @@ async def _history(request: Request, session_id: str | None) -> list[dict[str, s
 
 
 async def _run(
-    request: Request, req: RagRequest, chat: ChatView, history: list[dict[str, str]], schema: dict[str, str]
+    request: Request,
+    req: RagRequest,
+    chat: ChatView,
+    history: list[dict[str, str]],
+    schema: dict[str, str],
+    guard: RequestGuard | None,
 ) -> RagResult:
     service, tenant = knowledge_service(request), request.state.tenant
 
@@ -145,7 +211,7 @@ async def _run(
         return await retrieve_and_generate(
             query=req.text, hits_fn=hits, chat=chat, history=history, filter=req.filter,
             implicit_filters=req.implicit_filters, schema=schema,
-            min_score=MIN_SCORES.get(req.search_type, 0.0),
+            min_score=MIN_SCORES.get(req.search_type, 0.0), guard=guard,
         )  # fmt: skip
     except (RetrievalError, FilterError) as exc:  # checked above; kept so a store's complaint is a 400
         raise APIError(400, str(exc), param=exc.param) from exc

@@ -104,6 +104,7 @@ class ChatRequest(_SamplingFields):
     max_completion_tokens: int | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    guardrailConfig: Any = None  # Plinth's extension, as in Bedrock Converse: see plinth.server.chat_guard
 
     @property
     def requested_max_tokens(self) -> int | None:
@@ -126,6 +127,7 @@ class CompletionRequest(_SamplingFields):
     prompt: PromptInput
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
+    guardrailConfig: Any = None  # read only to refuse it: completions are not guarded (see openai_api)
 
     def prompts(self) -> list[str | list[int]]:
         """The prompt as a list of prompts, each text or token ids."""

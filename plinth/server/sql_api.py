@@ -1,11 +1,245 @@
-"""``/v1/sql/*``: ask a dataset in plain language, run vetted SQL, manage datasets (work in progress)."""
+"""``/v1/sql/*``: ask a dataset in plain language, run vetted SQL, manage datasets -- per tenant.
+
+- ``POST /v1/sql/ask`` ``{"question", "dataset", "model", "engine"?}`` -> ``{"object": "sql.answer",
+  "question", "dataset", "model", "sql", "columns", "types", "rows", "truncated", "chart", "answer",
+  "attempts", "history": [{"sql", "error", "rule"}]}``. ``model`` is a served base model or adapter,
+  resolved as chat completions resolve it.
+- ``POST /v1/sql/query`` ``{"sql", "dataset", "dialect"?}`` -> ``{"object": "sql.result", "sql",
+  "source_sql", "dialect", "columns", "types", "rows", "truncated", "elapsed_ms", "chart"}``. The SQL
+  goes through the same safety layer as generated SQL (``dialect``: the one it is written in, default
+  ``duckdb``; ``athena`` queries with ``${table_name}`` work as in the CUR Query Library).
+- ``GET /v1/sql/datasets`` -> ``{"object": "list", "data": [dataset]}``; ``GET|DELETE …/{name}``.
+- ``POST /v1/sql/datasets`` ``{"name", "path", "kind"?, "description"?}`` -> 201 ``dataset``. The path
+  is read on the server's machine, so only admin keys may register one (403), and it must be absolute.
+  Registering an existing name replaces it. Table paths are shown to admin keys only.
+
+Errors (OpenAI-shaped; ``code`` is the stable rule name):
+
+- unknown dataset -> 404 ``not_found`` (param ``dataset``); unknown model -> 404 ``model_not_found``;
+- a refused question (modify data, read files) -> 400, code ``modification_refused`` /
+  ``file_access_refused``, param ``question``;
+- SQL the safety layer refuses -> 400, code = its rule (``statement_kind``, ``multiple_statements``,
+  ``table_function`` ...), param ``sql``; an engine error on given SQL -> 400 ``engine_error``;
+- no working query after every attempt -> 422 ``attempts_exhausted``: the request was understood but
+  could not be answered; the error carries ``attempts`` (each SQL tried and why it failed);
+- the engine's time limit -> 504 ``query_timeout`` (504, not 408: the client sent its request in time,
+  the query behind the server did not finish; 408 also invites clients to resend the same request).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+import asyncio
+from pathlib import Path
+from typing import Any
 
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from plinth.llm.local import ChatView
 from plinth.server.auth import require_tenant
+from plinth.server.errors import APIError, error_body
+from plinth.server.knowledge_api import json_object
+from plinth.server.state import get_state
+from plinth.sql.ask import AskFailedError, attempts_json
+from plinth.sql.chart import chart_spec
+from plinth.sql.datasets import DatasetError
+from plinth.sql.service import DatasetNotFoundError, SQLService
+from plinth.sql.types import (
+    DATASET_KINDS,
+    AskResult,
+    Dataset,
+    QueryFailedError,
+    QueryTimeoutError,
+    RefusedError,
+    UnsafeSQLError,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sql", dependencies=[Depends(require_tenant)])
+_ASK_KEYS = {"question", "dataset", "model", "engine"}
+_QUERY_KEYS = {"sql", "dataset", "dialect"}
+_DATASET_KEYS = {"name", "path", "kind", "description"}
+MAX_QUESTION_CHARS = 2000
+MAX_SQL_CHARS = 20000
+
+
+class AttemptsError(APIError):
+    """An APIError whose body also lists the attempts the ask loop made."""
+
+    def __init__(self, status: int, message: str, code: str, attempts: list[dict[str, Any]]) -> None:
+        super().__init__(status, message, param="question", code=code)
+        self.attempts = attempts
+
+    def response(self) -> JSONResponse:
+        body = error_body(self)
+        body["error"]["attempts"] = self.attempts
+        return JSONResponse(body, status_code=self.status)
+
+
+@router.post("/ask")
+async def ask_route(request: Request) -> dict[str, Any]:
+    body = await json_object(request)
+    _check_keys(body, _ASK_KEYS)
+    question = _text(body, "question", MAX_QUESTION_CHARS)
+    name, model_name = _text(body, "dataset"), _text(body, "model")
+    engine = body.get("engine", "duckdb")
+    if engine != "duckdb":
+        raise APIError(400, "engine: only 'duckdb' is served over HTTP.", param="engine")
+    tenant = request.state.tenant
+    await _call(request, "get", name)  # 404 for an unknown (or another tenant's) dataset, first
+    chat = ChatView(get_state(request).model(model_name, tenant))  # 404 model_not_found
+    try:
+        result = await sql_service(request).ask(tenant, name, question, chat)
+    except RefusedError as exc:
+        raise APIError(400, exc.reason, param="question", code=exc.rule) from exc
+    except AskFailedError as exc:
+        status = 504 if exc.timed_out else 422
+        raise AttemptsError(status, exc.reason, exc.rule, attempts_json(exc.history)) from exc
+    except DatasetNotFoundError as exc:  # deleted between the check and the run
+        raise APIError(404, str(exc), param="dataset", code="not_found") from exc
+    return _answer(result, name, model_name)
+
+
+@router.post("/query")
+async def query_route(request: Request) -> dict[str, Any]:
+    body = await json_object(request)
+    _check_keys(body, _QUERY_KEYS)
+    sql, name = _text(body, "sql", MAX_SQL_CHARS), _text(body, "dataset")
+    dialect = body.get("dialect", "duckdb")
+    if not isinstance(dialect, str) or not dialect:
+        raise APIError(400, "dialect must be a string such as 'duckdb' or 'athena'.", param="dialect")
+    runner = await _call(request, "runner", name)
+    try:
+        vetted, result = await asyncio.to_thread(runner.run, sql, dialect)
+    except UnsafeSQLError as exc:
+        raise APIError(400, f"The SQL was refused: {exc.reason}", param="sql", code=exc.rule) from exc
+    except QueryTimeoutError as exc:
+        raise APIError(504, exc.reason, param="sql", code="query_timeout", type="timeout_error") from exc
+    except QueryFailedError as exc:
+        raise APIError(400, f"The query failed: {exc.reason}", param="sql", code=exc.rule) from exc
+    except ValueError as exc:  # an unknown dialect name
+        raise APIError(400, str(exc), param="dialect") from exc
+    return {
+        "object": "sql.result",
+        "dataset": name,
+        "sql": vetted.sql,
+        "source_sql": vetted.source_sql,
+        "dialect": vetted.dialect,
+        "columns": result.columns,
+        "types": result.types,
+        "rows": result.rows,
+        "truncated": result.truncated,
+        "elapsed_ms": result.elapsed_ms,
+        "chart": chart_spec(result.columns, result.types, result.rows),
+    }
+
+
+@router.get("/datasets")
+async def list_datasets(request: Request) -> dict[str, Any]:
+    datasets = await _call(request, "list_datasets")
+    return {"object": "list", "data": [_card(request, d) for d in datasets]}
+
+
+@router.post("/datasets", status_code=201)
+async def register_dataset(request: Request) -> dict[str, Any]:
+    body = await json_object(request)
+    _check_keys(body, _DATASET_KEYS)
+    if not request.state.tenant.is_admin:
+        message = "Only admin keys may register datasets: a dataset path is read on the server's machine."
+        raise APIError(403, message, param="path")
+    name, path = _text(body, "name"), _text(body, "path")
+    if not Path(path).is_absolute():
+        raise APIError(
+            400, f"path {path!r} must be absolute (it is read on the server's machine)", param="path"
+        )
+    kind = body.get("kind")
+    if kind is not None and kind not in DATASET_KINDS:
+        raise APIError(400, f"kind must be one of {', '.join(DATASET_KINDS)}.", param="kind")
+    description = body.get("description", "")
+    if not isinstance(description, str):
+        raise APIError(400, "description must be a string.", param="description")
+    try:
+        dataset = await _call(request, "register", name, path, kind=kind, description=description)
+    except DatasetError as exc:
+        param = "name" if "dataset name" in str(exc) else "path"
+        raise APIError(400, str(exc), param=param) from exc
+    return _card(request, dataset)
+
+
+@router.get("/datasets/{name}")
+async def get_dataset(name: str, request: Request) -> dict[str, Any]:
+    return _card(request, await _call(request, "get", name))
+
+
+@router.delete("/datasets/{name}")
+async def delete_dataset(name: str, request: Request) -> dict[str, Any]:
+    await _call(request, "delete", name)
+    return {"id": name, "object": "sql.dataset", "deleted": True}
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def sql_service(request: Request) -> SQLService:
+    service = request.app.state.sql
+    assert service is not None, "create_app always sets the SQL service"
+    return service
+
+
+async def _call(request: Request, method: str, *args: Any, **kwargs: Any) -> Any:
+    """A service method in a worker thread (control-plane and file I/O); an unknown dataset is a 404."""
+    fn = getattr(sql_service(request), method)
+    try:
+        return await asyncio.to_thread(fn, request.state.tenant, *args, **kwargs)
+    except DatasetNotFoundError as exc:
+        raise APIError(404, str(exc), param="dataset", code="not_found") from exc
+
+
+def _check_keys(body: dict[str, Any], allowed: set[str]) -> None:
+    if unknown := sorted(set(body) - allowed):
+        raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
+
+
+def _text(body: dict[str, Any], key: str, max_chars: int = 256) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise APIError(400, f"{key} is required (a non-empty string).", param=key)
+    if len(value) > max_chars:
+        raise APIError(400, f"{key} is longer than {max_chars} characters.", param=key)
+    return value
+
+
+def _answer(result: AskResult, dataset: str, model: str) -> dict[str, Any]:
+    return {
+        "object": "sql.answer",
+        "question": result.question,
+        "dataset": dataset,
+        "model": model,
+        "sql": result.sql,
+        "columns": result.columns,
+        "types": result.types,
+        "rows": result.rows,
+        "truncated": result.truncated,
+        "chart": result.chart,
+        "answer": result.answer,
+        "attempts": result.attempts,
+        "history": attempts_json(result.history),
+    }
+
+
+def _card(request: Request, dataset: Dataset) -> dict[str, Any]:
+    admin = request.state.tenant.is_admin
+    tables = {
+        name: {"format": source.format, **({"path": source.path} if admin else {})}
+        for name, source in dataset.tables.items()
+    }
+    return {
+        "id": dataset.name,
+        "object": "sql.dataset",
+        "name": dataset.name,
+        "kind": dataset.kind,
+        "description": dataset.description,
+        "main_table": dataset.main_table,
+        "tables": tables,
+    }

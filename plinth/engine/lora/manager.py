@@ -95,6 +95,17 @@ class LoraManager:
         with self._lock:
             return sorted(self._registry)
 
+    def tier(self, name: str) -> str | None:
+        """Where ``name``'s weights are now: ``"resident"`` (a compute slot), ``"cached"`` (host memory)
+        or ``"disk"``; None when it is not registered. A snapshot for display: slots change under it."""
+        with self._lock:
+            entry = self._registry.get(name)
+            if entry is None:
+                return None
+            if entry.key in self._slots:
+                return "resident"
+            return "cached" if entry.key in self._memory else "disk"
+
     def key_for(self, name: str) -> str:
         """The generation key a new request for ``name`` should hold; prefetches it into memory."""
         with self._lock:

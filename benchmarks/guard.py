@@ -1,0 +1,107 @@
+"""Latency of guardrail checks on CPU, single thread, as the server runs them.
+
+    .venv/bin/python benchmarks/guard.py            # 200 short prompts, 20 documents
+    .venv/bin/python benchmarks/guard.py --quick    # a few of each (what the test runs)
+
+Measures p50 / p95 of ``PromptAttackDetector.detect`` for short prompts (~20 words, input stage) and
+~2,000-token documents (data stage), after a warm-up, plus PII detection when ``plinth.guard.pii`` is
+present. The goal line compares the short-prompt p50 with 15 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from plinth.guard.attack import PromptAttackDetector
+from plinth.guard.types import DetectContext
+
+GOAL_MS = 15.0
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+_WORDS = (  # noqa: SIM905 -- a sentence reads better than a 35-item list
+    "the a customer order shipped late please check why invoice total differs from quote and tell me what "
+    "changed in march report for region north our team needs summary by friday morning thanks"
+).split()
+
+
+def short_prompts(n: int, rng: random.Random) -> list[str]:
+    """~20-word prompts; distinct so no cache anywhere can answer them."""
+    return [" ".join(rng.choice(_WORDS) for _ in range(20)) + f" ({i})?" for i in range(n)]
+
+
+def documents(n: int, rng: random.Random) -> list[str]:
+    """~2,000-token documents: movie plots from shared/data joined, else synthetic words."""
+    path = DATA / "movies/wikipedia/movies-2000s.json"
+    extracts = [m["extract"] for m in json.loads(path.read_text())] if path.is_file() else []
+    extracts = [e for e in extracts if e and len(e) > 300]
+    docs = []
+    for _ in range(n):
+        words: list[str] = []
+        while len(words) < 1500:  # ~1.3 tokens per word: ~2,000 tokens
+            words += (rng.choice(extracts) if extracts else " ".join(rng.choices(_WORDS, k=200))).split()
+        docs.append(" ".join(words[:1500]))
+    return docs
+
+
+def measure(check: Callable[[str], object], texts: list[str], warmup: int) -> tuple[float, float]:
+    for text in texts[:warmup]:
+        check(text)
+    times = []
+    for text in texts[warmup:]:
+        started = time.perf_counter()
+        check(text)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(0.95 * len(times)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few texts of each kind")
+    parser.add_argument("--short", type=int, default=200)
+    parser.add_argument("--docs", type=int, default=20)
+    args = parser.parse_args()
+    n_short, n_docs, warmup = (12, 3, 2) if args.quick else (args.short, args.docs, 5)
+    torch.set_num_threads(1)  # one request per worker thread, as the server runs a check
+    rng = random.Random(0)
+    prompts, docs = short_prompts(n_short + warmup, rng), documents(n_docs + 1, rng)
+    rows = []
+    input_detector = PromptAttackDetector("MEDIUM")
+    data_detector = PromptAttackDetector("MEDIUM", stage="data")
+    rows.append(
+        (
+            "prompt_attack short prompt",
+            *measure(lambda t: input_detector.detect(t, DetectContext()), prompts, warmup),
+        )
+    )
+    data_ctx = DetectContext(stage="data")
+    rows.append(
+        ("prompt_attack 2k-token doc", *measure(lambda t: data_detector.detect(t, data_ctx), docs, 1))
+    )
+    try:
+        from plinth.guard.pii import SUPPORTED_TYPES, PIIDetector  # helper F's module; may be absent
+    except ImportError as error:
+        print(f"pii: skipped (plinth.guard.pii not importable: {error})")
+    else:
+        pii = PIIDetector(SUPPORTED_TYPES)
+        rows.append(("pii short prompt", *measure(lambda t: pii.detect(t, DetectContext()), prompts, warmup)))
+        rows.append(("pii 2k-token doc", *measure(lambda t: pii.detect(t, data_ctx), docs, 1)))
+    print(f"{'check':30s} {'p50 ms':>8s} {'p95 ms':>8s}   (1 thread, {n_short} short, {n_docs} docs)")
+    for name, p50, p95 in rows:
+        print(f"{name:30s} {p50:8.1f} {p95:8.1f}")
+    short_p50 = rows[0][1]
+    verdict = "met" if short_p50 < GOAL_MS else "NOT met"
+    print(f"goal: short-prompt p50 {short_p50:.1f} ms < {GOAL_MS:.0f} ms with the classifier: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""``plinth guard train``: fit the prompt-attack classifier on ``shared/data`` and ship it with a data card.
+
+The head trains on every attack source and the *train* split of every benign source; the benign *test*
+split (never trained on) calibrates the per-stage thresholds of each strength (see
+:data:`~plinth.guard.attack.FPR_BY_STRENGTH`). Every window of a text carries the text's label, and
+sample weights give each (source, stage) group of a class the same total weight, so 1,100 jailbreak_llms
+prompts cannot drown 140 pallms payloads::
+
+    report = train(Path("../shared/data"), DEFAULT_MODEL_PATH)
+    print(report.format())
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from plinth.guard.attack import FPR_BY_STRENGTH, layered_scores
+from plinth.guard.classifier import (
+    DEFAULT_MODEL_PATH,
+    AttackClassifier,
+    Embed,
+    EmbeddingCache,
+    embedder_for,
+    windows,
+)
+from plinth.guard.corpus import LICENCES, LabelledText, load_corpus
+from plinth.guard.signatures import SignatureDetector
+from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
+
+__all__ = ["DEFAULT_CACHE", "TrainReport", "fit", "threshold_at_fpr", "train"]
+
+DEFAULT_CACHE = Path.home() / ".cache" / "plinth" / "guard-embeddings.npz"
+TRAIN_WINDOWS = 3  # per text: the first ~450 words of a long jailbreak carry its intent
+# Fixed in advance, never tuned on a held-out source: the inputs are unit vectors, so a small C underfits.
+C = 10.0
+
+
+@dataclass
+class TrainReport:
+    path: Path
+    rows: dict[str, int]  # "source/label/stage" -> rows used for training
+    calibration: dict[str, int]  # stage -> held-out benign rows the thresholds were set on
+    thresholds: dict[str, dict[str, float]]
+    windows: int
+    seconds: float
+    card: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        lines = [f"model: {self.path} ({self.windows} training windows, {self.seconds:.0f} s)"]
+        lines += [f"  {key:32s} {count:6d}" for key, count in sorted(self.rows.items())]
+        for stage, table in sorted(self.thresholds.items()):
+            cells = "  ".join(f"{k}>{v:.3f}" for k, v in table.items())
+            lines.append(f"thresholds {stage:5s} (on {self.calibration[stage]} held-out benign): {cells}")
+        return "\n".join(lines)
+
+
+def fit(rows: list[LabelledText], embed: Embed, C: float = C) -> AttackClassifier:
+    """Train the head on the windows of ``rows`` (source- and class-balanced weights)."""
+    groups = Counter((r.label, r.source, r.stage) for r in rows)
+    per_class = Counter(label for label, _, _ in groups)
+    texts, labels, weights = [], [], []
+    for row in rows:
+        parts = windows(row.text, limit=TRAIN_WINDOWS)
+        share = 1.0 / (per_class[row.label] * groups[(row.label, row.source, row.stage)] * len(parts))
+        texts += parts
+        labels += [row.label] * len(parts)
+        weights += [share] * len(parts)
+    w = np.asarray(weights) * len(weights) / np.sum(weights)
+    return AttackClassifier.fit(embed(texts), np.asarray(labels), w, C=C)
+
+
+def threshold_at_fpr(benign_scores: np.ndarray, fpr: float) -> float:
+    """The lowest threshold t with mean(benign > t) <= fpr (scores strictly above t are flagged)."""
+    ordered = np.sort(np.asarray(benign_scores))[::-1]
+    return float(ordered[min(int(fpr * len(ordered)), len(ordered) - 1)])
+
+
+def train(
+    shared_data: Path,
+    out: Path = DEFAULT_MODEL_PATH,
+    *,
+    cache: Path | None = DEFAULT_CACHE,
+    cap: int = 600,
+    eval_summary: str | None = None,
+) -> TrainReport:
+    """Train on all sources, calibrate thresholds, write ``out`` and a ``DATA_CARD.md`` next to it."""
+    started = time.perf_counter()
+    embed = _embedder(cache)
+    rows = load_corpus(shared_data, cap=cap)
+    training = [r for r in rows if r.label == 1 or r.split == "train"]
+    head = fit(training, embed)
+    classifier = AttackClassifier(head.coef, head.intercept, embed=embed)  # scores through the cache
+    signatures = SignatureDetector()
+    calibration: dict[str, int] = {}
+    for stage in ("input", "data"):
+        benign = [r.text for r in rows if r.label == 0 and r.split == "test" and r.stage == stage]
+        scores = np.array([s.score for s in layered_scores(benign, stage, classifier, signatures)])
+        classifier.thresholds[stage] = {k: threshold_at_fpr(scores, f) for k, f in FPR_BY_STRENGTH.items()}
+        calibration[stage] = len(benign)
+    AttackClassifier(head.coef, head.intercept, classifier.thresholds).save(out)
+    counts = Counter(f"{r.source}/{'attack' if r.label else 'benign'}/{r.stage}" for r in training)
+    n_windows = sum(len(windows(r.text, limit=TRAIN_WINDOWS)) for r in training)
+    report = TrainReport(out, dict(counts), calibration, classifier.thresholds, n_windows, 0.0)
+    report.seconds = time.perf_counter() - started
+    report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary)
+    return report
+
+
+def _embedder(cache: Path | None) -> Embed:
+    embed = embedder_for(DEFAULT_EMBEDDING_MODEL)
+    return EmbeddingCache(cache, embed) if cache else embed
+
+
+def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -> Path:
+    """A Markdown card: what the model was trained on, under which licences, and how well it does."""
+    sources = sorted({key.split("/")[0] for key in report.rows})
+    lines = [
+        "# Prompt-attack classifier — data card",
+        "",
+        f"- Trained: {dt.date.today().isoformat()} by `plinth guard train` (`plinth/guard/train.py`).",
+        f"- Model: `{path.parent.name}/prompt_attack.npz` — logistic regression (C={C}, source- and "
+        f"class-balanced weights) over {DEFAULT_EMBEDDING_MODEL} embeddings of ≤{TRAIN_WINDOWS} windows of "
+        "~180 words per text; plain numpy arrays (`coef`, `intercept`, `stages`, `thresholds`, `model_id`).",
+        f"- Training windows: {report.windows}.",
+        "",
+        "## Sources (rows used for training)",
+        "",
+        "| source / class / stage | rows |",
+        "|---|---:|",
+        *[f"| {key} | {count} |" for key, count in sorted(report.rows.items())],
+        "",
+        "Benign *test* splits (30 % of each benign source by text hash) are never trained on; they set the "
+        "thresholds below. BIPIA attacks appear only planted in email/table contexts (start/middle/end), and "
+        "short deepset/pallms injections are also planted in benign training documents (data stage).",
+        "",
+        "## Licences",
+        "",
+        *[f"- {source}: {LICENCES[source]}" for source in sources],
+        "",
+        "## Thresholds (layered score: max of classifier, signatures, hidden characters)",
+        "",
+        "| stage | held-out benign | LOW (≤0.3 % FPR) | MEDIUM (≤1 %) | HIGH (≤3 %) |",
+        "|---|---:|---:|---:|---:|",
+        *[
+            f"| {stage} | {report.calibration[stage]} | {t['LOW']:.3f} | {t['MEDIUM']:.3f} "
+            f"| {t['HIGH']:.3f} |"
+            for stage, t in sorted(report.thresholds.items())
+        ],
+        "",
+        "## Evaluation (leave-one-source-out, `plinth guard eval`)",
+        "",
+        "```",
+        eval_summary or "not run with this training; see `plinth guard eval`",
+        "```",
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

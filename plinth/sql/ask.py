@@ -1,0 +1,202 @@
+"""The ask loop: a question in plain language -> one vetted, read-only query -> rows, chart, answer.
+
+::
+
+    question -> [guard "input"] -> intent check (RefusedError) -> catalog selection -> prompt
+      -> model -> extract SQL -> runner (safety + engine) --ok--> chart + answer -> [guard "data"]
+                                         \\-- no SQL / unsafe / engine error --> repair prompt, again
+
+Contract:
+
+- At most ``max_attempts`` model calls. Each is recorded in ``AskResult.history`` (the SQL, or the
+  reply when it held none, with the error and rule of a failed attempt). When every attempt fails,
+  :class:`AskFailedError` carries that history.
+- SQL reaches an engine only through ``runner.run``, which vets it first; the loop never executes
+  anything itself, so a model that emits ``DROP``, ``COPY ... TO``, ``read_csv('/etc/passwd')`` or two
+  statements only ever produces an :class:`~plinth.sql.types.UnsafeSQLError` that is fed back.
+- A timeout is not retried (each retry would cost the full time limit again): it raises
+  :class:`AskFailedError` with ``timed_out=True`` at once.
+- A prompt too long for the model's context costs no attempt: the catalog selection shrinks and the
+  turn is asked again (see :class:`_Prompt`).
+- The answer is a deterministic sentence from the rows (:mod:`plinth.sql.answer`); no second model call.
+- ``guard`` (``None`` = off) is the hook for guardrails: a callable ``guard(stage, text)`` or an object
+  with ``check(stage, text)``, sync or async (bind a policy with a lambda over ``Guard.check``). It sees
+  the question at stage ``"input"`` and the answer text (which quotes values from the data) at stage
+  ``"data"``. It returns ``None`` (keep), a replacement string, or a verdict with ``text``/``blocked``
+  (a blocked one raises :class:`~plinth.sql.types.RefusedError`, rule ``guardrail_blocked``); it may
+  also raise. Rows go back as the engine returned them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from plinth.llm.base import ChatModel, ChatOptions, Message, ProviderError
+from plinth.sql.answer import describe_result
+from plinth.sql.catalog import Catalog
+from plinth.sql.chart import chart_spec
+from plinth.sql.extract import NoSQLError, extract_sql
+from plinth.sql.intent import check_question
+from plinth.sql.prompts import repair_messages, sql_messages
+from plinth.sql.types import (
+    AskAttempt,
+    AskResult,
+    Dataset,
+    QueryFailedError,
+    QueryResult,
+    QueryTimeoutError,
+    RefusedError,
+    SQLError,
+    UnsafeSQLError,
+    VettedQuery,
+)
+
+__all__ = ["ASK_OPTIONS", "AskFailedError", "Runner", "ask", "attempts_json"]
+
+ASK_OPTIONS = ChatOptions(max_tokens=512, temperature=0.0)
+MAX_COLUMNS = 30
+GUARD_RULE = "guardrail_blocked"
+COMPACT_SIZES = ((1, 12), (0, 8))  # (examples, columns) tried when the prompt overflows the context
+_RETRYABLE = (NoSQLError, UnsafeSQLError, QueryFailedError)
+
+
+class Runner(Protocol):
+    """What the loop needs from :class:`plinth.sql.runner.QueryRunner`: vet, then execute."""
+
+    def run(self, sql: str, dialect: str = "duckdb") -> tuple[VettedQuery, QueryResult]: ...
+
+
+class AskFailedError(SQLError):
+    """No attempt produced a result. ``history`` lists every attempt; ``rule`` is ``attempts_exhausted``,
+    or ``query_timeout`` when the engine hit its time limit."""
+
+    def __init__(self, reason: str, history: list[AskAttempt], *, timed_out: bool = False) -> None:
+        super().__init__(reason, "query_timeout" if timed_out else "attempts_exhausted")
+        self.history = history
+        self.timed_out = timed_out
+
+
+async def ask(
+    question: str,
+    dataset: Dataset,
+    chat: ChatModel,
+    *,
+    runner: Runner,
+    catalog: Catalog,
+    max_attempts: int = 3,
+    guard: Any = None,
+    dialect: str = "duckdb",
+    k_examples: int = 4,
+) -> AskResult:
+    """Answer ``question`` over ``dataset`` (see the module contract)."""
+    assert max_attempts >= 1
+    question = await _screen(guard, "input", question)
+    check_question(question)
+    prompt = _Prompt(question, catalog, dialect, k_examples)
+    history: list[AskAttempt] = []
+    failed: tuple[str, str, str] | None = None  # the last attempt's (sql, error, rule), for the repair
+    for _ in range(max_attempts):
+        reply = await prompt.reply(chat, failed)
+        sql = ""
+        try:
+            sql = extract_sql(reply)
+            vetted, result = await asyncio.to_thread(runner.run, sql, dialect)
+        except _RETRYABLE as exc:
+            history.append(AskAttempt(sql or reply, exc.reason, exc.rule))
+            failed = (sql, exc.reason, exc.rule)
+            continue
+        except QueryTimeoutError as exc:
+            history.append(AskAttempt(sql, exc.reason, exc.rule))
+            raise AskFailedError(f"The query on {dataset.name!r} timed out: {exc.reason}", history,
+                                 timed_out=True) from exc  # fmt: skip
+        history.append(AskAttempt(vetted.sql))
+        return await _result(question, vetted, result, history, guard)
+    last = history[-1]
+    raise AskFailedError(
+        f"No working query after {max_attempts} attempt(s); the last failed with {last.rule}: {last.error}",
+        history,
+    )
+
+
+class _Prompt:
+    """The first prompt at the largest size the model's context takes, and repairs built on it.
+
+    A context overflow is not the model's mistake, so it costs no attempt: the selection shrinks
+    (fewer examples, fewer columns) and the same turn is asked again; past the smallest size the
+    error propagates (the server answers 400 ``context_length_exceeded``). Small-context models --
+    the 2k-token random checkpoints -- still get a question through this way.
+    """
+
+    def __init__(self, question: str, catalog: Catalog, dialect: str, k_examples: int) -> None:
+        self.question, self.catalog, self.dialect = question, catalog, dialect
+        self.sizes = [(k_examples, MAX_COLUMNS), *COMPACT_SIZES]
+        self.first: list[Message] | None = None
+
+    async def reply(self, chat: ChatModel, failed: tuple[str, str, str] | None) -> str:
+        while True:
+            if self.first is None:
+                k, columns = self.sizes[0]
+                selection = await asyncio.to_thread(self.catalog.select, self.question, k, columns)
+                self.first = sql_messages(self.question, selection, self.dialect)
+            messages = repair_messages(self.first, *failed) if failed else self.first
+            try:
+                return (await chat.chat(messages, ASK_OPTIONS)).text
+            except Exception as exc:
+                if not _context_overflow(exc) or len(self.sizes) == 1:
+                    raise
+                self.sizes, self.first = self.sizes[1:], None
+
+
+def _context_overflow(exc: Exception) -> bool:
+    """The prompt did not fit the model's context: a provider's 400 about the context, or the
+    in-process engine's ``PromptTooLongError`` (looked up only if that engine is loaded, so asking a
+    remote model never imports torch)."""
+    if isinstance(exc, ProviderError):
+        return exc.status in (400, 413) and "context" in exc.message.lower()
+    engine = sys.modules.get("plinth.engine.llm_engine")
+    return engine is not None and isinstance(exc, engine.PromptTooLongError)
+
+
+async def _result(
+    question: str, vetted: VettedQuery, result: QueryResult, history: list[AskAttempt], guard: Any
+) -> AskResult:
+    answer = describe_result(result.columns, result.types, result.rows, result.truncated)
+    answer = await _screen(guard, "data", answer)
+    return AskResult(
+        question=question,
+        sql=vetted.sql,
+        columns=result.columns,
+        rows=result.rows,
+        chart=chart_spec(result.columns, result.types, result.rows),
+        answer=answer,
+        attempts=len(history),
+        history=history,
+        truncated=result.truncated,
+        types=result.types,
+    )
+
+
+async def _screen(guard: Any, stage: str, text: str) -> str:
+    """``text`` after the guard hook: unchanged for no guard or ``None``; a ``str`` replaces it; a
+    verdict with ``text`` and ``blocked`` (:class:`plinth.guard.check.GuardResult`) replaces it or,
+    blocked, refuses the request with the verdict's message (rule ``guardrail_blocked``)."""
+    if guard is None:
+        return text
+    check = getattr(guard, "check", guard)
+    out = check(stage, text)
+    if inspect.isawaitable(out):
+        out = await out
+    if out is None or isinstance(out, str):
+        return text if out is None else out
+    if getattr(out, "blocked", False):
+        raise RefusedError(str(out.text or "A guardrail blocked this request."), GUARD_RULE)
+    return str(out.text)
+
+
+def attempts_json(history: Sequence[AskAttempt]) -> list[dict[str, Any]]:
+    """The history as the API shows it: ``[{"sql", "error", "rule"}]``."""
+    return [{"sql": a.sql, "error": a.error, "rule": a.rule} for a in history]
