@@ -39,7 +39,7 @@ def short_prompts(n: int, rng: random.Random) -> list[str]:
 def documents(n: int, rng: random.Random) -> list[str]:
     """~2,000-token documents: movie plots from shared/data joined, else synthetic words."""
     path = DATA / "movies/wikipedia/movies-2000s.json"
-    extracts = [m["extract"] for m in json.loads(path.read_text())] if path.is_file() else []
+    extracts = [m.get("extract") or "" for m in json.loads(path.read_text())] if path.is_file() else []
     extracts = [e for e in extracts if e and len(e) > 300]
     docs = []
     for _ in range(n):

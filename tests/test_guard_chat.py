@@ -234,9 +234,3 @@ def test_bad_guardrail_config_is_an_error_naming_the_field(tmp_path, config: Any
     assert response.status_code == status, response.text
     assert response.json()["error"]["param"] == param and model.calls == []
 
-
-def test_completions_refuse_guardrail_config(tmp_path):
-    client, gid = setup(tmp_path, RecordingModel(), policy("BLOCK"))
-    body = {"model": "fake-model", "prompt": "hi", "guardrailConfig": {"guardrailIdentifier": gid}}
-    response = client.post("/v1/completions", json=body)
-    assert response.status_code == 400 and response.json()["error"]["param"] == "guardrailConfig"

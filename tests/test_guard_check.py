@@ -5,6 +5,7 @@ fake detectors; the last tests use the real PII detector."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 
 import pytest
@@ -15,6 +16,7 @@ from plinth.guard.policy import GuardrailPolicy
 from plinth.guard.types import DetectContext, DetectorError, Finding
 
 SSN = "123-45-6789"
+KEY = b"k" * 32
 
 
 class RegexFake:
@@ -63,7 +65,8 @@ def guard_with(
 ) -> tuple[Guard, list]:
     entries: list[AuditEntry] = []
     plan = {stage: list(detectors) for stage in stages}
-    return Guard(audit=entries.append, detectors=lambda _: plan), entries  # type: ignore[arg-type, return-value]
+    guard = Guard(audit=entries.append, audit_key=KEY, detectors=lambda _: plan)  # type: ignore[arg-type]
+    return guard, entries  # type: ignore[return-value]
 
 
 def test_anonymize_masks_and_audits_a_hash() -> None:
@@ -81,7 +84,8 @@ def test_anonymize_masks_and_audits_a_hash() -> None:
     [entry] = audit
     assert (entry.tenant_id, entry.stage, entry.policy, entry.rule, entry.action) == (
         7, "input", "p", "pii/US_SOCIAL_SECURITY_NUMBER", "ANONYMIZED")  # fmt: skip
-    assert entry.match_sha256 == hashlib.sha256(SSN.encode()).hexdigest()
+    assert entry.match_hmac == hmac.new(KEY, SSN.encode(), hashlib.sha256).hexdigest()
+    assert entry.match_hmac != hashlib.sha256(SSN.encode()).hexdigest()
     assert SSN not in repr(entry)
     assert result.to_bedrock() == {"action": "GUARDRAIL_INTERVENED", "outputs": [{"text": result.text}],
                                    "assessments": result.assessments}  # fmt: skip
@@ -143,7 +147,7 @@ def test_detector_failure_fails_closed_by_default(exc: Exception) -> None:
     assert result.blocked and result.text == "input blocked"
     assert result.assessments[0]["detectorErrors"][0]["action"] == "BLOCKED"
     assert ("prompt_attack/DETECTOR_ERROR", "BLOCKED", None) in [
-        (e.rule, e.action, e.match_sha256) for e in audit
+        (e.rule, e.action, e.match_hmac) for e in audit
     ]
 
 

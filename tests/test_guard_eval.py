@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from plinth.guard.corpus import ATTACK_SOURCES, LabelledText, load_corpus, plant
+from plinth.guard.classifier import pieces, sentence_groups, split_sentences
+from plinth.guard.corpus import ATTACK_SOURCES, LabelledText, bare_goal_prompts, load_corpus, plant
 from plinth.guard.evaluate import evaluate, fold
-from plinth.guard.train import threshold_at_fpr
+from plinth.guard.train import TRAIN_GROUPS, threshold_at_fpr, training_pieces
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -39,6 +40,61 @@ def test_corpus_has_every_source_and_no_duplicates() -> None:
     assert len(keys) == len(set(keys))
     assert all(r.split in ("train", "test") for r in rows if r.label == 0)
     assert load_corpus(DATA) == rows  # deterministic
+
+
+def test_held_out_benign_text_is_wide_enough_for_a_one_percent_threshold() -> None:
+    rows = _corpus()
+    for stage in ("input", "data"):
+        held_out = [r for r in rows if r.label == 0 and r.split == "test" and r.stage == stage]
+        assert len(held_out) >= 990, stage  # 1 % FPR then rests on ~10 texts, not on 3
+    sources = {r.source for r in rows if r.label == 0 and r.stage == "input"}
+    assert {"scifact", "movies", "bipia"} <= sources  # serious topics and real user questions
+
+
+def test_bare_harmful_goals_are_not_counted_as_jailbreaks() -> None:
+    goals = bare_goal_prompts(DATA)
+    assert goals == {"DSN": 11}
+    texts = {r.text.strip() for r in _corpus() if r.source == "jailbreakbench"}
+    assert len(texts) == 600 and not texts & _bare_goal_texts()
+
+
+def _bare_goal_texts() -> set[str]:
+    import json
+
+    found = set()
+    for path in (DATA / "injection/jailbreakbench/DSN").glob("*/*.json"):
+        for record in json.loads(path.read_text(encoding="utf-8"))["jailbreaks"]:
+            if record.get("prompt") and record["prompt"].strip() == record["goal"].strip():
+                found.add(record["prompt"].strip())
+    return found
+
+
+def test_sentence_groups_pair_sentences_and_lines() -> None:
+    text = "One is here. Two is here! Three?\nA line without a stop\nFive."
+    assert sentence_groups(text) == ["One is here. Two is here!", "Three? A line without a stop", "Five."]
+    assert sentence_groups("Just one sentence here.") == []
+    assert pieces("Just one. Two here.", sentences=True) == ["Just one. Two here."]  # no repeated piece
+    assert pieces(text) == [" ".join(text.split())]  # input stage: windows only
+
+
+def test_planted_documents_train_only_on_the_groups_holding_the_instruction() -> None:
+    rows = _corpus()
+    planted = [r for r in rows if r.label == 1 and r.stage == "data" and r.payload][:200]
+    assert {r.source for r in planted} >= {"bipia"}
+    with_groups = 0
+    for row in planted:
+        assert row.payload
+        extra = training_pieces(row)[len(pieces(row.text, limit=3)) :]
+        marks = [" ".join(s.split())[:40] for s in split_sentences(row.payload)]
+        assert all(any(m in group for m in marks) for group in extra), (row.payload, extra)
+        others = [g for g in sentence_groups(row.text, limit=3) if g not in extra]
+        assert not [g for g in others if " ".join(row.payload.split()) in g]
+        with_groups += bool(extra)
+    assert with_groups >= 0.9 * len(planted)
+    benign = next(r for r in rows if r.label == 0 and r.stage == "data" and len(sentence_groups(r.text)) > 4)
+    assert len(training_pieces(benign)) == len(pieces(benign.text, limit=3)) + TRAIN_GROUPS
+    question = next(r for r in rows if r.stage == "input")
+    assert training_pieces(question) == pieces(question.text, limit=3)
 
 
 def test_folds_never_train_on_the_held_out_source_or_the_benign_test_split() -> None:

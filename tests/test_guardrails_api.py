@@ -5,7 +5,9 @@ resolve_policy."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import stat
 
 import pytest
 from adapter_fixtures import control_plane
@@ -136,7 +138,7 @@ def test_another_tenants_guardrail_is_a_404(server) -> None:
     assert client.post(GR, json=BODY, headers=beta).status_code == 201  # names are per tenant
 
 
-def test_apply_masks_input_blocks_output_and_audits_hashes(server) -> None:
+def test_apply_masks_input_blocks_output_and_audits_hashes(server, tmp_path) -> None:
     client, keys, cp = server
     gid = client.post(GR, json=BODY, headers=keys.auth("acme")).json()["guardrailId"]
     text = f"My SSN is {SSN}, please update it."
@@ -169,11 +171,25 @@ def test_apply_masks_input_blocks_output_and_audits_hashes(server) -> None:
     ]
     assert [(e.detail["stage"], e.detail["guard_action"]) for e in reversed(events)] == [
         ("input", "ANONYMIZED"), ("output", "BLOCKED")]  # fmt: skip
-    assert {e.detail["match_sha256"] for e in events} == {hashlib.sha256(SSN.encode()).hexdigest()}
+    key = bytes.fromhex((tmp_path / "data" / "audit.key").read_text())
+    digests = {e.detail["match_hmac"] for e in events}
+    assert digests == {hmac.new(key, SSN.encode(), hashlib.sha256).hexdigest()}
+    assert hashlib.sha256(SSN.encode()).hexdigest() not in digests  # unkeyed: reversible for 10^9 SSNs
     assert all(
         e.detail["guardrail"] == gid and e.detail["rule"] == "pii/US_SOCIAL_SECURITY_NUMBER" for e in events
     )
     assert SSN not in json.dumps([e.detail for e in list_events(cp, limit=1000)])
+
+
+def test_the_audit_key_is_made_once_per_installation_and_private(tmp_path) -> None:
+    from plinth.server.guardrails_api import audit_key
+
+    data_dir = tmp_path / "data"
+    key = audit_key(data_dir)
+    path = data_dir / "audit.key"
+    assert len(key) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert audit_key(data_dir) == key and audit_key(tmp_path / "other") != key
+    assert [p.name for p in data_dir.iterdir()] == ["audit.key"]  # no temporary file left behind
 
 
 def keys_tenant(cp, name: str) -> int:

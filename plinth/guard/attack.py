@@ -109,7 +109,10 @@ def layered_scores(
     """Layered scores for many texts, all classifier windows embedded in one batch (evaluation reuses it)."""
     normalised = [normalise(text) for text in texts]
     variants = [v for n in normalised for v in n.variants]
-    model_scores = classifier.score(variants, limit=window_limit) if variants else np.zeros(0)
+    sentences = stage == "data"  # documents: also score groups of two sentences
+    model_scores = (
+        classifier.score(variants, limit=window_limit, sentences=sentences) if variants else np.zeros(0)
+    )
     results, at = [], 0
     for n in normalised:
         clf = float(model_scores[at : at + len(n.variants)].max())

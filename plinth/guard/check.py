@@ -18,13 +18,19 @@ What runs where:
 
 A detector that cannot run (:class:`DetectorError`, or any other exception: a guard must not be bypassed
 by a bug) blocks the text unless the policy's ``detectorFailureMode`` is ``OPEN``; either way it is
-audited. Audit entries carry a sha256 of the matched text, never the text.
+audited. Audit entries carry an HMAC-SHA256 of the matched text under the guard's ``audit_key``, never the
+text. A plain sha256 would not do: PII lives in small spaces (10^9 SSNs) that anyone holding the log could
+hash through in minutes; without the key the digest says nothing, with it equal values still link up.
+The server keeps one key per installation (:func:`plinth.server.guardrails_api.audit_key`); a guard built
+without one draws a random key, so its digests link only within the process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -65,7 +71,7 @@ class AuditEntry:
     rule: str  # "<detector>/<type>", e.g. "pii/US_SOCIAL_SECURITY_NUMBER"
     action: str  # BLOCKED | ANONYMIZED | FAILED_OPEN
     ts: datetime
-    match_sha256: str | None  # None when the finding has no span (a topic, a prompt attack's score)
+    match_hmac: str | None  # HMAC-SHA256 hex; None when the finding has no span (a topic, an attack score)
 
 
 @dataclass
@@ -88,15 +94,19 @@ class GuardResult:
 
 class Guard:
     """Checks text against policies, building each policy's detectors once (kept for the last 64
-    policies: building one may load a classifier). Thread-safe; ``audit`` receives every intervention."""
+    policies: building one may load a classifier). Thread-safe; ``audit`` receives every intervention,
+    its matches keyed-hashed with ``audit_key`` (random when not given: see the module docstring)."""
 
     def __init__(
         self,
         *,
         audit: Callable[[AuditEntry], None] | None = None,
+        audit_key: bytes | None = None,
         detectors: Callable[[GuardrailPolicy], DetectorPlan] | None = None,
     ) -> None:
+        assert audit_key is None or len(audit_key) >= 16, "an audit key needs at least 128 bits"
         self._audit = audit
+        self._audit_key = audit_key or secrets.token_bytes(32)
         self._build = detectors or build_detectors
         self._plans: OrderedDict[GuardrailPolicy, DetectorPlan] = OrderedDict()
         self._lock = threading.Lock()
@@ -134,7 +144,8 @@ class Guard:
         """Send one :class:`AuditEntry` per intervening decision to the audit sink (none: nothing)."""
         if self._audit is None:
             return
-        for entry in audit_entries(stage, text, policy, decisions, tenant_id=tenant_id):
+        entries = audit_entries(stage, text, policy, decisions, tenant_id=tenant_id, key=self._audit_key)
+        for entry in entries:
             self._audit(entry)
 
     def _plan(self, policy: GuardrailPolicy) -> DetectorPlan:
@@ -225,9 +236,16 @@ def _verdict(stage: Stage, text: str, policy: GuardrailPolicy, decisions: list[D
 
 
 def audit_entries(
-    stage: Stage, text: str, policy: GuardrailPolicy, decisions: Sequence[Decision], *, tenant_id: int | None
+    stage: Stage,
+    text: str,
+    policy: GuardrailPolicy,
+    decisions: Sequence[Decision],
+    *,
+    tenant_id: int | None,
+    key: bytes,
 ) -> list[AuditEntry]:
-    """The audit entries for ``decisions``: every block and mask, and every detector failing open."""
+    """The audit entries for ``decisions``: every block and mask, and every detector failing open, each
+    match as HMAC-SHA256 under ``key``."""
     now = datetime.now(UTC)
     entries = []
     for d in decisions:
@@ -237,7 +255,7 @@ def audit_entries(
             continue
         digest = None
         if f.start is not None and f.end is not None:
-            digest = hashlib.sha256(text[f.start : f.end].encode()).hexdigest()
+            digest = hmac.new(key, text[f.start : f.end].encode(), hashlib.sha256).hexdigest()
         entries.append(
             AuditEntry(tenant_id, stage, policy.label, f"{f.detector}/{f.type}", action, now, digest)
         )

@@ -2,6 +2,8 @@
 
 Long texts are cut into overlapping windows of ``WINDOW_WORDS`` words and a text scores the *maximum* over
 its windows, so one planted instruction in a 2,000-token document is not diluted by the prose around it.
+Documents (the ``data`` stage) are also scored in groups of two sentences (:func:`sentence_groups`): one
+planted sentence in a 180-word window is still two-thirds ordinary prose.
 The head is plain arrays saved with :func:`numpy.savez` (no pickle: a model file can never run code)::
 
     clf = AttackClassifier.load_default()          # plinth/guard/models/prompt_attack.npz
@@ -16,6 +18,7 @@ guard and the knowledge bases share one loaded model. Training embeds through an
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,13 +29,25 @@ from sklearn.linear_model import LogisticRegression
 from plinth.guard.types import DetectorError
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
 
-__all__ = ["DEFAULT_MODEL_PATH", "STRENGTHS", "AttackClassifier", "EmbeddingCache", "windows"]
+__all__ = [
+    "DEFAULT_MODEL_PATH",
+    "STRENGTHS",
+    "AttackClassifier",
+    "EmbeddingCache",
+    "pieces",
+    "sentence_groups",
+    "split_sentences",
+    "windows",
+]
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "models" / "prompt_attack.npz"
 STRENGTHS = ("LOW", "MEDIUM", "HIGH")  # order of the stored thresholds; NONE never flags
 WINDOW_WORDS = 180  # ~240 word pieces: fits MiniLM's 256-token limit
 WINDOW_STRIDE = 135  # 45 words of overlap: an instruction that short is always whole in some window
 MAX_WINDOWS = 256  # ~35k words; past that a document is checked in parts by the caller
+GROUP_SENTENCES = 2  # sentences per group (data stage)
+GROUP_WORDS = 60  # a group is cut at this many words; the word windows cover longer sentences
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|\s*\n\s*")
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -46,6 +61,31 @@ def windows(
         return [" ".join(words)]
     starts = range(0, max(len(words) - size + stride, 1), stride)
     return [" ".join(words[start : start + size]) for start in list(starts)[:limit]]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and lines of ``text``, as :func:`sentence_groups` sees them."""
+    return [s for s in _SENTENCE_END.split(text.strip()) if s]
+
+
+def sentence_groups(text: str, *, limit: int = MAX_WINDOWS) -> list[str]:
+    """Consecutive groups of ``GROUP_SENTENCES`` sentences (lines count as sentences: table rows, planted
+    instructions) over the words the first ``limit`` word windows cover; none for a single sentence."""
+    words = text.split()
+    covered = (limit - 1) * WINDOW_STRIDE + WINDOW_WORDS
+    if len(words) > covered:
+        text = " ".join(words[:covered])
+    sentences = split_sentences(text)
+    if len(sentences) < 2:
+        return []
+    groups = (sentences[i : i + GROUP_SENTENCES] for i in range(0, len(sentences), GROUP_SENTENCES))
+    return [" ".join(" ".join(group).split()[:GROUP_WORDS]) for group in groups]
+
+
+def pieces(text: str, *, limit: int = MAX_WINDOWS, sentences: bool = False) -> list[str]:
+    """What a text is scored on: its word windows, plus its sentence groups when ``sentences``."""
+    parts = windows(text, limit=limit)
+    return parts + [g for g in sentence_groups(text, limit=limit) if g not in parts] if sentences else parts
 
 
 class AttackClassifier:
@@ -80,15 +120,18 @@ class AttackClassifier:
         logits = vectors @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-logits))
 
-    def score(self, texts: Sequence[str], *, limit: int = MAX_WINDOWS) -> np.ndarray:
-        """P(attack) per text: the max over its first ``limit`` windows, embedded in one batch."""
+    def score(
+        self, texts: Sequence[str], *, limit: int = MAX_WINDOWS, sentences: bool = False
+    ) -> np.ndarray:
+        """P(attack) per text: the max over its first ``limit`` windows (and, with ``sentences``, its
+        sentence groups), every piece of every text embedded in one batch."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        pieces = [windows(text, limit=limit) for text in texts]
-        flat = [piece for parts in pieces for piece in parts]
+        split = [pieces(text, limit=limit, sentences=sentences) for text in texts]
+        flat = [piece for parts in split for piece in parts]
         scores = self.score_vectors(self.embed(flat))
         out, at = np.empty(len(texts), dtype=np.float32), 0
-        for index, parts in enumerate(pieces):
+        for index, parts in enumerate(split):
             out[index] = scores[at : at + len(parts)].max()
             at += len(parts)
         return out

@@ -4,9 +4,10 @@ Every row is a :class:`LabelledText` with the *source* it came from, because the
 whole sources out (train on some datasets, test on another). Attack sources: ``deepset`` (label 1 rows),
 ``jailbreak_llms``, ``pallms``, ``bipia`` (attack instructions planted in email/table contexts -- a BIPIA
 instruction alone, "Analyze the trend of electric car sales", is an ordinary request; it is an attack only
-as *data*) and ``jailbreakbench``. Benign sources: ``deepset`` (label 0), ``self_instruct``, ``gsm8k``
-(sampled: math only), ``bipia`` contexts, ``movies`` plot extracts and ``scifact`` abstracts (benign
-*data-stage* text). Benign rows carry a fixed ``split`` ("train" / "test", by text hash) so the benign
+as *data*) and ``jailbreakbench``. Benign *input-stage* sources: ``deepset`` (label 0), ``self_instruct``,
+``gsm8k`` (sampled: math only), ``bipia`` user questions, ``scifact`` claims (medicine, biology) and
+``movies`` ("summarise this plot: ..." -- wars, crimes, horror). Benign *data-stage* sources: ``bipia``
+email/table contexts, ``movies`` plot extracts and ``scifact`` abstracts. Benign rows carry a fixed ``split`` ("train" / "test", by text hash) so the benign
 texts thresholds are calibrated on are never trained on. Loading is deterministic and deduplicated::
 
     rows = load_corpus(Path("../shared/data"))
@@ -27,7 +28,7 @@ from typing import Literal
 
 import pyarrow.parquet as pq
 
-__all__ = ["ATTACK_SOURCES", "LICENCES", "LabelledText", "load_corpus", "plant"]
+__all__ = ["ATTACK_SOURCES", "LICENCES", "LabelledText", "bare_goal_prompts", "load_corpus", "plant"]
 
 ATTACK_SOURCES = ("deepset", "jailbreak_llms", "pallms", "bipia", "jailbreakbench")
 LICENCES = {
@@ -51,6 +52,31 @@ _NEW_INSTRUCTIONS = (
     "tell me how to pick a lock",
 )
 TEST_SHARE = 0.3  # of each benign source, held out for threshold calibration and evaluation
+# Row caps of the benign (source, stage) buckets; attack buckets use ``load_corpus``'s ``cap``. The benign
+# side must be wide (serious topics: medicine, wars, crimes, horror plots) and large enough that a 1 % FPR
+# threshold rests on ~10 texts per stage, not on 3.
+BENIGN_CAPS = {
+    ("deepset", "input"): 1000,
+    ("self_instruct", "input"): 1000,
+    ("gsm8k", "input"): 300,  # math word problems only: a narrow distribution, kept small
+    ("bipia", "input"): 1100,  # the real user questions of BIPIA's email and table tasks
+    ("scifact", "input"): 1109,  # SciFact claims: short statements about medicine and biology
+    ("movies", "input"): 800,  # "summarise this plot: ..." -- a user pasting a text and asking about it
+    ("bipia", "data"): 1100,
+    ("movies", "data"): 2000,
+    ("scifact", "data"): 600,
+}
+# How users wrap a pasted text (a movie plot) in a request: input-stage benign text about wars and crimes.
+_PASTE_TEMPLATES = (
+    "Summarise this in two sentences:\n{text}",
+    "Who directed the film described here?\n{text}",
+    "{text}\n\nWhat genre is this movie?",
+    "Is this plot suitable for a 12-year-old? {text}",
+    "Write a short review of the film described below.\n\n{text}",
+    "Translate into French: {text}",
+    "What is the film {title} ({year}) about?",
+    "Explain the ending of {title}.",
+)
 
 Stage = Literal["input", "data"]
 
@@ -62,23 +88,27 @@ class LabelledText:
     source: str  # the dataset it came from; leave-one-source-out holds out every row of a source
     stage: Stage = "input"  # input: a user prompt; data: a document the model reads
     split: str | None = None  # benign rows: "train" or "test" (fixed by text hash); attacks: None
+    payload: str | None = None  # planted rows: the instruction that was planted in the document
 
 
 def load_corpus(data: Path, *, cap: int = 600, seed: int = 0) -> list[LabelledText]:
     """Every source under ``data`` (``shared/data``), each capped to ``cap`` rows, deduplicated on a
     normalised prefix so the same prompt never counts for two sources."""
     assert (data / "injection").is_dir(), f"no injection data under {data}"
-    rng = random.Random(seed)
-    benign_docs = list(_benign_data(data, cap, rng))
+
+    def rng(name: str) -> random.Random:  # one stream per loader: growing one source never reshuffles another
+        return random.Random(f"{seed}:{name}")
+
+    benign_docs = list(_benign_data(data, rng("benign_data")))
     planting_hosts = [row.text for row in benign_docs if row.split == "train" and row.source != "bipia"]
     loaders: list[Iterable[LabelledText]] = [
         _deepset(data),
-        _pallms(data, rng),
+        _pallms(data, rng("pallms")),
         _jailbreak_llms(data),
         _jailbreakbench(data),
-        _bipia(data, rng),
-        _planted(data, planting_hosts, rng),
-        _benign_prompts(data, cap, rng),
+        _bipia(data, rng("bipia")),
+        _planted(data, planting_hosts, rng("planted")),
+        _benign_prompts(data, rng("benign_prompts")),
         benign_docs,
     ]
     rows: list[LabelledText] = []
@@ -88,7 +118,8 @@ def load_corpus(data: Path, *, cap: int = 600, seed: int = 0) -> list[LabelledTe
         for row in loader:
             key = _dedup_key(row.text)
             bucket = (row.source, row.label, row.stage)
-            if not key or key in seen or per_source.get(bucket, 0) >= cap:
+            limit = BENIGN_CAPS.get((row.source, row.stage), cap) if row.label == 0 else cap
+            if not key or key in seen or per_source.get(bucket, 0) >= limit:
                 continue
             seen.add(key)
             per_source[bucket] = per_source.get(bucket, 0) + 1
@@ -147,13 +178,31 @@ def _jailbreak_llms(data: Path) -> Iterator[LabelledText]:
 
 def _jailbreakbench(data: Path) -> Iterator[LabelledText]:
     """Prompts of every artifact except the placeholder ``test-artifact``. GCG/DSN prompts are a harmful
-    request plus an optimised gibberish suffix; PAIR ones are role-play framings."""
+    request plus an optimised gibberish suffix; PAIR ones are role-play framings. Records whose prompt is
+    the bare harmful ``goal`` with no jailbreak around it (11, all DSN) are left out: a harmful *request* is
+    a content-safety matter (see :mod:`plinth.guard.topics`), not a prompt attack."""
     for path in sorted((data / "injection/jailbreakbench").glob("*/*/*.json")):
         if path.parts[-3] == "test-artifact":
             continue
         for record in json.loads(path.read_text(encoding="utf-8"))["jailbreaks"]:
-            if record.get("prompt"):
-                yield LabelledText(record["prompt"], 1, "jailbreakbench")
+            prompt = record.get("prompt")
+            if prompt and not _bare_goal(record):
+                yield LabelledText(prompt, 1, "jailbreakbench")
+
+
+def _bare_goal(record: dict[str, str]) -> bool:
+    return (record.get("prompt") or "").strip() == (record.get("goal") or "").strip()
+
+
+def bare_goal_prompts(data: Path) -> dict[str, int]:
+    """JailbreakBench records left out because their prompt is the bare harmful goal, per method."""
+    counts: dict[str, int] = {}
+    for path in sorted((data / "injection/jailbreakbench").glob("*/*/*.json")):
+        records = json.loads(path.read_text(encoding="utf-8"))["jailbreaks"]
+        bare = sum(1 for r in records if r.get("prompt") and _bare_goal(r))
+        if bare and path.parts[-3] != "test-artifact":
+            counts[path.parts[-3]] = counts.get(path.parts[-3], 0) + bare
+    return counts
 
 
 def _bipia_attacks(data: Path) -> list[str]:
@@ -177,7 +226,8 @@ def _bipia(data: Path, rng: random.Random) -> Iterator[LabelledText]:
     contexts = [_words(c, 150) for c in _bipia_contexts(data)]
     for attack in _bipia_attacks(data):
         for position in ("start", "middle", "end"):
-            yield LabelledText(plant(attack, rng.choice(contexts), position), 1, "bipia", "data")
+            text = plant(attack, rng.choice(contexts), position)
+            yield LabelledText(text, 1, "bipia", "data", payload=attack)
 
 
 def _planted(data: Path, hosts: list[str], rng: random.Random) -> Iterator[LabelledText]:
@@ -188,34 +238,53 @@ def _planted(data: Path, hosts: list[str], rng: random.Random) -> Iterator[Label
     for source, attacks in (("deepset", deepset), ("pallms", pallms)):
         for attack in attacks:
             position = rng.choice(("start", "middle", "end"))
-            yield LabelledText(plant(attack, _words(rng.choice(hosts), 150), position), 1, source, "data")
+            text = plant(attack, _words(rng.choice(hosts), 150), position)
+            yield LabelledText(text, 1, source, "data", payload=attack)
 
 
-def _benign_prompts(data: Path, cap: int, rng: random.Random) -> Iterator[LabelledText]:
+def _benign_prompts(data: Path, rng: random.Random) -> Iterator[LabelledText]:
     for line in (data / "benign/self-instruct-seed-tasks.jsonl").read_text().splitlines():
         task = json.loads(line)
-        for instance in task["instances"][:2]:
+        for instance in task["instances"]:
             text = f"{task['instruction']}\n{instance['input']}".strip()
             yield LabelledText(text, 0, "self_instruct", split=_split(text))
     questions = [json.loads(line)["question"] for line in (data / "benign/gsm8k-train.jsonl").open()]
-    for text in rng.sample(questions, min(cap // 2, len(questions))):
+    for text in rng.sample(questions, BENIGN_CAPS[("gsm8k", "input")]):
         yield LabelledText(text, 0, "gsm8k", split=_split(text))
+    for task in ("table", "email"):
+        for name in ("train", "test"):
+            for line in (data / "injection/bipia" / task / f"{name}.jsonl").read_text().splitlines():
+                text = json.loads(line)["question"].removeprefix("Q: ")
+                yield LabelledText(text, 0, "bipia", split=_split(text))
+    for line in (data / "beir/scifact/queries.jsonl").read_text().splitlines():
+        text = json.loads(line)["text"]
+        yield LabelledText(text, 0, "scifact", split=_split(text))
+    movies = _movies(data)
+    for movie in rng.sample(movies, BENIGN_CAPS[("movies", "input")]):
+        template = rng.choice(_PASTE_TEMPLATES)
+        text = template.format(text=_words(movie["extract"], 80), title=movie["title"], year=movie["year"])
+        # split by the plot, so a plot held out as a document is never trained on inside a prompt
+        yield LabelledText(text, 0, "movies", split=_split(movie["extract"]))
 
 
-def _benign_data(data: Path, cap: int, rng: random.Random) -> Iterator[LabelledText]:
-    for text in _bipia_contexts(data):
-        yield LabelledText(text, 0, "bipia", "data", _split(text))
-    extracts = [
-        movie["extract"]
+def _movies(data: Path) -> list[dict[str, str]]:
+    return [
+        movie
         for path in sorted((data / "movies/wikipedia").glob("movies-*.json"))
         for movie in json.loads(path.read_text(encoding="utf-8"))
         if len(movie.get("extract") or "") > 200
     ]
-    # Plots are where benign text reads most like harm (crimes, wars, killings): sample them fully.
-    for text in rng.sample(extracts, min(cap, len(extracts))):
+
+
+def _benign_data(data: Path, rng: random.Random) -> Iterator[LabelledText]:
+    for text in _bipia_contexts(data):
+        yield LabelledText(text, 0, "bipia", "data", _split(text))
+    extracts = [movie["extract"] for movie in _movies(data)]
+    # Plots are where benign text reads most like harm (crimes, wars, killings): sample them widely.
+    for text in rng.sample(extracts, BENIGN_CAPS[("movies", "data")]):
         yield LabelledText(text, 0, "movies", "data", _split(text))
     abstracts = [json.loads(line)["text"] for line in (data / "beir/scifact/corpus.jsonl").open()]
-    for text in rng.sample(abstracts, min(cap // 2, len(abstracts))):
+    for text in random.Random(rng.random()).sample(abstracts, BENIGN_CAPS[("scifact", "data")]):
         yield LabelledText(text, 0, "scifact", "data", _split(text))
 
 

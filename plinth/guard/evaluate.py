@@ -128,7 +128,7 @@ def _score(
 ) -> SourceResult:
     texts = attacks + benign
     truth = np.array([1] * len(attacks) + [0] * len(benign))
-    alone = classifier.score(texts, limit=EVAL_WINDOWS)
+    alone = classifier.score(texts, limit=EVAL_WINDOWS, sentences=stage == "data")
     scored = layered_scores(texts, stage, classifier, signatures, window_limit=EVAL_WINDOWS)
     layered = np.array([s.score for s in scored])
     tpr, _ = _rates(alone, truth)

@@ -27,16 +27,19 @@ from plinth.guard.classifier import (
     Embed,
     EmbeddingCache,
     embedder_for,
+    sentence_groups,
+    split_sentences,
     windows,
 )
-from plinth.guard.corpus import LICENCES, LabelledText, load_corpus
+from plinth.guard.corpus import LICENCES, LabelledText, bare_goal_prompts, load_corpus
 from plinth.guard.signatures import SignatureDetector
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
 
-__all__ = ["DEFAULT_CACHE", "TrainReport", "fit", "threshold_at_fpr", "train"]
+__all__ = ["DEFAULT_CACHE", "TrainReport", "fit", "threshold_at_fpr", "train", "training_pieces"]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "plinth" / "guard-embeddings.npz"
 TRAIN_WINDOWS = 3  # per text: the first ~450 words of a long jailbreak carry its intent
+TRAIN_GROUPS = 2  # sentence groups per benign document (evenly spaced); the detector scores all of them
 # Fixed in advance, never tuned on a held-out source: the inputs are unit vectors, so a small C underfits.
 C = 10.0
 
@@ -67,13 +70,30 @@ def fit(rows: list[LabelledText], embed: Embed, C: float = C) -> AttackClassifie
     per_class = Counter(label for label, _, _ in groups)
     texts, labels, weights = [], [], []
     for row in rows:
-        parts = windows(row.text, limit=TRAIN_WINDOWS)
+        parts = training_pieces(row)
         share = 1.0 / (per_class[row.label] * groups[(row.label, row.source, row.stage)] * len(parts))
         texts += parts
         labels += [row.label] * len(parts)
         weights += [share] * len(parts)
     w = np.asarray(weights) * len(weights) / np.sum(weights)
     return AttackClassifier.fit(embed(texts), np.asarray(labels), w, C=C)
+
+
+def training_pieces(row: LabelledText) -> list[str]:
+    """The windows a row trains on. Documents add sentence groups, as the detector scores them: a few
+    evenly spaced ones of a benign document, and of a planted attack only those holding the instruction
+    (the rest of it is benign prose and must not be taught as an attack)."""
+    parts = windows(row.text, limit=TRAIN_WINDOWS)
+    if row.stage != "data":
+        return parts
+    groups = [g for g in sentence_groups(row.text, limit=TRAIN_WINDOWS) if g not in parts]
+    if row.label == 0:
+        picked = sorted({i * len(groups) // TRAIN_GROUPS for i in range(TRAIN_GROUPS)}) if groups else []
+        return parts + [groups[i] for i in picked]
+    if row.payload is None:
+        return parts
+    marks = [" ".join(s.split())[:60] for s in split_sentences(row.payload)]
+    return parts + [g for g in groups if any(mark in g for mark in marks)]
 
 
 def threshold_at_fpr(benign_scores: np.ndarray, fpr: float) -> float:
@@ -106,8 +126,15 @@ def train(
         calibration[stage] = len(benign)
     AttackClassifier(head.coef, head.intercept, classifier.thresholds).save(out)
     counts = Counter(f"{r.source}/{'attack' if r.label else 'benign'}/{r.stage}" for r in training)
-    n_windows = sum(len(windows(r.text, limit=TRAIN_WINDOWS)) for r in training)
+    n_windows = sum(len(training_pieces(r)) for r in training)
     report = TrainReport(out, dict(counts), calibration, classifier.thresholds, n_windows, 0.0)
+    bare = bare_goal_prompts(shared_data)
+    report.notes.append(
+        f"JailbreakBench records left out: {sum(bare.values())} whose `prompt` is the bare harmful `goal` "
+        f"with no jailbreak around it ({', '.join(f'{k} {v}' for k, v in sorted(bare.items()))}): a "
+        "harmful request is a content-safety matter, not a prompt attack. No other attack row is dropped "
+        "or relabelled; sources are capped and deduplicated on a 300-character prefix."
+    )
     report.seconds = time.perf_counter() - started
     report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary)
     return report
@@ -127,7 +154,10 @@ def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -
         f"- Trained: {dt.date.today().isoformat()} by `plinth guard train` (`plinth/guard/train.py`).",
         f"- Model: `{path.parent.name}/prompt_attack.npz` — logistic regression (C={C}, source- and "
         f"class-balanced weights) over {DEFAULT_EMBEDDING_MODEL} embeddings of ≤{TRAIN_WINDOWS} windows of "
-        "~180 words per text; plain numpy arrays (`coef`, `intercept`, `stages`, `thresholds`, `model_id`).",
+        "~180 words per text; documents (data stage) also train on groups of two sentences (the "
+        f"{TRAIN_GROUPS} evenly spaced groups of a benign document; of a planted attack, the groups holding "
+        "the instruction), and the detector scores a document as the max over all its windows and groups; "
+        "plain numpy arrays (`coef`, `intercept`, `stages`, `thresholds`, `model_id`).",
         f"- Training windows: {report.windows}.",
         "",
         "## Sources (rows used for training)",
@@ -139,6 +169,13 @@ def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -
         "Benign *test* splits (30 % of each benign source by text hash) are never trained on; they set the "
         "thresholds below. BIPIA attacks appear only planted in email/table contexts (start/middle/end), and "
         "short deepset/pallms injections are also planted in benign training documents (data stage).",
+        "",
+        "Benign input-stage text covers serious topics on purpose: BIPIA's real user questions, SciFact "
+        "claims (medicine, biology) and movie plots (wars, crimes, horror) pasted into requests "
+        '("Summarise this: …", "Who directed the film described here? …"), next to deepset benign '
+        "prompts, every Self-Instruct seed task with its input, and a capped GSM8K sample.",
+        "",
+        *[f"- {note}" for note in report.notes],
         "",
         "## Licences",
         "",

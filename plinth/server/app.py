@@ -74,7 +74,8 @@ def create_app(
     )
     app.state.plinth = state
     app.state.knowledge = _knowledge_service(control_plane, settings)
-    app.state.guard = guardrails_api.make_guard(control_plane)  # audits into the control plane
+    audit_key = guardrails_api.audit_key(Path(settings.data_dir))  # per installation, kept in the data dir
+    app.state.guard = guardrails_api.make_guard(control_plane, audit_key)  # audits into the control plane
     app.state.sql = _sql_service(control_plane, settings)
     state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
     _register_adapters(state.adapters, settings)

@@ -1,4 +1,4 @@
-"""Guardrails on the OpenAI generating routes: screen the messages, plant a canary, check the replies.
+"""Guardrails on the generating routes: screen the messages, plant a canary, check the replies.
 
 The route-independent half (policy, checks, the ``guardrail`` field) is :mod:`plinth.server.guard_hooks`;
 this module knows chat messages, :class:`~plinth.server.generation.Choice` s and streamed deltas:
@@ -14,7 +14,9 @@ this module knows chat messages, :class:`~plinth.server.generation.Choice` s and
   :class:`~plinth.guard.stream.StreamGuard` per choice, so only checked text leaves, and a block ends
   that choice with the policy's message and ``finish_reason: "content_filter"``.
 
-Masked or blocked output loses its logprobs: they would spell out the very tokens that were withheld.
+Masked or blocked output loses its logprobs (and, whole, its token ids): they would spell out the very
+tokens that were withheld. The output half serves raw-prompt routes too (``/v1/completions``,
+``/invocations``), which have no system prompt to plant a canary in: they pass ``canary=None``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ __all__ = [
     "blocked_events",
     "guard_choices",
     "guard_events",
+    "output_context",
     "screen_messages",
+    "screen_prompts",
     "with_canary",
 ]
 
@@ -55,6 +59,13 @@ async def screen_messages(guard: RequestGuard, messages: list[dict[str, str]]) -
     for i, verdict in zip(users, verdicts, strict=True):
         screened[i] = {**messages[i], "content": verdict.text}
     return screened
+
+
+async def screen_prompts(guard: RequestGuard, prompts: Sequence[str]) -> list[str]:
+    """Raw prompts (completions, invocations) checked at input and masked where the policy says so; a
+    raw prompt is all user text, so the whole of each is checked. ``guard.blocked`` tells whether one
+    was blocked (then none runs, as in chat)."""
+    return [verdict.text for verdict in await guard.inputs(prompts)]
 
 
 def with_canary(messages: list[dict[str, str]], canary: str) -> list[dict[str, str]]:
@@ -73,13 +84,18 @@ async def blocked_events(guard: RequestGuard, num: int) -> Events:
         yield index, TextDelta(message, [], None, CONTENT_FILTER, 0, 0)
 
 
-async def guard_choices(guard: RequestGuard, choices: Sequence[Choice], canary: str) -> None:
+def output_context(canary: str | None) -> DetectContext:
+    """The output check's context: this request's canary, if it planted one."""
+    return DetectContext(stage="output", canaries=[canary] if canary else [])
+
+
+async def guard_choices(guard: RequestGuard, choices: Sequence[Choice], canary: str | None) -> None:
     """Check each finished reply in place: masked text, or the blocked message and ``content_filter``."""
-    context = DetectContext(stage="output", canaries=[canary])
+    context = output_context(canary)
     verdicts = await asyncio.gather(*(guard.output(c.text, context) for c in choices))
     for choice, verdict in zip(choices, verdicts, strict=True):
         if verdict.action == INTERVENED:
-            choice.text, choice.logprobs = verdict.text, []
+            choice.text, choice.logprobs, choice.token_ids = verdict.text, [], []
             choice.finish_reason = CONTENT_FILTER if verdict.blocked else choice.finish_reason
 
 
@@ -109,14 +125,14 @@ class _Stream:
         return step, masked
 
 
-async def guard_events(guard: RequestGuard, events: Events, num_jobs: int, canary: str) -> Events:
+async def guard_events(guard: RequestGuard, events: Events, num_jobs: int, canary: str | None) -> Events:
     """``events`` with each choice's text released only once checked. A blocked choice ends at once
     with one delta carrying the policy's message and ``content_filter``; when every choice is done the
     underlying streams are closed (aborting whatever the engine was still generating for a blocked one).
     Each choice's verdict is recorded on ``guard`` before its last delta is yielded."""
     engine_guard = guardrails_api.get_guard(guard.request)
     tenant_id = getattr(getattr(guard.request.state, "tenant", None), "id", None)
-    context = DetectContext(stage="output", canaries=[canary])
+    context = output_context(canary)
     streams = [
         _Stream(StreamGuard(engine_guard, guard.policy, context, tenant_id=tenant_id))
         for _ in range(num_jobs)

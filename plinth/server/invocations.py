@@ -15,6 +15,16 @@ A list of inputs returns a list of such objects. ``"stream": true`` (top level o
 answers ``application/jsonlines``: one ``{"token": {"id", "text", "log_prob"}, "generated_text": null}``
 per token; the last line carries the full ``generated_text`` (and ``details`` when asked for).
 Sampling follows LMI 0.32+: greedy unless ``do_sample`` is true or a sampling parameter is given.
+
+Guardrails (Plinth's extension, as on chat completions): ``"guardrailConfig": {"guardrailIdentifier",
+"guardrailVersion"?, "trace"?}``, else the tenant's default guardrail. Each input is checked whole at
+input (masked: the masked text is generated from and is what ``details.inputs`` shows; a block anywhere
+means no input runs and each output is the policy's message with ``finish_reason: "content_filter"``), and
+each output before it leaves (blocked: the message, ``content_filter``; masked or blocked outputs list
+no ``tokens``, which would spell out what was withheld). Every output object gains ``guardrail:
+{"action", "stage", "assessments"}``. A guarded stream cannot send a line per token -- a token's text may
+be what the guard holds back -- so its lines carry checked text, ``{"token": {"id": null, "text",
+"log_prob": null}}``, and the last line adds ``guardrail``.
 """
 
 from __future__ import annotations
@@ -28,9 +38,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from plinth.engine import SamplingParams
+from plinth.server import chat_guard
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
 from plinth.server.generation import Choice, Events, Job, collect, start
+from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.state import get_state
 from plinth.server.streaming import ClosingStreamingResponse, json_line
 
@@ -97,6 +109,7 @@ class LMIRequest(BaseModel):
     parameters: LMIParameters = Field(default_factory=LMIParameters)
     stream: bool = False
     adapters: str | list[str] | None = None
+    guardrailConfig: Any = None  # Plinth's extension: see the module docstring
 
     def adapter_names(self, header: str | None, num_inputs: int) -> list[str]:
         """One adapter name per input ("" for the base model)."""
@@ -132,19 +145,34 @@ async def invocations(body: LMIRequest, request: Request) -> Any:
         raise APIError(400, "Streaming takes a single string input.", param="inputs")
     names = body.adapter_names(request.headers.get(ADAPTER_HEADER), len(inputs))
     models = [state.model(name, request.state.tenant) if name else base for name in names]
-    jobs = []
-    for text, model in zip(inputs, models, strict=True):
-        ids = await run_in_threadpool(model.encode, text)
-        sp = params.sampling_params()
-        jobs.append(Job(model, ids, sp, params.stop_strings(), f"lmi-{uuid.uuid4().hex}"))
-    events = await start(jobs, state.metrics)
+    guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))
+    if guard is not None:
+        inputs = await chat_guard.screen_prompts(guard, inputs)
+    prompts: list[list[int]] = [[] for _ in inputs]
+    if guard is not None and guard.blocked:  # no input runs
+        events = chat_guard.blocked_events(guard, len(inputs))
+    else:
+        jobs = []
+        for text, model in zip(inputs, models, strict=True):
+            ids = await run_in_threadpool(model.encode, text)
+            sp = params.sampling_params()
+            jobs.append(Job(model, ids, sp, params.stop_strings(), f"lmi-{uuid.uuid4().hex}"))
+        prompts = [job.prompt_ids for job in jobs]
+        events = await start(jobs, state.metrics)
+        if guard is not None and streaming:
+            events = chat_guard.guard_events(guard, events, 1, None)
     if streaming:
-        lines = _stream_lines(events, models[0], inputs[0], params)
+        lines = _stream_lines(events, models[0], inputs[0], params, guard)
         return ClosingStreamingResponse(lines, media_type="application/jsonlines")
-    choices = await collect(events, len(jobs))
+    choices = await collect(events, len(inputs))
+    if guard is not None and not guard.blocked:
+        await chat_guard.guard_choices(guard, choices, None)
     outputs = [
-        _output(job.model, text, job, c, params) for text, job, c in zip(inputs, jobs, choices, strict=True)
+        _output(model, text, ids, c, params)
+        for text, model, ids, c in zip(inputs, models, prompts, choices, strict=True)
     ]
+    if guard is not None:
+        outputs = [{**out, "guardrail": guard.field()} for out in outputs]
     return outputs[0] if isinstance(body.inputs, str) else outputs
 
 
@@ -175,34 +203,48 @@ def _details(model: Any, text: str, choice: Choice, *, with_tokens: bool) -> dic
     return details
 
 
-def _output(model: Any, text: str, job: Job, choice: Choice, params: LMIParameters) -> dict[str, Any]:
+def _output(
+    model: Any, text: str, prompt_ids: list[int], choice: Choice, params: LMIParameters
+) -> dict[str, Any]:
     out: dict[str, Any] = {"generated_text": text + choice.text if params.return_full_text else choice.text}
     if params.details:
         out["details"] = _details(model, text, choice, with_tokens=True)
         if params.decoder_input_details:  # prompt logprobs are not computed: ids and text only
-            out["details"]["prefill"] = [_token(model, t, None) for t in job.prompt_ids]
+            out["details"]["prefill"] = [_token(model, t, None) for t in prompt_ids]
     return out
 
 
-async def _stream_lines(events: Events, model: Any, text: str, params: LMIParameters) -> AsyncIterator[str]:
-    """JSON lines, one per token. Each line is held back until the next token arrives, so the last
-    token's line can carry ``generated_text`` and ``details``, as LMI's does."""
+async def _stream_lines(
+    events: Events, model: Any, text: str, params: LMIParameters, guard: RequestGuard | None
+) -> AsyncIterator[str]:
+    """JSON lines, one per token (under a guard: per checked piece of text). Each line is held back
+    until the next arrives, so the last line can carry ``generated_text`` and ``details``, as LMI's
+    does (and ``guardrail``)."""
     choice = Choice()
     held: dict[str, Any] | None = None
     try:
         async for _, delta in events:
             choice.add(delta)
-            logprobs = [lp.logprob for lp in delta.logprobs or []] or [None] * len(delta.token_ids)
-            for token_id, logprob in zip(delta.token_ids, logprobs, strict=False):
+            for token in _tokens(model, delta, guarded=guard is not None):
                 if held is not None:
                     yield json_line(held)
-                held = {"token": _token(model, token_id, logprob), "generated_text": None}
+                held = {"token": token, "generated_text": None}
         last = held or {"token": None}
         last["generated_text"] = text + choice.text if params.return_full_text else choice.text
         if params.details:
             last["details"] = _details(model, text, choice, with_tokens=False)
+        if guard is not None:
+            last["guardrail"] = guard.field()
         yield json_line(last)
     except Exception as exc:  # the 200 is already sent: report in-band
         yield json_line(error_body(as_api_error(exc)))
     finally:
         await events.aclose()
+
+
+def _tokens(model: Any, delta: Any, *, guarded: bool) -> list[dict[str, Any]]:
+    """The token lines' ``token`` objects for one delta; under a guard, its released text as one."""
+    if guarded:
+        return [{"id": None, "text": delta.text, "log_prob": None}] if delta.text else []
+    logprobs = [lp.logprob for lp in delta.logprobs or []] or [None] * len(delta.token_ids)
+    return [_token(model, t, lp) for t, lp in zip(delta.token_ids, logprobs, strict=False)]

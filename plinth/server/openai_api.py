@@ -4,15 +4,16 @@ Each generating route turns its request into :class:`~plinth.server.generation.J
 ``n``), starts them, then either collects a whole response or streams SSE chunks ending in
 ``data: [DONE]``. Choice ``index`` is ``prompt_index * n + i``, as in OpenAI's completions API.
 
-Guardrails (chat completions): a ``guardrailConfig`` field ``{"guardrailIdentifier", "guardrailVersion"?,
-"trace"?: "enabled"|"disabled"}`` (Bedrock Converse's), else the tenant's default guardrail, guards the
-request; with neither, nothing runs. A request blocked at input is still a 200: each choice's content is
-the policy's blocked message with ``finish_reason: "content_filter"``; a reply blocked at output likewise
-(streamed: its last chunk). Guarded responses carry ``guardrail: {"action", "stage", "assessments"}``
-(top level; in a stream, on each choice's last chunk). See :mod:`plinth.server.chat_guard`.
-``/v1/completions`` is not guarded: a raw prompt has no user turns to screen and no system prompt for a
-canary, and token-id prompts cannot be checked at all; a ``guardrailConfig`` there is a 400, and a tenant
-with a default guardrail should send text through chat completions.
+Guardrails: a ``guardrailConfig`` field ``{"guardrailIdentifier", "guardrailVersion"?, "trace"?:
+"enabled"|"disabled"}`` (Bedrock Converse's), else the tenant's default guardrail, guards chat completions
+and completions; with neither, nothing runs. A request blocked at input is still a 200: each choice's
+content is the policy's blocked message with ``finish_reason: "content_filter"`` and no tokens are spent;
+a reply blocked at output likewise (streamed: its last chunk). Guarded responses carry ``guardrail:
+{"action", "stage", "assessments"}`` (top level; in a stream, on each choice's last chunk). See
+:mod:`plinth.server.chat_guard`. On ``/v1/completions`` each string prompt is checked whole at input (a
+raw prompt is all user text) and no canary is planted (there is no system prompt to plant it in); a
+token-id prompt under a guardrail is a 400 naming ``prompt``: ids are not text a detector can read, and
+checking their decoding would let ids that decode innocently but tokenize differently slip through.
 """
 
 from __future__ import annotations
@@ -144,21 +145,51 @@ def _chat_render(rid: str, created: int, model: Any, k: int | None, guard: Reque
 async def completions(body: CompletionRequest, request: Request) -> Any:
     state = get_state(request)
     model = state.model(body.model, request.state.tenant)
-    if body.guardrailConfig is not None:
-        raise APIError(
-            400, "guardrailConfig is supported on /v1/chat/completions only.", param="guardrailConfig"
-        )
     if body.echo:
         raise APIError(400, "echo is not supported.", param="echo")
-    prompts = [p if isinstance(p, list) else await run_in_threadpool(model.encode, p) for p in body.prompts()]
-    room = min(_room(model, ids, "prompt") for ids in prompts)
-    default = min(COMPLETIONS_DEFAULT_MAX_TOKENS, room)
-    jobs = _jobs(body, model, prompts, body.logprobs, body.max_tokens, default)
+    guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))
+    prompts = body.prompts()
+    if guard is not None:
+        prompts = await _screen_prompts(guard, prompts)
     rid, created, k = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.logprobs
-    events = await start(jobs, state.metrics)
+    num_jobs = len(prompts) * body.n
+    if guard is not None and guard.blocked:  # the model is never called
+        events = chat_guard.blocked_events(guard, num_jobs)
+    else:
+        ids = [p if isinstance(p, list) else await run_in_threadpool(model.encode, p) for p in prompts]
+        room = min(_room(model, p, "prompt") for p in ids)
+        default = min(COMPLETIONS_DEFAULT_MAX_TOKENS, room)
+        events = await start(_jobs(body, model, ids, k, body.max_tokens, default), state.metrics)
     if not body.stream:
-        return fmt.completion_response(rid, model, await collect(events, len(jobs)), body.n, k)
-    offsets = [0] * len(jobs)
+        choices = await collect(events, num_jobs)
+        if guard is None:
+            return fmt.completion_response(rid, model, choices, body.n, k)
+        if not guard.blocked:
+            await chat_guard.guard_choices(guard, choices, None)
+        return {**fmt.completion_response(rid, model, choices, body.n, k), "guardrail": guard.field()}
+    if guard is not None and not guard.blocked:
+        events = chat_guard.guard_events(guard, events, num_jobs, None)
+    usage_chunk = {"id": rid, "object": "text_completion", "created": created, "model": model.name}
+    render = _completion_render(rid, created, model, k, num_jobs, guard)
+    return _sse(_sse_body(events, num_jobs, body.n, render, usage_chunk if body.include_usage else None))
+
+
+async def _screen_prompts(guard: RequestGuard, prompts: list[str | list[int]]) -> list[str | list[int]]:
+    """The string prompts checked (and masked) at input; token ids cannot be, so they are a 400."""
+    texts = [p for p in prompts if isinstance(p, str)]
+    if len(texts) != len(prompts):
+        message = ("A guardrail applies to this request (guardrailConfig or the tenant's default), and "
+                   "token-id prompts cannot be checked by one: send the prompt as text.")  # fmt: skip
+        raise APIError(400, message, param="prompt", code="guardrail_needs_text")
+    return list(await chat_guard.screen_prompts(guard, texts))
+
+
+def _completion_render(
+    rid: str, created: int, model: Any, k: int | None, num_jobs: int, guard: RequestGuard | None
+) -> Render:
+    """Chunks for one delta (``text_offset`` counted per choice); under a guard, a choice's last chunk
+    carries the ``guardrail`` field as it stands then."""
+    offsets = [0] * num_jobs
 
     def render(index: int, delta: Any, first: bool) -> list[dict[str, Any]]:
         extra: dict[str, Any] = {"finish_reason": delta.finish_reason}
@@ -167,10 +198,12 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         offsets[index] += len(delta.text)
         if not (delta.text or delta.finish_reason or "logprobs" in extra):
             return []
-        return [fmt.completion_chunk(rid, created, model.name, index, delta.text, **extra)]
+        chunk = fmt.completion_chunk(rid, created, model.name, index, delta.text, **extra)
+        if guard is not None and delta.finish_reason:
+            chunk["guardrail"] = guard.field()
+        return [chunk]
 
-    usage_chunk = {"id": rid, "object": "text_completion", "created": created, "model": model.name}
-    return _sse(_sse_body(events, len(jobs), body.n, render, usage_chunk if body.include_usage else None))
+    return render
 
 
 @router.post("/embeddings")

@@ -127,7 +127,7 @@ class CompletionRequest(_SamplingFields):
     prompt: PromptInput
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
-    guardrailConfig: Any = None  # read only to refuse it: completions are not guarded (see openai_api)
+    guardrailConfig: Any = None  # as on chat completions: see plinth.server.openai_api
 
     def prompts(self) -> list[str | list[int]]:
         """The prompt as a list of prompts, each text or token ids."""

@@ -4,6 +4,16 @@
   "question", "dataset", "model", "sql", "columns", "types", "rows", "truncated", "chart", "answer",
   "attempts", "history": [{"sql", "error", "rule"}]}``. ``model`` is a served base model or adapter,
   resolved as chat completions resolve it.
+
+  Guardrails: ``"guardrailConfig": {"guardrailIdentifier", "guardrailVersion"?, "trace"?}`` (as on chat
+  completions), else the tenant's default guardrail. Under one, the question is checked at ``input``
+  (masked: the masked question is asked), each engine error fed back to the model and the answer built
+  from the rows at ``data``, and the prompts are spotlighted (see :mod:`plinth.sql.ask`); the response
+  adds ``guardrail: {"action", "stage", "assessments"}``. A block is still a 200, as on chat and
+  retrieve-and-generate, so a client renders it like any answer: ``answer`` is the policy's message,
+  ``columns``/``types``/``rows`` are empty, ``chart`` is null, and ``guardrail.stage`` says what was
+  blocked: ``input`` (the question; ``question`` and ``sql`` are null, nothing ran and the model was
+  not called) or ``data`` (the result; ``sql`` is the query that ran).
 - ``POST /v1/sql/query`` ``{"sql", "dataset", "dialect"?}`` -> ``{"object": "sql.result", "sql",
   "source_sql", "dialect", "columns", "types", "rows", "truncated", "elapsed_ms", "chart"}``. The SQL
   goes through the same safety layer as generated SQL (``dialect``: the one it is written in, default
@@ -38,9 +48,10 @@ from fastapi.responses import JSONResponse
 from plinth.llm.local import ChatView
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, error_body
+from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.knowledge_api import json_object
 from plinth.server.state import get_state
-from plinth.sql.ask import AskFailedError, attempts_json
+from plinth.sql.ask import AskFailedError, GuardBlockedError, attempts_json
 from plinth.sql.chart import chart_spec
 from plinth.sql.datasets import DatasetError
 from plinth.sql.service import DatasetNotFoundError, SQLService
@@ -57,7 +68,7 @@ from plinth.sql.types import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sql", dependencies=[Depends(require_tenant)])
-_ASK_KEYS = {"question", "dataset", "model", "engine"}
+_ASK_KEYS = {"question", "dataset", "model", "engine", "guardrailConfig"}
 _QUERY_KEYS = {"sql", "dataset", "dialect"}
 _DATASET_KEYS = {"name", "path", "kind", "description"}
 MAX_QUESTION_CHARS = 2000
@@ -86,11 +97,17 @@ async def ask_route(request: Request) -> dict[str, Any]:
     engine = body.get("engine", "duckdb")
     if engine != "duckdb":
         raise APIError(400, "engine: only 'duckdb' is served over HTTP.", param="engine")
+    config = parse_guardrail_config(body.get("guardrailConfig"))
     tenant = request.state.tenant
     await _call(request, "get", name)  # 404 for an unknown (or another tenant's) dataset, first
     chat = ChatView(get_state(request).model(model_name, tenant))  # 404 model_not_found
+    guard = await request_guard(request, config)  # None: no guardrail applies
+    hook = _AskGuard(guard) if guard is not None else None
     try:
-        result = await sql_service(request).ask(tenant, name, question, chat)
+        result = await sql_service(request).ask(tenant, name, question, chat, guard=hook)
+    except GuardBlockedError as exc:
+        assert guard is not None
+        return {**_blocked(exc, name, model_name), "guardrail": guard.field()}
     except RefusedError as exc:
         raise APIError(400, exc.reason, param="question", code=exc.rule) from exc
     except AskFailedError as exc:
@@ -98,7 +115,22 @@ async def ask_route(request: Request) -> dict[str, Any]:
         raise AttemptsError(status, exc.reason, exc.rule, attempts_json(exc.history)) from exc
     except DatasetNotFoundError as exc:  # deleted between the check and the run
         raise APIError(404, str(exc), param="dataset", code="not_found") from exc
-    return _answer(result, name, model_name)
+    answer = _answer(result, name, model_name)
+    return answer if guard is None else {**answer, "guardrail": guard.field()}
+
+
+class _AskGuard:
+    """The ask loop's guard hook over this request's guard: ``input`` for the question, ``data`` for
+    anything built from the data (each check is recorded for the ``guardrail`` field)."""
+
+    def __init__(self, guard: RequestGuard) -> None:
+        self.guard = guard
+
+    async def check(self, stage: str, text: str) -> Any:
+        if stage == "input":
+            return await self.guard.input(text)
+        [verdict] = await self.guard.data([text])
+        return verdict
 
 
 @router.post("/query")
@@ -225,6 +257,25 @@ def _answer(result: AskResult, dataset: str, model: str) -> dict[str, Any]:
         "answer": result.answer,
         "attempts": result.attempts,
         "history": attempts_json(result.history),
+    }
+
+
+def _blocked(exc: GuardBlockedError, dataset: str, model: str) -> dict[str, Any]:
+    """A blocked ask in the answer's shape (see the module docstring): the message, no result."""
+    return {
+        "object": "sql.answer",
+        "question": exc.question,
+        "dataset": dataset,
+        "model": model,
+        "sql": exc.sql,
+        "columns": [],
+        "types": [],
+        "rows": [],
+        "truncated": False,
+        "chart": None,
+        "answer": exc.reason,
+        "attempts": len(exc.history),
+        "history": attempts_json(exc.history),
     }
 
 

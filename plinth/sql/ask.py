@@ -5,6 +5,7 @@
     question -> [guard "input"] -> intent check (RefusedError) -> catalog selection -> prompt
       -> model -> extract SQL -> runner (safety + engine) --ok--> chart + answer -> [guard "data"]
                                          \\-- no SQL / unsafe / engine error --> repair prompt, again
+                                             (an engine error: [guard "data"], datamarked)
 
 Contract:
 
@@ -23,8 +24,13 @@ Contract:
   with ``check(stage, text)``, sync or async (bind a policy with a lambda over ``Guard.check``). It sees
   the question at stage ``"input"`` and the answer text (which quotes values from the data) at stage
   ``"data"``. It returns ``None`` (keep), a replacement string, or a verdict with ``text``/``blocked``
-  (a blocked one raises :class:`~plinth.sql.types.RefusedError`, rule ``guardrail_blocked``); it may
-  also raise. Rows go back as the engine returned them.
+  (a blocked one raises :class:`GuardBlockedError`, a :class:`~plinth.sql.types.RefusedError` with rule
+  ``guardrail_blocked``); it may also raise. Rows go back as the engine returned them.
+- Under a guard the model is spotlighted: engine error messages, the one thing from the data that
+  reaches a repair prompt (a failed cast quotes the value it could not cast), are checked at ``"data"``
+  first (blocked: replaced by :data:`WITHHELD_ERROR`, in the prompt and the history) and datamarked with a
+  per-request marker that the system prompt explains (:mod:`plinth.guard.spotlight`). Without a guard
+  the prompts are exactly as before.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from plinth.guard.spotlight import new_marker
 from plinth.llm.base import ChatModel, ChatOptions, Message, ProviderError
 from plinth.sql.answer import describe_result
 from plinth.sql.catalog import Catalog
@@ -55,12 +62,21 @@ from plinth.sql.types import (
     VettedQuery,
 )
 
-__all__ = ["ASK_OPTIONS", "AskFailedError", "Runner", "ask", "attempts_json"]
+__all__ = [
+    "ASK_OPTIONS",
+    "WITHHELD_ERROR",
+    "AskFailedError",
+    "GuardBlockedError",
+    "Runner",
+    "ask",
+    "attempts_json",
+]
 
 ASK_OPTIONS = ChatOptions(max_tokens=512, temperature=0.0)
 MAX_COLUMNS = 30
 GUARD_RULE = "guardrail_blocked"
 COMPACT_SIZES = ((1, 12), (0, 8))  # (examples, columns) tried when the prompt overflows the context
+WITHHELD_ERROR = "The database's error message quoted data that a guardrail withheld."
 _RETRYABLE = (NoSQLError, UnsafeSQLError, QueryFailedError)
 
 
@@ -80,6 +96,24 @@ class AskFailedError(SQLError):
         self.timed_out = timed_out
 
 
+class GuardBlockedError(RefusedError):
+    """The guard blocked the question (``stage`` "input": nothing ran, ``question`` is None) or the
+    answer built from the rows ("data": ``sql`` ran, its result is withheld; ``question`` is the one
+    asked, masked if the guard masked it). ``reason`` is the guard's message; ``history`` lists the
+    attempts made, so a caller can still say what ran."""
+
+    def __init__(
+        self,
+        reason: str,
+        stage: str,
+        history: list[AskAttempt],
+        sql: str | None = None,
+        question: str | None = None,
+    ) -> None:
+        super().__init__(reason, GUARD_RULE)
+        self.stage, self.history, self.sql, self.question = stage, history, sql, question
+
+
 async def ask(
     question: str,
     dataset: Dataset,
@@ -96,7 +130,7 @@ async def ask(
     assert max_attempts >= 1
     question = await _screen(guard, "input", question)
     check_question(question)
-    prompt = _Prompt(question, catalog, dialect, k_examples)
+    prompt = _Prompt(question, catalog, dialect, k_examples, new_marker() if guard is not None else None)
     history: list[AskAttempt] = []
     failed: tuple[str, str, str] | None = None  # the last attempt's (sql, error, rule), for the repair
     for _ in range(max_attempts):
@@ -106,8 +140,9 @@ async def ask(
             sql = extract_sql(reply)
             vetted, result = await asyncio.to_thread(runner.run, sql, dialect)
         except _RETRYABLE as exc:
-            history.append(AskAttempt(sql or reply, exc.reason, exc.rule))
-            failed = (sql, exc.reason, exc.rule)
+            error = await _screen_error(guard, exc)
+            history.append(AskAttempt(sql or reply, error, exc.rule))
+            failed = (sql, error, exc.rule)
             continue
         except QueryTimeoutError as exc:
             history.append(AskAttempt(sql, exc.reason, exc.rule))
@@ -131,8 +166,10 @@ class _Prompt:
     the 2k-token random checkpoints -- still get a question through this way.
     """
 
-    def __init__(self, question: str, catalog: Catalog, dialect: str, k_examples: int) -> None:
-        self.question, self.catalog, self.dialect = question, catalog, dialect
+    def __init__(
+        self, question: str, catalog: Catalog, dialect: str, k_examples: int, marker: str | None = None
+    ) -> None:
+        self.question, self.catalog, self.dialect, self.marker = question, catalog, dialect, marker
         self.sizes = [(k_examples, MAX_COLUMNS), *COMPACT_SIZES]
         self.first: list[Message] | None = None
 
@@ -141,8 +178,8 @@ class _Prompt:
             if self.first is None:
                 k, columns = self.sizes[0]
                 selection = await asyncio.to_thread(self.catalog.select, self.question, k, columns)
-                self.first = sql_messages(self.question, selection, self.dialect)
-            messages = repair_messages(self.first, *failed) if failed else self.first
+                self.first = sql_messages(self.question, selection, self.dialect, marker=self.marker)
+            messages = repair_messages(self.first, *failed, marker=self.marker) if failed else self.first
             try:
                 return (await chat.chat(messages, ASK_OPTIONS)).text
             except Exception as exc:
@@ -165,7 +202,7 @@ async def _result(
     question: str, vetted: VettedQuery, result: QueryResult, history: list[AskAttempt], guard: Any
 ) -> AskResult:
     answer = describe_result(result.columns, result.types, result.rows, result.truncated)
-    answer = await _screen(guard, "data", answer)
+    answer = await _screen(guard, "data", answer, history, vetted.sql, question)
     return AskResult(
         question=question,
         sql=vetted.sql,
@@ -180,21 +217,46 @@ async def _result(
     )
 
 
-async def _screen(guard: Any, stage: str, text: str) -> str:
-    """``text`` after the guard hook: unchanged for no guard or ``None``; a ``str`` replaces it; a
-    verdict with ``text`` and ``blocked`` (:class:`plinth.guard.check.GuardResult`) replaces it or,
-    blocked, refuses the request with the verdict's message (rule ``guardrail_blocked``)."""
+async def _screen(
+    guard: Any,
+    stage: str,
+    text: str,
+    history: Sequence[AskAttempt] = (),
+    sql: str | None = None,
+    question: str | None = None,
+) -> str:
+    """``text`` after the guard hook (see :func:`_verdict`); blocked, the request is refused with the
+    verdict's message (:class:`GuardBlockedError`, carrying what ran so far)."""
+    out, blocked = await _verdict(guard, stage, text)
+    if blocked:
+        message = out or "A guardrail blocked this request."
+        raise GuardBlockedError(message, stage, list(history), sql, question)
+    return out
+
+
+async def _screen_error(guard: Any, exc: SQLError) -> str:
+    """The reason to show the model (and the history) for a failed attempt. Only an engine error can
+    quote the data, so only it is checked, at ``"data"``; a blocked one is dropped, not fatal: the
+    model can still repair its query from the rule alone."""
+    if not isinstance(exc, QueryFailedError):
+        return exc.reason
+    out, blocked = await _verdict(guard, "data", exc.reason)
+    return WITHHELD_ERROR if blocked else out
+
+
+async def _verdict(guard: Any, stage: str, text: str) -> tuple[str, bool]:
+    """``(text to use, blocked)`` from the guard hook: ``text`` unchanged for no guard or ``None``; a
+    ``str`` replaces it; a verdict with ``text`` and ``blocked`` (:class:`plinth.guard.check.GuardResult`)
+    gives both."""
     if guard is None:
-        return text
+        return text, False
     check = getattr(guard, "check", guard)
     out = check(stage, text)
     if inspect.isawaitable(out):
         out = await out
     if out is None or isinstance(out, str):
-        return text if out is None else out
-    if getattr(out, "blocked", False):
-        raise RefusedError(str(out.text or "A guardrail blocked this request."), GUARD_RULE)
-    return str(out.text)
+        return (text if out is None else out), False
+    return str(out.text or ""), bool(getattr(out, "blocked", False))
 
 
 def attempts_json(history: Sequence[AskAttempt]) -> list[dict[str, Any]]:

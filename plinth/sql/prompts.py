@@ -12,6 +12,11 @@ context (2k tokens for the random test checkpoints) fits attempt three as well a
 
     messages = sql_messages("Top 5 services by cost last month?", selection, "duckdb")
     messages = repair_messages(messages, "SELECT srvice FROM cur", "Binder Error: ...", "query_failed")
+
+Under a guardrail the ask loop passes a per-request ``marker``: the system prompt gains the spotlight
+instruction and the engine's error text in a repair prompt is datamarked with it, because an engine error
+can quote values from the data (``Could not convert string '...'``) and a planted value must read as data,
+not as an instruction. Without a marker the prompts are unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING
 import sqlglot
 import sqlglot.errors
 
+from plinth.guard.spotlight import datamark, spotlight_instruction
 from plinth.llm.base import Message
 
 if TYPE_CHECKING:
@@ -73,8 +79,11 @@ def schema_block(selection: CatalogSelection) -> str:
     return "\n\n".join(parts)
 
 
-def sql_messages(question: str, selection: CatalogSelection, dialect: str = "duckdb") -> list[Message]:
-    """System rules + (schema, examples, question) as one user turn."""
+def sql_messages(
+    question: str, selection: CatalogSelection, dialect: str = "duckdb", *, marker: str | None = None
+) -> list[Message]:
+    """System rules (+ the spotlight instruction for ``marker``) + (schema, examples, question) as one
+    user turn."""
     name = DIALECT_NAMES.get(dialect, dialect)
     examples = "\n\n".join(
         f"Question: {ex.question}\n```sql\n{in_dialect(ex.sql, dialect)}\n```" for ex in selection.examples
@@ -83,7 +92,10 @@ def sql_messages(question: str, selection: CatalogSelection, dialect: str = "duc
     if examples:
         user += f"Examples of questions and {name} queries over these tables:\n\n{examples}\n\n"
     user += f"Question: {question}"
-    return [{"role": "system", "content": SYSTEM.format(dialect=name)}, {"role": "user", "content": user}]
+    system = SYSTEM.format(dialect=name)
+    if marker is not None:
+        system += "\n\n" + spotlight_instruction(marker)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def in_dialect(sql: str, dialect: str) -> str:
@@ -97,10 +109,14 @@ def in_dialect(sql: str, dialect: str) -> str:
         return sql.strip()
 
 
-def repair_messages(first: list[Message], failed_sql: str, error: str, rule: str) -> list[Message]:
-    """``first`` (the :func:`sql_messages` turns) + the failed query + the error, truncated."""
+def repair_messages(
+    first: list[Message], failed_sql: str, error: str, rule: str, *, marker: str | None = None
+) -> list[Message]:
+    """``first`` (the :func:`sql_messages` turns) + the failed query + the error, truncated, and
+    datamarked with ``marker`` when given (the query is the model's own and stays as written)."""
     shown = failed_sql.strip()[:MAX_FAILED_SQL_CHARS] or "(no query)"
     reason = error.strip()[:MAX_ERROR_CHARS]
+    reason = datamark(reason, marker) if marker is not None else reason
     return [
         *first,
         {"role": "assistant", "content": f"```sql\n{shown}\n```"},

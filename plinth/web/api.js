@@ -172,11 +172,12 @@ export function words(type) {
   return text.replace(/\b(us|uk|ip|aws|pin|id|url)\b/g, (w) => w.toUpperCase()).replace(/^./, (c) => c.toUpperCase());
 }
 
-/** A sentence for a guardrail intervention on a completion or retrieve-and-generate answer. */
+/** A sentence for a guardrail intervention on a completion, retrieve-and-generate or SQL answer. */
 export function explainGuardrail(guardrail, blockedText) {
   const stage = ((guardrail && guardrail.stage) || "input").toLowerCase();
   const what = stage.startsWith("out") ? "The model's answer was blocked"
-    : stage === "data" ? "Retrieved content was blocked" : "Your message was blocked";
+    : stage === "data" ? "Content from the data (a retrieved passage or a query result) was blocked"
+    : "Your message was blocked";
   const reasons = describeAssessments(guardrail && guardrail.assessments);
   const why = reasons.length ? ` because: ${reasons.join("; ")}.` : ".";
   return `${what} by a guardrail${why}${blockedText ? ` The guardrail's message: "${blockedText}"` : ""}`;

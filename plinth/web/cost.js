@@ -90,11 +90,14 @@ function attemptsList(attempts) {
 function renderAnswer({ question, data }) {
   const columns = columnNames(data.columns);
   const rows = rowLists(columns, data.rows);
-  const blocked = data.guardrail && data.guardrail.action === "GUARDRAIL_INTERVENED";
+  // A guardrail that blocked the question or the result answers 200 with no columns and its message as
+  // the answer; one that only masked a value or withheld an error message leaves a normal answer.
+  const guarded = data.guardrail && data.guardrail.action === "GUARDRAIL_INTERVENED";
+  const withheld = guarded && !columns.length;
   fill(els.result, h("section", { class: "card", "aria-label": `Answer to: ${question}` },
     h("h2", {}, question),
-    data.answer ? h("p", { class: "answer" }, data.answer) : null,
-    blocked ? h("p", { class: "note error" }, explainGuardrail(data.guardrail, data.answer)) : null,
+    data.answer && !withheld ? h("p", { class: "answer" }, data.answer) : null,
+    guarded ? h("p", { class: "note error" }, explainGuardrail(data.guardrail, withheld ? data.answer : "")) : null,
     data.sql ? sqlBlock(data.sql) : null,
     data.sql ? h("div", { class: "row" }, h("button", { type: "button", class: "small secondary",
       onclick: () => openInEditor(data.sql) }, "Edit in the SQL editor")) : null,
