@@ -233,4 +233,3 @@ def test_bad_guardrail_config_is_an_error_naming_the_field(tmp_path, config: Any
     response = client.post("/v1/chat/completions", json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["param"] == param and model.calls == []
-

@@ -84,10 +84,11 @@ def test_planted_documents_train_only_on_the_groups_holding_the_instruction() ->
     with_groups = 0
     for row in planted:
         assert row.payload
-        extra = training_pieces(row)[len(pieces(row.text, limit=3)) :]
+        whole = pieces(row.text, limit=3)
+        extra = training_pieces(row)[len(whole) :]
         marks = [" ".join(s.split())[:40] for s in split_sentences(row.payload)]
         assert all(any(m in group for m in marks) for group in extra), (row.payload, extra)
-        others = [g for g in sentence_groups(row.text, limit=3) if g not in extra]
+        others = [g for g in sentence_groups(row.text, limit=3) if g not in extra + whole]
         assert not [g for g in others if " ".join(row.payload.split()) in g]
         with_groups += bool(extra)
     assert with_groups >= 0.9 * len(planted)

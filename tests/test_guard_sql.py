@@ -221,6 +221,29 @@ def test_a_planted_tag_value_in_the_answer_is_caught_at_the_data_stage(make_api,
     assert event.tenant_id is not None and planted not in json.dumps(event.detail)
 
 
+def test_pii_in_result_rows_is_masked_in_rows_chart_and_answer_under_anonymize(make_api):
+    api = make_api(f"team of {SSN}")
+    masking = {
+        "name": "mask-ssn",
+        "sensitiveInformationPolicyConfig": {
+            "piiEntitiesConfig": [{"type": "US_SOCIAL_SECURITY_NUMBER", "action": "ANONYMIZE"}]
+        },
+    }
+    created = api.client.post("/v1/guardrails", json=masking, headers=api.keys.auth("admin"))
+    assert created.status_code == 201, created.text
+    api.model.replies = [fence(BY_TEAM)]
+    body = {"question": "Which team spent the most?", "dataset": "costs", "model": "sql-model",
+            "guardrailConfig": {"guardrailIdentifier": created.json()["guardrailId"]}}  # fmt: skip
+    response = api.client.post(f"{SQL}/ask", json=body, headers=api.keys.auth("acme"))
+    assert response.status_code == 200, response.text
+    assert SSN not in response.text  # not in rows, chart data, answer or assessments
+    data = response.json()
+    assert data["rows"] == [["team of {US_SOCIAL_SECURITY_NUMBER}", 600.0], ["data", 100.0]]
+    assert data["chart"] is not None and "team of {US_SOCIAL_SECURITY_NUMBER}" in json.dumps(data["chart"])
+    assert "team of {US_SOCIAL_SECURITY_NUMBER}" in data["answer"]
+    assert data["guardrail"]["action"] == "GUARDRAIL_INTERVENED"
+
+
 def test_the_same_answer_without_a_guard_quotes_the_planted_value(make_api):
     api = make_api(PLANTED)
     body = api.ask("Which team spent the most?", [BY_TEAM], guarded=False).json()

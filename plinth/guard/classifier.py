@@ -120,9 +120,7 @@ class AttackClassifier:
         logits = vectors @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-logits))
 
-    def score(
-        self, texts: Sequence[str], *, limit: int = MAX_WINDOWS, sentences: bool = False
-    ) -> np.ndarray:
+    def score(self, texts: Sequence[str], *, limit: int = MAX_WINDOWS, sentences: bool = False) -> np.ndarray:
         """P(attack) per text: the max over its first ``limit`` windows (and, with ``sentences``, its
         sentence groups), every piece of every text embedded in one batch."""
         if not texts:

@@ -7,8 +7,9 @@ instruction alone, "Analyze the trend of electric car sales", is an ordinary req
 as *data*) and ``jailbreakbench``. Benign *input-stage* sources: ``deepset`` (label 0), ``self_instruct``,
 ``gsm8k`` (sampled: math only), ``bipia`` user questions, ``scifact`` claims (medicine, biology) and
 ``movies`` ("summarise this plot: ..." -- wars, crimes, horror). Benign *data-stage* sources: ``bipia``
-email/table contexts, ``movies`` plot extracts and ``scifact`` abstracts. Benign rows carry a fixed ``split`` ("train" / "test", by text hash) so the benign
-texts thresholds are calibrated on are never trained on. Loading is deterministic and deduplicated::
+email/table contexts, ``movies`` plot extracts and ``scifact`` abstracts. Benign rows carry a fixed
+``split`` ("train" / "test", by text hash) so the benign texts thresholds are calibrated on are never
+trained on. Loading is deterministic and deduplicated::
 
     rows = load_corpus(Path("../shared/data"))
     attacks = [r for r in rows if r.label == 1]

@@ -77,6 +77,7 @@ MAX_COLUMNS = 30
 GUARD_RULE = "guardrail_blocked"
 COMPACT_SIZES = ((1, 12), (0, 8))  # (examples, columns) tried when the prompt overflows the context
 WITHHELD_ERROR = "The database's error message quoted data that a guardrail withheld."
+WITHHELD_VALUE = "{WITHHELD}"  # a result value a guardrail masked but could not map back cell by cell
 _RETRYABLE = (NoSQLError, UnsafeSQLError, QueryFailedError)
 
 
@@ -201,14 +202,15 @@ def _context_overflow(exc: Exception) -> bool:
 async def _result(
     question: str, vetted: VettedQuery, result: QueryResult, history: list[AskAttempt], guard: Any
 ) -> AskResult:
-    answer = describe_result(result.columns, result.types, result.rows, result.truncated)
+    rows = await _screen_rows(guard, result, history, vetted.sql, question)
+    answer = describe_result(result.columns, result.types, rows, result.truncated)
     answer = await _screen(guard, "data", answer, history, vetted.sql, question)
     return AskResult(
         question=question,
         sql=vetted.sql,
         columns=result.columns,
-        rows=result.rows,
-        chart=chart_spec(result.columns, result.types, result.rows),
+        rows=rows,
+        chart=chart_spec(result.columns, result.types, rows),
         answer=answer,
         attempts=len(history),
         history=history,
@@ -232,6 +234,36 @@ async def _screen(
         message = out or "A guardrail blocked this request."
         raise GuardBlockedError(message, stage, list(history), sql, question)
     return out
+
+
+async def _screen_rows(
+    guard: Any, result: QueryResult, history: Sequence[AskAttempt], sql: str, question: str
+) -> list[list[Any]]:
+    """The result's rows with their text screened as untrusted data, like the answer built from them: a
+    tag value or description can hold PII or a planted instruction. One check per text column (its
+    distinct values, one per line), not per cell, so a 1,000-row result costs a few checks; masked values
+    replace the originals, and a block refuses the whole answer (the rows would carry what was found)."""
+    if guard is None:
+        return result.rows
+    rows = [list(row) for row in result.rows]
+    for col, kind in enumerate(result.types):
+        if kind != "string":
+            continue
+        values = sorted({row[col] for row in rows if isinstance(row[col], str) and row[col].strip()})
+        if not values:
+            continue
+        lines = [" ".join(value.split()) for value in values]  # one value per line, whatever it held
+        screened = await _screen(guard, "data", "\n".join(lines), history, sql, question)
+        masked = screened.split("\n")
+        if masked == lines:
+            continue
+        if len(masked) != len(lines):  # a mask that spans lines cannot be mapped back: withhold them all
+            masked = [WITHHELD_VALUE] * len(lines)
+        replace = dict(zip(values, masked, strict=True))
+        for row in rows:
+            if isinstance(row[col], str) and row[col] in replace:
+                row[col] = replace[row[col]]
+    return rows
 
 
 async def _screen_error(guard: Any, exc: SQLError) -> str:
