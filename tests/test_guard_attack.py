@@ -75,7 +75,7 @@ def test_an_instruction_planted_in_a_long_plot_is_flagged_and_plain_plots_pass(p
     detector = PromptAttackDetector("MEDIUM", stage="data")
     context = DetectContext(stage="data")
     assert [i for i, plot in enumerate(plots) if detector.detect(plot, context)] == []
-    plot = plots[0]
+    plot = " ".join(plots[:2])  # six plots are ~540 words; twelve make a document past 1,000
     assert len(plot.split()) > 600  # long enough that a mean over the document would dilute the attack
     middle = len(plot) // 2
     planted = f"{plot[:middle]} {AMAR} {plot[middle:]}"

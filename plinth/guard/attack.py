@@ -3,7 +3,8 @@
 Layers, cheapest first: :func:`~plinth.guard.normalize.normalise` undoes disguises (homoglyphs,
 zero-width splits, base64 / hex / rot13 payloads) and yields variants; :mod:`~plinth.guard.signatures`
 scores known attack moves; :class:`~plinth.guard.classifier.AttackClassifier` scores every variant (long
-documents window by window). The *layered score* is the maximum of the three signals; a finding is raised
+documents window by window). The *layered score* is the maximum of the three signals (a signature scored
+>= :data:`DECISIVE_SIGNATURE` counts as 1.0); a finding is raised
 when it exceeds the threshold of the detector's strength for its stage::
 
     detector = PromptAttackDetector("MEDIUM")
@@ -36,6 +37,11 @@ AttackStage = Literal["input", "data"]
 # The share of held-out benign text each strength may flag; train.py turns these into thresholds.
 FPR_BY_STRENGTH = {"LOW": 0.003, "MEDIUM": 0.01, "HIGH": 0.03}
 HIDDEN_CHARACTERS_SCORE = 0.6  # invisible characters in a *user* prompt: suspicious, not proof
+# A signature this sure is decisive: it enters the layered score as 1.0, so it flags at every strength.
+# Thresholds are calibrated on the classifier's benign tail and can sit above 0.95 (long documents), which
+# must not silence a textbook "ignore the above directions"; no benign text of the corpus (7,090 rows,
+# both splits, both stages) makes a move scored this high.
+DECISIVE_SIGNATURE = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,4 +139,5 @@ def _combine(n: Normalised, clf: float, signatures: SignatureDetector, stage: st
         reasons.append("decoded " + ", ".join(sorted(set(n.decoded))) + " payload")
     if n.confusables:
         reasons.append("look-alike letters")
-    return LayeredScore(max(clf, signature, hidden), clf, signature, tuple(reasons))
+    decisive = 1.0 if signature >= DECISIVE_SIGNATURE else signature
+    return LayeredScore(max(clf, decisive, hidden), clf, signature, tuple(reasons))

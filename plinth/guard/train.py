@@ -109,8 +109,11 @@ def train(
     cache: Path | None = DEFAULT_CACHE,
     cap: int = 600,
     eval_summary: str | None = None,
+    evaluate_too: bool = True,
 ) -> TrainReport:
-    """Train on all sources, calibrate thresholds, write ``out`` and a ``DATA_CARD.md`` next to it."""
+    """Train on all sources, calibrate thresholds, write ``out`` and a ``DATA_CARD.md`` next to it. The
+    card carries ``eval_summary``, else (``evaluate_too``) a fresh leave-one-source-out evaluation of this
+    very code and data (seconds with the embedding cache warm)."""
     started = time.perf_counter()
     embed = _embedder(cache)
     rows = load_corpus(shared_data, cap=cap)
@@ -135,6 +138,10 @@ def train(
         "harmful request is a content-safety matter, not a prompt attack. No other attack row is dropped "
         "or relabelled; sources are capped and deduplicated on a 300-character prefix."
     )
+    if eval_summary is None and evaluate_too:
+        from plinth.guard.evaluate import evaluate  # evaluate imports this module
+
+        eval_summary = evaluate(shared_data, cache=cache, cap=cap).format()
     report.seconds = time.perf_counter() - started
     report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary)
     return report
@@ -182,6 +189,10 @@ def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -
         *[f"- {source}: {LICENCES[source]}" for source in sources],
         "",
         "## Thresholds (layered score: max of classifier, signatures, hidden characters)",
+        "",
+        "A signature scored ≥ 0.9 (e.g. instruction override) counts as 1.0 in the layered score, so it "
+        "flags at every strength: no benign row of the corpus (7,090, both splits and stages) makes such a "
+        "move, while the data-stage thresholds sit above 0.95.",
         "",
         "| stage | held-out benign | LOW (≤0.3 % FPR) | MEDIUM (≤1 %) | HIGH (≤3 %) |",
         "|---|---:|---:|---:|---:|",
