@@ -56,13 +56,18 @@ class Embedder:
         get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get())  # renamed in recent sentence-transformers
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """One L2-normalized vector per text (so a dot product is the cosine similarity)."""
+    def embed(self, texts: list[str], *, batch_size: int = 32) -> list[list[float]]:
+        """One L2-normalized vector per text (so a dot product is the cosine similarity).
+
+        Texts are sorted by length and every batch is padded to its longest, so callers mixing long and
+        short texts (the guard's windows and sentence groups) pass a small ``batch_size``."""
         if not texts:
             return []
         model = self.model
         with self._run_lock:
-            vectors = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+            vectors = model.encode(
+                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
         return vectors.tolist()
 
     def count_tokens(self, texts: list[str]) -> int:
