@@ -6,7 +6,11 @@ Expected values are computed here from raw columns (with DuckDB), never by the g
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -291,6 +295,26 @@ def test_deterministic_per_seed(tmp_path: Path) -> None:
     c = pq.read_table(generate("cur", tmp_path / "c", rows=4000, months=2, seed=4, start=START))
     assert a.equals(b)
     assert not a.equals(c)
+
+
+@pytest.mark.parametrize("kind", ["cur2", "focus"])
+def test_same_bytes_across_processes_with_different_hash_seeds(tmp_path: Path, kind: str) -> None:
+    """Map columns (CUR 2.0 product/tags, FOCUS Tags) once followed set order, which changes with
+    Python's per-process string hashing; in one process the data looked deterministic."""
+    script = (
+        "import sys; from datetime import date; from pathlib import Path; "
+        "from plinth.sql.costgen import generate; "
+        f"generate({kind!r}, Path(sys.argv[1]), rows=3000, months=2, seed=5, start=date(2026, 11, 1))"
+    )
+    digests = []
+    for hash_seed in ("1", "99"):
+        out = tmp_path / hash_seed
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env, timeout=120)
+        files = sorted(out.rglob("*.parquet"))
+        assert files
+        digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
+    assert digests[0] == digests[1]
 
 
 def test_query_library_filters_find_rows(out: Path) -> None:

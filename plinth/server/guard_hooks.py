@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import Request
 
+from plinth.guard.assess import without_matches
 from plinth.guard.types import DetectContext, Stage
 from plinth.server import guardrails_api
 from plinth.server.errors import APIError
@@ -166,22 +167,14 @@ def guardrail_field(
     intervened = [(stage, r) for stage, r in results if r.action == INTERVENED]
     blocks = [stage for stage, r in intervened if r.blocked]
     stage = blocks[0] if blocks else intervened[-1][0] if intervened else None
-    assessments = [a if trace else _without_matches(a) for _, r in results for a in r.assessments]
+    assessments = [a for _, r in results for a in r.assessments]
+    assessments = assessments if trace else without_matches(assessments)
     return {
         "action": INTERVENED if intervened else "NONE",
         "stage": stage,
         "assessments": assessments,
         **extra,
     }
-
-
-def _without_matches(value: Any) -> Any:
-    """``value`` (an assessment) with every ``match`` key removed, at any depth."""
-    if isinstance(value, dict):
-        return {k: _without_matches(v) for k, v in value.items() if k != "match"}
-    if isinstance(value, list):
-        return [_without_matches(v) for v in value]
-    return value
 
 
 @dataclass(slots=True)
