@@ -247,6 +247,7 @@ def test_adapter_registered_from_a_path_then_deleted(admin_page, server):
     expect(section.locator(".status")).to_have_text("Registered: web-lora.")
     row = section.locator("tr", has_text="web-lora")
     expect(row).to_contain_text("tiny-llama")
+    expect(row).to_contain_text("cached (in host memory)")  # validated into memory, no slot used yet
     shot(page, "admin")
 
     page.get_by_role("link", name="Chat").click()

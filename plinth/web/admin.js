@@ -80,7 +80,7 @@ async function refreshAdapters() {
 }
 
 function stateText(status) {
-  return { resident: "resident (in a compute slot)", cached: "cached (in host memory)", registered: "on disk" }[status] || status || "";
+  return { resident: "resident (in a compute slot)", cached: "cached (in host memory)", disk: "on disk" }[status] || status || "";
 }
 
 async function registerAdapter(event) {

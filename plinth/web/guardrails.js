@@ -5,8 +5,10 @@
 import { api, describeAssessments, words } from "./api.js";
 import { field, fill, h, select, statusLine } from "./dom.js";
 
-const PII = ["US_SOCIAL_SECURITY_NUMBER", "CREDIT_DEBIT_CARD_NUMBER", "EMAIL", "PHONE", "NAME", "ADDRESS",
-  "IP_ADDRESS", "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "PASSWORD"];
+// The types the server's PII detector supports (plinth.guard.pii.SUPPORTED_TYPES has a few more): NAME,
+// ADDRESS or PASSWORD would need a named-entity model or have no shape to match, so the server refuses them.
+const PII = ["US_SOCIAL_SECURITY_NUMBER", "CREDIT_DEBIT_CARD_NUMBER", "EMAIL", "PHONE",
+  "INTERNATIONAL_BANK_ACCOUNT_NUMBER", "IP_ADDRESS", "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "API_TOKEN"];
 const STRENGTHS = ["NONE", "LOW", "MEDIUM", "HIGH"];
 let els = null;
 let editing = null; // the guardrail being edited: {id, loaded (its full object)}, or null for a new one
