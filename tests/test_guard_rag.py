@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_kb_rag import SCHEMA, ChatFake, FakeService, Recorder, hit
-from test_server_fakes import build_app
+from test_kb_rag import SCHEMA, FakeService, Recorder, hit
+from test_server_fakes import ScriptedChatModel, build_app
 
 from plinth.control import get_or_create_tenant
 from plinth.control import knowledge as rows
@@ -36,7 +36,7 @@ SSN_BLOCK = {"sensitiveInformationPolicyConfig": {"piiEntitiesConfig": [
 
 
 def make_api(tmp_path: Any, replies: list[str], hits: list[Any], guardrail: dict[str, Any] | None) -> Any:
-    model = ChatFake(replies)
+    model = ScriptedChatModel(replies)
     app, key = build_app(tmp_path, [model])
     cp = app.state.plinth.control_plane
     config = KnowledgeBaseConfig("movies", metadata_schema=SCHEMA).to_json()

@@ -19,7 +19,7 @@ import sqlglot
 from adapter_fixtures import control_plane
 from fastapi.testclient import TestClient
 from sqlglot import exp
-from test_sql_api import ServedScript
+from test_server_fakes import ScriptedChatModel
 
 from plinth.config import Settings
 from plinth.control import list_events
@@ -89,7 +89,7 @@ class Api:
 
         monkeypatch.setattr(DuckDBEngine, "execute", spy)
         self.cp, self.keys = control_plane(tmp_path)
-        self.model = ServedScript()
+        self.model = ScriptedChatModel(name="sql-model")
         self.app = create_app(Settings(data_dir=tmp_path / "data"), [self.model], self.cp)
         self.client = TestClient(self.app)
         path = write_cur(tmp_path / "cur-data", top_team)
@@ -155,21 +155,21 @@ def test_an_injected_question_is_blocked_before_the_model_is_called(make_api, qu
     [assessment] = guardrail["assessments"]
     [attack] = assessment["contentPolicy"]["filters"]
     assert attack["type"] == "PROMPT_ATTACK" and attack["action"] == "BLOCKED"
-    assert api.model.prompts == [] and api.executed == []
+    assert api.model.messages == [] and api.executed == []
 
 
 def test_the_tenant_default_guardrail_applies_without_guardrail_config(make_api):
     api = make_api(default=True)
     body = api.ask(SUBTLE, ["DROP TABLE cur"], guarded=False).json()
     assert body["answer"] == BLOCKED and body["guardrail"]["stage"] == "input"
-    assert api.model.prompts == [] and api.executed == []
+    assert api.model.messages == [] and api.executed == []
 
 
 def test_without_a_guard_the_explicit_injection_is_refused_by_the_intent_check(make_api):
     api = make_api()
     response = api.ask(INJECTED, ["DROP TABLE cur"], guarded=False)
     assert response.status_code == 400 and response.json()["error"]["code"] == "modification_refused"
-    assert api.model.prompts == [] and api.executed == []
+    assert api.model.messages == [] and api.executed == []
 
 
 def test_without_a_guard_malicious_sql_from_the_model_never_reaches_the_engine(make_api, tmp_path):
@@ -181,7 +181,7 @@ def test_without_a_guard_malicious_sql_from_the_model_never_reaches_the_engine(m
     error = response.json()["error"]
     assert error["code"] == "attempts_exhausted"
     assert [a["rule"] for a in error["attempts"]] == ["statement_kind", "statement_kind", "table_function"]
-    assert len(api.model.prompts) == 3 and api.executed == [] and not out.exists()
+    assert len(api.model.messages) == 3 and api.executed == [] and not out.exists()
     assert "guardrail" not in response.json()
 
 
@@ -267,7 +267,7 @@ def test_the_repair_prompt_datamarks_the_engine_error_under_a_guard(make_api):
     assert body["attempts"] == 2 and body["rows"] == [[700.0]], body
     error = body["history"][0]["error"]
     assert "Could not convert string 'platform'" in error
-    first, repair = api.model.prompts
+    first, repair = api.model.messages
     marker = marker_of(first[0]["content"])
     assert first[0]["content"].startswith(SYSTEM.format(dialect="DuckDB"))
     assert datamark(error, marker) in repair[-1]["content"] and error not in repair[-1]["content"]
@@ -276,7 +276,7 @@ def test_the_repair_prompt_datamarks_the_engine_error_under_a_guard(make_api):
 def test_without_a_guard_the_prompts_are_unchanged(make_api):
     api = make_api()
     body = api.ask("What does each team cost?", [CAST_TAG, TOTAL], guarded=False).json()
-    first, repair = api.model.prompts
+    first, repair = api.model.messages
     assert first[0]["content"] == SYSTEM.format(dialect="DuckDB")
     assert body["history"][0]["error"] in repair[-1]["content"]
 
@@ -286,10 +286,10 @@ def test_an_engine_error_quoting_a_planted_instruction_is_withheld_from_the_mode
     response = api.ask("What does each team cost?", [CAST_TAG, TOTAL], guarded=True)
     body = response.json()
     assert body["rows"] == [[700.0]] and body["history"][0]["error"] == WITHHELD_ERROR
-    repair = api.model.prompts[1][-1]["content"]
+    repair = api.model.messages[1][-1]["content"]
     assert (
         "evil" not in repair
-        and datamark(WITHHELD_ERROR, marker_of(api.model.prompts[0][0]["content"])) in repair
+        and datamark(WITHHELD_ERROR, marker_of(api.model.messages[0][0]["content"])) in repair
     )
     assert body["guardrail"]["action"] == "GUARDRAIL_INTERVENED" and body["guardrail"]["stage"] == "data"
     assert "evil" not in response.text
@@ -306,4 +306,4 @@ def test_a_bad_guardrail_config_is_a_400_naming_the_field(make_api):
     response = api.client.post(f"{SQL}/ask", json=body, headers=api.keys.auth("acme"))
     assert response.status_code == 404
     assert response.json()["error"]["param"] == "guardrailConfig.guardrailIdentifier"
-    assert api.model.prompts == []
+    assert api.model.messages == []

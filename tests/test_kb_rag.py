@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_fakes import build_app
+from test_server_fakes import ScriptedChatModel, build_app
 
 from plinth.control import create_key, get_or_create_tenant
 from plinth.control import knowledge as rows
-from plinth.engine import SamplingParams
 from plinth.knowledge.citations import build_citations
 from plinth.knowledge.implicit_filters import combine_filters, parse_model_filter
 from plinth.knowledge.kb import KnowledgeBaseConfig
@@ -27,7 +25,6 @@ from plinth.knowledge.rag import NO_ANSWER, retrieve_and_generate
 from plinth.knowledge.service import NotFoundError
 from plinth.knowledge.types import Hit
 from plinth.llm import ScriptedModel
-from plinth.llm.local import TextDelta
 
 SCHEMA = {"genres": "string_list", "rating": "number", "year": "number", "title": "string"}
 ANIMATED_7 = {
@@ -203,31 +200,6 @@ def _json(value: Any) -> str:
 # --- HTTP -------------------------------------------------------------------------------------------
 
 
-class ChatFake:
-    """A served model (LocalModel's server-facing interface) replying from a script; records messages."""
-
-    def __init__(self, replies: Sequence[str], name: str = "fake-model") -> None:
-        self.name, self.replies, self.messages = name, list(replies), []
-        self.max_model_len, self.is_random = 4096, False
-
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        self.messages.append(list(messages))
-        return [1, 2, 3]
-
-    def sampling_params(self, options: Any, prompt_len: int) -> SamplingParams:
-        return SamplingParams(max_tokens=16)
-
-    def stream(
-        self, ids: list[int], params: SamplingParams, stop: Sequence[str] = ()
-    ) -> AsyncIterator[TextDelta]:
-        text = self.replies.pop(0)
-
-        async def deltas() -> AsyncIterator[TextDelta]:
-            yield TextDelta(text, [5], None, "stop", len(ids), 1, 0)
-
-        return deltas()
-
-
 class FakeService:
     """The KnowledgeService surface the route uses, over real KB rows and scripted hits."""
 
@@ -248,8 +220,8 @@ class FakeService:
 
 
 @pytest.fixture
-def api(tmp_path: Any) -> tuple[TestClient, ChatFake, FakeService]:
-    model = ChatFake(
+def api(tmp_path: Any) -> tuple[TestClient, ScriptedChatModel, FakeService]:
+    model = ScriptedChatModel(
         ["Henry Selick directed it [1].", "The Nightmare Before Christmas", "It is from 1993 [1]."]
     )
     app, key = build_app(tmp_path, [model])

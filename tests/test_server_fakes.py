@@ -120,3 +120,31 @@ def build_app(tmp_path: Any, models: list[Any] | None = None, *, no_auth: bool =
     key = create_key(cp, "acme")
     app = create_app(settings, models if models is not None else [FakeModel()], cp, embedder=FakeEmbedder())
     return app, key
+
+
+class ScriptedChatModel:
+    """A served model (LocalModel's chat-facing interface: encode_chat, sampling_params, stream) whose
+    replies come from a script, one whole reply per request; ``messages`` records each prompt's
+    messages. For routes that drive a model through ``ChatView`` (RAG, SQL ask)."""
+
+    def __init__(self, replies: Sequence[str] = (), name: str = "fake-model") -> None:
+        self.name, self.replies = name, list(replies)
+        self.messages: list[list[dict[str, str]]] = []
+        self.max_model_len, self.is_random = 32768, False
+
+    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        self.messages.append(list(messages))
+        return [1, 2, 3]
+
+    def sampling_params(self, options: Any, prompt_len: int) -> SamplingParams:
+        return SamplingParams(max_tokens=64)
+
+    def stream(
+        self, ids: list[int], params: SamplingParams, stop: Sequence[str] = ()
+    ) -> AsyncIterator[TextDelta]:
+        text = self.replies.pop(0)
+
+        async def deltas() -> AsyncIterator[TextDelta]:
+            yield TextDelta(text, [5], None, "stop", len(ids), 1, 0)
+
+        return deltas()

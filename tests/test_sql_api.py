@@ -3,16 +3,14 @@ with a scripted served model. Datasets are per tenant; errors are OpenAI-shaped 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from adapter_fixtures import control_plane
 from fastapi.testclient import TestClient
+from test_server_fakes import ScriptedChatModel
 
 from plinth.config import Settings
-from plinth.engine import SamplingParams
-from plinth.llm.local import TextDelta
 from plinth.server import create_app
 from plinth.sql.costgen import generate
 
@@ -23,33 +21,6 @@ BY_SERVICE = (
 )
 
 
-class ServedScript:
-    """A served model (LocalModel's server-facing interface) replying from a script; records prompts."""
-
-    def __init__(self, name: str = "sql-model") -> None:
-        self.name = name
-        self.replies: list[str] = []
-        self.prompts: list[list[dict[str, str]]] = []
-        self.max_model_len, self.is_random = 32768, False
-
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        self.prompts.append(list(messages))
-        return [1, 2, 3]
-
-    def sampling_params(self, options: Any, prompt_len: int) -> SamplingParams:
-        return SamplingParams(max_tokens=64)
-
-    def stream(
-        self, ids: list[int], params: SamplingParams, stop: Sequence[str] = ()
-    ) -> AsyncIterator[TextDelta]:
-        text = self.replies.pop(0)
-
-        async def deltas() -> AsyncIterator[TextDelta]:
-            yield TextDelta(text, [5], None, "stop", len(ids), 1, 0)
-
-        return deltas()
-
-
 @pytest.fixture(scope="module")
 def cur_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(generate("cur", tmp_path_factory.mktemp("cur-data"), rows=3000, months=2, seed=3))
@@ -58,7 +29,7 @@ def cur_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def server(tmp_path, cur_folder):
     cp, keys = control_plane(tmp_path)
-    model = ServedScript()
+    model = ScriptedChatModel(name="sql-model")
     app = create_app(Settings(data_dir=tmp_path / "data"), [model], cp)
     with TestClient(app) as client:
         created = client.post(
@@ -196,7 +167,7 @@ def test_ask_answers_with_sql_rows_chart_and_attempts(server):
     assert answer["columns"] == ["service", "cost"] and answer["chart"]["mark"]["type"] == "bar"
     top = answer["rows"][0]
     assert answer["answer"].startswith(f"{len(answer['rows'])} rows. Highest cost: {top[0]}")
-    assert "Which services cost the most?" in model.prompts[0][1]["content"]
+    assert "Which services cost the most?" in model.messages[0][1]["content"]
 
 
 def test_ask_that_never_works_is_422_with_the_attempts(server):
@@ -214,7 +185,7 @@ def test_ask_errors(server):
     acme = keys.auth("acme")
     body = {"question": "Delete all rows from cur", "dataset": "costs", "model": "sql-model"}
     _error(client.post(f"{SQL}/ask", json=body, headers=acme), 400, "question", "modification_refused")
-    assert model.prompts == [], "a refused question never reaches the model"
+    assert model.messages == [], "a refused question never reaches the model"
     _error(
         client.post(f"{SQL}/ask", json={**body, "model": "gpt-9"}, headers=acme),
         404,
