@@ -95,3 +95,21 @@ def test_long_run_without_whitespace_is_still_released_in_bounded_memory() -> No
     released = "".join(sg.feed(d).text for d in tokens(blob, 10))
     assert released and len(sg.pending) <= 256 + 10
     assert released + sg.finish().text == blob
+
+
+def test_the_stream_reports_its_own_verdict_without_checking_again() -> None:
+    guard, _ = guard_and_audit(ssn_fake())
+    answer = "The customer record was updated after the call. Their number is 123-45-6789, case closed. " * 2
+    sg = StreamGuard(guard, policy("ANONYMIZE"))
+    sent, _ = stream(sg, tokens(answer, 5))
+    checks = sg.checks
+    verdict = sg.result()
+    assert sg.checks == checks  # reporting runs no detector
+    assert (verdict.action, verdict.blocked, verdict.text) == ("GUARDRAIL_INTERVENED", False, sent)
+    assert [f.type for f in verdict.findings] == ["US_SOCIAL_SECURITY_NUMBER"] * 2
+    pii = [e for a in verdict.assessments for e in a["sensitiveInformationPolicy"]["piiEntities"]]
+    assert [(e["match"], e["action"]) for e in pii] == [("123-45-6789", "ANONYMIZED")] * 2
+
+    clean = StreamGuard(guard, policy("ANONYMIZE"))
+    stream(clean, tokens("Nothing sensitive here at all, just a plain answer. " * 3, 4))
+    assert clean.result().action == "NONE" and clean.result().assessments == []

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Any
 
-from plinth.guard.check import Decision, Guard
+from plinth.guard.assess import assessments
+from plinth.guard.check import Decision, Guard, GuardResult
 from plinth.guard.policy import GuardrailPolicy
 from plinth.guard.types import DetectContext, Finding
 
@@ -73,6 +75,9 @@ class StreamGuard:
         grounding = policy.grounding_threshold is not None or policy.relevance_threshold is not None
         self.hold_all = grounding and bool(self.context.sources)
         self.released = ""  # raw text already let through (masked on the way out), for context
+        self.sent = ""  # what actually went out: ``released`` with its masked values replaced
+        self._decisions: list[Decision] = []  # every intervention so far (what result() reports)
+        self._assessments: list[dict[str, Any]] = []
         self.pending = ""
         self.checks = 0  # how many checks ran (the cost this design keeps low)
         self._since_check = 0
@@ -110,6 +115,7 @@ class StreamGuard:
         if result.blocked:
             blocking = [d for d in result.decisions if d.action == "BLOCKED"]
             self.guard.record("output", window, self.policy, blocking, tenant_id=self.tenant_id)
+            self._note(window, blocking)
             self._block = StreamStep("", blocked=True, message=result.text)
             self.pending = ""
             return self._block
@@ -121,9 +127,32 @@ class StreamGuard:
         out = [d for d in masked if d.finding.end is not None and d.finding.end <= cut]
         raw = self.pending[:cut]
         self.guard.record("output", raw, self.policy, out, tenant_id=self.tenant_id)
+        self._note(raw, out)
+        sent = _mask(raw, [d.finding for d in out])
         self.released += raw
+        self.sent += sent
         self.pending = self.pending[cut:]
-        return StreamStep(_mask(raw, [d.finding for d in out]))
+        return StreamStep(sent)
+
+    def result(self) -> GuardResult:
+        """The stream's verdict so far, for reporting: what was blocked or masked, with Bedrock
+        assessments of the text each intervention acted on (already audited as it happened), so a
+        caller never has to check the whole answer again to describe what the stream guard did."""
+        blocked = self._block is not None
+        text = (self._block.message or "") if self._block is not None else self.sent
+        return GuardResult(
+            action="GUARDRAIL_INTERVENED" if blocked or self._decisions else "NONE",
+            text=text,
+            blocked=blocked,
+            findings=[d.finding for d in self._decisions],
+            assessments=list(self._assessments),
+            decisions=list(self._decisions),
+        )
+
+    def _note(self, text: str, decisions: list[Decision]) -> None:
+        if decisions:
+            self._decisions += decisions
+            self._assessments.append(assessments(text, self.policy, decisions, "output"))
 
     def _cut(self, masked: list[Decision]) -> int:
         """The last whitespace at least ``hold`` before the end, moved before any masked value it splits

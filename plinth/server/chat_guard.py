@@ -28,7 +28,6 @@ from typing import Any
 
 from plinth.engine import TokenLogprob
 from plinth.guard.canary import canary_instruction
-from plinth.guard.check import GuardResult
 from plinth.guard.stream import StreamGuard, StreamStep
 from plinth.guard.types import DetectContext
 from plinth.llm.local import TextDelta
@@ -101,28 +100,22 @@ async def guard_choices(guard: RequestGuard, choices: Sequence[Choice], canary: 
 
 @dataclass(slots=True)
 class _Stream:
-    """One streamed choice under guard: its stream guard, the raw text fed, whether anything released
-    was masked, and the logprobs whose text is still held back."""
+    """One streamed choice under guard: its stream guard and the logprobs whose text is still held back."""
 
     guard: StreamGuard
-    raw: str = ""
-    masked: bool = False
     logprobs: list[TokenLogprob] = field(default_factory=list)
     done: bool = False
 
     async def feed(self, delta: Any) -> tuple[StreamStep, bool]:
         """The step to send for ``delta`` (the final one when ``delta`` ends the reply), and whether
         the text it releases was masked."""
-        self.raw += delta.text
         self.logprobs += delta.logprobs or []
         before = len(self.guard.released)
         step = await asyncio.to_thread(self.guard.feed, delta.text)
         if delta.finish_reason is not None and not step.blocked:
             tail = await asyncio.to_thread(self.guard.finish)
             step = tail if tail.blocked else StreamStep(step.text + tail.text)
-        masked = not step.blocked and step.text != self.guard.released[before:]
-        self.masked |= masked
-        return step, masked
+        return step, not step.blocked and step.text != self.guard.released[before:]
 
 
 async def guard_events(guard: RequestGuard, events: Events, num_jobs: int, canary: str | None) -> Events:
@@ -145,7 +138,7 @@ async def guard_events(guard: RequestGuard, events: Events, num_jobs: int, canar
             step, masked = await stream.feed(delta)
             stream.done = step.blocked or delta.finish_reason is not None
             if stream.done:
-                await _record(guard, stream, step, context)
+                guard.record("output", stream.guard.result())  # the stream guard's own verdict
             yield index, _released(stream, delta, step, masked)
             if all(s.done for s in streams):
                 return
@@ -162,17 +155,3 @@ def _released(stream: _Stream, delta: Any, step: StreamStep, masked: bool) -> An
     if step.text or delta.finish_reason:
         logprobs, stream.logprobs = stream.logprobs or None, []
     return replace(delta, text=step.text, logprobs=None if masked else logprobs)
-
-
-async def _record(guard: RequestGuard, stream: _Stream, step: StreamStep, context: DetectContext) -> None:
-    """Record a finished choice's output verdict for the ``guardrail`` field. The stream guard reports
-    what to send, not the assessments, so an intervention (rare) is re-checked whole for them, without
-    a second audit entry; a clean stream costs nothing more."""
-    if not step.blocked and not stream.masked:
-        guard.record("output", GuardResult("NONE", stream.raw, False, [], []))
-        return
-    engine_guard = guardrails_api.get_guard(guard.request)
-    check = engine_guard.check
-    verdict = await asyncio.to_thread(check, "output", stream.raw, guard.policy, context, audit=False)
-    text = (step.message or "") if step.blocked else verdict.text
-    guard.record("output", replace(verdict, action=INTERVENED, text=text, blocked=step.blocked))
