@@ -194,8 +194,7 @@ async def register_dataset(request: Request) -> dict[str, Any]:
     try:
         dataset = await _call(request, "register", name, path, kind=kind, description=description)
     except DatasetError as exc:
-        param = "name" if "dataset name" in str(exc) else "path"
-        raise APIError(400, str(exc), param=param) from exc
+        raise APIError(400, str(exc), param=exc.param) from exc
     return _card(request, dataset)
 
 

@@ -32,7 +32,12 @@ _FORMATS = {".parquet": "parquet", ".csv": "csv", ".gz": "csv"}
 
 
 class DatasetError(ValueError):
-    """The path, name or layout cannot make a dataset; the message says what to fix."""
+    """The path, name or layout cannot make a dataset; the message says what to fix and ``param`` which
+    input it is about (the HTTP route names it in its 400)."""
+
+    def __init__(self, message: str, param: str = "path") -> None:
+        super().__init__(message)
+        self.param = param
 
 
 def resolve_dataset(
@@ -45,9 +50,11 @@ def resolve_dataset(
 ) -> Dataset:
     """A Dataset for ``path`` (or for explicit ``tables``: table name -> path), validated on disk."""
     if not _DATASET_NAME.match(name):
-        raise DatasetError(f"invalid dataset name {name!r}: use up to 64 letters, digits, '_', '.', '-'")
+        message = f"invalid dataset name {name!r}: use up to 64 letters, digits, '_', '.', '-'"
+        raise DatasetError(message, param="name")
     if kind is not None and kind not in DATASET_KINDS:
-        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(DATASET_KINDS)}")
+        message = f"unknown dataset kind {kind!r}; choose one of {', '.join(DATASET_KINDS)}"
+        raise DatasetError(message, param="kind")
     found = _explicit(tables) if tables else _discover(path)
     if not found:
         raise DatasetError(f"{path}: no Parquet or CSV files found")
@@ -62,7 +69,7 @@ def infer_kind(tables: Mapping[str, TableSource]) -> str:
     for source in tables.values():
         if source.path.startswith("s3://"):
             raise DatasetError(f"{source.path}: the kind of an s3:// dataset cannot be inferred offline; "
-                               "pass --kind cur|cur2|focus|custom")  # fmt: skip
+                               "pass --kind cur|cur2|focus|custom", param="kind")  # fmt: skip
         columns = {c.lower() for c in table_columns(source)}
         if {"billedcost", "chargeperiodstart"} <= columns:
             return "focus"
