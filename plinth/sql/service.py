@@ -17,6 +17,7 @@ opened per runner (the caller closes them with ``runner.engine.close()``).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import threading
 from collections.abc import Mapping
@@ -127,13 +128,16 @@ class SQLService:
         url: str | None = None,
         guard: Any = None,
     ) -> AskResult:
-        """Question -> vetted SQL -> rows, chart, answer: the ask loop over this dataset's runner."""
+        """Question -> vetted SQL -> rows, chart, answer: the ask loop over this dataset's runner.
+
+        Opening the runner reads the control plane and may build the engine's catalog file, and
+        describing it queries the engine: both run in a worker thread, off the caller's event loop."""
         from plinth.sql.ask import ask
         from plinth.sql.catalog import Catalog
 
-        runner = self.runner(tenant, name, engine=engine, url=url)
+        runner = await asyncio.to_thread(self.runner, tenant, name, engine=engine, url=url)
         try:
-            catalog = Catalog.for_dataset(runner.dataset, runner.describe())
+            catalog = Catalog.for_dataset(runner.dataset, await asyncio.to_thread(runner.describe))
             return await ask(
                 question, runner.dataset, chat, runner=runner, catalog=catalog, guard=guard,
                 dialect=runner.engine.dialect,
