@@ -8,6 +8,7 @@ before changing it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -53,3 +54,13 @@ def pg_dsn() -> Iterator[str]:
     finally:
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No PLINTH_* from the developer's shell, and the working directory a fresh temporary one (so no
+    ./plinth.toml or ./plinth-data from the repository): what CLI and settings tests start from."""
+    for name in list(os.environ):
+        if name.startswith("PLINTH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

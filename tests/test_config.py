@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,14 +9,7 @@ from pydantic import ValidationError
 
 from plinth.config import InsecureBindError, Settings, check_bind, is_loopback_host
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No PLINTH_* from the developer's shell, and no ./plinth.toml from the repository."""
-    for name in list(os.environ):
-        if name.startswith("PLINTH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_defaults() -> None:
