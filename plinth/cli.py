@@ -19,6 +19,7 @@ from plinth.config import InsecureBindError, Settings, check_bind
 
 if TYPE_CHECKING:
     from plinth.control import ControlPlane
+    from plinth.llm.checkpoint_info import CheckpointInfo
 
 app = typer.Typer(name="plinth", help="Self-hosted generative-AI platform.", no_args_is_help=True)
 model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
@@ -100,7 +101,12 @@ def _serve(settings: Settings) -> None:
 def serve(
     ctx: typer.Context,
     model: Annotated[
-        list[str] | None, typer.Option("--model", help="Checkpoint dir or hub id (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="Catalog name (default smollm2-135m-instruct; random-llama-small), checkpoint dir, "
+            ".gguf file or hub id (repeatable).",
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
@@ -159,14 +165,15 @@ def demo(
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Serve a random small model without API keys, to try Plinth offline (outputs are gibberish)."""
+    """Serve the packaged default model without API keys, with the sample data, to try Plinth offline."""
     settings = build_settings(ctx, models=None, host=host, port=port, data_dir=data_dir, no_auth=True)
     shared = Path("../shared/data")  # the open datasets beside a checkout (the movie catalog)
     demo_data = shared if (shared / "movies").is_dir() else None
     settings = settings.model_copy(update={"models": [], "demo_data": demo_data})
     if demo_data is None:
         typer.echo("No ../shared/data/movies beside this checkout: the movies knowledge base is skipped.")
-    typer.echo(f"Plinth demo at http://{settings.host}:{settings.port}/ (random weights, no auth)")
+    url = f"http://{settings.host}:{settings.port}/"
+    typer.echo(f"Plinth demo at {url} (model smollm2-135m-instruct, no auth)")
     _serve(settings)
 
 
@@ -183,6 +190,26 @@ def init_random(
     path = write_checkpoint(arch.value, size.value, out, seed)
     typer.echo(f"wrote a {arch.value} {size.value} checkpoint to {path}")
     typer.echo("its weights are RANDOM: it exercises the stack, its outputs mean nothing")
+
+
+@model_app.command("list")
+def model_list(ctx: typer.Context) -> None:
+    """Models on this machine (packaged, under the data dir, in the Hugging Face cache)."""
+    from plinth.llm.catalog import list_models
+
+    settings = build_settings(ctx)
+    rows = [("NAME", "SOURCE", "ARCH", "PARAMS", "QUANT", "SIZE", "LICENCE")]
+    rows += [_model_row(m) for m in list_models(settings.data_dir)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _model_row(m: CheckpointInfo) -> tuple[str, ...]:
+    params = f"{m.parameters / 1e6:.0f}M" if m.parameters else "?"
+    name = f"{m.name} (random)" if m.random_weights else m.name
+    size = f"{m.size_bytes / 2**20:.0f} MiB"
+    return (name, m.source, m.architecture or "?", params, m.quantization or "?", size, m.licence or "?")
 
 
 def _control_plane(ctx: typer.Context) -> ControlPlane:

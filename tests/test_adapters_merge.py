@@ -13,7 +13,7 @@ from lora_fixtures import make_peft_adapter
 
 from plinth.config import Settings
 from plinth.server import create_app
-from plinth.server.app import load_models
+from plinth.llm.loading import load_models
 
 pytestmark = pytest.mark.slow
 

@@ -1,9 +1,11 @@
-"""``serve(settings)``: bind check, model loading, and the random-weight fallback when no model is given
-(engine, checkpoint writer and uvicorn replaced by recorders, so this stays fast)."""
+"""``serve(settings)``: bind check, model loading, the packaged default model when no model is given, and
+random weights only when asked for (engine, checkpoint writer and uvicorn replaced by recorders, so this
+stays fast)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -37,17 +39,23 @@ def recorded(monkeypatch):
     return calls
 
 
-def test_serve_without_model_explains_and_serves_random_small_llama(tmp_path, recorded, capsys):
+def test_serve_without_model_serves_the_packaged_default(tmp_path, recorded):
     serve(Settings(data_dir=tmp_path, port=8123))
-    assert "plinth serve --model" in capsys.readouterr().out
-    [(arch, size, out)] = recorded["init_random"]
-    assert (arch, size, out) == ("llama", "small", tmp_path / "models" / "random-llama-small")
+    [(config, name)] = recorded["load"]
+    assert name == "smollm2-135m-instruct"
+    assert config.model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf") and Path(config.model).is_file()
+    assert recorded["init_random"] == []
     [(app, kwargs)] = recorded["run"]
     assert kwargs["port"] == 8123 and kwargs["host"] == "127.0.0.1"
     client = TestClient(app, raise_server_exceptions=False)
     assert client.get("/v1/models").status_code == 401  # auth is on by default
 
-    serve(Settings(data_dir=tmp_path, no_auth=True))  # the checkpoint is created once, then reused
+
+def test_random_weights_only_when_asked_for(tmp_path, recorded):
+    serve(Settings(data_dir=tmp_path, models=["random-llama-small"], no_auth=True))
+    [(arch, size, out)] = recorded["init_random"]
+    assert (arch, size, out) == ("llama", "small", tmp_path / "models" / "random-llama-small")
+    serve(Settings(data_dir=tmp_path, models=["random-llama-small"], no_auth=True))  # created once, reused
     assert len(recorded["init_random"]) == 1
     card = TestClient(recorded["run"][-1][0]).get("/v1/models").json()["data"][0]
     assert card["id"] == "random-llama-small" and card["plinth"]["random_weights"] is True

@@ -2,8 +2,8 @@
 
 :func:`create_app` wires already-loaded models, an open control plane and (optionally) an embedder into an
 app, so tests build one from tiny or fake models. :func:`serve` is the process entry point: it checks the
-bind address, opens the control plane, loads every ``--model`` (or a random-weight ``small`` llama when
-none is given, saying so loudly) and runs uvicorn::
+bind address, opens the control plane, loads every ``--model`` (the packaged default model when none is
+given; see :mod:`plinth.llm.loading`) and runs uvicorn::
 
     app = create_app(Settings(no_auth=True), [LocalModel.load(cfg)], open_control_plane(url))
 """
@@ -37,21 +37,10 @@ from plinth.server.errors import install_error_handlers
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
 from plinth.server.state import ServerState, get_state
 
-__all__ = ["NO_MODEL_HELP", "create_app", "load_models", "random_model_path", "serve"]
+__all__ = ["create_app", "serve"]
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the static web app (plinth/web/)
-
-NO_MODEL_HELP = """\
-No model given, so Plinth is serving a RANDOM-WEIGHT llama ('small'): its output is gibberish, but
-every API works. To serve a real model, point Plinth at a Hugging Face id or a local checkpoint:
-
-    plinth serve --model Qwen/Qwen2.5-0.5B-Instruct
-    plinth serve --model ./path/to/checkpoint-dir
-
-(or set `models = [...]` in plinth.toml, or PLINTH_MODELS).
-"""
-
 
 def create_app(
     settings: Settings, models: list[Any], control_plane: ControlPlane, embedder: Any | None = None
@@ -151,51 +140,6 @@ def _metrics(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def random_model_path(settings: Settings) -> Path:
-    """The random-weight ``small`` llama served when no model is configured, created on first use."""
-    path = Path(settings.data_dir) / "models" / "random-llama-small"
-    if not (path / "config.json").is_file():
-        from plinth.engine.checkpoint import init_random
-
-        init_random("llama", "small", path)
-    return path
-
-
-def load_models(settings: Settings) -> list[Any]:
-    """A ``LocalModel`` (own engine, own adapter slots and memory budget) per ``--model``; the one
-    ``--merge-lora NAME`` fits is loaded with that adapter merged in and served as NAME instead."""
-    from plinth.llm.local import LocalModel
-
-    if not settings.models:
-        print(NO_MODEL_HELP, flush=True)
-        path = random_model_path(settings)
-        return [LocalModel.load(settings.engine_config(str(path)), name=path.name)]
-    merged, folder = None, None
-    if settings.merge_lora is not None:
-        from plinth.llm.merge import merge_target
-
-        folder = _adapter_folder(settings, settings.merge_lora)
-        merged = merge_target(settings.models, folder, settings.merge_lora)
-    models = []
-    for name in settings.models:
-        if name == merged and folder is not None and settings.merge_lora is not None:
-            from plinth.llm.merge import load_merged
-
-            config = settings.engine_config(name, enable_lora=False)
-            models.append(load_merged(config, folder, settings.merge_lora))
-        else:
-            models.append(LocalModel.load(settings.engine_config(name)))
-    return models
-
-
-def _adapter_folder(settings: Settings, name: str) -> Path:
-    for directory in settings.adapters:
-        if (Path(directory) / name).is_dir():
-            return Path(directory) / name
-    dirs = ", ".join(str(d) for d in settings.adapters)
-    raise ValueError(f"--merge-lora {name}: no folder {name!r} in the --adapters directories ({dirs})")
-
-
 def serve(settings: Settings) -> None:
     """Run the server until interrupted (``plinth serve``)."""
     import uvicorn
@@ -206,6 +150,8 @@ def serve(settings: Settings) -> None:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     assert settings.database_url is not None  # Settings fills the default
     control_plane = open_control_plane(settings.database_url)
+    from plinth.llm.loading import load_models
+
     models = load_models(settings)
     app = create_app(settings, models, control_plane)
     if settings.demo_data is not None:
