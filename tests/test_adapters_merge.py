@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from lora_fixtures import make_peft_adapter
 
 from plinth.config import Settings
-from plinth.server import create_app
 from plinth.llm.loading import load_models
+from plinth.server import create_app
 
 pytestmark = pytest.mark.slow
 

@@ -42,6 +42,7 @@ __all__ = ["create_app", "serve"]
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the static web app (plinth/web/)
 
+
 def create_app(
     settings: Settings, models: list[Any], control_plane: ControlPlane, embedder: Any | None = None
 ) -> FastAPI:
