@@ -27,6 +27,10 @@ export function mount(section) {
 
   fill(section,
     h("h1", { id: "cost-title" }, "Cost analyst"),
+    h("p", { class: "note", id: "cost-model-note" },
+      "Plain words: the built-in model, SmolLM2-135M-Instruct, is small and writes wrong or unrunnable SQL " +
+      "for most questions on its own; you will often see its failed attempts below. A SQL-tuned adapter or a " +
+      "larger model answers far better. The SQL editor always works."),
     h("div", { class: "layout" },
       h("aside", { class: "side" }, field("Dataset", dataset), field("Model", model),
         h("h2", {}, "History"), historyList),
