@@ -29,7 +29,11 @@ __all__ = [
     "adapters",
     "api_keys",
     "audit_log",
+    "files",
     "guardrails",
+    "job_checkpoints",
+    "job_events",
+    "jobs",
     "kb_jobs",
     "kb_sessions",
     "knowledge_bases",
@@ -144,6 +148,58 @@ guardrails = sa.Table(
     sa.Column("is_default", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # file-<hex>, the id clients see
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),  # fine-tune | batch | evals
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),  # where the content lies, under the data dir
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # ftjob-<hex> for fine-tuning
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),  # fine_tune (batch, evaluation later)
+    sa.Column("status", sa.String(32), nullable=False),  # validating_files | queued | running | succeeded ...
+    sa.Column("request", sa.JSON, nullable=False),  # the validated create body
+    sa.Column("result", sa.JSON, nullable=True),  # kind-specific: trained_tokens, fine_tuned_model, ...
+    sa.Column("error", sa.JSON, nullable=True),  # {"code", "message", "param"}
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),  # worker starts; >1 means it resumed
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.String(40), sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("level", sa.String(8), nullable=False),  # info | warn | error
+    sa.Column("type", sa.String(16), nullable=False),  # message | metrics
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+job_checkpoints = sa.Table(
+    "job_checkpoints",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.String(40), sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 migrations_table = sa.Table(

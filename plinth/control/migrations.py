@@ -208,3 +208,61 @@ def m005_guardrails(conn: sa.Connection) -> None:
         sa.UniqueConstraint("tenant_id", "name", name="uq_guardrails_tenant_name"),
     )
     md.create_all(conn)
+
+
+@migration
+def m006_files_and_jobs(conn: sa.Connection) -> None:
+    """Uploaded files (OpenAI's Files API) and the one job system (fine-tuning now; batch and evaluation
+    jobs are other ``kind`` s): a job's request and result as JSON, its events and checkpoints."""
+    md = sa.MetaData()
+    tz = sa.DateTime(timezone=True)
+    sa.Table("tenants", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "files",
+        md,
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("purpose", sa.String(32), nullable=False),
+        sa.Column("filename", sa.String(255), nullable=False),
+        sa.Column("bytes", sa.BigInteger, nullable=False),
+        sa.Column("path", sa.Text, nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+    )
+    sa.Table(
+        "jobs",
+        md,
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("status", sa.String(32), nullable=False, index=True),
+        sa.Column("request", sa.JSON, nullable=False),
+        sa.Column("result", sa.JSON, nullable=True),
+        sa.Column("error", sa.JSON, nullable=True),
+        sa.Column("cancel_requested", sa.Boolean, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("started_at", tz, nullable=True),
+        sa.Column("finished_at", tz, nullable=True),
+    )
+    sa.Table(
+        "job_events",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("job_id", sa.String(40), sa.ForeignKey("jobs.id"), nullable=False, index=True),
+        sa.Column("level", sa.String(8), nullable=False),
+        sa.Column("type", sa.String(16), nullable=False),
+        sa.Column("message", sa.Text, nullable=False),
+        sa.Column("data", sa.JSON, nullable=True),
+        sa.Column("created_at", tz, nullable=False),
+    )
+    sa.Table(
+        "job_checkpoints",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("job_id", sa.String(40), sa.ForeignKey("jobs.id"), nullable=False, index=True),
+        sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("path", sa.Text, nullable=False),
+        sa.Column("metrics", sa.JSON, nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+    )
+    md.create_all(conn)

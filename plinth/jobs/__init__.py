@@ -1,0 +1,12 @@
+"""One job system for long-running work: uploaded files, a queue, worker processes, resume and cancel.
+
+Jobs live in the control plane (:mod:`plinth.control.jobs`); a :class:`JobSupervisor` thread in the
+server runs each in a worker process so serving goes on, and a job kind (fine-tuning now; batch and
+evaluation next) is a ``run`` in the worker plus a ``finalize`` in the server.
+"""
+
+from plinth.jobs.context import JobContext, JobStopped
+from plinth.jobs.kinds import JobKind
+from plinth.jobs.supervisor import JobSupervisor
+
+__all__ = ["JobContext", "JobKind", "JobStopped", "JobSupervisor"]
