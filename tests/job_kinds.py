@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from plinth.jobs import JobContext, JobStopped
 
@@ -13,7 +14,7 @@ def count(ctx: JobContext) -> dict:
     """Count to ``steps``, a checkpoint every ``every`` steps; resume from the newest checkpoint."""
     steps, every = ctx.job.request["steps"], ctx.job.request.get("every", 5)
     latest = ctx.latest_checkpoint()
-    start = json.loads((latest and open(latest.path + "/state.json").read()) or '{"step": 0}')["step"]
+    start = json.loads(Path(latest.path, "state.json").read_text())["step"] if latest else 0
     if start:
         ctx.event(f"Resumed from checkpoint at step {start}", step=start)
     for step in range(start + 1, steps + 1):
