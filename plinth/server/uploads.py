@@ -39,8 +39,11 @@ class Upload:
     filename: str  # as the client named it (display only: never used as a path)
 
 
-async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Upload:
-    """Read the whole multipart body: text fields in memory, the ``file`` part to ``dest_dir``."""
+async def receive_upload(request: Request, dest_dir: Path, max_bytes: int, *, archive: bool = True) -> Upload:
+    """Read the whole multipart body: text fields in memory, the ``file`` part to ``dest_dir``.
+
+    ``archive=False`` is for the Files API: the file keeps its own (sanitised) name rather than being
+    named as a ``.tar.gz``."""
     match = _BOUNDARY.search(request.headers.get("content-type", ""))
     if match is None:
         raise APIError(400, "multipart/form-data without a boundary", param="file")
@@ -48,7 +51,7 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Up
         raise _too_large(max_bytes)
     folder = dest_dir / uuid.uuid4().hex  # one folder per upload: the file keeps its client-side name
     folder.mkdir(parents=True)
-    parser = _Parser(match.group(1).encode(), folder, max_bytes)
+    parser = _Parser(match.group(1).encode(), folder, max_bytes, archive)
     try:
         async for chunk in request.stream():
             await asyncio.to_thread(parser.feed, chunk)  # writes to disk: off the event loop
@@ -60,10 +63,12 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Up
     return Upload(parser.fields, folder / parser.filename, parser.filename)
 
 
-def _safe_filename(name: str) -> str:
-    """The client's file name reduced to a harmless basename ending in .tar.gz (it names the adapter
-    when the archive holds one bare PEFT folder and no ``name`` field is given)."""
+def _safe_filename(name: str, archive: bool) -> str:
+    """The client's file name reduced to a harmless basename; for an archive, ending in .tar.gz (it names
+    the adapter when the archive holds one bare PEFT folder and no ``name`` field is given)."""
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
+    if not archive:
+        return stem[:200] or "upload"
     for suffix in (".tar.gz", ".tgz", ".tar"):
         stem = stem.removesuffix(suffix)
     return f"{stem or 'upload'}.tar.gz"
@@ -78,9 +83,9 @@ def _too_large(max_bytes: int) -> APIError:
 class _Parser:
     """Incremental multipart parser: ``--B`` delimiters, part headers, then data up to ``\\r\\n--B``."""
 
-    def __init__(self, boundary: bytes, folder: Path, max_bytes: int) -> None:
+    def __init__(self, boundary: bytes, folder: Path, max_bytes: int, archive: bool) -> None:
         self.delimiter, self.separator = b"--" + boundary, b"\r\n--" + boundary
-        self.folder, self.max_bytes = folder, max_bytes
+        self.folder, self.max_bytes, self.archive = folder, max_bytes, archive
         self.fields: dict[str, str] = {}
         self.buffer = bytearray()
         self.state = "preamble"
@@ -101,7 +106,8 @@ class _Parser:
         if self.state != "done":
             raise APIError(400, "The multipart body ended early.", param="file")
         if not self.has_file:
-            raise APIError(400, "Upload the adapter archive in the form field 'file'.", param="file")
+            what = "the adapter archive" if self.archive else "the file"
+            raise APIError(400, f"Upload {what} in the form field 'file'.", param="file")
 
     def close(self) -> None:
         if self.file is not None:
@@ -158,7 +164,7 @@ class _Parser:
                 raise APIError(400, "Upload exactly one file.", param="file")
             self.has_file = True
             found = _FILENAME.search(params)
-            self.filename = _safe_filename(found.group(1) if found else "")
+            self.filename = _safe_filename(found.group(1) if found else "", self.archive)
             self.file = (self.folder / self.filename).open("wb")
 
     def _data(self, data: bytes) -> None:
