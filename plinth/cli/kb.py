@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from plinth.cli import _fail, build_settings
+from plinth.cli.common import build_settings, fail
 from plinth.config import Settings
 
 kb_app = typer.Typer(
@@ -33,7 +33,7 @@ def _kb_call(ctx: typer.Context, method: str, *args: Any, **kwargs: Any) -> Any:
     try:
         return getattr(service, method)(tenant, *args, **kwargs)
     except (LookupError, RuntimeError, ValueError) as exc:
-        _fail(str(exc).strip("'\""), code=1)
+        fail(str(exc).strip("'\""), code=1)
     finally:
         service.cp.close()
 
@@ -68,7 +68,7 @@ def kb_create(
     try:
         config = KnowledgeBaseConfig.from_json(raw)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _kb_call(ctx, "create", config)
     typer.echo(f"created knowledge base {name} ({config.store}, chunking {config.chunking.strategy})")
 
@@ -115,7 +115,7 @@ def kb_sync(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Knowle
     for skip in report.get("skipped", []):
         typer.echo(f"skipped {skip['path']}: {skip['reason']}")
     if job.status != "succeeded":
-        _fail(f"sync failed, the previous version is still served: {job.error}", code=1)
+        fail(f"sync failed, the previous version is still served: {job.error}", code=1)
 
 
 @kb_app.command("query")
@@ -143,7 +143,7 @@ def kb_query(
     try:
         raw_filter = json.loads(filter) if filter else None
     except json.JSONDecodeError as exc:
-        _fail(f"--filter is not valid JSON: {exc}")
+        fail(f"--filter is not valid JSON: {exc}")
     if generate:
         _kb_generate(ctx, name, query, k, search_type, raw_filter)
         return
@@ -163,7 +163,7 @@ def _kb_generate(
     try:
         from plinth.knowledge.rag import retrieve_and_generate
     except ImportError:
-        _fail(
+        fail(
             "--generate needs plinth.knowledge.rag (retrieve-and-generate), which this install lacks", code=1
         )
     settings = build_settings(ctx)
@@ -191,7 +191,7 @@ def _kb_chat_model(settings: Settings) -> Any:
 
         return OpenAICompatModel(settings.llm_url, settings.models[0] if settings.models else "default")
     if not settings.models:
-        _fail("--generate needs a model: set PLINTH_LLM_URL (an OpenAI-compatible server) or PLINTH_MODELS")
+        fail("--generate needs a model: set PLINTH_LLM_URL (an OpenAI-compatible server) or PLINTH_MODELS")
     from plinth.llm.local import LocalModel
 
     return LocalModel.load(settings.engine_config(settings.models[0]))
