@@ -18,6 +18,7 @@ from typing import Any
 from plinth.engine import (
     AsyncLLMEngine,
     EngineConfig,
+    EngineStats,
     PromptTooLongError,
     RequestOutput,
     SamplingParams,
@@ -88,6 +89,25 @@ class LocalModel:
 
     def shutdown(self) -> None:
         self.engine.shutdown()
+
+    # -- what the server reads (the ServedModel protocol, plinth.llm.served) ------------------------
+
+    @property
+    def metrics_label(self) -> str:
+        return self.name
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return getattr(self.tokenizer, "eos_token_id", None)
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return getattr(getattr(self.engine, "model_config", None), "path", None)
+
+    def stats(self) -> EngineStats | None:
+        """The engine's queue and KV-cache gauges (None for test engines without them)."""
+        stats = getattr(getattr(self.engine, "engine", None), "stats", None)
+        return stats() if callable(stats) else None
 
     # -- adapters (engine-level names; tenancy lives in the server) -------------------------------
 

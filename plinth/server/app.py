@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from plinth.adapters import AdapterRegistry
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane
 from plinth.server import (
@@ -31,7 +32,6 @@ from plinth.server import (
     session_api,
     sql_api,
 )
-from plinth.server.adapter_registry import AdapterRegistry
 from plinth.server.auth import local_tenant
 from plinth.server.errors import install_error_handlers
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
@@ -138,8 +138,8 @@ def _health(request: Request) -> dict[str, Any]:
                 "status": "ready",
                 "random_weights": bool(model.is_random),
                 "max_model_len": model.max_model_len,
-                "num_running": getattr(stats, "num_running", None),
-                "num_waiting": getattr(stats, "num_waiting", None),
+                "num_running": None if stats is None else stats.num_running,
+                "num_waiting": None if stats is None else stats.num_waiting,
             }
         )
     return {"status": "ok" if models else "no_models", "models": models}

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plinth.adapters import AdapterConflictError, AdapterRegistryError
 from plinth.engine import PromptTooLongError, SamplingParamsError
 
 __all__ = ["APIError", "error_body", "install_error_handlers", "prompt_too_long"]
@@ -72,6 +73,9 @@ def as_api_error(exc: Exception) -> APIError:
         return APIError(400, str(exc), param=exc.param)
     if isinstance(exc, PromptTooLongError):
         return prompt_too_long(exc)
+    if isinstance(exc, AdapterRegistryError):
+        status = 409 if isinstance(exc, AdapterConflictError) else 400
+        return APIError(status, exc.message, param=exc.param, code=exc.code)
     log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", code="internal_error")
 
@@ -109,5 +113,5 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register handlers so every error, expected or not, leaves in the OpenAI shape."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for exc_type in (APIError, SamplingParamsError, PromptTooLongError, Exception):
+    for exc_type in (APIError, SamplingParamsError, PromptTooLongError, AdapterRegistryError, Exception):
         app.add_exception_handler(exc_type, _known_error)

@@ -28,10 +28,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from plinth.adapters import AdapterEntry
 from plinth.guard.canary import new_canary
+from plinth.llm.served import ServedModel
 from plinth.server import chat_guard
 from plinth.server import openai_format as fmt
-from plinth.server.adapter_registry import AdapterEntry
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
 from plinth.server.generation import Choice, Events, Job, collect, start
@@ -60,7 +61,7 @@ def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-def _model_card(state: ServerState, model: Any) -> dict[str, Any]:
+def _model_card(state: ServerState, model: ServedModel) -> dict[str, Any]:
     parent = getattr(model, "parent", None)  # set for a --merge-lora model
     return {
         "id": model.name,
@@ -122,7 +123,9 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     return _sse(_sse_body(events, body.n, body.n, render, usage_chunk if body.include_usage else None))
 
 
-def _chat_render(rid: str, created: int, model: Any, k: int | None, guard: RequestGuard | None) -> Render:
+def _chat_render(
+    rid: str, created: int, model: ServedModel, k: int | None, guard: RequestGuard | None
+) -> Render:
     """Chunks for one delta: the role first, then content, logprobs and finish_reason; under a guard,
     a choice's last chunk carries the ``guardrail`` field as it stands then."""
 
@@ -185,7 +188,7 @@ async def _screen_prompts(guard: RequestGuard, prompts: list[str | list[int]]) -
 
 
 def _completion_render(
-    rid: str, created: int, model: Any, k: int | None, num_jobs: int, guard: RequestGuard | None
+    rid: str, created: int, model: ServedModel, k: int | None, num_jobs: int, guard: RequestGuard | None
 ) -> Render:
     """Chunks for one delta (``text_offset`` counted per choice); under a guard, a choice's last chunk
     carries the ``guardrail`` field as it stands then."""
@@ -235,7 +238,7 @@ def _encode_vector(vector: Sequence[float], encoding: str) -> list[float] | str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-def _room(model: Any, ids: list[int], param: str = "messages") -> int:
+def _room(model: ServedModel, ids: list[int], param: str = "messages") -> int:
     """Tokens left for the completion; a 400 when the prompt alone fills the context."""
     if not ids:
         raise APIError(400, "The prompt is empty.", param=param)
@@ -252,7 +255,7 @@ def _room(model: Any, ids: list[int], param: str = "messages") -> int:
 
 def _jobs(
     body: Any,
-    model: Any,
+    model: ServedModel,
     prompts: list[list[int]],
     logprobs: int | None,
     max_tokens: int | None,

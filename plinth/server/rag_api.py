@@ -36,7 +36,7 @@ from plinth.knowledge.citations import reference
 from plinth.knowledge.filters import FilterError, parse_filter
 from plinth.knowledge.rag import MIN_SCORES, DroppedSource, RagResult, retrieve_and_generate
 from plinth.knowledge.retriever import MAX_RESULTS, SEARCH_TYPES, RetrievalError
-from plinth.llm.local import ChatView
+from plinth.llm import ChatModel
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.guard_hooks import GuardrailConfig, RequestGuard, parse_guardrail_config, request_guard
@@ -70,7 +70,7 @@ async def retrieve_and_generate_route(request: Request) -> dict[str, Any]:
     req = parse_request(await json_object(request))
     tenant, state = request.state.tenant, get_state(request)
     row = await call_service(request, "get", req.kb)  # 404 for an unknown (or another tenant's) KB
-    chat = ChatView(state.model(req.model, tenant))  # 404 model_not_found
+    chat = state.model(req.model, tenant).as_chat_model()  # 404 model_not_found
     schema = knowledge_service(request).config(row).metadata_schema or {}
     if req.filter is not None:
         _check_filter(req.filter, schema)
@@ -197,7 +197,7 @@ async def _history(request: Request, session_id: str | None) -> list[dict[str, s
 async def _run(
     request: Request,
     req: RagRequest,
-    chat: ChatView,
+    chat: ChatModel,
     history: list[dict[str, str]],
     schema: dict[str, str],
     guard: RequestGuard | None,

@@ -45,7 +45,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from plinth.llm.local import ChatView
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, error_body
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
@@ -100,7 +99,7 @@ async def ask_route(request: Request) -> dict[str, Any]:
     config = parse_guardrail_config(body.get("guardrailConfig"))
     tenant = request.state.tenant
     await _call(request, "get", name)  # 404 for an unknown (or another tenant's) dataset, first
-    chat = ChatView(get_state(request).model(model_name, tenant))  # 404 model_not_found
+    chat = get_state(request).model(model_name, tenant).as_chat_model()  # 404 model_not_found
     guard = await request_guard(request, config)  # None: no guardrail applies
     hook = _AskGuard(guard) if guard is not None else None
     try:
