@@ -8,6 +8,7 @@ as an :class:`AdapterModel`, a :class:`~plinth.llm.served.ServedModel` like any 
 from plinth.adapters.errors import AdapterConflictError, AdapterRegistryError
 from plinth.adapters.registry import AdapterEntry, AdapterRegistry, check_adapter_name
 from plinth.adapters.served import AdapterModel, client_name
+from plinth.engine.lora.archive import is_local_source
 
 __all__ = [
     "AdapterConflictError",
@@ -17,4 +18,5 @@ __all__ = [
     "AdapterRegistryError",
     "check_adapter_name",
     "client_name",
+    "is_local_source",
 ]

@@ -30,9 +30,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from plinth.adapters import AdapterConflictError, AdapterEntry, AdapterRegistry
+from plinth.adapters import AdapterConflictError, AdapterEntry, AdapterRegistry, is_local_source
 from plinth.control import Tenant
-from plinth.engine.lora.archive import is_local_source
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.state import get_state

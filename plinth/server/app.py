@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from plinth.adapters import AdapterRegistry
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane
+from plinth.guard import audit_key
 from plinth.server import (
     adapters_api,
     admin_api,
@@ -74,8 +75,8 @@ def create_app(
     )
     app.state.plinth = state
     app.state.knowledge = _knowledge_service(control_plane, settings)
-    audit_key = guardrails_api.audit_key(Path(settings.data_dir))  # per installation, kept in the data dir
-    app.state.guard = guardrails_api.make_guard(control_plane, audit_key)  # audits into the control plane
+    key = audit_key(Path(settings.data_dir))  # per installation, kept in the data dir
+    app.state.guard = guardrails_api.make_guard(control_plane, key)  # audits into the control plane
     app.state.sql = _sql_service(control_plane, settings)
     state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
     _register_adapters(state.adapters, settings)
@@ -98,13 +99,13 @@ def create_app(
 
 
 def _knowledge_service(control_plane: ControlPlane, settings: Settings) -> Any:
-    from plinth.knowledge.service import KnowledgeService
+    from plinth.knowledge import KnowledgeService
 
     return KnowledgeService(control_plane, settings.data_dir, settings, recover=True)
 
 
 def _sql_service(control_plane: ControlPlane, settings: Settings) -> Any:
-    from plinth.sql.service import SQLService
+    from plinth.sql import SQLService
 
     return SQLService(control_plane, settings.data_dir, settings)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from plinth.adapters import client_name
 from plinth.engine import PromptTooLongError, SamplingParams, TokenLogprob, UnknownAdapterError
-from plinth.llm.served import ServedModel
+from plinth.llm import ServedModel
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
 

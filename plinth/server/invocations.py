@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from plinth.engine import SamplingParams
-from plinth.llm.served import ServedModel
+from plinth.llm import ServedModel
 from plinth.server import chat_guard
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body

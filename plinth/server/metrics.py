@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plinth.engine import EngineStats, LoraStats
-from plinth.llm.served import AdapterHost, ServedModel
+from plinth.llm import AdapterHost, ServedModel
 
 __all__ = ["LoraCollector", "Metrics", "RequestMetricsMiddleware", "engine_stats"]
 

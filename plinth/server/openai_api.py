@@ -29,8 +29,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from plinth.adapters import AdapterEntry
-from plinth.guard.canary import new_canary
-from plinth.llm.served import ServedModel
+from plinth.guard import new_canary
+from plinth.llm import ServedModel
 from plinth.server import chat_guard
 from plinth.server import openai_format as fmt
 from plinth.server.auth import require_tenant

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from plinth.engine import TokenLogprob
-from plinth.llm.served import ServedModel
+from plinth.llm import ServedModel
 from plinth.server.generation import Choice
 
 __all__ = [

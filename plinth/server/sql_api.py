@@ -50,18 +50,21 @@ from plinth.server.errors import APIError, error_body
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.knowledge_api import json_object
 from plinth.server.state import get_state
-from plinth.sql.ask import AskFailedError, GuardBlockedError, attempts_json
-from plinth.sql.chart import chart_spec
-from plinth.sql.datasets import DatasetError
-from plinth.sql.service import DatasetNotFoundError, SQLService
-from plinth.sql.types import (
+from plinth.sql import (
     DATASET_KINDS,
+    AskFailedError,
     AskResult,
     Dataset,
+    DatasetError,
+    DatasetNotFoundError,
+    GuardBlockedError,
     QueryFailedError,
     QueryTimeoutError,
     RefusedError,
+    SQLService,
     UnsafeSQLError,
+    attempts_json,
+    chart_spec,
 )
 
 __all__ = ["router"]

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from plinth.adapters import AdapterRegistry
 from plinth.config import Settings
 from plinth.control import ControlPlane, Tenant
-from plinth.llm.served import AdapterHost, ServedModel
+from plinth.llm import AdapterHost, ServedModel
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
 
@@ -65,7 +65,7 @@ class ServerState:
         one knowledge bases also use, so the same model is never held in memory twice."""
         async with self._embedder_lock:
             if self.embedder is None:
-                from plinth.knowledge.embedders import get_embedder
+                from plinth.knowledge import get_embedder
 
                 self.embedder = await run_in_threadpool(get_embedder, self.settings.embedding_model)
         return self.embedder
