@@ -1,7 +1,9 @@
 """OpenAI-shaped errors for every failure the server can answer, so clients parse one format.
 
 Every non-2xx body is ``{"error": {"message", "type", "param", "code"}}``. Routes raise
-:class:`APIError` (or let a known library error through); :func:`install_error_handlers` maps the rest —
+:class:`APIError` or let a domain error through (:data:`DOMAIN_ERRORS`: the engine's request checks, the
+adapter registry's refusals, knowledge-base and dataset lookups), which is mapped here and only here;
+:func:`install_error_handlers` maps the rest —
 FastAPI's 422 validation errors become 400s naming the field, unknown routes 404, and anything
 unexpected a 500 whose body never carries a stack trace::
 
@@ -20,11 +22,32 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plinth.adapters import AdapterConflictError, AdapterRegistryError
 from plinth.engine import PromptTooLongError, SamplingParamsError
+from plinth.knowledge import ConflictError, FilterError, InvalidError, NotFoundError, RetrievalError
+from plinth.sql import DatasetError, DatasetNotFoundError
 
-__all__ = ["APIError", "error_body", "install_error_handlers", "prompt_too_long"]
+__all__ = [
+    "DOMAIN_ERRORS",
+    "APIError",
+    "as_api_error",
+    "error_body",
+    "install_error_handlers",
+    "prompt_too_long",
+]
 
 log = logging.getLogger(__name__)
 
+DOMAIN_ERRORS: tuple[type[Exception], ...] = (
+    SamplingParamsError,
+    PromptTooLongError,
+    AdapterRegistryError,
+    NotFoundError,
+    ConflictError,
+    FilterError,
+    RetrievalError,
+    InvalidError,
+    DatasetNotFoundError,
+    DatasetError,
+)
 _TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 500: "server_error"}
 
 
@@ -69,15 +92,27 @@ def as_api_error(exc: Exception) -> APIError:
     """Map a library error to the error the client sees; anything unknown is an opaque 500."""
     if isinstance(exc, APIError):
         return exc
-    if isinstance(exc, SamplingParamsError):
-        return APIError(400, str(exc), param=exc.param)
+    if isinstance(exc, DOMAIN_ERRORS):
+        return _domain_error(exc)
+    log.exception("internal error", exc_info=exc)
+    return APIError(500, "The server had an error while processing your request.", code="internal_error")
+
+
+def _domain_error(exc: Exception) -> APIError:
+    """The client's view of a domain error (one of :data:`DOMAIN_ERRORS`)."""
     if isinstance(exc, PromptTooLongError):
         return prompt_too_long(exc)
     if isinstance(exc, AdapterRegistryError):
         status = 409 if isinstance(exc, AdapterConflictError) else 400
         return APIError(status, exc.message, param=exc.param, code=exc.code)
-    log.exception("internal error", exc_info=exc)
-    return APIError(500, "The server had an error while processing your request.", code="internal_error")
+    if isinstance(exc, NotFoundError):  # a knowledge base or sync job the tenant cannot see
+        return APIError(404, str(exc), param="kb", code="not_found")
+    if isinstance(exc, DatasetNotFoundError):
+        return APIError(404, str(exc), param="dataset", code="not_found")
+    if isinstance(exc, ConflictError):
+        return APIError(409, str(exc), code="conflict")
+    assert isinstance(exc, SamplingParamsError | FilterError | RetrievalError | InvalidError | DatasetError)
+    return APIError(400, str(exc), param=exc.param)
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
@@ -113,5 +148,5 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register handlers so every error, expected or not, leaves in the OpenAI shape."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for exc_type in (APIError, SamplingParamsError, PromptTooLongError, AdapterRegistryError, Exception):
+    for exc_type in (APIError, *DOMAIN_ERRORS, Exception):
         app.add_exception_handler(exc_type, _known_error)

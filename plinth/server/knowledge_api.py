@@ -25,14 +25,9 @@ from fastapi import APIRouter, Depends, Request
 from plinth.control import Tenant
 from plinth.control.knowledge import JobRow, KnowledgeBaseRow, latest_job
 from plinth.knowledge import (
-    ConflictError,
-    FilterError,
     Hit,
-    InvalidError,
     KnowledgeBaseConfig,
     KnowledgeService,
-    NotFoundError,
-    RetrievalError,
 )
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
@@ -52,32 +47,35 @@ async def create_kb(request: Request) -> dict[str, Any]:
         config = KnowledgeBaseConfig.from_json(body)
     except ValueError as exc:
         raise APIError(400, str(exc), param=_config_param(str(exc))) from exc
-    row = await call_service(request, "create", config)
-    return _card(request, row)
+    service, tenant = scope(request)
+    return _card(request, await asyncio.to_thread(service.create, tenant, config))
 
 
 @router.get("")
 async def list_kbs(request: Request) -> dict[str, Any]:
-    kbs = await call_service(request, "list_kbs")
+    service, tenant = scope(request)
+    kbs = await asyncio.to_thread(service.list_kbs, tenant)
     return {"object": "list", "data": [_card(request, row) for row in kbs]}
 
 
 @router.get("/{kb}")
 async def get_kb(kb: str, request: Request) -> dict[str, Any]:
-    return _card(request, await call_service(request, "get", kb))
+    service, tenant = scope(request)
+    return _card(request, await asyncio.to_thread(service.get, tenant, kb))
 
 
 @router.delete("/{kb}")
 async def delete_kb(kb: str, request: Request) -> dict[str, Any]:
-    await call_service(request, "delete", kb)
+    service, tenant = scope(request)
+    await asyncio.to_thread(service.delete, tenant, kb)
     return {"id": kb, "object": "knowledge_base", "deleted": True}
 
 
 @router.post("/{kb}/sources", status_code=201)
 async def add_source(kb: str, request: Request) -> dict[str, Any]:
-    tenant: Tenant = request.state.tenant
+    service, tenant = scope(request)
     body = await json_object(request)
-    await call_service(request, "get", kb)  # 404 before 403: do not reveal what others may do
+    await asyncio.to_thread(service.get, tenant, kb)  # 404 before 403: do not reveal what others may do
     if not tenant.is_admin:
         raise APIError(
             403,
@@ -91,19 +89,21 @@ async def add_source(kb: str, request: Request) -> dict[str, Any]:
         )
     if isinstance(path, str) and not Path(path).exists():
         raise APIError(400, f"path {path!r} does not exist on the server", param="path")
-    return _card(request, await call_service(request, "add_source", kb, body))
+    return _card(request, await asyncio.to_thread(service.add_source, tenant, kb, body))
 
 
 @router.post("/{kb}/sync", status_code=202)
 async def start_sync(kb: str, request: Request) -> dict[str, Any]:
-    job = await call_service(request, "start_sync", kb)
+    service, tenant = scope(request)
+    job = await asyncio.to_thread(service.start_sync, tenant, kb)
     return _job(job, kb)
 
 
 @router.get("/{kb}/jobs/{job_id}")
 async def get_job(kb: str, job_id: str, request: Request) -> dict[str, Any]:
-    row = await call_service(request, "get", kb)
-    job = await call_service(request, "job", job_id)
+    service, tenant = scope(request)
+    row = await asyncio.to_thread(service.get, tenant, kb)
+    job = await asyncio.to_thread(service.job, tenant, job_id)
     if job.kb_id != row.id:
         raise APIError(404, f"The sync job '{job_id}' does not exist.", param="job_id", code="not_found")
     return _job(job, kb)
@@ -114,8 +114,9 @@ async def retrieve(kb: str, request: Request) -> dict[str, Any]:
     body = await json_object(request)
     if unknown := sorted(set(body) - _RETRIEVE_KEYS):
         raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
-    hits = await call_service(
-        request, "retrieve", kb, body.get("query"), body.get("numberOfResults", 5),
+    service, tenant = scope(request)
+    hits = await asyncio.to_thread(
+        service.retrieve, tenant, kb, body.get("query"), body.get("numberOfResults", 5),
         body.get("searchType", "HYBRID"), body.get("filter"),
     )  # fmt: skip
     return {"results": [_result(hit) for hit in hits]}
@@ -130,17 +131,10 @@ def knowledge_service(request: Request) -> KnowledgeService:
     return service
 
 
-async def call_service(request: Request, method: str, *args: Any) -> Any:
-    """Run a service method in a worker thread (it does database and disk I/O), mapping its errors."""
-    fn = getattr(knowledge_service(request), method)
-    try:
-        return await asyncio.to_thread(fn, request.state.tenant, *args)
-    except NotFoundError as exc:
-        raise APIError(404, str(exc), param="kb", code="not_found") from exc
-    except ConflictError as exc:
-        raise APIError(409, str(exc), code="conflict") from exc
-    except (FilterError, RetrievalError, InvalidError) as exc:
-        raise APIError(400, str(exc), param=exc.param) from exc
+def scope(request: Request) -> tuple[KnowledgeService, Tenant]:
+    """The service and the caller's tenant. Service calls run in a worker thread (database and disk
+    I/O); their errors reach the client through :mod:`plinth.server.errors`."""
+    return knowledge_service(request), request.state.tenant
 
 
 async def json_object(request: Request) -> dict[str, Any]:

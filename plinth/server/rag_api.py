@@ -37,9 +37,7 @@ from plinth.knowledge import (
     MIN_SCORES,
     SEARCH_TYPES,
     DroppedSource,
-    FilterError,
     RagResult,
-    RetrievalError,
     parse_filter,
     reference,
     retrieve_and_generate,
@@ -48,7 +46,7 @@ from plinth.llm import ChatModel
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.guard_hooks import GuardrailConfig, RequestGuard, parse_guardrail_config, request_guard
-from plinth.server.knowledge_api import call_service, json_object, knowledge_service
+from plinth.server.knowledge_api import json_object, scope
 from plinth.server.state import get_state
 
 __all__ = ["router"]
@@ -76,10 +74,10 @@ class RagRequest:
 @router.post("/retrieve-and-generate")
 async def retrieve_and_generate_route(request: Request) -> dict[str, Any]:
     req = parse_request(await json_object(request))
-    tenant, state = request.state.tenant, get_state(request)
-    row = await call_service(request, "get", req.kb)  # 404 for an unknown (or another tenant's) KB
+    (service, tenant), state = scope(request), get_state(request)
+    row = await asyncio.to_thread(service.get, tenant, req.kb)  # 404 for an unknown (or another tenant's) KB
     chat = state.model(req.model, tenant).as_chat_model()  # 404 model_not_found
-    schema = knowledge_service(request).config(row).metadata_schema or {}
+    schema = service.config(row).metadata_schema or {}
     if req.filter is not None:
         _check_filter(req.filter, schema)
     history = await _history(request, req.session_id)
@@ -183,11 +181,9 @@ def _retrieval_config(config: Any) -> dict[str, Any]:
 
 
 def _check_filter(raw: Any, schema: dict[str, str]) -> None:
-    """Reject a bad explicit filter up front, before it is ANDed with an implicit one (precise param)."""
-    try:
-        parse_filter(raw, schema)
-    except FilterError as exc:
-        raise APIError(400, str(exc), param=exc.param) from exc
+    """Reject a bad explicit filter up front, before it is ANDed with an implicit one (precise param):
+    its FilterError is a 400 naming the param (see :mod:`plinth.server.errors`)."""
+    parse_filter(raw, schema)
 
 
 async def _history(request: Request, session_id: str | None) -> list[dict[str, str]]:
@@ -210,16 +206,13 @@ async def _run(
     schema: dict[str, str],
     guard: RequestGuard | None,
 ) -> RagResult:
-    service, tenant = knowledge_service(request), request.state.tenant
+    service, tenant = scope(request)
 
     def hits(query: str, flt: dict[str, Any] | None) -> Any:
         return asyncio.to_thread(service.retrieve, tenant, req.kb, query, req.k, req.search_type, flt)
 
-    try:
-        return await retrieve_and_generate(
-            query=req.text, hits_fn=hits, chat=chat, history=history, filter=req.filter,
-            implicit_filters=req.implicit_filters, schema=schema,
-            min_score=MIN_SCORES.get(req.search_type, 0.0), guard=guard,
-        )  # fmt: skip
-    except (RetrievalError, FilterError) as exc:  # checked above; kept so a store's complaint is a 400
-        raise APIError(400, str(exc), param=exc.param) from exc
+    return await retrieve_and_generate(
+        query=req.text, hits_fn=hits, chat=chat, history=history, filter=req.filter,
+        implicit_filters=req.implicit_filters, schema=schema,
+        min_score=MIN_SCORES.get(req.search_type, 0.0), guard=guard,
+    )  # fmt: skip

@@ -55,8 +55,6 @@ from plinth.sql import (
     AskFailedError,
     AskResult,
     Dataset,
-    DatasetError,
-    DatasetNotFoundError,
     GuardBlockedError,
     QueryFailedError,
     QueryTimeoutError,
@@ -101,12 +99,13 @@ async def ask_route(request: Request) -> dict[str, Any]:
         raise APIError(400, "engine: only 'duckdb' is served over HTTP.", param="engine")
     config = parse_guardrail_config(body.get("guardrailConfig"))
     tenant = request.state.tenant
-    await _call(request, "get", name)  # 404 for an unknown (or another tenant's) dataset, first
+    service = sql_service(request)
+    await asyncio.to_thread(service.get, tenant, name)  # 404 for an unknown (or another tenant's) dataset
     chat = get_state(request).model(model_name, tenant).as_chat_model()  # 404 model_not_found
     guard = await request_guard(request, config)  # None: no guardrail applies
     hook = _AskGuard(guard) if guard is not None else None
     try:
-        result = await sql_service(request).ask(tenant, name, question, chat, guard=hook)
+        result = await service.ask(tenant, name, question, chat, guard=hook)
     except GuardBlockedError as exc:
         assert guard is not None
         return {**_blocked(exc, name, model_name), "guardrail": guard.field()}
@@ -115,8 +114,6 @@ async def ask_route(request: Request) -> dict[str, Any]:
     except AskFailedError as exc:
         status = 504 if exc.timed_out else 422
         raise AttemptsError(status, exc.reason, exc.rule, attempts_json(exc.history)) from exc
-    except DatasetNotFoundError as exc:  # deleted between the check and the run
-        raise APIError(404, str(exc), param="dataset", code="not_found") from exc
     answer = _answer(result, name, model_name)
     return answer if guard is None else {**answer, "guardrail": guard.field()}
 
@@ -143,7 +140,7 @@ async def query_route(request: Request) -> dict[str, Any]:
     dialect = body.get("dialect", "duckdb")
     if not isinstance(dialect, str) or not dialect:
         raise APIError(400, "dialect must be a string such as 'duckdb' or 'athena'.", param="dialect")
-    runner = await _call(request, "runner", name)
+    runner = await asyncio.to_thread(sql_service(request).runner, request.state.tenant, name)
     try:
         vetted, result = await asyncio.to_thread(runner.run, sql, dialect)
     except UnsafeSQLError as exc:
@@ -171,7 +168,7 @@ async def query_route(request: Request) -> dict[str, Any]:
 
 @router.get("/datasets")
 async def list_datasets(request: Request) -> dict[str, Any]:
-    datasets = await _call(request, "list_datasets")
+    datasets = await asyncio.to_thread(sql_service(request).list_datasets, request.state.tenant)
     return {"object": "list", "data": [_card(request, d) for d in datasets]}
 
 
@@ -193,21 +190,21 @@ async def register_dataset(request: Request) -> dict[str, Any]:
     description = body.get("description", "")
     if not isinstance(description, str):
         raise APIError(400, "description must be a string.", param="description")
-    try:
-        dataset = await _call(request, "register", name, path, kind=kind, description=description)
-    except DatasetError as exc:
-        raise APIError(400, str(exc), param=exc.param) from exc
+    service, tenant = sql_service(request), request.state.tenant
+    dataset = await asyncio.to_thread(
+        service.register, tenant, name, path, kind=kind, description=description
+    )
     return _card(request, dataset)
 
 
 @router.get("/datasets/{name}")
 async def get_dataset(name: str, request: Request) -> dict[str, Any]:
-    return _card(request, await _call(request, "get", name))
+    return _card(request, await asyncio.to_thread(sql_service(request).get, request.state.tenant, name))
 
 
 @router.delete("/datasets/{name}")
 async def delete_dataset(name: str, request: Request) -> dict[str, Any]:
-    await _call(request, "delete", name)
+    await asyncio.to_thread(sql_service(request).delete, request.state.tenant, name)
     return {"id": name, "object": "sql.dataset", "deleted": True}
 
 
@@ -218,15 +215,6 @@ def sql_service(request: Request) -> SQLService:
     service = request.app.state.sql
     assert service is not None, "create_app always sets the SQL service"
     return service
-
-
-async def _call(request: Request, method: str, *args: Any, **kwargs: Any) -> Any:
-    """A service method in a worker thread (control-plane and file I/O); an unknown dataset is a 404."""
-    fn = getattr(sql_service(request), method)
-    try:
-        return await asyncio.to_thread(fn, request.state.tenant, *args, **kwargs)
-    except DatasetNotFoundError as exc:
-        raise APIError(404, str(exc), param="dataset", code="not_found") from exc
 
 
 def _check_keys(body: dict[str, Any], allowed: set[str]) -> None:
