@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from plinth.guard import DetectContext, Stage, without_matches
+from plinth.guard import INTERVENED, DetectContext, Stage, StreamGuard, without_matches
 from plinth.server import guardrails_api
 from plinth.server.errors import APIError
 
@@ -45,7 +45,6 @@ __all__ = [
     "request_guard",
 ]
 
-INTERVENED: Final = "GUARDRAIL_INTERVENED"
 _TRACES = ("enabled", "disabled")
 _MODES = ("sync", "async")
 
@@ -201,6 +200,11 @@ class RequestGuard:
     async def outputs(self, texts: Sequence[str], context: DetectContext | None = None) -> list[GuardResult]:
         """Check several replies (the ``n`` choices of one request) against the same context."""
         return self._record("output", await _check_all(self.request, self.policy, "output", texts, context))
+
+    def stream_guard(self, context: DetectContext) -> StreamGuard:
+        """A stream guard for one streamed reply, under this policy, auditing as the request's tenant."""
+        tenant_id = getattr(getattr(self.request.state, "tenant", None), "id", None)
+        return StreamGuard(guardrails_api.get_guard(self.request), self.policy, context, tenant_id=tenant_id)
 
     def record(self, stage: Stage, result: GuardResult) -> None:
         """Add a verdict reached elsewhere (a stream guard's) to what :meth:`field` reports."""

@@ -38,8 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from plinth.engine import SamplingParams
+from plinth.guard import blocked_events, guard_choices, guard_events, screen_prompts
 from plinth.llm import ServedModel
-from plinth.server import chat_guard
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
 from plinth.server.generation import Choice, Events, Job, collect, start
@@ -148,10 +148,10 @@ async def invocations(body: LMIRequest, request: Request) -> Any:
     models = [state.model(name, request.state.tenant) if name else base for name in names]
     guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))
     if guard is not None:
-        inputs = await chat_guard.screen_prompts(guard, inputs)
+        inputs = await screen_prompts(guard, inputs)
     prompts: list[list[int]] = [[] for _ in inputs]
     if guard is not None and guard.blocked:  # no input runs
-        events = chat_guard.blocked_events(guard, len(inputs))
+        events = blocked_events(guard, len(inputs))
     else:
         jobs = []
         for text, model in zip(inputs, models, strict=True):
@@ -161,13 +161,13 @@ async def invocations(body: LMIRequest, request: Request) -> Any:
         prompts = [job.prompt_ids for job in jobs]
         events = await start(jobs, state.metrics)
         if guard is not None and streaming:
-            events = chat_guard.guard_events(guard, events, 1, None)
+            events = guard_events(guard, events, 1, None)
     if streaming:
         lines = _stream_lines(events, models[0], inputs[0], params, guard)
         return ClosingStreamingResponse(lines, media_type="application/jsonlines")
     choices = await collect(events, len(inputs))
     if guard is not None and not guard.blocked:
-        await chat_guard.guard_choices(guard, choices, None)
+        await guard_choices(guard, choices, None)
     outputs = [
         _output(model, text, ids, c, params)
         for text, model, ids, c in zip(inputs, models, prompts, choices, strict=True)
