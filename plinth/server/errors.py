@@ -121,14 +121,24 @@ def _param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request", "type": ""}
-    if first.get("type") == "json_invalid":
+    if first.get("type") == "json_invalid" or _empty_json_object(request, first):
         return APIError(400, "The request body is not valid JSON.", code="invalid_json").response()
     param = _param(tuple(first.get("loc", ())))
     message = f"{param}: {first['msg']}" if param else str(first["msg"])
     return APIError(400, message, param=param).response()
+
+
+def _empty_json_object(request: Request, error: dict[str, Any]) -> bool:
+    """No body at all, sent to a route whose body is a :class:`~plinth.server.bodies.JSONBody`: those
+    routes have always answered it as unparsable JSON (chat completions keep pydantic's "Field required")."""
+    if error.get("type") != "missing" or tuple(error.get("loc", ())) != ("body",):
+        return False
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    return bool(getattr(model, "empty_is_invalid_json", False))
 
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:

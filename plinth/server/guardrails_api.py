@@ -53,8 +53,8 @@ from plinth.guard import (
     audit_key,
 )
 from plinth.server.auth import require_tenant
+from plinth.server.bodies import read_json_object
 from plinth.server.errors import APIError
-from plinth.server.knowledge_api import json_object
 from plinth.server.state import get_state
 
 __all__ = [
@@ -75,7 +75,7 @@ MAX_APPLY_CHARS = 200_000  # per request: a guard check is CPU work the caller s
 
 @router.post("", status_code=201)
 async def create(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
+    body = await read_json_object(request)
     is_default = _is_default(body)
     policy = _policy(body)
     row = await _call(create_guardrail, _cp(request), tenant_id=_tenant(request).id, name=policy.name,
@@ -96,7 +96,7 @@ async def get(guardrail_id: str, request: Request) -> dict[str, Any]:
 
 @router.put("/{guardrail_id}")
 async def update(guardrail_id: str, request: Request) -> dict[str, Any]:
-    body = await json_object(request)
+    body = await read_json_object(request)
     row = await _row(request, guardrail_id)
     is_default = _is_default(body)
     policy = _policy(body)
@@ -114,7 +114,7 @@ async def delete(guardrail_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/{guardrail_id}/apply")
 async def apply(guardrail_id: str, request: Request) -> dict[str, Any]:
-    body = await json_object(request)
+    body = await read_json_object(request)
     stage, texts, context = _apply_request(body)
     policy = _loaded(await _row(request, guardrail_id))
     guard, tenant_id = get_guard(request), _tenant(request).id

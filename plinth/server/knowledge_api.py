@@ -30,6 +30,7 @@ from plinth.knowledge import (
     KnowledgeService,
 )
 from plinth.server.auth import require_tenant
+from plinth.server.bodies import read_json_object
 from plinth.server.errors import APIError
 
 __all__ = ["router"]
@@ -40,7 +41,7 @@ _RETRIEVE_KEYS = {"query", "numberOfResults", "filter", "searchType"}
 
 @router.post("", status_code=201)
 async def create_kb(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
+    body = await read_json_object(request)
     if "sources" in body:
         raise APIError(400, "Add sources with POST /v1/knowledge-bases/{kb}/sources.", param="sources")
     try:
@@ -74,7 +75,7 @@ async def delete_kb(kb: str, request: Request) -> dict[str, Any]:
 @router.post("/{kb}/sources", status_code=201)
 async def add_source(kb: str, request: Request) -> dict[str, Any]:
     service, tenant = scope(request)
-    body = await json_object(request)
+    body = await read_json_object(request)
     await asyncio.to_thread(service.get, tenant, kb)  # 404 before 403: do not reveal what others may do
     if not tenant.is_admin:
         raise APIError(
@@ -111,7 +112,7 @@ async def get_job(kb: str, job_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/{kb}/retrieve")
 async def retrieve(kb: str, request: Request) -> dict[str, Any]:
-    body = await json_object(request)
+    body = await read_json_object(request)
     if unknown := sorted(set(body) - _RETRIEVE_KEYS):
         raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
     service, tenant = scope(request)
@@ -135,16 +136,6 @@ def scope(request: Request) -> tuple[KnowledgeService, Tenant]:
     """The service and the caller's tenant. Service calls run in a worker thread (database and disk
     I/O); their errors reach the client through :mod:`plinth.server.errors`."""
     return knowledge_service(request), request.state.tenant
-
-
-async def json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise APIError(400, "The request body is not valid JSON.", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
 
 
 def _config_param(message: str) -> str | None:

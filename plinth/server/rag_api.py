@@ -44,9 +44,10 @@ from plinth.knowledge import (
 )
 from plinth.llm import ChatModel
 from plinth.server.auth import require_tenant
+from plinth.server.bodies import read_json_object
 from plinth.server.errors import APIError
 from plinth.server.guard_hooks import GuardrailConfig, RequestGuard, parse_guardrail_config, request_guard
-from plinth.server.knowledge_api import json_object, scope
+from plinth.server.knowledge_api import scope
 from plinth.server.state import get_state
 
 __all__ = ["router"]
@@ -73,7 +74,7 @@ class RagRequest:
 
 @router.post("/retrieve-and-generate")
 async def retrieve_and_generate_route(request: Request) -> dict[str, Any]:
-    req = parse_request(await json_object(request))
+    req = parse_request(await read_json_object(request))
     (service, tenant), state = scope(request), get_state(request)
     row = await asyncio.to_thread(service.get, tenant, req.kb)  # 404 for an unknown (or another tenant's) KB
     chat = state.model(req.model, tenant).as_chat_model()  # 404 model_not_found

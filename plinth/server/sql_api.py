@@ -40,15 +40,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from plinth.server.auth import require_tenant
+from plinth.server.bodies import JSONBody, check_keys, read_json_object, text
 from plinth.server.errors import APIError, error_body
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
-from plinth.server.knowledge_api import json_object
 from plinth.server.state import get_state
 from plinth.sql import (
     DATASET_KINDS,
@@ -68,8 +68,6 @@ from plinth.sql import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sql", dependencies=[Depends(require_tenant)])
-_ASK_KEYS = {"question", "dataset", "model", "engine", "guardrailConfig"}
-_QUERY_KEYS = {"sql", "dataset", "dialect"}
 _DATASET_KEYS = {"name", "path", "kind", "description"}
 MAX_QUESTION_CHARS = 2000
 MAX_SQL_CHARS = 20000
@@ -88,16 +86,39 @@ class AttemptsError(APIError):
         return JSONResponse(body, status_code=self.status)
 
 
+class AskBody(JSONBody):
+    question: str
+    dataset: str
+    model: str  # a served base model or adapter
+    engine: Literal["duckdb"] = "duckdb"
+    guardrailConfig: dict[str, Any] | None = None
+
+    @classmethod
+    def check(cls, body: dict[str, Any]) -> None:
+        text(body, "question", MAX_QUESTION_CHARS)
+        text(body, "dataset"), text(body, "model")
+        if body.get("engine", "duckdb") != "duckdb":
+            raise APIError(400, "engine: only 'duckdb' is served over HTTP.", param="engine")
+        parse_guardrail_config(body.get("guardrailConfig"))
+
+
+class QueryBody(JSONBody):
+    sql: str
+    dataset: str
+    dialect: str = "duckdb"  # the dialect the SQL is written in
+
+    @classmethod
+    def check(cls, body: dict[str, Any]) -> None:
+        text(body, "sql", MAX_SQL_CHARS), text(body, "dataset")
+        dialect = body.get("dialect", "duckdb")
+        if not isinstance(dialect, str) or not dialect:
+            raise APIError(400, "dialect must be a string such as 'duckdb' or 'athena'.", param="dialect")
+
+
 @router.post("/ask")
-async def ask_route(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
-    _check_keys(body, _ASK_KEYS)
-    question = _text(body, "question", MAX_QUESTION_CHARS)
-    name, model_name = _text(body, "dataset"), _text(body, "model")
-    engine = body.get("engine", "duckdb")
-    if engine != "duckdb":
-        raise APIError(400, "engine: only 'duckdb' is served over HTTP.", param="engine")
-    config = parse_guardrail_config(body.get("guardrailConfig"))
+async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
+    question, name, model_name = body.question, body.dataset, body.model
+    config = parse_guardrail_config(body.guardrailConfig)
     tenant = request.state.tenant
     service = sql_service(request)
     await asyncio.to_thread(service.get, tenant, name)  # 404 for an unknown (or another tenant's) dataset
@@ -133,13 +154,8 @@ class _AskGuard:
 
 
 @router.post("/query")
-async def query_route(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
-    _check_keys(body, _QUERY_KEYS)
-    sql, name = _text(body, "sql", MAX_SQL_CHARS), _text(body, "dataset")
-    dialect = body.get("dialect", "duckdb")
-    if not isinstance(dialect, str) or not dialect:
-        raise APIError(400, "dialect must be a string such as 'duckdb' or 'athena'.", param="dialect")
+async def query_route(body: QueryBody, request: Request) -> dict[str, Any]:
+    sql, name, dialect = body.sql, body.dataset, body.dialect
     runner = await asyncio.to_thread(sql_service(request).runner, request.state.tenant, name)
     try:
         vetted, result = await asyncio.to_thread(runner.run, sql, dialect)
@@ -174,12 +190,12 @@ async def list_datasets(request: Request) -> dict[str, Any]:
 
 @router.post("/datasets", status_code=201)
 async def register_dataset(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
-    _check_keys(body, _DATASET_KEYS)
+    body = await read_json_object(request)
+    check_keys(body, _DATASET_KEYS)
     if not request.state.tenant.is_admin:
         message = "Only admin keys may register datasets: a dataset path is read on the server's machine."
         raise APIError(403, message, param="path")
-    name, path = _text(body, "name"), _text(body, "path")
+    name, path = text(body, "name"), text(body, "path")
     if not Path(path).is_absolute():
         raise APIError(
             400, f"path {path!r} must be absolute (it is read on the server's machine)", param="path"
@@ -215,20 +231,6 @@ def sql_service(request: Request) -> SQLService:
     service = request.app.state.sql
     assert service is not None, "create_app always sets the SQL service"
     return service
-
-
-def _check_keys(body: dict[str, Any], allowed: set[str]) -> None:
-    if unknown := sorted(set(body) - allowed):
-        raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
-
-
-def _text(body: dict[str, Any], key: str, max_chars: int = 256) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise APIError(400, f"{key} is required (a non-empty string).", param=key)
-    if len(value) > max_chars:
-        raise APIError(400, f"{key} is longer than {max_chars} characters.", param=key)
-    return value
 
 
 def _answer(result: AskResult, dataset: str, model: str) -> dict[str, Any]:
