@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, SkipValidation
 
 from plinth.control import knowledge as rows
 from plinth.knowledge import (
@@ -44,7 +45,7 @@ from plinth.knowledge import (
 )
 from plinth.llm import ChatModel
 from plinth.server.auth import require_tenant
-from plinth.server.bodies import read_json_object
+from plinth.server.bodies import JSONBody
 from plinth.server.errors import APIError
 from plinth.server.guard_hooks import GuardrailConfig, RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.knowledge_api import scope
@@ -53,8 +54,6 @@ from plinth.server.state import get_state
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_tenant)])
-_KEYS = {"input", "knowledgeBaseId", "model", "sessionId", "filter", "retrievalConfiguration"}
-_KEYS |= {"guardrailConfig", "generationConfiguration"}
 _CONFIG_KEYS = {"numberOfResults", "searchType", "overrideSearchType", "implicitFilters"}
 MAX_SESSION_TURNS = 50
 
@@ -72,9 +71,59 @@ class RagRequest:
     guardrail: GuardrailConfig | None = None
 
 
+class RetrievalConfiguration(BaseModel):
+    numberOfResults: int = 5
+    searchType: str = "HYBRID"  # one of SEARCH_TYPES
+    overrideSearchType: str | None = None  # Bedrock's name for searchType
+    implicitFilters: bool = False  # infer a metadata filter from the question
+
+
+class RagBody(JSONBody):
+    """The body's shape is checked by :meth:`check` (400 naming the field; ``SkipValidation`` fields
+    are documented, and checked there only); ``filter`` is checked against the knowledge base's schema
+    once it is found (404 first)."""
+
+    input: SkipValidation[str | dict[str, str]]  # {"text": "..."} or the text itself
+    knowledgeBaseId: str
+    model: str  # a served base model or adapter
+    sessionId: str | None = None
+    filter: SkipValidation[dict[str, Any] | None] = None  # Bedrock's metadata filter
+    retrievalConfiguration: SkipValidation[RetrievalConfiguration | None] = None
+    guardrailConfig: dict[str, Any] | None = None
+    generationConfiguration: dict[str, Any] | None = None  # Bedrock's: {"guardrailConfiguration"}
+
+    @classmethod
+    def check(cls, body: dict[str, Any]) -> None:
+        _input_text(body)
+        for key in ("knowledgeBaseId", "model"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise APIError(400, f"{key} is required (a string).", param=key)
+        session_id = body.get("sessionId")
+        if session_id is not None and (not isinstance(session_id, str) or not session_id):
+            raise APIError(400, "sessionId must be a non-empty string.", param="sessionId")
+        _retrieval_config(body.get("retrievalConfiguration"))
+        _guardrail_config(body)
+
+    def request(self) -> RagRequest:
+        body = {key: getattr(self, key) for key in self.model_fields_set}  # as sent: check() passed it
+        config = _retrieval_config(body.get("retrievalConfiguration"))
+        text, guardrail = _input_text(body), _guardrail_config(body)
+        return RagRequest(
+            text, self.knowledgeBaseId, self.model, self.sessionId, self.filter, **config, guardrail=guardrail
+        )
+
+
+def _input_text(body: dict[str, Any]) -> str:
+    text = body.get("input")
+    text = text.get("text") if isinstance(text, dict) else text
+    if not isinstance(text, str) or not text.strip():
+        raise APIError(400, 'input must be {"text": "..."} or a non-empty string.', param="input")
+    return text
+
+
 @router.post("/retrieve-and-generate")
-async def retrieve_and_generate_route(request: Request) -> dict[str, Any]:
-    req = parse_request(await read_json_object(request))
+async def retrieve_and_generate_route(body: RagBody, request: Request) -> dict[str, Any]:
+    req = body.request()
     (service, tenant), state = scope(request), get_state(request)
     row = await asyncio.to_thread(service.get, tenant, req.kb)  # 404 for an unknown (or another tenant's) KB
     chat = state.model(req.model, tenant).as_chat_model()  # 404 model_not_found
@@ -98,33 +147,6 @@ async def retrieve_and_generate_route(request: Request) -> dict[str, Any]:
     await asyncio.to_thread(rows.save_session, cp, session_id, tenant_id=tenant.id, kb_id=row.id, turns=turns)
     body = {"output": {"text": text}, "citations": citations, "sessionId": session_id}
     return body if guard is None else {**body, **_guardrail_fields(guard, dropped)}
-
-
-def parse_request(body: dict[str, Any]) -> RagRequest:
-    """Validate the body's shape (values are checked where they are used); 400 naming the field."""
-    if unknown := sorted(set(body) - _KEYS):
-        raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
-    text = body.get("input")
-    text = text.get("text") if isinstance(text, dict) else text
-    if not isinstance(text, str) or not text.strip():
-        raise APIError(400, 'input must be {"text": "..."} or a non-empty string.', param="input")
-    for key in ("knowledgeBaseId", "model"):
-        if not isinstance(body.get(key), str) or not body[key]:
-            raise APIError(400, f"{key} is required (a string).", param=key)
-    session_id = body.get("sessionId")
-    if session_id is not None and (not isinstance(session_id, str) or not session_id):
-        raise APIError(400, "sessionId must be a non-empty string.", param="sessionId")
-    config = _retrieval_config(body.get("retrievalConfiguration"))
-    guardrail = _guardrail_config(body)
-    return RagRequest(
-        text,
-        body["knowledgeBaseId"],
-        body["model"],
-        session_id,
-        body.get("filter"),
-        **config,
-        guardrail=guardrail,
-    )
 
 
 def _guardrail_config(body: dict[str, Any]) -> GuardrailConfig | None:
