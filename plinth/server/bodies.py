@@ -20,16 +20,17 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from fastapi import Request
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from plinth.server.errors import APIError
 
-__all__ = ["JSONBody", "check_keys", "json_object", "read_json_object", "text"]
+__all__ = ["JSONBody", "check_keys", "json_object", "text"]
 
 
 class JSONBody(BaseModel):
-    """A route's JSON object body; unknown fields are a 400 naming the first of them."""
+    """A route's JSON object body; unknown fields are a 400 naming the first of them. A body whose keys
+    a domain parser judges itself (a Bedrock guardrail, a knowledge-base config) sets ``extra="allow"``
+    and hands :meth:`raw` to that parser."""
 
     model_config = ConfigDict(extra="forbid")
     empty_is_invalid_json: ClassVar[bool] = True  # no body at all: "not valid JSON" (server.errors)
@@ -38,13 +39,18 @@ class JSONBody(BaseModel):
     @classmethod
     def _checked(cls, data: Any) -> Any:
         body = json_object(data)
-        check_keys(body, set(cls.model_fields))
+        if cls.model_config.get("extra") == "forbid":
+            check_keys(body, set(cls.model_fields))
         cls.check(body)
         return body
 
     @classmethod
     def check(cls, body: dict[str, Any]) -> None:
         """Raise the API's 400 for what is wrong with ``body`` (its keys are already known)."""
+
+    def raw(self) -> dict[str, Any]:
+        """The body as sent (fields marked ``SkipValidation`` keep their JSON values)."""
+        return {**{key: getattr(self, key) for key in self.model_fields_set}, **(self.model_extra or {})}
 
 
 def json_object(data: Any) -> dict[str, Any]:
@@ -57,12 +63,6 @@ def json_object(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
     return data
-
-
-async def read_json_object(request: Request) -> dict[str, Any]:
-    """The body of a route that must authorize before it judges the body's values (a non-admin sees
-    the 403, whatever the values): read here, checked by the route in its own order."""
-    return json_object(await request.body())
 
 
 def check_keys(body: dict[str, Any], allowed: set[str]) -> None:

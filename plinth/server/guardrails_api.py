@@ -27,9 +27,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import ConfigDict, SkipValidation
 
 from plinth.control import ControlPlane, Tenant, record
 from plinth.control.guardrails import (
@@ -53,7 +54,7 @@ from plinth.guard import (
     audit_key,
 )
 from plinth.server.auth import require_tenant
-from plinth.server.bodies import read_json_object
+from plinth.server.bodies import JSONBody
 from plinth.server.errors import APIError
 from plinth.server.state import get_state
 
@@ -73,9 +74,40 @@ _CONFIG_KEYS = ("guardrailIdentifier", "guardrailVersion", "trace", "streamProce
 MAX_APPLY_CHARS = 200_000  # per request: a guard check is CPU work the caller should not make unbounded
 
 
+class GuardrailBody(JSONBody):
+    """Bedrock's CreateGuardrail body (see :mod:`plinth.guard.policy` for what is supported) plus
+    ``isDefault``; :meth:`GuardrailPolicy.from_bedrock` judges it (unknown keys included), after the
+    guardrail is found on PUT."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: SkipValidation[str | None] = None
+    description: SkipValidation[str] = ""
+    blockedInputMessaging: SkipValidation[str | None] = None
+    blockedOutputsMessaging: SkipValidation[str | None] = None
+    contentPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    topicPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    wordPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    sensitiveInformationPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    contextualGroundingPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    detectorFailureMode: SkipValidation[str] = "CLOSED"  # CLOSED or OPEN (Plinth's)
+    isDefault: SkipValidation[bool | None] = None  # the tenant's default guardrail (Plinth's)
+
+
+class ApplyBody(JSONBody):
+    """Bedrock's ApplyGuardrail body, checked before the guardrail is looked up."""
+
+    source: SkipValidation[Literal["INPUT", "OUTPUT", "DATA"]]
+    content: SkipValidation[list[dict[str, Any]]]  # [{"text": {"text", "qualifiers"?}}]
+
+    @classmethod
+    def check(cls, body: dict[str, Any]) -> None:
+        _apply_request(body)
+
+
 @router.post("", status_code=201)
-async def create(request: Request) -> dict[str, Any]:
-    body = await read_json_object(request)
+async def create(guardrail: GuardrailBody, request: Request) -> dict[str, Any]:
+    body = guardrail.raw()
     is_default = _is_default(body)
     policy = _policy(body)
     row = await _call(create_guardrail, _cp(request), tenant_id=_tenant(request).id, name=policy.name,
@@ -95,8 +127,8 @@ async def get(guardrail_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.put("/{guardrail_id}")
-async def update(guardrail_id: str, request: Request) -> dict[str, Any]:
-    body = await read_json_object(request)
+async def update(guardrail_id: str, guardrail: GuardrailBody, request: Request) -> dict[str, Any]:
+    body = guardrail.raw()
     row = await _row(request, guardrail_id)
     is_default = _is_default(body)
     policy = _policy(body)
@@ -113,9 +145,8 @@ async def delete(guardrail_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/{guardrail_id}/apply")
-async def apply(guardrail_id: str, request: Request) -> dict[str, Any]:
-    body = await read_json_object(request)
-    stage, texts, context = _apply_request(body)
+async def apply(guardrail_id: str, body: ApplyBody, request: Request) -> dict[str, Any]:
+    stage, texts, context = _apply_request(body.raw())
     policy = _loaded(await _row(request, guardrail_id))
     guard, tenant_id = get_guard(request), _tenant(request).id
     results = []

@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import SkipValidation
+from pydantic import ConfigDict, SkipValidation
 
 from plinth.control import Tenant
 from plinth.control.knowledge import JobRow, KnowledgeBaseRow, latest_job
@@ -31,7 +31,7 @@ from plinth.knowledge import (
     KnowledgeService,
 )
 from plinth.server.auth import require_tenant
-from plinth.server.bodies import JSONBody, read_json_object
+from plinth.server.bodies import JSONBody
 from plinth.server.errors import APIError
 
 __all__ = ["router"]
@@ -39,9 +39,37 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/knowledge-bases", dependencies=[Depends(require_tenant)])
 
 
+class KnowledgeBaseBody(JSONBody):
+    """A knowledge base's config; :meth:`KnowledgeBaseConfig.from_json` judges it (unknown keys too)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: SkipValidation[str | None] = None
+    embedder: SkipValidation[str | None] = None  # a sentence-transformers id, or a model at embedder_url
+    embedder_url: SkipValidation[str | None] = None  # an OpenAI-compatible server (…/v1)
+    chunking: SkipValidation[str | dict[str, Any] | None] = None  # a strategy name or its settings
+    store: SkipValidation[str | None] = None  # lancedb (default) or pgvector
+    metadata_schema: SkipValidation[dict[str, str] | None] = None
+    hybrid_weight: SkipValidation[float | None] = None
+    reranker: SkipValidation[str | None] = None
+
+
+class SourceBody(JSONBody):
+    """A source to add; checked after the knowledge base is found and the key is known to be admin."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: SkipValidation[Literal["files", "records"] | None] = None
+    path: SkipValidation[str | None] = None  # absolute, on the server's machine
+    text_fields: SkipValidation[list[str] | None] = None
+    metadata_fields: SkipValidation[list[str] | None] = None
+    id_field: SkipValidation[str | None] = None
+    title_field: SkipValidation[str | None] = None
+
+
 @router.post("", status_code=201)
-async def create_kb(request: Request) -> dict[str, Any]:
-    body = await read_json_object(request)
+async def create_kb(kb_body: KnowledgeBaseBody, request: Request) -> dict[str, Any]:
+    body = kb_body.raw()
     if "sources" in body:
         raise APIError(400, "Add sources with POST /v1/knowledge-bases/{kb}/sources.", param="sources")
     try:
@@ -73,9 +101,9 @@ async def delete_kb(kb: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/{kb}/sources", status_code=201)
-async def add_source(kb: str, request: Request) -> dict[str, Any]:
+async def add_source(kb: str, source: SourceBody, request: Request) -> dict[str, Any]:
     service, tenant = scope(request)
-    body = await read_json_object(request)
+    body = source.raw()
     await asyncio.to_thread(service.get, tenant, kb)  # 404 before 403: do not reveal what others may do
     if not tenant.is_admin:
         raise APIError(

@@ -44,9 +44,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import SkipValidation
 
 from plinth.server.auth import require_tenant
-from plinth.server.bodies import JSONBody, check_keys, read_json_object, text
+from plinth.server.bodies import JSONBody, text
 from plinth.server.errors import APIError, error_body
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.state import get_state
@@ -68,7 +69,6 @@ from plinth.sql import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sql", dependencies=[Depends(require_tenant)])
-_DATASET_KEYS = {"name", "path", "kind", "description"}
 MAX_QUESTION_CHARS = 2000
 MAX_SQL_CHARS = 20000
 
@@ -188,10 +188,19 @@ async def list_datasets(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [_card(request, d) for d in datasets]}
 
 
+class DatasetBody(JSONBody):
+    """Values (``name`` and ``path`` are required) are checked by the route after the admin check, so a
+    non-admin key sees the 403 whatever it sent."""
+
+    name: SkipValidation[str | None] = None
+    path: SkipValidation[str | None] = None  # absolute, on the server's machine
+    kind: SkipValidation[str | None] = None  # one of DATASET_KINDS; None: detected
+    description: SkipValidation[str] = ""
+
+
 @router.post("/datasets", status_code=201)
-async def register_dataset(request: Request) -> dict[str, Any]:
-    body = await read_json_object(request)
-    check_keys(body, _DATASET_KEYS)
+async def register_dataset(dataset_body: DatasetBody, request: Request) -> dict[str, Any]:
+    body = dataset_body.raw()
     if not request.state.tenant.is_admin:
         message = "Only admin keys may register datasets: a dataset path is read on the server's machine."
         raise APIError(403, message, param="path")
