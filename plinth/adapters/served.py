@@ -11,7 +11,7 @@ the base model's engine with the adapter's engine-level name (``"<owner>:<name>"
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.engine import EngineStats, SamplingParams
 from plinth.llm.base import ChatModel, ChatOptions
@@ -70,3 +70,9 @@ class AdapterModel:
     def as_chat_model(self) -> ChatModel:
         """The chat view drives this object's ``stream`` (which selects the adapter), never the base's."""
         return ChatView(self)
+
+
+if TYPE_CHECKING:  # mypy proves the adapter view satisfies the seam routes call
+    from plinth.llm.served import ServedModel
+
+    _adapter: type[ServedModel] = AdapterModel

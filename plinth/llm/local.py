@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.engine import (
     AsyncLLMEngine,
@@ -26,6 +26,9 @@ from plinth.engine import (
 )
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, Usage
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
+
+if TYPE_CHECKING:
+    from plinth.llm.served import ServedModel
 
 DEFAULT_MAX_TOKENS = 512  # for ChatOptions.max_tokens=None; capped by the context left after the prompt
 
@@ -246,7 +249,7 @@ class ChatView:
     ``sampling_params`` and an ids-level ``stream`` (a :class:`LocalModel`, or the server's view of one
     adapter on it, whose ``stream`` selects the adapter)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: ServedModel) -> None:
         self.model = model
         self.name = model.name
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.engine import (
     AdapterError,
@@ -189,3 +189,12 @@ class ScriptedRepliesModel(ScriptedServedModel):
             yield TextDelta(text, [5], None, "stop", prompt_len, 1, 0)
 
         return deltas()
+
+
+if TYPE_CHECKING:  # mypy proves the engine's model and this double both satisfy the seam
+    from plinth.llm.local import LocalModel
+    from plinth.llm.served import AdapterHost
+
+    _local: type[AdapterHost] = LocalModel
+    _double: type[AdapterHost] = ScriptedServedModel
+    _replies: type[AdapterHost] = ScriptedRepliesModel

@@ -22,6 +22,7 @@ from plinth.adapters import AdapterRegistry
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane
 from plinth.guard import audit_key
+from plinth.llm import AdapterHost
 from plinth.server import (
     adapters_api,
     admin_api,
@@ -55,9 +56,10 @@ every API works. To serve a real model, point Plinth at a Hugging Face id or a l
 
 
 def create_app(
-    settings: Settings, models: list[Any], control_plane: ControlPlane, embedder: Any | None = None
+    settings: Settings, models: list[AdapterHost], control_plane: ControlPlane, embedder: Any | None = None
 ) -> FastAPI:
-    """An app serving ``models`` (already loaded ``LocalModel`` s, keyed by ``.name``).
+    """An app serving ``models`` (already loaded ``LocalModel`` s, or the test double
+    :class:`~plinth.llm.ScriptedServedModel`, keyed by ``.name``).
 
     Adapters registered in the control plane, then every subfolder of ``settings.adapters`` (as
     public), are registered on their base models before this returns, so the first request sees them.

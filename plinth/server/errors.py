@@ -158,5 +158,6 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register handlers so every error, expected or not, leaves in the OpenAI shape."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for exc_type in (APIError, *DOMAIN_ERRORS, Exception):
+    handled: tuple[type[Exception], ...] = (APIError, *DOMAIN_ERRORS, Exception)
+    for exc_type in handled:
         app.add_exception_handler(exc_type, _known_error)

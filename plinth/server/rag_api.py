@@ -145,8 +145,8 @@ async def retrieve_and_generate_route(body: RagBody, request: Request) -> dict[s
     turns = [*history, *turn][-MAX_SESSION_TURNS:]
     cp = state.control_plane
     await asyncio.to_thread(rows.save_session, cp, session_id, tenant_id=tenant.id, kb_id=row.id, turns=turns)
-    body = {"output": {"text": text}, "citations": citations, "sessionId": session_id}
-    return body if guard is None else {**body, **_guardrail_fields(guard, dropped)}
+    answer = {"output": {"text": text}, "citations": citations, "sessionId": session_id}
+    return answer if guard is None else {**answer, **_guardrail_fields(guard, dropped)}
 
 
 def _guardrail_config(body: dict[str, Any]) -> GuardrailConfig | None:
