@@ -38,8 +38,6 @@ __all__ = [
     "GuardrailConfig",
     "RequestGuard",
     "guard_data",
-    "guard_input",
-    "guard_output",
     "guardrail_field",
     "parse_guardrail_config",
     "request_guard",
@@ -110,27 +108,12 @@ async def request_guard(request: Request, config: GuardrailConfig | None) -> Req
     return RequestGuard(request, policy, trace=config.trace if config else False)
 
 
-async def guard_input(
-    request: Request, policy: GuardrailPolicy, text: str, context: DetectContext | None = None
-) -> GuardResult:
-    """Check what a user sent (prompt attacks, PII, denied topics, words)."""
-    return await _check(request, policy, "input", text, context or DetectContext(stage="input"))
-
-
 async def guard_data(
     request: Request, policy: GuardrailPolicy, texts: Sequence[str], context: DetectContext | None = None
 ) -> list[GuardResult]:
     """Check untrusted content a feature is about to put in a prompt (retrieved chunks, SQL result text),
     one result per text, in order."""
     return await _check_all(request, policy, "data", texts, context)
-
-
-async def guard_output(
-    request: Request, policy: GuardrailPolicy, text: str, context: DetectContext | None = None
-) -> GuardResult:
-    """Check what the model said; ``context`` carries the sources and query for grounding and this
-    request's canaries."""
-    return await _check(request, policy, "output", text, context or DetectContext(stage="output"))
 
 
 async def _check_all(
