@@ -1,8 +1,8 @@
 """Guardrails on ``/v1/chat/completions``, end to end through the real guard (Presidio PII, canary).
 
-The models are FakeModel variants that record the messages they were given, so a test can say what the
-model saw (a masked SSN) or that it was never called (a blocked one). ``EchoModel`` replies with its
-own system prompt, the canonical prompt leak, to show a planted canary is caught.
+The models are ScriptedServedModel variants that record the messages they were given, so a test can
+say what the model saw (a masked SSN) or that it was never called (a blocked one). ``EchoModel``
+replies with its own system prompt, the canonical prompt leak, to show a planted canary is caught.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_fakes import FakeModel, build_app
+from test_server_fakes import build_app
+
+from plinth.llm.scripted_served import ScriptedServedModel
 
 SSN = "536-22-1234"
 BLOCKED_IN, BLOCKED_OUT = "Input blocked by policy.", "Output blocked by policy."
 
 
-class RecordingModel(FakeModel):
-    """FakeModel that keeps every message list it encoded (what the model was shown)."""
+class RecordingModel(ScriptedServedModel):
+    """ScriptedServedModel that keeps every message list it encoded (what the model was shown)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_model_len=4096, **kwargs)
@@ -52,7 +54,9 @@ def policy(action: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def setup(tmp_path: Any, model: FakeModel, guardrail: dict[str, Any] | None) -> tuple[TestClient, str]:
+def setup(
+    tmp_path: Any, model: ScriptedServedModel, guardrail: dict[str, Any] | None
+) -> tuple[TestClient, str]:
     app, key = build_app(tmp_path, [model])
     client = TestClient(app, headers={"Authorization": f"Bearer {key}"})
     if guardrail is None:
@@ -110,7 +114,9 @@ def test_ssn_is_masked_before_the_model_sees_it_in_every_user_turn(tmp_path):
     data = response.json()
     seen = json.dumps(model.prompts)
     assert SSN not in seen and seen.count("{US_SOCIAL_SECURITY_NUMBER}") == 2
-    assert data["choices"][0]["message"]["content"] == "Hello there, friend"  # FakeModel: EOS ends it
+    assert (
+        data["choices"][0]["message"]["content"] == "Hello there, friend"
+    )  # ScriptedServedModel: EOS ends it
     assert data["choices"][0]["finish_reason"] == "stop"
     guardrail = data["guardrail"]
     assert guardrail["action"] == "GUARDRAIL_INTERVENED" and guardrail["stage"] == "input"

@@ -1,7 +1,7 @@
 """Guardrails on the raw-prompt routes, ``/v1/completions`` and LMI's ``/invocations``, through the real
 guard (Presidio PII): prompts are checked (masked or blocked) before the model sees them, replies before
-they leave, whole or streamed; token-id prompts under a guardrail are refused. ``FakeModel`` records the
-prompt ids it was given, so a test can say what the model saw, or that it was never called.
+they leave, whole or streamed; token-id prompts under a guardrail are refused. ``ScriptedServedModel``
+records the prompt ids it was given, so a test can say what the model saw, or that it was never called.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_fakes import FakeModel, build_app
+from test_server_fakes import build_app
+
+from plinth.llm.scripted_served import ScriptedServedModel
 
 SSN = "536-22-1234"
 MASK = "{US_SOCIAL_SECURITY_NUMBER}"
@@ -32,7 +34,7 @@ def policy(action: str, *, default: bool = False) -> dict[str, Any]:
 
 
 def setup(tmp_path: Any, action: str | None, *, script: Any = None, default: bool = False) -> Any:
-    model = FakeModel(max_model_len=4096, **({"script": script} if script else {}))
+    model = ScriptedServedModel(max_model_len=4096, **({"script": script} if script else {}))
     app, key = build_app(tmp_path, [model])
     client = TestClient(app, headers={"Authorization": f"Bearer {key}"})
     gid = ""

@@ -19,11 +19,11 @@ import sqlglot
 from adapter_fixtures import control_plane
 from fastapi.testclient import TestClient
 from sqlglot import exp
-from test_server_fakes import ScriptedChatModel
 
 from plinth.config import Settings
 from plinth.control import list_events
 from plinth.guard.spotlight import MARKERS, datamark, spotlight_instruction
+from plinth.llm.scripted_served import ScriptedRepliesModel
 from plinth.server import create_app
 from plinth.sql.ask import WITHHELD_ERROR
 from plinth.sql.engines.duckdb_engine import DuckDBEngine
@@ -89,7 +89,7 @@ class Api:
 
         monkeypatch.setattr(DuckDBEngine, "execute", spy)
         self.cp, self.keys = control_plane(tmp_path)
-        self.model = ScriptedChatModel(name="sql-model")
+        self.model = ScriptedRepliesModel(name="sql-model")
         self.app = create_app(Settings(data_dir=tmp_path / "data"), [self.model], self.cp)
         self.client = TestClient(self.app)
         path = write_cur(tmp_path / "cur-data", top_team)

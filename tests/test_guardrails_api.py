@@ -182,7 +182,7 @@ def test_apply_masks_input_blocks_output_and_audits_hashes(server, tmp_path) -> 
 
 
 def test_the_audit_key_is_made_once_per_installation_and_private(tmp_path) -> None:
-    from plinth.server.guardrails_api import audit_key
+    from plinth.guard import audit_key
 
     data_dir = tmp_path / "data"
     key = audit_key(data_dir)

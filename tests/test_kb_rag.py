@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_fakes import ScriptedChatModel, build_app
+from test_server_fakes import build_app
 
 from plinth.control import create_key, get_or_create_tenant
 from plinth.control import knowledge as rows
@@ -25,6 +25,7 @@ from plinth.knowledge.rag import NO_ANSWER, retrieve_and_generate
 from plinth.knowledge.service import NotFoundError
 from plinth.knowledge.types import Hit
 from plinth.llm import ScriptedModel
+from plinth.llm.scripted_served import ScriptedRepliesModel
 
 SCHEMA = {"genres": "string_list", "rating": "number", "year": "number", "title": "string"}
 ANIMATED_7 = {
@@ -220,8 +221,8 @@ class FakeService:
 
 
 @pytest.fixture
-def api(tmp_path: Any) -> tuple[TestClient, ScriptedChatModel, FakeService]:
-    model = ScriptedChatModel(
+def api(tmp_path: Any) -> tuple[TestClient, ScriptedRepliesModel, FakeService]:
+    model = ScriptedRepliesModel(
         ["Henry Selick directed it [1].", "The Nightmare Before Christmas", "It is from 1993 [1]."]
     )
     app, key = build_app(tmp_path, [model])

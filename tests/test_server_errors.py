@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_fakes import FakeModel, build_app
+from test_server_fakes import build_app
+
+from plinth.llm.scripted_served import ScriptedServedModel
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
 
 
-class ExplodingModel(FakeModel):
+class ExplodingModel(ScriptedServedModel):
     def stream(self, *args, **kwargs):
         raise RuntimeError("secret internal detail")
 
 
 @pytest.fixture
 def client(tmp_path) -> TestClient:
-    app, key = build_app(tmp_path, [FakeModel(max_model_len=32), ExplodingModel("boom")])
+    app, key = build_app(tmp_path, [ScriptedServedModel(max_model_len=32), ExplodingModel("boom")])
     return TestClient(app, headers={"Authorization": f"Bearer {key}"}, raise_server_exceptions=False)
 
 
@@ -103,7 +105,7 @@ def test_internal_error_is_500_without_details_and_server_survives(client):
 
 
 def test_error_mid_stream_is_reported_in_band(tmp_path):
-    class FailsAfterOne(FakeModel):
+    class FailsAfterOne(ScriptedServedModel):
         async def _run(self, prompt, params, rid):
             async for delta in super()._run(prompt, params, rid):
                 yield delta

@@ -6,12 +6,14 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_fakes import EOS, SCRIPT, FakeModel, build_app
+from test_server_fakes import build_app
+
+from plinth.llm.scripted_served import EOS, SCRIPT, ScriptedServedModel
 
 
 @pytest.fixture
-def model() -> FakeModel:
-    return FakeModel()
+def model() -> ScriptedServedModel:
+    return ScriptedServedModel()
 
 
 @pytest.fixture

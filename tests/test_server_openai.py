@@ -8,17 +8,19 @@ import struct
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_fakes import SCRIPT, FakeModel, build_app
+from test_server_fakes import build_app
+
+from plinth.llm.scripted_served import SCRIPT, ScriptedServedModel
 
 
 @pytest.fixture
-def model() -> FakeModel:
-    return FakeModel()
+def model() -> ScriptedServedModel:
+    return ScriptedServedModel()
 
 
 @pytest.fixture
 def client(tmp_path, model) -> TestClient:
-    app, key = build_app(tmp_path, [model, FakeModel("rand", is_random=True)])
+    app, key = build_app(tmp_path, [model, ScriptedServedModel("rand", is_random=True)])
     return TestClient(app, headers={"Authorization": f"Bearer {key}"}, raise_server_exceptions=False)
 
 
@@ -213,7 +215,7 @@ def test_completions_stream_and_usage(client):
 
 
 def test_cached_tokens_reported(tmp_path):
-    app, key = build_app(tmp_path, [FakeModel(cached=4)])
+    app, key = build_app(tmp_path, [ScriptedServedModel(cached=4)])
     client = TestClient(app, headers={"Authorization": f"Bearer {key}"})
     body = client.post("/v1/chat/completions", json=CHAT).json()
     assert body["usage"]["prompt_tokens_details"]["cached_tokens"] == 4

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from test_server_fakes import FakeModel
 
 import plinth.engine.checkpoint
 from plinth.config import InsecureBindError, Settings
 from plinth.llm.local import LocalModel
+from plinth.llm.scripted_served import ScriptedServedModel
 from plinth.server import serve
 
 
@@ -25,7 +25,7 @@ def recorded(monkeypatch):
 
     def load(config, name=None):
         calls["load"].append((config, name))
-        return FakeModel(name or config.model, is_random=name == "random-llama-small")
+        return ScriptedServedModel(name or config.model, is_random=name == "random-llama-small")
 
     def init_random(arch, size, out, seed=0):
         calls["init_random"].append((arch, size, out))

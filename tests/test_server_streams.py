@@ -6,7 +6,9 @@ import asyncio
 import json
 
 from fastapi.testclient import TestClient
-from test_server_fakes import FakeModel, build_app
+from test_server_fakes import build_app
+
+from plinth.llm.scripted_served import ScriptedServedModel
 
 
 async def drive_until_first_chunk(app, path: str, body: dict, key: str) -> list[dict]:
@@ -48,7 +50,7 @@ async def drive_until_first_chunk(app, path: str, body: dict, key: str) -> list[
 
 
 async def test_sse_disconnect_aborts_every_choice(tmp_path):
-    model = FakeModel(script=[f" t{i}" for i in range(200)], max_model_len=1000, delay=0.01)
+    model = ScriptedServedModel(script=[f" t{i}" for i in range(200)], max_model_len=1000, delay=0.01)
     app, key = build_app(tmp_path, [model])
     body = {"model": "fake-model", "prompt": "x", "max_tokens": 200, "n": 2, "stream": True}
     sent = await drive_until_first_chunk(app, "/v1/completions", body, key)
@@ -58,7 +60,7 @@ async def test_sse_disconnect_aborts_every_choice(tmp_path):
 
 
 async def test_jsonlines_disconnect_aborts(tmp_path):
-    model = FakeModel(script=[f" t{i}" for i in range(200)], max_model_len=1000, delay=0.01)
+    model = ScriptedServedModel(script=[f" t{i}" for i in range(200)], max_model_len=1000, delay=0.01)
     app, key = build_app(tmp_path, [model])
     body = {"inputs": "x", "parameters": {"max_new_tokens": 200}, "stream": True}
     await drive_until_first_chunk(app, "/invocations", body, key)
@@ -92,7 +94,7 @@ def test_metrics_registries_are_per_app(tmp_path):
 
 
 def test_health_reports_models(tmp_path):
-    app, _ = build_app(tmp_path, [FakeModel(is_random=True)])
+    app, _ = build_app(tmp_path, [ScriptedServedModel(is_random=True)])
     body = TestClient(app).get("/health").json()
     assert body["status"] == "ok"
     [m] = body["models"]

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from adapter_fixtures import control_plane
 from fastapi.testclient import TestClient
-from test_server_fakes import ScriptedChatModel
 
 from plinth.config import Settings
+from plinth.llm.scripted_served import ScriptedRepliesModel
 from plinth.server import create_app
 from plinth.sql.costgen import generate
 
@@ -29,7 +29,7 @@ def cur_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def server(tmp_path, cur_folder):
     cp, keys = control_plane(tmp_path)
-    model = ScriptedChatModel(name="sql-model")
+    model = ScriptedRepliesModel(name="sql-model")
     app = create_app(Settings(data_dir=tmp_path / "data"), [model], cp)
     with TestClient(app) as client:
         created = client.post(

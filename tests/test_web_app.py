@@ -454,9 +454,11 @@ def test_cost_question_blocked_by_the_default_guardrail_is_explained(admin_page,
 def test_local_mode_skips_sign_in(browser, tmp_path, request):
     """``plinth demo`` serves ``--no-auth``: the page opens on Chat as the local admin, with no sign-in."""
     from live_server import live_server
-    from test_server_fakes import FakeModel, build_app
+    from test_server_fakes import build_app
 
-    app, _ = build_app(tmp_path, [FakeModel("fake-model", is_random=True)], no_auth=True)
+    from plinth.llm import ScriptedServedModel
+
+    app, _ = build_app(tmp_path, [ScriptedServedModel("fake-model", is_random=True)], no_auth=True)
     with live_server(app) as url:
         local = WebServer(url, "", "", app, tmp_path, SHOTS)
         for page, _ in _open(browser, local, request, None):

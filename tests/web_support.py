@@ -13,7 +13,7 @@
 - a ``costs`` dataset: the demo's generated legacy CUR, 1,200 rows.
 
 Models speak ``LocalModel``'s server-facing interface (``encode_chat``, ``stream``, ``sampling_params``...),
-like ``test_server_fakes.FakeModel``, so the routes run unchanged.
+like ``test_server_fakes.ScriptedServedModel``, so the routes run unchanged.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from live_server import live_server
-from test_server_fakes import Stats
 
 from plinth.config import Settings
 from plinth.control import LOCAL_TENANT, Tenant, create_key, get_or_create_tenant, open_control_plane
@@ -42,10 +41,10 @@ from plinth.knowledge import demo
 from plinth.knowledge.chunking import ChunkingConfig
 from plinth.knowledge.kb import KnowledgeBaseConfig
 from plinth.llm.local import TextDelta
+from plinth.llm.scripted_served import EOS, ScriptedServedModel
 from plinth.server import create_app
 
 MOVIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "movies"
-EOS = 2
 STORY = " ".join(["Once upon a time a small model wrote a very long story, word after word,"] * 40)
 CHAT_REPLY = "Hello! I am a demo model with random weights, so take what I say lightly."
 COST_SQL = (
@@ -54,24 +53,17 @@ COST_SQL = (
 )
 
 
-class ReplyModel:
+class ReplyModel(ScriptedServedModel):
     """A served model whose reply is ``reply(messages)``, streamed word by word ``delay`` seconds apart."""
-
-    lora_enabled = False
 
     def __init__(
         self, name: str, reply: Callable[[list[dict[str, str]]], str], *, is_random: bool = False,
         delay: float = 0.0,
     ) -> None:  # fmt: skip
-        self.name, self.reply, self.is_random, self.delay = name, reply, is_random, delay
-        self.max_model_len = 8192
-        self.tokenizer = SimpleNamespace(eos_token_id=EOS)
-        self.engine = SimpleNamespace(engine=SimpleNamespace(stats=Stats))
+        super().__init__(name, max_model_len=8192, is_random=is_random, delay=delay)
+        self.reply = reply
         self._prompts: dict[int, list[dict[str, str]]] = {}
         self._ids = itertools.count(1000)
-
-    def shutdown(self) -> None:
-        pass
 
     def encode(self, text: str) -> list[int]:
         return self.encode_chat([{"role": "user", "content": text}])
@@ -95,7 +87,8 @@ class ReplyModel:
         prompt_ids: Sequence[int],
         params: SamplingParams,
         stop: Sequence[str] = (),
-        request_id: Any = None,
+        request_id: str | None = None,
+        adapter: str | None = None,
     ) -> AsyncIterator[TextDelta]:
         messages = self._prompts.pop(prompt_ids[1], [])
         return self._run(self.reply(messages), len(prompt_ids), params.max_tokens)

@@ -2,7 +2,8 @@
 
 Features take a :class:`ChatModel` (``chat`` / ``stream`` over messages) and never learn where the model
 runs: :class:`LocalModel` (the in-process engine), :class:`OpenAICompatModel`, :class:`BedrockModel`, or
-:class:`ScriptedModel`, the test double. :class:`Embedder` turns text into vectors.
+:class:`ScriptedModel`, the test double. The server calls a :class:`ServedModel` (ids, sampling
+params, engine gauges; double: :class:`ScriptedServedModel`). :class:`Embedder` turns text into vectors.
 """
 
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, ProviderError, Usage
@@ -12,9 +13,12 @@ from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, Embedder
 from plinth.llm.local import GenerationError, LocalModel, TextDelta
 from plinth.llm.openai_compat import OpenAICompatModel
 from plinth.llm.scripted import ScriptedCall, ScriptedModel
+from plinth.llm.scripted_served import ScriptedRepliesModel, ScriptedServedModel
+from plinth.llm.served import AdapterHost, ServedModel
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
+    "AdapterHost",
     "BedrockModel",
     "ChatModel",
     "ChatOptions",
@@ -28,6 +32,9 @@ __all__ = [
     "ProviderError",
     "ScriptedCall",
     "ScriptedModel",
+    "ScriptedRepliesModel",
+    "ScriptedServedModel",
+    "ServedModel",
     "StopMatcher",
     "TextDelta",
     "Usage",

@@ -13,11 +13,12 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.engine import (
     AsyncLLMEngine,
     EngineConfig,
+    EngineStats,
     PromptTooLongError,
     RequestOutput,
     SamplingParams,
@@ -25,6 +26,9 @@ from plinth.engine import (
 )
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, Usage
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
+
+if TYPE_CHECKING:
+    from plinth.llm.served import ServedModel
 
 DEFAULT_MAX_TOKENS = 512  # for ChatOptions.max_tokens=None; capped by the context left after the prompt
 
@@ -88,6 +92,25 @@ class LocalModel:
 
     def shutdown(self) -> None:
         self.engine.shutdown()
+
+    # -- what the server reads (the ServedModel protocol, plinth.llm.served) ------------------------
+
+    @property
+    def metrics_label(self) -> str:
+        return self.name
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return getattr(self.tokenizer, "eos_token_id", None)
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return getattr(getattr(self.engine, "model_config", None), "path", None)
+
+    def stats(self) -> EngineStats | None:
+        """The engine's queue and KV-cache gauges (None for test engines without them)."""
+        stats = getattr(getattr(self.engine, "engine", None), "stats", None)
+        return stats() if callable(stats) else None
 
     # -- adapters (engine-level names; tenancy lives in the server) -------------------------------
 
@@ -226,7 +249,7 @@ class ChatView:
     ``sampling_params`` and an ids-level ``stream`` (a :class:`LocalModel`, or the server's view of one
     adapter on it, whose ``stream`` selects the adapter)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: ServedModel) -> None:
         self.model = model
         self.name = model.name
 

@@ -1,6 +1,6 @@
 """Adapter management over HTTP: ``/v1/adapters`` and vLLM's ``load_lora_adapter``/``unload_lora_adapter``.
 
-Every call is scoped to the caller's tenant (see :mod:`plinth.server.adapter_registry`):
+Every call is scoped to the caller's tenant (see :mod:`plinth.adapters`):
 
 - ``GET /v1/adapters`` -> ``{"object": "list", "data": [adapter]}``: the tenant's adapters and the
   public ones; ``adapter`` is ``{id, object: "adapter", name, base_model, owned_by, source, rank,
@@ -30,9 +30,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from plinth.adapters import AdapterConflictError, AdapterEntry, AdapterRegistry, is_local_source
 from plinth.control import Tenant
-from plinth.engine.lora.archive import is_local_source
-from plinth.server.adapter_registry import AdapterEntry, AdapterRegistry
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.state import get_state
@@ -69,7 +68,7 @@ class UnloadLoraRequest(BaseModel):
 def list_adapters(request: Request) -> dict[str, Any]:
     registry = _registry(request)
     entries = registry.visible(request.state.tenant)
-    return {"object": "list", "data": [e.card(registry.status(e)) for e in entries]}
+    return {"object": "list", "data": [_card(e, registry.status(e)) for e in entries]}
 
 
 @router.post("/adapters", status_code=201)
@@ -84,7 +83,7 @@ async def create_adapter(request: Request) -> dict[str, Any]:
         entries = await asyncio.to_thread(
             _registry(request).register, owner, body.name, body.source, base_model=body.base_model
         )
-    return {"object": "list", "data": [e.card(_registry(request).status(e)) for e in entries]}
+    return {"object": "list", "data": [_card(e, _registry(request).status(e)) for e in entries]}
 
 
 @router.delete("/adapters/{name}")
@@ -104,10 +103,8 @@ async def load_lora_adapter(body: LoadLoraRequest, request: Request) -> str:
         raise _already_loaded(body.lora_name)
     try:
         await asyncio.to_thread(registry.register, tenant, body.lora_name, body.lora_path)
-    except APIError as exc:
-        if exc.status == 409:  # registered concurrently under the same name
-            raise _already_loaded(body.lora_name) from exc
-        raise
+    except AdapterConflictError as exc:  # registered concurrently under the same name
+        raise _already_loaded(body.lora_name) from exc
     return f"Success: LoRA adapter '{body.lora_name}' added successfully."
 
 
@@ -117,6 +114,22 @@ async def unload_lora_adapter(body: UnloadLoraRequest, request: Request) -> str:
     entry = _deletable(request, body.lora_name, f"The lora adapter '{body.lora_name}' cannot be found.")
     await asyncio.to_thread(_registry(request).unregister, entry)
     return f"Success: LoRA adapter '{body.lora_name}' removed successfully."
+
+
+def _card(entry: AdapterEntry, status: str) -> dict[str, Any]:
+    """The ``/v1/adapters`` object; ``status`` is where its weights are (AdapterRegistry.status)."""
+    return {
+        "id": entry.name,
+        "object": "adapter",
+        "name": entry.name,
+        "base_model": entry.base_model,
+        "owned_by": entry.owner,
+        "source": entry.source,
+        "rank": entry.rank,
+        "target_modules": list(entry.target_modules),
+        "status": status,
+        "created": int(entry.created_at.timestamp()),
+    }
 
 
 def _already_loaded(name: str) -> APIError:

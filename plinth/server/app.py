@@ -18,8 +18,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from plinth.adapters import AdapterRegistry
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane
+from plinth.guard import audit_key
+from plinth.llm import AdapterHost
 from plinth.server import (
     adapters_api,
     admin_api,
@@ -31,7 +34,6 @@ from plinth.server import (
     session_api,
     sql_api,
 )
-from plinth.server.adapter_registry import AdapterRegistry
 from plinth.server.auth import local_tenant
 from plinth.server.errors import install_error_handlers
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
@@ -44,9 +46,10 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the static web app (
 
 
 def create_app(
-    settings: Settings, models: list[Any], control_plane: ControlPlane, embedder: Any | None = None
+    settings: Settings, models: list[AdapterHost], control_plane: ControlPlane, embedder: Any | None = None
 ) -> FastAPI:
-    """An app serving ``models`` (already loaded ``LocalModel`` s, keyed by ``.name``).
+    """An app serving ``models`` (already loaded ``LocalModel`` s, or the test double
+    :class:`~plinth.llm.ScriptedServedModel`, keyed by ``.name``).
 
     Adapters registered in the control plane, then every subfolder of ``settings.adapters`` (as
     public), are registered on their base models before this returns, so the first request sees them.
@@ -64,8 +67,8 @@ def create_app(
     )
     app.state.plinth = state
     app.state.knowledge = _knowledge_service(control_plane, settings)
-    audit_key = guardrails_api.audit_key(Path(settings.data_dir))  # per installation, kept in the data dir
-    app.state.guard = guardrails_api.make_guard(control_plane, audit_key)  # audits into the control plane
+    key = audit_key(Path(settings.data_dir))  # per installation, kept in the data dir
+    app.state.guard = guardrails_api.make_guard(control_plane, key)  # audits into the control plane
     app.state.sql = _sql_service(control_plane, settings)
     state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
     _register_adapters(state.adapters, settings)
@@ -88,13 +91,13 @@ def create_app(
 
 
 def _knowledge_service(control_plane: ControlPlane, settings: Settings) -> Any:
-    from plinth.knowledge.service import KnowledgeService
+    from plinth.knowledge import KnowledgeService
 
     return KnowledgeService(control_plane, settings.data_dir, settings, recover=True)
 
 
 def _sql_service(control_plane: ControlPlane, settings: Settings) -> Any:
-    from plinth.sql.service import SQLService
+    from plinth.sql import SQLService
 
     return SQLService(control_plane, settings.data_dir, settings)
 
@@ -128,8 +131,8 @@ def _health(request: Request) -> dict[str, Any]:
                 "status": "ready",
                 "random_weights": bool(model.is_random),
                 "max_model_len": model.max_model_len,
-                "num_running": getattr(stats, "num_running", None),
-                "num_waiting": getattr(stats, "num_waiting", None),
+                "num_running": None if stats is None else stats.num_running,
+                "num_waiting": None if stats is None else stats.num_waiting,
             }
         )
     return {"status": "ok" if models else "no_models", "models": models}

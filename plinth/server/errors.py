@@ -1,7 +1,9 @@
 """OpenAI-shaped errors for every failure the server can answer, so clients parse one format.
 
 Every non-2xx body is ``{"error": {"message", "type", "param", "code"}}``. Routes raise
-:class:`APIError` (or let a known library error through); :func:`install_error_handlers` maps the rest —
+:class:`APIError` or let a domain error through (:data:`DOMAIN_ERRORS`: the engine's request checks, the
+adapter registry's refusals, knowledge-base and dataset lookups), which is mapped here and only here;
+:func:`install_error_handlers` maps the rest —
 FastAPI's 422 validation errors become 400s naming the field, unknown routes 404, and anything
 unexpected a 500 whose body never carries a stack trace::
 
@@ -18,12 +20,34 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plinth.adapters import AdapterConflictError, AdapterRegistryError
 from plinth.engine import PromptTooLongError, SamplingParamsError
+from plinth.knowledge import ConflictError, FilterError, InvalidError, NotFoundError, RetrievalError
+from plinth.sql import DatasetError, DatasetNotFoundError
 
-__all__ = ["APIError", "error_body", "install_error_handlers", "prompt_too_long"]
+__all__ = [
+    "DOMAIN_ERRORS",
+    "APIError",
+    "as_api_error",
+    "error_body",
+    "install_error_handlers",
+    "prompt_too_long",
+]
 
 log = logging.getLogger(__name__)
 
+DOMAIN_ERRORS: tuple[type[Exception], ...] = (
+    SamplingParamsError,
+    PromptTooLongError,
+    AdapterRegistryError,
+    NotFoundError,
+    ConflictError,
+    FilterError,
+    RetrievalError,
+    InvalidError,
+    DatasetNotFoundError,
+    DatasetError,
+)
 _TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 500: "server_error"}
 
 
@@ -68,12 +92,27 @@ def as_api_error(exc: Exception) -> APIError:
     """Map a library error to the error the client sees; anything unknown is an opaque 500."""
     if isinstance(exc, APIError):
         return exc
-    if isinstance(exc, SamplingParamsError):
-        return APIError(400, str(exc), param=exc.param)
-    if isinstance(exc, PromptTooLongError):
-        return prompt_too_long(exc)
+    if isinstance(exc, DOMAIN_ERRORS):
+        return _domain_error(exc)
     log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", code="internal_error")
+
+
+def _domain_error(exc: Exception) -> APIError:
+    """The client's view of a domain error (one of :data:`DOMAIN_ERRORS`)."""
+    if isinstance(exc, PromptTooLongError):
+        return prompt_too_long(exc)
+    if isinstance(exc, AdapterRegistryError):
+        status = 409 if isinstance(exc, AdapterConflictError) else 400
+        return APIError(status, exc.message, param=exc.param, code=exc.code)
+    if isinstance(exc, NotFoundError):  # a knowledge base or sync job the tenant cannot see
+        return APIError(404, str(exc), param="kb", code="not_found")
+    if isinstance(exc, DatasetNotFoundError):
+        return APIError(404, str(exc), param="dataset", code="not_found")
+    if isinstance(exc, ConflictError):
+        return APIError(409, str(exc), code="conflict")
+    assert isinstance(exc, SamplingParamsError | FilterError | RetrievalError | InvalidError | DatasetError)
+    return APIError(400, str(exc), param=exc.param)
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
@@ -82,14 +121,24 @@ def _param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request", "type": ""}
-    if first.get("type") == "json_invalid":
+    if first.get("type") == "json_invalid" or _empty_json_object(request, first):
         return APIError(400, "The request body is not valid JSON.", code="invalid_json").response()
     param = _param(tuple(first.get("loc", ())))
     message = f"{param}: {first['msg']}" if param else str(first["msg"])
     return APIError(400, message, param=param).response()
+
+
+def _empty_json_object(request: Request, error: dict[str, Any]) -> bool:
+    """No body at all, sent to a route whose body is a :class:`~plinth.server.bodies.JSONBody`: those
+    routes have always answered it as unparsable JSON (chat completions keep pydantic's "Field required")."""
+    if error.get("type") != "missing" or tuple(error.get("loc", ())) != ("body",):
+        return False
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    return bool(getattr(model, "empty_is_invalid_json", False))
 
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -109,5 +158,6 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register handlers so every error, expected or not, leaves in the OpenAI shape."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for exc_type in (APIError, SamplingParamsError, PromptTooLongError, Exception):
+    handled: tuple[type[Exception], ...] = (APIError, *DOMAIN_ERRORS, Exception)
+    for exc_type in handled:
         app.add_exception_handler(exc_type, _known_error)

@@ -62,7 +62,7 @@ def create_fine_tuning_job(body: FineTuneRequest, request: Request) -> dict[str,
         **body.model_dump(mode="json"),
         "hyperparameters": body.resolved_hyperparameters(_count_lines(Path(training.path))),
         "fine_tuned_model": adapter_name(body.model, tenant.name, body.suffix, job_id),
-        "checkpoint": str(model.checkpoint),
+        "checkpoint": str(model.checkpoint_path),
         "training_path": training.path,
         "validation_path": validation.path if validation else None,
     }

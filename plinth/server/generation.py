@@ -15,8 +15,9 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from plinth.engine import PromptTooLongError, SamplingParams, TokenLogprob
-from plinth.engine.lora import UnknownAdapterError
+from plinth.adapters import client_name
+from plinth.engine import PromptTooLongError, SamplingParams, TokenLogprob, UnknownAdapterError
+from plinth.llm import ServedModel
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
 
@@ -29,7 +30,7 @@ Events = AsyncGenerator[tuple[int, Any], None]
 class Job:
     """One sequence to generate: ``model.stream(prompt_ids, params, stop, request_id)``."""
 
-    model: Any  # plinth.llm.local.LocalModel (duck-typed so tests can pass a fake)
+    model: ServedModel
     prompt_ids: list[int]
     params: SamplingParams
     stop: tuple[str, ...] = ()
@@ -66,8 +67,7 @@ async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
         for job in jobs:
             rid = job.request_id
             stream = job.model.stream(job.prompt_ids, job.params, stop=job.stop, request_id=rid)
-            label = getattr(job.model, "metrics_label", job.model.name)  # base name, never an adapter's
-            streams.append(metrics.observe(label, stream))
+            streams.append(metrics.observe(job.model.metrics_label, stream))  # never an adapter's name
     except BaseException:
         await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)
         raise
@@ -79,10 +79,8 @@ async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
         raise
     except UnknownAdapterError as exc:  # unregistered between lookup and start: as if never there
         await events.aclose()
-        name = exc.name.split(":", 1)[-1]  # the engine-level name is "<owner>:<name>"
-        raise APIError(
-            404, f"The model '{name}' does not exist.", param="model", code="model_not_found"
-        ) from exc
+        message = f"The model '{client_name(exc.name)}' does not exist."
+        raise APIError(404, message, param="model", code="model_not_found") from exc
     except ValueError as exc:  # the engine's request checks (empty prompt, ids out of vocabulary)
         await events.aclose()
         raise APIError(400, str(exc)) from exc

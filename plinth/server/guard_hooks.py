@@ -22,32 +22,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from plinth.guard.assess import without_matches
-from plinth.guard.types import DetectContext, Stage
+from plinth.guard import INTERVENED, DetectContext, Stage, StreamGuard, without_matches
 from plinth.server import guardrails_api
 from plinth.server.errors import APIError
 
 if TYPE_CHECKING:
-    from plinth.guard.check import GuardResult
-    from plinth.guard.policy import GuardrailPolicy
+    from plinth.guard import GuardrailPolicy, GuardResult
 
 __all__ = [
     "INTERVENED",
     "GuardrailConfig",
     "RequestGuard",
     "guard_data",
-    "guard_input",
-    "guard_output",
     "guardrail_field",
     "parse_guardrail_config",
     "request_guard",
 ]
 
-INTERVENED: Final = "GUARDRAIL_INTERVENED"
 _TRACES = ("enabled", "disabled")
 _MODES = ("sync", "async")
 
@@ -113,27 +108,12 @@ async def request_guard(request: Request, config: GuardrailConfig | None) -> Req
     return RequestGuard(request, policy, trace=config.trace if config else False)
 
 
-async def guard_input(
-    request: Request, policy: GuardrailPolicy, text: str, context: DetectContext | None = None
-) -> GuardResult:
-    """Check what a user sent (prompt attacks, PII, denied topics, words)."""
-    return await _check(request, policy, "input", text, context or DetectContext(stage="input"))
-
-
 async def guard_data(
     request: Request, policy: GuardrailPolicy, texts: Sequence[str], context: DetectContext | None = None
 ) -> list[GuardResult]:
     """Check untrusted content a feature is about to put in a prompt (retrieved chunks, SQL result text),
     one result per text, in order."""
     return await _check_all(request, policy, "data", texts, context)
-
-
-async def guard_output(
-    request: Request, policy: GuardrailPolicy, text: str, context: DetectContext | None = None
-) -> GuardResult:
-    """Check what the model said; ``context`` carries the sources and query for grounding and this
-    request's canaries."""
-    return await _check(request, policy, "output", text, context or DetectContext(stage="output"))
 
 
 async def _check_all(
@@ -203,6 +183,11 @@ class RequestGuard:
     async def outputs(self, texts: Sequence[str], context: DetectContext | None = None) -> list[GuardResult]:
         """Check several replies (the ``n`` choices of one request) against the same context."""
         return self._record("output", await _check_all(self.request, self.policy, "output", texts, context))
+
+    def stream_guard(self, context: DetectContext) -> StreamGuard:
+        """A stream guard for one streamed reply, under this policy, auditing as the request's tenant."""
+        tenant_id = getattr(getattr(self.request.state, "tenant", None), "id", None)
+        return StreamGuard(guardrails_api.get_guard(self.request), self.policy, context, tenant_id=tenant_id)
 
     def record(self, stage: Stage, result: GuardResult) -> None:
         """Add a verdict reached elsewhere (a stream guard's) to what :meth:`field` reports."""

@@ -16,21 +16,21 @@
 
 For the features that guard their own paths: :func:`resolve_policy` (a request's ``guardrailConfig``, else
 the tenant's default) and :func:`get_guard` (the app's :class:`~plinth.guard.check.Guard`, which writes
-every intervention to the audit log, matches as HMAC-SHA256 under the installation's :func:`audit_key`).
+every intervention to the audit log, matches as HMAC-SHA256 under the installation's
+:func:`~plinth.guard.audit_key.audit_key`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import ConfigDict, SkipValidation
 
 from plinth.control import ControlPlane, Tenant, record
 from plinth.control.guardrails import (
@@ -43,17 +43,22 @@ from plinth.control.guardrails import (
     list_guardrails,
     update_guardrail,
 )
-from plinth.guard.check import AuditEntry, Guard, GuardResult
-from plinth.guard.policy import GuardrailPolicy, PolicyError
-from plinth.guard.types import DetectContext, Stage
+from plinth.guard import (
+    AuditEntry,
+    DetectContext,
+    Guard,
+    GuardrailPolicy,
+    GuardResult,
+    PolicyError,
+    Stage,
+    audit_key,
+)
 from plinth.server.auth import require_tenant
+from plinth.server.bodies import JSONBody
 from plinth.server.errors import APIError
-from plinth.server.knowledge_api import json_object
 from plinth.server.state import get_state
 
 __all__ = [
-    "AUDIT_KEY_FILE",
-    "audit_key",
     "audit_writer",
     "get_guard",
     "make_guard",
@@ -66,13 +71,43 @@ router = APIRouter(prefix="/v1/guardrails", dependencies=[Depends(require_tenant
 _STAGES: dict[str, Stage] = {"INPUT": "input", "OUTPUT": "output", "DATA": "data"}
 _QUALIFIERS = ("grounding_source", "query", "guard_content")
 _CONFIG_KEYS = ("guardrailIdentifier", "guardrailVersion", "trace", "streamProcessingMode")
-AUDIT_KEY_FILE = "audit.key"  # under the data dir: 32 random bytes, hex, mode 0600
 MAX_APPLY_CHARS = 200_000  # per request: a guard check is CPU work the caller should not make unbounded
 
 
+class GuardrailBody(JSONBody):
+    """Bedrock's CreateGuardrail body (see :mod:`plinth.guard.policy` for what is supported) plus
+    ``isDefault``; :meth:`GuardrailPolicy.from_bedrock` judges it (unknown keys included), after the
+    guardrail is found on PUT."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: SkipValidation[str | None] = None
+    description: SkipValidation[str] = ""
+    blockedInputMessaging: SkipValidation[str | None] = None
+    blockedOutputsMessaging: SkipValidation[str | None] = None
+    contentPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    topicPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    wordPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    sensitiveInformationPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    contextualGroundingPolicyConfig: SkipValidation[dict[str, Any] | None] = None
+    detectorFailureMode: SkipValidation[str] = "CLOSED"  # CLOSED or OPEN (Plinth's)
+    isDefault: SkipValidation[bool | None] = None  # the tenant's default guardrail (Plinth's)
+
+
+class ApplyBody(JSONBody):
+    """Bedrock's ApplyGuardrail body, checked before the guardrail is looked up."""
+
+    source: SkipValidation[Literal["INPUT", "OUTPUT", "DATA"]]
+    content: SkipValidation[list[dict[str, Any]]]  # [{"text": {"text", "qualifiers"?}}]
+
+    @classmethod
+    def check(cls, body: dict[str, Any]) -> None:
+        _apply_request(body)
+
+
 @router.post("", status_code=201)
-async def create(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
+async def create(guardrail: GuardrailBody, request: Request) -> dict[str, Any]:
+    body = guardrail.raw()
     is_default = _is_default(body)
     policy = _policy(body)
     row = await _call(create_guardrail, _cp(request), tenant_id=_tenant(request).id, name=policy.name,
@@ -92,8 +127,8 @@ async def get(guardrail_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.put("/{guardrail_id}")
-async def update(guardrail_id: str, request: Request) -> dict[str, Any]:
-    body = await json_object(request)
+async def update(guardrail_id: str, guardrail: GuardrailBody, request: Request) -> dict[str, Any]:
+    body = guardrail.raw()
     row = await _row(request, guardrail_id)
     is_default = _is_default(body)
     policy = _policy(body)
@@ -110,9 +145,8 @@ async def delete(guardrail_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/{guardrail_id}/apply")
-async def apply(guardrail_id: str, request: Request) -> dict[str, Any]:
-    body = await json_object(request)
-    stage, texts, context = _apply_request(body)
+async def apply(guardrail_id: str, body: ApplyBody, request: Request) -> dict[str, Any]:
+    stage, texts, context = _apply_request(body.raw())
     policy = _loaded(await _row(request, guardrail_id))
     guard, tenant_id = get_guard(request), _tenant(request).id
     results = []
@@ -168,29 +202,6 @@ def get_guard(request: Request) -> Guard:
 def make_guard(cp: ControlPlane, key: bytes) -> Guard:
     """A guard whose interventions go to ``cp``'s audit log, matches keyed-hashed with ``key``."""
     return Guard(audit=audit_writer(cp), audit_key=key)
-
-
-def audit_key(data_dir: Path) -> bytes:
-    """The installation's audit key, ``<data_dir>/audit.key``: made on first start (32 random bytes,
-    hex, readable by the owner only) and kept, so digests of the same value match across restarts.
-    Losing it only unlinks old entries from new ones; the raw values were never stored."""
-    path = data_dir / AUDIT_KEY_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{AUDIT_KEY_FILE}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)  # atomic, and never replaces: two first starts agree on one key
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    key = bytes.fromhex(path.read_text().strip())
-    if len(key) < 16:
-        raise ValueError(f"{path} holds a {len(key)}-byte key; delete it to make a new one")
-    return key
 
 
 def audit_writer(cp: ControlPlane) -> Callable[[AuditEntry], None]:

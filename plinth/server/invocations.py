@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from plinth.engine import SamplingParams
-from plinth.server import chat_guard
+from plinth.guard import blocked_events, guard_choices, guard_events, screen_prompts
+from plinth.llm import ServedModel
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
 from plinth.server.generation import Choice, Events, Job, collect, start
@@ -147,10 +148,10 @@ async def invocations(body: LMIRequest, request: Request) -> Any:
     models = [state.model(name, request.state.tenant) if name else base for name in names]
     guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))
     if guard is not None:
-        inputs = await chat_guard.screen_prompts(guard, inputs)
+        inputs = await screen_prompts(guard, inputs)
     prompts: list[list[int]] = [[] for _ in inputs]
     if guard is not None and guard.blocked:  # no input runs
-        events = chat_guard.blocked_events(guard, len(inputs))
+        events = blocked_events(guard, len(inputs))
     else:
         jobs = []
         for text, model in zip(inputs, models, strict=True):
@@ -160,13 +161,13 @@ async def invocations(body: LMIRequest, request: Request) -> Any:
         prompts = [job.prompt_ids for job in jobs]
         events = await start(jobs, state.metrics)
         if guard is not None and streaming:
-            events = chat_guard.guard_events(guard, events, 1, None)
+            events = guard_events(guard, events, 1, None)
     if streaming:
         lines = _stream_lines(events, models[0], inputs[0], params, guard)
         return ClosingStreamingResponse(lines, media_type="application/jsonlines")
     choices = await collect(events, len(inputs))
     if guard is not None and not guard.blocked:
-        await chat_guard.guard_choices(guard, choices, None)
+        await guard_choices(guard, choices, None)
     outputs = [
         _output(model, text, ids, c, params)
         for text, model, ids, c in zip(inputs, models, prompts, choices, strict=True)
@@ -176,20 +177,20 @@ async def invocations(body: LMIRequest, request: Request) -> Any:
     return outputs[0] if isinstance(body.inputs, str) else outputs
 
 
-def _token(model: Any, token_id: int, logprob: float | None) -> dict[str, Any]:
+def _token(model: ServedModel, token_id: int, logprob: float | None) -> dict[str, Any]:
     return {"id": token_id, "text": model.token_text(token_id), "log_prob": logprob}
 
 
-def _finish_reason(model: Any, choice: Choice) -> str | None:
+def _finish_reason(model: ServedModel, choice: Choice) -> str | None:
     """LMI's names: ``length``, ``eos_token`` (the tokenizer's EOS), ``stop_sequence`` (anything else)."""
     if choice.finish_reason != "stop":
         return choice.finish_reason
-    eos = getattr(getattr(model, "tokenizer", None), "eos_token_id", None)
+    eos = model.eos_token_id
     last = choice.token_ids[-1] if choice.token_ids else None
     return "eos_token" if last is not None and last == eos else "stop_sequence"
 
 
-def _details(model: Any, text: str, choice: Choice, *, with_tokens: bool) -> dict[str, Any]:
+def _details(model: ServedModel, text: str, choice: Choice, *, with_tokens: bool) -> dict[str, Any]:
     details: dict[str, Any] = {
         "finish_reason": _finish_reason(model, choice),
         "generated_tokens": choice.num_output_tokens,
@@ -204,7 +205,7 @@ def _details(model: Any, text: str, choice: Choice, *, with_tokens: bool) -> dic
 
 
 def _output(
-    model: Any, text: str, prompt_ids: list[int], choice: Choice, params: LMIParameters
+    model: ServedModel, text: str, prompt_ids: list[int], choice: Choice, params: LMIParameters
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"generated_text": text + choice.text if params.return_full_text else choice.text}
     if params.details:
@@ -215,7 +216,7 @@ def _output(
 
 
 async def _stream_lines(
-    events: Events, model: Any, text: str, params: LMIParameters, guard: RequestGuard | None
+    events: Events, model: ServedModel, text: str, params: LMIParameters, guard: RequestGuard | None
 ) -> AsyncIterator[str]:
     """JSON lines, one per token (under a guard: per checked piece of text). Each line is held back
     until the next arrives, so the last line can carry ``generated_text`` and ``details``, as LMI's
@@ -242,7 +243,7 @@ async def _stream_lines(
         await events.aclose()
 
 
-def _tokens(model: Any, delta: Any, *, guarded: bool) -> list[dict[str, Any]]:
+def _tokens(model: ServedModel, delta: Any, *, guarded: bool) -> list[dict[str, Any]]:
     """The token lines' ``token`` objects for one delta; under a guard, its released text as one."""
     if guarded:
         return [{"id": None, "text": delta.text, "log_prob": None}] if delta.text else []

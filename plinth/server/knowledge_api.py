@@ -18,61 +18,93 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import ConfigDict, SkipValidation
 
 from plinth.control import Tenant
 from plinth.control.knowledge import JobRow, KnowledgeBaseRow, latest_job
-from plinth.knowledge.filters import FilterError
-from plinth.knowledge.kb import KnowledgeBaseConfig
-from plinth.knowledge.retriever import RetrievalError
-from plinth.knowledge.service import ConflictError, InvalidError, KnowledgeService, NotFoundError
-from plinth.knowledge.types import Hit
+from plinth.knowledge import (
+    Hit,
+    KnowledgeBaseConfig,
+    KnowledgeService,
+)
 from plinth.server.auth import require_tenant
+from plinth.server.bodies import JSONBody
 from plinth.server.errors import APIError
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/knowledge-bases", dependencies=[Depends(require_tenant)])
-_RETRIEVE_KEYS = {"query", "numberOfResults", "filter", "searchType"}
+
+
+class KnowledgeBaseBody(JSONBody):
+    """A knowledge base's config; :meth:`KnowledgeBaseConfig.from_json` judges it (unknown keys too)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: SkipValidation[str | None] = None
+    embedder: SkipValidation[str | None] = None  # a sentence-transformers id, or a model at embedder_url
+    embedder_url: SkipValidation[str | None] = None  # an OpenAI-compatible server (…/v1)
+    chunking: SkipValidation[str | dict[str, Any] | None] = None  # a strategy name or its settings
+    store: SkipValidation[str | None] = None  # lancedb (default) or pgvector
+    metadata_schema: SkipValidation[dict[str, str] | None] = None
+    hybrid_weight: SkipValidation[float | None] = None
+    reranker: SkipValidation[str | None] = None
+
+
+class SourceBody(JSONBody):
+    """A source to add; checked after the knowledge base is found and the key is known to be admin."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: SkipValidation[Literal["files", "records"] | None] = None
+    path: SkipValidation[str | None] = None  # absolute, on the server's machine
+    text_fields: SkipValidation[list[str] | None] = None
+    metadata_fields: SkipValidation[list[str] | None] = None
+    id_field: SkipValidation[str | None] = None
+    title_field: SkipValidation[str | None] = None
 
 
 @router.post("", status_code=201)
-async def create_kb(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
+async def create_kb(kb_body: KnowledgeBaseBody, request: Request) -> dict[str, Any]:
+    body = kb_body.raw()
     if "sources" in body:
         raise APIError(400, "Add sources with POST /v1/knowledge-bases/{kb}/sources.", param="sources")
     try:
         config = KnowledgeBaseConfig.from_json(body)
     except ValueError as exc:
         raise APIError(400, str(exc), param=_config_param(str(exc))) from exc
-    row = await call_service(request, "create", config)
-    return _card(request, row)
+    service, tenant = scope(request)
+    return _card(request, await asyncio.to_thread(service.create, tenant, config))
 
 
 @router.get("")
 async def list_kbs(request: Request) -> dict[str, Any]:
-    kbs = await call_service(request, "list_kbs")
+    service, tenant = scope(request)
+    kbs = await asyncio.to_thread(service.list_kbs, tenant)
     return {"object": "list", "data": [_card(request, row) for row in kbs]}
 
 
 @router.get("/{kb}")
 async def get_kb(kb: str, request: Request) -> dict[str, Any]:
-    return _card(request, await call_service(request, "get", kb))
+    service, tenant = scope(request)
+    return _card(request, await asyncio.to_thread(service.get, tenant, kb))
 
 
 @router.delete("/{kb}")
 async def delete_kb(kb: str, request: Request) -> dict[str, Any]:
-    await call_service(request, "delete", kb)
+    service, tenant = scope(request)
+    await asyncio.to_thread(service.delete, tenant, kb)
     return {"id": kb, "object": "knowledge_base", "deleted": True}
 
 
 @router.post("/{kb}/sources", status_code=201)
-async def add_source(kb: str, request: Request) -> dict[str, Any]:
-    tenant: Tenant = request.state.tenant
-    body = await json_object(request)
-    await call_service(request, "get", kb)  # 404 before 403: do not reveal what others may do
+async def add_source(kb: str, source: SourceBody, request: Request) -> dict[str, Any]:
+    service, tenant = scope(request)
+    body = source.raw()
+    await asyncio.to_thread(service.get, tenant, kb)  # 404 before 403: do not reveal what others may do
     if not tenant.is_admin:
         raise APIError(
             403,
@@ -86,33 +118,42 @@ async def add_source(kb: str, request: Request) -> dict[str, Any]:
         )
     if isinstance(path, str) and not Path(path).exists():
         raise APIError(400, f"path {path!r} does not exist on the server", param="path")
-    return _card(request, await call_service(request, "add_source", kb, body))
+    return _card(request, await asyncio.to_thread(service.add_source, tenant, kb, body))
 
 
 @router.post("/{kb}/sync", status_code=202)
 async def start_sync(kb: str, request: Request) -> dict[str, Any]:
-    job = await call_service(request, "start_sync", kb)
+    service, tenant = scope(request)
+    job = await asyncio.to_thread(service.start_sync, tenant, kb)
     return _job(job, kb)
 
 
 @router.get("/{kb}/jobs/{job_id}")
 async def get_job(kb: str, job_id: str, request: Request) -> dict[str, Any]:
-    row = await call_service(request, "get", kb)
-    job = await call_service(request, "job", job_id)
+    service, tenant = scope(request)
+    row = await asyncio.to_thread(service.get, tenant, kb)
+    job = await asyncio.to_thread(service.job, tenant, job_id)
     if job.kb_id != row.id:
         raise APIError(404, f"The sync job '{job_id}' does not exist.", param="job_id", code="not_found")
     return _job(job, kb)
 
 
+class RetrieveBody(JSONBody):
+    """Bedrock Retrieve's body. Its values are the retriever's to check (400 naming the field), after
+    the knowledge base is found (404 first), so they are documented here but not validated."""
+
+    query: SkipValidation[str | None] = None
+    numberOfResults: SkipValidation[int] = 5
+    searchType: SkipValidation[str] = "HYBRID"  # LEXICAL, SEMANTIC or HYBRID
+    filter: SkipValidation[dict[str, Any] | None] = None  # Bedrock's metadata filter
+
+
 @router.post("/{kb}/retrieve")
-async def retrieve(kb: str, request: Request) -> dict[str, Any]:
-    body = await json_object(request)
-    if unknown := sorted(set(body) - _RETRIEVE_KEYS):
-        raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
-    hits = await call_service(
-        request, "retrieve", kb, body.get("query"), body.get("numberOfResults", 5),
-        body.get("searchType", "HYBRID"), body.get("filter"),
-    )  # fmt: skip
+async def retrieve(kb: str, body: RetrieveBody, request: Request) -> dict[str, Any]:
+    service, tenant = scope(request)
+    hits = await asyncio.to_thread(
+        service.retrieve, tenant, kb, body.query, body.numberOfResults, body.searchType, body.filter
+    )
     return {"results": [_result(hit) for hit in hits]}
 
 
@@ -125,27 +166,10 @@ def knowledge_service(request: Request) -> KnowledgeService:
     return service
 
 
-async def call_service(request: Request, method: str, *args: Any) -> Any:
-    """Run a service method in a worker thread (it does database and disk I/O), mapping its errors."""
-    fn = getattr(knowledge_service(request), method)
-    try:
-        return await asyncio.to_thread(fn, request.state.tenant, *args)
-    except NotFoundError as exc:
-        raise APIError(404, str(exc), param="kb", code="not_found") from exc
-    except ConflictError as exc:
-        raise APIError(409, str(exc), code="conflict") from exc
-    except (FilterError, RetrievalError, InvalidError) as exc:
-        raise APIError(400, str(exc), param=exc.param) from exc
-
-
-async def json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise APIError(400, "The request body is not valid JSON.", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
+def scope(request: Request) -> tuple[KnowledgeService, Tenant]:
+    """The service and the caller's tenant. Service calls run in a worker thread (database and disk
+    I/O); their errors reach the client through :mod:`plinth.server.errors`."""
+    return knowledge_service(request), request.state.tenant
 
 
 def _config_param(message: str) -> str | None:

@@ -18,7 +18,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from plinth.engine import EngineStats, LoraStats
+from plinth.llm import AdapterHost, ServedModel
+
 __all__ = ["LoraCollector", "Metrics", "RequestMetricsMiddleware", "engine_stats"]
+
+Models = Callable[[], Iterable[AdapterHost]]
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
 _TPOT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1, 2.5)
@@ -63,17 +68,17 @@ class Metrics:
             ["model"], buckets=_TPOT_BUCKETS, registry=r,
         )  # fmt: skip
 
-    def render(self, models: Iterable[Any] = ()) -> bytes:
+    def render(self, models: Iterable[ServedModel] = ()) -> bytes:
         """The Prometheus text exposition, after reading each model's engine gauges."""
         for model in models:
             stats = engine_stats(model)
             if stats is None:
                 continue
-            self.waiting.labels(model.name).set(stats.num_waiting)
-            self.running.labels(model.name).set(stats.num_running)
-            self.batch_size.labels(model.name).set(stats.last_batch_size)
+            self.waiting.labels(model.metrics_label).set(stats.num_waiting)
+            self.running.labels(model.metrics_label).set(stats.num_running)
+            self.batch_size.labels(model.metrics_label).set(stats.last_batch_size)
             total = stats.kv_blocks_total
-            self.kv_usage.labels(model.name).set(stats.kv_blocks_used / total if total else 0.0)
+            self.kv_usage.labels(model.metrics_label).set(stats.kv_blocks_used / total if total else 0.0)
         return generate_latest(self.registry)
 
     async def observe(self, model: str, stream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
@@ -100,17 +105,11 @@ class Metrics:
             self.tpot.labels(model).observe((now - first) / (delta.num_output_tokens - 1))
 
 
-def engine_stats(model: Any) -> Any | None:
-    """``model.engine.engine.stats()`` (LocalModel -> AsyncLLMEngine -> LLMEngine), or None if absent.
-
-    Defensive on purpose: a scrape must never fail because one model's engine looks different.
-    """
-    engine = getattr(model, "engine", None)
-    stats = getattr(getattr(engine, "engine", engine), "stats", None)
-    if not callable(stats):
-        return None
+def engine_stats(model: ServedModel) -> EngineStats | None:
+    """``model.stats()``, or None when it fails: a scrape or health check must never fail because of
+    one model."""
     try:
-        return stats()
+        return model.stats()
     except Exception:
         return None
 
@@ -134,7 +133,7 @@ class LoraCollector:
     cumulative counts, and Prometheus counters cannot be *set*.
     """
 
-    def __init__(self, models: Callable[[], Iterable[Any]]) -> None:
+    def __init__(self, models: Models) -> None:
         self.models = models
 
     def collect(self) -> Iterator[Metric]:
@@ -148,14 +147,13 @@ class LoraCollector:
             stats = _lora_stats(model)
             if stats is not None:
                 for family, field in zip(families, fields, strict=True):
-                    family.add_metric([model.name], getattr(stats, field))
+                    family.add_metric([model.metrics_label], getattr(stats, field))
         yield from families
 
 
-def _lora_stats(model: Any) -> Any | None:
-    stats = getattr(model, "lora_stats", None)
+def _lora_stats(model: AdapterHost) -> LoraStats | None:
     try:
-        return stats() if callable(stats) else None
+        return model.lora_stats()
     except Exception:  # a scrape must never fail because of one model
         return None
 

@@ -10,7 +10,7 @@ and completions; with neither, nothing runs. A request blocked at input is still
 content is the policy's blocked message with ``finish_reason: "content_filter"`` and no tokens are spent;
 a reply blocked at output likewise (streamed: its last chunk). Guarded responses carry ``guardrail:
 {"action", "stage", "assessments"}`` (top level; in a stream, on each choice's last chunk). See
-:mod:`plinth.server.chat_guard`. On ``/v1/completions`` each string prompt is checked whole at input (a
+:mod:`plinth.guard.chat`. On ``/v1/completions`` each string prompt is checked whole at input (a
 raw prompt is all user text) and no canary is planted (there is no system prompt to plant it in); a
 token-id prompt under a guardrail is a 400 naming ``prompt``: ids are not text a detector can read, and
 checking their decoding would let ids that decode innocently but tokenize differently slip through.
@@ -28,10 +28,18 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from plinth.guard.canary import new_canary
-from plinth.server import chat_guard
+from plinth.adapters import AdapterEntry
+from plinth.guard import (
+    blocked_events,
+    guard_choices,
+    guard_events,
+    new_canary,
+    screen_messages,
+    screen_prompts,
+    with_canary,
+)
+from plinth.llm import ServedModel
 from plinth.server import openai_format as fmt
-from plinth.server.adapter_registry import AdapterEntry
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
 from plinth.server.generation import Choice, Events, Job, collect, start
@@ -60,7 +68,7 @@ def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-def _model_card(state: ServerState, model: Any) -> dict[str, Any]:
+def _model_card(state: ServerState, model: ServedModel) -> dict[str, Any]:
     parent = getattr(model, "parent", None)  # set for a --merge-lora model
     return {
         "id": model.name,
@@ -97,10 +105,10 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))
     canary = new_canary() if guard is not None else ""
     if guard is not None:
-        messages = chat_guard.with_canary(await chat_guard.screen_messages(guard, messages), canary)
+        messages = with_canary(await screen_messages(guard, messages), canary)
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if guard is not None and guard.blocked:  # the model is never called
-        events = chat_guard.blocked_events(guard, body.n)
+        events = blocked_events(guard, body.n)
     else:
         try:
             ids = await run_in_threadpool(model.encode_chat, messages)
@@ -113,16 +121,18 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
         if guard is None:
             return fmt.chat_response(rid, model, choices, body.n, k)
         if not guard.blocked:
-            await chat_guard.guard_choices(guard, choices, canary)
+            await guard_choices(guard, choices, canary)
         return {**fmt.chat_response(rid, model, choices, body.n, k), "guardrail": guard.field()}
     if guard is not None and not guard.blocked:
-        events = chat_guard.guard_events(guard, events, body.n, canary)
+        events = guard_events(guard, events, body.n, canary)
     usage_chunk = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model.name}
     render = _chat_render(rid, created, model, k, guard)
     return _sse(_sse_body(events, body.n, body.n, render, usage_chunk if body.include_usage else None))
 
 
-def _chat_render(rid: str, created: int, model: Any, k: int | None, guard: RequestGuard | None) -> Render:
+def _chat_render(
+    rid: str, created: int, model: ServedModel, k: int | None, guard: RequestGuard | None
+) -> Render:
     """Chunks for one delta: the role first, then content, logprobs and finish_reason; under a guard,
     a choice's last chunk carries the ``guardrail`` field as it stands then."""
 
@@ -154,7 +164,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     rid, created, k = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.logprobs
     num_jobs = len(prompts) * body.n
     if guard is not None and guard.blocked:  # the model is never called
-        events = chat_guard.blocked_events(guard, num_jobs)
+        events = blocked_events(guard, num_jobs)
     else:
         ids = [p if isinstance(p, list) else await run_in_threadpool(model.encode, p) for p in prompts]
         room = min(_room(model, p, "prompt") for p in ids)
@@ -165,10 +175,10 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         if guard is None:
             return fmt.completion_response(rid, model, choices, body.n, k)
         if not guard.blocked:
-            await chat_guard.guard_choices(guard, choices, None)
+            await guard_choices(guard, choices, None)
         return {**fmt.completion_response(rid, model, choices, body.n, k), "guardrail": guard.field()}
     if guard is not None and not guard.blocked:
-        events = chat_guard.guard_events(guard, events, num_jobs, None)
+        events = guard_events(guard, events, num_jobs, None)
     usage_chunk = {"id": rid, "object": "text_completion", "created": created, "model": model.name}
     render = _completion_render(rid, created, model, k, num_jobs, guard)
     return _sse(_sse_body(events, num_jobs, body.n, render, usage_chunk if body.include_usage else None))
@@ -181,11 +191,11 @@ async def _screen_prompts(guard: RequestGuard, prompts: list[str | list[int]]) -
         message = ("A guardrail applies to this request (guardrailConfig or the tenant's default), and "
                    "token-id prompts cannot be checked by one: send the prompt as text.")  # fmt: skip
         raise APIError(400, message, param="prompt", code="guardrail_needs_text")
-    return list(await chat_guard.screen_prompts(guard, texts))
+    return list(await screen_prompts(guard, texts))
 
 
 def _completion_render(
-    rid: str, created: int, model: Any, k: int | None, num_jobs: int, guard: RequestGuard | None
+    rid: str, created: int, model: ServedModel, k: int | None, num_jobs: int, guard: RequestGuard | None
 ) -> Render:
     """Chunks for one delta (``text_offset`` counted per choice); under a guard, a choice's last chunk
     carries the ``guardrail`` field as it stands then."""
@@ -235,7 +245,7 @@ def _encode_vector(vector: Sequence[float], encoding: str) -> list[float] | str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-def _room(model: Any, ids: list[int], param: str = "messages") -> int:
+def _room(model: ServedModel, ids: list[int], param: str = "messages") -> int:
     """Tokens left for the completion; a 400 when the prompt alone fills the context."""
     if not ids:
         raise APIError(400, "The prompt is empty.", param=param)
@@ -252,7 +262,7 @@ def _room(model: Any, ids: list[int], param: str = "messages") -> int:
 
 def _jobs(
     body: Any,
-    model: Any,
+    model: ServedModel,
     prompts: list[list[int]],
     logprobs: int | None,
     max_tokens: int | None,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from plinth.engine import TokenLogprob
+from plinth.llm import ServedModel
 from plinth.server.generation import Choice
 
 __all__ = [
@@ -41,12 +42,12 @@ def _entry(text: str, logprob: float) -> dict[str, Any]:
     return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
 
 
-def _top(model: Any, lp: TokenLogprob, k: int) -> list[tuple[str, float]]:
+def _top(model: ServedModel, lp: TokenLogprob, k: int) -> list[tuple[str, float]]:
     best = sorted(lp.top.items(), key=lambda kv: kv[1], reverse=True)[:k]
     return [(model.token_text(tid), value) for tid, value in best]
 
 
-def chat_logprobs(model: Any, logprobs: Sequence[TokenLogprob], k: int) -> dict[str, Any]:
+def chat_logprobs(model: ServedModel, logprobs: Sequence[TokenLogprob], k: int) -> dict[str, Any]:
     """``choice.logprobs`` for chat: ``{"content": [{token, logprob, bytes, top_logprobs}]}``."""
     content = []
     for lp in logprobs:
@@ -57,7 +58,7 @@ def chat_logprobs(model: Any, logprobs: Sequence[TokenLogprob], k: int) -> dict[
 
 
 def completion_logprobs(
-    model: Any, logprobs: Sequence[TokenLogprob], k: int, offset: int = 0
+    model: ServedModel, logprobs: Sequence[TokenLogprob], k: int, offset: int = 0
 ) -> dict[str, Any]:
     """Legacy completions logprobs: parallel lists, ``text_offset`` counted from ``offset``."""
     tokens, offsets, tops = [], [], []
@@ -79,7 +80,9 @@ def _envelope(rid: str, obj: str, created: int, model_name: str) -> dict[str, An
     return {"id": rid, "object": obj, "created": created, "model": model_name}
 
 
-def chat_response(rid: str, model: Any, choices: Sequence[Choice], n: int, k: int | None) -> dict[str, Any]:
+def chat_response(
+    rid: str, model: ServedModel, choices: Sequence[Choice], n: int, k: int | None
+) -> dict[str, Any]:
     """The whole ``chat.completion`` object; ``k`` is top_logprobs (None: logprobs off)."""
     body = _envelope(rid, "chat.completion", int(time.time()), model.name)
     body["choices"] = [
@@ -96,7 +99,7 @@ def chat_response(rid: str, model: Any, choices: Sequence[Choice], n: int, k: in
 
 
 def completion_response(
-    rid: str, model: Any, choices: Sequence[Choice], n: int, k: int | None
+    rid: str, model: ServedModel, choices: Sequence[Choice], n: int, k: int | None
 ) -> dict[str, Any]:
     """The whole ``text_completion`` object; ``k`` is the ``logprobs`` request field."""
     body = _envelope(rid, "text_completion", int(time.time()), model.name)

@@ -30,24 +30,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, SkipValidation
 
 from plinth.control import knowledge as rows
-from plinth.knowledge.citations import reference
-from plinth.knowledge.filters import FilterError, parse_filter
-from plinth.knowledge.rag import MIN_SCORES, DroppedSource, RagResult, retrieve_and_generate
-from plinth.knowledge.retriever import MAX_RESULTS, SEARCH_TYPES, RetrievalError
-from plinth.llm.local import ChatView
+from plinth.knowledge import (
+    MAX_RESULTS,
+    MIN_SCORES,
+    SEARCH_TYPES,
+    DroppedSource,
+    RagResult,
+    parse_filter,
+    reference,
+    retrieve_and_generate,
+)
+from plinth.llm import ChatModel
 from plinth.server.auth import require_tenant
+from plinth.server.bodies import JSONBody
 from plinth.server.errors import APIError
 from plinth.server.guard_hooks import GuardrailConfig, RequestGuard, parse_guardrail_config, request_guard
-from plinth.server.knowledge_api import call_service, json_object, knowledge_service
+from plinth.server.knowledge_api import scope
 from plinth.server.state import get_state
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_tenant)])
-_KEYS = {"input", "knowledgeBaseId", "model", "sessionId", "filter", "retrievalConfiguration"}
-_KEYS |= {"guardrailConfig", "generationConfiguration"}
 _CONFIG_KEYS = {"numberOfResults", "searchType", "overrideSearchType", "implicitFilters"}
 MAX_SESSION_TURNS = 50
 
@@ -65,13 +71,63 @@ class RagRequest:
     guardrail: GuardrailConfig | None = None
 
 
+class RetrievalConfiguration(BaseModel):
+    numberOfResults: int = 5
+    searchType: str = "HYBRID"  # one of SEARCH_TYPES
+    overrideSearchType: str | None = None  # Bedrock's name for searchType
+    implicitFilters: bool = False  # infer a metadata filter from the question
+
+
+class RagBody(JSONBody):
+    """The body's shape is checked by :meth:`check` (400 naming the field; ``SkipValidation`` fields
+    are documented, and checked there only); ``filter`` is checked against the knowledge base's schema
+    once it is found (404 first)."""
+
+    input: SkipValidation[str | dict[str, str]]  # {"text": "..."} or the text itself
+    knowledgeBaseId: str
+    model: str  # a served base model or adapter
+    sessionId: str | None = None
+    filter: SkipValidation[dict[str, Any] | None] = None  # Bedrock's metadata filter
+    retrievalConfiguration: SkipValidation[RetrievalConfiguration | None] = None
+    guardrailConfig: dict[str, Any] | None = None
+    generationConfiguration: dict[str, Any] | None = None  # Bedrock's: {"guardrailConfiguration"}
+
+    @classmethod
+    def check(cls, body: dict[str, Any]) -> None:
+        _input_text(body)
+        for key in ("knowledgeBaseId", "model"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise APIError(400, f"{key} is required (a string).", param=key)
+        session_id = body.get("sessionId")
+        if session_id is not None and (not isinstance(session_id, str) or not session_id):
+            raise APIError(400, "sessionId must be a non-empty string.", param="sessionId")
+        _retrieval_config(body.get("retrievalConfiguration"))
+        _guardrail_config(body)
+
+    def request(self) -> RagRequest:
+        body = {key: getattr(self, key) for key in self.model_fields_set}  # as sent: check() passed it
+        config = _retrieval_config(body.get("retrievalConfiguration"))
+        text, guardrail = _input_text(body), _guardrail_config(body)
+        return RagRequest(
+            text, self.knowledgeBaseId, self.model, self.sessionId, self.filter, **config, guardrail=guardrail
+        )
+
+
+def _input_text(body: dict[str, Any]) -> str:
+    text = body.get("input")
+    text = text.get("text") if isinstance(text, dict) else text
+    if not isinstance(text, str) or not text.strip():
+        raise APIError(400, 'input must be {"text": "..."} or a non-empty string.', param="input")
+    return text
+
+
 @router.post("/retrieve-and-generate")
-async def retrieve_and_generate_route(request: Request) -> dict[str, Any]:
-    req = parse_request(await json_object(request))
-    tenant, state = request.state.tenant, get_state(request)
-    row = await call_service(request, "get", req.kb)  # 404 for an unknown (or another tenant's) KB
-    chat = ChatView(state.model(req.model, tenant))  # 404 model_not_found
-    schema = knowledge_service(request).config(row).metadata_schema or {}
+async def retrieve_and_generate_route(body: RagBody, request: Request) -> dict[str, Any]:
+    req = body.request()
+    (service, tenant), state = scope(request), get_state(request)
+    row = await asyncio.to_thread(service.get, tenant, req.kb)  # 404 for an unknown (or another tenant's) KB
+    chat = state.model(req.model, tenant).as_chat_model()  # 404 model_not_found
+    schema = service.config(row).metadata_schema or {}
     if req.filter is not None:
         _check_filter(req.filter, schema)
     history = await _history(request, req.session_id)
@@ -89,35 +145,8 @@ async def retrieve_and_generate_route(request: Request) -> dict[str, Any]:
     turns = [*history, *turn][-MAX_SESSION_TURNS:]
     cp = state.control_plane
     await asyncio.to_thread(rows.save_session, cp, session_id, tenant_id=tenant.id, kb_id=row.id, turns=turns)
-    body = {"output": {"text": text}, "citations": citations, "sessionId": session_id}
-    return body if guard is None else {**body, **_guardrail_fields(guard, dropped)}
-
-
-def parse_request(body: dict[str, Any]) -> RagRequest:
-    """Validate the body's shape (values are checked where they are used); 400 naming the field."""
-    if unknown := sorted(set(body) - _KEYS):
-        raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
-    text = body.get("input")
-    text = text.get("text") if isinstance(text, dict) else text
-    if not isinstance(text, str) or not text.strip():
-        raise APIError(400, 'input must be {"text": "..."} or a non-empty string.', param="input")
-    for key in ("knowledgeBaseId", "model"):
-        if not isinstance(body.get(key), str) or not body[key]:
-            raise APIError(400, f"{key} is required (a string).", param=key)
-    session_id = body.get("sessionId")
-    if session_id is not None and (not isinstance(session_id, str) or not session_id):
-        raise APIError(400, "sessionId must be a non-empty string.", param="sessionId")
-    config = _retrieval_config(body.get("retrievalConfiguration"))
-    guardrail = _guardrail_config(body)
-    return RagRequest(
-        text,
-        body["knowledgeBaseId"],
-        body["model"],
-        session_id,
-        body.get("filter"),
-        **config,
-        guardrail=guardrail,
-    )
+    answer = {"output": {"text": text}, "citations": citations, "sessionId": session_id}
+    return answer if guard is None else {**answer, **_guardrail_fields(guard, dropped)}
 
 
 def _guardrail_config(body: dict[str, Any]) -> GuardrailConfig | None:
@@ -175,11 +204,9 @@ def _retrieval_config(config: Any) -> dict[str, Any]:
 
 
 def _check_filter(raw: Any, schema: dict[str, str]) -> None:
-    """Reject a bad explicit filter up front, before it is ANDed with an implicit one (precise param)."""
-    try:
-        parse_filter(raw, schema)
-    except FilterError as exc:
-        raise APIError(400, str(exc), param=exc.param) from exc
+    """Reject a bad explicit filter up front, before it is ANDed with an implicit one (precise param):
+    its FilterError is a 400 naming the param (see :mod:`plinth.server.errors`)."""
+    parse_filter(raw, schema)
 
 
 async def _history(request: Request, session_id: str | None) -> list[dict[str, str]]:
@@ -197,21 +224,18 @@ async def _history(request: Request, session_id: str | None) -> list[dict[str, s
 async def _run(
     request: Request,
     req: RagRequest,
-    chat: ChatView,
+    chat: ChatModel,
     history: list[dict[str, str]],
     schema: dict[str, str],
     guard: RequestGuard | None,
 ) -> RagResult:
-    service, tenant = knowledge_service(request), request.state.tenant
+    service, tenant = scope(request)
 
     def hits(query: str, flt: dict[str, Any] | None) -> Any:
         return asyncio.to_thread(service.retrieve, tenant, req.kb, query, req.k, req.search_type, flt)
 
-    try:
-        return await retrieve_and_generate(
-            query=req.text, hits_fn=hits, chat=chat, history=history, filter=req.filter,
-            implicit_filters=req.implicit_filters, schema=schema,
-            min_score=MIN_SCORES.get(req.search_type, 0.0), guard=guard,
-        )  # fmt: skip
-    except (RetrievalError, FilterError) as exc:  # checked above; kept so a store's complaint is a 400
-        raise APIError(400, str(exc), param=exc.param) from exc
+    return await retrieve_and_generate(
+        query=req.text, hits_fn=hits, chat=chat, history=history, filter=req.filter,
+        implicit_filters=req.implicit_filters, schema=schema,
+        min_score=MIN_SCORES.get(req.search_type, 0.0), guard=guard,
+    )  # fmt: skip

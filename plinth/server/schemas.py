@@ -104,7 +104,7 @@ class ChatRequest(_SamplingFields):
     max_completion_tokens: int | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    guardrailConfig: Any = None  # Plinth's extension, as in Bedrock Converse: see plinth.server.chat_guard
+    guardrailConfig: Any = None  # Plinth's extension, as in Bedrock Converse: see plinth.guard.chat
 
     @property
     def requested_max_tokens(self) -> int | None:

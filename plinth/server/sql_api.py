@@ -40,37 +40,35 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import SkipValidation
 
-from plinth.llm.local import ChatView
 from plinth.server.auth import require_tenant
+from plinth.server.bodies import JSONBody, text
 from plinth.server.errors import APIError, error_body
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
-from plinth.server.knowledge_api import json_object
 from plinth.server.state import get_state
-from plinth.sql.ask import AskFailedError, GuardBlockedError, attempts_json
-from plinth.sql.chart import chart_spec
-from plinth.sql.datasets import DatasetError
-from plinth.sql.service import DatasetNotFoundError, SQLService
-from plinth.sql.types import (
+from plinth.sql import (
     DATASET_KINDS,
+    AskFailedError,
     AskResult,
     Dataset,
+    GuardBlockedError,
     QueryFailedError,
     QueryTimeoutError,
     RefusedError,
+    SQLService,
     UnsafeSQLError,
+    attempts_json,
+    chart_spec,
 )
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sql", dependencies=[Depends(require_tenant)])
-_ASK_KEYS = {"question", "dataset", "model", "engine", "guardrailConfig"}
-_QUERY_KEYS = {"sql", "dataset", "dialect"}
-_DATASET_KEYS = {"name", "path", "kind", "description"}
 MAX_QUESTION_CHARS = 2000
 MAX_SQL_CHARS = 20000
 
@@ -88,23 +86,47 @@ class AttemptsError(APIError):
         return JSONResponse(body, status_code=self.status)
 
 
+class AskBody(JSONBody):
+    question: str
+    dataset: str
+    model: str  # a served base model or adapter
+    engine: Literal["duckdb"] = "duckdb"
+    guardrailConfig: dict[str, Any] | None = None
+
+    @classmethod
+    def check(cls, body: dict[str, Any]) -> None:
+        text(body, "question", MAX_QUESTION_CHARS)
+        text(body, "dataset"), text(body, "model")
+        if body.get("engine", "duckdb") != "duckdb":
+            raise APIError(400, "engine: only 'duckdb' is served over HTTP.", param="engine")
+        parse_guardrail_config(body.get("guardrailConfig"))
+
+
+class QueryBody(JSONBody):
+    sql: str
+    dataset: str
+    dialect: str = "duckdb"  # the dialect the SQL is written in
+
+    @classmethod
+    def check(cls, body: dict[str, Any]) -> None:
+        text(body, "sql", MAX_SQL_CHARS), text(body, "dataset")
+        dialect = body.get("dialect", "duckdb")
+        if not isinstance(dialect, str) or not dialect:
+            raise APIError(400, "dialect must be a string such as 'duckdb' or 'athena'.", param="dialect")
+
+
 @router.post("/ask")
-async def ask_route(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
-    _check_keys(body, _ASK_KEYS)
-    question = _text(body, "question", MAX_QUESTION_CHARS)
-    name, model_name = _text(body, "dataset"), _text(body, "model")
-    engine = body.get("engine", "duckdb")
-    if engine != "duckdb":
-        raise APIError(400, "engine: only 'duckdb' is served over HTTP.", param="engine")
-    config = parse_guardrail_config(body.get("guardrailConfig"))
+async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
+    question, name, model_name = body.question, body.dataset, body.model
+    config = parse_guardrail_config(body.guardrailConfig)
     tenant = request.state.tenant
-    await _call(request, "get", name)  # 404 for an unknown (or another tenant's) dataset, first
-    chat = ChatView(get_state(request).model(model_name, tenant))  # 404 model_not_found
+    service = sql_service(request)
+    await asyncio.to_thread(service.get, tenant, name)  # 404 for an unknown (or another tenant's) dataset
+    chat = get_state(request).model(model_name, tenant).as_chat_model()  # 404 model_not_found
     guard = await request_guard(request, config)  # None: no guardrail applies
     hook = _AskGuard(guard) if guard is not None else None
     try:
-        result = await sql_service(request).ask(tenant, name, question, chat, guard=hook)
+        result = await service.ask(tenant, name, question, chat, guard=hook)
     except GuardBlockedError as exc:
         assert guard is not None
         return {**_blocked(exc, name, model_name), "guardrail": guard.field()}
@@ -113,8 +135,6 @@ async def ask_route(request: Request) -> dict[str, Any]:
     except AskFailedError as exc:
         status = 504 if exc.timed_out else 422
         raise AttemptsError(status, exc.reason, exc.rule, attempts_json(exc.history)) from exc
-    except DatasetNotFoundError as exc:  # deleted between the check and the run
-        raise APIError(404, str(exc), param="dataset", code="not_found") from exc
     answer = _answer(result, name, model_name)
     return answer if guard is None else {**answer, "guardrail": guard.field()}
 
@@ -134,14 +154,9 @@ class _AskGuard:
 
 
 @router.post("/query")
-async def query_route(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
-    _check_keys(body, _QUERY_KEYS)
-    sql, name = _text(body, "sql", MAX_SQL_CHARS), _text(body, "dataset")
-    dialect = body.get("dialect", "duckdb")
-    if not isinstance(dialect, str) or not dialect:
-        raise APIError(400, "dialect must be a string such as 'duckdb' or 'athena'.", param="dialect")
-    runner = await _call(request, "runner", name)
+async def query_route(body: QueryBody, request: Request) -> dict[str, Any]:
+    sql, name, dialect = body.sql, body.dataset, body.dialect
+    runner = await asyncio.to_thread(sql_service(request).runner, request.state.tenant, name)
     try:
         vetted, result = await asyncio.to_thread(runner.run, sql, dialect)
     except UnsafeSQLError as exc:
@@ -169,18 +184,27 @@ async def query_route(request: Request) -> dict[str, Any]:
 
 @router.get("/datasets")
 async def list_datasets(request: Request) -> dict[str, Any]:
-    datasets = await _call(request, "list_datasets")
+    datasets = await asyncio.to_thread(sql_service(request).list_datasets, request.state.tenant)
     return {"object": "list", "data": [_card(request, d) for d in datasets]}
 
 
+class DatasetBody(JSONBody):
+    """Values (``name`` and ``path`` are required) are checked by the route after the admin check, so a
+    non-admin key sees the 403 whatever it sent."""
+
+    name: SkipValidation[str | None] = None
+    path: SkipValidation[str | None] = None  # absolute, on the server's machine
+    kind: SkipValidation[str | None] = None  # one of DATASET_KINDS; None: detected
+    description: SkipValidation[str] = ""
+
+
 @router.post("/datasets", status_code=201)
-async def register_dataset(request: Request) -> dict[str, Any]:
-    body = await json_object(request)
-    _check_keys(body, _DATASET_KEYS)
+async def register_dataset(dataset_body: DatasetBody, request: Request) -> dict[str, Any]:
+    body = dataset_body.raw()
     if not request.state.tenant.is_admin:
         message = "Only admin keys may register datasets: a dataset path is read on the server's machine."
         raise APIError(403, message, param="path")
-    name, path = _text(body, "name"), _text(body, "path")
+    name, path = text(body, "name"), text(body, "path")
     if not Path(path).is_absolute():
         raise APIError(
             400, f"path {path!r} must be absolute (it is read on the server's machine)", param="path"
@@ -191,21 +215,21 @@ async def register_dataset(request: Request) -> dict[str, Any]:
     description = body.get("description", "")
     if not isinstance(description, str):
         raise APIError(400, "description must be a string.", param="description")
-    try:
-        dataset = await _call(request, "register", name, path, kind=kind, description=description)
-    except DatasetError as exc:
-        raise APIError(400, str(exc), param=exc.param) from exc
+    service, tenant = sql_service(request), request.state.tenant
+    dataset = await asyncio.to_thread(
+        service.register, tenant, name, path, kind=kind, description=description
+    )
     return _card(request, dataset)
 
 
 @router.get("/datasets/{name}")
 async def get_dataset(name: str, request: Request) -> dict[str, Any]:
-    return _card(request, await _call(request, "get", name))
+    return _card(request, await asyncio.to_thread(sql_service(request).get, request.state.tenant, name))
 
 
 @router.delete("/datasets/{name}")
 async def delete_dataset(name: str, request: Request) -> dict[str, Any]:
-    await _call(request, "delete", name)
+    await asyncio.to_thread(sql_service(request).delete, request.state.tenant, name)
     return {"id": name, "object": "sql.dataset", "deleted": True}
 
 
@@ -216,29 +240,6 @@ def sql_service(request: Request) -> SQLService:
     service = request.app.state.sql
     assert service is not None, "create_app always sets the SQL service"
     return service
-
-
-async def _call(request: Request, method: str, *args: Any, **kwargs: Any) -> Any:
-    """A service method in a worker thread (control-plane and file I/O); an unknown dataset is a 404."""
-    fn = getattr(sql_service(request), method)
-    try:
-        return await asyncio.to_thread(fn, request.state.tenant, *args, **kwargs)
-    except DatasetNotFoundError as exc:
-        raise APIError(404, str(exc), param="dataset", code="not_found") from exc
-
-
-def _check_keys(body: dict[str, Any], allowed: set[str]) -> None:
-    if unknown := sorted(set(body) - allowed):
-        raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
-
-
-def _text(body: dict[str, Any], key: str, max_chars: int = 256) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise APIError(400, f"{key} is required (a non-empty string).", param=key)
-    if len(value) > max_chars:
-        raise APIError(400, f"{key} is longer than {max_chars} characters.", param=key)
-    return value
 
 
 def _answer(result: AskResult, dataset: str, model: str) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from plinth.adapters import AdapterRegistry
 from plinth.config import Settings
 from plinth.control import ControlPlane, Tenant
-from plinth.server.adapter_registry import AdapterRegistry
+from plinth.llm import AdapterHost, ServedModel
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
 
@@ -26,7 +27,7 @@ __all__ = ["ServerState", "get_state"]
 @dataclass(slots=True)
 class ServerState:
     settings: Settings
-    models: dict[str, Any]  # name -> LocalModel
+    models: dict[str, AdapterHost]  # name -> base model (a LocalModel when served for real)
     control_plane: ControlPlane
     metrics: Metrics = field(default_factory=Metrics)
     embedder: Any | None = None  # plinth.llm.embedder.Embedder, loaded on first use
@@ -35,11 +36,11 @@ class ServerState:
     created: int = field(default_factory=lambda: int(time.time()))
     _embedder_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def model(self, name: str, tenant: Tenant | None = None) -> Any:
+    def model(self, name: str, tenant: Tenant | None = None) -> ServedModel:
         """The served model called ``name`` -- a base model, or (given ``tenant``) one of the adapters
         it may see, as an :class:`AdapterModel` -- else OpenAI's 404 ``model_not_found``, the same
         whether the name is unknown or another tenant's adapter."""
-        model = self.models.get(name)
+        model: ServedModel | None = self.models.get(name)
         if model is None and tenant is not None and self.adapters is not None:
             model = self.adapters.model_for(tenant, name)
         if model is None:
@@ -64,7 +65,7 @@ class ServerState:
         one knowledge bases also use, so the same model is never held in memory twice."""
         async with self._embedder_lock:
             if self.embedder is None:
-                from plinth.knowledge.embedders import get_embedder
+                from plinth.knowledge.embedders import get_embedder  # moves to plinth.llm (arch-feat)
 
                 self.embedder = await run_in_threadpool(get_embedder, self.settings.embedding_model)
         return self.embedder

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from plinth.cli import _fail, build_settings
+from plinth.cli.common import build_settings, fail
 
 if TYPE_CHECKING:
     from plinth.guard.check import GuardResult
@@ -103,7 +103,7 @@ def _policy(ctx: typer.Context, guardrail: str | None) -> GuardrailPolicy:
     finally:
         cp.close()
     if guardrail and row is None:
-        _fail(f"no guardrail {guardrail!r} (create one with POST /v1/guardrails)", code=1)
+        fail(f"no guardrail {guardrail!r} (create one with POST /v1/guardrails)", code=1)
     if row is None:
         return builtin_policy()
     return replace(GuardrailPolicy.from_bedrock(row.config), guardrail_id=row.id, version=row.version)
@@ -124,4 +124,4 @@ def _report(result: GuardResult, policy: GuardrailPolicy) -> str:
 
 def _need_dir(path: Path) -> None:
     if not path.is_dir():
-        _fail(f"--data {path}: no such directory (point it at the labelled corpus, shared/data)")
+        fail(f"--data {path}: no such directory (point it at the labelled corpus, shared/data)")

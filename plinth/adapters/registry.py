@@ -21,12 +21,14 @@ import json
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from plinth.adapters.errors import AdapterConflictError, AdapterRegistryError
+from plinth.adapters.served import AdapterModel
 from plinth.control import (
     PUBLIC_OWNER,
     AdapterExistsError,
@@ -37,12 +39,11 @@ from plinth.control import (
     list_tenants,
     remove_adapter,
 )
-from plinth.engine.lora import AdapterError, resolve_adapter_source
-from plinth.llm import ChatOptions, ChatResult, Message
-from plinth.llm.local import ChatView
-from plinth.server.errors import APIError
+from plinth.engine import AdapterError
+from plinth.engine.lora import resolve_adapter_source
+from plinth.llm.served import AdapterHost
 
-__all__ = ["AdapterEntry", "AdapterModel", "AdapterRegistry", "check_adapter_name"]
+__all__ = ["AdapterEntry", "AdapterRegistry", "check_adapter_name"]
 
 log = logging.getLogger(__name__)
 
@@ -66,68 +67,24 @@ class AdapterEntry:
     row_id: int | None = None  # None: not persisted (``--adapters DIR``)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def card(self, status: str = "ready") -> dict[str, Any]:
-        """The ``/v1/adapters`` object; ``status`` is where its weights are (AdapterRegistry.status)."""
-        return {
-            "id": self.name,
-            "object": "adapter",
-            "name": self.name,
-            "base_model": self.base_model,
-            "owned_by": self.owner,
-            "source": self.source,
-            "rank": self.rank,
-            "target_modules": list(self.target_modules),
-            "status": status,
-            "created": int(self.created_at.timestamp()),
-        }
 
-
-class AdapterModel:
-    """A base model seen through one adapter: routes use it exactly like a base ``LocalModel``.
-
-    ``name`` is the adapter's (responses echo what the client asked for); ``metrics_label`` is the
-    base model's, so tenant adapter names never reach the unauthenticated ``/metrics``.
-    """
-
-    def __init__(self, base: Any, entry: AdapterEntry) -> None:
-        self.base, self.entry, self.name = base, entry, entry.name
-        self.metrics_label = base.name
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.base, attr)
-
-    def stream(
-        self, prompt_ids: Sequence[int], params: Any, stop: Sequence[str] = (), request_id: str | None = None
-    ) -> AsyncIterator[Any]:
-        return self.base.stream(prompt_ids, params, stop, request_id, adapter=self.entry.engine_name)
-
-    # The chat view drives this object's ``stream`` (which selects the adapter), never the base's.
-    def as_chat_model(self) -> ChatView:
-        return ChatView(self)
-
-    def stream_chat(self, messages: list[Message], options: ChatOptions | None = None) -> AsyncIterator[Any]:
-        return ChatView(self).deltas(messages, options)
-
-    async def chat(self, messages: list[Message], options: ChatOptions | None = None) -> ChatResult:
-        return await ChatView(self).chat(messages, options)
-
-
-def check_adapter_name(name: str, models: Mapping[str, Any]) -> str:
-    """Raise a 400 unless ``name`` can be an adapter name: it appears in URLs and in ``model``."""
+def check_adapter_name(name: str, models: Mapping[str, AdapterHost]) -> str:
+    """Refuse ``name`` unless it can be an adapter name: it appears in URLs and in ``model``."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise APIError(
-            400,
+        raise AdapterRegistryError(
             f"invalid adapter name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
             param="name",
         )
     if name in models:
-        raise APIError(400, f"invalid adapter name {name!r}: a base model has that name", param="name")
+        raise AdapterRegistryError(f"invalid adapter name {name!r}: a base model has that name", param="name")
     return name
 
 
 class AdapterRegistry:
-    def __init__(self, models: Mapping[str, Any], control_plane: ControlPlane, cache_dir: Path) -> None:
+    def __init__(
+        self, models: Mapping[str, AdapterHost], control_plane: ControlPlane, cache_dir: Path
+    ) -> None:
         self.models, self.control_plane, self.cache_dir = models, control_plane, Path(cache_dir)
         self._entries: dict[tuple[Owner, str], AdapterEntry] = {}
         self._write = threading.Lock()
@@ -153,12 +110,16 @@ class AdapterRegistry:
     def status(self, entry: AdapterEntry) -> str:
         """``resident`` (in a compute slot), ``cached`` (host memory), ``disk``, or ``ready`` when the
         base model cannot say (fakes, merged models)."""
-        tier = getattr(self.models.get(entry.base_model), "adapter_tier", None)
-        return (tier(entry.engine_name) if callable(tier) else None) or "ready"
+        model = self.models.get(entry.base_model)
+        return (model.adapter_tier(entry.engine_name) if model is not None else None) or "ready"
 
     def model_for(self, tenant: Tenant, name: str) -> AdapterModel | None:
         entry = self.resolve(tenant, name)
-        return None if entry is None else AdapterModel(self.models[entry.base_model], entry)
+        return (
+            None
+            if entry is None
+            else AdapterModel(self.models[entry.base_model], entry.name, entry.engine_name)
+        )
 
     # --- mutations (worker threads) --------------------------------------------------------------
     def register(
@@ -172,12 +133,12 @@ class AdapterRegistry:
         persist: bool = True,
     ) -> list[AdapterEntry]:
         """Register every adapter ``source`` holds (or the one called ``name``) for ``tenant``
-        (None: public). All or nothing: on any error nothing stays registered. Raises APIError
-        (400 invalid, 409 name taken)."""
+        (None: public). All or nothing: on any error nothing stays registered. Raises
+        AdapterRegistryError (AdapterConflictError when the name is taken)."""
         if name is not None:
             check_adapter_name(name, self.models)
         if base_model is not None and base_model not in self.models:
-            raise APIError(400, f"base_model '{base_model}' is not served here", param="base_model")
+            raise AdapterRegistryError(f"base_model '{base_model}' is not served here", param="base_model")
         found = _resolve_source(source, self.cache_dir, name)  # may download or extract: outside the lock
         with self._write:
             done: list[AdapterEntry] = []
@@ -209,7 +170,7 @@ class AdapterRegistry:
             tenant = None if row.tenant_id is None else Tenant(row.tenant_id, owner)
             try:
                 entry = self._load(tenant, row.name, row.path, row.source, row.base_model)
-            except (AdapterError, APIError, OSError) as exc:
+            except (AdapterError, AdapterRegistryError, OSError) as exc:
                 log.warning("adapter %s:%s skipped: it no longer loads (%s)", owner, row.name, exc)
                 continue
             self._entries[(row.tenant_id, row.name)] = _with(entry, row_id=row.id, created_at=row.created_at)
@@ -221,8 +182,8 @@ class AdapterRegistry:
         for folder in sorted(p for p in Path(directory).iterdir() if p.is_dir()):
             try:
                 registered += self.register(None, folder.name, str(folder), persist=False)
-            except (APIError, AdapterError) as exc:
-                log.warning("adapter %s skipped: %s", folder, getattr(exc, "message", exc))
+            except (AdapterRegistryError, AdapterError) as exc:
+                log.warning("adapter %s skipped: %s", folder, exc)
         return registered
 
     # --- internals (caller holds the write lock) ----------------------------------------------------
@@ -238,9 +199,7 @@ class AdapterRegistry:
         check_adapter_name(name, self.models)
         key = (None if tenant is None else tenant.id, name)
         if key in self._entries:
-            raise APIError(
-                409, f"an adapter named '{name}' already exists", param="name", code="adapter_exists"
-            )
+            raise AdapterConflictError(f"an adapter named '{name}' already exists")
         entry = self._load(tenant, name, folder, source, base_model)
         if persist:
             try:
@@ -254,7 +213,7 @@ class AdapterRegistry:
                 )
             except AdapterExistsError as exc:
                 self.models[entry.base_model].remove_adapter(entry.engine_name)
-                raise APIError(409, str(exc), param="name", code="adapter_exists") from exc
+                raise AdapterConflictError(str(exc)) from exc
             entry = _with(entry, row_id=row.id, created_at=row.created_at)
         self._entries[key] = entry
         return entry
@@ -289,21 +248,23 @@ class AdapterRegistry:
         else:
             tried = "; ".join(f"{model}: {problem}" for model, problem in errors)
             message = f"adapter '{name}' fits none of the served base models ({tried})"
-        raise APIError(400, message, param="source", code="invalid_adapter")
+        raise AdapterRegistryError(message, param="source", code="invalid_adapter")
 
-    def _candidates(self, folder: Path, base_model: str | None) -> list[Any]:
+    def _candidates(self, folder: Path, base_model: str | None) -> list[AdapterHost]:
         """Models to try: the requested one, else every LoRA-enabled model, the one the adapter's
         config names (``base_model_name_or_path``) first."""
         if base_model is not None:
             model = self.models[base_model]
             if not model.lora_enabled:
-                raise APIError(400, f"base model '{base_model}' does not serve adapters", param="base_model")
+                message = f"base model '{base_model}' does not serve adapters"
+                raise AdapterRegistryError(message, param="base_model")
             return [model]
         models = [m for m in self.models.values() if m.lora_enabled]
         if not models:
-            raise APIError(400, "no served model has adapters enabled (--enable-lora)", param="base_model")
+            message = "no served model has adapters enabled (--enable-lora)"
+            raise AdapterRegistryError(message, param="base_model")
         named = _declared_base(folder)
-        return sorted(models, key=lambda m: named is None or named not in (m.name, str(_path_of(m))))
+        return sorted(models, key=lambda m: named is None or named not in (m.name, str(m.checkpoint_path)))
 
     def _drop(self, entry: AdapterEntry) -> None:
         """Forget it here first (new requests 404), then in the engine and the database."""
@@ -319,7 +280,7 @@ def _resolve_source(source: str, cache_dir: Path, name: str | None) -> list[tupl
     try:
         return resolve_adapter_source(source, cache_dir, name)
     except AdapterError as exc:
-        raise APIError(400, str(exc), param="source", code="invalid_adapter") from exc
+        raise AdapterRegistryError(str(exc), param="source", code="invalid_adapter") from exc
 
 
 def _with(entry: AdapterEntry, **changes: Any) -> AdapterEntry:
@@ -331,10 +292,6 @@ def _declared_base(folder: Path) -> str | None:
         return json.loads((Path(folder) / "adapter_config.json").read_text()).get("base_model_name_or_path")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _path_of(model: Any) -> Path | None:
-    return getattr(getattr(getattr(model, "engine", None), "model_config", None), "path", None)
 
 
 def _tenant_names(cp: ControlPlane) -> dict[int, str]:

@@ -1,7 +1,9 @@
-"""Guardrails on the generating routes: screen the messages, plant a canary, check the replies.
+"""Chat's guard flow: screen the messages, plant a canary, check the replies (whole or streamed).
 
-The route-independent half (policy, checks, the ``guardrail`` field) is :mod:`plinth.server.guard_hooks`;
-this module knows chat messages, :class:`~plinth.server.generation.Choice` s and streamed deltas:
+RAG's flow lives in :mod:`plinth.knowledge.rag` and SQL ask's in :mod:`plinth.sql.ask`; this one serves
+the generating routes (chat completions, completions, LMI invocations). It takes the caller's guardrail
+for one request as a :class:`ChatGuard` (the server's ``RequestGuard`` is one: policy, tenant and audit
+stay with it) and knows chat messages, finished choices and streamed ``(choice index, TextDelta)`` events:
 
 - **input**: every user turn is checked, not just the last one. The client sends the whole history on
   every call and may write any of it, so an earlier turn is no more trusted than the last; and a value
@@ -22,21 +24,23 @@ tokens that were withheld. The output half serves raw-prompt routes too (``/v1/c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from plinth.engine import TokenLogprob
 from plinth.guard.canary import canary_instruction
+from plinth.guard.check import GuardResult
 from plinth.guard.stream import StreamGuard, StreamStep
-from plinth.guard.types import DetectContext
-from plinth.llm.local import TextDelta
-from plinth.server import guardrails_api
-from plinth.server.generation import Choice, Events
-from plinth.server.guard_hooks import INTERVENED, RequestGuard
+from plinth.guard.types import DetectContext, Stage
+
+if TYPE_CHECKING:  # the engine and the llm layer load torch; importing plinth.guard must not
+    from plinth.engine import TokenLogprob
 
 __all__ = [
     "CONTENT_FILTER",
+    "ChatGuard",
+    "Deltas",
+    "GuardedChoice",
     "blocked_events",
     "guard_choices",
     "guard_events",
@@ -47,9 +51,39 @@ __all__ = [
 ]
 
 CONTENT_FILTER = "content_filter"  # OpenAI's finish_reason for filtered content
+INTERVENED = "GUARDRAIL_INTERVENED"
+
+Deltas = AsyncGenerator[tuple[int, Any], None]  # (choice index, plinth.llm.TextDelta), in arrival order
 
 
-async def screen_messages(guard: RequestGuard, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+class ChatGuard(Protocol):
+    """One request's guardrail as the chat flow uses it; every check is recorded for the response."""
+
+    results: list[tuple[Stage, GuardResult]]
+
+    async def inputs(self, texts: Sequence[str]) -> list[GuardResult]: ...
+
+    async def output(self, text: str, context: DetectContext | None = None) -> GuardResult: ...
+
+    def record(self, stage: Stage, result: GuardResult) -> None:
+        """Add a verdict reached elsewhere (a stream guard's)."""
+        ...
+
+    def stream_guard(self, context: DetectContext) -> StreamGuard:
+        """A fresh stream guard for one streamed reply, under this request's policy and tenant."""
+        ...
+
+
+class GuardedChoice(Protocol):
+    """A finished reply as the output check rewrites it (the server's ``Choice``)."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob]
+    finish_reason: str | None
+
+
+async def screen_messages(guard: ChatGuard, messages: list[dict[str, str]]) -> list[dict[str, str]]:
     """``messages`` with every user turn checked and masked where the policy says so (see the module
     docstring); ``guard.blocked`` tells whether one was blocked."""
     users = [i for i, m in enumerate(messages) if m["role"] == "user" and m["content"].strip()]
@@ -60,7 +94,7 @@ async def screen_messages(guard: RequestGuard, messages: list[dict[str, str]]) -
     return screened
 
 
-async def screen_prompts(guard: RequestGuard, prompts: Sequence[str]) -> list[str]:
+async def screen_prompts(guard: ChatGuard, prompts: Sequence[str]) -> list[str]:
     """Raw prompts (completions, invocations) checked at input and masked where the policy says so; a
     raw prompt is all user text, so the whole of each is checked. ``guard.blocked`` tells whether one
     was blocked (then none runs, as in chat)."""
@@ -76,8 +110,10 @@ def with_canary(messages: list[dict[str, str]], canary: str) -> list[dict[str, s
     return [{"role": "system", "content": instruction}, *messages]
 
 
-async def blocked_events(guard: RequestGuard, num: int) -> Events:
+async def blocked_events(guard: ChatGuard, num: int) -> Deltas:
     """The events of a request blocked at input: each choice is the policy's message, no tokens spent."""
+    from plinth.llm import TextDelta  # here, not at import time: it loads the engine
+
     message = next(r.text for _, r in guard.results if r.blocked)
     for index in range(num):
         yield index, TextDelta(message, [], None, CONTENT_FILTER, 0, 0)
@@ -88,7 +124,7 @@ def output_context(canary: str | None) -> DetectContext:
     return DetectContext(stage="output", canaries=[canary] if canary else [])
 
 
-async def guard_choices(guard: RequestGuard, choices: Sequence[Choice], canary: str | None) -> None:
+async def guard_choices(guard: ChatGuard, choices: Sequence[GuardedChoice], canary: str | None) -> None:
     """Check each finished reply in place: masked text, or the blocked message and ``content_filter``."""
     context = output_context(canary)
     verdicts = await asyncio.gather(*(guard.output(c.text, context) for c in choices))
@@ -118,18 +154,13 @@ class _Stream:
         return step, not step.blocked and step.text != self.guard.released[before:]
 
 
-async def guard_events(guard: RequestGuard, events: Events, num_jobs: int, canary: str | None) -> Events:
+async def guard_events(guard: ChatGuard, events: Deltas, num_jobs: int, canary: str | None) -> Deltas:
     """``events`` with each choice's text released only once checked. A blocked choice ends at once
     with one delta carrying the policy's message and ``content_filter``; when every choice is done the
     underlying streams are closed (aborting whatever the engine was still generating for a blocked one).
     Each choice's verdict is recorded on ``guard`` before its last delta is yielded."""
-    engine_guard = guardrails_api.get_guard(guard.request)
-    tenant_id = getattr(getattr(guard.request.state, "tenant", None), "id", None)
     context = output_context(canary)
-    streams = [
-        _Stream(StreamGuard(engine_guard, guard.policy, context, tenant_id=tenant_id))
-        for _ in range(num_jobs)
-    ]
+    streams = [_Stream(guard.stream_guard(context)) for _ in range(num_jobs)]
     try:
         async for index, delta in events:
             stream = streams[index]

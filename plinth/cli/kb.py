@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from plinth.cli import _fail, build_settings
+from plinth.cli.common import build_settings, fail
 from plinth.config import Settings
+
+if TYPE_CHECKING:
+    from plinth.control import Tenant
+    from plinth.knowledge import KnowledgeService
+
+T = TypeVar("T")
 
 kb_app = typer.Typer(
     help="Knowledge bases in the data dir, as the `local` tenant (no server needed).", no_args_is_help=True
 )
 
 
-def _kb_service(ctx: typer.Context) -> Any:
+def _kb_service(ctx: typer.Context) -> tuple[KnowledgeService, Tenant]:
     """The knowledge service on this data dir, acting as the ``local`` tenant (admin: it is your disk)."""
     from plinth.control import LOCAL_TENANT, Tenant, get_or_create_tenant, open_control_plane
-    from plinth.knowledge.service import KnowledgeService
+    from plinth.knowledge import KnowledgeService
 
     settings = build_settings(ctx)
     assert settings.database_url is not None
@@ -27,13 +34,14 @@ def _kb_service(ctx: typer.Context) -> Any:
     return KnowledgeService(cp, settings.data_dir, settings), Tenant(tenant.id, tenant.name, is_admin=True)
 
 
-def _kb_call(ctx: typer.Context, method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call a service method; its errors (not found, conflict, invalid input) exit 1 with the reason."""
+def _kb_call(ctx: typer.Context, call: Callable[[KnowledgeService, Tenant], T]) -> T:
+    """``call(service, tenant)``; the service's errors (not found, conflict, invalid input) exit 1 with
+    the reason."""
     service, tenant = _kb_service(ctx)
     try:
-        return getattr(service, method)(tenant, *args, **kwargs)
+        return call(service, tenant)
     except (LookupError, RuntimeError, ValueError) as exc:
-        _fail(str(exc).strip("'\""), code=1)
+        fail(str(exc).strip("'\""), code=1)
     finally:
         service.cp.close()
 
@@ -68,8 +76,8 @@ def kb_create(
     try:
         config = KnowledgeBaseConfig.from_json(raw)
     except ValueError as exc:
-        _fail(str(exc))
-    _kb_call(ctx, "create", config)
+        fail(str(exc))
+    _kb_call(ctx, lambda kbs, tenant: kbs.create(tenant, config))
     typer.echo(f"created knowledge base {name} ({config.store}, chunking {config.chunking.strategy})")
 
 
@@ -93,7 +101,7 @@ def kb_add_source(
         if value:
             spec[key] = [part.strip() for part in value.split(",") if part.strip()]
     spec.update({k: v for k, v in (("id_field", id_field), ("title_field", title_field)) if v})
-    _kb_call(ctx, "add_source", name, spec)
+    _kb_call(ctx, lambda kbs, tenant: kbs.add_source(tenant, name, spec))
     typer.echo(f"added {spec['type']} source {spec['path']} to {name}")
 
 
@@ -104,7 +112,7 @@ def kb_sync(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Knowle
     def progress(done: int, total: int) -> None:
         typer.echo(f"\rembedding documents: {done}/{total}", nl=False, err=True)
 
-    job = _kb_call(ctx, "sync_now", name, progress)
+    job = _kb_call(ctx, lambda kbs, tenant: kbs.sync_now(tenant, name, progress))
     typer.echo("", err=True)
     report = job.report or {}
     typer.echo(
@@ -115,7 +123,7 @@ def kb_sync(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Knowle
     for skip in report.get("skipped", []):
         typer.echo(f"skipped {skip['path']}: {skip['reason']}")
     if job.status != "succeeded":
-        _fail(f"sync failed, the previous version is still served: {job.error}", code=1)
+        fail(f"sync failed, the previous version is still served: {job.error}", code=1)
 
 
 @kb_app.command("query")
@@ -143,11 +151,12 @@ def kb_query(
     try:
         raw_filter = json.loads(filter) if filter else None
     except json.JSONDecodeError as exc:
-        _fail(f"--filter is not valid JSON: {exc}")
+        fail(f"--filter is not valid JSON: {exc}")
     if generate:
         _kb_generate(ctx, name, query, k, search_type, raw_filter)
         return
-    for i, hit in enumerate(_kb_call(ctx, "retrieve", name, query, k, search_type, raw_filter), 1):
+    hits = _kb_call(ctx, lambda kbs, tenant: kbs.retrieve(tenant, name, query, k, search_type, raw_filter))
+    for i, hit in enumerate(hits, 1):
         typer.echo(
             f"[{i}] {hit.score:.4f}  {hit.location.get('uri') or hit.doc_id}  {json.dumps(hit.metadata)}"
         )
@@ -163,7 +172,7 @@ def _kb_generate(
     try:
         from plinth.knowledge.rag import retrieve_and_generate
     except ImportError:
-        _fail(
+        fail(
             "--generate needs plinth.knowledge.rag (retrieve-and-generate), which this install lacks", code=1
         )
     settings = build_settings(ctx)
@@ -172,7 +181,7 @@ def _kb_generate(
         result = asyncio.run(
             retrieve_and_generate(
                 query=query,
-                hits_fn=lambda q, f: _kb_call(ctx, "retrieve", name, q, k, search_type, f),
+                hits_fn=lambda q, f: _kb_call(ctx, lambda s, t: s.retrieve(t, name, q, k, search_type, f)),
                 chat=chat,
                 filter=raw_filter,
             )
@@ -191,7 +200,7 @@ def _kb_chat_model(settings: Settings) -> Any:
 
         return OpenAICompatModel(settings.llm_url, settings.models[0] if settings.models else "default")
     if not settings.models:
-        _fail("--generate needs a model: set PLINTH_LLM_URL (an OpenAI-compatible server) or PLINTH_MODELS")
+        fail("--generate needs a model: set PLINTH_LLM_URL (an OpenAI-compatible server) or PLINTH_MODELS")
     from plinth.llm.local import LocalModel
 
     return LocalModel.load(settings.engine_config(settings.models[0]))
@@ -201,7 +210,7 @@ def _kb_chat_model(settings: Settings) -> Any:
 def kb_list(ctx: typer.Context) -> None:
     """List the local tenant's knowledge bases."""
     typer.echo(f"{'NAME':<24} {'STORE':<9} {'CHUNKING':<13} SOURCES")
-    for row in _kb_call(ctx, "list_kbs"):
+    for row in _kb_call(ctx, lambda kbs, tenant: kbs.list_kbs(tenant)):
         store, chunking = row.config["store"], row.config["chunking"]["strategy"]
         typer.echo(f"{row.name:<24} {store:<9} {chunking:<13} {len(row.config['sources'])}")
 
@@ -209,5 +218,5 @@ def kb_list(ctx: typer.Context) -> None:
 @kb_app.command("rm")
 def kb_rm(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Knowledge base name.")]) -> None:
     """Delete a knowledge base and its store."""
-    _kb_call(ctx, "delete", name)
+    _kb_call(ctx, lambda kbs, tenant: kbs.delete(tenant, name))
     typer.echo(f"removed {name}")

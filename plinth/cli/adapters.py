@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from plinth.cli import _fail, build_settings
+from plinth.cli.common import build_settings, fail
 
 adapters_app = typer.Typer(
     help="LoRA adapters on a running server (an HTTP client: --url, --api-key or PLINTH_API_KEY).",
@@ -25,12 +25,12 @@ def _client_settings(ctx: typer.Context, url: str | None, api_key: str | None) -
 @adapters_app.command("list")
 def adapters_list(ctx: typer.Context, url: Url = None, api_key: ApiKey = None) -> None:
     """List the adapters your key can use (yours and public ones)."""
-    from plinth.server.adapters_client import AdapterClientError, list_adapters
+    from plinth.cli.adapters_client import AdapterClientError, list_adapters
 
     try:
         cards = list_adapters(*_client_settings(ctx, url, api_key))
     except AdapterClientError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     typer.echo(f"{'NAME':<24} {'BASE MODEL':<32} {'OWNER':<16} {'RANK':>4}  SOURCE")
     for card in cards:
         typer.echo(
@@ -53,7 +53,7 @@ def adapters_add(
     api_key: ApiKey = None,
 ) -> None:
     """Register an adapter on the server."""
-    from plinth.server.adapters_client import AdapterClientError, add_adapter
+    from plinth.cli.adapters_client import AdapterClientError, add_adapter
 
     server, key = _client_settings(ctx, url, api_key)
     try:
@@ -61,7 +61,7 @@ def adapters_add(
             server, key, name, source, base_model=base_model, public=public, server_path=server_path
         )
     except AdapterClientError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     for card in cards:
         typer.echo(
             f"added {card['name']} (base {card['base_model']}, rank {card['rank']}, {card['owned_by']})"
@@ -76,10 +76,10 @@ def adapters_rm(
     api_key: ApiKey = None,
 ) -> None:
     """Unregister an adapter (running requests finish; new ones get 404)."""
-    from plinth.server.adapters_client import AdapterClientError, remove_adapter
+    from plinth.cli.adapters_client import AdapterClientError, remove_adapter
 
     try:
         remove_adapter(*_client_settings(ctx, url, api_key), name)
     except AdapterClientError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     typer.echo(f"removed {name}")

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from plinth.cli import _fail, build_settings
+from plinth.cli.common import build_settings, fail
 
 data_app = typer.Typer(help="Cost and usage datasets (generate, register).", no_args_is_help=True)
 sql_app = typer.Typer(help="Ask questions of a dataset, or run vetted SQL.", no_args_is_help=True)
@@ -79,7 +79,7 @@ def data_register(
     try:
         dataset = service.register(tenant, name, source, kind=kind, description=description)
     except ValueError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     finally:
         service.cp.close()
     tables = ", ".join(f"{t} ({s.format})" for t, s in dataset.tables.items())
@@ -107,7 +107,7 @@ def data_rm(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Datase
     try:
         service.delete(tenant, name)
     except LookupError as exc:
-        _fail(str(exc).strip("'\""), code=1)
+        fail(str(exc).strip("'\""), code=1)
     finally:
         service.cp.close()
     typer.echo(f"removed {name}")
@@ -147,9 +147,9 @@ def sql_query(
         )
         vetted, result = runner.run(sql, dialect)
     except SQLError as exc:
-        _fail(f"{exc.reason} [{exc.rule}]", code=1)
+        fail(f"{exc.reason} [{exc.rule}]", code=1)
     except (LookupError, ValueError) as exc:
-        _fail(str(exc).strip("'\""), code=1)
+        fail(str(exc).strip("'\""), code=1)
     finally:
         service.close()
         service.cp.close()
@@ -186,9 +186,9 @@ def sql_ask(
     try:
         result = asyncio.run(service.ask(tenant, dataset, question, chat))
     except SQLError as exc:
-        _fail(f"{exc.reason} [{exc.rule}]", code=1)
+        fail(f"{exc.reason} [{exc.rule}]", code=1)
     except (LookupError, ValueError) as exc:
-        _fail(str(exc).strip("'\""), code=1)
+        fail(str(exc).strip("'\""), code=1)
     finally:
         getattr(chat, "shutdown", lambda: None)()
         service.close()
@@ -208,9 +208,7 @@ def _chat_model(settings: Any) -> Any:
 
         return OpenAICompatModel(settings.llm_url, settings.models[0] if settings.models else "default")
     if not settings.models:
-        _fail(
-            "sql ask needs a model: --model PATH_OR_ID or --llm-url URL (or PLINTH_MODELS / PLINTH_LLM_URL)"
-        )
+        fail("sql ask needs a model: --model PATH_OR_ID or --llm-url URL (or PLINTH_MODELS / PLINTH_LLM_URL)")
     from plinth.llm.local import LocalModel
 
     return LocalModel.load(settings.engine_config(settings.models[0]))

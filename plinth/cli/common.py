@@ -1,0 +1,45 @@
+"""What every command shares: turning flags into :class:`~plinth.config.Settings`, and failing cleanly.
+
+Commands import from here, never from :mod:`plinth.cli.app` (the entry point imports the commands)::
+
+    settings = build_settings(ctx, port=port)   # toml < env < the flags given
+    fail("no such dataset", code=1)             # "Error: ..." on stderr, exit 1
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from plinth.config import Settings
+
+__all__ = ["ConfigFile", "DataDir", "build_settings", "fail"]
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./plinth-data).")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="plinth.toml to read.")]
+
+
+def build_settings(ctx: typer.Context, **flags: Any) -> Settings:
+    """Settings from toml < env < the flags given (global ones first); exit 2 with the reason if invalid."""
+    given = {**_given(ctx.obj or {}), **_given(flags)}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fail(f"invalid configuration: {problems}")
+    except FileNotFoundError as exc:
+        fail(str(exc))
+
+
+def _given(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags the user actually passed: absent ones must not override toml or env."""
+    return {name: value for name, value in flags.items() if value not in (None, [], ())}
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``Error: message`` on stderr and exit with ``code`` (2: usage or configuration)."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
