@@ -70,7 +70,10 @@ class Settings(BaseSettings):
     max_lora_rank: int = Field(16, ge=1)
     max_cpu_loras: int = Field(64, ge=1)  # adapters cached in host memory
     merge_lora: str | None = None  # an adapter of `adapters` to serve merged into its base
-    max_upload_mb: int = Field(2048, ge=1)  # adapter archive uploads
+    max_upload_mb: int = Field(2048, ge=1)  # adapter archives and /v1/files uploads
+    # jobs (fine-tuning): one worker process at a time by default, a queue behind it
+    max_concurrent_jobs: int = Field(1, ge=1, le=16)
+    job_threads: int = Field(2, ge=1, le=256)  # torch threads in a job's worker process
     # ask your data (plinth.sql)
     sql_max_rows: int = Field(1000, ge=1, le=100_000)  # the LIMIT forced on every vetted query
     sql_timeout_s: float = Field(30.0, gt=0)  # the engine is interrupted after this long

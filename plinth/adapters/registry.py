@@ -47,7 +47,9 @@ __all__ = ["AdapterEntry", "AdapterRegistry", "check_adapter_name"]
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# A name clients choose, or one a fine-tuning job gives: ft:<base>:<tenant>:<suffix>:<job> (OpenAI's shape).
+_PART = r"[A-Za-z0-9._-]"
+_NAME = re.compile(rf"[A-Za-z0-9]{_PART}{{0,63}}|ft:{_PART}+:{_PART}+:{_PART}*:[a-f0-9]+")
 Owner = int | None  # tenant id; None for public
 
 
@@ -70,7 +72,7 @@ class AdapterEntry:
 
 def check_adapter_name(name: str, models: Mapping[str, AdapterHost]) -> str:
     """Refuse ``name`` unless it can be an adapter name: it appears in URLs and in ``model``."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or len(name) > 200 or not _NAME.fullmatch(name):
         raise AdapterRegistryError(
             f"invalid adapter name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",

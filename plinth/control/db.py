@@ -81,7 +81,7 @@ adapters = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=True),  # NULL: public
-    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
     sa.Column("base_model", sa.String(500), nullable=False),
     sa.Column("source", sa.String(1000), nullable=False),
     sa.Column("path", sa.String(1000), nullable=False),

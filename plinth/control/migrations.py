@@ -266,3 +266,11 @@ def m006_files_and_jobs(conn: sa.Connection) -> None:
         sa.Column("created_at", tz, nullable=False),
     )
     md.create_all(conn)
+
+
+@migration
+def m007_longer_adapter_names(conn: sa.Connection) -> None:
+    """Adapter names up to 200 characters: fine-tuned models are named ``ft:<base>:<tenant>:<suffix>:<job>``.
+    SQLite does not enforce VARCHAR lengths, so only other databases need the column widened."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(sa.text("ALTER TABLE adapters ALTER COLUMN name TYPE VARCHAR(200)"))

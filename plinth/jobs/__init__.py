@@ -5,8 +5,20 @@ server runs each in a worker process so serving goes on, and a job kind (fine-tu
 evaluation next) is a ``run`` in the worker plus a ``finalize`` in the server.
 """
 
+from plinth.jobs import fine_tune
 from plinth.jobs.context import JobContext, JobStopped
+from plinth.jobs.files import Checker, FileError, remove_file, store_file
 from plinth.jobs.kinds import JobKind
 from plinth.jobs.supervisor import JobSupervisor
 
-__all__ = ["JobContext", "JobKind", "JobStopped", "JobSupervisor"]
+__all__ = [
+    "Checker",
+    "FileError",
+    "JobContext",
+    "JobKind",
+    "JobStopped",
+    "JobSupervisor",
+    "fine_tune",
+    "remove_file",
+    "store_file",
+]

@@ -10,7 +10,10 @@ given; see :mod:`plinth.llm.loading`) and runs uvicorn::
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,16 @@ from fastapi.staticfiles import StaticFiles
 
 from plinth.adapters import AdapterRegistry
 from plinth.config import Settings, check_bind
-from plinth.control import ControlPlane
+from plinth.control import ControlPlane, Tenant
+from plinth.control.jobs import JobRow
 from plinth.guard import audit_key
+from plinth.jobs import JobSupervisor, fine_tune
 from plinth.llm import AdapterHost
 from plinth.server import (
     adapters_api,
     admin_api,
+    files_api,
+    fine_tuning_api,
     guardrails_api,
     invocations,
     knowledge_api,
@@ -36,6 +43,7 @@ from plinth.server import (
 )
 from plinth.server.auth import local_tenant
 from plinth.server.errors import install_error_handlers
+from plinth.server.fine_tuning_api import KIND
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
 from plinth.server.state import ServerState, get_state
 
@@ -54,7 +62,7 @@ def create_app(
     Adapters registered in the control plane, then every subfolder of ``settings.adapters`` (as
     public), are registered on their base models before this returns, so the first request sees them.
     """
-    app = FastAPI(title="Plinth", version="0.1.0")
+    app = FastAPI(title="Plinth", version="0.1.0", lifespan=_lifespan)
     served = {m.name: m for m in models}
     state = ServerState(
         settings=settings,
@@ -65,6 +73,8 @@ def create_app(
         no_auth_tenant=local_tenant(control_plane) if settings.no_auth else None,
         adapters=AdapterRegistry(served, control_plane, Path(settings.data_dir) / "adapters"),
     )
+    state.jobs = _job_supervisor(settings, control_plane, state.adapters)
+    state.file_checkers = fine_tune.file_checkers()
     app.state.plinth = state
     app.state.knowledge = _knowledge_service(control_plane, settings)
     key = audit_key(Path(settings.data_dir))  # per installation, kept in the data dir
@@ -83,11 +93,44 @@ def create_app(
     app.include_router(invocations.router)
     app.include_router(session_api.router)
     app.include_router(admin_api.router)
+    app.include_router(files_api.router)
+    app.include_router(fine_tuning_api.router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Jobs run while the server runs: started with it, stopped (to resume next start) when it stops."""
+    jobs = app.state.plinth.jobs
+    if jobs is not None:
+        jobs.start()
+    try:
+        yield
+    finally:
+        if jobs is not None:
+            jobs.stop()
+
+
+def _job_supervisor(settings: Settings, cp: ControlPlane, registry: AdapterRegistry) -> JobSupervisor:
+    assert settings.database_url is not None  # Settings fills the default
+    kinds = {KIND: fine_tune.kind(functools.partial(_publish_adapter, registry))}
+    return JobSupervisor(
+        cp, settings.database_url, Path(settings.data_dir), kinds,
+        max_concurrent=settings.max_concurrent_jobs, threads=settings.job_threads,
+    )  # fmt: skip
+
+
+def _publish_adapter(registry: AdapterRegistry, job: JobRow, result: dict[str, Any]) -> dict[str, Any]:
+    """Serve a fine-tuning job's adapter for its tenant, at once (all or nothing: the registry's rule)."""
+    tenant = Tenant(job.tenant_id, job.request["tenant"])
+    name = job.request["fine_tuned_model"]
+    label = f"fine-tune:{job.id}"
+    registry.register(tenant, name, result["adapter_path"], base_model=job.request["model"], label=label)
+    return result
 
 
 def _knowledge_service(control_plane: ControlPlane, settings: Settings) -> Any:

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 
 from plinth.control import Tenant
 from plinth.control.files import FileRow, get_file, list_files
-from plinth.jobs.files import FileError, remove_file, store_file
+from plinth.jobs import FileError, remove_file, store_file
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.state import get_state

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from plinth.adapters import AdapterRegistry
 from plinth.config import Settings
 from plinth.control import ControlPlane, Tenant
+from plinth.jobs import Checker, JobSupervisor
 from plinth.llm import AdapterHost, ServedModel
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
@@ -33,6 +34,8 @@ class ServerState:
     embedder: Any | None = None  # plinth.llm.embedder.Embedder, loaded on first use
     no_auth_tenant: Tenant | None = None  # set when --no-auth: every request acts as this tenant
     adapters: AdapterRegistry | None = None  # LoRA adapters by tenant (create_app always sets it)
+    jobs: JobSupervisor | None = None  # runs fine-tuning (and later batch, evaluation) jobs
+    file_checkers: dict[str, Checker] = field(default_factory=dict)  # purpose -> upload checker
     created: int = field(default_factory=lambda: int(time.time()))
     _embedder_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
