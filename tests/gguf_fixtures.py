@@ -71,14 +71,22 @@ def _f16_bytes(rng: np.random.Generator, shape: tuple[int, ...], low: float, hig
 
 
 def write_gguf(
-    hf_dir: Path, out: Path, qtype: str = "F32", name: str | None = None, eot_token_id: int | None = None
+    hf_dir: Path,
+    out: Path,
+    qtype: str = "F32",
+    name: str | None = None,
+    eot_token_id: int | None = None,
+    sampling: dict[str, float] | None = None,
 ) -> Path:
-    """Convert the tiny checkpoint in ``hf_dir`` to ``out`` (a ``.gguf``) with matrices in ``qtype``."""
+    """Convert the tiny checkpoint in ``hf_dir`` to ``out`` (a ``.gguf``) with matrices in ``qtype``;
+    ``sampling`` adds ``general.sampling.<key>`` values (``temp``, ``top_p``, ...)."""
     config = json.loads((hf_dir / "config.json").read_text())
     arch = GGUF_ARCH[config["model_type"]]
     writer = GGUFWriter(out, arch)
     _write_config(writer, config, name or f"Tiny {config['model_type']}")
-    _write_tokenizer(writer, hf_dir, eot_token_id)
+    for key, value in (sampling or {}).items():
+        getattr(writer, f"add_sampling_{key}")(value)
+    _write_tokenizer(writer, hf_dir, eot_token_id, arch)
     heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
     for hf_name, tensor in load_file(hf_dir / "model.safetensors").items():
         target = gguf_name(hf_name)
@@ -126,7 +134,7 @@ def _write_config(writer: GGUFWriter, config: dict, name: str) -> None:
     writer.add_vocab_size(config["vocab_size"])
 
 
-def _write_tokenizer(writer: GGUFWriter, hf_dir: Path, eot_token_id: int | None) -> None:
+def _write_tokenizer(writer: GGUFWriter, hf_dir: Path, eot_token_id: int | None, arch: str) -> None:
     tokenizer = json.loads((hf_dir / "tokenizer.json").read_text())
     tok_config = json.loads((hf_dir / "tokenizer_config.json").read_text())
     vocab = tokenizer["model"]["vocab"]
@@ -134,7 +142,9 @@ def _write_tokenizer(writer: GGUFWriter, hf_dir: Path, eot_token_id: int | None)
     special = {t["id"] for t in tokenizer["added_tokens"] if t["special"]}
     merges = [m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"]["merges"]]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
+    # The split regex, as llama.cpp names it: transformers gives qwen2-type checkpoints Qwen2's
+    # regex whatever tokenizer.json says; llama ones keep ByteLevel's GPT-2 regex.
+    writer.add_tokenizer_pre("qwen2" if arch.startswith("qwen") else "gpt-2")
     writer.add_token_list(tokens)
     writer.add_token_types([TokenType.CONTROL if i in special else TokenType.NORMAL for i in range(len(tokens))])
     writer.add_token_merges(merges)

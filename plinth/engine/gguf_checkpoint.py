@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 
 from plinth.engine.gguf_names import hf_tensor_name
 from plinth.engine.model_config import UnsupportedModelError
@@ -57,6 +57,26 @@ class _PlainArrayReader(GGUFReader):
     @data.setter
     def data(self, value: np.ndarray) -> None:
         self._plain = value.view(np.ndarray)
+
+    def _build_tensors(self, start_offs: int, fields: list[Any]) -> None:
+        """Name the first tensor whose type is unknown or whose bytes run past the end of the file
+        (the library would fail on a reshape without saying which)."""
+        for field in fields:
+            name = bytes(field.parts[1]).decode("utf-8", "replace")
+            try:
+                kind = GGMLQuantizationType(int(field.parts[4][0]))
+            except ValueError:
+                raise UnsupportedModelError(
+                    f"tensor {name!r} has ggml type {int(field.parts[4][0])}, unknown to the gguf library"
+                ) from None
+            block, size = GGML_QUANT_SIZES[kind]
+            end = start_offs + int(field.parts[5][0]) + int(np.prod(field.parts[3])) * size // block
+            if end > len(self.data):
+                raise CheckpointError(
+                    f"tensor {name!r} ends at byte {end} but the file has {len(self.data)} bytes: "
+                    "the file is truncated"
+                )
+        super()._build_tensors(start_offs, fields)
 
 
 @dataclass(slots=True)
@@ -112,6 +132,8 @@ def open_gguf(path: Path) -> GGUFFile:
 def _open_cached(path: Path, size: int, mtime_ns: int) -> GGUFFile:
     try:
         reader = _PlainArrayReader(path)
+    except (CheckpointError, UnsupportedModelError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
     except Exception as exc:  # bad magic, truncated header or tensor data: numpy/struct errors alike
         raise CheckpointError(
             f"{path} is not a readable GGUF file (truncated or corrupt?): {type(exc).__name__}: {exc}"
@@ -148,10 +170,6 @@ def _check_tensor(gguf: GGUFFile, tensor: Any) -> None:
         supported = ", ".join(sorted(t.name for t in SUPPORTED_TYPES))
         raise UnsupportedModelError(
             f"{where} has quantization type {tensor.tensor_type.name}, which is not supported ({supported})"
-        )
-    if tensor.data.nbytes != tensor.n_bytes:
-        raise CheckpointError(
-            f"{where} has {tensor.data.nbytes} of its {tensor.n_bytes} bytes: the file is truncated"
         )
     if hf_tensor_name(tensor.name) is None:
         raise CheckpointError(f"{where} is not a tensor of a {gguf.architecture} model")
