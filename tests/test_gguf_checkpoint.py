@@ -84,14 +84,17 @@ def test_k_quant_dequantization_matches_gguf_library(qtype, tmp_path):
     torch.testing.assert_close(dequantize(tensor), torch.from_numpy(expected), atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("qtype", ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1"])
+@pytest.mark.parametrize("qtype", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
 def test_dequantization_matches_gguf_library(qtype, tmp_path):
     weight = np.random.default_rng(0).normal(0, 0.05, size=(8, 64)).astype(np.float32)
     kind = GGMLQuantizationType[qtype]
-    stored = weight.astype(np.float16) if qtype == "F16" else quants.quantize(weight, kind)
+    stored = {"F32": weight, "F16": weight.astype(np.float16)}.get(qtype)
     path = tmp_path / "q.gguf"
     writer = GGUFWriter(path, "llama")
-    writer.add_tensor("t", stored, raw_dtype=None if qtype == "F16" else kind)
+    if stored is not None:
+        writer.add_tensor("t", stored)
+    else:
+        writer.add_tensor("t", quants.quantize(weight, kind), raw_dtype=kind)
     writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file()
     writer.close()
     [tensor] = GGUFReader(path).tensors
