@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -61,12 +61,13 @@ def _no_random_init() -> Iterator[None]:
 
 
 def zeroed(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``torch.zeros``, but on CPU from calloc: the kernel hands out zero pages lazily, so a 2 GiB KV
-    cache costs no time at start and resident memory only as far as it is used."""
+    """``torch.zeros``, but on CPU in an anonymous memory map: the kernel hands out zero pages as they
+    are first written, so a 2 GiB KV cache costs no time at start and resident memory only as far as
+    it is used (malloc'd zeros are written out eagerly: keep_freed_memory keeps them off mmap)."""
     if device.type != "cpu":
         return torch.zeros(shape, dtype=dtype, device=device)
-    raw = torch.from_numpy(np.zeros(math.prod(shape) * dtype.itemsize, dtype=np.uint8))
-    return raw.view(dtype).view(shape)
+    pages = mmap.mmap(-1, math.prod(shape) * dtype.itemsize)  # the tensor keeps the map alive
+    return torch.frombuffer(pages, dtype=torch.uint8).view(dtype).view(shape)
 
 
 @contextlib.contextmanager
