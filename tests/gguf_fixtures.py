@@ -46,8 +46,10 @@ def gguf_name(hf_name: str) -> str:
 
 def llama_cpp_permute(weight: np.ndarray, heads: int) -> np.ndarray:
     """llama.cpp's converter: per head, rows [half 1 | half 2] -> interleaved pairs."""
-    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(
-        weight.shape
+    return (
+        weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
     )
 
 
@@ -146,7 +148,9 @@ def _write_tokenizer(writer: GGUFWriter, hf_dir: Path, eot_token_id: int | None,
     # regex whatever tokenizer.json says; llama ones keep ByteLevel's GPT-2 regex.
     writer.add_tokenizer_pre("qwen2" if arch.startswith("qwen") else "gpt-2")
     writer.add_token_list(tokens)
-    writer.add_token_types([TokenType.CONTROL if i in special else TokenType.NORMAL for i in range(len(tokens))])
+    writer.add_token_types(
+        [TokenType.CONTROL if i in special else TokenType.NORMAL for i in range(len(tokens))]
+    )
     writer.add_token_merges(merges)
     writer.add_bos_token_id(vocab["<|endoftext|>"])
     writer.add_eos_token_id(vocab[tok_config["eos_token"]])

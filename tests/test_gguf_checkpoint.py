@@ -25,7 +25,9 @@ SHAPE_FIELDS = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "
 
 @pytest.fixture(scope="module")
 def llama_gguf(tiny_checkpoint_factory, tmp_path_factory):
-    return write_gguf(tiny_checkpoint_factory("llama"), tmp_path_factory.mktemp("gguf") / "llama.gguf", "Q8_0")
+    return write_gguf(
+        tiny_checkpoint_factory("llama"), tmp_path_factory.mktemp("gguf") / "llama.gguf", "Q8_0"
+    )
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -132,12 +134,16 @@ def test_file_that_is_not_gguf_is_refused(tmp_path):
 def test_unsupported_quantization_type_is_refused(tmp_path):
     path = tmp_path / "q2k.gguf"
     writer = GGUFWriter(path, "llama")
-    writer.add_tensor("token_embd.weight", random_kquant_blocks(4, 256, "Q4_K"), raw_dtype=GGMLQuantizationType.Q4_K)
+    writer.add_tensor(
+        "token_embd.weight", random_kquant_blocks(4, 256, "Q4_K"), raw_dtype=GGMLQuantizationType.Q4_K
+    )
     q2k = np.zeros((4, 84), dtype=np.uint8)  # Q2_K: 84 bytes per 256 values
     writer.add_tensor("blk.0.attn_q.weight", q2k, raw_dtype=GGMLQuantizationType.Q2_K)
     writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(UnsupportedModelError, match=f"{path}: tensor 'blk.0.attn_q.weight'.*Q2_K.*not supported"):
+    with pytest.raises(
+        UnsupportedModelError, match=f"{path}: tensor 'blk.0.attn_q.weight'.*Q2_K.*not supported"
+    ):
         LLMEngine(EngineConfig(model=str(path)))
 
 

@@ -5,8 +5,9 @@ Each tiny random checkpoint (tests/conftest.py) is converted to GGUF the way lla
 ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=...)``, which dequantizes and unpermutes with
 its own code. transformers' qwen3 GGUF mapping does not read ``attention.key_length`` (it assumes
 head_dim 128), so Qwen3 is compared instead with the Hugging Face model whose matrices went through
-gguf-py's quantize -> dequantize round trip (no GGUF file, no permutation involved). Tolerance: float32 logits within 1e-4 absolute (same as tests/test_engine_parity.py: both
-compute in float32 on identical dequantized weights; the difference is summation order).
+gguf-py's quantize -> dequantize round trip (no GGUF file, no permutation involved).
+Tolerance: float32 logits within 1e-4 absolute (as tests/test_engine_parity.py: both compute in
+float32 on identical dequantized weights; the difference is summation order).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from plinth.engine import EngineConfig, LLMEngine, SamplingParams
 from plinth.llm import ChatOptions, LocalModel
 from plinth.llm.tokenizer import load_tokenizer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 LOGIT_ATOL = 1e-3
 QUESTIONS = [
@@ -52,7 +52,9 @@ def path():
 def prompts(path):
     tokenizer = load_tokenizer(path)
     chats = [[{"role": "user", "content": q}] for q in QUESTIONS]
-    texts = [tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in chats]
+    texts = [
+        tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in chats
+    ]
     return [tokenizer.encode(text, add_special_tokens=False) for text in texts]
 
 
@@ -85,8 +87,10 @@ def test_chat_turn_stops_at_end_of_turn(path):
     model = LocalModel.load(EngineConfig(model=str(path), dtype="float32"))
     try:
         result = asyncio.run(
-            model.chat([{"role": "user", "content": "What is the capital of France?"}],
-                       ChatOptions(temperature=0.0, max_tokens=64))  # fmt: skip
+            model.chat(
+                [{"role": "user", "content": "What is the capital of France?"}],
+                ChatOptions(temperature=0.0, max_tokens=64),
+            )  # fmt: skip
         )
     finally:
         model.shutdown()

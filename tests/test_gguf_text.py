@@ -41,7 +41,9 @@ def test_gguf_tokenizer_encodes_like_the_checkpoint_tokenizer(gguf_path, hf_toke
     for text in TEXTS:
         ids = ours.encode(text, add_special_tokens=False)
         assert ids == hf_tokenizer.encode(text, add_special_tokens=False), text
-        assert ours.decode(ids, skip_special_tokens=True) == hf_tokenizer.decode(ids, skip_special_tokens=True)
+        assert ours.decode(ids, skip_special_tokens=True) == hf_tokenizer.decode(
+            ids, skip_special_tokens=True
+        )
 
 
 def test_gguf_tokenizer_has_special_tokens_and_chat_template(gguf_path, hf_tokenizer):
@@ -59,8 +61,13 @@ def test_chat_template_jinja_file_is_used(tiny_checkpoint_factory, tmp_path):
     config = json.loads((folder / "tokenizer_config.json").read_text())
     del config["chat_template"]
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    (folder / "chat_template.jinja").write_text("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}")
-    assert load_tokenizer(folder).apply_chat_template(MESSAGES, tokenize=False) == "[system] Be brief.\n[user] Hi there!\n"
+    (folder / "chat_template.jinja").write_text(
+        "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+    )
+    assert (
+        load_tokenizer(folder).apply_chat_template(MESSAGES, tokenize=False)
+        == "[system] Be brief.\n[user] Hi there!\n"
+    )
 
 
 def test_chat_template_is_sandboxed(hf_tokenizer):

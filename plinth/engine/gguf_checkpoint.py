@@ -30,7 +30,14 @@ from plinth.engine.gguf_names import hf_tensor_name
 from plinth.engine.model_config import UnsupportedModelError
 from plinth.engine.weights import CheckpointError
 
-__all__ = ["GGUF_ARCHS", "SUPPORTED_TYPES", "GGUFSummary", "gguf_hf_config", "open_gguf", "read_gguf_metadata"]
+__all__ = [
+    "GGUF_ARCHS",
+    "SUPPORTED_TYPES",
+    "GGUFSummary",
+    "gguf_hf_config",
+    "open_gguf",
+    "read_gguf_metadata",
+]
 
 GGUF_ARCHS = ("llama", "qwen2", "qwen3")  # llama.cpp writes Mistral as llama
 SUPPORTED_TYPES = frozenset(
@@ -53,8 +60,9 @@ class _EngineReader(GGUFReader):
     """GGUFReader made fast for what the engine reads (measured on SmolLM2: parse 3.8 s -> ~0.1 s).
 
     Arrays of numbers are one numpy view, not one per element. Long arrays of strings (vocabulary,
-    merges: ~100k entries) are stepped over, not split into two numpy views per string: the engine needs neither (the tokenizer is loaded above it, from the same file),
-    so such a field keeps only its element count (:meth:`GGUFFile.count`). And the file is viewed as a
+    merges: ~100k entries) are stepped over, not split into two numpy views per string: the engine
+    needs neither (the tokenizer is loaded above it, from the same file), so such a field keeps only
+    its element count (:meth:`GGUFFile.count`). And the file is viewed as a
     plain ndarray, not an ``np.memmap``, whose subclass hooks run on every slice and every numpy
     operation over tensor data.
     """

@@ -61,7 +61,9 @@ class ModelConfig:
         raw = json.loads((path / "config.json").read_text())
         gen_path = path / "generation_config.json"
         generation = json.loads(gen_path.read_text()) if gen_path.exists() else {}
-        cfg = cls.from_dict(raw, extra_eos=_as_ids(generation.get("eos_token_id")), max_model_len=max_model_len)
+        cfg = cls.from_dict(
+            raw, extra_eos=_as_ids(generation.get("eos_token_id")), max_model_len=max_model_len
+        )
         cfg.generation_defaults = sampling_defaults(generation)
         cfg.name, cfg.path = name or path.name, path
         return cfg
