@@ -86,7 +86,7 @@ class _EngineReader(GGUFReader):
             return 12 + int(values.nbytes), [item_type, count, values], [2], [GGUFValueType.ARRAY, kind]
         if kind != GGUFValueType.STRING or count[0] <= _DECODED_STRINGS:
             return super()._get_field_parts(orig_offs, raw_type)
-        view, offs = memoryview(self.data), orig_offs + 12
+        view, offs = self.data.data, orig_offs + 12  # a memoryview: cheap slices
         for _ in range(int(count[0])):
             offs += 8 + int.from_bytes(view[offs : offs + 8], "little")
         return offs - orig_offs, [item_type, count], [], [GGUFValueType.ARRAY, GGUFValueType.STRING]

@@ -52,12 +52,15 @@ def _no_random_init() -> Iterator[None]:
     """Skip nn.Linear/nn.Embedding random initialisation while the model is built: every weight is
     then loaded or dummy-filled (load_weights checks that none is left), and on CPU the wasted
     uniform_/normal_ calls cost about as much as dequantizing a small GGUF."""
-    saved = nn.Linear.reset_parameters, nn.Embedding.reset_parameters
-    nn.Linear.reset_parameters = nn.Embedding.reset_parameters = lambda self: None  # type: ignore[method-assign]
+    classes: tuple[type[nn.Module], ...] = (nn.Linear, nn.Embedding)
+    saved = [getattr(cls, "reset_parameters") for cls in classes]  # noqa: B009
+    for cls in classes:
+        setattr(cls, "reset_parameters", lambda self: None)  # noqa: B010 (a method, patched for a moment)
     try:
         yield
     finally:
-        nn.Linear.reset_parameters, nn.Embedding.reset_parameters = saved  # type: ignore[method-assign]
+        for owner, method in zip(classes, saved, strict=True):
+            setattr(owner, "reset_parameters", method)  # noqa: B010
 
 
 def zeroed(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
