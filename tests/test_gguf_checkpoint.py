@@ -11,8 +11,7 @@ from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter, quants
 from gguf_fixtures import random_kquant_blocks, write_gguf
 from safetensors.numpy import load_file
 
-from plinth.engine import EngineConfig, LLMEngine
-from plinth.engine import read_gguf_metadata
+from plinth.engine import EngineConfig, LLMEngine, read_gguf_metadata
 from plinth.engine.gguf_checkpoint import open_gguf
 from plinth.engine.gguf_dequant import dequantize
 from plinth.engine.model_config import ModelConfig, UnsupportedModelError
