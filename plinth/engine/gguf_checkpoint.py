@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,17 +154,7 @@ class GGUFFile:
 
 
 def open_gguf(path: Path) -> GGUFFile:
-    """Parse and check ``path``; raise CheckpointError / UnsupportedModelError naming what is wrong.
-
-    The last file parsed is kept (keyed by size and mtime): the engine reads the config and then the
-    weights of the same file, and parsing a vocabulary of 50k+ strings is not free.
-    """
-    stat = Path(path).stat()
-    return _open_cached(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=1)
-def _open_cached(path: Path, size: int, mtime_ns: int) -> GGUFFile:
+    """Parse and check ``path``; raise CheckpointError / UnsupportedModelError naming what is wrong."""
     try:
         reader = _EngineReader(path)
     except (CheckpointError, UnsupportedModelError) as exc:

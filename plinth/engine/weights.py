@@ -43,7 +43,8 @@ class CheckpointError(RuntimeError):
 
 
 def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
-    """Return a local checkpoint directory for ``model`` (a directory or a Hugging Face hub id)."""
+    """Return a local checkpoint for ``model`` (a directory, a ``.gguf`` file or a Hugging Face hub
+    id): a directory holding ``config.json``, or a ``.gguf`` file."""
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return path
