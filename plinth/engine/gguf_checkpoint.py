@@ -32,7 +32,9 @@ from plinth.engine.weights import CheckpointError
 __all__ = [
     "GGUF_ARCHS",
     "SUPPORTED_TYPES",
+    "GGUFFile",
     "GGUFSummary",
+    "generation_defaults",
     "gguf_hf_config",
     "open_gguf",
     "read_gguf_metadata",
@@ -50,8 +52,6 @@ _GENERATION_KEYS = {  # llama.cpp's recommended-sampling keys -> SamplingParams 
     "general.sampling.min_p": "min_p",
     "general.sampling.penalty_repeat": "repetition_penalty",
 }
-
-
 _DECODED_STRINGS = 1024  # string arrays up to this long (languages, tags) are decoded as usual
 
 
