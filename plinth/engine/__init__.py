@@ -2,6 +2,7 @@
 
 from plinth.engine.async_engine import AsyncLLMEngine
 from plinth.engine.config import EngineConfig
+from plinth.engine.gguf_checkpoint import GGUFSummary, read_gguf_metadata
 from plinth.engine.llm_engine import EngineStats, LLMEngine, PromptTooLongError
 from plinth.engine.lora import AdapterError, LoraAdapter, UnknownAdapterError
 from plinth.engine.lora.manager import LoraStats
@@ -14,6 +15,7 @@ __all__ = [
     "AsyncLLMEngine",
     "EngineConfig",
     "EngineStats",
+    "GGUFSummary",
     "LLMEngine",
     "LoraAdapter",
     "LoraStats",
@@ -25,4 +27,5 @@ __all__ = [
     "TokenLogprob",
     "UnknownAdapterError",
     "UnsupportedModelError",
+    "read_gguf_metadata",
 ]

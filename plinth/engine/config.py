@@ -9,7 +9,8 @@ from dataclasses import dataclass
 class EngineConfig:
     """Settings for one :class:`~plinth.engine.LLMEngine`.
 
-    ``model`` is a local checkpoint directory or a Hugging Face id (downloaded on first use).
+    ``model`` is a local checkpoint directory, a ``.gguf`` file (or a directory holding exactly one
+    and no ``config.json``), or a Hugging Face id (downloaded on first use).
     ``load_format="dummy"`` builds random weights in memory from ``config.json`` (for benchmarks).
     ``kv_cache_blocks=None`` sizes the cache from ``kv_cache_memory_gb`` (CPU) or free GPU memory.
     """

@@ -44,6 +44,7 @@ class ModelConfig:
     attention_bias: bool = False
     qk_norm: bool = False
     eos_token_ids: tuple[int, ...] = ()
+    generation_defaults: dict[str, Any] = field(default_factory=dict)
     bos_token_id: int | None = None
     torch_dtype: str = "float32"
     is_random: bool = False
@@ -53,12 +54,28 @@ class ModelConfig:
 
     @classmethod
     def from_pretrained(cls, path: Path, name: str = "", max_model_len: int | None = None) -> ModelConfig:
-        """Read ``config.json`` (and ``generation_config.json`` for extra EOS ids) from a checkpoint."""
+        """Read ``config.json`` (and ``generation_config.json`` for extra EOS ids and sampling defaults)
+        from a checkpoint directory, or the metadata of a ``.gguf`` file."""
+        if path.suffix == ".gguf":
+            return cls._from_gguf(path, name, max_model_len)
         raw = json.loads((path / "config.json").read_text())
         gen_path = path / "generation_config.json"
-        extra_eos = _as_ids(json.loads(gen_path.read_text()).get("eos_token_id")) if gen_path.exists() else ()
-        cfg = cls.from_dict(raw, extra_eos=extra_eos, max_model_len=max_model_len)
+        generation = json.loads(gen_path.read_text()) if gen_path.exists() else {}
+        cfg = cls.from_dict(
+            raw, extra_eos=_as_ids(generation.get("eos_token_id")), max_model_len=max_model_len
+        )
+        cfg.generation_defaults = sampling_defaults(generation)
         cfg.name, cfg.path = name or path.name, path
+        return cfg
+
+    @classmethod
+    def _from_gguf(cls, path: Path, name: str, max_model_len: int | None) -> ModelConfig:
+        from plinth.engine import gguf_checkpoint  # the gguf library only for GGUF files
+
+        gguf = gguf_checkpoint.open_gguf(path)
+        cfg = cls.from_dict(gguf_checkpoint.gguf_hf_config(gguf), max_model_len=max_model_len)
+        cfg.generation_defaults = gguf_checkpoint.generation_defaults(gguf)
+        cfg.name, cfg.path = name or path.stem, path
         return cfg
 
     @classmethod
@@ -99,6 +116,21 @@ class ModelConfig:
             is_random=bool(raw.get("plinth_random_weights", False)),
             max_model_len=min(max_model_len or limit, limit),
         )
+
+
+def sampling_defaults(generation_config: dict[str, Any]) -> dict[str, Any]:
+    """The sampling settings a ``generation_config.json`` recommends, as SamplingParams fields.
+
+    temperature/top_p/top_k count only with ``do_sample: true`` (transformers ignores them otherwise);
+    ``max_new_tokens`` becomes ``max_tokens``.
+    """
+    keys = ["repetition_penalty", "max_new_tokens"]
+    if generation_config.get("do_sample"):
+        keys += ["temperature", "top_p", "top_k"]
+    found = {key: generation_config[key] for key in keys if generation_config.get(key) is not None}
+    if "max_new_tokens" in found:
+        found["max_tokens"] = found.pop("max_new_tokens")
+    return found
 
 
 def _context_limit(raw: dict[str, Any]) -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from plinth.engine.allocator import keep_freed_memory
 from plinth.engine.attention import AttentionMetadata, SeqSpan
@@ -45,6 +48,32 @@ def resolve_dtype(name: str, device: torch.device, checkpoint_dtype: str) -> tor
 
 
 @contextlib.contextmanager
+def _no_random_init() -> Iterator[None]:
+    """Skip nn.Linear/nn.Embedding random initialisation while the model is built: every weight is
+    then loaded or dummy-filled (load_weights checks that none is left), and on CPU the wasted
+    uniform_/normal_ calls cost about as much as dequantizing a small GGUF."""
+    classes: tuple[type[nn.Module], ...] = (nn.Linear, nn.Embedding)
+    saved = [getattr(cls, "reset_parameters") for cls in classes]  # noqa: B009
+    for cls in classes:
+        setattr(cls, "reset_parameters", lambda self: None)  # noqa: B010 (a method, patched for a moment)
+    try:
+        yield
+    finally:
+        for owner, method in zip(classes, saved, strict=True):
+            setattr(owner, "reset_parameters", method)  # noqa: B010
+
+
+def zeroed(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.zeros``, but on CPU in an anonymous memory map: the kernel hands out zero pages as they
+    are first written, so a 2 GiB KV cache costs no time at start and resident memory only as far as
+    it is used (malloc'd zeros are written out eagerly: keep_freed_memory keeps them off mmap)."""
+    if device.type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    pages = mmap.mmap(-1, math.prod(shape) * dtype.itemsize)  # the tensor keeps the map alive
+    return torch.frombuffer(pages, dtype=torch.uint8).view(dtype).view(shape)
+
+
+@contextlib.contextmanager
 def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -66,7 +95,7 @@ class ModelRunner:
         torch.manual_seed(config.seed)
         # Adapter slots are allocated with the model, before the KV cache is sized from what is left.
         self.lora = LoraContext(config.max_lora_rank, config.max_loras) if config.enable_lora else None
-        with _default_dtype(self.dtype), self.device:
+        with _default_dtype(self.dtype), self.device, _no_random_init():
             self.model = CausalLM(model_config, self.lora)
         self._load_weights()
         self.model.eval()
@@ -74,10 +103,7 @@ class ModelRunner:
         self.num_blocks = self._num_kv_blocks()
         shape = (self.num_blocks * self.block_size, model_config.num_kv_heads, model_config.head_dim)
         self.kv_caches = [
-            (
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
-            )
+            (zeroed(shape, self.dtype, self.device), zeroed(shape, self.dtype, self.device))
             for _ in range(model_config.num_layers)
         ]
 

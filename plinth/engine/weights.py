@@ -2,6 +2,8 @@
 
 Contract: ``resolve_checkpoint(model)`` turns ``--model`` (a local directory or a hub id) into a local
 directory holding ``config.json``; only config, tokenizer and weight files are downloaded, never code.
+A ``.gguf`` file, or a directory holding exactly one ``.gguf`` and no ``config.json``, resolves to that
+file, and ``iter_weights`` streams it through :mod:`plinth.engine.gguf_weights`.
 ``iter_weights(path)`` yields ``(hf_name, tensor)`` from ``model.safetensors``, a sharded
 ``model.safetensors.index.json``, or, only when there are no safetensors, ``pytorch_model.bin``
 (``torch.load(weights_only=True)``, which cannot run pickled code). Tensors are read lazily so peak
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-__all__ = ["CheckpointError", "has_weights", "iter_weights", "resolve_checkpoint"]
+__all__ = ["CheckpointError", "has_weights", "is_gguf", "iter_weights", "resolve_checkpoint"]
 
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
 _FIX_HINT = (
@@ -41,10 +43,13 @@ class CheckpointError(RuntimeError):
 
 
 def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
-    """Return a local checkpoint directory for ``model`` (a directory or a Hugging Face hub id)."""
+    """Return a local checkpoint for ``model`` (a directory, a ``.gguf`` file or a Hugging Face hub
+    id): a directory holding ``config.json``, or a ``.gguf`` file."""
     path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
     if path.is_dir():
-        return _require_config(path)
+        return _single_gguf(path) or _require_config(path)
     if path.exists() or looks_like_path(model):
         raise CheckpointError(f"model {model!r} is not a checkpoint directory; {_FIX_HINT}")
     return _require_config(_download(model, revision))
@@ -52,6 +57,12 @@ def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
 
 def iter_weights(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield every ``(hf_name, tensor)`` of the checkpoint in ``path``, loading one tensor at a time."""
+    if is_gguf(path):
+        from plinth.engine.gguf_checkpoint import open_gguf  # the gguf library only for GGUF files
+        from plinth.engine.gguf_weights import iter_gguf_weights
+
+        yield from iter_gguf_weights(open_gguf(Path(path)))
+        return
     files = _weight_files(Path(path))
     if not files:
         raise CheckpointError(
@@ -64,7 +75,23 @@ def iter_weights(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
 
 def has_weights(path: Path) -> bool:
     """Whether ``path`` holds weight files (random 1b/7b checkpoints ship config and tokenizer only)."""
-    return bool(_weight_files(Path(path)))
+    return is_gguf(path) or bool(_weight_files(Path(path)))
+
+
+def is_gguf(path: Path) -> bool:
+    """Whether a resolved checkpoint is a GGUF file (else it is a Hugging Face directory)."""
+    return Path(path).suffix == ".gguf" and Path(path).is_file()
+
+
+def _single_gguf(path: Path) -> Path | None:
+    """The one ``.gguf`` in a directory without ``config.json`` (llama.cpp-style model folders)."""
+    files = sorted(path.glob("*.gguf"))
+    if (path / "config.json").is_file() or not files:
+        return None
+    if len(files) > 1:
+        names = ", ".join(f.name for f in files)
+        raise CheckpointError(f"{path} holds several GGUF files ({names}); point --model at one of them")
+    return files[0]
 
 
 def _weight_files(path: Path) -> list[Path]:

@@ -26,6 +26,7 @@ from plinth.engine import (
 )
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, Usage
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
+from plinth.llm.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:
     from plinth.llm.served import ServedModel
@@ -66,6 +67,7 @@ class LocalModel:
         max_model_len: int,
         is_random: bool = False,
         parent: str | None = None,
+        defaults: dict[str, Any] | None = None,
     ) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
@@ -73,21 +75,21 @@ class LocalModel:
         self.max_model_len = max_model_len
         self.is_random = is_random
         self.parent = parent  # set when this serves an adapter merged into ``parent`` (--merge-lora)
+        self.defaults = dict(defaults or {})  # the checkpoint's recommended SamplingParams fields
 
     @classmethod
     def load(cls, config: EngineConfig, name: str | None = None) -> LocalModel:
-        """Load the checkpoint named by ``config.model`` and start the engine's background stepping."""
-        from transformers import AutoTokenizer
-
+        """Load the checkpoint named by ``config.model`` (a directory, hub id or ``.gguf``) and start
+        the engine's background stepping."""
         engine = AsyncLLMEngine.from_config(config)
         mc = engine.model_config
-        tokenizer = AutoTokenizer.from_pretrained(str(mc.path))
         return cls(
             engine,
-            tokenizer,
+            load_tokenizer(mc.path),
             name=name or mc.name,
             max_model_len=mc.max_model_len,
             is_random=mc.is_random,
+            defaults=mc.generation_defaults,
         )
 
     def shutdown(self) -> None:
@@ -223,12 +225,17 @@ class LocalModel:
     # -- the ChatModel view ---------------------------------------------------------------------
 
     def sampling_params(self, options: ChatOptions | None, prompt_len: int) -> SamplingParams:
-        """Map :class:`ChatOptions` onto the engine's params (``None`` keeps the engine default)."""
+        """Map :class:`ChatOptions` onto the engine's params. A setting the request leaves ``None``
+        takes the checkpoint's recommended value (``generation_config.json`` or GGUF metadata), else
+        the engine default."""
         options = options or ChatOptions()
         room = max(1, self.max_model_len - prompt_len)  # a full context fails later, in check_prompt
         keys = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
         given = {k: v for k in keys if (v := getattr(options, k)) is not None}
-        return SamplingParams(max_tokens=min(options.max_tokens or DEFAULT_MAX_TOKENS, room), **given)
+        settings = {**self.defaults, **given}
+        max_tokens = options.max_tokens or settings.pop("max_tokens", DEFAULT_MAX_TOKENS)
+        settings.pop("max_tokens", None)
+        return SamplingParams(max_tokens=min(max_tokens, room), **settings)
 
     def stream_chat(
         self, messages: list[Message], options: ChatOptions | None = None

@@ -1,0 +1,45 @@
+"""Stream a GGUF checkpoint's tensors as float32 torch tensors under Hugging Face names.
+
+Contract: ``iter_gguf_weights(gguf)`` yields ``(hf_name, tensor)`` one tensor at a time, dequantized
+(:func:`plinth.engine.gguf_dequant.dequantize`), so peak memory is the model being filled plus one
+float32 tensor. llama.cpp's converter permutes the rows of Q and K for the ``llama`` architecture
+(Llama and Mistral) to suit its RoPE kernel; that is undone here. qwen2/qwen3 files are written
+unpermuted (the converter's Qwen classes do not permute; transformers' GGUF loader agrees).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from plinth.engine.gguf_checkpoint import GGUFFile, gguf_hf_config
+from plinth.engine.gguf_dequant import dequantize
+from plinth.engine.gguf_names import hf_tensor_name
+from plinth.engine.weights import CheckpointError
+
+__all__ = ["iter_gguf_weights", "unpermute_rows"]
+
+
+def iter_gguf_weights(gguf: GGUFFile) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield every tensor of ``gguf`` as ``(hf_name, float32 tensor)`` in Hugging Face layout."""
+    config = gguf_hf_config(gguf)
+    permuted = gguf.architecture == "llama"
+    heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
+    for tensor in gguf.reader.tensors:
+        name = hf_tensor_name(tensor.name)
+        if name is None:  # open_gguf refuses such files; guard against a reader handed in unchecked
+            raise CheckpointError(f"{gguf.path}: unexpected tensor {tensor.name!r}")
+        weight = dequantize(tensor)
+        kind = tensor.name.split(".")[2] if tensor.name.startswith("blk.") else ""
+        if permuted and kind in heads:
+            weight = unpermute_rows(weight, heads[kind])
+        yield name, weight
+
+
+def unpermute_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Undo llama.cpp's Q/K permutation: within each head, rows were reordered from HF's
+    ``[first half | second half]`` rotary layout to interleaved pairs; put them back."""
+    rows = weight.shape[0]
+    pairs = weight.reshape(num_heads, rows // num_heads // 2, 2, *weight.shape[1:])
+    return pairs.transpose(1, 2).reshape(weight.shape)
