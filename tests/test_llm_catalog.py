@@ -8,9 +8,8 @@ import importlib.metadata
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from gguf import GGUFWriter, LlamaFileType
+from gguf_fixtures import write_gguf
 from typer.testing import CliRunner
 
 import plinth.engine.checkpoint
@@ -57,19 +56,6 @@ def test_a_missing_packaged_model_says_how_to_install_it(tmp_path, monkeypatch):
     assert list_models(tmp_path, hf_cache=tmp_path / "no-cache") == []
 
 
-def _write_gguf(path: Path) -> int:
-    writer = GGUFWriter(str(path), "qwen2")
-    writer.add_file_type(LlamaFileType.MOSTLY_F16)
-    writer.add_license("mit")
-    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float16))
-    writer.add_tensor("output_norm.weight", np.ones(4, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return 8 * 4 + 4
-
-
 def _hub_cache(root: Path, repo: str, checkpoint: Path) -> Path:
     """The layout huggingface_hub writes: blobs, a snapshot of symlinks, and refs/main."""
     folder = root / f"models--{repo.replace('/', '--')}"
@@ -85,17 +71,19 @@ def _hub_cache(root: Path, repo: str, checkpoint: Path) -> Path:
     return snapshot
 
 
-def test_list_describes_packaged_data_dir_and_hub_cache_models(tmp_path, tiny_llama):
+def test_list_describes_packaged_data_dir_and_hub_cache_models(tmp_path, tiny_llama, tiny_checkpoint_factory):
     models = tmp_path / "data" / "models"
     models.mkdir(parents=True)
     shutil.copytree(tiny_llama, models / "my-llama")
-    gguf_params = _write_gguf(models / "small.gguf")
+    qwen2 = tiny_checkpoint_factory("qwen2")
+    write_gguf(qwen2, models / "small.gguf", "F16")
+    (models / "broken.gguf").write_bytes(b"GGUF" + bytes(20))
     (models / "notes.txt").write_text("not a checkpoint")
     snapshot = _hub_cache(tmp_path / "hub", "acme/tiny-llama", tiny_llama)
 
     rows = {m.name: m for m in list_models(tmp_path / "data", hf_cache=tmp_path / "hub")}
 
-    assert list(rows) == [DEFAULT_MODEL, "my-llama", "small.gguf", "acme/tiny-llama"]
+    assert list(rows) == [DEFAULT_MODEL, "broken.gguf", "my-llama", "small.gguf", "acme/tiny-llama"]
     packaged = rows[DEFAULT_MODEL]
     assert (packaged.source, packaged.architecture, packaged.quantization) == ("packaged", "llama", "Q4_1")
     assert packaged.licence == "apache-2.0" and 134e6 < packaged.parameters < 136e6  # SmolLM2-135M
@@ -106,10 +94,13 @@ def test_list_describes_packaged_data_dir_and_hub_cache_models(tmp_path, tiny_ll
     from transformers import AutoModelForCausalLM
 
     reference = AutoModelForCausalLM.from_pretrained(tiny_llama)
-    assert mine.parameters == sum(p.numel() for p in reference.state_dict().values())
+    assert mine.parameters == reference.num_parameters()
     small = rows["small.gguf"]
-    assert (small.architecture, small.quantization, small.licence) == ("qwen2", "F16", "mit")
-    assert small.parameters == gguf_params
+    assert (small.architecture, small.quantization, small.licence) == ("qwen2", "F16", "apache-2.0")
+    reference_qwen2 = AutoModelForCausalLM.from_pretrained(qwen2)
+    assert small.parameters == reference_qwen2.num_parameters()  # tied embeddings counted once
+    broken = rows["broken.gguf"]
+    assert broken.architecture.startswith("unservable: ") and "broken.gguf" in broken.architecture
     cached = rows["acme/tiny-llama"]
     assert cached.source == "hf cache" and cached.path == snapshot and cached.architecture == "llama"
 

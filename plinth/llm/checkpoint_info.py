@@ -50,25 +50,23 @@ def _single_gguf(path: Path) -> Path | None:
 
 
 def _describe_gguf(path: Path, name: str, source: str) -> CheckpointInfo:
-    from gguf import GGUFReader, LlamaFileType
+    from plinth.engine import read_gguf_metadata
+    from plinth.engine.model_config import UnsupportedModelError
+    from plinth.engine.weights import CheckpointError
 
-    reader = GGUFReader(path)
-
-    def field(key: str) -> object:
-        value = reader.fields.get(key)
-        return None if value is None else value.contents()
-
-    file_type = field("general.file_type")
-    quant = LlamaFileType(file_type).name.removeprefix("MOSTLY_") if isinstance(file_type, int) else None
+    try:
+        meta = read_gguf_metadata(path)
+    except (CheckpointError, UnsupportedModelError) as exc:  # listed all the same, saying why it won't load
+        return CheckpointInfo(name, source, path, f"unservable: {exc}", None, None, path.stat().st_size, None)
     return CheckpointInfo(
         name=name,
         source=source,
         path=path,
-        architecture=str(field("general.architecture") or "") or None,
-        parameters=sum(int(t.n_elements) for t in reader.tensors),
-        quantization=quant,
+        architecture=meta.architecture,
+        parameters=meta.parameters,
+        quantization=meta.quantization,
         size_bytes=path.stat().st_size,
-        licence=_str_or_none(field("general.license")),
+        licence=meta.license,
     )
 
 
@@ -109,7 +107,3 @@ def _readme_licence(readme: Path) -> str | None:
     front = re.match(r"---\n(.*?)\n---", text, re.DOTALL)
     found = re.search(r"^license:\s*(\S+)", front.group(1), re.MULTILINE) if front else None
     return found.group(1) if found else None
-
-
-def _str_or_none(value: object) -> str | None:
-    return str(value) if value else None
