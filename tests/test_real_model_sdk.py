@@ -27,7 +27,7 @@ def client(tmp_path_factory):
     key = create_key(cp, "sdk")
     app = create_app(settings, [model], cp)
     with live_server(app) as url:
-        yield openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=120)
+        yield openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=600)
     model.shutdown()
     cp.close()
 
@@ -52,8 +52,8 @@ def test_answers_a_factual_question_and_ends_its_turn(client):
 
 def test_stream_matches_the_plain_reply(client):
     question = "Name three primary colours."
-    plain = ask(client, question, max_tokens=60).choices[0].message.content
-    chunks = list(ask(client, question, max_tokens=60, stream=True))
+    plain = ask(client, question, max_tokens=30).choices[0].message.content
+    chunks = list(ask(client, question, max_tokens=30, stream=True))
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == plain and len(chunks) > 3
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
@@ -61,8 +61,8 @@ def test_stream_matches_the_plain_reply(client):
 
 def test_stop_sequence_cuts_the_reply(client):
     question = "Count from 1 to 10, separated by commas."
-    full = ask(client, question, max_tokens=60).choices[0].message.content
+    full = ask(client, question, max_tokens=40).choices[0].message.content
     assert "4" in full, full
-    cut = ask(client, question, max_tokens=60, stop=["4"]).choices[0]
+    cut = ask(client, question, max_tokens=40, stop=["4"]).choices[0]
     assert cut.finish_reason == "stop" and "4" not in cut.message.content
     assert full.startswith(cut.message.content)
