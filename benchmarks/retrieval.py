@@ -54,7 +54,7 @@ from plinth.knowledge.movies import movie_documents  # noqa: E402
 from plinth.knowledge.retriever import retrieve  # noqa: E402
 from plinth.knowledge.store import Store  # noqa: E402
 from plinth.knowledge.types import Chunk, Document  # noqa: E402
-from plinth.llm.embedder import Embedder  # noqa: E402
+from plinth.llm import Embedder, SentenceEmbedder  # noqa: E402
 
 DATA = Path("../shared/data")
 GOAL_MS = 20.0
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    embedder = Embedder.load()
+    embedder = SentenceEmbedder.load()
     embed_rate = embedding_rate(embedder, [d.text for d in docs[: args.embed_sample]])
     if args.random_vectors:
         vectors = random_unit_vectors(len(docs), embedder.dimensions, args.seed)

@@ -20,7 +20,8 @@ import numpy as np
 
 from plinth.evals.datasets import BeirDataset, Qrels, load_beir
 from plinth.knowledge.types import Chunk, SearchType
-from plinth.llm.embedder import Embedder
+from plinth.llm.embedder import SentenceEmbedder
+from plinth.llm.embedding import Embedder
 
 if TYPE_CHECKING:
     from plinth.knowledge.store import Store
@@ -199,7 +200,7 @@ def run_retrieval_eval(
     dataset = load_beir(dataset_path)
     if max_docs is not None:
         dataset = dataset.sample(max_docs)
-    embedder = Embedder.load()
+    embedder = SentenceEmbedder.load()
     doc_vectors = embed_cached(embedder, [dataset.document_text(d) for d in dataset.corpus])
     query_texts = list(dataset.queries.values())
     query_vectors = dict(zip(query_texts, embed_cached(embedder, query_texts), strict=True))

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from plinth.guard.attack import layered_scores
-from plinth.guard.classifier import AttackClassifier, Embed
+from plinth.guard.classifier import AttackClassifier, Vectorize
 from plinth.guard.corpus import ATTACK_SOURCES, LabelledText, load_corpus
 from plinth.guard.signatures import SignatureDetector
 from plinth.guard.train import DEFAULT_CACHE, TRAIN_WINDOWS, _embedder, fit, threshold_at_fpr
@@ -97,7 +97,7 @@ def evaluate(
     cache: Path | None = DEFAULT_CACHE,
     cap: int = 600,
     sources: Sequence[str] = ATTACK_SOURCES,
-    embed: Embed | None = None,
+    embed: Vectorize | None = None,
     rows: list[LabelledText] | None = None,
 ) -> EvalReport:
     """Leave-one-source-out over ``sources``; one result line per (held-out source, stage)."""

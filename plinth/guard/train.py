@@ -24,8 +24,8 @@ from plinth.guard.attack import FPR_BY_STRENGTH, layered_scores
 from plinth.guard.classifier import (
     DEFAULT_MODEL_PATH,
     AttackClassifier,
-    Embed,
     EmbeddingCache,
+    Vectorize,
     embedder_for,
     sentence_groups,
     split_sentences,
@@ -64,7 +64,7 @@ class TrainReport:
         return "\n".join(lines)
 
 
-def fit(rows: list[LabelledText], embed: Embed, C: float = C) -> AttackClassifier:
+def fit(rows: list[LabelledText], embed: Vectorize, C: float = C) -> AttackClassifier:
     """Train the head on the windows of ``rows`` (source- and class-balanced weights)."""
     groups = Counter((r.label, r.source, r.stage) for r in rows)
     per_class = Counter(label for label, _, _ in groups)
@@ -147,7 +147,7 @@ def train(
     return report
 
 
-def _embedder(cache: Path | None) -> Embed:
+def _embedder(cache: Path | None) -> Vectorize:
     embed = embedder_for(DEFAULT_EMBEDDING_MODEL)
     return EmbeddingCache(cache, embed) if cache else embed
 

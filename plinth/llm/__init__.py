@@ -2,15 +2,19 @@
 
 Features take a :class:`ChatModel` (``chat`` / ``stream`` over messages) and never learn where the model
 runs: :class:`LocalModel` (the in-process engine), :class:`OpenAICompatModel`, :class:`BedrockModel`, or
-:class:`ScriptedModel`, the test double. :class:`Embedder` turns text into vectors.
+:class:`ScriptedModel`, the test double. :class:`Embedder` (the sentence-transformers
+:class:`SentenceEmbedder`, :class:`OpenAIEmbedder`; :func:`get_embedder`) turns text into vectors.
 """
 
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, ProviderError, Usage
 from plinth.llm.bedrock import BedrockModel
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
-from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, Embedder
+from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
+from plinth.llm.embedders import get_embedder
+from plinth.llm.embedding import Embed, Embedder
 from plinth.llm.local import GenerationError, LocalModel, TextDelta
 from plinth.llm.openai_compat import OpenAICompatModel
+from plinth.llm.openai_embedder import OpenAIEmbedder
 from plinth.llm.scripted import ScriptedCall, ScriptedModel
 
 __all__ = [
@@ -19,16 +23,20 @@ __all__ = [
     "ChatModel",
     "ChatOptions",
     "ChatResult",
+    "Embed",
     "Embedder",
     "GenerationError",
     "IncrementalDetokenizer",
     "LocalModel",
     "Message",
     "OpenAICompatModel",
+    "OpenAIEmbedder",
     "ProviderError",
     "ScriptedCall",
     "ScriptedModel",
+    "SentenceEmbedder",
     "StopMatcher",
     "TextDelta",
     "Usage",
+    "get_embedder",
 ]
