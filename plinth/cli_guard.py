@@ -62,8 +62,8 @@ def guard_train(
     out: Annotated[Path | None, typer.Option("--out", help="Where to write the classifier (.npz).")] = None,
 ) -> None:
     """Train the prompt-attack classifier and calibrate its thresholds (writes a DATA_CARD.md beside it)."""
+    from plinth.evals.guard import train
     from plinth.guard.classifier import DEFAULT_MODEL_PATH
-    from plinth.guard.train import train
 
     _need_dir(data)
     typer.echo(train(data, out or DEFAULT_MODEL_PATH).format())
@@ -75,12 +75,12 @@ def guard_eval(
     pii: Annotated[bool, typer.Option("--pii/--no-pii", help="Also evaluate the PII detector.")] = True,
 ) -> None:
     """Leave-one-source-out prompt-attack evaluation, then (with --pii) PII precision and recall."""
-    from plinth.guard.evaluate import evaluate
+    from plinth.evals.guard import evaluate
 
     _need_dir(data)
     typer.echo(evaluate(data).format())
     if pii:
-        from plinth.guard.pii_eval import evaluate_pii
+        from plinth.evals.guard import evaluate_pii
 
         typer.echo("")
         typer.echo(evaluate_pii().format())

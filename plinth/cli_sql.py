@@ -56,7 +56,7 @@ def cost_sample(
     """Write synthetic CUR / CUR 2.0 / FOCUS data as Parquet (then: plinth data register NAME PATH)."""
     import pyarrow.parquet as pq
 
-    from plinth.sql.costgen import generate
+    from plinth.samples import generate
 
     path = generate(format.value, out, rows=rows, months=months, seed=seed)
     count = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(Path(path).rglob("*.parquet")))

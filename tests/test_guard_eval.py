@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, bare_goal_prompts, load_corpus, plant
+from plinth.evals.guard.evaluate import evaluate, fold
+from plinth.evals.guard.fit import TRAIN_GROUPS, threshold_at_fpr, training_pieces
 from plinth.guard.classifier import pieces, sentence_groups, split_sentences
-from plinth.guard.corpus import ATTACK_SOURCES, LabelledText, bare_goal_prompts, load_corpus, plant
-from plinth.guard.evaluate import evaluate, fold
-from plinth.guard.train import TRAIN_GROUPS, threshold_at_fpr, training_pieces
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
