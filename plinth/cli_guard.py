@@ -19,8 +19,7 @@ import typer
 from plinth.cli import _fail, build_settings
 
 if TYPE_CHECKING:
-    from plinth.guard.check import GuardResult
-    from plinth.guard.policy import GuardrailPolicy
+    from plinth.guard import GuardrailPolicy, GuardResult
 
 guard_app = typer.Typer(help="Guardrails: check text, train and evaluate detectors.", no_args_is_help=True)
 
@@ -63,7 +62,7 @@ def guard_train(
 ) -> None:
     """Train the prompt-attack classifier and calibrate its thresholds (writes a DATA_CARD.md beside it)."""
     from plinth.evals.guard import train
-    from plinth.guard.classifier import DEFAULT_MODEL_PATH
+    from plinth.guard import DEFAULT_MODEL_PATH
 
     _need_dir(data)
     typer.echo(train(data, out or DEFAULT_MODEL_PATH).format())
@@ -92,7 +91,7 @@ def _policy(ctx: typer.Context, guardrail: str | None) -> GuardrailPolicy:
 
     from plinth.control import LOCAL_TENANT, get_or_create_tenant, open_control_plane
     from plinth.control.guardrails import get_default, get_guardrail
-    from plinth.guard.policy import GuardrailPolicy, builtin_policy
+    from plinth.guard import GuardrailPolicy, builtin_policy
 
     settings = build_settings(ctx)
     assert settings.database_url is not None  # Settings fills the default

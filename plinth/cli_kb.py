@@ -18,7 +18,7 @@ kb_app = typer.Typer(
 def _kb_service(ctx: typer.Context) -> Any:
     """The knowledge service on this data dir, acting as the ``local`` tenant (admin: it is your disk)."""
     from plinth.control import LOCAL_TENANT, Tenant, get_or_create_tenant, open_control_plane
-    from plinth.knowledge.service import KnowledgeService
+    from plinth.knowledge import KnowledgeService
 
     settings = build_settings(ctx)
     assert settings.database_url is not None
@@ -59,7 +59,7 @@ def kb_create(
     """Create an empty knowledge base; add sources, then sync."""
     import json
 
-    from plinth.knowledge.kb import KnowledgeBaseConfig
+    from plinth.knowledge import KnowledgeBaseConfig
 
     raw: dict[str, Any] = {"name": name, "store": store, "embedder_url": embedder_url}
     raw["chunking"] = json.loads(chunking) if chunking.lstrip().startswith("{") else chunking
@@ -161,7 +161,7 @@ def _kb_generate(
     import asyncio
 
     try:
-        from plinth.knowledge.rag import retrieve_and_generate
+        from plinth.knowledge import retrieve_and_generate
     except ImportError:
         _fail(
             "--generate needs plinth.knowledge.rag (retrieve-and-generate), which this install lacks", code=1

@@ -1,1 +1,121 @@
-"""Guardrails: prompt-attack, PII, denied-topic, word, grounding and canary checks on every path."""
+"""Guardrails: prompt-attack, PII, denied-topic, word, grounding and canary checks on every path.
+
+Features run under a :class:`GuardHook` (one per request); the server builds it from a
+:class:`GuardrailPolicy` and a :class:`Guard`, whose ``check(stage, text, policy)`` returns a
+:class:`GuardResult`. Detectors only find (:class:`Finding`); the policy decides.
+
+Every name below is exported here; its module is imported on first use, so importing the package (or
+one light submodule) stays cheap: some exports pull in torch, lancedb, scikit-learn or Presidio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plinth.guard.assess import without_matches
+    from plinth.guard.attack import FPR_BY_STRENGTH, PromptAttackDetector, layered_scores
+    from plinth.guard.canary import canary_instruction, new_canary
+    from plinth.guard.check import AuditEntry, Guard
+    from plinth.guard.classifier import (
+        DEFAULT_MODEL_PATH,
+        AttackClassifier,
+        EmbeddingCache,
+        Vectorize,
+        embedder_for,
+        sentence_groups,
+        split_sentences,
+        windows,
+    )
+    from plinth.guard.hook import GuardHook
+    from plinth.guard.pii import SUPPORTED_TYPES, PIIDetector
+    from plinth.guard.policy import GuardrailPolicy, PolicyError, builtin_policy
+    from plinth.guard.signatures import SignatureDetector
+    from plinth.guard.spotlight import datamark, new_marker, spotlight_instruction
+    from plinth.guard.stream import StreamGuard, StreamStep
+    from plinth.guard.types import DetectContext, DetectorError, Finding, Stage
+    from plinth.guard.verdict import Decision, GuardResult
+
+__all__ = [
+    "DEFAULT_MODEL_PATH",
+    "FPR_BY_STRENGTH",
+    "SUPPORTED_TYPES",
+    "AttackClassifier",
+    "AuditEntry",
+    "Decision",
+    "DetectContext",
+    "DetectorError",
+    "EmbeddingCache",
+    "Finding",
+    "Guard",
+    "GuardHook",
+    "GuardResult",
+    "GuardrailPolicy",
+    "PIIDetector",
+    "PolicyError",
+    "PromptAttackDetector",
+    "SignatureDetector",
+    "Stage",
+    "StreamGuard",
+    "StreamStep",
+    "Vectorize",
+    "builtin_policy",
+    "canary_instruction",
+    "datamark",
+    "embedder_for",
+    "layered_scores",
+    "new_canary",
+    "new_marker",
+    "sentence_groups",
+    "split_sentences",
+    "spotlight_instruction",
+    "windows",
+    "without_matches",
+]
+
+_SOURCES = {
+    "without_matches": "assess",
+    "FPR_BY_STRENGTH": "attack",
+    "PromptAttackDetector": "attack",
+    "layered_scores": "attack",
+    "canary_instruction": "canary",
+    "new_canary": "canary",
+    "AuditEntry": "check",
+    "Guard": "check",
+    "DEFAULT_MODEL_PATH": "classifier",
+    "AttackClassifier": "classifier",
+    "EmbeddingCache": "classifier",
+    "Vectorize": "classifier",
+    "embedder_for": "classifier",
+    "sentence_groups": "classifier",
+    "split_sentences": "classifier",
+    "windows": "classifier",
+    "GuardHook": "hook",
+    "SUPPORTED_TYPES": "pii",
+    "PIIDetector": "pii",
+    "GuardrailPolicy": "policy",
+    "PolicyError": "policy",
+    "builtin_policy": "policy",
+    "SignatureDetector": "signatures",
+    "datamark": "spotlight",
+    "new_marker": "spotlight",
+    "spotlight_instruction": "spotlight",
+    "StreamGuard": "stream",
+    "StreamStep": "stream",
+    "DetectContext": "types",
+    "DetectorError": "types",
+    "Finding": "types",
+    "Stage": "types",
+    "Decision": "verdict",
+    "GuardResult": "verdict",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load an export's module on first use (see the module docstring)."""
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value

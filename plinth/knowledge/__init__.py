@@ -1,7 +1,89 @@
 """Knowledge bases: sources -> chunks -> embeddings -> a store, synced incrementally and queried.
 
-The public entry points are :class:`~plinth.knowledge.service.KnowledgeService` (what the server and
-CLI call), :class:`~plinth.knowledge.kb.KnowledgeBaseConfig`, :func:`~plinth.knowledge.sync.sync` and
-:func:`~plinth.knowledge.retriever.retrieve`. Submodules are imported on use (``from
-plinth.knowledge.service import KnowledgeService``) so that importing the package stays cheap.
+The server and CLI call :class:`KnowledgeService` (one per data directory) with a
+:class:`KnowledgeBaseConfig`; :func:`retrieve` searches a store, :func:`retrieve_and_generate` answers
+from it with citations.
+
+Every name below is exported here; its module is imported on first use, so importing the package (or
+one light submodule) stays cheap: some exports pull in torch, lancedb, scikit-learn or Presidio.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plinth.knowledge.citations import reference
+    from plinth.knowledge.filters import FilterError, parse_filter
+    from plinth.knowledge.fusion import hybrid_depth, rrf
+    from plinth.knowledge.kb import KnowledgeBaseConfig
+    from plinth.knowledge.rag import MIN_SCORES, DroppedSource, RagResult, retrieve_and_generate
+    from plinth.knowledge.retriever import MAX_RESULTS, SEARCH_TYPES, RetrievalError, retrieve
+    from plinth.knowledge.service import ConflictError, InvalidError, KnowledgeService, NotFoundError
+    from plinth.knowledge.store import Store
+    from plinth.knowledge.stores.lancedb import LanceStore
+    from plinth.knowledge.types import Chunk, Document, Hit, SearchType
+
+__all__ = [
+    "MAX_RESULTS",
+    "MIN_SCORES",
+    "SEARCH_TYPES",
+    "Chunk",
+    "ConflictError",
+    "Document",
+    "DroppedSource",
+    "FilterError",
+    "Hit",
+    "InvalidError",
+    "KnowledgeBaseConfig",
+    "KnowledgeService",
+    "LanceStore",
+    "NotFoundError",
+    "RagResult",
+    "RetrievalError",
+    "SearchType",
+    "Store",
+    "hybrid_depth",
+    "parse_filter",
+    "reference",
+    "retrieve",
+    "retrieve_and_generate",
+    "rrf",
+]
+
+_SOURCES = {
+    "reference": "citations",
+    "FilterError": "filters",
+    "parse_filter": "filters",
+    "hybrid_depth": "fusion",
+    "rrf": "fusion",
+    "KnowledgeBaseConfig": "kb",
+    "MIN_SCORES": "rag",
+    "DroppedSource": "rag",
+    "RagResult": "rag",
+    "retrieve_and_generate": "rag",
+    "MAX_RESULTS": "retriever",
+    "SEARCH_TYPES": "retriever",
+    "RetrievalError": "retriever",
+    "retrieve": "retriever",
+    "ConflictError": "service",
+    "InvalidError": "service",
+    "KnowledgeService": "service",
+    "NotFoundError": "service",
+    "Store": "store",
+    "LanceStore": "stores.lancedb",
+    "Chunk": "types",
+    "Document": "types",
+    "Hit": "types",
+    "SearchType": "types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load an export's module on first use (see the module docstring)."""
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value

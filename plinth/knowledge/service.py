@@ -20,9 +20,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from plinth.control import ControlPlane, Tenant
+from plinth.control import ControlPlane, Tenant, utcnow
 from plinth.control import knowledge as rows
-from plinth.control.db import utcnow
 from plinth.knowledge.filters import validate_schema
 from plinth.knowledge.kb import KnowledgeBaseConfig
 from plinth.knowledge.rerank import CrossEncoderReranker, Reranker

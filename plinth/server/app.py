@@ -98,13 +98,13 @@ def create_app(
 
 
 def _knowledge_service(control_plane: ControlPlane, settings: Settings) -> Any:
-    from plinth.knowledge.service import KnowledgeService
+    from plinth.knowledge import KnowledgeService
 
     return KnowledgeService(control_plane, settings.data_dir, settings, recover=True)
 
 
 def _sql_service(control_plane: ControlPlane, settings: Settings) -> Any:
-    from plinth.sql.service import SQLService
+    from plinth.sql import SQLService
 
     return SQLService(control_plane, settings.data_dir, settings)
 

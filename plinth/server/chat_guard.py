@@ -27,9 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from plinth.engine import TokenLogprob
-from plinth.guard.canary import canary_instruction
-from plinth.guard.stream import StreamGuard, StreamStep
-from plinth.guard.types import DetectContext
+from plinth.guard import DetectContext, StreamGuard, StreamStep, canary_instruction
 from plinth.llm.local import TextDelta
 from plinth.server import guardrails_api
 from plinth.server.generation import Choice, Events

@@ -26,14 +26,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import Request
 
-from plinth.guard.assess import without_matches
-from plinth.guard.types import DetectContext, Stage
+from plinth.guard import DetectContext, Stage, without_matches
 from plinth.server import guardrails_api
 from plinth.server.errors import APIError
 
 if TYPE_CHECKING:
-    from plinth.guard.check import GuardResult
-    from plinth.guard.policy import GuardrailPolicy
+    from plinth.guard import GuardrailPolicy, GuardResult
 
 __all__ = [
     "INTERVENED",

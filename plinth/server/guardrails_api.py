@@ -43,9 +43,7 @@ from plinth.control.guardrails import (
     list_guardrails,
     update_guardrail,
 )
-from plinth.guard.check import AuditEntry, Guard, GuardResult
-from plinth.guard.policy import GuardrailPolicy, PolicyError
-from plinth.guard.types import DetectContext, Stage
+from plinth.guard import AuditEntry, DetectContext, Guard, GuardrailPolicy, GuardResult, PolicyError, Stage
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.knowledge_api import json_object

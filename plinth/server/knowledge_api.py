@@ -24,11 +24,16 @@ from fastapi import APIRouter, Depends, Request
 
 from plinth.control import Tenant
 from plinth.control.knowledge import JobRow, KnowledgeBaseRow, latest_job
-from plinth.knowledge.filters import FilterError
-from plinth.knowledge.kb import KnowledgeBaseConfig
-from plinth.knowledge.retriever import RetrievalError
-from plinth.knowledge.service import ConflictError, InvalidError, KnowledgeService, NotFoundError
-from plinth.knowledge.types import Hit
+from plinth.knowledge import (
+    ConflictError,
+    FilterError,
+    Hit,
+    InvalidError,
+    KnowledgeBaseConfig,
+    KnowledgeService,
+    NotFoundError,
+    RetrievalError,
+)
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 

@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from plinth.guard.canary import new_canary
+from plinth.guard import new_canary
 from plinth.server import chat_guard
 from plinth.server import openai_format as fmt
 from plinth.server.adapter_registry import AdapterEntry

@@ -32,10 +32,18 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from plinth.control import knowledge as rows
-from plinth.knowledge.citations import reference
-from plinth.knowledge.filters import FilterError, parse_filter
-from plinth.knowledge.rag import MIN_SCORES, DroppedSource, RagResult, retrieve_and_generate
-from plinth.knowledge.retriever import MAX_RESULTS, SEARCH_TYPES, RetrievalError
+from plinth.knowledge import (
+    MAX_RESULTS,
+    MIN_SCORES,
+    SEARCH_TYPES,
+    DroppedSource,
+    FilterError,
+    RagResult,
+    RetrievalError,
+    parse_filter,
+    reference,
+    retrieve_and_generate,
+)
 from plinth.llm.local import ChatView
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError

@@ -48,21 +48,24 @@ from fastapi.responses import JSONResponse
 from plinth.llm.local import ChatView
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, error_body
-from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
+from plinth.server.guard_hooks import parse_guardrail_config, request_guard
 from plinth.server.knowledge_api import json_object
 from plinth.server.state import get_state
-from plinth.sql.ask import AskFailedError, GuardBlockedError, attempts_json
-from plinth.sql.chart import chart_spec
-from plinth.sql.datasets import DatasetError
-from plinth.sql.service import DatasetNotFoundError, SQLService
-from plinth.sql.types import (
+from plinth.sql import (
     DATASET_KINDS,
+    AskFailedError,
     AskResult,
     Dataset,
+    DatasetError,
+    DatasetNotFoundError,
+    GuardBlockedError,
     QueryFailedError,
     QueryTimeoutError,
     RefusedError,
+    SQLService,
     UnsafeSQLError,
+    attempts_json,
+    chart_spec,
 )
 
 __all__ = ["router"]
@@ -102,9 +105,8 @@ async def ask_route(request: Request) -> dict[str, Any]:
     await _call(request, "get", name)  # 404 for an unknown (or another tenant's) dataset, first
     chat = ChatView(get_state(request).model(model_name, tenant))  # 404 model_not_found
     guard = await request_guard(request, config)  # None: no guardrail applies
-    hook = _AskGuard(guard) if guard is not None else None
     try:
-        result = await sql_service(request).ask(tenant, name, question, chat, guard=hook)
+        result = await sql_service(request).ask(tenant, name, question, chat, guard=guard)
     except GuardBlockedError as exc:
         assert guard is not None
         return {**_blocked(exc, name, model_name), "guardrail": guard.field()}
@@ -117,20 +119,6 @@ async def ask_route(request: Request) -> dict[str, Any]:
         raise APIError(404, str(exc), param="dataset", code="not_found") from exc
     answer = _answer(result, name, model_name)
     return answer if guard is None else {**answer, "guardrail": guard.field()}
-
-
-class _AskGuard:
-    """The ask loop's guard hook over this request's guard: ``input`` for the question, ``data`` for
-    anything built from the data (each check is recorded for the ``guardrail`` field)."""
-
-    def __init__(self, guard: RequestGuard) -> None:
-        self.guard = guard
-
-    async def check(self, stage: str, text: str) -> Any:
-        if stage == "input":
-            return await self.guard.input(text)
-        [verdict] = await self.guard.data([text])
-        return verdict
 
 
 @router.post("/query")

@@ -1,1 +1,74 @@
-"""Ask your data: questions in plain language -> one vetted, read-only SQL query -> rows, chart, answer."""
+"""Ask your data: questions in plain language -> one vetted, read-only SQL query -> rows, chart, answer.
+
+The server and CLI call :class:`SQLService` (datasets per tenant, ``ask`` and ``query``); errors are
+:class:`SQLError` subclasses carrying the rule that refused or failed.
+
+Every name below is exported here; its module is imported on first use, so importing the package (or
+one light submodule) stays cheap: some exports pull in torch, lancedb, scikit-learn or Presidio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plinth.sql.ask import AskFailedError, GuardBlockedError, attempts_json
+    from plinth.sql.chart import chart_spec
+    from plinth.sql.datasets import DatasetError
+    from plinth.sql.service import DatasetNotFoundError, SQLService
+    from plinth.sql.types import (
+        DATASET_KINDS,
+        AskResult,
+        Dataset,
+        QueryFailedError,
+        QueryTimeoutError,
+        RefusedError,
+        SQLError,
+        UnsafeSQLError,
+    )
+
+__all__ = [
+    "DATASET_KINDS",
+    "AskFailedError",
+    "AskResult",
+    "Dataset",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "GuardBlockedError",
+    "QueryFailedError",
+    "QueryTimeoutError",
+    "RefusedError",
+    "SQLError",
+    "SQLService",
+    "UnsafeSQLError",
+    "attempts_json",
+    "chart_spec",
+]
+
+_SOURCES = {
+    "AskFailedError": "ask",
+    "GuardBlockedError": "ask",
+    "attempts_json": "ask",
+    "chart_spec": "chart",
+    "DatasetError": "datasets",
+    "DatasetNotFoundError": "service",
+    "SQLService": "service",
+    "DATASET_KINDS": "types",
+    "AskResult": "types",
+    "Dataset": "types",
+    "QueryFailedError": "types",
+    "QueryTimeoutError": "types",
+    "RefusedError": "types",
+    "SQLError": "types",
+    "UnsafeSQLError": "types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load an export's module on first use (see the module docstring)."""
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value

@@ -23,9 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, load_corpus
 from plinth.evals.guard.fit import DEFAULT_CACHE, TRAIN_WINDOWS, cached_vectorizer, fit, threshold_at_fpr
-from plinth.guard.attack import layered_scores
-from plinth.guard.classifier import AttackClassifier, Vectorize
-from plinth.guard.signatures import SignatureDetector
+from plinth.guard import AttackClassifier, SignatureDetector, Vectorize, layered_scores
 
 __all__ = ["EvalReport", "Fold", "SourceResult", "evaluate", "fold"]
 

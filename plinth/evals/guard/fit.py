@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from plinth.evals.guard.corpus import LabelledText
-from plinth.guard.classifier import (
+from plinth.guard import (
     AttackClassifier,
     EmbeddingCache,
     Vectorize,

@@ -32,9 +32,13 @@ from plinth.evals.guard.fit import (
     threshold_at_fpr,
     training_pieces,
 )
-from plinth.guard.attack import FPR_BY_STRENGTH, layered_scores
-from plinth.guard.classifier import DEFAULT_MODEL_PATH, AttackClassifier
-from plinth.guard.signatures import SignatureDetector
+from plinth.guard import (
+    DEFAULT_MODEL_PATH,
+    FPR_BY_STRENGTH,
+    AttackClassifier,
+    SignatureDetector,
+    layered_scores,
+)
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
 
 __all__ = ["TrainReport", "train", "write_data_card"]
