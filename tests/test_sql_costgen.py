@@ -343,3 +343,12 @@ def test_schema_json_names_sources_and_licences() -> None:
         (Path(__file__).resolve().parents[1] / "plinth/samples/schemas/focus.json").read_text()
     )
     assert focus["sources"]["focus_sample"]["licence"] == "CC BY 4.0"
+
+
+def test_each_kind_is_written_under_the_table_name_the_sql_feature_reads() -> None:
+    """plinth.samples imports nothing of plinth.sql, so the two agree here: a kind's folder is its name."""
+    from plinth.samples import KINDS
+    from plinth.sql import DATASET_KINDS
+    from plinth.sql.types import MAIN_TABLES
+
+    assert set(KINDS) <= set(DATASET_KINDS) and {MAIN_TABLES[k] for k in KINDS} == set(KINDS)
