@@ -11,7 +11,8 @@ import pytest
 from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, bare_goal_prompts, load_corpus, plant
 from plinth.evals.guard.evaluate import evaluate, fold
 from plinth.evals.guard.fit import TRAIN_GROUPS, threshold_at_fpr, training_pieces
-from plinth.guard.classifier import pieces, sentence_groups, split_sentences
+from plinth.guard.classifier import EmbeddingCache, pieces, sentence_groups, split_sentences
+from plinth.llm.embedders import get_embedder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -137,10 +138,19 @@ TPR_FLOORS = {
 }
 
 
+def _embed_in_big_batches(texts: list[str]) -> np.ndarray:
+    """The detector's own model and vectors (up to float rounding), in batches of 64 instead of its 2:
+    the subset's pieces are all short, so big batches pad little, and on CPU they embed ~3x faster
+    (measured here: 160 pieces in 16.5 s vs 46-125 s in batches of two). Embedding is the whole cost."""
+    return np.asarray(get_embedder().embed(texts, batch_size=64), dtype=np.float32)
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # minutes of CPU embedding; a loaded machine doubles them
 def test_leave_one_source_out_on_a_subset(tmp_path: Path) -> None:
     rows = _subset(_corpus())
-    report = evaluate(DATA, rows=rows, sources=("pallms", "deepset"), cache=tmp_path / "emb.npz")
+    embed = EmbeddingCache(tmp_path / "emb.npz", _embed_in_big_batches)
+    report = evaluate(DATA, rows=rows, sources=("pallms", "deepset"), embed=embed)
     assert {(r.source, r.stage) for r in report.results} == set(TPR_FLOORS)
     for result in report.results:
         assert result.attacks == 20 and result.benign >= 90, result
