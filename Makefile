@@ -37,6 +37,7 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy plinth
+	$(BIN)/lint-imports  # the layer and no-cycle contracts in pyproject.toml
 
 demo: install
 	$(BIN)/plinth demo

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-from plinth.guard.attack import PromptAttackDetector
-from plinth.guard.types import DetectContext
+from plinth.guard import DetectContext, PromptAttackDetector
 
 GOAL_MS = 15.0
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -96,7 +95,7 @@ def run(n_short: int, n_docs: int, warmup: int, threads: int, *, goal: bool) -> 
         ("prompt_attack 2k-token doc", *measure(lambda t: data_detector.detect(t, data_ctx), docs, 1))
     )
     try:
-        from plinth.guard.pii import SUPPORTED_TYPES, PIIDetector  # helper F's module; may be absent
+        from plinth.guard import SUPPORTED_TYPES, PIIDetector  # helper F's module; may be absent
     except ImportError as error:
         print(f"pii: skipped (plinth.guard.pii not importable: {error})")
     else:

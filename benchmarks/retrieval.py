@@ -48,13 +48,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plinth.evals.retrieval import embed_cached  # noqa: E402
-from plinth.knowledge.fusion import hybrid_depth, rrf  # noqa: E402
+from plinth.evals import embed_cached  # noqa: E402
+from plinth.knowledge import (  # noqa: E402  # noqa: E402
+    Chunk,
+    Document,
+    Store,  # noqa: E402
+    hybrid_depth,
+    retrieve,  # noqa: E402
+    rrf,
+)
 from plinth.knowledge.movies import movie_documents  # noqa: E402
-from plinth.knowledge.retriever import retrieve  # noqa: E402
-from plinth.knowledge.store import Store  # noqa: E402
-from plinth.knowledge.types import Chunk, Document  # noqa: E402
-from plinth.llm.embedder import Embedder  # noqa: E402
+from plinth.llm import Embedder, SentenceEmbedder  # noqa: E402
 
 DATA = Path("../shared/data")
 GOAL_MS = 20.0
@@ -106,7 +110,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 def ingest(docs: list[Document], vectors: np.ndarray, path: Path) -> tuple[Store, float]:
     """Write every document as one chunk into a fresh LanceStore; returns the store and the seconds taken."""
-    from plinth.knowledge.stores.lancedb import LanceStore
+    from plinth.knowledge import LanceStore
 
     chunks = [
         Chunk(d.doc_id, d.doc_id, d.text, {}, d.location, vector=v.tolist())
@@ -228,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    embedder = Embedder.load()
+    embedder = SentenceEmbedder.load()
     embed_rate = embedding_rate(embedder, [d.text for d in docs[: args.embed_sample]])
     if args.random_vectors:
         vectors = random_unit_vectors(len(docs), embedder.dimensions, args.seed)

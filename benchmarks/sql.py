@@ -26,7 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plinth.sql.costgen import generate  # noqa: E402
+from plinth.samples import generate  # noqa: E402
 
 MONTHS, START = 12, date(2026, 1, 1)
 LAST = ("2025", "12")  # the last generated month: START's previous month

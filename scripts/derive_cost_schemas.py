@@ -1,9 +1,9 @@
-"""Regenerate ``plinth/sql/schemas/{cur,cur2,focus}.json`` from the shared cost files.
+"""Regenerate ``plinth/samples/schemas/{cur,cur2,focus}.json`` from the shared cost files.
 
 The schemas are package data (the generator and the SQL catalog read them at run time, offline), but they
 are *derived*: this script is the derivation, so anyone can check where each column and type came from::
 
-    .venv/bin/python scripts/derive_cost_schemas.py [--data ../shared/data] [--out plinth/sql/schemas]
+    .venv/bin/python scripts/derive_cost_schemas.py [--data ../shared/data] [--out plinth/samples/schemas]
 
 - ``cur``: the 65 legacy CUR columns Cloud Intelligence Dashboards declares (``cur_legacy_columns.yaml``),
   plus every further CUR column the 111 CUR Query Library files reference (found with sqlglot; columns
@@ -202,7 +202,7 @@ def build(data: Path) -> dict[str, dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=ROOT / "plinth" / "sql" / "schemas")
+    parser.add_argument("--out", type=Path, default=ROOT / "plinth" / "samples" / "schemas")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for kind, doc in build(args.data).items():

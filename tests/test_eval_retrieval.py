@@ -114,15 +114,6 @@ def test_scifact_sample_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "| HYBRID |" in capsys.readouterr().out
 
 
-def test_public_api() -> None:
-    import plinth.evals
-
-    assert sorted(plinth.evals.__all__) == [
-        "BeirDataset", "Row", "average_precision", "evaluate", "evaluate_search", "load_beir", "ndcg_at_k",
-        "precision_at_k", "rank_by_score", "recall_at_k", "reciprocal_rank", "run_retrieval_eval",
-    ]  # fmt: skip
-
-
 @pytest.mark.slow
 def test_retrieval_benchmark_on_a_subset(tmp_path: Path) -> None:
     """``benchmarks/retrieval.py`` end to end on 300 movies (latency only: random document vectors)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from plinth.guard.pii_eval import (
+from plinth.evals.guard.pii import (
     CORE_TYPES,
     evaluate_pii,
     generate_pii_set,

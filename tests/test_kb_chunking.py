@@ -8,23 +8,23 @@ import pytest
 
 from plinth.knowledge.chunking import ChunkingConfig, chunk
 from plinth.knowledge.types import Document
-from plinth.llm import Embedder
+from plinth.llm import SentenceEmbedder
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
 WORDS += ["india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
 
 
 @pytest.fixture(scope="module")
-def embedder() -> Embedder:
+def embedder() -> SentenceEmbedder:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
-        embedder = Embedder.load()
+        embedder = SentenceEmbedder.load()
         embedder.model  # noqa: B018 -- load inside the offline block
     return embedder
 
 
 @pytest.fixture(scope="module")
-def tokenizer(embedder: Embedder):
+def tokenizer(embedder: SentenceEmbedder):
     return embedder.model.tokenizer
 
 
@@ -75,7 +75,7 @@ def test_fixed_without_sentences_cuts_between_words(tokenizer) -> None:
         assert n_tokens(tokenizer, c.text) <= 50
 
 
-def test_default_chunks_fit_the_embedder_window(tokenizer, embedder: Embedder) -> None:
+def test_default_chunks_fit_the_embedder_window(tokenizer, embedder: SentenceEmbedder) -> None:
     config = ChunkingConfig()
     assert (config.max_tokens, config.overlap_tokens) == (200, 20)
     for c in chunk(document(prose(80)), config, tokenizer):
@@ -116,7 +116,7 @@ def test_hierarchical_children_inside_their_parent(tokenizer) -> None:
     assert [c.position for c in chunks] == list(range(len(chunks)))
 
 
-def test_semantic_breaks_between_topics(tokenizer, embedder: Embedder) -> None:
+def test_semantic_breaks_between_topics(tokenizer, embedder: SentenceEmbedder) -> None:
     cooking = [
         "Boil the pasta in plenty of salted water.",
         "Drain the spaghetti when it is al dente.",
@@ -134,7 +134,7 @@ def test_semantic_breaks_between_topics(tokenizer, embedder: Embedder) -> None:
     assert [c.text for c in chunks] == [" ".join(cooking), " ".join(space)]
 
 
-def test_semantic_caps_groups_and_needs_embed(tokenizer, embedder: Embedder) -> None:
+def test_semantic_caps_groups_and_needs_embed(tokenizer, embedder: SentenceEmbedder) -> None:
     doc = document(prose(30))
     config = ChunkingConfig(strategy="semantic", max_tokens=40, overlap_tokens=0)
     chunks = chunk(doc, config, tokenizer, embed=embedder.embed)

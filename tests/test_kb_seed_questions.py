@@ -22,7 +22,7 @@ from plinth.knowledge.rag import RagResult, retrieve_and_generate
 from plinth.knowledge.retriever import retrieve
 from plinth.knowledge.stores.lancedb import LanceStore
 from plinth.knowledge.types import Chunk, Document, Hit
-from plinth.llm import Embedder, ScriptedModel
+from plinth.llm import ScriptedModel, SentenceEmbedder
 from plinth.llm.base import Message
 
 pytestmark = pytest.mark.slow
@@ -59,10 +59,10 @@ def _christmas(text: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def kb(tmp_path_factory: pytest.TempPathFactory) -> tuple[LanceStore, Embedder]:
+def kb(tmp_path_factory: pytest.TempPathFactory) -> tuple[LanceStore, SentenceEmbedder]:
     assert (DATA / "movies" / "wikipedia").is_dir(), f"the movie catalog is expected at {DATA}"
     docs = subset(movie_documents(DATA))
-    embedder = Embedder.load()
+    embedder = SentenceEmbedder.load()
     vectors = embedder.embed([d.text for d in docs])
     chunks = [
         Chunk(f"{d.doc_id}#0", d.doc_id, d.text, d.metadata, d.location, vector=v)
@@ -75,7 +75,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> tuple[LanceStore, Embedder]:
 
 
 def search(
-    kb: tuple[LanceStore, Embedder], query: str, flt: dict[str, Any] | None = None, k: int = 5
+    kb: tuple[LanceStore, SentenceEmbedder], query: str, flt: dict[str, Any] | None = None, k: int = 5
 ) -> list[Hit]:
     store, embedder = kb
     return retrieve(store, embedder, SCHEMA, query, k, "HYBRID", flt)
@@ -92,7 +92,7 @@ def citing_model(title: str, sentence: str) -> ScriptedModel:
     return ScriptedModel(reply)
 
 
-def rag(kb: tuple[LanceStore, Embedder], chat: ScriptedModel, query: str, **kwargs: Any) -> RagResult:
+def rag(kb: tuple[LanceStore, SentenceEmbedder], chat: ScriptedModel, query: str, **kwargs: Any) -> RagResult:
     return asyncio.run(
         retrieve_and_generate(
             query=query, hits_fn=lambda q, f: search(kb, q, f), chat=chat, schema=SCHEMA, **kwargs

@@ -10,12 +10,12 @@ import pytest
 
 from plinth.knowledge import sync as sync_module
 from plinth.knowledge.chunking import ChunkingConfig
-from plinth.knowledge.embedders import get_embedder
 from plinth.knowledge.kb import KnowledgeBaseConfig
 from plinth.knowledge.retriever import retrieve
 from plinth.knowledge.sources import infer_schema
 from plinth.knowledge.stores import open_store
 from plinth.knowledge.sync import load_documents, sync
+from plinth.llm.embedders import get_embedder
 
 DOCS = {
     "cats.md": ("Cats purr and sleep most of the day in sunny windows.", {"topic": "pets", "year": 2020}),
@@ -153,7 +153,7 @@ def test_config_round_trips_through_json_and_rejects_bad_values() -> None:
 def test_openai_embedder_orders_vectors_by_index(monkeypatch) -> None:
     import httpx
 
-    from plinth.knowledge.embedders import OpenAIEmbedder
+    from plinth.llm.openai_embedder import OpenAIEmbedder
 
     seen = {}
 

@@ -11,18 +11,22 @@ def test_all_is_pinned():
         "ChatOptions",
         "ChatResult",
         "DEFAULT_EMBEDDING_MODEL",
+        "Embed",
         "Embedder",
         "GenerationError",
         "IncrementalDetokenizer",
         "LocalModel",
         "Message",
         "OpenAICompatModel",
+        "OpenAIEmbedder",
         "ProviderError",
         "ScriptedCall",
         "ScriptedModel",
+        "SentenceEmbedder",
         "StopMatcher",
         "TextDelta",
         "Usage",
+        "get_embedder",
     ]
     assert all(hasattr(plinth.llm, name) for name in plinth.llm.__all__)
 

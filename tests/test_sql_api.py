@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from plinth.config import Settings
 from plinth.llm.scripted_served import ScriptedRepliesModel
+from plinth.samples import generate
 from plinth.server import create_app
-from plinth.sql.costgen import generate
 
 SQL = "/v1/sql"
 BY_SERVICE = (

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from plinth.guard import GuardResult
 from plinth.llm import ScriptedModel
 from plinth.llm.base import Message
 from plinth.sql.answer import describe_result, format_value
@@ -320,30 +321,47 @@ def test_modification_question_is_refused_before_the_model(dataset, engine, cata
     assert err.value.rule == MODIFY_RULE and model.calls == [] and engine.executed == []
 
 
+class FakeGuard:
+    """A guard hook that records what it saw and answers with ``verdict(stage, text)``."""
+
+    def __init__(self, verdict: Any = None) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self.verdict = verdict or (lambda stage, text: GuardResult("NONE", text, False, [], []))
+
+    async def input(self, text: str) -> GuardResult:
+        self.seen.append(("input", text))
+        return self.verdict("input", text)
+
+    async def data(self, texts: Any, context: Any = None) -> list[GuardResult]:
+        self.seen += [("data", t) for t in texts]
+        return [self.verdict("data", t) for t in texts]
+
+    async def output(self, text: str, context: Any = None) -> GuardResult:
+        raise AssertionError("ask never checks a model output")
+
+
+def masked(text: str) -> GuardResult:
+    return GuardResult("GUARDRAIL_INTERVENED", text, False, [], [])
+
+
 def test_guard_hook_sees_the_question_and_the_answer(dataset, engine, catalog):
-    seen: list[tuple[str, str]] = []
-
-    def guard(stage: str, text: str) -> str | None:
-        seen.append((stage, text))
-        return "[masked]" if stage == "data" else None
-
+    guard = FakeGuard(lambda stage, text: masked("[masked]") if stage == "data" else masked(text))
     sql = "SELECT SUM(line_item_unblended_cost) AS total FROM cur"
     result = run_ask("Total cost?", ScriptedModel([fence(sql)]), dataset, engine, catalog, guard=guard)
-    assert seen == [("input", "Total cost?"), ("data", "total: 1,500.00.")]
+    assert guard.seen == [("input", "Total cost?"), ("data", "total: 1,500.00.")]
     assert result.answer == "[masked]"
 
 
-def test_guard_object_that_blocks_stops_everything(dataset, engine, catalog):
+def test_guard_that_raises_stops_everything(dataset, engine, catalog):
     class Blocked(Exception):
         pass
 
-    class Guard:
-        async def check(self, stage: str, text: str) -> None:
-            raise Blocked(stage)
+    def verdict(stage: str, text: str) -> GuardResult:
+        raise Blocked(stage)
 
     model = ScriptedModel([])
     with pytest.raises(Blocked, match="input"):
-        run_ask("Total cost?", model, dataset, engine, catalog, guard=Guard())
+        run_ask("Total cost?", model, dataset, engine, catalog, guard=FakeGuard(verdict))
     assert model.calls == [] and engine.executed == []
 
 
@@ -372,22 +390,19 @@ def test_other_model_errors_propagate(dataset, engine, catalog):
 
 
 def test_guard_verdicts_mask_or_block(dataset, engine, catalog):
-    """A GuardResult-shaped verdict: masked text is used, a blocked one refuses with its message."""
-    from types import SimpleNamespace
-
-    def masking(stage: str, text: str) -> Any:
-        return SimpleNamespace(text=text.replace("1,500.00", "{AMOUNT}"), blocked=False)
-
+    """A masked verdict's text is used; a blocked one refuses with its message."""
+    masking = FakeGuard(lambda stage, text: masked(text.replace("1,500.00", "{AMOUNT}")))
     sql = "SELECT SUM(line_item_unblended_cost) AS total FROM cur"
     result = run_ask("Total cost?", ScriptedModel([fence(sql)]), dataset, engine, catalog, guard=masking)
     assert result.answer == "total: {AMOUNT}."
 
-    def blocking(stage: str, text: str) -> Any:
-        return SimpleNamespace(text="Sorry, that topic is not allowed.", blocked=stage == "input")
+    def block_input(stage: str, text: str) -> GuardResult:
+        blocked = stage == "input"
+        return GuardResult("GUARDRAIL_INTERVENED", "Sorry, that topic is not allowed.", blocked, [], [])
 
     model = ScriptedModel([])
     with pytest.raises(RefusedError) as err:
-        run_ask("Total cost?", model, dataset, engine, catalog, guard=blocking)
+        run_ask("Total cost?", model, dataset, engine, catalog, guard=FakeGuard(block_input))
     assert err.value.rule == "guardrail_blocked" and err.value.reason == "Sorry, that topic is not allowed."
     assert model.calls == []
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from plinth.samples import generate
 from plinth.sql.catalog import Catalog, load_docs
-from plinth.sql.costgen import generate
 from plinth.sql.engines.duckdb_engine import DuckDBEngine
 from plinth.sql.runner import QueryRunner
 from plinth.sql.types import Dataset, TableSource
@@ -23,7 +23,7 @@ KINDS = ("cur", "cur2", "focus")
 
 
 def schema_columns(kind: str) -> dict[str, str]:
-    text = resources.files("plinth.sql").joinpath("schemas", f"{kind}.json").read_text("utf-8")
+    text = resources.files("plinth.samples").joinpath("schemas", f"{kind}.json").read_text("utf-8")
     return {c["name"]: c["type"] for c in json.loads(text)["columns"]}
 
 

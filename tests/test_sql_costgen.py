@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from plinth.sql.costgen import generate, load_schema
+from plinth.samples import generate, load_schema
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COST = DATA / "cost"
@@ -303,7 +303,7 @@ def test_same_bytes_across_processes_with_different_hash_seeds(tmp_path: Path, k
     Python's per-process string hashing; in one process the data looked deterministic."""
     script = (
         "import sys; from datetime import date; from pathlib import Path; "
-        "from plinth.sql.costgen import generate; "
+        "from plinth.samples import generate; "
         f"generate({kind!r}, Path(sys.argv[1]), rows=3000, months=2, seed=5, start=date(2026, 11, 1))"
     )
     digests = []
@@ -337,7 +337,18 @@ def test_query_library_filters_find_rows(out: Path) -> None:
 
 
 def test_schema_json_names_sources_and_licences() -> None:
-    doc = json.loads((Path(__file__).resolve().parents[1] / "plinth/sql/schemas/cur.json").read_text())
+    doc = json.loads((Path(__file__).resolve().parents[1] / "plinth/samples/schemas/cur.json").read_text())
     assert doc["sources"]["cur_legacy_columns"]["licence"] == "MIT-0"
-    focus = json.loads((Path(__file__).resolve().parents[1] / "plinth/sql/schemas/focus.json").read_text())
+    focus = json.loads(
+        (Path(__file__).resolve().parents[1] / "plinth/samples/schemas/focus.json").read_text()
+    )
     assert focus["sources"]["focus_sample"]["licence"] == "CC BY 4.0"
+
+
+def test_each_kind_is_written_under_the_table_name_the_sql_feature_reads() -> None:
+    """plinth.samples imports nothing of plinth.sql, so the two agree here: a kind's folder is its name."""
+    from plinth.samples import KINDS
+    from plinth.sql import DATASET_KINDS
+    from plinth.sql.types import MAIN_TABLES
+
+    assert set(KINDS) <= set(DATASET_KINDS) and {MAIN_TABLES[k] for k in KINDS} == set(KINDS)

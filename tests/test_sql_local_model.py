@@ -14,9 +14,9 @@ import pytest
 
 from plinth.engine import EngineConfig
 from plinth.llm.local import LocalModel
+from plinth.samples import generate
 from plinth.sql.ask import AskFailedError, ask
 from plinth.sql.catalog import Catalog
-from plinth.sql.costgen import generate
 from plinth.sql.engines.duckdb_engine import DuckDBEngine
 from plinth.sql.prompts import sql_messages
 from plinth.sql.runner import QueryRunner

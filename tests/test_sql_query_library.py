@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from plinth.sql.costgen import generate
+from plinth.samples import generate
 from plinth.sql.engines.duckdb_engine import DuckDBEngine
 from plinth.sql.runner import QueryRunner
 from plinth.sql.types import Dataset, SQLError, TableSource

@@ -176,7 +176,7 @@ def build_movies_kb(service: Any, tenant: Tenant, root: Path) -> None:
 
 def register_costs(service: Any, tenant: Tenant, root: Path) -> None:
     """The demo's ``costs`` dataset (a generated legacy CUR), small: 1,200 rows over three months."""
-    from plinth.sql.costgen import generate
+    from plinth.samples import generate
     from plinth.sql.demo import COSTS
 
     folder = generate("cur", root / "cost", rows=1200, months=3, seed=7)

@@ -19,8 +19,7 @@ import typer
 from plinth.cli.common import build_settings, fail
 
 if TYPE_CHECKING:
-    from plinth.guard.check import GuardResult
-    from plinth.guard.policy import GuardrailPolicy
+    from plinth.guard import GuardrailPolicy, GuardResult
 
 guard_app = typer.Typer(help="Guardrails: check text, train and evaluate detectors.", no_args_is_help=True)
 
@@ -62,8 +61,8 @@ def guard_train(
     out: Annotated[Path | None, typer.Option("--out", help="Where to write the classifier (.npz).")] = None,
 ) -> None:
     """Train the prompt-attack classifier and calibrate its thresholds (writes a DATA_CARD.md beside it)."""
-    from plinth.guard.classifier import DEFAULT_MODEL_PATH
-    from plinth.guard.train import train
+    from plinth.evals.guard import train
+    from plinth.guard import DEFAULT_MODEL_PATH
 
     _need_dir(data)
     typer.echo(train(data, out or DEFAULT_MODEL_PATH).format())
@@ -75,12 +74,12 @@ def guard_eval(
     pii: Annotated[bool, typer.Option("--pii/--no-pii", help="Also evaluate the PII detector.")] = True,
 ) -> None:
     """Leave-one-source-out prompt-attack evaluation, then (with --pii) PII precision and recall."""
-    from plinth.guard.evaluate import evaluate
+    from plinth.evals.guard import evaluate
 
     _need_dir(data)
     typer.echo(evaluate(data).format())
     if pii:
-        from plinth.guard.pii_eval import evaluate_pii
+        from plinth.evals.guard import evaluate_pii
 
         typer.echo("")
         typer.echo(evaluate_pii().format())
@@ -92,7 +91,7 @@ def _policy(ctx: typer.Context, guardrail: str | None) -> GuardrailPolicy:
 
     from plinth.control import LOCAL_TENANT, get_or_create_tenant, open_control_plane
     from plinth.control.guardrails import get_default, get_guardrail
-    from plinth.guard.policy import GuardrailPolicy, builtin_policy
+    from plinth.guard import GuardrailPolicy, builtin_policy
 
     settings = build_settings(ctx)
     assert settings.database_url is not None  # Settings fills the default

@@ -67,7 +67,7 @@ def kb_create(
     """Create an empty knowledge base; add sources, then sync."""
     import json
 
-    from plinth.knowledge.kb import KnowledgeBaseConfig
+    from plinth.knowledge import KnowledgeBaseConfig
 
     raw: dict[str, Any] = {"name": name, "store": store, "embedder_url": embedder_url}
     raw["chunking"] = json.loads(chunking) if chunking.lstrip().startswith("{") else chunking
@@ -170,7 +170,7 @@ def _kb_generate(
     import asyncio
 
     try:
-        from plinth.knowledge.rag import retrieve_and_generate
+        from plinth.knowledge import retrieve_and_generate
     except ImportError:
         fail(
             "--generate needs plinth.knowledge.rag (retrieve-and-generate), which this install lacks", code=1

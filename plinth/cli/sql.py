@@ -36,7 +36,7 @@ class Engine(StrEnum):
 def _service(ctx: typer.Context) -> tuple[Any, Any]:
     """The SQL service on this data dir, acting as the ``local`` tenant."""
     from plinth.control import LOCAL_TENANT, Tenant, get_or_create_tenant, open_control_plane
-    from plinth.sql.service import SQLService
+    from plinth.sql import SQLService
 
     settings = build_settings(ctx)
     assert settings.database_url is not None
@@ -56,7 +56,7 @@ def cost_sample(
     """Write synthetic CUR / CUR 2.0 / FOCUS data as Parquet (then: plinth data register NAME PATH)."""
     import pyarrow.parquet as pq
 
-    from plinth.sql.costgen import generate
+    from plinth.samples import generate
 
     path = generate(format.value, out, rows=rows, months=months, seed=seed)
     count = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(Path(path).rglob("*.parquet")))
@@ -136,7 +136,7 @@ def sql_query(
     """
     import sys
 
-    from plinth.sql.types import SQLError
+    from plinth.sql import SQLError
 
     if sql == "-":
         sql = sys.stdin.read()
@@ -178,7 +178,7 @@ def sql_ask(
     import asyncio
     import dataclasses
 
-    from plinth.sql.types import SQLError
+    from plinth.sql import SQLError
 
     settings = build_settings(ctx, llm_url=llm_url, models=[model] if model else None)
     chat = _chat_model(settings)

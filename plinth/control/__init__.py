@@ -3,8 +3,14 @@ SQLAlchemy database.
 
 The server opens it once with ``open_control_plane(settings.database_url)`` and authenticates each
 request with ``authenticate(cp, key) -> Tenant | None``; every tenant-owned row carries ``Tenant.id``.
+
+The rows of each feature are public as modules, used as namespaces::
+
+    from plinth.control import knowledge as rows
+    kb = rows.get_kb(cp, tenant.id, "movies")
 """
 
+from plinth.control import guardrails, knowledge, sql_datasets
 from plinth.control.adapters import (
     AdapterExistsError,
     AdapterRow,
@@ -13,8 +19,16 @@ from plinth.control.adapters import (
     remove_adapter,
 )
 from plinth.control.audit import AuditEvent, list_events, record
-from plinth.control.db import ControlPlane, open_control_plane
-from plinth.control.keys import KeyInfo, authenticate, create_key, list_keys, revoke_key
+from plinth.control.db import ControlPlane, open_control_plane, utcnow
+from plinth.control.keys import (
+    KEY_PREFIX,
+    VISIBLE_CHARS,
+    KeyInfo,
+    authenticate,
+    create_key,
+    list_keys,
+    revoke_key,
+)
 from plinth.control.tenants import (
     LOCAL_TENANT,
     PUBLIC_OWNER,
@@ -26,8 +40,10 @@ from plinth.control.tenants import (
 )
 
 __all__ = [
+    "KEY_PREFIX",
     "LOCAL_TENANT",
     "PUBLIC_OWNER",
+    "VISIBLE_CHARS",
     "AdapterExistsError",
     "AdapterRow",
     "AuditEvent",
@@ -39,6 +55,8 @@ __all__ = [
     "create_key",
     "get_or_create_tenant",
     "get_tenant",
+    "guardrails",
+    "knowledge",
     "list_adapters",
     "list_events",
     "list_keys",
@@ -47,5 +65,7 @@ __all__ = [
     "record",
     "remove_adapter",
     "revoke_key",
+    "sql_datasets",
+    "utcnow",
     "validate_tenant_name",
 ]

@@ -3,7 +3,7 @@
 SQLAlchemy Core, not the ORM: rows are plain tuples and every query is visible where it runs. SQLite is
 the default (one file under the data directory); any SQLAlchemy URL, PostgreSQL included, runs the same
 code. The tables here describe the schema *after* all migrations, for queries; migrations.py creates
-them and owns every schema change::
+them, owns every schema change and its own ledger (the ``migrations`` table)::
 
     cp = open_control_plane("sqlite:///plinth-data/plinth.db")   # creates the file, applies migrations
     tenant = authenticate(cp, key)                                # from plinth.control
@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-if TYPE_CHECKING:
-    from plinth.control.migrations import Migration
+from plinth.control.migrations import MIGRATIONS, Migration, apply_migrations
 
 __all__ = [
     "ControlPlane",
@@ -38,7 +37,6 @@ __all__ = [
     "kb_sessions",
     "knowledge_bases",
     "metadata",
-    "migrations_table",
     "open_control_plane",
     "sql_datasets",
     "tenants",
@@ -202,13 +200,6 @@ job_checkpoints = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-migrations_table = sa.Table(
-    "migrations",
-    metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
-)
-
 
 @dataclass(frozen=True, slots=True)
 class ControlPlane:
@@ -230,8 +221,6 @@ def open_control_plane(url: str, *, migrations: Sequence[Migration] | None = Non
 
     ``migrations`` defaults to :data:`plinth.control.migrations.MIGRATIONS`; tests pass their own list.
     """
-    from plinth.control.migrations import MIGRATIONS, apply_migrations
-
     cp = ControlPlane(create_engine(url))
     apply_migrations(cp.engine, MIGRATIONS if migrations is None else migrations)
     return cp

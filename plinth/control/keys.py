@@ -24,7 +24,16 @@ from plinth.control.audit import record
 from plinth.control.db import ControlPlane, api_keys, tenants, utcnow
 from plinth.control.tenants import Tenant, get_or_create_tenant
 
-__all__ = ["KEY_PREFIX", "KeyInfo", "authenticate", "create_key", "hash_key", "list_keys", "revoke_key"]
+__all__ = [
+    "KEY_PREFIX",
+    "VISIBLE_CHARS",
+    "KeyInfo",
+    "authenticate",
+    "create_key",
+    "hash_key",
+    "list_keys",
+    "revoke_key",
+]
 
 KEY_PREFIX = "pk-"
 VISIBLE_CHARS = 8  # of the random part, shown in listings

@@ -6,22 +6,36 @@ its identity, and the list order is the apply order. To change the schema, appen
 db.py. Each migration runs in its own transaction together with its record, so it is all-or-nothing.
 
 Migrations declare the tables they create on their own ``MetaData``: a snapshot of the schema at that
-point, so later edits to db.py can never change what an old migration does.
+point, so later edits to db.py can never change what an old migration does. The module owns its
+ledger, :data:`migrations_table`, and imports nothing from the app (db.py imports it, never the reverse).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from plinth.control.db import migrations_table, utcnow
-
-__all__ = ["MIGRATIONS", "Migration", "applied_migrations", "apply_migrations", "migration"]
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "applied_migrations",
+    "apply_migrations",
+    "migration",
+    "migrations_table",
+]
 
 Migration = Callable[[sa.Connection], None]
 MIGRATIONS: list[Migration] = []
+
+migrations_table = sa.Table(
+    "migrations",
+    sa.MetaData(),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
 
 
 def migration(fn: Migration) -> Migration:
@@ -42,7 +56,7 @@ def apply_migrations(engine: Engine, migrations: Sequence[Migration]) -> list[st
             continue
         with engine.begin() as conn:
             fn(conn)
-            conn.execute(sa.insert(migrations_table).values(name=fn.__name__, applied_at=utcnow()))
+            conn.execute(sa.insert(migrations_table).values(name=fn.__name__, applied_at=_utcnow()))
         applied.append(fn.__name__)
     return applied
 
@@ -86,7 +100,7 @@ def m001_tenants_keys_audit(conn: sa.Connection) -> None:
         sa.Column("detail", sa.JSON, nullable=True),
     )
     md.create_all(conn)
-    conn.execute(sa.insert(tenants).values(name="local", created_at=utcnow()))
+    conn.execute(sa.insert(tenants).values(name="local", created_at=_utcnow()))
 
 
 @migration
@@ -274,3 +288,7 @@ def m007_longer_adapter_names(conn: sa.Connection) -> None:
     SQLite does not enforce VARCHAR lengths, so only other databases need the column widened."""
     if conn.dialect.name != "sqlite":
         conn.execute(sa.text("ALTER TABLE adapters ALTER COLUMN name TYPE VARCHAR(200)"))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

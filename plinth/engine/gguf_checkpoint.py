@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
 
+from plinth.engine.errors import CheckpointError, UnsupportedModelError
 from plinth.engine.gguf_names import hf_tensor_name
-from plinth.engine.model_config import UnsupportedModelError
-from plinth.engine.weights import CheckpointError
 
 __all__ = [
     "GGUF_ARCHS",

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import torch
 
+from plinth.engine.errors import CheckpointError
 from plinth.engine.gguf_checkpoint import GGUFFile, gguf_hf_config
 from plinth.engine.gguf_dequant import dequantize
 from plinth.engine.gguf_names import hf_tensor_name
-from plinth.engine.weights import CheckpointError
 
 __all__ = ["iter_gguf_weights", "unpermute_rows"]
 

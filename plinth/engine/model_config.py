@@ -11,11 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plinth.engine.errors import UnsupportedModelError
+
 ARCHITECTURES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3"}
-
-
-class UnsupportedModelError(ValueError):
-    """The checkpoint is not an architecture (or variant) this engine implements."""
 
 
 @dataclass(slots=True)

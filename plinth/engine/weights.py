@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from plinth.engine.errors import CheckpointError
+
 __all__ = ["CheckpointError", "has_weights", "is_gguf", "iter_weights", "resolve_checkpoint"]
 
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
@@ -36,10 +38,6 @@ _FORMATS = (
     ("model.safetensors", "model.safetensors.index.json"),
     ("pytorch_model.bin", "pytorch_model.bin.index.json"),
 )
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be found, downloaded or read; the message says how to fix it."""
 
 
 def resolve_checkpoint(model: str, revision: str | None = None) -> Path:

@@ -1,5 +1,6 @@
 """Evaluations. Retrieval: IR metrics (checked against trec_eval via ir-measures) and a BEIR runner
-that scores Plinth's LEXICAL / SEMANTIC / HYBRID search.
+that scores Plinth's LEXICAL / SEMANTIC / HYBRID search. Guardrail evaluations (and the prompt-attack
+classifier's training) are the subpackage :mod:`plinth.evals.guard`, with its own exports.
 
 >>> from plinth.evals import evaluate
 >>> evaluate({"q1": ["d2", "d1"]}, {"q1": {"d1": 1}}, ks=(1,))["MRR@1"]
@@ -10,6 +11,7 @@ from plinth.evals.datasets import BeirDataset, load_beir
 from plinth.evals.retrieval import (
     Row,
     average_precision,
+    embed_cached,
     evaluate,
     evaluate_search,
     ndcg_at_k,
@@ -24,6 +26,7 @@ __all__ = [
     "BeirDataset",
     "Row",
     "average_precision",
+    "embed_cached",
     "evaluate",
     "evaluate_search",
     "load_beir",

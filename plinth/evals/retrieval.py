@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from plinth.evals.datasets import BeirDataset, Qrels, load_beir
-from plinth.knowledge.types import Chunk, SearchType
-from plinth.llm.embedder import Embedder
+from plinth.knowledge import Chunk, SearchType
+from plinth.llm.embedder import SentenceEmbedder
+from plinth.llm.embedding import Embedder
 
 if TYPE_CHECKING:
-    from plinth.knowledge.store import Store
+    from plinth.knowledge import Store
 
 CACHE_DIR = Path(".bench/embeddings")
 
@@ -167,7 +168,7 @@ def format_table(rows: list[Row]) -> str:
 
 def build_store(dataset: BeirDataset, vectors: np.ndarray, path: Path) -> Store:
     """A LanceStore at ``path`` holding each document (title + text) as one chunk with its vector."""
-    from plinth.knowledge.stores.lancedb import LanceStore  # lancedb loads slowly; only evals need it
+    from plinth.knowledge import LanceStore  # lancedb loads slowly; only evals need it
 
     store = LanceStore(path, dim=vectors.shape[1], schema={})
     chunks, hashes = [], {}
@@ -199,7 +200,7 @@ def run_retrieval_eval(
     dataset = load_beir(dataset_path)
     if max_docs is not None:
         dataset = dataset.sample(max_docs)
-    embedder = Embedder.load()
+    embedder = SentenceEmbedder.load()
     doc_vectors = embed_cached(embedder, [dataset.document_text(d) for d in dataset.corpus])
     query_texts = list(dataset.queries.values())
     query_vectors = dict(zip(query_texts, embed_cached(embedder, query_texts), strict=True))

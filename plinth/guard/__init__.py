@@ -1,52 +1,164 @@
-"""Guardrails: prompt-attack, PII, denied-topic, word, grounding and canary checks on every path."""
+"""Guardrails: prompt-attack, PII, denied-topic, word, grounding and canary checks on every path.
 
-from plinth.guard.assess import without_matches
-from plinth.guard.audit_key import AUDIT_KEY_FILE, audit_key
-from plinth.guard.canary import canary_instruction, new_canary
-from plinth.guard.chat import (
-    CONTENT_FILTER,
-    INTERVENED,
-    ChatGuard,
-    Deltas,
-    GuardedChoice,
-    blocked_events,
-    guard_choices,
-    guard_events,
-    output_context,
-    screen_messages,
-    screen_prompts,
-    with_canary,
-)
-from plinth.guard.check import AuditEntry, Guard, GuardResult
-from plinth.guard.policy import GuardrailPolicy, PolicyError
-from plinth.guard.stream import StreamGuard, StreamStep
-from plinth.guard.types import DetectContext, Stage
+Features run under a :class:`GuardHook` (one per request); the server builds it from a
+:class:`GuardrailPolicy` and a :class:`Guard`, whose ``check(stage, text, policy)`` returns a
+:class:`GuardResult`. Detectors only find (:class:`Finding`); the policy decides.
+
+Every name below is exported here; its module is imported on first use, so importing the package (or
+one light submodule) stays cheap: some exports pull in torch, lancedb, scikit-learn or Presidio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plinth.guard.assess import without_matches
+    from plinth.guard.attack import FPR_BY_STRENGTH, PromptAttackDetector, layered_scores
+    from plinth.guard.audit_key import AUDIT_KEY_FILE, audit_key
+    from plinth.guard.canary import canary_instruction, new_canary
+    from plinth.guard.chat import (
+        CONTENT_FILTER,
+        INTERVENED,
+        ChatGuard,
+        Deltas,
+        GuardedChoice,
+        blocked_events,
+        guard_choices,
+        guard_events,
+        output_context,
+        screen_messages,
+        screen_prompts,
+        with_canary,
+    )
+    from plinth.guard.check import AuditEntry, Guard
+    from plinth.guard.classifier import (
+        DEFAULT_MODEL_PATH,
+        AttackClassifier,
+        EmbeddingCache,
+        Vectorize,
+        embedder_for,
+        sentence_groups,
+        split_sentences,
+        windows,
+    )
+    from plinth.guard.hook import GuardHook
+    from plinth.guard.pii import SUPPORTED_TYPES, PIIDetector
+    from plinth.guard.policy import GuardrailPolicy, PolicyError, builtin_policy
+    from plinth.guard.signatures import SignatureDetector
+    from plinth.guard.spotlight import datamark, new_marker, spotlight_instruction
+    from plinth.guard.stream import StreamGuard, StreamStep
+    from plinth.guard.types import DetectContext, DetectorError, Finding, Stage
+    from plinth.guard.verdict import Decision, GuardResult
 
 __all__ = [
     "AUDIT_KEY_FILE",
     "CONTENT_FILTER",
+    "DEFAULT_MODEL_PATH",
+    "FPR_BY_STRENGTH",
     "INTERVENED",
+    "SUPPORTED_TYPES",
+    "AttackClassifier",
     "AuditEntry",
     "ChatGuard",
+    "Decision",
     "Deltas",
     "DetectContext",
+    "DetectorError",
+    "EmbeddingCache",
+    "Finding",
     "Guard",
+    "GuardHook",
     "GuardResult",
     "GuardedChoice",
     "GuardrailPolicy",
+    "PIIDetector",
     "PolicyError",
+    "PromptAttackDetector",
+    "SignatureDetector",
     "Stage",
     "StreamGuard",
     "StreamStep",
+    "Vectorize",
     "audit_key",
     "blocked_events",
+    "builtin_policy",
     "canary_instruction",
+    "datamark",
+    "embedder_for",
     "guard_choices",
     "guard_events",
+    "layered_scores",
     "new_canary",
+    "new_marker",
     "output_context",
     "screen_messages",
     "screen_prompts",
+    "sentence_groups",
+    "split_sentences",
+    "spotlight_instruction",
+    "windows",
     "with_canary",
     "without_matches",
 ]
+
+_SOURCES = {
+    "AUDIT_KEY_FILE": "audit_key",
+    "audit_key": "audit_key",
+    "CONTENT_FILTER": "chat",
+    "INTERVENED": "chat",
+    "ChatGuard": "chat",
+    "Deltas": "chat",
+    "GuardedChoice": "chat",
+    "blocked_events": "chat",
+    "guard_choices": "chat",
+    "guard_events": "chat",
+    "output_context": "chat",
+    "screen_messages": "chat",
+    "screen_prompts": "chat",
+    "with_canary": "chat",
+    "without_matches": "assess",
+    "FPR_BY_STRENGTH": "attack",
+    "PromptAttackDetector": "attack",
+    "layered_scores": "attack",
+    "canary_instruction": "canary",
+    "new_canary": "canary",
+    "AuditEntry": "check",
+    "Guard": "check",
+    "DEFAULT_MODEL_PATH": "classifier",
+    "AttackClassifier": "classifier",
+    "EmbeddingCache": "classifier",
+    "Vectorize": "classifier",
+    "embedder_for": "classifier",
+    "sentence_groups": "classifier",
+    "split_sentences": "classifier",
+    "windows": "classifier",
+    "GuardHook": "hook",
+    "SUPPORTED_TYPES": "pii",
+    "PIIDetector": "pii",
+    "GuardrailPolicy": "policy",
+    "PolicyError": "policy",
+    "builtin_policy": "policy",
+    "SignatureDetector": "signatures",
+    "datamark": "spotlight",
+    "new_marker": "spotlight",
+    "spotlight_instruction": "spotlight",
+    "StreamGuard": "stream",
+    "StreamStep": "stream",
+    "DetectContext": "types",
+    "DetectorError": "types",
+    "Finding": "types",
+    "Stage": "types",
+    "Decision": "verdict",
+    "GuardResult": "verdict",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load an export's module on first use (see the module docstring)."""
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value

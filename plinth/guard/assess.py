@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from plinth.guard.types import Finding, Stage
 
 if TYPE_CHECKING:
-    from plinth.guard.check import Decision
     from plinth.guard.policy import GuardrailPolicy
+    from plinth.guard.verdict import Decision
 
 __all__ = ["assessments", "confidence", "without_matches"]
 

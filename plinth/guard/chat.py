@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from plinth.guard.canary import canary_instruction
-from plinth.guard.check import GuardResult
 from plinth.guard.stream import StreamGuard, StreamStep
 from plinth.guard.types import DetectContext, Stage
+from plinth.guard.verdict import GuardResult
 
 if TYPE_CHECKING:  # the engine and the llm layer load torch; importing plinth.guard must not
     from plinth.engine import TokenLogprob

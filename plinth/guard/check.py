@@ -34,30 +34,22 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from plinth.guard.assess import assessments
 from plinth.guard.policy import GuardrailPolicy, PIIEntity, RegexRule
 from plinth.guard.types import DetectContext, Detector, DetectorError, Finding, Stage
+from plinth.guard.verdict import Action, Decision, GuardResult
 
 __all__ = ["AuditEntry", "Decision", "Guard", "GuardResult", "audit_entries", "build_detectors", "check"]
 
 log = logging.getLogger(__name__)
 
-Action = Literal["BLOCKED", "ANONYMIZED", "NONE"]
 DetectorPlan = dict[str, list[Detector]]  # stage -> the detectors that run there
 _CACHE_SIZE = 64
 _PII_ACTIONS: dict[str, Action] = {"BLOCK": "BLOCKED", "ANONYMIZE": "ANONYMIZED", "NONE": "NONE"}
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the policy made of one finding; ``DETECTOR_ERROR`` findings stand for a detector that failed."""
-
-    finding: Finding
-    action: Action
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,24 +64,6 @@ class AuditEntry:
     action: str  # BLOCKED | ANONYMIZED | FAILED_OPEN
     ts: datetime
     match_hmac: str | None  # HMAC-SHA256 hex; None when the finding has no span (a topic, an attack score)
-
-
-@dataclass
-class GuardResult:
-    """The verdict of one check. ``text`` is what the caller should use: the original, the masked text,
-    or the policy's blocked message; ``blocked`` means the original must not be used at all."""
-
-    action: Literal["NONE", "GUARDRAIL_INTERVENED"]
-    text: str
-    blocked: bool
-    findings: list[Finding]
-    assessments: list[dict[str, Any]]
-    decisions: list[Decision] = field(default_factory=list)  # one per finding, plus detector failures
-
-    def to_bedrock(self) -> dict[str, Any]:
-        """Bedrock's ApplyGuardrail response body (``outputs`` is empty when nothing intervened)."""
-        outputs = [{"text": self.text}] if self.action == "GUARDRAIL_INTERVENED" else []
-        return {"action": self.action, "outputs": outputs, "assessments": self.assessments}
 
 
 class Guard:

@@ -23,12 +23,15 @@ relevance score is the cosine similarity of the whole answer to the query, clipp
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from plinth.guard.topics import default_embedder, split_sentences
 from plinth.guard.types import DetectContext, DetectorError, Finding
+
+if TYPE_CHECKING:
+    from plinth.llm.embedding import Embedder
 
 __all__ = ["GroundingDetector", "content_tokens"]
 
@@ -155,7 +158,7 @@ class GroundingDetector:
         self,
         grounding_threshold: float | None = 0.6,
         relevance_threshold: float | None = 0.3,
-        embedder: Any = None,
+        embedder: Embedder | None = None,
     ):
         """A threshold of None turns that filter off (a policy may configure only one of the two); its
         score is still computed and reported."""
@@ -209,7 +212,7 @@ class GroundingDetector:
         return findings
 
     @staticmethod
-    def _grounding(sentences: list[str], sources: list[str], embedder: Any) -> float:
+    def _grounding(sentences: list[str], sources: list[str], embedder: Embedder) -> float:
         vectors = np.asarray(embedder.embed(sentences + sources), dtype=np.float32)
         semantic = (vectors[: len(sentences)] @ vectors[len(sentences) :].T).max(axis=1).clip(0.0, 1.0)
         vocab = {t for s in sources for t in content_tokens(s)}
@@ -221,6 +224,6 @@ class GroundingDetector:
         return min(substantive)
 
     @staticmethod
-    def _relevance(text: str, query: str, embedder: Any) -> float:
+    def _relevance(text: str, query: str, embedder: Embedder) -> float:
         answer, question = np.asarray(embedder.embed([text, query]), dtype=np.float32)
         return float(np.clip(answer @ question, 0.0, 1.0))

@@ -24,11 +24,14 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from plinth.guard.types import DetectContext, DetectorError, Finding
+
+if TYPE_CHECKING:
+    from plinth.llm.embedding import Embedder
 
 __all__ = ["DEFAULT_THRESHOLD", "DeniedTopicDetector", "Topic", "sentence_windows", "split_sentences"]
 
@@ -62,12 +65,11 @@ def sentence_windows(text: str, limit: int = _MAX_WINDOWS) -> list[str]:
     return sentences + [whole] if len(sentences) > 1 and len(whole) < 2000 else sentences or [whole]
 
 
-def default_embedder() -> Any:
+def default_embedder() -> Embedder:
     """The process-wide local all-MiniLM-L6-v2 (imported late: loading torch is slow)."""
-    from plinth.knowledge.embedders import get_embedder
-    from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
+    from plinth.llm.embedders import get_embedder
 
-    return get_embedder(DEFAULT_EMBEDDING_MODEL)
+    return get_embedder()
 
 
 class DeniedTopicDetector:
@@ -75,7 +77,9 @@ class DeniedTopicDetector:
 
     name = "topic"
 
-    def __init__(self, topics: Sequence[Topic], threshold: float = DEFAULT_THRESHOLD, embedder: Any = None):
+    def __init__(
+        self, topics: Sequence[Topic], threshold: float = DEFAULT_THRESHOLD, embedder: Embedder | None = None
+    ):
         assert topics, "at least one topic"
         self.topics = tuple(topics)
         self.threshold = threshold
@@ -104,7 +108,7 @@ class DeniedTopicDetector:
             if score >= self.threshold
         ]
 
-    def _topic_vectors(self, embedder: Any) -> tuple[np.ndarray, list[int]]:
+    def _topic_vectors(self, embedder: Embedder) -> tuple[np.ndarray, list[int]]:
         """Definition and example vectors for every topic, embedded once per (embedder, topic set)."""
         key = (id(embedder), self.topics)
         with _CACHE_LOCK:

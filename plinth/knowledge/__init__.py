@@ -1,47 +1,63 @@
 """Knowledge bases: sources -> chunks -> embeddings -> a store, synced incrementally and queried.
 
-The public entry points are :class:`~plinth.knowledge.service.KnowledgeService` (what the server and
-CLI call), :class:`~plinth.knowledge.kb.KnowledgeBaseConfig`, :func:`~plinth.knowledge.sync.sync` and
-:func:`~plinth.knowledge.retriever.retrieve`. Public names are imported on first use (``from
-plinth.knowledge import KnowledgeService`` loads the service then) so that importing the package, or
-one light submodule, stays cheap: the embedder pulls in torch.
+The server and CLI call :class:`KnowledgeService` (one per data directory) with a
+:class:`KnowledgeBaseConfig`; :func:`retrieve` searches a store, :func:`retrieve_and_generate` answers
+from it with citations.
+
+Every name below is exported here; its module is imported on first use, so importing the package (or
+one light submodule) stays cheap: some exports pull in torch, lancedb, scikit-learn or Presidio.
 """
 
-from importlib import import_module
+from __future__ import annotations
+
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from plinth.knowledge.citations import reference
     from plinth.knowledge.filters import FilterError, parse_filter
+    from plinth.knowledge.fusion import hybrid_depth, rrf
     from plinth.knowledge.kb import KnowledgeBaseConfig
     from plinth.knowledge.rag import MIN_SCORES, DroppedSource, RagResult, retrieve_and_generate
-    from plinth.knowledge.retriever import MAX_RESULTS, SEARCH_TYPES, RetrievalError
+    from plinth.knowledge.retriever import MAX_RESULTS, SEARCH_TYPES, RetrievalError, retrieve
     from plinth.knowledge.service import ConflictError, InvalidError, KnowledgeService, NotFoundError
-    from plinth.knowledge.types import Hit
+    from plinth.knowledge.store import Store
+    from plinth.knowledge.stores.lancedb import LanceStore
+    from plinth.knowledge.types import Chunk, Document, Hit, SearchType
 
 __all__ = [
     "MAX_RESULTS",
     "MIN_SCORES",
     "SEARCH_TYPES",
+    "Chunk",
     "ConflictError",
+    "Document",
     "DroppedSource",
     "FilterError",
     "Hit",
     "InvalidError",
     "KnowledgeBaseConfig",
     "KnowledgeService",
+    "LanceStore",
     "NotFoundError",
     "RagResult",
     "RetrievalError",
+    "SearchType",
+    "Store",
+    "hybrid_depth",
     "parse_filter",
     "reference",
+    "retrieve",
     "retrieve_and_generate",
+    "rrf",
 ]
 
-_MODULES = {
+_SOURCES = {
     "reference": "citations",
     "FilterError": "filters",
     "parse_filter": "filters",
+    "hybrid_depth": "fusion",
+    "rrf": "fusion",
     "KnowledgeBaseConfig": "kb",
     "MIN_SCORES": "rag",
     "DroppedSource": "rag",
@@ -50,16 +66,24 @@ _MODULES = {
     "MAX_RESULTS": "retriever",
     "SEARCH_TYPES": "retriever",
     "RetrievalError": "retriever",
+    "retrieve": "retriever",
     "ConflictError": "service",
     "InvalidError": "service",
     "KnowledgeService": "service",
     "NotFoundError": "service",
+    "Store": "store",
+    "LanceStore": "stores.lancedb",
+    "Chunk": "types",
+    "Document": "types",
     "Hit": "types",
+    "SearchType": "types",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """A public name, imported from its submodule on first use (PEP 562)."""
-    if name not in _MODULES:
+    """Load an export's module on first use (see the module docstring)."""
+    if name not in _SOURCES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_MODULES[name]}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value

@@ -19,15 +19,16 @@ boundary, else at the token limit (text without spaces).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from plinth.knowledge.parsers import page_of
 from plinth.knowledge.types import Chunk, Document
 
+if TYPE_CHECKING:
+    from plinth.llm.embedding import Embed
+
 Strategy = Literal["none", "fixed", "hierarchical", "semantic"]
-Embed = Callable[[list[str]], list[list[float]]]
 Span = tuple[int, int]  # [start, end) token indices
 
 _SENTENCE_END = re.compile(r"(?<=[.!?\u2026])[\"'\u201d\u2019)\]]*\s+|\n\s*\n")

@@ -22,8 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from plinth.guard.canary import canary_instruction
-from plinth.guard.spotlight import datamark, spotlight_instruction
+from plinth.guard import canary_instruction, datamark, spotlight_instruction
 from plinth.knowledge.types import Hit
 from plinth.llm.base import Message
 

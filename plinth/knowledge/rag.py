@@ -33,11 +33,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from plinth.guard.canary import new_canary
-from plinth.guard.spotlight import new_marker
-from plinth.guard.types import DetectContext
+from plinth.guard import DetectContext, new_canary, new_marker
 from plinth.knowledge.citations import build_citations
 from plinth.knowledge.implicit_filters import combine_filters, infer_filter
 from plinth.knowledge.prompts import grounded_messages, rewrite_messages
@@ -45,14 +43,13 @@ from plinth.knowledge.types import Hit
 from plinth.llm.base import ChatModel, ChatOptions
 
 if TYPE_CHECKING:
-    from plinth.guard.check import GuardResult
+    from plinth.guard import GuardHook
 
 __all__ = [
     "MIN_SCORES",
     "NO_ANSWER",
     "DroppedSource",
     "HitsFn",
-    "RagGuard",
     "RagResult",
     "Turn",
     "retrieve_and_generate",
@@ -66,15 +63,6 @@ REWRITE_OPTIONS = ChatOptions(max_tokens=96, temperature=0.0)
 
 Turn = dict[str, str]  # {"user": ..., "assistant": ...}: what a session stores
 HitsFn = Callable[[str, dict[str, Any] | None], "list[Hit] | Awaitable[list[Hit]]"]
-
-
-class RagGuard(Protocol):
-    """The two checks retrieve-and-generate runs under a guardrail (the server's ``RequestGuard`` is
-    one): the policy, the tenant and the audit trail stay with the caller."""
-
-    async def data(self, texts: Sequence[str], context: DetectContext | None = None) -> list[GuardResult]: ...
-
-    async def output(self, text: str, context: DetectContext | None = None) -> GuardResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +98,7 @@ async def retrieve_and_generate(
     implicit_filters: bool = False,
     schema: dict[str, str] | None = None,
     min_score: float = 0.0,
-    guard: RagGuard | None = None,
+    guard: GuardHook | None = None,
 ) -> RagResult:
     """Answer ``query`` from what ``hits_fn(query, filter)`` retrieves (see the module contract)."""
     standalone = await rewrite_query(chat, history, query)
@@ -158,7 +146,7 @@ def _relevant(hits: list[Hit], min_score: float) -> list[Hit]:
     return [hit for hit in hits if hit.score >= min_score]
 
 
-async def _screen(guard: RagGuard, hits: list[Hit], query: str) -> tuple[list[Hit], list[DroppedSource]]:
+async def _screen(guard: GuardHook, hits: list[Hit], query: str) -> tuple[list[Hit], list[DroppedSource]]:
     """The data check on every chunk: blocked ones are dropped, masked ones kept with the masked text."""
     verdicts = await guard.data([hit.content for hit in hits], DetectContext(stage="data", query=query))
     kept, dropped = [], []

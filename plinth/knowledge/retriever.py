@@ -10,12 +10,15 @@ HTTP layer answers a precise 400: :class:`RetrievalError` for ``query``/``number
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from plinth.knowledge.filters import parse_filter
 from plinth.knowledge.rerank import CANDIDATES_PER_RESULT, Reranker
 from plinth.knowledge.store import Store
 from plinth.knowledge.types import Hit, SearchType
+
+if TYPE_CHECKING:
+    from plinth.llm.embedding import Embedder
 
 __all__ = ["MAX_RESULTS", "SEARCH_TYPES", "RetrievalError", "retrieve"]
 
@@ -34,7 +37,7 @@ class RetrievalError(ValueError):
 
 def retrieve(
     store: Store,
-    embedder: Any,
+    embedder: Embedder,
     schema: dict[str, str],
     query: Any,
     k: Any = 5,

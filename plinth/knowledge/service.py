@@ -20,10 +20,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from plinth.control import ControlPlane, Tenant
+from plinth.control import ControlPlane, Tenant, utcnow
 from plinth.control import knowledge as rows
-from plinth.control.db import utcnow
-from plinth.knowledge.embedders import get_embedder
 from plinth.knowledge.filters import validate_schema
 from plinth.knowledge.kb import KnowledgeBaseConfig
 from plinth.knowledge.rerank import CrossEncoderReranker, Reranker
@@ -33,6 +31,8 @@ from plinth.knowledge.store import Store
 from plinth.knowledge.stores import open_store
 from plinth.knowledge.sync import SyncReport, load_documents, sync
 from plinth.knowledge.types import Hit
+from plinth.llm.embedders import get_embedder
+from plinth.llm.embedding import Embedder
 
 __all__ = ["ConflictError", "InvalidError", "KnowledgeService", "NotFoundError"]
 
@@ -228,7 +228,7 @@ class KnowledgeService:
 
     # --- stores and embedders ------------------------------------------------------------------------
 
-    def embedder(self, config: KnowledgeBaseConfig) -> Any:
+    def embedder(self, config: KnowledgeBaseConfig) -> Embedder:
         return get_embedder(config.embedder, config.embedder_url)
 
     def lance_path(self, tenant: Tenant, name: str) -> Path:
@@ -271,6 +271,8 @@ class _EmptyStore:
         return []
 
 
-class _NoEmbedder:
-    def embed(self, texts: list[str]) -> list[list[float]]:
+class _NoEmbedder(Embedder):
+    name = "none"
+
+    def embed_batch(self, texts: list[str]) -> list[list[float]]:
         return [[] for _ in texts]

@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from plinth.knowledge.chunking import chunk
-from plinth.knowledge.embedders import tokenizer_of
 from plinth.knowledge.kb import KnowledgeBaseConfig, to_source
 from plinth.knowledge.sources import Skipped, read_source
 from plinth.knowledge.store import Store, StoreWriter
 from plinth.knowledge.types import Chunk, Document
+from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
+from plinth.llm.embedders import get_embedder
+from plinth.llm.embedding import Embedder
 
 __all__ = ["DOC_BATCH", "EMBED_BATCH", "SyncPlan", "SyncReport", "load_documents", "plan", "sync"]
 
@@ -107,7 +109,7 @@ def plan(documents: Sequence[Document], stored: dict[str, str]) -> SyncPlan:
 def sync(
     config: KnowledgeBaseConfig,
     store: Store,
-    embedder: Any,
+    embedder: Embedder,
     base_dir: Path | None,
     progress: Progress | None = None,
     loaded: tuple[list[Document], list[Skipped]] | None = None,
@@ -127,7 +129,7 @@ def sync(
 
 
 def _write(
-    config: KnowledgeBaseConfig, store: Store, embedder: Any, todo: SyncPlan, progress: Progress
+    config: KnowledgeBaseConfig, store: Store, embedder: Embedder, todo: SyncPlan, progress: Progress
 ) -> int:
     """All of the plan's writes in one writer, committed only if every batch succeeded."""
     documents = [*todo.added, *todo.changed]
@@ -151,7 +153,7 @@ def _write(
 
 
 def _write_batch(
-    writer: StoreWriter, config: KnowledgeBaseConfig, embedder: Any, tokenizer: Any, docs: list[Document]
+    writer: StoreWriter, config: KnowledgeBaseConfig, embedder: Embedder, tokenizer: Any, docs: list[Document]
 ) -> int:
     """Chunk and embed ``docs`` and upsert them (a document's old chunks are replaced)."""
     chunks: list[Chunk] = []
@@ -174,3 +176,15 @@ def _batches_done(items: Sequence[T], size: int) -> Iterator[tuple[int, list[T]]
     for start in range(0, len(items), size):
         batch = list(items[start : start + size])
         yield start + len(batch), batch
+
+
+def tokenizer_of(embedder: Embedder) -> Any:
+    """The tokenizer chunk sizes are counted in: the embedder's own, else (a remote embedder, whose
+    tokenizer we cannot see) the bundled default model's -- an approximation, but offline and fast."""
+    if isinstance(embedder, SentenceEmbedder):
+        return embedder.model.tokenizer
+    if (own := getattr(embedder, "tokenizer", None)) is not None:
+        return own
+    default = get_embedder(DEFAULT_EMBEDDING_MODEL)
+    assert isinstance(default, SentenceEmbedder)
+    return default.model.tokenizer

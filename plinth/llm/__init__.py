@@ -3,15 +3,19 @@
 Features take a :class:`ChatModel` (``chat`` / ``stream`` over messages) and never learn where the model
 runs: :class:`LocalModel` (the in-process engine), :class:`OpenAICompatModel`, :class:`BedrockModel`, or
 :class:`ScriptedModel`, the test double. The server calls a :class:`ServedModel` (ids, sampling
-params, engine gauges; double: :class:`ScriptedServedModel`). :class:`Embedder` turns text into vectors.
+params, engine gauges; double: :class:`ScriptedServedModel`). :class:`Embedder` (the sentence-transformers
+:class:`SentenceEmbedder`, :class:`OpenAIEmbedder`; :func:`get_embedder`) turns text into vectors.
 """
 
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, ProviderError, Usage
 from plinth.llm.bedrock import BedrockModel
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
-from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, Embedder
+from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
+from plinth.llm.embedders import get_embedder
+from plinth.llm.embedding import Embed, Embedder
 from plinth.llm.local import GenerationError, LocalModel, TextDelta
 from plinth.llm.openai_compat import OpenAICompatModel
+from plinth.llm.openai_embedder import OpenAIEmbedder
 from plinth.llm.scripted import ScriptedCall, ScriptedModel
 from plinth.llm.scripted_served import ScriptedRepliesModel, ScriptedServedModel
 from plinth.llm.served import AdapterHost, ServedModel
@@ -23,19 +27,23 @@ __all__ = [
     "ChatModel",
     "ChatOptions",
     "ChatResult",
+    "Embed",
     "Embedder",
     "GenerationError",
     "IncrementalDetokenizer",
     "LocalModel",
     "Message",
     "OpenAICompatModel",
+    "OpenAIEmbedder",
     "ProviderError",
     "ScriptedCall",
     "ScriptedModel",
     "ScriptedRepliesModel",
     "ScriptedServedModel",
     "ServedModel",
+    "SentenceEmbedder",
     "StopMatcher",
     "TextDelta",
     "Usage",
+    "get_embedder",
 ]

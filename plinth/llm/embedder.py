@@ -4,8 +4,8 @@ The default model, all-MiniLM-L6-v2 (384 dimensions), ships inside the ``gt-all-
 Plinth embeds offline: for that name the bundled copy is used and the hub is never contacted. Other names
 are Hugging Face ids or local paths.
 
-Loading takes seconds (torch + weights), so :meth:`Embedder.load` returns at once and the model loads on
-first use, once, under a lock; any thread may call :meth:`embed`. Inference is serialized by a second lock
+Loading takes seconds (torch + weights), so :meth:`SentenceEmbedder.load` returns at once and the model
+loads on first use, once, under a lock; any thread may embed. Inference is serialized by a second lock
 because a fast tokenizer is not safe to call from several threads at once ("Already borrowed").
 """
 
@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from plinth.llm.embedding import Embedder
+
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "SentenceEmbedder", "bundled_model_path", "resolve_model"]
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-class Embedder:
-    """A named sentence-embedding model.
+class SentenceEmbedder(Embedder):
+    """A named sentence-transformers model.
 
-    >>> embedder = Embedder.load()                    # returns at once; nothing loaded yet
+    >>> embedder = SentenceEmbedder.load()            # returns at once; nothing loaded yet
     >>> len(embedder.embed(["hello"])[0])             # doctest: +SKIP
     384
     """
@@ -35,7 +40,7 @@ class Embedder:
         self._run_lock = threading.Lock()
 
     @classmethod
-    def load(cls, name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu") -> Embedder:
+    def load(cls, name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu") -> SentenceEmbedder:
         """An embedder for ``name``; the weights load lazily, on first use."""
         return cls(name, device)
 
@@ -56,11 +61,17 @@ class Embedder:
         get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get())  # renamed in recent sentence-transformers
 
-    def embed(self, texts: list[str], *, batch_size: int = 32) -> list[list[float]]:
-        """One L2-normalized vector per text (so a dot product is the cosine similarity).
+    def embed_batch(self, texts: list[str]) -> list[list[float]]:
+        """One L2-normalized vector per text (so a dot product is the cosine similarity)."""
+        return self._encode(texts, len(texts))
 
-        Texts are sorted by length and every batch is padded to its longest, so callers mixing long and
-        short texts (the guard's windows and sentence groups) pass a small ``batch_size``."""
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> list[list[float]]:
+        """As :meth:`Embedder.embed`, batched by sentence-transformers itself: texts are sorted by length
+        and every batch is padded to its longest, so callers mixing long and short texts (the guard's
+        windows and sentence groups) pass a small ``batch_size``."""
+        return self._encode(list(texts), batch_size or self.batch_size)
+
+    def _encode(self, texts: list[str], batch_size: int) -> list[list[float]]:
         if not texts:
             return []
         model = self.model
@@ -68,7 +79,8 @@ class Embedder:
             vectors = model.encode(
                 texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
             )
-        return vectors.tolist()
+        rows: list[list[float]] = vectors.tolist()
+        return rows
 
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads for ``texts`` (special tokens in, truncated as ``embed`` truncates)."""

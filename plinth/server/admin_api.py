@@ -20,8 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
-from plinth.control import KeyInfo, Tenant, create_key, list_keys, revoke_key
-from plinth.control.keys import KEY_PREFIX, VISIBLE_CHARS
+from plinth.control import KEY_PREFIX, VISIBLE_CHARS, KeyInfo, Tenant, create_key, list_keys, revoke_key
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.state import get_state

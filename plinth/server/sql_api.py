@@ -49,7 +49,7 @@ from pydantic import SkipValidation
 from plinth.server.auth import require_tenant
 from plinth.server.bodies import JSONBody, text
 from plinth.server.errors import APIError, error_body
-from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
+from plinth.server.guard_hooks import parse_guardrail_config, request_guard
 from plinth.server.state import get_state
 from plinth.sql import (
     DATASET_KINDS,
@@ -124,9 +124,8 @@ async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
     await asyncio.to_thread(service.get, tenant, name)  # 404 for an unknown (or another tenant's) dataset
     chat = get_state(request).model(model_name, tenant).as_chat_model()  # 404 model_not_found
     guard = await request_guard(request, config)  # None: no guardrail applies
-    hook = _AskGuard(guard) if guard is not None else None
     try:
-        result = await service.ask(tenant, name, question, chat, guard=hook)
+        result = await service.ask(tenant, name, question, chat, guard=guard)
     except GuardBlockedError as exc:
         assert guard is not None
         return {**_blocked(exc, name, model_name), "guardrail": guard.field()}
@@ -137,20 +136,6 @@ async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
         raise AttemptsError(status, exc.reason, exc.rule, attempts_json(exc.history)) from exc
     answer = _answer(result, name, model_name)
     return answer if guard is None else {**answer, "guardrail": guard.field()}
-
-
-class _AskGuard:
-    """The ask loop's guard hook over this request's guard: ``input`` for the question, ``data`` for
-    anything built from the data (each check is recorded for the ``guardrail`` field)."""
-
-    def __init__(self, guard: RequestGuard) -> None:
-        self.guard = guard
-
-    async def check(self, stage: str, text: str) -> Any:
-        if stage == "input":
-            return await self.guard.input(text)
-        [verdict] = await self.guard.data([text])
-        return verdict
 
 
 @router.post("/query")

@@ -68,7 +68,7 @@ class ServerState:
         one knowledge bases also use, so the same model is never held in memory twice."""
         async with self._embedder_lock:
             if self.embedder is None:
-                from plinth.knowledge.embedders import get_embedder  # moves to plinth.llm (arch-feat)
+                from plinth.llm.embedders import get_embedder
 
                 self.embedder = await run_in_threadpool(get_embedder, self.settings.embedding_model)
         return self.embedder

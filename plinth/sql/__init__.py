@@ -1,10 +1,15 @@
 """Ask your data: questions in plain language -> one vetted, read-only SQL query -> rows, chart, answer.
 
-Public names are imported on first use (``from plinth.sql import SQLService`` loads the service then),
-so importing the package or one light submodule does not pull in SQLAlchemy and the query engines.
+The server and CLI call :class:`SQLService` (datasets per tenant, ``ask`` and ``query``); errors are
+:class:`SQLError` subclasses carrying the rule that refused or failed.
+
+Every name below is exported here; its module is imported on first use, so importing the package (or
+one light submodule) stays cheap: some exports pull in torch, lancedb, scikit-learn or Presidio.
 """
 
-from importlib import import_module
+from __future__ import annotations
+
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,6 +24,7 @@ if TYPE_CHECKING:
         QueryFailedError,
         QueryTimeoutError,
         RefusedError,
+        SQLError,
         UnsafeSQLError,
     )
 
@@ -33,13 +39,14 @@ __all__ = [
     "QueryFailedError",
     "QueryTimeoutError",
     "RefusedError",
+    "SQLError",
     "SQLService",
     "UnsafeSQLError",
     "attempts_json",
     "chart_spec",
 ]
 
-_MODULES = {
+_SOURCES = {
     "AskFailedError": "ask",
     "GuardBlockedError": "ask",
     "attempts_json": "ask",
@@ -53,12 +60,15 @@ _MODULES = {
     "QueryFailedError": "types",
     "QueryTimeoutError": "types",
     "RefusedError": "types",
+    "SQLError": "types",
     "UnsafeSQLError": "types",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """A public name, imported from its submodule on first use (PEP 562)."""
-    if name not in _MODULES:
+    """Load an export's module on first use (see the module docstring)."""
+    if name not in _SOURCES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_MODULES[name]}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value

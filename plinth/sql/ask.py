@@ -20,12 +20,11 @@ Contract:
 - A prompt too long for the model's context costs no attempt: the catalog selection shrinks and the
   turn is asked again (see :class:`_Prompt`).
 - The answer is a deterministic sentence from the rows (:mod:`plinth.sql.answer`); no second model call.
-- ``guard`` (``None`` = off) is the hook for guardrails: a callable ``guard(stage, text)`` or an object
-  with ``check(stage, text)``, sync or async (bind a policy with a lambda over ``Guard.check``). It sees
-  the question at stage ``"input"`` and the answer text (which quotes values from the data) at stage
-  ``"data"``. It returns ``None`` (keep), a replacement string, or a verdict with ``text``/``blocked``
-  (a blocked one raises :class:`GuardBlockedError`, a :class:`~plinth.sql.types.RefusedError` with rule
-  ``guardrail_blocked``); it may also raise. Rows go back as the engine returned them.
+- ``guard`` (``None`` = off) is the request's :class:`~plinth.guard.hook.GuardHook`, the same shape
+  retrieve-and-generate takes. It sees the question at ``input`` and what is built from the data (the
+  rows' text, the answer) at ``data``. Each verdict's ``text`` replaces what was checked; a ``blocked``
+  one raises :class:`GuardBlockedError` (a :class:`~plinth.sql.types.RefusedError` with rule
+  ``guardrail_blocked``); the hook may also raise.
 - Under a guard the model is spotlighted: engine error messages, the one thing from the data that
   reaches a repair prompt (a failed cast quotes the value it could not cast), are checked at ``"data"``
   first (blocked: replaced by :data:`WITHHELD_ERROR`, in the prompt and the history) and datamarked with a
@@ -36,12 +35,11 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from plinth.guard.spotlight import new_marker
+from plinth.guard import new_marker
 from plinth.llm.base import ChatModel, ChatOptions, Message, ProviderError
 from plinth.sql.answer import describe_result
 from plinth.sql.catalog import Catalog
@@ -61,6 +59,9 @@ from plinth.sql.types import (
     UnsafeSQLError,
     VettedQuery,
 )
+
+if TYPE_CHECKING:
+    from plinth.guard import GuardHook
 
 __all__ = [
     "ASK_OPTIONS",
@@ -123,7 +124,7 @@ async def ask(
     runner: Runner,
     catalog: Catalog,
     max_attempts: int = 3,
-    guard: Any = None,
+    guard: GuardHook | None = None,
     dialect: str = "duckdb",
     k_examples: int = 4,
 ) -> AskResult:
@@ -200,7 +201,11 @@ def _context_overflow(exc: Exception) -> bool:
 
 
 async def _result(
-    question: str, vetted: VettedQuery, result: QueryResult, history: list[AskAttempt], guard: Any
+    question: str,
+    vetted: VettedQuery,
+    result: QueryResult,
+    history: list[AskAttempt],
+    guard: GuardHook | None,
 ) -> AskResult:
     rows = await _screen_rows(guard, result, history, vetted.sql, question)
     answer = describe_result(result.columns, result.types, rows, result.truncated)
@@ -220,7 +225,7 @@ async def _result(
 
 
 async def _screen(
-    guard: Any,
+    guard: GuardHook | None,
     stage: str,
     text: str,
     history: Sequence[AskAttempt] = (),
@@ -237,7 +242,7 @@ async def _screen(
 
 
 async def _screen_rows(
-    guard: Any, result: QueryResult, history: Sequence[AskAttempt], sql: str, question: str
+    guard: GuardHook | None, result: QueryResult, history: Sequence[AskAttempt], sql: str, question: str
 ) -> list[list[Any]]:
     """The result's rows with their text screened as untrusted data, like the answer built from them: a
     tag value or description can hold PII or a planted instruction. One check per text column (its
@@ -266,7 +271,7 @@ async def _screen_rows(
     return rows
 
 
-async def _screen_error(guard: Any, exc: SQLError) -> str:
+async def _screen_error(guard: GuardHook | None, exc: SQLError) -> str:
     """The reason to show the model (and the history) for a failed attempt. Only an engine error can
     quote the data, so only it is checked, at ``"data"``; a blocked one is dropped, not fatal: the
     model can still repair its query from the rule alone."""
@@ -276,19 +281,12 @@ async def _screen_error(guard: Any, exc: SQLError) -> str:
     return WITHHELD_ERROR if blocked else out
 
 
-async def _verdict(guard: Any, stage: str, text: str) -> tuple[str, bool]:
-    """``(text to use, blocked)`` from the guard hook: ``text`` unchanged for no guard or ``None``; a
-    ``str`` replaces it; a verdict with ``text`` and ``blocked`` (:class:`plinth.guard.check.GuardResult`)
-    gives both."""
+async def _verdict(guard: GuardHook | None, stage: str, text: str) -> tuple[str, bool]:
+    """``(text to use, blocked)`` from the guard hook at ``stage`` (``text`` unchanged without one)."""
     if guard is None:
         return text, False
-    check = getattr(guard, "check", guard)
-    out = check(stage, text)
-    if inspect.isawaitable(out):
-        out = await out
-    if out is None or isinstance(out, str):
-        return (text if out is None else out), False
-    return str(out.text or ""), bool(getattr(out, "blocked", False))
+    verdict = await guard.input(text) if stage == "input" else (await guard.data([text]))[0]
+    return verdict.text or "", verdict.blocked
 
 
 def attempts_json(history: Sequence[AskAttempt]) -> list[dict[str, Any]]:

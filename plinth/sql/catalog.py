@@ -11,7 +11,7 @@ docs or examples.
 :meth:`Catalog.select` keeps the prompt small -- never the whole 100+ column CUR schema:
 
 - examples: the ``k`` nearest to the question by embedding cosine (all-MiniLM-L6-v2 through
-  :func:`~plinth.knowledge.embedders.get_embedder`; example and column vectors are computed once per
+  :func:`~plinth.llm.embedders.get_embedder`; example and column vectors are computed once per
   process and cached);
 - columns, in priority order up to ``max_columns``: the key columns, those the chosen examples use,
   those whose name words match the question's words (weighted by rarity, so "cost" alone matches
@@ -42,6 +42,7 @@ import yaml
 from sqlglot import exp
 
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
+from plinth.llm.embedding import Embedder
 from plinth.sql.types import MAIN_TABLES, Dataset
 
 __all__ = ["Catalog", "CatalogSelection", "Column", "Example", "load_docs"]
@@ -112,7 +113,7 @@ class Catalog:
         examples: list[Example] | None = None,
         key_columns: list[str] | None = None,
         notes: dict[str, str] | None = None,
-        embedder: Any = None,
+        embedder: Embedder | None = None,
     ) -> None:
         assert main_table in schema, f"the main table {main_table!r} is in the schema"
         self.schema, self.main_table = schema, main_table
@@ -122,7 +123,7 @@ class Catalog:
         self._embedder = embedder
 
     @classmethod
-    def for_dataset(cls, dataset: Dataset, describe: Describe, embedder: Any = None) -> Catalog:
+    def for_dataset(cls, dataset: Dataset, describe: Describe, embedder: Embedder | None = None) -> Catalog:
         """A catalog over the columns ``describe`` reports, with the kind's docs where they apply."""
         docs = load_docs(dataset.kind)
         main = dataset.main_table
@@ -225,8 +226,8 @@ class Catalog:
             return np.stack([_VECTORS[(name, t)] for t in texts])
 
 
-def _default_embedder() -> Any:
-    from plinth.knowledge.embedders import get_embedder
+def _default_embedder() -> Embedder:
+    from plinth.llm.embedders import get_embedder
 
     return get_embedder(DEFAULT_EMBEDDING_MODEL)
 

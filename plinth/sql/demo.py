@@ -1,7 +1,7 @@
 """``make demo``'s cost datasets: ``costs`` (a generated legacy CUR sample) and ``focus-sample``.
 
 - ``costs``: :data:`DEMO_ROWS` synthetic CUR rows over :data:`DEMO_MONTHS` months ending last month
-  (:func:`plinth.sql.costgen.generate`, seeded, a few seconds), written once under
+  (:func:`plinth.samples.generate`, seeded, a few seconds), written once under
   ``<data_dir>/demo/cost/cur`` and registered for the tenant. Later starts reuse the files and the
   registration: nothing is regenerated while both are there.
 - ``focus-sample``: the open FOCUS sample (``shared/data/cost/focus_sample.csv``) when the shared data
@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from plinth.control import Tenant
-from plinth.sql.costgen import generate
+from plinth.samples import generate
 from plinth.sql.service import DatasetNotFoundError
 
 __all__ = ["COSTS", "DEMO_MONTHS", "DEMO_ROWS", "FOCUS_SAMPLE", "prepare_cost_dataset", "write_focus_sample"]

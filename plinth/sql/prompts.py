@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import sqlglot
 import sqlglot.errors
 
-from plinth.guard.spotlight import datamark, spotlight_instruction
+from plinth.guard import datamark, spotlight_instruction
 from plinth.llm.base import Message
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import shutil
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.control import ControlPlane, Tenant
 from plinth.control import sql_datasets as rows
@@ -30,6 +30,9 @@ from plinth.sql.datasets import DatasetError, resolve_dataset
 from plinth.sql.engines import QueryEngine, open_engine
 from plinth.sql.runner import QueryRunner
 from plinth.sql.types import AskResult, Dataset, SQLError, TableSource
+
+if TYPE_CHECKING:
+    from plinth.guard import GuardHook
 
 __all__ = ["DatasetNotFoundError", "SQLService"]
 
@@ -126,7 +129,7 @@ class SQLService:
         *,
         engine: str = "duckdb",
         url: str | None = None,
-        guard: Any = None,
+        guard: GuardHook | None = None,
     ) -> AskResult:
         """Question -> vetted SQL -> rows, chart, answer: the ask loop over this dataset's runner.
 

@@ -8,11 +8,14 @@ the engine serves anything. A merged model needs no adapter slots.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from plinth.engine.lora.adapter import LoraAdapter, load_adapter, projection_shape
-from plinth.engine.model import CausalLM
+
+if TYPE_CHECKING:  # the model imports the LoRA layers: a runtime import here would be a cycle
+    from plinth.engine.model import CausalLM
 
 MERGE_MAX_RANK = 1 << 16  # no slot buffers to fit, so no rank limit beyond sanity
 # fused projection -> (parent module, the Hugging Face projections it holds, in row order)

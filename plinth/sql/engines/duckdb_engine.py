@@ -31,7 +31,7 @@ from typing import Any
 
 import duckdb
 
-from plinth.sql.engines import first_line, result_from_rows
+from plinth.sql.engines.results import first_line, result_from_rows
 from plinth.sql.types import (
     Dataset,
     QueryFailedError,

@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from plinth.sql.engines import first_line, result_from_rows
+from plinth.sql.engines.results import first_line, result_from_rows
 from plinth.sql.types import (
     Dataset,
     QueryFailedError,

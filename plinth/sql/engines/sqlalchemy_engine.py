@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from plinth.sql.engines import first_line, result_from_rows
+from plinth.sql.engines.results import first_line, result_from_rows
 from plinth.sql.types import Dataset, QueryFailedError, QueryResult, QueryTimeoutError, VettedQuery
 
 __all__ = ["SQLAlchemyEngine", "sqlglot_dialect"]

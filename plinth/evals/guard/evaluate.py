@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from plinth.guard.attack import layered_scores
-from plinth.guard.classifier import AttackClassifier, Embed
-from plinth.guard.corpus import ATTACK_SOURCES, LabelledText, load_corpus
-from plinth.guard.signatures import SignatureDetector
-from plinth.guard.train import DEFAULT_CACHE, TRAIN_WINDOWS, _embedder, fit, threshold_at_fpr
+from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, load_corpus
+from plinth.evals.guard.fit import DEFAULT_CACHE, TRAIN_WINDOWS, cached_vectorizer, fit, threshold_at_fpr
+from plinth.guard import AttackClassifier, SignatureDetector, Vectorize, layered_scores
 
 __all__ = ["EvalReport", "Fold", "SourceResult", "evaluate", "fold"]
 
@@ -97,12 +95,12 @@ def evaluate(
     cache: Path | None = DEFAULT_CACHE,
     cap: int = 600,
     sources: Sequence[str] = ATTACK_SOURCES,
-    embed: Embed | None = None,
+    embed: Vectorize | None = None,
     rows: list[LabelledText] | None = None,
 ) -> EvalReport:
     """Leave-one-source-out over ``sources``; one result line per (held-out source, stage)."""
     started = time.perf_counter()
-    embed = embed or _embedder(cache)
+    embed = embed or cached_vectorizer(cache)
     rows = rows if rows is not None else load_corpus(shared_data, cap=cap)
     signatures = SignatureDetector()
     results, sizes = [], {}

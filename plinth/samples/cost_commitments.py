@@ -8,20 +8,35 @@ commitment costs; the upfront ``Fee`` rows come once, in the first month.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from plinth.sql import cost_catalog_values as cv
-from plinth.sql.cost_lookups import VocabOf, stable_hex
-from plinth.sql.cost_tables import Chunk
+from plinth.samples import cost_catalog as cv
+from plinth.samples.cost_lookups import VocabOf, stable_hex
+from plinth.samples.cost_tables import Chunk, Vocab
 
-if TYPE_CHECKING:
-    from plinth.sql.costgen import Bill
-
-__all__ = ["RI_CODES", "Commitments", "fee_rows", "tag_reservation", "tag_savings_plan"]
+__all__ = ["RI_CODES", "Bill", "Commitments", "fee_rows", "tag_reservation", "tag_savings_plan"]
 
 RI_CODES = ["AmazonEC2", "AmazonRDS", "AmazonElastiCache", "AmazonRedshift", "AmazonES"]
+
+
+class Bill(Protocol):
+    """What tagging and fee rows need of the bill being drawn (:class:`plinth.samples.cost_bill.Bill`)."""
+
+    bounds: list[np.datetime64]
+    commitments: Commitments
+    p: list[cv.Profile]
+
+    def v(self, column: str) -> Vocab: ...
+
+    def const(self, column: str, value: str, n: int) -> np.ndarray: ...
+
+    def rows(
+        self, m: int, p: np.ndarray, a: np.ndarray, k: np.ndarray, day: np.ndarray, qty: np.ndarray
+    ) -> Chunk: ...
+
+    def fill(self, chunk: Chunk, column: str, mask: np.ndarray, ids: np.ndarray | int) -> None: ...
 
 
 class Commitments:

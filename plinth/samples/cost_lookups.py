@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from plinth.sql import cost_catalog_values as cv
-from plinth.sql.cost_tables import Vocab
+from plinth.samples import cost_catalog as cv
+from plinth.samples.cost_tables import Vocab
 
 __all__ = ["K", "ProfileTables", "ResourceTables", "VocabOf", "stable_hex"]
 

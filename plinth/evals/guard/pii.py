@@ -20,8 +20,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from plinth.guard.pii import PIIDetector
-from plinth.guard.types import DetectContext
+from plinth.guard import DetectContext, PIIDetector
 
 __all__ = ["CORE_TYPES", "Counts", "LabelledText", "PIIReport", "evaluate_pii", "generate_pii_set"]
 

@@ -20,28 +20,28 @@ from pathlib import Path
 
 import numpy as np
 
-from plinth.guard.attack import FPR_BY_STRENGTH, layered_scores
-from plinth.guard.classifier import (
-    DEFAULT_MODEL_PATH,
-    AttackClassifier,
-    Embed,
-    EmbeddingCache,
-    embedder_for,
-    sentence_groups,
-    split_sentences,
-    windows,
+from plinth.evals.guard.corpus import LICENCES, bare_goal_prompts, load_corpus
+from plinth.evals.guard.evaluate import evaluate
+from plinth.evals.guard.fit import (
+    DEFAULT_CACHE,
+    TRAIN_GROUPS,
+    TRAIN_WINDOWS,
+    C,
+    cached_vectorizer,
+    fit,
+    threshold_at_fpr,
+    training_pieces,
 )
-from plinth.guard.corpus import LICENCES, LabelledText, bare_goal_prompts, load_corpus
-from plinth.guard.signatures import SignatureDetector
+from plinth.guard import (
+    DEFAULT_MODEL_PATH,
+    FPR_BY_STRENGTH,
+    AttackClassifier,
+    SignatureDetector,
+    layered_scores,
+)
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
 
-__all__ = ["DEFAULT_CACHE", "TrainReport", "fit", "threshold_at_fpr", "train", "training_pieces"]
-
-DEFAULT_CACHE = Path.home() / ".cache" / "plinth" / "guard-embeddings.npz"
-TRAIN_WINDOWS = 3  # per text: the first ~450 words of a long jailbreak carry its intent
-TRAIN_GROUPS = 2  # sentence groups per benign document (evenly spaced); the detector scores all of them
-# Fixed in advance, never tuned on a held-out source: the inputs are unit vectors, so a small C underfits.
-C = 10.0
+__all__ = ["TrainReport", "train", "write_data_card"]
 
 
 @dataclass
@@ -64,44 +64,6 @@ class TrainReport:
         return "\n".join(lines)
 
 
-def fit(rows: list[LabelledText], embed: Embed, C: float = C) -> AttackClassifier:
-    """Train the head on the windows of ``rows`` (source- and class-balanced weights)."""
-    groups = Counter((r.label, r.source, r.stage) for r in rows)
-    per_class = Counter(label for label, _, _ in groups)
-    texts, labels, weights = [], [], []
-    for row in rows:
-        parts = training_pieces(row)
-        share = 1.0 / (per_class[row.label] * groups[(row.label, row.source, row.stage)] * len(parts))
-        texts += parts
-        labels += [row.label] * len(parts)
-        weights += [share] * len(parts)
-    w = np.asarray(weights) * len(weights) / np.sum(weights)
-    return AttackClassifier.fit(embed(texts), np.asarray(labels), w, C=C)
-
-
-def training_pieces(row: LabelledText) -> list[str]:
-    """The windows a row trains on. Documents add sentence groups, as the detector scores them: a few
-    evenly spaced ones of a benign document, and of a planted attack only those holding the instruction
-    (the rest of it is benign prose and must not be taught as an attack)."""
-    parts = windows(row.text, limit=TRAIN_WINDOWS)
-    if row.stage != "data":
-        return parts
-    groups = [g for g in sentence_groups(row.text, limit=TRAIN_WINDOWS) if g not in parts]
-    if row.label == 0:
-        picked = sorted({i * len(groups) // TRAIN_GROUPS for i in range(TRAIN_GROUPS)}) if groups else []
-        return parts + [groups[i] for i in picked]
-    if row.payload is None:
-        return parts
-    marks = [" ".join(s.split())[:60] for s in split_sentences(row.payload)]
-    return parts + [g for g in groups if any(mark in g for mark in marks)]
-
-
-def threshold_at_fpr(benign_scores: np.ndarray, fpr: float) -> float:
-    """The lowest threshold t with mean(benign > t) <= fpr (scores strictly above t are flagged)."""
-    ordered = np.sort(np.asarray(benign_scores))[::-1]
-    return float(ordered[min(int(fpr * len(ordered)), len(ordered) - 1)])
-
-
 def train(
     shared_data: Path,
     out: Path = DEFAULT_MODEL_PATH,
@@ -115,7 +77,7 @@ def train(
     card carries ``eval_summary``, else (``evaluate_too``) a fresh leave-one-source-out evaluation of this
     very code and data (seconds with the embedding cache warm)."""
     started = time.perf_counter()
-    embed = _embedder(cache)
+    embed = cached_vectorizer(cache)
     rows = load_corpus(shared_data, cap=cap)
     training = [r for r in rows if r.label == 1 or r.split == "train"]
     head = fit(training, embed)
@@ -139,17 +101,10 @@ def train(
         "or relabelled; sources are capped and deduplicated on a 300-character prefix."
     )
     if eval_summary is None and evaluate_too:
-        from plinth.guard.evaluate import evaluate  # evaluate imports this module
-
         eval_summary = evaluate(shared_data, cache=cache, cap=cap).format()
     report.seconds = time.perf_counter() - started
     report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary)
     return report
-
-
-def _embedder(cache: Path | None) -> Embed:
-    embed = embedder_for(DEFAULT_EMBEDDING_MODEL)
-    return EmbeddingCache(cache, embed) if cache else embed
 
 
 def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -> Path:
@@ -158,7 +113,7 @@ def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -
     lines = [
         "# Prompt-attack classifier — data card",
         "",
-        f"- Trained: {dt.date.today().isoformat()} by `plinth guard train` (`plinth/guard/train.py`).",
+        f"- Trained: {dt.date.today().isoformat()} by `plinth guard train` (`plinth/evals/guard/train.py`).",
         f"- Model: `{path.parent.name}/prompt_attack.npz` — logistic regression (C={C}, source- and "
         f"class-balanced weights) over {DEFAULT_EMBEDDING_MODEL} embeddings of ≤{TRAIN_WINDOWS} windows of "
         "~180 words per text; documents (data stage) also train on groups of two sentences (the "
