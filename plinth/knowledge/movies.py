@@ -1,10 +1,11 @@
 """The demo movie catalog: Wikipedia movie records (+ IMDb ratings and directors) as ``Document``s.
 
 Inputs (``data_dir`` is ``shared/data``): ``movies/wikipedia/movies-*.json`` (prust/wikipedia-movie-data:
-title, year, cast, genres, href, extract) and ``movies/vega-movies.json`` (vega-datasets: IMDb rating,
-director, "MMM DD YYYY" release date, some titles stored as numbers). One document per movie, in the
-seed's form: ``"<title> (<year>) has genres G1, G2, actors A, B, directors D, plot: <extract>"``; empty
-parts are left out.
+title, year, cast, genres, href, extract) and ``movies/vega-movies.json`` (vega-datasets: IMDb rating
+and votes, director, "MMM DD YYYY" release date, some titles stored as numbers). One document per
+movie, in the seed's form:
+``"<title> (<year>) has genres G1, G2, actors A, B, directors D, plot: <extract>"``; empty parts are
+left out.
 
 Licence: the ``extract`` text is from Wikipedia, CC BY-SA; every document built here carries
 ``source: "wikipedia"`` in its metadata, and a knowledge base built from them must show
@@ -73,6 +74,12 @@ def movie_documents(data_dir: Path) -> list[Document]:
     return list(documents.values())
 
 
+def most_rated_first(documents: list[Document]) -> list[Document]:
+    """Most IMDb votes first, then the films without a vote count, newest first: the order a first build
+    embeds them in, so the films people ask about are searchable first (catalogue order breaks ties)."""
+    return sorted(documents, key=lambda d: (-d.metadata.get("votes", -1), -d.metadata["year"]))
+
+
 def normalise_title(title: object) -> str:
     """Lower-case, accents and punctuation removed, "&" as "and", spaces collapsed ("1776" for 1776)."""
     text = unicodedata.normalize("NFKD", str(title)).encode("ascii", "ignore").decode().lower()
@@ -136,6 +143,8 @@ def _document(record: dict[str, Any], match: dict[str, Any]) -> Document:
     }
     if isinstance(match.get("IMDB Rating"), int | float):
         metadata["rating"] = float(match["IMDB Rating"])
+    if isinstance(match.get("IMDB Votes"), int | float):
+        metadata["votes"] = int(match["IMDB Votes"])
     if directors:
         metadata["directors"] = directors
     text = movie_text(title, year, metadata["genres"], metadata["cast"], directors, extract)

@@ -33,6 +33,7 @@ from plinth.server import (
 )
 from plinth.server.adapter_registry import AdapterRegistry
 from plinth.server.auth import local_tenant
+from plinth.server.demo import start_demo_preparation, stop_demo_preparation
 from plinth.server.errors import install_error_handlers
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
 from plinth.server.state import ServerState, get_state
@@ -208,17 +209,19 @@ def serve(settings: Settings) -> None:
     control_plane = open_control_plane(settings.database_url)
     models = load_models(settings)
     app = create_app(settings, models, control_plane)
-    if settings.demo_data is not None:
-        from plinth.knowledge.demo import prepare_movies_kb
-
+    demo = None
+    if settings.demo_data is not None:  # prepared while the server already answers
         tenant = local_tenant(control_plane)
-        prepare_movies_kb(app.state.knowledge, tenant, settings.demo_data, settings.data_dir)
-        from plinth.sql.demo import prepare_cost_dataset
-
-        prepare_cost_dataset(app.state.sql, tenant, settings.data_dir, settings.demo_data)
+        demo = start_demo_preparation(
+            app.state.knowledge, app.state.sql, tenant, settings.demo_data, Path(settings.data_dir)
+        )
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     finally:
+        if demo is not None:
+            stop_demo_preparation(demo, app.state.knowledge)
+        else:
+            app.state.knowledge.close()
         for model in models:
             model.shutdown()
         app.state.sql.close()
