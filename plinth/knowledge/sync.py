@@ -36,7 +36,7 @@ from plinth.knowledge.chunking import chunk
 from plinth.knowledge.embedders import tokenizer_of
 from plinth.knowledge.kb import KnowledgeBaseConfig, to_source
 from plinth.knowledge.sources import Skipped, read_source
-from plinth.knowledge.store import Store, StoreWriter
+from plinth.knowledge.store import Store
 from plinth.knowledge.types import Chunk, Document
 
 __all__ = [
@@ -189,30 +189,34 @@ def _write_atomically(store: Store, todo: SyncPlan, steps: Iterator[_Step], prog
 
 
 def _write_in_steps(store: Store, todo: SyncPlan, steps: Iterator[_Step], progress: Progress) -> int:
-    """A first build: commit the first batch at once, then every COMMIT_SECONDS, and at the end."""
+    """A first build: one writer per commit group (see :func:`_commit_groups`), each committed at once."""
     progress(0, len(todo.added) + len(todo.changed))
-    if not (todo.added or todo.changed or todo.deleted):
-        return 0
-    written, last_commit = 0, -math.inf
-    writer: StoreWriter | None = store.begin()
-    try:
-        if todo.deleted:
-            writer.delete_docs(todo.deleted)
-        for step in steps:
-            writer.upsert(step.chunks, step.doc_hashes)
-            written += len(step.chunks)
-            if step.done == step.total or time.monotonic() - last_commit >= COMMIT_SECONDS:
-                writer.commit()
-                progress(step.done, step.total)
-                last_commit = time.monotonic()
-                writer = store.begin() if step.done < step.total else None
-        if writer is not None:  # deletions only
-            writer.commit()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
+    written, deleted = 0, todo.deleted
+    for group in _commit_groups(steps):
+        with store.begin() as writer:
+            if deleted:
+                writer.delete_docs(deleted)
+                deleted = []
+            for step in group:
+                writer.upsert(step.chunks, step.doc_hashes)
+                written += len(step.chunks)
+        progress(group[-1].done, group[-1].total)
+    if deleted:  # nothing to embed, only documents to remove
+        with store.begin() as writer:
+            writer.delete_docs(deleted)
     return written
+
+
+def _commit_groups(steps: Iterator[_Step]) -> Iterator[list[_Step]]:
+    """The first step alone (the first documents are searchable within seconds), then what was
+    embedded in each COMMIT_SECONDS, then the rest: a commit per group bounds the store's versions."""
+    group: list[_Step] = []
+    last_commit = -math.inf
+    for step in steps:
+        group.append(step)
+        if step.done == step.total or time.monotonic() - last_commit >= COMMIT_SECONDS:
+            yield group
+            group, last_commit = [], time.monotonic()
 
 
 def _embedded(
