@@ -133,10 +133,9 @@ def test_failed_sync_leaves_previous_version_queryable(tmp_path, embedder, monke
     assert "volcanoes" in _search(store, embedder, config, "volcanoes")[0][1]
 
 
-def test_first_build_is_searchable_as_it_lands_and_a_retry_resumes(tmp_path, embedder, monkeypatch) -> None:
-    corpus, config, store = _setup(tmp_path, embedder)
-    monkeypatch.setattr(sync_module, "DOC_BATCH", 1)
-    monkeypatch.setattr(sync_module, "COMMIT_SECONDS", 0.0)  # commit after every batch
+def _first_build_lands_in_batches(tmp_path, embedder, config, store) -> None:
+    """A first build dying at its third batch: each batch was searchable once committed, the landed
+    ones stay, and a retry embeds only the rest."""
     seen: list[tuple[int, int, set[str]]] = []
     found: list[str] = []
 
@@ -156,6 +155,27 @@ def test_first_build_is_searchable_as_it_lands_and_a_retry_resumes(tmp_path, emb
     assert retry.status == "succeeded", retry.error
     assert (retry.added, retry.unchanged) == (1, 2)  # only the document that never landed
     assert set(store.doc_hashes()) == {"cats.md", "rust.md", "tea.md"}
+
+
+def test_first_build_is_searchable_as_it_lands_and_a_retry_resumes(tmp_path, embedder, monkeypatch) -> None:
+    _, config, store = _setup(tmp_path, embedder)
+    monkeypatch.setattr(sync_module, "DOC_BATCH", 1)
+    monkeypatch.setattr(sync_module, "COMMIT_SECONDS", 0.0)  # commit after every batch
+    _first_build_lands_in_batches(tmp_path, embedder, config, store)
+
+
+def test_first_build_on_pgvector_lands_in_batches(pg_dsn, tmp_path, embedder, monkeypatch) -> None:
+    _, config, _ = _setup(tmp_path, embedder)
+    assert config.metadata_schema is not None
+    store = open_store(
+        "pgvector", dim=embedder.dimensions, schema=config.metadata_schema, dsn=pg_dsn, table="kb_first"
+    )
+    monkeypatch.setattr(sync_module, "DOC_BATCH", 1)
+    monkeypatch.setattr(sync_module, "COMMIT_SECONDS", 0.0)
+    try:
+        _first_build_lands_in_batches(tmp_path, embedder, config, store)
+    finally:
+        store.drop()
 
 
 def test_first_build_commits_its_first_batch_at_once_then_on_the_clock(tmp_path, embedder, monkeypatch):
