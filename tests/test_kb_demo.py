@@ -16,7 +16,7 @@ from plinth.knowledge import sync as sync_module
 from plinth.knowledge.embedders import get_embedder
 from plinth.knowledge.service import KnowledgeService
 from plinth.server import create_app
-from plinth.server.demo import start_demo_preparation, stop_demo_preparation
+from plinth.server.demo import start_demo_preparation, stop_background_work
 from plinth.sql import demo as sql_demo
 
 MOVIES = [
@@ -118,7 +118,7 @@ def test_demo_data_is_prepared_on_a_background_thread(tmp_path, monkeypatch):
     job = rows.latest_job(cp, app.state.knowledge.get(tenant, "movies").id)
     assert job is not None
     app.state.knowledge.wait(job.id, timeout=120)
-    stop_demo_preparation(thread, app.state.knowledge)
+    stop_background_work(app.state.knowledge, thread)
     hits = app.state.knowledge.retrieve(tenant, "movies", "Michael Mann crime film", 1)
     assert [h.metadata["title"] for h in hits] == ["Heat"]
     app.state.sql.close()

@@ -33,7 +33,7 @@ from plinth.server import (
 )
 from plinth.server.adapter_registry import AdapterRegistry
 from plinth.server.auth import local_tenant
-from plinth.server.demo import start_demo_preparation, stop_demo_preparation
+from plinth.server.demo import start_demo_preparation, stop_background_work
 from plinth.server.errors import install_error_handlers
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
 from plinth.server.state import ServerState, get_state
@@ -215,13 +215,10 @@ def serve(settings: Settings) -> None:
         demo = start_demo_preparation(
             app.state.knowledge, app.state.sql, tenant, settings.demo_data, Path(settings.data_dir)
         )
+    app.router.on_shutdown.append(lambda: stop_background_work(app.state.knowledge, demo))
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     finally:
-        if demo is not None:
-            stop_demo_preparation(demo, app.state.knowledge)
-        else:
-            app.state.knowledge.close()
         for model in models:
             model.shutdown()
         app.state.sql.close()

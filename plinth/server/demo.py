@@ -2,7 +2,7 @@
 
 Order: the cost datasets first (a few seconds: cost questions work almost at once), then the
 ``movies`` knowledge base, whose first build runs on its own sync thread and is searchable as it
-lands. Shutdown: :func:`stop_demo_preparation` lets the preparation thread finish (it only writes
+lands. Shutdown: :func:`stop_background_work` lets the preparation thread finish (it only writes
 files, and a half-written Parquet file would be mistaken for a finished one on the next start), then
 the knowledge service stops its syncs between batches; the next start resumes the movies build.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from plinth.control import Tenant
 
-__all__ = ["start_demo_preparation", "stop_demo_preparation"]
+__all__ = ["start_demo_preparation", "stop_background_work"]
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,13 @@ def start_demo_preparation(
     return thread
 
 
-def stop_demo_preparation(thread: threading.Thread, knowledge: Any, timeout: float = 30.0) -> None:
-    """Wait for the preparation thread, then stop the knowledge service's running syncs."""
-    thread.join(timeout)
+def stop_background_work(knowledge: Any, demo: threading.Thread | None, timeout: float = 30.0) -> None:
+    """Wait for the demo's preparation thread (if any), then stop the knowledge service's running syncs.
+
+    The server calls it on the app's shutdown, not after ``uvicorn.run`` returns: after a SIGTERM
+    uvicorn re-raises the signal once the app has shut down, and the process ends there."""
+    if demo is not None:
+        demo.join(timeout)
     knowledge.close(timeout)
 
 
