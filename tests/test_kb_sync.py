@@ -150,6 +150,7 @@ def _first_build_lands_in_batches(tmp_path, embedder, config, store) -> None:
     assert seen == [(0, 3, set()), (1, 3, {"cats.md"}), (2, 3, {"cats.md", "rust.md"})]
     assert found == ["cats.md"]  # retrieval answered from the first batch while the build went on
     assert set(store.doc_hashes()) == {"cats.md", "rust.md"}  # what landed stays
+    assert report.chunks == store.count() > 0  # the report counts what it committed
 
     retry = sync(config, store, embedder, tmp_path, first_build=True)
     assert retry.status == "succeeded", retry.error

@@ -68,7 +68,7 @@ class SyncReport:
     deleted: int = 0
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
-    chunks: int = 0  # chunks written this sync
+    chunks: int = 0  # chunks committed by this sync (a failed first build keeps those it committed)
     status: str = "succeeded"
     error: str | None = None
 
@@ -147,7 +147,7 @@ def sync(
         report.deleted, report.unchanged = len(todo.deleted), todo.unchanged
         steps = _embedded(config, embedder, [*todo.added, *todo.changed], should_stop or (lambda: False))
         write = _write_in_steps if first_build else _write_atomically
-        report.chunks = write(store, todo, steps, progress)
+        write(store, todo, steps, progress, report)
     except Exception as exc:  # a re-sync's writer was aborted: the previous version is intact
         report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
     return report
@@ -167,11 +167,13 @@ class _Step:
     doc_hashes: dict[str, str]
 
 
-def _write_atomically(store: Store, todo: SyncPlan, steps: Iterator[_Step], progress: Progress) -> int:
+def _write_atomically(
+    store: Store, todo: SyncPlan, steps: Iterator[_Step], progress: Progress, report: SyncReport
+) -> None:
     """All of the plan's writes in one writer, committed only if every batch succeeded."""
     progress(0, len(todo.added) + len(todo.changed))
     if not (todo.added or todo.changed or todo.deleted):
-        return 0  # nothing to do: do not create a new store version
+        return  # nothing to do: do not create a new store version
     written = 0
     writer = store.begin()
     try:
@@ -185,13 +187,15 @@ def _write_atomically(store: Store, todo: SyncPlan, steps: Iterator[_Step], prog
     except BaseException:
         writer.abort()
         raise
-    return written
+    report.chunks = written
 
 
-def _write_in_steps(store: Store, todo: SyncPlan, steps: Iterator[_Step], progress: Progress) -> int:
+def _write_in_steps(
+    store: Store, todo: SyncPlan, steps: Iterator[_Step], progress: Progress, report: SyncReport
+) -> None:
     """A first build: one writer per commit group (see :func:`_commit_groups`), each committed at once."""
     progress(0, len(todo.added) + len(todo.changed))
-    written, deleted = 0, todo.deleted
+    deleted = todo.deleted
     for group in _commit_groups(steps):
         with store.begin() as writer:
             if deleted:
@@ -199,12 +203,11 @@ def _write_in_steps(store: Store, todo: SyncPlan, steps: Iterator[_Step], progre
                 deleted = []
             for step in group:
                 writer.upsert(step.chunks, step.doc_hashes)
-                written += len(step.chunks)
+        report.chunks += sum(len(step.chunks) for step in group)
         progress(group[-1].done, group[-1].total)
     if deleted:  # nothing to embed, only documents to remove
         with store.begin() as writer:
             writer.delete_docs(deleted)
-    return written
 
 
 def _commit_groups(steps: Iterator[_Step]) -> Iterator[list[_Step]]:
