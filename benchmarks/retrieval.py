@@ -3,7 +3,7 @@ and the same queries on a naive in-memory baseline, in one run.
 
 Method
 ------
-1. Documents: ``plinth.knowledge.movies.movie_documents(../shared/data)``, one chunk per movie (the
+1. Documents: ``plinth.demo.movies.movie_documents(../shared/data)``, one chunk per movie (the
    first ``--limit`` with that flag).
 2. Ingestion. Embedding throughput is timed on ``--embed-sample`` documents (the full matrix comes from
    the ``.bench/embeddings`` cache, so repeated runs do not re-embed 36k texts); the store write (one
@@ -48,6 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from plinth.demo.movies import movie_documents  # noqa: E402
 from plinth.evals import embed_cached  # noqa: E402
 from plinth.knowledge import (  # noqa: E402  # noqa: E402
     Chunk,
@@ -57,7 +58,6 @@ from plinth.knowledge import (  # noqa: E402  # noqa: E402
     retrieve,  # noqa: E402
     rrf,
 )
-from plinth.knowledge.movies import movie_documents  # noqa: E402
 from plinth.llm import Embedder, SentenceEmbedder  # noqa: E402
 
 DATA = Path("../shared/data")

@@ -51,6 +51,7 @@ def test_lifecycle_sync_retrieve_tenancy_delete(server) -> None:
     created = client.post(KB, json=body, headers=keys.auth("acme"))
     assert created.status_code == 201, created.text
     assert created.json()["id"] == "docs" and created.json()["last_sync"] is None
+    assert created.json()["state"] == "not_synced"
     _error(client.post(KB, json=body, headers=keys.auth("acme")), 409)
 
     source = {"type": "files", "path": str(corpus)}
@@ -64,11 +65,12 @@ def test_lifecycle_sync_retrieve_tenancy_delete(server) -> None:
     assert started.status_code == 202 and started.json()["status"] in ("queued", "running", "succeeded")
     job = _wait(client, keys, started.json())
     assert job["status"] == "succeeded", job
-    assert job["progress"] == {"done": 3, "total": 3}
+    assert job["progress"] == {"done": 3, "total": 3, "rate": None, "eta_seconds": None}  # not running
     report = job["report"]
     assert (report["added"], report["changed"], report["deleted"]) == (3, 0, 0)
     assert [s["path"] for s in report["skipped"]] == ["blob.exe"]
-    assert client.get(f"{KB}/docs", headers=keys.auth("acme")).json()["last_sync"]["id"] == job["id"]
+    card = client.get(f"{KB}/docs", headers=keys.auth("acme")).json()
+    assert card["last_sync"]["id"] == job["id"] and card["state"] == "ready"
 
     _check_retrieve(client, keys)
     _check_tenancy(client, keys, job["id"])

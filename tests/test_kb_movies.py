@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plinth.knowledge.movies import (
+from plinth.demo.movies import (
     ATTRIBUTION,
     dedupe,
     directors_from_extract,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from plinth.knowledge.movies import movie_documents
+from plinth.demo.movies import movie_documents
 from plinth.knowledge.rag import RagResult, retrieve_and_generate
 from plinth.knowledge.retriever import retrieve
 from plinth.knowledge.stores.lancedb import LanceStore

@@ -133,6 +133,85 @@ def test_failed_sync_leaves_previous_version_queryable(tmp_path, embedder, monke
     assert "volcanoes" in _search(store, embedder, config, "volcanoes")[0][1]
 
 
+def _first_build_lands_in_batches(tmp_path, embedder, config, store) -> None:
+    """A first build dying at its third batch: each batch was searchable once committed, the landed
+    ones stay, and a retry embeds only the rest."""
+    seen: list[tuple[int, int, set[str]]] = []
+    found: list[str] = []
+
+    def look(done: int, total: int) -> None:  # runs inside the sync, between its batches
+        seen.append((done, total, set(store.doc_hashes())))
+        if done == 1:
+            found.extend(doc_id for doc_id, _, _ in _search(store, embedder, config, "purring cats"))
+
+    report = sync(config, store, FailingEmbedder(embedder, fail_on=3), tmp_path, look, first_build=True)
+
+    assert report.status == "failed" and "embedding server went away" in (report.error or "")
+    assert seen == [(0, 3, set()), (1, 3, {"cats.md"}), (2, 3, {"cats.md", "rust.md"})]
+    assert found == ["cats.md"]  # retrieval answered from the first batch while the build went on
+    assert set(store.doc_hashes()) == {"cats.md", "rust.md"}  # what landed stays
+    assert report.chunks == store.count() > 0  # the report counts what it committed
+
+    retry = sync(config, store, embedder, tmp_path, first_build=True)
+    assert retry.status == "succeeded", retry.error
+    assert (retry.added, retry.unchanged) == (1, 2)  # only the document that never landed
+    assert set(store.doc_hashes()) == {"cats.md", "rust.md", "tea.md"}
+
+
+def test_first_build_is_searchable_as_it_lands_and_a_retry_resumes(tmp_path, embedder, monkeypatch) -> None:
+    _, config, store = _setup(tmp_path, embedder)
+    monkeypatch.setattr(sync_module, "DOC_BATCH", 1)
+    monkeypatch.setattr(sync_module, "COMMIT_SECONDS", 0.0)  # commit after every batch
+    _first_build_lands_in_batches(tmp_path, embedder, config, store)
+
+
+def test_first_build_on_pgvector_lands_in_batches(pg_dsn, tmp_path, embedder, monkeypatch) -> None:
+    _, config, _ = _setup(tmp_path, embedder)
+    assert config.metadata_schema is not None
+    store = open_store(
+        "pgvector", dim=embedder.dimensions, schema=config.metadata_schema, dsn=pg_dsn, table="kb_first"
+    )
+    monkeypatch.setattr(sync_module, "DOC_BATCH", 1)
+    monkeypatch.setattr(sync_module, "COMMIT_SECONDS", 0.0)
+    try:
+        _first_build_lands_in_batches(tmp_path, embedder, config, store)
+    finally:
+        store.drop()
+
+
+def test_first_build_commits_its_first_batch_at_once_then_on_the_clock(tmp_path, embedder, monkeypatch):
+    _, config, store = _setup(tmp_path, embedder)
+    monkeypatch.setattr(sync_module, "DOC_BATCH", 1)
+    monkeypatch.setattr(sync_module, "COMMIT_SECONDS", 3600.0)
+    ticks: list[tuple[int, int]] = []
+
+    report = sync(config, store, embedder, tmp_path, lambda *tick: ticks.append(tick), first_build=True)
+
+    assert report.status == "succeeded" and report.chunks == store.count()
+    assert ticks == [(0, 3), (1, 3), (3, 3)]  # a tick per commit: the first batch, then the end
+
+
+@pytest.mark.parametrize("first_build", [False, True])
+def test_a_stopped_sync_keeps_the_committed_state(tmp_path, embedder, monkeypatch, first_build) -> None:
+    corpus, config, store = _setup(tmp_path, embedder)
+    monkeypatch.setattr(sync_module, "DOC_BATCH", 1)
+    monkeypatch.setattr(sync_module, "COMMIT_SECONDS", 0.0)
+    if not first_build:
+        assert sync(config, store, embedder, tmp_path).status == "succeeded"
+        for name in ("cats.md", "rust.md", "tea.md"):
+            (corpus / name).write_text(f"# {name}\n\nRewritten: {name} now talks about volcanoes.\n")
+    before = store.doc_hashes()
+    polls = iter([False, True])  # let one batch through, then stop
+
+    report = sync(config, store, embedder, tmp_path, first_build=first_build, should_stop=lambda: next(polls))
+
+    assert report.status == "failed" and (report.error or "").startswith("SyncStopped: stopped after 1 of 3")
+    if first_build:
+        assert set(store.doc_hashes()) == {"cats.md"}  # the first batch landed
+    else:
+        assert store.doc_hashes() == before  # the re-sync was aborted whole
+
+
 def test_config_round_trips_through_json_and_rejects_bad_values() -> None:
     config = KnowledgeBaseConfig("docs", chunking=ChunkingConfig(strategy="hierarchical"), store="lancedb")
     config = config.with_source({"type": "records", "path": "/x.jsonl", "text_fields": ["body"]})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "plinth"
 FEATURES = ("plinth.guard", "plinth.knowledge", "plinth.sql")
-SERVE_ONLY = {"plinth.knowledge.demo", "plinth.sql.demo", "plinth.llm.local", "plinth.llm.merge"}
+SERVE_ONLY = {"plinth.llm.local", "plinth.llm.merge"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,11 @@ import pytest
 from lora_fixtures import make_peft_adapter
 from playwright.sync_api import Page, expect, sync_playwright
 from web_support import CHAT_REPLY, STORY, WebServer, web_server
+
+from plinth.control import LOCAL_TENANT, Tenant, get_or_create_tenant
+from plinth.control import knowledge as kb_rows
+from plinth.control.db import utcnow
+from plinth.knowledge.kb import KnowledgeBaseConfig
 
 pytestmark = pytest.mark.slow
 expect.set_options(timeout=20_000)
@@ -231,6 +237,30 @@ def test_retrieve_only_lists_records_matching_the_filters(admin_page, server):
         year = int(meta.locator("dt:text-is('year') + dd").inner_text())
         assert 1995 <= year <= 1997
         assert "Animated" in meta.locator("dt:text-is('genres') + dd").inner_text()
+
+
+def test_knowledge_page_shows_a_building_knowledge_base_and_refreshes(admin_page, server):
+    """A first build in progress (its job row as a running sync leaves it), then finished."""
+    service = server.app.state.knowledge
+    tenant_row = get_or_create_tenant(service.cp, LOCAL_TENANT)
+    tenant = Tenant(tenant_row.id, tenant_row.name, is_admin=True)
+    kb = service.create(tenant, KnowledgeBaseConfig("shelf"))
+    job = kb_rows.create_job(service.cp, kb)
+    started = utcnow() - timedelta(seconds=100)
+    kb_rows.update_job(service.cp, job.id, status="running", started_at=started, done=12_345, total=36_012)
+    page, _ = admin_page
+    page.goto(f"{server.url}/#/knowledge")
+    page.get_by_label("Knowledge base").select_option("shelf")
+    build = page.locator(".kb-build")
+    expect(build).to_contain_text("12,345 of 36,012 embedded; answers use what has landed (about")
+    bar = build.get_by_label("Build progress")
+    assert abs(bar.evaluate("e => e.value") - 12_345 / 36_012) < 1e-6
+    shot(page, "knowledge-building")
+
+    kb_rows.update_job(service.cp, job.id, done=36_012, status="succeeded", finished_at=utcnow())
+    expect(build).to_be_hidden()  # the page polled and saw the build end
+    expect(page.get_by_label("Knowledge base").locator("option[value='shelf']")).to_have_text("shelf")
+    service.delete(tenant, "shelf")
 
 
 # --- admin -----------------------------------------------------------------------------------------------

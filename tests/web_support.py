@@ -36,8 +36,8 @@ from live_server import live_server
 
 from plinth.config import Settings
 from plinth.control import LOCAL_TENANT, Tenant, create_key, get_or_create_tenant, open_control_plane
+from plinth.demo import movies_kb as demo
 from plinth.engine import SamplingParams
-from plinth.knowledge import demo
 from plinth.knowledge.chunking import ChunkingConfig
 from plinth.knowledge.kb import KnowledgeBaseConfig
 from plinth.llm.local import TextDelta
@@ -176,8 +176,8 @@ def build_movies_kb(service: Any, tenant: Tenant, root: Path) -> None:
 
 def register_costs(service: Any, tenant: Tenant, root: Path) -> None:
     """The demo's ``costs`` dataset (a generated legacy CUR), small: 1,200 rows over three months."""
+    from plinth.demo.cost_data import COSTS
     from plinth.samples import generate
-    from plinth.sql.demo import COSTS
 
     folder = generate("cur", root / "cost", rows=1200, months=3, seed=7)
     service.register(tenant, COSTS, str(folder), kind="cur", description="Synthetic CUR, test data.")

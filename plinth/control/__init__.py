@@ -10,7 +10,7 @@ The rows of each feature are public as modules, used as namespaces::
     kb = rows.get_kb(cp, tenant.id, "movies")
 """
 
-from plinth.control import guardrails, knowledge, sql_datasets
+from plinth.control import files, guardrails, jobs, knowledge, sql_datasets
 from plinth.control.adapters import (
     AdapterExistsError,
     AdapterRow,
@@ -55,7 +55,9 @@ __all__ = [
     "create_key",
     "get_or_create_tenant",
     "get_tenant",
+    "files",
     "guardrails",
+    "jobs",
     "knowledge",
     "list_adapters",
     "list_events",

@@ -37,6 +37,7 @@ __all__ = [
     "get_job",
     "get_kb",
     "get_session",
+    "has_succeeded_job",
     "latest_job",
     "list_kbs",
     "save_session",
@@ -191,6 +192,13 @@ def latest_job(cp: ControlPlane, kb_id: int) -> JobRow | None:
     with cp.engine.connect() as conn:
         row = conn.execute(query.limit(1)).first()
     return JobRow(**row._mapping) if row else None
+
+
+def has_succeeded_job(cp: ControlPlane, kb_id: int) -> bool:
+    """Whether any sync of the KB succeeded: its store then holds a complete version to protect."""
+    query = sa.select(kb_jobs.c.id).where(kb_jobs.c.kb_id == kb_id, kb_jobs.c.status == "succeeded")
+    with cp.engine.connect() as conn:
+        return conn.execute(query.limit(1)).first() is not None
 
 
 def fail_unfinished_jobs(cp: ControlPlane) -> int:

@@ -8,16 +8,19 @@ evaluation next) is a ``run`` in the worker plus a ``finalize`` in the server.
 from plinth.jobs import fine_tune
 from plinth.jobs.context import JobContext, JobStopped
 from plinth.jobs.files import Checker, FileError, remove_file, store_file
+from plinth.jobs.fine_tune_request import FineTuneRequest, adapter_name
 from plinth.jobs.kinds import JobKind
 from plinth.jobs.supervisor import JobSupervisor
 
 __all__ = [
     "Checker",
     "FileError",
+    "FineTuneRequest",
     "JobContext",
     "JobKind",
     "JobStopped",
     "JobSupervisor",
+    "adapter_name",
     "fine_tune",
     "remove_file",
     "store_file",

@@ -14,13 +14,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from plinth.knowledge.chunking import ChunkingConfig
     from plinth.knowledge.citations import reference
     from plinth.knowledge.filters import FilterError, parse_filter
     from plinth.knowledge.fusion import hybrid_depth, rrf
     from plinth.knowledge.kb import KnowledgeBaseConfig
+    from plinth.knowledge.progress import rate_and_eta, sync_state
     from plinth.knowledge.rag import MIN_SCORES, DroppedSource, RagResult, retrieve_and_generate
     from plinth.knowledge.retriever import MAX_RESULTS, SEARCH_TYPES, RetrievalError, retrieve
     from plinth.knowledge.service import ConflictError, InvalidError, KnowledgeService, NotFoundError
+    from plinth.knowledge.sources import content_hash
     from plinth.knowledge.store import Store
     from plinth.knowledge.stores.lancedb import LanceStore
     from plinth.knowledge.types import Chunk, Document, Hit, SearchType
@@ -30,6 +33,7 @@ __all__ = [
     "MIN_SCORES",
     "SEARCH_TYPES",
     "Chunk",
+    "ChunkingConfig",
     "ConflictError",
     "Document",
     "DroppedSource",
@@ -44,15 +48,22 @@ __all__ = [
     "RetrievalError",
     "SearchType",
     "Store",
+    "content_hash",
     "hybrid_depth",
     "parse_filter",
+    "rate_and_eta",
     "reference",
     "retrieve",
     "retrieve_and_generate",
     "rrf",
+    "sync_state",
 ]
 
 _SOURCES = {
+    "ChunkingConfig": "chunking",
+    "content_hash": "sources",
+    "rate_and_eta": "progress",
+    "sync_state": "progress",
     "reference": "citations",
     "FilterError": "filters",
     "parse_filter": "filters",

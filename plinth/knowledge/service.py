@@ -3,7 +3,10 @@
 ``KnowledgeService`` ties the control-plane rows (config, jobs) to the stores and embedders. Stores: a
 LanceDB directory ``<data_dir>/knowledge/<tenant>/<kb>/``, or a pgvector table ``kb_<id>`` in the
 database at ``settings.pgvector_dsn``. Syncs run on a background thread, one per KB at a time; their
-progress and report are written to the job row, so any process can read them::
+progress and report are written to the job row, so any process can read them. A KB's syncs are
+atomic once one has succeeded; until then (a first build, or resuming one) each sync commits in
+batches, so retrieval answers from what has landed. :meth:`KnowledgeService.close` stops running
+syncs between batches (a first build keeps what it committed; syncing again resumes it)::
 
     service = KnowledgeService(cp, settings.data_dir, settings)
     service.create(tenant, KnowledgeBaseConfig("docs"))
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -73,6 +77,7 @@ class KnowledgeService:
         self.pgvector_dsn: str | None = getattr(settings, "pgvector_dsn", None)
         self._threads: dict[str, threading.Thread] = {}
         self._rerankers: dict[str, CrossEncoderReranker] = {}
+        self._stopping = threading.Event()
         if recover:  # a previous process died mid-sync; its writer never committed
             rows.fail_unfinished_jobs(self.cp)
 
@@ -185,7 +190,11 @@ class KnowledgeService:
                 progress(done, total)
 
         store = self._open(tenant, row, config)
-        return sync(config, store, self.embedder(config), self.data_dir, report_progress, loaded)
+        first_build = not rows.has_succeeded_job(self.cp, row.id)
+        return sync(
+            config, store, self.embedder(config), self.data_dir, report_progress, loaded,
+            first_build=first_build, should_stop=self._stopping.is_set,
+        )  # fmt: skip
 
     def job(self, tenant: Tenant, job_id: str) -> rows.JobRow:
         job = rows.get_job(self.cp, tenant.id, job_id)
@@ -198,6 +207,15 @@ class KnowledgeService:
         thread = self._threads.get(job_id)
         if thread is not None:
             thread.join(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the running syncs at their next batch and wait for them (server shutdown).
+
+        Each ends ``failed`` with a ``SyncStopped`` error; a batch already embedding finishes first."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # --- queries -------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from plinth.adapters import AdapterRegistry
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane, Tenant
 from plinth.control.jobs import JobRow
+from plinth.demo import start_demo_preparation, stop_background_work
 from plinth.guard import audit_key
 from plinth.jobs import JobSupervisor, fine_tune
 from plinth.llm import AdapterHost
@@ -201,14 +202,13 @@ def serve(settings: Settings) -> None:
 
     models = load_models(settings)
     app = create_app(settings, models, control_plane)
-    if settings.demo_data is not None:
-        from plinth.knowledge.demo import prepare_movies_kb
-
+    demo = None
+    if settings.demo_data is not None:  # prepared while the server already answers
         tenant = local_tenant(control_plane)
-        prepare_movies_kb(app.state.knowledge, tenant, settings.demo_data, settings.data_dir)
-        from plinth.sql.demo import prepare_cost_dataset
-
-        prepare_cost_dataset(app.state.sql, tenant, settings.data_dir, settings.demo_data)
+        demo = start_demo_preparation(
+            app.state.knowledge, app.state.sql, tenant, settings.demo_data, Path(settings.data_dir)
+        )
+    app.router.on_shutdown.append(lambda: stop_background_work(app.state.knowledge, demo))
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     finally:

@@ -27,7 +27,7 @@ from plinth.control.jobs import (
     list_jobs,
     request_cancel,
 )
-from plinth.jobs.fine_tune_request import FineTuneRequest, adapter_name
+from plinth.jobs import FineTuneRequest, adapter_name
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file

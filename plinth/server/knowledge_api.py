@@ -7,8 +7,12 @@
   "id_field"?, "title_field"?}`` -> 201 ``kb``. The path is read on the server's machine, so only
   admin keys may add one (403 otherwise), and it must be absolute.
 - ``POST …/{kb}/sync`` -> 202 ``job``; 409 while one runs. ``GET …/{kb}/jobs/{id}`` -> ``job``:
-  ``{id, object: "knowledge_base.sync_job", knowledge_base, status, progress: {done, total}, report,
-  error, created, started, finished}``.
+  ``{id, object: "knowledge_base.sync_job", knowledge_base, status, progress: {done, total, rate,
+  eta_seconds}, report, error, created, started, finished}`` (``rate`` documents/s and ``eta_seconds``
+  while running, else null).
+- A ``kb`` is ``{id, object: "knowledge_base", name, created, config, last_sync: job | null, state}``;
+  ``state`` is ``not_synced|building|syncing|ready|failed`` (see ``plinth.knowledge.progress``):
+  while ``building``, retrieval answers from the ``last_sync.progress.done`` documents already landed.
 - ``POST …/{kb}/retrieve`` ``{"query", "numberOfResults"?, "filter"?, "searchType"?}`` ->
   ``{"results": [{"content": {"text"}, "score", "metadata", "location"}]}``; 400s name the param.
 """
@@ -16,7 +20,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,11 +28,13 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ConfigDict, SkipValidation
 
 from plinth.control import Tenant
-from plinth.control.knowledge import JobRow, KnowledgeBaseRow, latest_job
+from plinth.control.knowledge import JobRow, KnowledgeBaseRow, has_succeeded_job, latest_job
 from plinth.knowledge import (
     Hit,
     KnowledgeBaseConfig,
     KnowledgeService,
+    rate_and_eta,
+    sync_state,
 )
 from plinth.server.auth import require_tenant
 from plinth.server.bodies import JSONBody
@@ -180,7 +186,8 @@ def _config_param(message: str) -> str | None:
 
 
 def _card(request: Request, row: KnowledgeBaseRow) -> dict[str, Any]:
-    last = latest_job(knowledge_service(request).cp, row.id)
+    cp = knowledge_service(request).cp
+    last = latest_job(cp, row.id)
     return {
         "id": row.name,
         "object": "knowledge_base",
@@ -188,16 +195,18 @@ def _card(request: Request, row: KnowledgeBaseRow) -> dict[str, Any]:
         "created": _ts(row.created_at),
         "config": row.config,
         "last_sync": _job(last, row.name) if last else None,
+        "state": sync_state(last, last is not None and has_succeeded_job(cp, row.id)),
     }
 
 
 def _job(job: JobRow, kb: str) -> dict[str, Any]:
+    rate, eta = rate_and_eta(job, datetime.now(UTC))
     return {
         "id": job.id,
         "object": "knowledge_base.sync_job",
         "knowledge_base": kb,
         "status": job.status,
-        "progress": {"done": job.done, "total": job.total},
+        "progress": {"done": job.done, "total": job.total, "rate": rate, "eta_seconds": eta},
         "report": job.report,
         "error": job.error,
         "created": _ts(job.created_at),

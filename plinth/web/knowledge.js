@@ -1,6 +1,7 @@
 // Knowledge: ask a knowledge base and read the answer with numbered citations (a citation opens its source
 // text and metadata), narrow by metadata with form controls, keep a multi-turn session, or list the
-// matching records only ("retrieve only").
+// matching records only ("retrieve only"). While the chosen knowledge base builds, a progress bar says how
+// much has landed (a first build answers from that) and refreshes until the build ends.
 
 import { api, explainGuardrail, listModels } from "./api.js";
 import { field, fill, h, statusLine } from "./dom.js";
@@ -9,6 +10,9 @@ let els = null;
 let kbs = [];
 let sessionId = null;
 let sources = []; // the references cited in the conversation, by number - 1
+let pollTimer = null;
+const POLL_MS = 3000;
+const BUILDING = new Set(["building", "syncing"]);
 
 export function mount(section) {
   section.dataset.title = "Knowledge";
@@ -35,13 +39,16 @@ export function mount(section) {
       h("button", { type: "button", class: "secondary", onclick: newSession }, "New conversation")), status.el);
   const conversation = h("div", { class: "kb-answers", "aria-live": "polite" });
   const source = h("aside", { class: "source card", id: "kb-source", tabindex: "-1", "aria-labelledby": "kb-source-title", hidden: true });
+  const buildBar = h("progress", { max: "1", value: "0", "aria-label": "Build progress" });
+  const buildNote = h("p", { class: "note" });
+  const build = h("div", { class: "kb-build", role: "status", hidden: true }, buildBar, buildNote);
 
   fill(section,
     h("h1", { id: "kb-title" }, "Knowledge"),
     h("div", { class: "layout" },
-      h("aside", { class: "side" }, field("Knowledge base", kb), field("Model", model), mode, filterBox),
+      h("aside", { class: "side" }, field("Knowledge base", kb), build, field("Model", model), mode, filterBox),
       h("div", { class: "main-col" }, form, conversation, source)));
-  els = { kb, model, filters, filterBox, question, status, conversation, source, form };
+  els = { section, kb, model, filters, filterBox, question, status, conversation, source, form, build, buildBar, buildNote };
 }
 
 function radio(name, value, label, checked = false) {
@@ -70,8 +77,50 @@ export async function show() {
 function syncNote(kb) {
   const job = kb.last_sync;
   if (!job) return " (not synced)";
+  if (kb.state === "building") return " (building)";
   if (job.status === "succeeded") return "";
   return ` (sync ${job.status})`;
+}
+
+/** The chosen knowledge base's build: a bar and what answers use meanwhile; polls while it runs. */
+function showBuild() {
+  clearTimeout(pollTimer);
+  const kb = kbs.find((k) => k.name === els.kb.value);
+  const job = kb && kb.last_sync;
+  const building = Boolean(job && BUILDING.has(kb.state));
+  els.build.hidden = !building && !(kb && kb.state === "failed");
+  els.buildBar.hidden = !building;
+  if (building) {
+    const { done, total, eta_seconds: eta } = job.progress;
+    els.buildBar.value = total ? done / total : 0;
+    const count = `${done.toLocaleString("en-US")} of ${total ? total.toLocaleString("en-US") : "?"} embedded`;
+    const uses = kb.state === "building" ? "answers use what has landed" : "answers use the previous version until it finishes";
+    els.buildNote.textContent = `${count}; ${uses}${eta ? ` (about ${duration(eta)} left)` : ""}.`;
+    pollTimer = setTimeout(refreshBuild, POLL_MS);
+  } else if (kb && kb.state === "failed") {
+    els.buildNote.textContent = `The last sync failed: ${job.error || "no reason given"}. Answers use what was committed before it.`;
+  }
+}
+
+/** Re-read the knowledge bases while the page is open; keeps the conversation and the choices. */
+async function refreshBuild() {
+  if (els.section.hidden) return; // show() starts again when the page comes back
+  try {
+    kbs = (await api("/v1/knowledge-bases")).data || [];
+    for (const option of els.kb.options) {
+      const kb = kbs.find((k) => k.name === option.value);
+      if (kb) option.textContent = `${kb.name}${syncNote(kb)}`;
+    }
+  } catch (err) {
+    els.buildNote.textContent = `Could not refresh the build progress: ${err.message}`;
+  }
+  showBuild();
+}
+
+function duration(seconds) {
+  if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
 }
 
 /** Show only the filter controls whose metadata field the knowledge base has. */
@@ -81,6 +130,7 @@ function onKbChange() {
   const show = { yearFrom: "year" in schema, yearTo: "year" in schema, genre: "genres" in schema, rating: "rating" in schema };
   for (const [key, visible] of Object.entries(show)) els.filters[key].closest(".field").hidden = !visible;
   els.filterBox.hidden = !Object.values(show).some(Boolean);
+  showBuild();
   newSession();
 }
 

@@ -21,7 +21,7 @@ import duckdb
 
 from plinth.control import Tenant
 from plinth.samples import generate
-from plinth.sql.service import DatasetNotFoundError
+from plinth.sql import DatasetNotFoundError
 
 __all__ = ["COSTS", "DEMO_MONTHS", "DEMO_ROWS", "FOCUS_SAMPLE", "prepare_cost_dataset", "write_focus_sample"]
 

@@ -1,10 +1,11 @@
 """The demo movie catalog: Wikipedia movie records (+ IMDb ratings and directors) as ``Document``s.
 
 Inputs (``data_dir`` is ``shared/data``): ``movies/wikipedia/movies-*.json`` (prust/wikipedia-movie-data:
-title, year, cast, genres, href, extract) and ``movies/vega-movies.json`` (vega-datasets: IMDb rating,
-director, "MMM DD YYYY" release date, some titles stored as numbers). One document per movie, in the
-seed's form: ``"<title> (<year>) has genres G1, G2, actors A, B, directors D, plot: <extract>"``; empty
-parts are left out.
+title, year, cast, genres, href, extract) and ``movies/vega-movies.json`` (vega-datasets: IMDb rating
+and votes, director, "MMM DD YYYY" release date, some titles stored as numbers). One document per
+movie, in the seed's form:
+``"<title> (<year>) has genres G1, G2, actors A, B, directors D, plot: <extract>"``; empty parts are
+left out.
 
 Licence: the ``extract`` text is from Wikipedia, CC BY-SA; every document built here carries
 ``source: "wikipedia"`` in its metadata, and a knowledge base built from them must show
@@ -34,8 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from plinth.knowledge.sources import content_hash
-from plinth.knowledge.types import Document
+from plinth.knowledge import Document, content_hash
 
 ATTRIBUTION = (
     "Movie summaries are from Wikipedia (https://en.wikipedia.org), licensed under CC BY-SA 3.0/4.0 "
@@ -71,6 +71,12 @@ def movie_documents(data_dir: Path) -> list[Document]:
             document.doc_id = f"{document.doc_id} [{record.get('href')}]"
         documents.setdefault(document.doc_id, document)
     return list(documents.values())
+
+
+def most_rated_first(documents: list[Document]) -> list[Document]:
+    """Most IMDb votes first, then the films without a vote count, newest first: the order a first build
+    embeds them in, so the films people ask about are searchable first (catalogue order breaks ties)."""
+    return sorted(documents, key=lambda d: (-d.metadata.get("votes", -1), -d.metadata["year"]))
 
 
 def normalise_title(title: object) -> str:
@@ -136,6 +142,8 @@ def _document(record: dict[str, Any], match: dict[str, Any]) -> Document:
     }
     if isinstance(match.get("IMDB Rating"), int | float):
         metadata["rating"] = float(match["IMDB Rating"])
+    if isinstance(match.get("IMDB Votes"), int | float):
+        metadata["votes"] = int(match["IMDB Votes"])
     if directors:
         metadata["directors"] = directors
     text = movie_text(title, year, metadata["genres"], metadata["cast"], directors, extract)
