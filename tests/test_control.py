@@ -60,6 +60,8 @@ def test_first_open_applies_and_records_migrations_by_name(cp: ControlPlane) -> 
         "m003_knowledge",
         "m004_sql_datasets",
         "m005_guardrails",
+        "m006_files_and_jobs",
+        "m007_longer_adapter_names",
     ]
     assert get_tenant(cp, LOCAL_TENANT) is not None
 
