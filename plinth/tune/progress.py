@@ -1,0 +1,95 @@
+"""The bridge from transformers' Trainer callbacks to Plinth's training events, and cancellation.
+
+Contract: :class:`EventBridge` is a ``TrainerCallback`` that turns the Trainer's per-step logs,
+evaluations and saves into :mod:`plinth.tune.events`, measures tokens/s and time left for this run,
+keeps the losses for the training card, and stops training at the next step (or gradient-accumulation
+substep) once ``should_cancel()`` is true.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from plinth.tune.events import CheckpointSaved, EpochValidated, EventSink, StepMetrics
+
+__all__ = ["EventBridge"]
+
+
+class EventBridge(TrainerCallback):
+    def __init__(self, on_event: EventSink, should_cancel: Callable[[], bool]) -> None:
+        self.on_event, self.should_cancel = on_event, should_cancel
+        self.cancelled = False
+        self.step_losses: dict[int, list[float]] = {}  # epoch (1-based) -> losses of its steps
+        self.val_losses: list[float] = []
+        self._start_time = time.perf_counter()
+        self._start_step = 0
+        self.start_tokens = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._start_time = time.perf_counter()
+        self._start_step, self.start_tokens = state.global_step, state.num_input_tokens_seen
+
+    def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._check_cancel(control)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._check_cancel(control)
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
+    ) -> None:
+        if not logs or "loss" not in logs:
+            return
+        elapsed = time.perf_counter() - self._start_time
+        done = max(state.global_step - self._start_step, 1)
+        epoch = _epoch_of_step(state.global_step, state.max_steps, args.num_train_epochs)
+        self.step_losses.setdefault(epoch, []).append(float(logs["loss"]))
+        self.on_event(
+            StepMetrics(
+                step=state.global_step,
+                total_steps=state.max_steps,
+                epoch=float(state.epoch or 0.0),
+                loss=float(logs["loss"]),
+                learning_rate=float(logs.get("learning_rate", 0.0)),
+                tokens_per_second=(state.num_input_tokens_seen - self.start_tokens) / max(elapsed, 1e-9),
+                elapsed_s=elapsed,
+                eta_s=elapsed / done * (state.max_steps - state.global_step),
+            )
+        )
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kw: Any
+    ) -> None:
+        if metrics and "eval_loss" in metrics:
+            self.val_losses.append(float(metrics["eval_loss"]))
+            epoch = _epoch_of_step(state.global_step, state.max_steps, args.num_train_epochs)
+            self.on_event(EpochValidated(epoch=epoch, step=state.global_step, val_loss=self.val_losses[-1]))
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        epoch = _epoch_of_step(state.global_step, state.max_steps, args.num_train_epochs)
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.on_event(CheckpointSaved(epoch=epoch, step=state.global_step, path=str(path)))
+
+    def final_train_loss(self) -> float | None:
+        """Mean step loss of the last epoch trained."""
+        if not self.step_losses:
+            return None
+        losses = self.step_losses[max(self.step_losses)]
+        return sum(losses) / len(losses)
+
+    def _check_cancel(self, control: Any) -> None:
+        if not self.cancelled and self.should_cancel():
+            self.cancelled = True
+        if self.cancelled:
+            control.should_training_stop = True
+
+
+def _epoch_of_step(step: int, max_steps: int, n_epochs: float) -> int:
+    """The 1-based epoch that optimizer step ``step`` belongs to (steps per epoch are equal)."""
+    steps_per_epoch = max(max_steps / max(n_epochs, 1), 1)
+    return max(1, -(-step // round(steps_per_epoch)))
