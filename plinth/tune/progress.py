@@ -1,6 +1,7 @@
 """The bridge from transformers' Trainer callbacks to Plinth's training events, and cancellation.
 
-Contract: :class:`EventBridge` is a ``TrainerCallback`` that turns the Trainer's per-step logs,
+Contract: :class:`EventBridge` is a ``TrainerCallback`` that announces ``started`` (with the step a
+resumed run starts from) and turns the Trainer's per-step logs,
 evaluations and saves into :mod:`plinth.tune.events`, measures tokens/s and time left for this run,
 keeps the losses for the training card, and stops training at the next step (or gradient-accumulation
 substep) once ``should_cancel()`` is true.
@@ -8,6 +9,7 @@ substep) once ``should_cancel()`` is true.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,14 +17,16 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from plinth.tune.events import CheckpointSaved, EpochValidated, EventSink, StepMetrics
+from plinth.tune.events import CheckpointSaved, EpochValidated, EventSink, StepMetrics, TrainingStarted
 
 __all__ = ["EventBridge"]
 
 
 class EventBridge(TrainerCallback):
-    def __init__(self, on_event: EventSink, should_cancel: Callable[[], bool]) -> None:
-        self.on_event, self.should_cancel = on_event, should_cancel
+    def __init__(
+        self, on_event: EventSink, should_cancel: Callable[[], bool], started: TrainingStarted
+    ) -> None:
+        self.on_event, self.should_cancel, self.started = on_event, should_cancel, started
         self.cancelled = False
         self.step_losses: dict[int, list[float]] = {}  # epoch (1-based) -> losses of its steps
         self.val_losses: list[float] = []
@@ -33,12 +37,20 @@ class EventBridge(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._start_time = time.perf_counter()
         self._start_step, self.start_tokens = state.global_step, state.num_input_tokens_seen
+        # Here, not before ``train()``: a resumed run knows its first step only once the checkpoint is read.
+        self.on_event(
+            dataclasses.replace(self.started, total_steps=state.max_steps, first_step=state.global_step)
+        )
 
     def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._check_cancel(control)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._check_cancel(control)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.cancelled:  # stop now: no end-of-epoch evaluation or checkpoint of a cut-short epoch
+            control.should_save = control.should_evaluate = False
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any

@@ -85,11 +85,9 @@ def train(
         torch.set_num_threads(job.threads)
     set_seed(hp.seed)  # before PEFT draws lora_A
     model = _peft_model(base.load_model(), hp)
-    bridge = _bridge(on_event or (lambda _: None), should_cancel or (lambda: False))
+    bridge = _bridge(on_event or (lambda _: None), should_cancel or (lambda: False), _started(hp, data))
     trainer = _trainer(model, job, data, bridge)
     start = time.perf_counter()
-    emit = bridge.on_event
-    emit(_started(trainer, hp, data))
     resume_from = _last_checkpoint(job.out / CHECKPOINTS_DIR) if job.resume else None
     trainer.train(resume_from_checkpoint=resume_from)
     if bridge.cancelled:
@@ -97,7 +95,7 @@ def train(
     card = _card(job, base, data, trainer, bridge, time.perf_counter() - start)
     _save_adapter(model, job.out, base.name)
     card.write(job.out)
-    emit(TrainingFinished(card.steps, card.final_train_loss, card.final_val_loss, str(job.out)))
+    bridge.on_event(TrainingFinished(card.steps, card.final_train_loss, card.final_val_loss, str(job.out)))
     return TuneResult(adapter_path=job.out, card=card)
 
 
@@ -129,10 +127,10 @@ def _peft_model(model: Any, hp: Hyperparameters) -> Any:
     return get_peft_model(model, config)
 
 
-def _bridge(on_event: EventSink, should_cancel: Callable[[], bool]) -> Any:
+def _bridge(on_event: EventSink, should_cancel: Callable[[], bool], started: TrainingStarted) -> Any:
     from plinth.tune.progress import EventBridge  # imports transformers
 
-    return EventBridge(on_event, should_cancel)
+    return EventBridge(on_event, should_cancel, started)
 
 
 def _trainer(model: Any, job: TuneJob, data: _Data, bridge: Any) -> Any:
@@ -175,7 +173,7 @@ def _trainer(model: Any, job: TuneJob, data: _Data, bridge: Any) -> Any:
     return trainer
 
 
-def _started(trainer: Any, hp: Hyperparameters, data: _Data) -> TrainingStarted:
+def _started(hp: Hyperparameters, data: _Data) -> TrainingStarted:
     steps_per_epoch = -(-len(data.train) // hp.batch_size)
     return TrainingStarted(
         total_steps=steps_per_epoch * hp.n_epochs,
@@ -183,7 +181,7 @@ def _started(trainer: Any, hp: Hyperparameters, data: _Data) -> TrainingStarted:
         train_examples=len(data.train),
         validation_examples=len(data.validation),
         train_tokens=sum(len(e.input_ids) for e in data.train),
-        first_step=trainer.state.global_step,
+        first_step=0,
     )
 
 
