@@ -40,7 +40,16 @@ class BaseCheckpoint:
         import torch
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(self.source, dtype=torch.float32, **self._options())
+        options = self._options()
+        if self.gguf_file:
+            options["quantization_config"] = _dequantized_gguf(self.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(self.source, dtype=torch.float32, **options)
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:
+            # Every weight is a dense float32 tensor now; the quantizer's mark would only make the
+            # Trainer refuse to train ("GGUF does not support training").
+            quantizer.remove_quantization_config(model)
+        return model
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"trust_remote_code": False}
@@ -57,6 +66,15 @@ def resolve_base(name: str, data_dir: Path) -> BaseCheckpoint:
     folder, gguf_file = _split_gguf(Path(checkpoint))
     source = str(folder) if folder.exists() else checkpoint
     return BaseCheckpoint(name=name, checkpoint=checkpoint, source=source, gguf_file=gguf_file)
+
+
+def _dequantized_gguf(gguf_file: str) -> Any:
+    """Ask transformers to unpack every GGUF weight to dense (it may otherwise keep them packed)."""
+    try:
+        from transformers import GgufConfig
+    except ImportError:  # transformers < 5 always dequantizes GGUF files
+        return None
+    return GgufConfig(gguf_file=gguf_file, dequantize=True)
 
 
 def _split_gguf(path: Path) -> tuple[Path, str | None]:

@@ -30,8 +30,8 @@ class TrainingCard:
     train_tokens: int  # tokens in the training set (one epoch)
     trained_tokens: int  # tokens that carried loss, times epochs (what OpenAI bills as trained_tokens)
     steps: int
-    time_s: float
-    tokens_per_second: float
+    time_s: float  # the whole run: training, evaluation, checkpoints
+    tokens_per_second: float  # input tokens per second of training steps
     final_train_loss: float | None
     final_val_loss: float | None
     val_losses: list[float]

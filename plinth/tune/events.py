@@ -56,9 +56,9 @@ class StepMetrics:
     epoch: float  # fractional: 1.5 is halfway through the second epoch
     loss: float
     learning_rate: float
-    tokens_per_second: float  # input tokens (no padding), averaged over this run so far
-    elapsed_s: float
-    eta_s: float
+    tokens_per_second: float  # input tokens (no padding) per second of training steps in this run so far
+    elapsed_s: float  # wall time since this run started, evaluations included
+    eta_s: float  # training steps left times the mean step time (evaluations not included)
 
     @property
     def message(self) -> str:

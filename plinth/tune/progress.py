@@ -2,7 +2,8 @@
 
 Contract: :class:`EventBridge` is a ``TrainerCallback`` that announces ``started`` (with the step a
 resumed run starts from) and turns the Trainer's per-step logs,
-evaluations and saves into :mod:`plinth.tune.events`, measures tokens/s and time left for this run,
+evaluations and saves into :mod:`plinth.tune.events`, measures tokens/s and time left for this run
+(from the time spent in optimizer steps, so evaluation and checkpointing do not count),
 keeps the losses for the training card, and stops training at the next step (or gradient-accumulation
 substep) once ``should_cancel()`` is true.
 """
@@ -30,9 +31,10 @@ class EventBridge(TrainerCallback):
         self.cancelled = False
         self.step_losses: dict[int, list[float]] = {}  # epoch (1-based) -> losses of its steps
         self.val_losses: list[float] = []
-        self._start_time = time.perf_counter()
+        self._start_time = self._step_start = time.perf_counter()
         self._start_step = 0
-        self.start_tokens = 0
+        self.start_tokens = self.tokens = 0
+        self.step_seconds = 0.0  # inside optimizer steps only: evaluation and saving are not training
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._start_time = time.perf_counter()
@@ -42,10 +44,15 @@ class EventBridge(TrainerCallback):
             dataclasses.replace(self.started, total_steps=state.max_steps, first_step=state.global_step)
         )
 
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_start = time.perf_counter()
+
     def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._check_cancel(control)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.step_seconds += time.perf_counter() - self._step_start
+        self.tokens = state.num_input_tokens_seen - self.start_tokens
         self._check_cancel(control)
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -57,7 +64,6 @@ class EventBridge(TrainerCallback):
     ) -> None:
         if not logs or "loss" not in logs:
             return
-        elapsed = time.perf_counter() - self._start_time
         done = max(state.global_step - self._start_step, 1)
         epoch = _epoch_of_step(state.global_step, state.max_steps, args.num_train_epochs)
         self.step_losses.setdefault(epoch, []).append(float(logs["loss"]))
@@ -68,9 +74,9 @@ class EventBridge(TrainerCallback):
                 epoch=float(state.epoch or 0.0),
                 loss=float(logs["loss"]),
                 learning_rate=float(logs.get("learning_rate", 0.0)),
-                tokens_per_second=(state.num_input_tokens_seen - self.start_tokens) / max(elapsed, 1e-9),
-                elapsed_s=elapsed,
-                eta_s=elapsed / done * (state.max_steps - state.global_step),
+                tokens_per_second=self.tokens_per_second(),
+                elapsed_s=time.perf_counter() - self._start_time,
+                eta_s=self.step_seconds / done * (state.max_steps - state.global_step),
             )
         )
 
@@ -86,6 +92,10 @@ class EventBridge(TrainerCallback):
         epoch = _epoch_of_step(state.global_step, state.max_steps, args.num_train_epochs)
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         self.on_event(CheckpointSaved(epoch=epoch, step=state.global_step, path=str(path)))
+
+    def tokens_per_second(self) -> float:
+        """Input tokens (no padding) per second of optimizer steps in this run."""
+        return self.tokens / max(self.step_seconds, 1e-9)
 
     def final_train_loss(self) -> float | None:
         """Mean step loss of the last epoch trained."""

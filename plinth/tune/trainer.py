@@ -201,7 +201,6 @@ def _card(
 ) -> TrainingCard:
     hp = job.hyperparameters
     state = trainer.state
-    tokens_this_run = state.num_input_tokens_seen - bridge.start_tokens
     return TrainingCard(
         base_model=base.name,
         base_checkpoint=base.checkpoint,
@@ -214,7 +213,7 @@ def _card(
         trained_tokens=sum(e.num_trained for e in data.train) * hp.n_epochs,
         steps=state.global_step,
         time_s=round(seconds, 3),
-        tokens_per_second=round(tokens_this_run / max(seconds, 1e-9), 2),
+        tokens_per_second=round(bridge.tokens_per_second(), 2),
         final_train_loss=bridge.final_train_loss(),
         final_val_loss=bridge.val_losses[-1] if bridge.val_losses else None,
         val_losses=list(bridge.val_losses),
