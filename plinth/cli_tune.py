@@ -58,7 +58,7 @@ def tune(
     ] = None,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = BASE_LEARNING_RATE,
     r: Annotated[int, typer.Option("--r", help="LoRA rank.")] = _DEFAULTS.r,
-    alpha: Annotated[float, typer.Option(help="LoRA alpha (scaling is alpha / r).")] = _DEFAULTS.alpha,
+    alpha: Annotated[int, typer.Option(help="LoRA alpha (scaling is alpha / r).")] = _DEFAULTS.alpha,
     dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = _DEFAULTS.dropout,
     target_modules: Annotated[str, typer.Option(help="Comma-separated projections to adapt.")] = ",".join(
         _DEFAULTS.target_modules

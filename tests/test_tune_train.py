@@ -122,6 +122,13 @@ def test_cancel_mid_epoch_stops_within_a_step(tiny_llama, data, tmp_path) -> Non
     assert [e.step for e in steps] == [1]
 
 
+def test_a_fresh_run_refuses_a_used_folder(tiny_llama, data, tmp_path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "adapter_config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="is not empty"):
+        train(job(tiny_llama, data, tmp_path / "out"))
+
+
 def test_bad_hyperparameters_fail_before_any_model_is_loaded(data, tmp_path) -> None:
     bad = Hyperparameters(n_epochs=0, batch_size=6, micro_batch_size=4, r=0, dropout=1.0, suffix="no spaces",
                           target_modules=("q_proj", "lm_head"), learning_rate_multiplier=-1)  # fmt: skip

@@ -44,7 +44,7 @@ class Hyperparameters:
     batch_size: int = 8
     learning_rate_multiplier: float = 1.0
     r: int = 8
-    alpha: float = 16.0
+    alpha: int = 16
     dropout: float = 0.05
     target_modules: tuple[str, ...] = TARGETS
     seed: int = 0
@@ -93,7 +93,7 @@ class Hyperparameters:
         found += _int_problem("batch_size", self.batch_size, 1, 1024)
         found += _float_problem("learning_rate_multiplier", self.learning_rate_multiplier, 0, 100)
         found += _int_problem("r", self.r, 1, MAX_RANK)
-        found += _float_problem("alpha", self.alpha, 0, 10_000)
+        found += _int_problem("alpha", self.alpha, 1, 10_000)
         found += _range_problem("dropout", self.dropout, 0, 1)
         found += _range_problem("warmup_ratio", self.warmup_ratio, 0, 1)
         found += _range_problem("validation_split", self.validation_split, 0, 0.5)

@@ -6,7 +6,8 @@ the model (:class:`~plinth.tune.hyperparams.HyperparameterError`,
 cosine decay, a validation loss and a checkpoint (under ``<out>/checkpoints``) each epoch, and writes a
 PEFT adapter Plinth serves as it is (``adapter_config.json`` + ``adapter_model.safetensors``) with
 ``training.json`` beside it. The same seed, data and thread count give the same adapter.
-``job.resume`` continues from the last checkpoint when there is one. ``should_cancel`` is polled
+``job.resume`` continues from the last checkpoint when there is one; without it ``job.out`` must be
+empty or absent (``FileExistsError``). ``should_cancel`` is polled
 every forward pass; once true, training stops and :class:`TrainingCancelled` is raised (the epoch
 checkpoints stay, so a later run with ``resume=True`` continues).
 
@@ -79,6 +80,7 @@ def train(
     from transformers import set_seed
 
     hp = job.hyperparameters.check()
+    _check_out(job)
     base = resolve_base(job.model, job.data_dir)
     data = _prepare_data(job, base, hp)
     if job.threads:
@@ -97,6 +99,14 @@ def train(
     card.write(job.out)
     bridge.on_event(TrainingFinished(card.steps, card.final_train_loss, card.final_val_loss, str(job.out)))
     return TuneResult(adapter_path=job.out, card=card)
+
+
+def _check_out(job: TuneJob) -> None:
+    """A fresh run never mixes its checkpoints with an earlier run's (``resume`` would pick theirs)."""
+    if not job.resume and job.out.is_dir() and any(job.out.iterdir()):
+        raise FileExistsError(
+            f"{job.out} is not empty: resume to continue its checkpoints, or train into a new folder"
+        )
 
 
 def _prepare_data(job: TuneJob, base: BaseCheckpoint, hp: Hyperparameters) -> _Data:
