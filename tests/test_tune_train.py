@@ -107,6 +107,7 @@ def test_cancel_stops_at_the_next_step_and_resume_finishes_the_same_adapter(
     train(dataclasses.replace(job(tiny_llama, data, out), resume=True), on_event=events.append)
     assert events[0].first_step == 3 and [e.step for e in events if isinstance(e, StepMetrics)] == [4, 5, 6]
     resumed = weights(out)
+    assert len(read_card(out).val_losses) == 2  # epoch 1's, from before the resume, is kept
     assert all(torch.allclose(straight[k], resumed[k], atol=1e-6, rtol=0) for k in straight)
 
 

@@ -1,11 +1,11 @@
 """The bridge from transformers' Trainer callbacks to Plinth's training events, and cancellation.
 
 Contract: :class:`EventBridge` is a ``TrainerCallback`` that announces ``started`` (with the step a
-resumed run starts from) and turns the Trainer's per-step logs,
-evaluations and saves into :mod:`plinth.tune.events`, measures tokens/s and time left for this run
-(from the time spent in optimizer steps, so evaluation and checkpointing do not count),
-keeps the losses for the training card, and stops training at the next step (or gradient-accumulation
-substep) once ``should_cancel()`` is true.
+resumed run starts from), turns the Trainer's per-step logs, evaluations and saves into
+:mod:`plinth.tune.events`, measures tokens/s and time left for this run from the time spent in
+optimizer steps (evaluation and checkpointing do not count), and stops training at the next step or
+gradient-accumulation substep once ``should_cancel()`` is true. :func:`losses` reads the final losses
+from the Trainer's history.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 
 from plinth.tune.events import CheckpointSaved, EpochValidated, EventSink, StepMetrics, TrainingStarted
 
-__all__ = ["EventBridge"]
+__all__ = ["EventBridge", "losses"]
 
 
 class EventBridge(TrainerCallback):
@@ -29,8 +29,6 @@ class EventBridge(TrainerCallback):
     ) -> None:
         self.on_event, self.should_cancel, self.started = on_event, should_cancel, started
         self.cancelled = False
-        self.step_losses: dict[int, list[float]] = {}  # epoch (1-based) -> losses of its steps
-        self.val_losses: list[float] = []
         self._start_time = self._step_start = time.perf_counter()
         self._start_step = 0
         self.start_tokens = self.tokens = 0
@@ -65,8 +63,6 @@ class EventBridge(TrainerCallback):
         if not logs or "loss" not in logs:
             return
         done = max(state.global_step - self._start_step, 1)
-        epoch = _epoch_of_step(state.global_step, state.max_steps, args.num_train_epochs)
-        self.step_losses.setdefault(epoch, []).append(float(logs["loss"]))
         self.on_event(
             StepMetrics(
                 step=state.global_step,
@@ -84,9 +80,9 @@ class EventBridge(TrainerCallback):
         self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kw: Any
     ) -> None:
         if metrics and "eval_loss" in metrics:
-            self.val_losses.append(float(metrics["eval_loss"]))
             epoch = _epoch_of_step(state.global_step, state.max_steps, args.num_train_epochs)
-            self.on_event(EpochValidated(epoch=epoch, step=state.global_step, val_loss=self.val_losses[-1]))
+            val_loss = float(metrics["eval_loss"])
+            self.on_event(EpochValidated(epoch=epoch, step=state.global_step, val_loss=val_loss))
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         epoch = _epoch_of_step(state.global_step, state.max_steps, args.num_train_epochs)
@@ -97,18 +93,25 @@ class EventBridge(TrainerCallback):
         """Input tokens (no padding) per second of optimizer steps in this run."""
         return self.tokens / max(self.step_seconds, 1e-9)
 
-    def final_train_loss(self) -> float | None:
-        """Mean step loss of the last epoch trained."""
-        if not self.step_losses:
-            return None
-        losses = self.step_losses[max(self.step_losses)]
-        return sum(losses) / len(losses)
-
     def _check_cancel(self, control: Any) -> None:
         if not self.cancelled and self.should_cancel():
             self.cancelled = True
         if self.cancelled:
             control.should_training_stop = True
+
+
+def losses(state: Any, n_epochs: int) -> tuple[float | None, list[float]]:
+    """``(mean step loss of the last epoch, validation loss per epoch)`` from the Trainer's history,
+    which a resumed run restores from its checkpoint, so epochs trained before a resume count too."""
+    history = state.log_history
+    last = [
+        h["loss"]
+        for h in history
+        if "loss" in h and _epoch_of_step(h["step"], state.max_steps, n_epochs) == n_epochs
+    ]
+    return (sum(last) / len(last) if last else None), [
+        float(h["eval_loss"]) for h in history if "eval_loss" in h
+    ]
 
 
 def _epoch_of_step(step: int, max_steps: int, n_epochs: float) -> int:

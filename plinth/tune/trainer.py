@@ -209,8 +209,11 @@ def _save_adapter(model: Any, out: Path, base_name: str) -> None:
 def _card(
     job: TuneJob, base: BaseCheckpoint, data: _Data, trainer: Any, bridge: Any, seconds: float
 ) -> TrainingCard:
+    from plinth.tune.progress import losses
+
     hp = job.hyperparameters
     state = trainer.state
+    final_train_loss, val_losses = losses(state, hp.n_epochs)
     return TrainingCard(
         base_model=base.name,
         base_checkpoint=base.checkpoint,
@@ -224,9 +227,9 @@ def _card(
         steps=state.global_step,
         time_s=round(seconds, 3),
         tokens_per_second=round(bridge.tokens_per_second(), 2),
-        final_train_loss=bridge.final_train_loss(),
-        final_val_loss=bridge.val_losses[-1] if bridge.val_losses else None,
-        val_losses=list(bridge.val_losses),
+        final_train_loss=final_train_loss,
+        final_val_loss=val_losses[-1] if val_losses else None,
+        val_losses=val_losses,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
 
