@@ -203,7 +203,8 @@ def _last_checkpoint(folder: Path) -> str | None:
 
 def _save_adapter(model: Any, out: Path, base_name: str) -> None:
     model.peft_config["default"].base_model_name_or_path = base_name
-    model.save_pretrained(str(out))
+    # Embeddings are never trained (the engine serves only projections); "auto" would ask the hub.
+    model.save_pretrained(str(out), save_embedding_layers=False)
 
 
 def _card(
