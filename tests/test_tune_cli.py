@@ -9,7 +9,7 @@ import typer
 from tune_fixtures import chat_rows, write_jsonl
 from typer.testing import CliRunner
 
-from plinth.cli_tune import tune
+from plinth.cli.tune import tune
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -54,3 +54,16 @@ def test_bad_hyperparameters_exit_2_before_loading_anything(tmp_path) -> None:
     assert result.exit_code == 2
     assert "r must be an integer from 1 to 256, not 0" in result.output
     assert "target_modules ['embed_tokens'] cannot be served" in result.output
+
+
+def test_the_cli_defaults_are_the_library_defaults() -> None:
+    from dataclasses import asdict
+
+    from plinth.cli.tune import DEFAULTS
+    from plinth.tune import Hyperparameters
+
+    defaults = asdict(Hyperparameters())
+    assert DEFAULTS["learning_rate"] == Hyperparameters().learning_rate
+    assert {k: v for k, v in DEFAULTS.items() if k != "learning_rate"} == {
+        k: defaults[k] for k in DEFAULTS if k != "learning_rate"
+    }

@@ -22,6 +22,7 @@ from plinth.cli.keys import keys_app
 from plinth.cli.model import model_app
 from plinth.cli.serve import demo, serve
 from plinth.cli.sql import data_app, sql_app
+from plinth.cli.tune import tune
 
 __all__ = ["app"]
 
@@ -51,6 +52,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")
 app.command()(serve)
 app.command()(demo)
+app.command()(tune)
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(kb_app, name="kb")
 app.add_typer(data_app, name="data")

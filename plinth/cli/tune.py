@@ -3,40 +3,30 @@
 A thin wrapper over :func:`plinth.tune.train`. Exit codes: 0 trained, 1 the model cannot be loaded,
 2 a bad data file or bad hyperparameters (every problem is listed, before any model is loaded),
 130 cancelled with Ctrl-C (the epoch checkpoints stay; ``--resume`` continues). The adapter folder is
-served as it is: ``plinth serve --model M --adapters <parent of --out>``.
-
-Register it on the root app with ``app.command("tune")(tune)``.
-"""
+served as it is: ``plinth serve --model M --adapters <parent of --out>``."""
 
 from __future__ import annotations
 
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from plinth.tune import (
-    BASE_LEARNING_RATE,
-    CheckpointSaved,
-    EpochValidated,
-    HyperparameterError,
-    Hyperparameters,
-    StepMetrics,
-    TrainingCancelled,
-    TrainingFileError,
-    TrainingFinished,
-    TrainingStarted,
-    TuneEvent,
-    TuneJob,
-    TuneResult,
-    train,
-)
+from plinth.cli.common import build_settings, fail
+
+if TYPE_CHECKING:  # plinth.tune loads torch: imported when the command runs, not for `plinth --help`
+    from plinth.tune import TuneEvent, TuneJob, TuneResult
+
+# Hyperparameters() defaults, repeated here so the CLI imports no torch; a test keeps them equal.
+DEFAULTS = {
+    "n_epochs": 3, "batch_size": 8, "learning_rate": 2e-4, "r": 8, "alpha": 16, "dropout": 0.05,
+    "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "seed": 0, "warmup_ratio": 0.1, "max_length": 1024,
+}  # fmt: skip
 
 __all__ = ["tune"]
-
-_DEFAULTS = Hyperparameters()
 
 
 def tune(
@@ -51,26 +41,32 @@ def tune(
     validation: Annotated[
         Path | None, typer.Option("--validation-data", help="Validation JSONL (default: hold out a share).")
     ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="n_epochs.")] = _DEFAULTS.n_epochs,
-    batch_size: Annotated[int, typer.Option(help="Examples per optimizer step.")] = _DEFAULTS.batch_size,
+    epochs: Annotated[int, typer.Option("--epochs", help="n_epochs.")] = DEFAULTS["n_epochs"],
+    batch_size: Annotated[int, typer.Option(help="Examples per optimizer step.")] = DEFAULTS["batch_size"],
     micro_batch_size: Annotated[
         int | None, typer.Option(help="Examples per forward pass (gradient accumulation makes up the rest).")
     ] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = BASE_LEARNING_RATE,
-    r: Annotated[int, typer.Option("--r", help="LoRA rank.")] = _DEFAULTS.r,
-    alpha: Annotated[int, typer.Option(help="LoRA alpha (scaling is alpha / r).")] = _DEFAULTS.alpha,
-    dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = _DEFAULTS.dropout,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = DEFAULTS["learning_rate"],
+    r: Annotated[int, typer.Option("--r", help="LoRA rank.")] = DEFAULTS["r"],
+    alpha: Annotated[int, typer.Option(help="LoRA alpha (scaling is alpha / r).")] = DEFAULTS["alpha"],
+    dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = DEFAULTS["dropout"],
     target_modules: Annotated[str, typer.Option(help="Comma-separated projections to adapt.")] = ",".join(
-        _DEFAULTS.target_modules
+        DEFAULTS["target_modules"]
     ),
-    seed: Annotated[int, typer.Option(help="Same seed and data, same adapter.")] = _DEFAULTS.seed,
+    seed: Annotated[int, typer.Option(help="Same seed and data, same adapter.")] = DEFAULTS["seed"],
     suffix: Annotated[str | None, typer.Option(help="A name suffix, recorded in training.json.")] = None,
-    max_length: Annotated[int, typer.Option(help="Tokens per example (longer ones are cut).")] = 1024,
-    warmup_ratio: Annotated[float, typer.Option(help="Share of steps warming up.")] = _DEFAULTS.warmup_ratio,
+    max_length: Annotated[int, typer.Option(help="Tokens per example (longer ones are cut).")] = DEFAULTS[
+        "max_length"
+    ],
+    warmup_ratio: Annotated[float, typer.Option(help="Share of steps warming up.")] = DEFAULTS[
+        "warmup_ratio"
+    ],
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from --out's last checkpoint.")] = False,
 ) -> None:
     """Train a LoRA adapter for MODEL on --data and write it to --out (PEFT format, served as it is)."""
+    from plinth.tune import BASE_LEARNING_RATE, Hyperparameters, TuneJob
+
     hyperparameters = Hyperparameters(
         n_epochs=epochs,
         batch_size=batch_size,
@@ -106,6 +102,8 @@ def tune(
 
 
 def _run(job: TuneJob) -> TuneResult:
+    from plinth.tune import HyperparameterError, TrainingCancelled, TrainingFileError, train
+
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set()) if _main_thread() else None
     try:
@@ -144,6 +142,14 @@ class _ProgressBar:
         self.progress.stop()
 
     def show(self, event: TuneEvent) -> None:
+        from plinth.tune import (
+            CheckpointSaved,
+            EpochValidated,
+            StepMetrics,
+            TrainingFinished,
+            TrainingStarted,
+        )
+
         if isinstance(event, TrainingStarted):
             self.progress.console.print(event.message)
             self.progress.update(self.task, total=event.total_steps, completed=event.first_step)
@@ -171,10 +177,7 @@ def _loss(value: float | None) -> str:
 
 def _data_dir(ctx: typer.Context) -> Path:
     """The data dir from the global options and settings (where catalog models live)."""
-    from plinth.config import Settings
-
-    given = {k: v for k, v in (ctx.obj or {}).items() if k in ("data_dir", "config") and v is not None}
-    return Path(Settings(**given).data_dir)
+    return Path(build_settings(ctx).data_dir)
 
 
 def _main_thread() -> bool:
@@ -182,5 +185,4 @@ def _main_thread() -> bool:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code)
+    fail(message, code)
