@@ -2,6 +2,7 @@
 
 from plinth.engine.async_engine import AsyncLLMEngine
 from plinth.engine.config import EngineConfig
+from plinth.engine.guided import Grammar, TokenMatcher
 from plinth.engine.llm_engine import EngineStats, LLMEngine, PromptTooLongError
 from plinth.engine.lora import AdapterError, LoraAdapter, UnknownAdapterError
 from plinth.engine.lora.manager import LoraStats
@@ -14,6 +15,7 @@ __all__ = [
     "AsyncLLMEngine",
     "EngineConfig",
     "EngineStats",
+    "Grammar",
     "LLMEngine",
     "LoraAdapter",
     "LoraStats",
@@ -23,6 +25,7 @@ __all__ = [
     "SamplingParams",
     "SamplingParamsError",
     "TokenLogprob",
+    "TokenMatcher",
     "UnknownAdapterError",
     "UnsupportedModelError",
 ]

@@ -4,12 +4,15 @@ Features take a :class:`ChatModel` (``chat`` / ``stream`` over messages) and nev
 runs: :class:`LocalModel` (the in-process engine), :class:`OpenAICompatModel`, :class:`BedrockModel`, or
 :class:`ScriptedModel`, the test double. The server calls a :class:`ServedModel` (ids, sampling
 params, engine gauges; double: :class:`ScriptedServedModel`). :class:`Embedder` turns text into vectors.
+:class:`GrammarSpec` asks for constrained output (JSON schema, regex, choice, EBNF); a served model's
+``compile_grammar`` turns it into the engine's grammar (:class:`GrammarCompiler`, llguidance).
 """
 
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, ProviderError, Usage
 from plinth.llm.bedrock import BedrockModel
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, Embedder
+from plinth.llm.grammar import GrammarCompiler, GrammarError, GrammarSpec
 from plinth.llm.local import GenerationError, LocalModel, TextDelta
 from plinth.llm.openai_compat import OpenAICompatModel
 from plinth.llm.scripted import ScriptedCall, ScriptedModel
@@ -25,6 +28,9 @@ __all__ = [
     "ChatResult",
     "Embedder",
     "GenerationError",
+    "GrammarCompiler",
+    "GrammarError",
+    "GrammarSpec",
     "IncrementalDetokenizer",
     "LocalModel",
     "Message",
