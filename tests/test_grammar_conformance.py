@@ -35,7 +35,9 @@ def setup(tiny_llama):
     return engine, tokenizer, GrammarCompiler(tokenizer, mc.vocab_size, mc.eos_token_ids)
 
 
-def run(engine: LLMEngine, specs: list[GrammarSpec], compiler: GrammarCompiler) -> list[tuple[list[int], str]]:
+def run(
+    engine: LLMEngine, specs: list[GrammarSpec], compiler: GrammarCompiler
+) -> list[tuple[list[int], str]]:
     """Generate once per spec, all in one continuous batch; (token ids, finish_reason) per spec."""
     ids = []
     for i, spec in enumerate(specs):

@@ -135,21 +135,32 @@ SCHEMA = {
 def test_mixed_batch_with_lora_leaves_unconstrained_outputs_unchanged(tiny) -> None:
     engine, tokenizer, compiler = tiny
     greedy = SamplingParams(max_tokens=24, temperature=0.0, ignore_eos=True)
-    prompts = [torch.randint(3, 1800, (12,), generator=torch.Generator().manual_seed(i)).tolist() for i in range(4)]
+    prompts = [
+        torch.randint(3, 1800, (12,), generator=torch.Generator().manual_seed(i)).tolist() for i in range(4)
+    ]
     free = [(prompts[0], None), (prompts[1], "a")]
     alone = [engine.add_request(p, greedy, adapter=a) for p, a in free]
     expected, _, _ = _drain(engine, alone)
-    json_params = SamplingParams(max_tokens=200, temperature=0.0, grammar=compiler.compile(GrammarSpec.json_schema(SCHEMA)))
-    regex_params = SamplingParams(max_tokens=200, seed=3, grammar=compiler.compile(GrammarSpec.regex(r"[a-z]{2,5}-\d{3}")))
+    json_params = SamplingParams(
+        max_tokens=200, temperature=0.0, grammar=compiler.compile(GrammarSpec.json_schema(SCHEMA))
+    )
+    regex_params = SamplingParams(
+        max_tokens=200, seed=3, grammar=compiler.compile(GrammarSpec.regex(r"[a-z]{2,5}-\d{3}"))
+    )
     mixed = [engine.add_request(p, greedy, adapter=a) for p, a in free]
-    constrained = [engine.add_request(prompts[2], json_params, adapter="a"), engine.add_request(prompts[3], regex_params)]
+    constrained = [
+        engine.add_request(prompts[2], json_params, adapter="a"),
+        engine.add_request(prompts[3], regex_params),
+    ]
     tokens, reasons, batch_sizes = _drain(engine, mixed + constrained)
-    assert batch_sizes[0] == 4  # all four requests, two adapters' worth, in the same step
+    assert batch_sizes[:2] == [4, 4]  # all four, two adapters, masked and not, in the same steps
     assert [tokens[r] for r in mixed] == [expected[r] for r in alone]
     json_text = tokenizer.decode(tokens[constrained[0]], skip_special_tokens=True)
     value = json.loads(json_text)
     assert set(value) == {"name", "n", "tags"} and 0 <= value["n"] <= 99 and len(value["name"]) <= 8
-    assert re.fullmatch(r"[a-z]{2,5}-\d{3}", tokenizer.decode(tokens[constrained[1]], skip_special_tokens=True))
+    assert re.fullmatch(
+        r"[a-z]{2,5}-\d{3}", tokenizer.decode(tokens[constrained[1]], skip_special_tokens=True)
+    )
     assert reasons[constrained[0]] == reasons[constrained[1]] == "stop"
 
 

@@ -119,7 +119,9 @@ def test_unsupported_schema_is_a_bad_request_naming_it(client):
 async def test_chat_model_view_honours_response_format(server):
     """Features ask for structured output through ChatOptions; the local model enforces it."""
     chat_model = server[2].as_chat_model()
-    options = ChatOptions(max_tokens=100, temperature=1.0, seed=2, response_format=GrammarSpec.json_schema(SCHEMA))
+    options = ChatOptions(
+        max_tokens=100, temperature=1.0, seed=2, response_format=GrammarSpec.json_schema(SCHEMA)
+    )
     result = await chat_model.chat(CHAT, options)
     assert result.finish_reason == "stop" and set(json.loads(result.text)) == {"ok", "n"}
     streamed = "".join([piece async for piece in chat_model.stream(CHAT, options)])

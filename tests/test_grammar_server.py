@@ -12,6 +12,7 @@ from plinth.llm.scripted_served import ScriptedServedModel
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
+CHAT_PATH = "/v1/chat/completions"
 COMPLETION = {"model": "fake-model", "prompt": "hi"}
 
 
@@ -75,12 +76,12 @@ def test_invocations_take_guided_parameters(client, model):
         ("/v1/chat/completions", {"response_format": {"type": "json_schema", "json_schema": {"name": "a",
          "schema": {"type": "array", "uniqueItems": True}}}}, "response_format", "uniqueItems"),
         ("/v1/chat/completions", {"guided_json": {"not": {"type": "string"}}}, "guided_json", '"not"'),
-        ("/v1/chat/completions", {"guided_json": {"type": "string", "format": "ipv7"}}, "guided_json", "ipv7"),
+        (CHAT_PATH, {"guided_json": {"type": "string", "format": "ipv7"}}, "guided_json", "ipv7"),
         ("/v1/completions", {"guided_regex": "(?=a)b"}, "guided_regex", "look-around"),
         ("/v1/completions", {"guided_grammar": "start: missing_rule"}, "guided_grammar", "missing_rule"),
         ("/v1/completions", {"guided_choice": []}, "guided_choice", "non-empty"),
         ("/v1/completions", {"guided_json": "{not json"}, "guided_json", "not valid JSON"),
-        ("/v1/chat/completions", {"guided_regex": "a", "guided_choice": ["a"]}, "guided_choice", "at most one"),
+        (CHAT_PATH, {"guided_regex": "a", "guided_choice": ["a"]}, "guided_choice", "at most one"),
         ("/v1/chat/completions", {"response_format": {"type": "json_schema"}}, "response_format", "required"),
     ],
 )  # fmt: skip

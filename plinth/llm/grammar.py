@@ -65,7 +65,9 @@ class GrammarSpec:
         assert self.kind in _KINDS, self.kind
 
     @classmethod
-    def json_schema(cls, schema: Mapping[str, Any] | bool | str, param: str = "response_format") -> GrammarSpec:
+    def json_schema(
+        cls, schema: Mapping[str, Any] | bool | str, param: str = "response_format"
+    ) -> GrammarSpec:
         """Output is JSON valid against ``schema`` (a dict, a bool schema, or its JSON text)."""
         if isinstance(schema, str):
             try:

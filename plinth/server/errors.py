@@ -22,8 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plinth.adapters import AdapterConflictError, AdapterRegistryError
 from plinth.engine import PromptTooLongError, SamplingParamsError
-from plinth.llm import GrammarError
 from plinth.knowledge import ConflictError, FilterError, InvalidError, NotFoundError, RetrievalError
+from plinth.llm import GrammarError
 from plinth.sql import DatasetError, DatasetNotFoundError
 
 __all__ = [
