@@ -82,6 +82,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=128, help="decode steps measured at most")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--load-format", default="auto")
+    parser.add_argument("--extra-tokenizer", type=Path, default=None,
+                        help="a tokenizer folder to time compiles with too (default: packaged SmolLM2's)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="tiny model, few steps")
     args = parser.parse_args(argv)
@@ -152,8 +154,10 @@ def compile_costs(tokenizer: Any, vocab: int, eos: list[int], label: str) -> dic
             "cache_hit_us": hit * 1e6, "matcher_copy_us": copy * 1e6, "mask_fill_us_per_row": fill * 1e6}  # fmt: skip
 
 
-def smollm2_tokenizer() -> Any | None:
-    """The packaged SmolLM2's tokenizer (a real 49k vocabulary), or None when it is not installed."""
+def extra_tokenizer(folder: Path | None) -> Any | None:
+    """``folder``'s tokenizer, else the packaged SmolLM2's (a real 49k vocabulary), else None."""
+    if folder is not None:
+        return AutoTokenizer.from_pretrained(str(folder))
     from plinth.llm.catalog import PACKAGED
 
     path = PACKAGED["smollm2-135m-instruct"].path()
@@ -176,8 +180,8 @@ def main(argv: list[str]) -> int:
     for r in rows:
         print(f"{r['concurrency']:>11} {r['steps']:>6} {r['free_ms']:>12.2f} {r['guided_ms']:>12.2f} {r['ratio']:>6.3f}")
     costs = [compile_costs(tokenizer, mc.vocab_size, list(mc.eos_token_ids), "checkpoint")]
-    if not args.quick and (smol := smollm2_tokenizer()) is not None:
-        costs.append(compile_costs(smol, len(smol), [smol.eos_token_id], "smollm2-135m (49k)"))
+    if not args.quick and (extra := extra_tokenizer(args.extra_tokenizer)) is not None:
+        costs.append(compile_costs(extra, len(extra), [extra.eos_token_id], f"{len(extra)}-token"))
     for c in costs:
         print(f"large schema ({c['schema_chars']} chars), {c['tokenizer']} tokenizer, vocab {c['vocab']}: "
               f"compile {c['compile_ms']:.1f} ms, cache hit {c['cache_hit_us']:.0f} us, matcher copy "
