@@ -82,8 +82,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=128, help="decode steps measured at most")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--load-format", default="auto")
-    parser.add_argument("--extra-tokenizer", type=Path, default=None,
-                        help="a tokenizer folder to time compiles with too (default: packaged SmolLM2's)")  # fmt: skip
+    help_extra = "a tokenizer folder to time compiles with too (default: the packaged SmolLM2's)"
+    parser.add_argument("--extra-tokenizer", type=Path, default=None, help=help_extra)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="tiny model, few steps")
     args = parser.parse_args(argv)
@@ -120,7 +120,8 @@ def timed_steps(engine: LLMEngine, requests: list[tuple[list[int], SamplingParam
 def tpot(engine: LLMEngine, compiler: GrammarCompiler, c: int, args: argparse.Namespace) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(c)
     vocab = engine.model_config.vocab_size
-    prompts = [torch.randint(3, min(vocab, 1800), (args.input_len,), generator=gen).tolist() for _ in range(c)]
+    high = min(vocab, 1800)
+    prompts = [torch.randint(3, high, (args.input_len,), generator=gen).tolist() for _ in range(c)]
     grammar = compiler.compile(GrammarSpec.json_schema(SCHEMA))
     guided = timed_steps(
         engine, [(p, SamplingParams(max_tokens=1500, seed=i, grammar=grammar)) for i, p in enumerate(prompts)]
@@ -150,8 +151,15 @@ def compile_costs(tokenizer: Any, vocab: int, eos: list[int], label: str) -> dic
     for row, matcher in enumerate(matchers):
         matcher.fill_bitmask(bitmask, row)
     fill = (time.perf_counter() - start) / 16
-    return {"tokenizer": label, "vocab": vocab, "schema_chars": len(spec.source), "compile_ms": first * 1e3,
-            "cache_hit_us": hit * 1e6, "matcher_copy_us": copy * 1e6, "mask_fill_us_per_row": fill * 1e6}  # fmt: skip
+    return {
+        "tokenizer": label,
+        "vocab": vocab,
+        "schema_chars": len(spec.source),
+        "compile_ms": first * 1e3,
+        "cache_hit_us": hit * 1e6,
+        "matcher_copy_us": copy * 1e6,
+        "mask_fill_us_per_row": fill * 1e6,
+    }
 
 
 def extra_tokenizer(folder: Path | None) -> Any | None:
@@ -178,14 +186,17 @@ def main(argv: list[str]) -> int:
     rows = [tpot(engine, compiler, int(c), args) for c in args.concurrency.split(",")]
     print(f"{'concurrency':>11} {'steps':>6} {'free ms/tok':>12} {'json ms/tok':>12} {'ratio':>6}")
     for r in rows:
-        print(f"{r['concurrency']:>11} {r['steps']:>6} {r['free_ms']:>12.2f} {r['guided_ms']:>12.2f} {r['ratio']:>6.3f}")
+        times = f"{r['free_ms']:>12.2f} {r['guided_ms']:>12.2f}"
+        print(f"{r['concurrency']:>11} {r['steps']:>6} {times} {r['ratio']:>6.3f}")
     costs = [compile_costs(tokenizer, mc.vocab_size, list(mc.eos_token_ids), "checkpoint")]
     if not args.quick and (extra := extra_tokenizer(args.extra_tokenizer)) is not None:
         costs.append(compile_costs(extra, len(extra), [extra.eos_token_id], f"{len(extra)}-token"))
     for c in costs:
-        print(f"large schema ({c['schema_chars']} chars), {c['tokenizer']} tokenizer, vocab {c['vocab']}: "
-              f"compile {c['compile_ms']:.1f} ms, cache hit {c['cache_hit_us']:.0f} us, matcher copy "
-              f"{c['matcher_copy_us']:.1f} us, first mask {c['mask_fill_us_per_row']:.0f} us/row")  # fmt: skip
+        print(
+            f"large schema ({c['schema_chars']} chars), {c['tokenizer']} tokenizer, vocab {c['vocab']}: "
+            f"compile {c['compile_ms']:.1f} ms, cache hit {c['cache_hit_us']:.0f} us, matcher copy "
+            f"{c['matcher_copy_us']:.1f} us, first mask {c['mask_fill_us_per_row']:.0f} us/row"
+        )
     for r in rows:
         print(f"json-schema/unconstrained time per output token at {r['concurrency']} concurrent: "
               f"{r['ratio']:.3f}x (goal <= 1.10x)")  # fmt: skip
