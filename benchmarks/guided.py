@@ -102,18 +102,22 @@ def checkpoint(args: argparse.Namespace) -> Path:
     return path
 
 
-def timed_steps(engine: LLMEngine, requests: list[tuple[list[int], SamplingParams]]) -> list[float]:
-    """Wall time of each decode step that had every request running (the first step is the prefill)."""
-    for prompt, params in requests:
-        engine.add_request(prompt, params)
+def timed_steps(
+    engine: LLMEngine, requests: list[tuple[list[int], SamplingParams]], max_steps: int
+) -> list[float]:
+    """Wall time of each decode step that had every request running (the first step is the prefill),
+    at most ``max_steps`` of them; then what is left is aborted."""
+    ids = [engine.add_request(prompt, params) for prompt, params in requests]
     engine.step()
-    times = []
-    while engine.has_unfinished():
+    times: list[float] = []
+    while engine.has_unfinished() and len(times) < max_steps:
         start = time.perf_counter()
         engine.step()
         elapsed = time.perf_counter() - start
         if engine.stats().last_batch_size == len(requests) and engine.stats().num_running == len(requests):
             times.append(elapsed)
+    for rid in ids:
+        engine.abort(rid)
     return times
 
 
@@ -123,12 +127,11 @@ def tpot(engine: LLMEngine, compiler: GrammarCompiler, c: int, args: argparse.Na
     high = min(vocab, 1800)
     prompts = [torch.randint(3, high, (args.input_len,), generator=gen).tolist() for _ in range(c)]
     grammar = compiler.compile(GrammarSpec.json_schema(SCHEMA))
-    guided = timed_steps(
-        engine, [(p, SamplingParams(max_tokens=1500, seed=i, grammar=grammar)) for i, p in enumerate(prompts)]
-    )[: args.max_steps]
+    guided_params = [SamplingParams(max_tokens=1500, seed=i, grammar=grammar) for i in range(c)]
+    guided = timed_steps(engine, list(zip(prompts, guided_params, strict=True)), args.max_steps)
     k = len(guided)
     free_params = [SamplingParams(max_tokens=k + 2, seed=i, ignore_eos=True) for i in range(c)]
-    free = timed_steps(engine, list(zip(prompts, free_params, strict=True)))[:k]
+    free = timed_steps(engine, list(zip(prompts, free_params, strict=True)), k)
     free_ms, guided_ms = statistics.median(free) * 1e3, statistics.median(guided) * 1e3
     return {"concurrency": c, "steps": k, "free_ms": free_ms, "guided_ms": guided_ms,
             "ratio": guided_ms / free_ms}  # fmt: skip

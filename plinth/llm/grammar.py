@@ -100,6 +100,16 @@ class GrammarSpec:
         """A context-free grammar in Lark syntax or llama.cpp's GBNF (``root ::= ...``)."""
         return cls("grammar", text, param)
 
+    def request_fields(self) -> dict[str, Any]:
+        """This constraint as fields of an OpenAI-compatible request: ``response_format`` for a schema
+        (what OpenAI itself takes), vLLM's ``guided_*`` extras (Plinth's too) for the rest."""
+        if self.kind == "json_schema":
+            schema = {"name": "response", "schema": json.loads(self.source), "strict": True}
+            return {"response_format": {"type": "json_schema", "json_schema": schema}}
+        if self.kind == "choice":
+            return {"guided_choice": json.loads(self.source)}
+        return {"guided_regex" if self.kind == "regex" else "guided_grammar": self.source}
+
 
 def grammar_definition(spec: GrammarSpec) -> str:
     """The llguidance grammar for ``spec``, checked without a tokenizer; GrammarError when unsupported."""
