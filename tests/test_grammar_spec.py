@@ -94,4 +94,5 @@ async def test_openai_compat_provider_sends_the_constraint():
     options = ChatOptions(response_format=GrammarSpec.json_schema(SCHEMA))
     assert (await model.chat([{"role": "user", "content": "hi"}], options)).text == '{"a": 1}'
     sent = json.loads(requests[0].content)["response_format"]
-    assert sent == {"type": "json_schema", "json_schema": {"name": "response", "schema": SCHEMA, "strict": True}}
+    expected = {"name": "response", "schema": SCHEMA, "strict": True}
+    assert sent == {"type": "json_schema", "json_schema": expected}

@@ -5,9 +5,10 @@ The engine knows no text, JSON or regexes. A request asks for constrained output
 engine, by :mod:`plinth.llm.grammar`) that hands each sequence a fresh :class:`TokenMatcher`. Each step
 the sampler asks every matcher of the batch for its allowed next tokens as a packed bitmask (one bit per
 vocabulary id, 32 per ``int32`` word, little-endian within a word, as llguidance and xgrammar write
-them) and applies them all with one ``masked_fill``; unconstrained rows keep their values. The scheduler feeds every sampled token back (``accept_token``) and finishes a request
-with ``"stop"`` as soon as its matcher ``is_terminated`` (the grammar is complete: EOS accepted, or
-nothing more can follow).
+them) and applies them all with one ``masked_fill``; unconstrained rows keep their values. The
+scheduler feeds every sampled token back (``accept_token``) and finishes a request with ``"stop"`` as
+soon as its matcher ``is_terminated`` (the grammar is complete: EOS accepted, or nothing more can
+follow).
 
 >>> bitmask = torch.zeros(1, 1, dtype=torch.int32)
 >>> bitmask[0, 0] = 0b101  # ids 0 and 2 allowed
