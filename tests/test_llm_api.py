@@ -6,6 +6,7 @@ from plinth.llm import BedrockModel, ChatModel, OpenAICompatModel
 
 def test_all_is_pinned():
     assert sorted(plinth.llm.__all__) == [
+        "AdapterHost",
         "BedrockModel",
         "ChatModel",
         "ChatOptions",
@@ -13,6 +14,9 @@ def test_all_is_pinned():
         "DEFAULT_EMBEDDING_MODEL",
         "Embedder",
         "GenerationError",
+        "GrammarCompiler",
+        "GrammarError",
+        "GrammarSpec",
         "IncrementalDetokenizer",
         "LocalModel",
         "Message",
@@ -20,6 +24,9 @@ def test_all_is_pinned():
         "ProviderError",
         "ScriptedCall",
         "ScriptedModel",
+        "ScriptedRepliesModel",
+        "ScriptedServedModel",
+        "ServedModel",
         "StopMatcher",
         "TextDelta",
         "Usage",
