@@ -6,6 +6,7 @@ from plinth.llm import BedrockModel, ChatModel, OpenAICompatModel
 
 def test_all_is_pinned():
     assert sorted(plinth.llm.__all__) == [
+        "AdapterHost",
         "BedrockModel",
         "ChatModel",
         "ChatOptions",
@@ -14,6 +15,9 @@ def test_all_is_pinned():
         "Embed",
         "Embedder",
         "GenerationError",
+        "GrammarCompiler",
+        "GrammarError",
+        "GrammarSpec",
         "IncrementalDetokenizer",
         "LocalModel",
         "Message",
@@ -22,7 +26,10 @@ def test_all_is_pinned():
         "ProviderError",
         "ScriptedCall",
         "ScriptedModel",
+        "ScriptedRepliesModel",
+        "ScriptedServedModel",
         "SentenceEmbedder",
+        "ServedModel",
         "StopMatcher",
         "TextDelta",
         "Usage",

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from plinth.engine import EngineStats, SamplingParams
+from plinth.engine import EngineStats, Grammar, SamplingParams
+from plinth.llm import GrammarSpec
 from plinth.llm.base import ChatModel, ChatOptions
 from plinth.llm.local import ChatView, TextDelta
 from plinth.llm.served import AdapterHost
@@ -54,6 +55,9 @@ class AdapterModel:
 
     def sampling_params(self, options: ChatOptions | None, prompt_len: int) -> SamplingParams:
         return self.base.sampling_params(options, prompt_len)
+
+    def compile_grammar(self, spec: GrammarSpec) -> Grammar:
+        return self.base.compile_grammar(spec)  # an adapter shares its base's tokenizer
 
     def stream(
         self,

@@ -3,6 +3,7 @@
 from plinth.engine.async_engine import AsyncLLMEngine
 from plinth.engine.config import EngineConfig
 from plinth.engine.gguf_checkpoint import GGUFSummary, read_gguf_metadata
+from plinth.engine.guided import Grammar, TokenMatcher
 from plinth.engine.llm_engine import EngineStats, LLMEngine, PromptTooLongError
 from plinth.engine.lora import AdapterError, LoraAdapter, UnknownAdapterError
 from plinth.engine.lora.manager import LoraStats
@@ -16,6 +17,7 @@ __all__ = [
     "EngineConfig",
     "EngineStats",
     "GGUFSummary",
+    "Grammar",
     "LLMEngine",
     "LoraAdapter",
     "LoraStats",
@@ -25,6 +27,7 @@ __all__ = [
     "SamplingParams",
     "SamplingParamsError",
     "TokenLogprob",
+    "TokenMatcher",
     "UnknownAdapterError",
     "UnsupportedModelError",
     "read_gguf_metadata",

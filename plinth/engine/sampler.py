@@ -7,6 +7,8 @@ for advancing seeded generators; the engine appends the chosen ids to ``output_t
 
 Semantics follow vLLM/OpenAI/HF, all in float32:
 
+0. a request with a grammar (``params.grammar``) gets ``-inf`` on every token its matcher forbids,
+   before anything else (so logprobs, top-k and the rest see only allowed tokens, as in vLLM);
 1. repetition penalty (HF: over prompt *and* output; positive logits divided, others multiplied),
    then presence/frequency penalties (OpenAI: over output only, ``-= presence*(n>0) + frequency*n``);
 2. ``min_tokens``: stop ids get ``-inf`` while the output is shorter than ``min_tokens``;
@@ -15,7 +17,8 @@ Semantics follow vLLM/OpenAI/HF, all in float32:
    from its own generator so that its tokens do not depend on what else is in the batch;
 4. logprobs come from ``log_softmax`` of the *raw* logits (vLLM's default), top-N sorted descending.
 
-A batch that is all plain greedy (no penalties, min_tokens or logprobs) is one ``argmax``.
+A batch that is all plain greedy (no penalties, min_tokens or logprobs) is one ``argmax`` (after the
+grammar mask, when a row has one).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from plinth.engine.guided import TokenMatcher, mask_grammar
 from plinth.engine.outputs import TokenLogprob
 from plinth.engine.sampling_params import SamplingParams
 
@@ -41,7 +45,7 @@ class SamplingState:
 
     ``stop_ids`` are the eos ids (unless ``ignore_eos``) plus ``params.stop_token_ids``; they are
     masked while ``min_tokens`` is unmet. ``generator`` is a CPU generator seeded from
-    ``params.seed`` (``None`` -> the global RNG).
+    ``params.seed`` (``None`` -> the global RNG). ``matcher`` tracks ``params.grammar``, if any.
     """
 
     params: SamplingParams
@@ -49,6 +53,7 @@ class SamplingState:
     output_token_ids: list[int]
     generator: torch.Generator | None
     stop_ids: tuple[int, ...]
+    matcher: TokenMatcher | None = None
 
     @classmethod
     def create(
@@ -64,7 +69,18 @@ class SamplingState:
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device="cpu").manual_seed(params.seed)
-        return cls(params, list(prompt_token_ids), [], generator, stop_ids)
+        matcher = None if params.grammar is None else params.grammar.new_matcher()
+        return cls(params, list(prompt_token_ids), [], generator, stop_ids, matcher)
+
+    def accept(self, token_id: int) -> bool:
+        """Record a generated token; False when the request's grammar does not allow it."""
+        self.output_token_ids.append(token_id)
+        return self.matcher is None or self.matcher.accept_token(token_id)
+
+    @property
+    def grammar_done(self) -> bool:
+        """The grammar is complete: the request ends here (``"stop"``)."""
+        return self.matcher is not None and self.matcher.is_terminated()
 
 
 class Sampler:
@@ -76,6 +92,7 @@ class Sampler:
     ) -> tuple[list[int], list[TokenLogprob | None]]:
         """``logits``: ``[B, V]`` for the last position of each request -> ids and logprobs."""
         assert logits.dim() == 2 and logits.shape[0] == len(states), (logits.shape, len(states))
+        logits = mask_grammar(logits, states)
         if all(_is_plain_greedy(s) for s in states):
             return logits.argmax(dim=-1).tolist(), [None] * len(states)
         raw = logits.float()

@@ -1,12 +1,17 @@
 """Per-request sampling settings, validated once when a request is created.
 
 The engine sees token ids only: stop *strings* are matched above it (``plinth.llm``), which aborts
-the request when one appears. Everything here is about ids and probabilities.
+the request when one appears, and a ``grammar`` (constrained decoding) arrives compiled against the
+tokenizer (see :mod:`plinth.engine.guided`). Everything here is about ids and probabilities.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from plinth.engine.guided import Grammar
 
 
 class SamplingParamsError(ValueError):
@@ -38,6 +43,7 @@ class SamplingParams:
     ignore_eos: bool = False
     min_tokens: int = 0
     logprobs: int | None = None  # None: off; N >= 0: the sampled token's logprob plus the top N
+    grammar: Grammar | None = None  # constrained decoding: only tokens the grammar allows are sampled
 
     def __post_init__(self) -> None:
         self.stop_token_ids = tuple(self.stop_token_ids)

@@ -116,8 +116,8 @@ class Scheduler:
             if not item.samples:
                 continue
             token_id, logprob = next(sampled)
-            seq.append_token(token_id)
-            reason = self._finish_reason(seq, token_id)
+            accepted = seq.append_token(token_id)
+            reason = self._finish_reason(seq, token_id) if accepted else "error"
             if reason:
                 self._finish(seq, reason)
             outputs.append(_output(seq, [token_id], None if logprob is None else [logprob]))
@@ -139,6 +139,8 @@ class Scheduler:
         return ScheduledSeq(seq, num_new, samples=seq.num_computed + num_new == seq.num_tokens)
 
     def _finish_reason(self, seq: Sequence, token_id: int) -> str | None:
+        if seq.sampling.grammar_done:
+            return "stop"
         if token_id in seq.sampling.stop_ids and seq.num_output_tokens >= seq.params.min_tokens:
             return "stop"
         if seq.num_output_tokens >= seq.params.max_tokens or seq.num_tokens >= self.max_model_len:

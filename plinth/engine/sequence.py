@@ -61,6 +61,7 @@ class Sequence:
     def is_finished(self) -> bool:
         return self.status is Status.FINISHED
 
-    def append_token(self, token_id: int) -> None:
+    def append_token(self, token_id: int) -> bool:
+        """Append a generated token; False when the request's grammar rejects it."""
         self.token_ids.append(token_id)
-        self.sampling.output_token_ids.append(token_id)
+        return self.sampling.accept(token_id)

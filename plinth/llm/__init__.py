@@ -5,6 +5,8 @@ runs: :class:`LocalModel` (the in-process engine), :class:`OpenAICompatModel`, :
 :class:`ScriptedModel`, the test double. The server calls a :class:`ServedModel` (ids, sampling
 params, engine gauges; double: :class:`ScriptedServedModel`). :class:`Embedder` (the sentence-transformers
 :class:`SentenceEmbedder`, :class:`OpenAIEmbedder`; :func:`get_embedder`) turns text into vectors.
+:class:`GrammarSpec` asks for constrained output (JSON schema, regex, choice, EBNF); a served model's
+``compile_grammar`` turns it into the engine's grammar (:class:`GrammarCompiler`, llguidance).
 """
 
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, ProviderError, Usage
@@ -13,6 +15,7 @@ from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
 from plinth.llm.embedders import get_embedder
 from plinth.llm.embedding import Embed, Embedder
+from plinth.llm.grammar import GrammarCompiler, GrammarError, GrammarSpec
 from plinth.llm.local import GenerationError, LocalModel, TextDelta
 from plinth.llm.openai_compat import OpenAICompatModel
 from plinth.llm.openai_embedder import OpenAIEmbedder
@@ -30,6 +33,9 @@ __all__ = [
     "Embed",
     "Embedder",
     "GenerationError",
+    "GrammarCompiler",
+    "GrammarError",
+    "GrammarSpec",
     "IncrementalDetokenizer",
     "LocalModel",
     "Message",

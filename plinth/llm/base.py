@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TypedDict, runtime_checkable
+
+if TYPE_CHECKING:
+    from plinth.llm.grammar import GrammarSpec
 
 Role = Literal["system", "user", "assistant"]
 
@@ -26,6 +29,8 @@ class ChatOptions:
     """Per-call generation settings; ``None`` means "the provider's default".
 
     Providers map what they support and ignore the rest (Bedrock has no seed or penalties).
+    ``response_format`` asks for structured output (``GrammarSpec.json_schema(schema)``, a regex, a
+    choice list or a grammar): the local model enforces it token by token.
     """
 
     max_tokens: int | None = None
@@ -35,6 +40,7 @@ class ChatOptions:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    response_format: GrammarSpec | None = None
 
 
 @dataclass(slots=True)

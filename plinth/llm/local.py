@@ -9,6 +9,7 @@ features use the :class:`~plinth.llm.base.ChatModel` view from :meth:`LocalModel
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from plinth.engine import (
     AsyncLLMEngine,
     EngineConfig,
     EngineStats,
+    Grammar,
     PromptTooLongError,
     RequestOutput,
     SamplingParams,
@@ -26,6 +28,7 @@ from plinth.engine import (
 )
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, Usage
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
+from plinth.llm.grammar import GrammarCompiler, GrammarSpec
 from plinth.llm.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:
@@ -76,6 +79,8 @@ class LocalModel:
         self.is_random = is_random
         self.parent = parent  # set when this serves an adapter merged into ``parent`` (--merge-lora)
         self.defaults = dict(defaults or {})  # the checkpoint's recommended SamplingParams fields
+        self._grammars: GrammarCompiler | None = None  # built on first use (reads the vocabulary)
+        self._grammars_lock = threading.Lock()
 
     @classmethod
     def load(cls, config: EngineConfig, name: str | None = None) -> LocalModel:
@@ -161,6 +166,17 @@ class LocalModel:
         """One token's text for logprobs display (byte fragments show as U+FFFD)."""
         return self.tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
 
+    def compile_grammar(self, spec: GrammarSpec) -> Grammar:
+        """``spec`` compiled against this model's tokenizer, for ``SamplingParams.grammar`` (cached by
+        content; the first call reads the vocabulary). Raises GrammarError when it is unsupported."""
+        with self._grammars_lock:
+            if self._grammars is None:
+                config = getattr(self.engine, "model_config", None)
+                vocab = config.vocab_size if config is not None else len(self.tokenizer)
+                eos = list(config.eos_token_ids) if config is not None else [self.eos_token_id]
+                self._grammars = GrammarCompiler(self.tokenizer, vocab, [e for e in eos if e is not None])
+        return self._grammars.compile(spec)
+
     # -- generation -----------------------------------------------------------------------------
 
     def stream(
@@ -232,9 +248,11 @@ class LocalModel:
         room = max(1, self.max_model_len - prompt_len)  # a full context fails later, in check_prompt
         keys = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
         given = {k: v for k in keys if (v := getattr(options, k)) is not None}
-        settings = {**self.defaults, **given}
+        settings: dict[str, Any] = {**self.defaults, **given}
         max_tokens = options.max_tokens or settings.pop("max_tokens", DEFAULT_MAX_TOKENS)
         settings.pop("max_tokens", None)
+        if options.response_format is not None:
+            settings["grammar"] = self.compile_grammar(options.response_format)
         return SamplingParams(max_tokens=min(max_tokens, room), **settings)
 
     def stream_chat(

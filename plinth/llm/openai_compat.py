@@ -78,6 +78,8 @@ class OpenAICompatModel:
                 payload[key] = value
         if options.stop:
             payload["stop"] = list(options.stop)
+        if options.response_format is not None:
+            payload.update(options.response_format.request_fields())
         return payload
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from plinth.engine import (
     AdapterError,
     EngineStats,
+    Grammar,
     LoraAdapter,
     LoraStats,
     PromptTooLongError,
@@ -28,9 +29,10 @@ from plinth.engine import (
     TokenLogprob,
 )
 from plinth.llm.base import ChatModel, ChatOptions
+from plinth.llm.grammar import GrammarSpec, grammar_definition
 from plinth.llm.local import ChatView, TextDelta
 
-__all__ = ["EOS", "SCRIPT", "ScriptedRepliesModel", "ScriptedServedModel"]
+__all__ = ["EOS", "SCRIPT", "ScriptedGrammar", "ScriptedRepliesModel", "ScriptedServedModel"]
 
 EOS = 2  # the double's end-of-sequence id; script tokens are 10, 11, ...
 SCRIPT = ("Hello", " there", ",", " friend", ".")
@@ -90,6 +92,11 @@ class ScriptedServedModel:
     def sampling_params(self, options: ChatOptions | None, prompt_len: int) -> SamplingParams:
         max_tokens = options.max_tokens if options is not None and options.max_tokens else 64
         return SamplingParams(max_tokens=max_tokens)
+
+    def compile_grammar(self, spec: GrammarSpec) -> Grammar:
+        """Checks ``spec`` as the real model does (GrammarError when unsupported); the script ignores it."""
+        grammar_definition(spec)
+        return ScriptedGrammar(spec)
 
     def stream(
         self,
@@ -153,6 +160,16 @@ class ScriptedServedModel:
             done = True
         finally:
             (self.finished if done else self.aborted).append(rid)
+
+
+class ScriptedGrammar:
+    """What the double's ``compile_grammar`` returns: the spec, for tests to inspect in ``calls``."""
+
+    def __init__(self, spec: GrammarSpec) -> None:
+        self.spec = spec
+
+    def new_matcher(self) -> Any:
+        raise NotImplementedError("the scripted model does not run grammars")
 
 
 def _logprob(token_id: int, k: int) -> TokenLogprob:

@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from plinth.engine import EngineStats, LoraAdapter, LoraStats, SamplingParams
+from plinth.engine import EngineStats, Grammar, LoraAdapter, LoraStats, SamplingParams
 from plinth.llm.base import ChatModel, ChatOptions
+from plinth.llm.grammar import GrammarSpec
 
 if TYPE_CHECKING:
     from plinth.llm.local import TextDelta
@@ -60,6 +61,11 @@ class ServedModel(Protocol):
 
     def sampling_params(self, options: ChatOptions | None, prompt_len: int) -> SamplingParams:
         """Chat options as engine params (the chat view's mapping)."""
+        ...
+
+    def compile_grammar(self, spec: GrammarSpec) -> Grammar:
+        """A constraint compiled for this model's tokenizer (``SamplingParams.grammar``); raises
+        :class:`~plinth.llm.grammar.GrammarError` naming what is unsupported."""
         ...
 
     def stream(

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from plinth.adapters import AdapterConflictError, AdapterRegistryError
 from plinth.engine import PromptTooLongError, SamplingParamsError
 from plinth.knowledge import ConflictError, FilterError, InvalidError, NotFoundError, RetrievalError
+from plinth.llm import GrammarError
 from plinth.sql import DatasetError, DatasetNotFoundError
 
 __all__ = [
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     SamplingParamsError,
+    GrammarError,
     PromptTooLongError,
     AdapterRegistryError,
     NotFoundError,
@@ -111,6 +113,8 @@ def _domain_error(exc: Exception) -> APIError:
         return APIError(404, str(exc), param="dataset", code="not_found")
     if isinstance(exc, ConflictError):
         return APIError(409, str(exc), code="conflict")
+    if isinstance(exc, GrammarError):  # the message names the unsupported keyword
+        return APIError(400, exc.message, param=exc.param, code="unsupported_grammar")
     assert isinstance(exc, SamplingParamsError | FilterError | RetrievalError | InvalidError | DatasetError)
     return APIError(400, str(exc), param=exc.param)
 

@@ -15,13 +15,15 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from plinth.adapters import client_name
-from plinth.engine import PromptTooLongError, SamplingParams, TokenLogprob, UnknownAdapterError
-from plinth.llm import ServedModel
+from plinth.engine import Grammar, PromptTooLongError, SamplingParams, TokenLogprob, UnknownAdapterError
+from plinth.llm import GrammarSpec, ServedModel
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
 
-__all__ = ["Choice", "Events", "Job", "collect", "start"]
+__all__ = ["Choice", "Events", "Job", "collect", "compile_grammar", "start"]
 
 Events = AsyncGenerator[tuple[int, Any], None]
 
@@ -57,6 +59,12 @@ class Choice:
         self.num_prompt_tokens = delta.num_prompt_tokens
         self.num_output_tokens = delta.num_output_tokens
         self.num_cached_tokens = delta.num_cached_tokens
+
+
+async def compile_grammar(model: ServedModel, spec: GrammarSpec | None) -> Grammar | None:
+    """``spec`` compiled for ``model`` in a worker thread (a cache hit is instant; a large schema's first
+    compile takes milliseconds); raises GrammarError, which the error handlers answer with a 400."""
+    return None if spec is None else await run_in_threadpool(model.compile_grammar, spec)
 
 
 async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:

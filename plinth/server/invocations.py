@@ -15,6 +15,8 @@ A list of inputs returns a list of such objects. ``"stream": true`` (top level o
 answers ``application/jsonlines``: one ``{"token": {"id", "text", "log_prob"}, "generated_text": null}``
 per token; the last line carries the full ``generated_text`` (and ``details`` when asked for).
 Sampling follows LMI 0.32+: greedy unless ``do_sample`` is true or a sampling parameter is given.
+Constrained output, as on the OpenAI routes: ``parameters.response_format`` or one of
+``parameters.guided_json`` / ``guided_regex`` / ``guided_choice`` / ``guided_grammar``.
 
 Guardrails (Plinth's extension, as on chat completions): ``"guardrailConfig": {"guardrailIdentifier",
 "guardrailVersion"?, "trace"?}``, else the tenant's default guardrail. Each input is checked whole at
@@ -37,13 +39,14 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from plinth.engine import SamplingParams
+from plinth.engine import Grammar, SamplingParams
 from plinth.guard import blocked_events, guard_choices, guard_events, screen_prompts
 from plinth.llm import ServedModel
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
-from plinth.server.generation import Choice, Events, Job, collect, start
+from plinth.server.generation import Choice, Events, Job, collect, compile_grammar, start
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
+from plinth.server.schemas import GuidedFields
 from plinth.server.state import get_state
 from plinth.server.streaming import ClosingStreamingResponse, json_line
 
@@ -52,8 +55,9 @@ __all__ = ["router"]
 router = APIRouter()
 
 
-class LMIParameters(BaseModel):
-    """LMI's GenerationParameters plus the vLLM-backend extras Plinth's engine supports."""
+class LMIParameters(GuidedFields):
+    """LMI's GenerationParameters plus the vLLM-backend extras Plinth's engine supports (among them
+    constrained decoding: ``response_format`` or one of ``guided_json/regex/choice/grammar``)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -80,7 +84,7 @@ class LMIParameters(BaseModel):
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return tuple(stop + list(self.stop_sequences or []))
 
-    def sampling_params(self) -> SamplingParams:
+    def sampling_params(self, grammar: Grammar | None = None) -> SamplingParams:
         sampling = ("temperature", "top_p", "top_k", "min_p")
         do_sample = self.do_sample
         if do_sample is None:
@@ -96,6 +100,7 @@ class LMIParameters(BaseModel):
             stop_token_ids=tuple(self.stop_token_ids or ()),
             ignore_eos=self.ignore_eos_token,
             logprobs=0,  # every LMI token carries its log_prob
+            grammar=grammar,
             **given,
         )
 
@@ -154,9 +159,10 @@ async def invocations(body: LMIRequest, request: Request) -> Any:
         events = blocked_events(guard, len(inputs))
     else:
         jobs = []
+        spec = params.grammar_spec()
         for text, model in zip(inputs, models, strict=True):
             ids = await run_in_threadpool(model.encode, text)
-            sp = params.sampling_params()
+            sp = params.sampling_params(await compile_grammar(model, spec))
             jobs.append(Job(model, ids, sp, params.stop_strings(), f"lmi-{uuid.uuid4().hex}"))
         prompts = [job.prompt_ids for job in jobs]
         events = await start(jobs, state.metrics)

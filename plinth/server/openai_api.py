@@ -4,6 +4,10 @@ Each generating route turns its request into :class:`~plinth.server.generation.J
 ``n``), starts them, then either collects a whole response or streams SSE chunks ending in
 ``data: [DONE]``. Choice ``index`` is ``prompt_index * n + i``, as in OpenAI's completions API.
 
+Constrained output on both routes: OpenAI's ``response_format`` (``json_object``, ``json_schema``) or
+vLLM's ``guided_json`` / ``guided_regex`` / ``guided_choice`` / ``guided_grammar``, compiled once per
+request (cached by content) and enforced by the engine; an unsupported feature is a 400 naming it.
+
 Guardrails: a ``guardrailConfig`` field ``{"guardrailIdentifier", "guardrailVersion"?, "trace"?:
 "enabled"|"disabled"}`` (Bedrock Converse's), else the tenant's default guardrail, guards chat completions
 and completions; with neither, nothing runs. A request blocked at input is still a 200: each choice's
@@ -29,6 +33,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from plinth.adapters import AdapterEntry
+from plinth.engine import Grammar
 from plinth.guard import (
     blocked_events,
     guard_choices,
@@ -42,7 +47,7 @@ from plinth.llm import ServedModel
 from plinth.server import openai_format as fmt
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
-from plinth.server.generation import Choice, Events, Job, collect, start
+from plinth.server.generation import Choice, Events, Job, collect, compile_grammar, start
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 from plinth.server.state import ServerState, get_state
@@ -114,7 +119,8 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
             ids = await run_in_threadpool(model.encode_chat, messages)
         except ValueError as exc:  # e.g. the checkpoint has no chat template
             raise APIError(400, str(exc), param="messages") from exc
-        jobs = _jobs(body, model, [ids], k, body.requested_max_tokens, _room(model, ids))
+        grammar = await compile_grammar(model, body.grammar_spec())
+        jobs = _jobs(body, model, [ids], k, body.requested_max_tokens, _room(model, ids), grammar)
         events = await start(jobs, state.metrics)
     if not body.stream:
         choices = await collect(events, body.n)
@@ -169,7 +175,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         ids = [p if isinstance(p, list) else await run_in_threadpool(model.encode, p) for p in prompts]
         room = min(_room(model, p, "prompt") for p in ids)
         default = min(COMPLETIONS_DEFAULT_MAX_TOKENS, room)
-        events = await start(_jobs(body, model, ids, k, body.max_tokens, default), state.metrics)
+        grammar = await compile_grammar(model, body.grammar_spec())
+        events = await start(_jobs(body, model, ids, k, body.max_tokens, default, grammar), state.metrics)
     if not body.stream:
         choices = await collect(events, num_jobs)
         if guard is None:
@@ -267,15 +274,17 @@ def _jobs(
     logprobs: int | None,
     max_tokens: int | None,
     default: int,
+    grammar: Grammar | None = None,
 ) -> list[Job]:
-    """One job per (prompt, i < n); SamplingParams errors surface here as 400s naming the param."""
+    """One job per (prompt, i < n); SamplingParams errors surface here as 400s naming the param. Each job
+    gets its own matcher from the shared ``grammar`` when the engine starts it."""
     rid = uuid.uuid4().hex
     return [
         Job(
             model,
             ids,
             body.sampling_params(
-                max_tokens=max_tokens, default_max_tokens=default, logprobs=logprobs, index=i
+                max_tokens=max_tokens, default_max_tokens=default, logprobs=logprobs, index=i, grammar=grammar
             ),
             body.stop_strings,
             f"{rid}-{p}-{i}",

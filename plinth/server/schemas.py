@@ -11,17 +11,82 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plinth.engine import SamplingParams
+from plinth.engine import Grammar, SamplingParams
+from plinth.llm import GrammarSpec
 from plinth.server.errors import APIError
 
-__all__ = ["ChatMessage", "ChatRequest", "CompletionRequest", "EmbeddingRequest", "StreamOptions"]
+__all__ = [
+    "ChatMessage",
+    "ChatRequest",
+    "CompletionRequest",
+    "EmbeddingRequest",
+    "GuidedFields",
+    "ResponseFormat",
+    "StreamOptions",
+]
 
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _SamplingFields(BaseModel):
+class JSONSchemaFormat(BaseModel):
+    """OpenAI's ``response_format.json_schema``; a missing ``schema`` means any JSON object."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str
+    schema_: dict[str, Any] | bool | None = Field(None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``{"type": "text" | "json_object" | "json_schema", "json_schema": {...}}``."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    def spec(self) -> GrammarSpec | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return GrammarSpec.json_object()
+        if self.json_schema is None:
+            raise APIError(400, "response_format.json_schema is required for type json_schema.",
+                           param="response_format")  # fmt: skip
+        schema = self.json_schema.schema_
+        return GrammarSpec.json_object() if schema is None else GrammarSpec.json_schema(schema)
+
+
+class GuidedFields(BaseModel):
+    """Constrained decoding: OpenAI's ``response_format`` and vLLM's ``guided_*`` extras (one of them)."""
+
+    response_format: ResponseFormat | None = None
+    guided_json: dict[str, Any] | bool | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None  # EBNF: Lark or llama.cpp GBNF
+
+    def grammar_spec(self) -> GrammarSpec | None:
+        """The one constraint asked for (None: free text); a 400 when several are given."""
+        specs = [spec for spec in self._specs() if spec is not None]
+        if len(specs) > 1:
+            names = ", ".join(spec.param for spec in specs)
+            raise APIError(400, f"Give at most one output constraint; got {names}.", param=specs[1].param)
+        return specs[0] if specs else None
+
+    def _specs(self) -> list[GrammarSpec | None]:
+        return [
+            self.response_format.spec() if self.response_format is not None else None,
+            None if self.guided_json is None else GrammarSpec.json_schema(self.guided_json, "guided_json"),
+            None if self.guided_regex is None else GrammarSpec.regex(self.guided_regex),
+            None if self.guided_choice is None else GrammarSpec.choice(self.guided_choice),
+            None if self.guided_grammar is None else GrammarSpec.ebnf(self.guided_grammar),
+        ]
+
+
+class _SamplingFields(GuidedFields):
     """The generation parameters chat and completions share (OpenAI names, vLLM extras)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -55,9 +120,16 @@ class _SamplingFields(BaseModel):
         return bool(self.stream_options and self.stream_options.include_usage)
 
     def sampling_params(
-        self, *, max_tokens: int | None, default_max_tokens: int, logprobs: int | None, index: int
+        self,
+        *,
+        max_tokens: int | None,
+        default_max_tokens: int,
+        logprobs: int | None,
+        index: int,
+        grammar: Grammar | None = None,
     ) -> SamplingParams:
-        """SamplingParams for choice ``index`` (``seed + index``, so n seeded choices differ).
+        """SamplingParams for choice ``index`` (``seed + index``, so n seeded choices differ), constrained
+        by ``grammar`` (the request's :meth:`grammar_spec` compiled for the model) when given.
 
         Without an explicit ``max_tokens``, ``default_max_tokens`` applies (already capped by the caller
         to the context left after the prompt). Raises ``SamplingParamsError`` on out-of-range values.
@@ -72,6 +144,7 @@ class _SamplingFields(BaseModel):
             stop_token_ids=tuple(self.stop_token_ids or ()),
             ignore_eos=self.ignore_eos,
             logprobs=logprobs,
+            grammar=grammar,
             **given,
         )
 
