@@ -70,8 +70,8 @@ class LoraOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    r: int = Field(16, ge=1, le=256)
-    alpha: float = Field(32.0, gt=0)
+    r: int = Field(8, ge=1, le=256)
+    alpha: int = Field(16, ge=1, le=10_000)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: list(LORA_TARGETS))
 

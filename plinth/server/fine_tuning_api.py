@@ -27,7 +27,7 @@ from plinth.control.jobs import (
     list_jobs,
     request_cancel,
 )
-from plinth.jobs import FineTuneRequest, adapter_name
+from plinth.jobs import FineTuneRequest, adapter_name, fine_tune
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file
@@ -67,6 +67,9 @@ def create_fine_tuning_job(body: FineTuneRequest, request: Request) -> dict[str,
         "training_path": training.path,
         "validation_path": validation.path if validation else None,
     }
+    problems = fine_tune.hyperparameters(record).problems()
+    if problems:
+        raise APIError(400, "; ".join(problems), param="hyperparameters")
     job = create_job(state.control_plane, job_id=job_id, tenant_id=tenant.id, kind=KIND, request=record)
     if state.jobs is not None:
         state.jobs.wake()
