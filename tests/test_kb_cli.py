@@ -61,13 +61,31 @@ def test_create_add_source_sync_query_list_rm(tmp_path) -> None:
     assert not (tmp_path / "data" / "knowledge" / "local" / "docs").exists()
 
 
-def test_generate_without_rag_or_model_says_why(tmp_path, monkeypatch) -> None:
+def test_generate_without_rag_says_why(tmp_path, monkeypatch) -> None:
+    import plinth.knowledge
+
     assert kb("create", "docs").exit_code == 0
-    no_model = kb("query", "docs", "x", "--generate")
-    assert no_model.exit_code != 0 and "--generate needs a model" in no_model.output
     monkeypatch.setitem(sys.modules, "plinth.knowledge.rag", None)  # import fails
+    monkeypatch.delitem(vars(plinth.knowledge), "retrieve_and_generate", raising=False)  # not cached yet
     missing = kb("query", "docs", "x", "--generate")
     assert missing.exit_code == 1 and "plinth.knowledge.rag" in missing.output
+
+
+def test_generate_without_a_model_uses_the_packaged_default(tmp_path, monkeypatch) -> None:
+    from plinth.llm.local import LocalModel
+
+    loaded = []
+
+    def load(config, name=None):
+        loaded.append((config.model, name))
+        raise OSError("stop here: the model was chosen")
+
+    monkeypatch.setattr(LocalModel, "load", staticmethod(load))
+    assert kb("create", "docs").exit_code == 0
+    result = kb("query", "docs", "x", "--generate")
+    [(checkpoint, name)] = loaded
+    assert name == "smollm2-135m-instruct" and checkpoint.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert result.exit_code != 0
 
 
 def test_bad_input_exits_with_reason() -> None:

@@ -210,7 +210,7 @@ FOCUS_CSV = """\
 
 def test_demo_datasets_are_prepared_once_and_queryable(server, tmp_path, monkeypatch):
     from plinth.control import get_or_create_tenant
-    from plinth.sql import demo
+    from plinth.demo import cost_data as demo
 
     client, keys, _ = server
     monkeypatch.setattr(demo, "DEMO_ROWS", 2400)  # the shape of the demo, not its size

@@ -194,16 +194,17 @@ def _kb_generate(
 
 
 def _kb_chat_model(settings: Settings) -> Any:
-    """An OpenAI-compatible server (PLINTH_LLM_URL) if configured, else the first configured model."""
+    """An OpenAI-compatible server (PLINTH_LLM_URL) if configured, else the first configured model (the
+    packaged default model when none is)."""
     if settings.llm_url:
         from plinth.llm.openai_compat import OpenAICompatModel
 
         return OpenAICompatModel(settings.llm_url, settings.models[0] if settings.models else "default")
-    if not settings.models:
-        fail("--generate needs a model: set PLINTH_LLM_URL (an OpenAI-compatible server) or PLINTH_MODELS")
+    from plinth.llm.catalog import DEFAULT_MODEL, resolve
     from plinth.llm.local import LocalModel
 
-    return LocalModel.load(settings.engine_config(settings.models[0]))
+    checkpoint, name = resolve(settings.models[0] if settings.models else DEFAULT_MODEL, settings.data_dir)
+    return LocalModel.load(settings.engine_config(checkpoint), name=name)
 
 
 @kb_app.command("list")
