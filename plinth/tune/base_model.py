@@ -43,7 +43,10 @@ class BaseCheckpoint:
         options = self._options()
         if self.gguf_file:
             options["quantization_config"] = _dequantized_gguf(self.gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(self.source, dtype=torch.float32, **options)
+        # use_kernels=False: never fetch compute kernels from the hub (code we would run); offline anyway.
+        model = AutoModelForCausalLM.from_pretrained(
+            self.source, dtype=torch.float32, use_kernels=False, **options
+        )
         quantizer = getattr(model, "hf_quantizer", None)
         if quantizer is not None:
             # Every weight is a dense float32 tensor now; the quantizer's mark would only make the
