@@ -3,7 +3,8 @@
 - ``POST /v1/sql/ask`` ``{"question", "dataset", "model", "engine"?}`` -> ``{"object": "sql.answer",
   "question", "dataset", "model", "sql", "columns", "types", "rows", "truncated", "chart", "answer",
   "attempts", "history": [{"sql", "error", "rule"}]}``. ``model`` is a served base model or adapter,
-  resolved as chat completions resolve it.
+  resolved as chat completions resolve it; an adapter whose data card names an SQL prompt format
+  (``plinth_task.json``, see :mod:`plinth.sql.adapter_prompt`) is asked in that format.
 
   Guardrails: ``"guardrailConfig": {"guardrailIdentifier", "guardrailVersion"?, "trace"?}`` (as on chat
   completions), else the tenant's default guardrail. Under one, the question is checked at ``input``
@@ -51,6 +52,7 @@ from plinth.server.errors import APIError, error_body
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.knowledge_api import json_object
 from plinth.server.state import get_state
+from plinth.sql.adapter_prompt import prompt_format_of
 from plinth.sql.ask import AskFailedError, GuardBlockedError, attempts_json
 from plinth.sql.chart import chart_spec
 from plinth.sql.datasets import DatasetError
@@ -100,11 +102,15 @@ async def ask_route(request: Request) -> dict[str, Any]:
     config = parse_guardrail_config(body.get("guardrailConfig"))
     tenant = request.state.tenant
     await _call(request, "get", name)  # 404 for an unknown (or another tenant's) dataset, first
-    chat = ChatView(get_state(request).model(model_name, tenant))  # 404 model_not_found
+    served = get_state(request).model(model_name, tenant)  # 404 model_not_found
+    prompt_format = await asyncio.to_thread(prompt_format_of, served)  # an SQL adapter's own prompt
+    chat = ChatView(served)
     guard = await request_guard(request, config)  # None: no guardrail applies
     hook = _AskGuard(guard) if guard is not None else None
     try:
-        result = await sql_service(request).ask(tenant, name, question, chat, guard=hook)
+        result = await sql_service(request).ask(
+            tenant, name, question, chat, guard=hook, prompt_format=prompt_format
+        )
     except GuardBlockedError as exc:
         assert guard is not None
         return {**_blocked(exc, name, model_name), "guardrail": guard.field()}
