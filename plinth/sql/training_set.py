@@ -67,8 +67,12 @@ CHARGES = {  # line item type -> how people say it
     "EdpDiscount": ("EDP discounts", "enterprise discounts"),
     "SavingsPlanRecurringFee": ("Savings Plan fees",),
 }
-SHORT_NAMES = {"AWSQueueService": ("SQS",), "AWSELB": ("ELB", "load balancers"), "AmazonRoute53": ("Route 53",),
-               "AmazonES": ("OpenSearch",), "AmazonVPC": ("VPC",)}  # fmt: skip
+SHORT_NAMES = {
+    "AWSQueueService": ("SQS",),
+    "AWSELB": ("ELB", "load balancers"),
+    "AmazonRoute53": ("Route 53",),
+    "AmazonES": ("OpenSearch",),
+}
 PREFIXES = ("", "", "", "", "Quick question: ", "Hey, ", "Can you tell me ")
 
 
@@ -129,7 +133,10 @@ def build_training_set(
             if len(seen) >= per_shape:
                 break
             slots = draw_slots(values, rng)
-            question, sql = _surface(rng.choice(shape.questions).format(**slots), rng), shape.sql.format(**slots)
+            question, sql = (
+                _surface(rng.choice(shape.questions).format(**slots), rng),
+                shape.sql.format(**slots),
+            )
             key = normalize_question(question)
             if key in seen:
                 continue
@@ -198,8 +205,8 @@ class _DataValues:
             sql = f"SELECT DISTINCT {col} AS v FROM cur WHERE {col} <> '' {where} ORDER BY 1"
             return [str(r[0]) for r in runner.run(sql)[1].rows if r[0] is not None]
 
-        month_sql = "SELECT DISTINCT CAST(date_trunc('month', line_item_usage_start_date) AS DATE) FROM cur ORDER BY 1"
-        months = [str(r[0]) for r in runner.run(month_sql)[1].rows]
+        month = "CAST(date_trunc('month', line_item_usage_start_date) AS DATE)"
+        months = [str(r[0]) for r in runner.run(f"SELECT DISTINCT {month} FROM cur ORDER BY 1")[1].rows]
         return cls(
             services=distinct("line_item_product_code"),
             regions=[r for r in distinct("product_region") if r != "global"],
@@ -273,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     spec = TRAIN_DATA
     with tempfile.TemporaryDirectory() as tmp:
-        folder = generate("cur", Path(tmp), rows=spec.rows, months=spec.months, seed=spec.seed, start=spec.start)
+        folder = generate(
+            "cur", Path(tmp), rows=spec.rows, months=spec.months, seed=spec.seed, start=spec.start
+        )
         dataset = Dataset("train", "cur", {"cur": TableSource(str(folder), "parquet")})
         engine = DuckDBEngine(dataset, work_dir=Path(tmp) / "engine")
         try:
