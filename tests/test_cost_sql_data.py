@@ -3,14 +3,17 @@ set is reproducible, and the adapter prompts fit a small model's budget."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from plinth.evals.sql_accuracy import EVAL_DATA, load_cases
+from plinth.evals.sql_accuracy import EVAL_DATA, evaluate, load_cases
+from plinth.llm import ScriptedModel
 from plinth.llm.catalog import DEFAULT_MODEL, PACKAGED
-from plinth.sql.adapter_prompt import SYSTEM
+from plinth.sql.adapter_prompt import COST_SQL_FORMAT, SYSTEM
+from plinth.sql.catalog import Catalog
 from plinth.sql.costgen import generate
 from plinth.sql.engines.duckdb_engine import DuckDBEngine
 from plinth.sql.extract import extract_sql
@@ -99,6 +102,32 @@ def test_adapter_prompts_are_short_for_the_smollm2_tokenizer(training_set: Any):
     assert SMOLLM2 is not None
     tokenizer = AutoTokenizer.from_pretrained(str(SMOLLM2.parent), gguf_file=SMOLLM2.name)
     examples, _ = training_set
-    prompts = [e["messages"][:2] for e in examples[::25]]
-    lengths = [len(tokenizer.apply_chat_template(p, add_generation_prompt=True)) for p in prompts]
-    assert max(lengths) < 350, max(lengths)
+    texts = [tokenizer.apply_chat_template(e["messages"][:2], tokenize=False, add_generation_prompt=True)
+             for e in examples[::25]]  # fmt: skip
+    lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+    assert min(lengths) > 200 and max(lengths) < 350, (min(lengths), max(lengths))
+
+
+@pytest.mark.slow
+def test_an_oracle_that_answers_with_the_gold_sql_scores_every_heldout_question(tmp_path: Path):
+    """The harness end to end on the real held-out set: gold in, 100% out (and a model that always
+    answers the grand total gets exactly the questions whose gold result is that total)."""
+    runner, engine = open_runner(EVAL_DATA, tmp_path)
+    cases = load_cases()
+    gold = {c.question: c.sql for c in cases}
+
+    def oracle(messages: list[Any]) -> str:
+        return f"```sql\n{gold[messages[1]['content']]}\n```"
+
+    try:
+        catalog = Catalog.for_dataset(runner.dataset, runner.describe())
+        report = asyncio.run(evaluate(cases, ScriptedModel(oracle), runner=runner, catalog=catalog,
+                                      prompt_format=COST_SQL_FORMAT))  # fmt: skip
+        assert report.accuracy == 1.0, [o.id for o in report.outcomes if not o.correct]
+        total = ScriptedModel(lambda _: "```sql\nSELECT SUM(line_item_unblended_cost) FROM cur\n```")
+        report = asyncio.run(
+            evaluate(cases, total, runner=runner, catalog=catalog, prompt_format=COST_SQL_FORMAT)
+        )
+        assert [o.id for o in report.outcomes if o.correct] == ["grand_total"]
+    finally:
+        engine.close()
