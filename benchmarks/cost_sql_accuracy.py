@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from plinth.config import Settings  # noqa: E402
-from plinth.evals.sql_accuracy import EVAL_DATA, AccuracyReport, evaluate, load_cases  # noqa: E402
+from plinth.evals.sql_accuracy import EVAL_DATA, AccuracyReport, evaluate_sql, load_cases  # noqa: E402
 from plinth.llm.catalog import DEFAULT_MODEL  # noqa: E402
 from plinth.llm.loading import load_models  # noqa: E402
 from plinth.sql.adapter_prompt import prompt_format_of  # noqa: E402
@@ -87,7 +87,7 @@ def main() -> int:
         runner = QueryRunner(dataset, engine, max_rows=1000, timeout_s=30)
         catalog = Catalog.for_dataset(dataset, runner.describe())
         report = asyncio.run(
-            evaluate(cases, chat, runner=runner, catalog=catalog,
+            evaluate_sql(cases, chat, runner=runner, catalog=catalog,
                      prompt_format=args.prompt_format or prompt_format, max_attempts=args.max_attempts)
         )  # fmt: skip
     finally:

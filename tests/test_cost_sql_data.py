@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from plinth.evals.sql_accuracy import EVAL_DATA, evaluate, load_cases
+from plinth.evals.sql_accuracy import EVAL_DATA, evaluate_sql, load_cases
 from plinth.llm import ScriptedModel
 from plinth.llm.catalog import DEFAULT_MODEL, PACKAGED
 from plinth.sql.adapter_prompt import COST_SQL_FORMAT, SYSTEM
@@ -121,12 +121,12 @@ def test_an_oracle_that_answers_with_the_gold_sql_scores_every_heldout_question(
 
     try:
         catalog = Catalog.for_dataset(runner.dataset, runner.describe())
-        report = asyncio.run(evaluate(cases, ScriptedModel(oracle), runner=runner, catalog=catalog,
+        report = asyncio.run(evaluate_sql(cases, ScriptedModel(oracle), runner=runner, catalog=catalog,
                                       prompt_format=COST_SQL_FORMAT))  # fmt: skip
         assert report.accuracy == 1.0, [o.id for o in report.outcomes if not o.correct]
         total = ScriptedModel(lambda _: "```sql\nSELECT SUM(line_item_unblended_cost) FROM cur\n```")
         report = asyncio.run(
-            evaluate(cases, total, runner=runner, catalog=catalog, prompt_format=COST_SQL_FORMAT)
+            evaluate_sql(cases, total, runner=runner, catalog=catalog, prompt_format=COST_SQL_FORMAT)
         )
         assert [o.id for o in report.outcomes if o.correct] == ["grand_total"]
     finally:

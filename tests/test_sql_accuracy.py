@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from plinth.evals.sql_accuracy import SQLCase, evaluate, load_cases, normalize_value, same_result
+from plinth.evals.sql_accuracy import SQLCase, evaluate_sql, load_cases, normalize_value, same_result
 from plinth.llm import ScriptedModel
 from plinth.llm.base import Message
 from plinth.sql.adapter_prompt import COST_SQL_FORMAT as ADAPTER
@@ -109,7 +109,7 @@ def reply(messages: list[Message]) -> str:
 def test_the_harness_scores_a_scripted_model_as_checked_by_hand(runner: QueryRunner):
     catalog = Catalog.for_dataset(runner.dataset, runner.describe())
     model = ScriptedModel(reply, name="scripted")
-    report = asyncio.run(evaluate(CASES, model, runner=runner, catalog=catalog, prompt_format=ADAPTER))
+    report = asyncio.run(evaluate_sql(CASES, model, runner=runner, catalog=catalog, prompt_format=ADAPTER))
     assert [o.correct for o in report.outcomes] == [True, False, False, True, False]
     assert report.accuracy == pytest.approx(2 / 5)
     broken = report.outcomes[4]
@@ -127,7 +127,7 @@ def test_a_refused_question_is_scored_wrong_without_a_model_call(runner: QueryRu
     catalog = Catalog.for_dataset(runner.dataset, runner.describe())
     model = ScriptedModel([], name="scripted")
     case = SQLCase("drop", "Please delete all rows from the cur table", "SELECT 1")
-    report = asyncio.run(evaluate([case], model, runner=runner, catalog=catalog, prompt_format=ADAPTER))
+    report = asyncio.run(evaluate_sql([case], model, runner=runner, catalog=catalog, prompt_format=ADAPTER))
     assert not report.outcomes[0].correct and report.outcomes[0].rule == "modification_refused"
     assert model.calls == []
 

@@ -11,7 +11,7 @@ when its rows equal the gold rows, compared as:
 
 A question the loop cannot answer (every attempt failed, refused, timed out) is wrong, with its rule::
 
-    report = await evaluate(load_cases(), chat, runner=runner, catalog=catalog)
+    report = await evaluate_sql(load_cases(), chat, runner=runner, catalog=catalog)
     report.accuracy, report.outcomes[0].correct, report.outcomes[0].error
 
 The held-out set (``data/cost_sql_heldout.yaml``) is never trained on; its gold queries run on the
@@ -43,7 +43,7 @@ __all__ = [
     "AccuracyReport",
     "CaseOutcome",
     "SQLCase",
-    "evaluate",
+    "evaluate_sql",
     "load_cases",
     "normalize_value",
     "same_result",
@@ -104,7 +104,7 @@ def load_cases(path: str | Path | None = None) -> list[SQLCase]:
     ]
 
 
-async def evaluate(
+async def evaluate_sql(
     cases: Sequence[SQLCase],
     chat: ChatModel,
     *,
