@@ -21,9 +21,9 @@ Contract:
   turn is asked again (see :class:`_Prompt`).
 - The answer is a deterministic sentence from the rows (:mod:`plinth.sql.answer`); no second model call.
 - ``prompt_format`` names the prompt an adapter was trained on (:mod:`plinth.sql.adapter_prompt`; the
-  server reads it from the adapter's data card). When it fits the dataset's kind, the first prompt is
-  that fixed format instead of the few-shot catalog prompt; ``None`` (every other model) keeps the
-  few-shot prompt.
+  server reads it from the adapter's data card). When it fits the dataset's kind and the dialect is
+  DuckDB (what the adapter learnt to write), the first prompt is that fixed format instead of the
+  few-shot catalog prompt; ``None`` (every other model) keeps the few-shot prompt.
 - ``guard`` (``None`` = off) is the hook for guardrails: a callable ``guard(stage, text)`` or an object
   with ``check(stage, text)``, sync or async (bind a policy with a lambda over ``Guard.check``). It sees
   the question at stage ``"input"`` and the answer text (which quotes values from the data) at stage
