@@ -42,7 +42,6 @@ __all__ = [
     "Shape",
     "TrainingStats",
     "build_training_set",
-    "draw_slots",
     "load_shapes",
     "normalize_question",
     "write_jsonl",
@@ -123,7 +122,8 @@ def load_shapes() -> tuple[Shape, ...]:
 def build_training_set(
     runner: QueryRunner, *, seed: int = 0, per_shape: int = PER_SHAPE
 ) -> tuple[list[dict[str, Any]], TrainingStats]:
-    """Up to ``per_shape`` distinct questions per shape, each with a gold query that ran (see module)."""
+    """Up to ``per_shape`` distinct questions per shape, each with a gold query that ran (see module),
+    in a seeded shuffled order."""
     rng = random.Random(seed)
     values = _DataValues.read(runner)
     stats, examples, results = TrainingStats(), [], _ResultCache(runner)
@@ -132,7 +132,7 @@ def build_training_set(
         for _ in range(per_shape * 4):
             if len(seen) >= per_shape:
                 break
-            slots = draw_slots(values, rng)
+            slots = _draw_slots(values, rng)
             question, sql = (
                 _surface(rng.choice(shape.questions).format(**slots), rng),
                 shape.sql.format(**slots),
@@ -147,25 +147,8 @@ def build_training_set(
                 continue
             stats.kept[shape.name] += 1
             examples.append({"messages": [*adapter_messages(question), _assistant(sql)]})
+    rng.shuffle(examples)  # shapes interleaved, whatever order a trainer reads them in
     return examples, stats
-
-
-def draw_slots(values: _DataValues, rng: random.Random) -> dict[str, Any]:
-    """One value for every slot a template may use (unused ones cost nothing)."""
-    code = rng.choice(values.services)
-    month = rng.choice(values.months)
-    tag_key = rng.choice(sorted(TAGS))
-    col, alias = TAGS[tag_key]
-    line_type = rng.choice([t for t in sorted(CHARGES) if t in values.line_types])
-    return {
-        "service": rng.choice(_service_names(code)), "service_code": code,
-        "month": rng.choice(_month_names(month)), "month_date": month.isoformat(),
-        "region": rng.choice(values.regions), "account": rng.choice(values.accounts),
-        "instance_type": rng.choice(values.instance_types),
-        "tag_key": tag_key, "tag_col": col, "tag_alias": alias, "tag_value": rng.choice(values.tags[col]),
-        "charge": rng.choice(CHARGES[line_type]), "line_type": line_type,
-        "n": rng.choice(TOP_N), "amount": rng.choice(AMOUNTS),
-    }  # fmt: skip
 
 
 def normalize_question(text: str) -> str:
@@ -234,6 +217,24 @@ class _ResultCache:
                 useful = any(v is not None for row in rows for v in row)
                 self.seen[sql] = "ok" if useful else "empty"
         return self.seen[sql]
+
+
+def _draw_slots(values: _DataValues, rng: random.Random) -> dict[str, Any]:
+    """One value for every slot a template may use (unused ones cost nothing)."""
+    code = rng.choice(values.services)
+    month = rng.choice(values.months)
+    tag_key = rng.choice(sorted(TAGS))
+    col, alias = TAGS[tag_key]
+    line_type = rng.choice([t for t in sorted(CHARGES) if t in values.line_types])
+    return {
+        "service": rng.choice(_service_names(code)), "service_code": code,
+        "month": rng.choice(_month_names(month)), "month_date": month.isoformat(),
+        "region": rng.choice(values.regions), "account": rng.choice(values.accounts),
+        "instance_type": rng.choice(values.instance_types),
+        "tag_key": tag_key, "tag_col": col, "tag_alias": alias, "tag_value": rng.choice(values.tags[col]),
+        "charge": rng.choice(CHARGES[line_type]), "line_type": line_type,
+        "n": rng.choice(TOP_N), "amount": rng.choice(AMOUNTS),
+    }  # fmt: skip
 
 
 def _assistant(sql: str) -> dict[str, str]:
