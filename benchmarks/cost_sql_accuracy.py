@@ -6,8 +6,8 @@
 
 The held-out set is ``plinth/evals/data/cost_sql_heldout.yaml`` (never trained on); its gold SQL runs on
 generated CUR data (:data:`plinth.evals.sql_accuracy.EVAL_DATA`, written once into ``.bench/``). The
-base model is asked with today's few-shot prompt; an adapter is served unmerged, exactly as the server
-serves one, and asked in the prompt format its data card names (``plinth_task.json``). Prints the
+base model is asked with today's few-shot prompt; an adapter is merged into it (``--merge-lora``) and
+asked in the prompt format its data card names (``plinth_task.json``). Prints the
 accuracy and one line per question; ``--out`` writes the whole report as JSON.
 """
 
@@ -27,7 +27,7 @@ from plinth.config import Settings  # noqa: E402
 from plinth.evals.sql_accuracy import EVAL_DATA, AccuracyReport, evaluate_sql, load_cases  # noqa: E402
 from plinth.llm.catalog import DEFAULT_MODEL  # noqa: E402
 from plinth.llm.loading import load_models  # noqa: E402
-from plinth.sql.adapter_prompt import prompt_format_of  # noqa: E402
+from plinth.sql.adapter_prompt import read_prompt_format  # noqa: E402
 from plinth.sql.catalog import Catalog  # noqa: E402
 from plinth.sql.costgen import generate  # noqa: E402
 from plinth.sql.engines.duckdb_engine import DuckDBEngine  # noqa: E402
@@ -46,18 +46,13 @@ def eval_dataset() -> Dataset:
     return Dataset("cost-sql-eval", "cur", {"cur": TableSource(str(folder / "cur"), "parquet")})
 
 
-def chat_model(model: str, adapter: Path | None) -> tuple[Any, Any, str | None]:
-    """(the loaded base, the chat model to ask, its SQL prompt format)."""
-    [base] = load_models(Settings(models=[model]))
+def chat_model(model: str, adapter: Path | None) -> tuple[Any, str | None]:
+    """(the loaded model, its SQL prompt format): the base, or the base with ``adapter`` merged in
+    (``--merge-lora``: the same weights the unmerged adapter computes, through a stable loading API)."""
     if adapter is None:
-        return base, base.as_chat_model(), None
-    from plinth.server.adapter_registry import AdapterEntry, AdapterModel
-
-    name = adapter.name
-    base.add_adapter(name, adapter)
-    entry = AdapterEntry(name, "public", None, base.name, name, str(adapter), adapter, 0, ())
-    served = AdapterModel(base, entry)
-    return base, served.as_chat_model(), prompt_format_of(served)
+        return load_models(Settings(models=[model]))[0], None
+    settings = Settings(models=[model], adapters=[adapter.parent], merge_lora=adapter.name)
+    return load_models(settings)[0], read_prompt_format(adapter)
 
 
 def print_report(report: AccuracyReport) -> None:
@@ -82,7 +77,8 @@ def main() -> int:
     cases = load_cases()[: args.limit]
     dataset = eval_dataset()
     engine = DuckDBEngine(dataset, work_dir=BENCH / "engine")
-    base, chat, prompt_format = chat_model(args.model, args.adapter)
+    loaded, prompt_format = chat_model(args.model, args.adapter)
+    chat = loaded.as_chat_model()
     try:
         runner = QueryRunner(dataset, engine, max_rows=1000, timeout_s=30)
         catalog = Catalog.for_dataset(dataset, runner.describe())
@@ -91,7 +87,7 @@ def main() -> int:
                      prompt_format=args.prompt_format or prompt_format, max_attempts=args.max_attempts)
         )  # fmt: skip
     finally:
-        base.shutdown()
+        loaded.shutdown()
         engine.close()
     print_report(report)
     if args.out:

@@ -23,7 +23,6 @@ from plinth.sql.adapter_prompt import (
     COST_SQL_FORMAT,
     SYSTEM,
     adapter_messages,
-    prompt_format_of,
     read_prompt_format,
 )
 from plinth.sql.ask import ask
@@ -77,44 +76,53 @@ def test_no_card_or_an_unknown_format_means_the_few_shot_prompt(tmp_path: Path, 
     assert read_prompt_format(folder) is None
 
 
-def adapter_entry(folder: Path) -> AdapterEntry:
-    return AdapterEntry(
-        "cost-sql", "public", None, "base", "public:cost-sql", str(folder), folder, 8, ("q_proj",)
-    )
+class Registry:
+    """The server's adapter registry as the ask route uses it: ``resolve`` (the entry, with its
+    folder) and ``model_for`` (the served model), for one adapter that every tenant sees."""
 
+    def __init__(self, model: ScriptedChatModel, folder: Path) -> None:
+        self.model = model
+        self.entry = AdapterEntry(
+            "cost-sql", "public", None, "base", "public:cost-sql", str(folder), folder, 8, ()
+        )
 
-def test_a_served_adapter_is_found_by_its_folder_and_a_base_model_has_no_format(tmp_path: Path):
-    folder = card_folder(tmp_path, {"prompt_format": COST_SQL_FORMAT})
-    adapter = type("Served", (), {"entry": adapter_entry(folder), "name": "cost-sql"})()
-    assert prompt_format_of(adapter) == COST_SQL_FORMAT
-    assert prompt_format_of(ScriptedModel(["x"])) is None
+    def resolve(self, tenant: Any, name: str) -> AdapterEntry | None:
+        return self.entry if name == self.entry.name else None
+
+    def model_for(self, tenant: Any, name: str) -> ScriptedChatModel | None:
+        return self.model if name == self.entry.name else None
 
 
 @pytest.mark.slow  # the base model's few-shot prompt loads the real embedder
-def test_the_ask_route_asks_an_sql_adapter_in_its_format_a_base_model_few_shot(tmp_path: Path, setup: Any):
-    """Over HTTP: a served model that carries an adapter entry (as the server's AdapterModel does)
-    whose folder has the card gets the adapter prompt; the base model beside it does not."""
+@pytest.mark.parametrize("card", [{"plinth_task": "cost-sql", "prompt_format": COST_SQL_FORMAT}, None])
+def test_the_ask_route_asks_an_sql_adapter_in_the_format_its_card_names(
+    tmp_path: Path, setup: Any, card: Any
+):
+    """Over HTTP: an adapter whose folder holds the card gets the adapter prompt; the base model
+    beside it, and an adapter without a card, get the few-shot prompt."""
     dataset, _, _ = setup
     base = ScriptedChatModel([f"```sql\n{TOTAL}\n```"], name="base")
     adapter = ScriptedChatModel([f"```sql\n{TOTAL}\n```"], name="cost-sql")
-    adapter.entry = adapter_entry(card_folder(tmp_path / "adapter", {"prompt_format": COST_SQL_FORMAT}))
+    folder = card_folder(tmp_path / "adapter", card) if card else tmp_path
     cp, keys = control_plane(tmp_path / "cp")
-    app = create_app(Settings(data_dir=tmp_path / "data"), [base, adapter], cp)
+    app = create_app(Settings(data_dir=tmp_path / "data"), [base], cp)
     try:
         with TestClient(app) as client:
-            folder = str(Path(dataset.tables["cur"].path).parent)
-            made = client.post(
-                "/v1/sql/datasets", json={"name": "costs", "path": folder}, headers=keys.auth("admin")
-            )
+            state = app.state.plinth
+            real, state.adapters = state.adapters, Registry(adapter, folder)
+            body = {"name": "costs", "path": str(Path(dataset.tables["cur"].path).parent)}
+            made = client.post("/v1/sql/datasets", json=body, headers=keys.auth("admin"))
             assert made.status_code == 201, made.text
             for name in ("cost-sql", "base"):
                 body = {"question": "total spend?", "dataset": "costs", "model": name}
                 response = client.post("/v1/sql/ask", json=body, headers=keys.auth("acme"))
                 assert response.status_code == 200, response.text
+            state.adapters = real
     finally:
         app.state.sql.close()
         cp.close()
-    assert adapter.messages[0] == adapter_messages("total spend?")
+    assert (adapter.messages[0] == adapter_messages("total spend?")) == (card is not None)
+    assert adapter.messages[0][0]["content"].startswith("You are a FinOps analyst") == (card is None)
     assert base.messages[0][0]["content"] != SYSTEM
 
 

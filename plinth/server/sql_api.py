@@ -52,7 +52,7 @@ from plinth.server.errors import APIError, error_body
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
 from plinth.server.knowledge_api import json_object
 from plinth.server.state import get_state
-from plinth.sql.adapter_prompt import prompt_format_of
+from plinth.sql.adapter_prompt import read_prompt_format
 from plinth.sql.ask import AskFailedError, GuardBlockedError, attempts_json
 from plinth.sql.chart import chart_spec
 from plinth.sql.datasets import DatasetError
@@ -102,9 +102,8 @@ async def ask_route(request: Request) -> dict[str, Any]:
     config = parse_guardrail_config(body.get("guardrailConfig"))
     tenant = request.state.tenant
     await _call(request, "get", name)  # 404 for an unknown (or another tenant's) dataset, first
-    served = get_state(request).model(model_name, tenant)  # 404 model_not_found
-    prompt_format = await asyncio.to_thread(prompt_format_of, served)  # an SQL adapter's own prompt
-    chat = ChatView(served)
+    chat = ChatView(get_state(request).model(model_name, tenant))  # 404 model_not_found
+    prompt_format = await asyncio.to_thread(_adapter_prompt_format, request, model_name)
     guard = await request_guard(request, config)  # None: no guardrail applies
     hook = _AskGuard(guard) if guard is not None else None
     try:
@@ -123,6 +122,17 @@ async def ask_route(request: Request) -> dict[str, Any]:
         raise APIError(404, str(exc), param="dataset", code="not_found") from exc
     answer = _answer(result, name, model_name)
     return answer if guard is None else {**answer, "guardrail": guard.field()}
+
+
+def _adapter_prompt_format(request: Request, model_name: str) -> str | None:
+    """The SQL prompt format ``model_name`` was trained on, when it names one of the tenant's adapters
+    (resolved as :meth:`ServerState.model` resolves it: a base model of that name wins) whose folder
+    holds a data card; None for base models and every other adapter. Reads a file: a worker thread."""
+    state = get_state(request)
+    if model_name in state.models or state.adapters is None:
+        return None
+    entry = state.adapters.resolve(request.state.tenant, model_name)
+    return read_prompt_format(entry.path) if entry is not None else None
 
 
 class _AskGuard:

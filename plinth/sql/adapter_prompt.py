@@ -10,8 +10,9 @@ question as the user turn, and one ```sql block as the reply::
 
 An adapter says which format it was trained on in its folder's data card, :data:`CARD_FILE`
 (``{"plinth_task": "cost-sql", "prompt_format": "cost-sql-v1", ...}``, written beside the training set
-and copied into the adapter folder by the trainer). :func:`prompt_format_of` reads it for a served
-model; every model without such a card keeps the few-shot prompt. A format is versioned by name: a
+and copied into the adapter folder by the trainer). :func:`read_prompt_format` reads it; the
+``/v1/sql/ask`` route passes what it finds for an adapter to the ask loop, and every model without such
+a card keeps the few-shot prompt. A format is versioned by name: a
 change to :data:`SYSTEM` is a new format, and adapters trained on the old one keep their old name.
 """
 
@@ -32,7 +33,6 @@ __all__ = [
     "adapter_messages",
     "assistant_reply",
     "data_card",
-    "prompt_format_of",
     "read_prompt_format",
 ]
 
@@ -80,10 +80,3 @@ def read_prompt_format(folder: str | Path) -> str | None:
         return None
     fmt = card.get("prompt_format") if isinstance(card, dict) else None
     return fmt if fmt in FORMAT_KINDS else None
-
-
-def prompt_format_of(model: Any) -> str | None:
-    """The SQL prompt format a served model was trained on: an adapter (the server's ``AdapterModel``,
-    whose ``entry.path`` is its folder) with a card naming a known format; None for anything else."""
-    path = getattr(getattr(model, "entry", None), "path", None)
-    return read_prompt_format(path) if path is not None else None
