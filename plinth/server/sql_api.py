@@ -3,7 +3,8 @@
 - ``POST /v1/sql/ask`` ``{"question", "dataset", "model", "engine"?}`` -> ``{"object": "sql.answer",
   "question", "dataset", "model", "sql", "columns", "types", "rows", "truncated", "chart", "answer",
   "attempts", "history": [{"sql", "error", "rule"}]}``. ``model`` is a served base model or adapter,
-  resolved as chat completions resolve it.
+  resolved as chat completions resolve it; an adapter whose data card names an SQL prompt format
+  (``plinth_task.json``, see :mod:`plinth.sql.adapter_prompt`) is asked in that format.
 
   Guardrails: ``"guardrailConfig": {"guardrailIdentifier", "guardrailVersion"?, "trace"?}`` (as on chat
   completions), else the tenant's default guardrail. Under one, the question is checked at ``input``
@@ -64,6 +65,7 @@ from plinth.sql import (
     UnsafeSQLError,
     attempts_json,
     chart_spec,
+    read_prompt_format,
 )
 
 __all__ = ["router"]
@@ -123,9 +125,10 @@ async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
     service = sql_service(request)
     await asyncio.to_thread(service.get, tenant, name)  # 404 for an unknown (or another tenant's) dataset
     chat = get_state(request).model(model_name, tenant).as_chat_model()  # 404 model_not_found
+    prompt_format = await asyncio.to_thread(_adapter_prompt_format, request, model_name)
     guard = await request_guard(request, config)  # None: no guardrail applies
     try:
-        result = await service.ask(tenant, name, question, chat, guard=guard)
+        result = await service.ask(tenant, name, question, chat, guard=guard, prompt_format=prompt_format)
     except GuardBlockedError as exc:
         assert guard is not None
         return {**_blocked(exc, name, model_name), "guardrail": guard.field()}
@@ -136,6 +139,17 @@ async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
         raise AttemptsError(status, exc.reason, exc.rule, attempts_json(exc.history)) from exc
     answer = _answer(result, name, model_name)
     return answer if guard is None else {**answer, "guardrail": guard.field()}
+
+
+def _adapter_prompt_format(request: Request, model_name: str) -> str | None:
+    """The SQL prompt format ``model_name`` was trained on, when it names one of the tenant's adapters
+    (resolved as :meth:`ServerState.model` resolves it: a base model of that name wins) whose folder
+    holds a data card; None for base models and every other adapter. Reads a file: a worker thread."""
+    state = get_state(request)
+    if model_name in state.models or state.adapters is None:
+        return None
+    entry = state.adapters.resolve(request.state.tenant, model_name)
+    return read_prompt_format(entry.path) if entry is not None else None
 
 
 @router.post("/query")

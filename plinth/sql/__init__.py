@@ -13,10 +13,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from plinth.sql.adapter_prompt import read_prompt_format
     from plinth.sql.ask import AskFailedError, GuardBlockedError, attempts_json
+    from plinth.sql.catalog import Catalog
     from plinth.sql.chart import chart_spec
     from plinth.sql.datasets import DatasetError
+    from plinth.sql.runner import QueryRunner
     from plinth.sql.service import DatasetNotFoundError, SQLService
+    from plinth.sql.training_set import DataSpec
     from plinth.sql.types import (
         DATASET_KINDS,
         AskResult,
@@ -32,11 +36,14 @@ __all__ = [
     "DATASET_KINDS",
     "AskFailedError",
     "AskResult",
+    "Catalog",
+    "DataSpec",
     "Dataset",
     "DatasetError",
     "DatasetNotFoundError",
     "GuardBlockedError",
     "QueryFailedError",
+    "QueryRunner",
     "QueryTimeoutError",
     "RefusedError",
     "SQLError",
@@ -44,9 +51,14 @@ __all__ = [
     "UnsafeSQLError",
     "attempts_json",
     "chart_spec",
+    "read_prompt_format",
 ]
 
 _SOURCES = {
+    "Catalog": "catalog",
+    "QueryRunner": "runner",
+    "DataSpec": "training_set",
+    "read_prompt_format": "adapter_prompt",
     "AskFailedError": "ask",
     "GuardBlockedError": "ask",
     "attempts_json": "ask",

@@ -20,6 +20,10 @@ Contract:
 - A prompt too long for the model's context costs no attempt: the catalog selection shrinks and the
   turn is asked again (see :class:`_Prompt`).
 - The answer is a deterministic sentence from the rows (:mod:`plinth.sql.answer`); no second model call.
+- ``prompt_format`` names the prompt an adapter was trained on (:mod:`plinth.sql.adapter_prompt`; the
+  server reads it from the adapter's data card). When it fits the dataset's kind and the dialect is
+  DuckDB (what the adapter learnt to write), the first prompt is that fixed format instead of the
+  few-shot catalog prompt; ``None`` (every other model) keeps the few-shot prompt.
 - ``guard`` (``None`` = off) is the request's :class:`~plinth.guard.hook.GuardHook`, the same shape
   retrieve-and-generate takes. It sees the question at ``input`` and what is built from the data (the
   rows' text, the answer) at ``data``. Each verdict's ``text`` replaces what was checked; a ``blocked``
@@ -39,8 +43,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from plinth.guard import new_marker
+from plinth.guard import new_marker, spotlight_instruction
 from plinth.llm.base import ChatModel, ChatOptions, Message, ProviderError
+from plinth.sql.adapter_prompt import FORMAT_KINDS, adapter_messages
 from plinth.sql.answer import describe_result
 from plinth.sql.catalog import Catalog
 from plinth.sql.chart import chart_spec
@@ -127,12 +132,16 @@ async def ask(
     guard: GuardHook | None = None,
     dialect: str = "duckdb",
     k_examples: int = 4,
+    prompt_format: str | None = None,
 ) -> AskResult:
     """Answer ``question`` over ``dataset`` (see the module contract)."""
     assert max_attempts >= 1
     question = await _screen(guard, "input", question)
     check_question(question)
-    prompt = _Prompt(question, catalog, dialect, k_examples, new_marker() if guard is not None else None)
+    marker = new_marker() if guard is not None else None
+    prompt = _Prompt(question, catalog, dialect, k_examples, marker)
+    if prompt_format is not None and FORMAT_KINDS.get(prompt_format) == dataset.kind and dialect == "duckdb":
+        prompt.use_adapter_format()
     history: list[AskAttempt] = []
     failed: tuple[str, str, str] | None = None  # the last attempt's (sql, error, rule), for the repair
     for _ in range(max_attempts):
@@ -174,6 +183,14 @@ class _Prompt:
         self.question, self.catalog, self.dialect, self.marker = question, catalog, dialect, marker
         self.sizes = [(k_examples, MAX_COLUMNS), *COMPACT_SIZES]
         self.first: list[Message] | None = None
+
+    def use_adapter_format(self) -> None:
+        """Ask in the fixed format an SQL adapter was trained on; it has one size, so an overflow
+        propagates. Under a guard its system turn gains the spotlight instruction all the same."""
+        self.first = adapter_messages(self.question)
+        if self.marker is not None:
+            self.first[0]["content"] += "\n\n" + spotlight_instruction(self.marker)
+        self.sizes = self.sizes[-1:]
 
     async def reply(self, chat: ChatModel, failed: tuple[str, str, str] | None) -> str:
         while True:

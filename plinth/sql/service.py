@@ -130,8 +130,10 @@ class SQLService:
         engine: str = "duckdb",
         url: str | None = None,
         guard: GuardHook | None = None,
+        prompt_format: str | None = None,
     ) -> AskResult:
-        """Question -> vetted SQL -> rows, chart, answer: the ask loop over this dataset's runner.
+        """Question -> vetted SQL -> rows, chart, answer: the ask loop over this dataset's runner
+        (``prompt_format``: the one an SQL adapter was trained on, see :mod:`plinth.sql.adapter_prompt`).
 
         Opening the runner reads the control plane and may build the engine's catalog file, and
         describing it queries the engine: both run in a worker thread, off the caller's event loop."""
@@ -143,7 +145,7 @@ class SQLService:
             catalog = Catalog.for_dataset(runner.dataset, await asyncio.to_thread(runner.describe))
             return await ask(
                 question, runner.dataset, chat, runner=runner, catalog=catalog, guard=guard,
-                dialect=runner.engine.dialect,
+                dialect=runner.engine.dialect, prompt_format=prompt_format,
             )  # fmt: skip
         finally:
             if engine != "duckdb":
