@@ -73,6 +73,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--max-attempts", type=int, default=3, help="the ask loop's attempts per question")
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
+    parser.add_argument("--concurrency", type=int, default=8, help="questions asked at once (batched)")
     args = parser.parse_args()
     cases = load_cases()[: args.limit]
     dataset = eval_dataset()
@@ -84,7 +85,8 @@ def main() -> int:
         catalog = Catalog.for_dataset(dataset, runner.describe())
         report = asyncio.run(
             evaluate_sql(cases, chat, runner=runner, catalog=catalog,
-                     prompt_format=args.prompt_format or prompt_format, max_attempts=args.max_attempts)
+                     prompt_format=args.prompt_format or prompt_format, max_attempts=args.max_attempts,
+                     concurrency=args.concurrency)
         )  # fmt: skip
     finally:
         loaded.shutdown()

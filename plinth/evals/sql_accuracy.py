@@ -20,6 +20,7 @@ dataset :data:`EVAL_DATA` describes (generated CUR, another seed than the traini
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from collections import Counter
@@ -109,30 +110,45 @@ async def evaluate_sql(
     catalog: Catalog,
     prompt_format: str | None = None,
     max_attempts: int = 3,
+    concurrency: int = 1,
 ) -> AccuracyReport:
-    """Ask every case with ``chat`` and score it against its gold query (see the module doc)."""
+    """Ask every case with ``chat`` and score it against its gold query (see the module doc).
+
+    ``concurrency`` questions are asked at once (a batching engine answers several for little more than
+    one); outcomes keep the cases' order either way."""
     report = AccuracyReport(chat.name, prompt_format)
-    for case in cases:
-        gold = runner.run(case.sql)[1].rows
-        try:
-            result = await ask(
-                case.question, runner.dataset, chat, runner=runner, catalog=catalog,
-                max_attempts=max_attempts, prompt_format=prompt_format,
-            )  # fmt: skip
-        except AskFailedError as exc:
-            last = exc.history[-1] if exc.history else None
-            sql = last.sql if last else None
-            report.outcomes.append(CaseOutcome(case.id, case.question, False, sql, exc.reason, exc.rule,
-                                               len(exc.history)))  # fmt: skip
-            continue
-        except SQLError as exc:  # refused before any model call
-            report.outcomes.append(CaseOutcome(case.id, case.question, False, None, exc.reason, exc.rule))
-            continue
-        correct = same_result(gold, result.rows, ordered=case.ordered)
-        report.outcomes.append(
-            CaseOutcome(case.id, case.question, correct, result.sql, None, None, result.attempts)
-        )
+    slots = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(case: SQLCase) -> CaseOutcome:
+        async with slots:
+            return await _score(case, chat, runner, catalog, prompt_format, max_attempts)
+
+    report.outcomes.extend(await asyncio.gather(*(one(case) for case in cases)))
     return report
+
+
+async def _score(
+    case: SQLCase,
+    chat: ChatModel,
+    runner: QueryRunner,
+    catalog: Catalog,
+    prompt_format: str | None,
+    max_attempts: int,
+) -> CaseOutcome:
+    gold = runner.run(case.sql)[1].rows
+    try:
+        result = await ask(
+            case.question, runner.dataset, chat, runner=runner, catalog=catalog,
+            max_attempts=max_attempts, prompt_format=prompt_format,
+        )  # fmt: skip
+    except AskFailedError as exc:
+        last = exc.history[-1] if exc.history else None
+        sql = last.sql if last else None
+        return CaseOutcome(case.id, case.question, False, sql, exc.reason, exc.rule, len(exc.history))
+    except SQLError as exc:  # refused before any model call
+        return CaseOutcome(case.id, case.question, False, None, exc.reason, exc.rule)
+    correct = same_result(gold, result.rows, ordered=case.ordered)
+    return CaseOutcome(case.id, case.question, correct, result.sql, None, None, result.attempts)
 
 
 def same_result(

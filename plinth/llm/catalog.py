@@ -21,6 +21,8 @@ Example::
 from __future__ import annotations
 
 import importlib.metadata
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,15 +31,20 @@ from plinth.llm.checkpoint_info import CheckpointInfo, describe
 __all__ = [
     "DEFAULT_MODEL",
     "PACKAGED",
+    "PACKAGED_ADAPTERS_DIR",
     "RANDOM_MODEL",
     "ModelNotInstalledError",
     "PackagedModel",
     "list_models",
+    "packaged_adapters",
     "resolve",
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 RANDOM_MODEL = "random-llama-small"
+# LoRA adapters shipped with Plinth for a packaged model (cost-sql: CUR questions -> DuckDB SQL), each a
+# PEFT folder whose adapter_config.json names its base by catalog name; served public with that base.
+PACKAGED_ADAPTERS_DIR = Path(__file__).with_name("packaged_adapters")
 
 
 class ModelNotInstalledError(LookupError):
@@ -91,6 +98,17 @@ def resolve(model: str, data_dir: Path) -> tuple[str, str]:
     if model == RANDOM_MODEL:
         return str(random_model_path(data_dir)), RANDOM_MODEL
     return model, model
+
+
+def packaged_adapters(served: Iterable[str]) -> list[tuple[str, Path, str]]:
+    """``(name, folder, base)`` of each packaged adapter whose base model is among ``served``."""
+    found = []
+    for folder in sorted(PACKAGED_ADAPTERS_DIR.iterdir()) if PACKAGED_ADAPTERS_DIR.is_dir() else []:
+        config = folder / "adapter_config.json"
+        base = json.loads(config.read_text())["base_model_name_or_path"] if config.is_file() else None
+        if base in served:
+            found.append((folder.name, folder, base))
+    return found
 
 
 def random_model_path(data_dir: Path) -> Path:

@@ -21,14 +21,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from plinth.adapters import AdapterRegistry
+from plinth.adapters import AdapterRegistry, AdapterRegistryError
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane, Tenant
 from plinth.control.jobs import JobRow
 from plinth.demo import start_demo_preparation, stop_background_work
+from plinth.engine import AdapterError
 from plinth.guard import audit_key
 from plinth.jobs import JobSupervisor, fine_tune
 from plinth.llm import AdapterHost
+from plinth.llm.catalog import packaged_adapters
 from plinth.server import (
     adapters_api,
     admin_api,
@@ -149,6 +151,13 @@ def _sql_service(control_plane: ControlPlane, settings: Settings) -> Any:
 def _register_adapters(registry: AdapterRegistry | None, settings: Settings) -> None:
     assert registry is not None
     registry.restore()
+    for name, folder, base in packaged_adapters(registry.models):
+        try:
+            registry.register(
+                None, name, str(folder), base_model=base, label=f"packaged:{name}", persist=False
+            )
+        except (AdapterRegistryError, AdapterError) as exc:  # a name taken by a tenant's own adapter, say
+            log.warning("packaged adapter %s skipped: %s", name, exc)
     for directory in settings.adapters:
         entries = registry.register_dir(Path(directory))
         log.info("registered %d public adapters from %s", len(entries), directory)

@@ -29,8 +29,8 @@ export function mount(section) {
     h("h1", { id: "cost-title" }, "Cost analyst"),
     h("p", { class: "note", id: "cost-model-note" },
       "Plain words: the built-in model, SmolLM2-135M-Instruct, is small and writes wrong or unrunnable SQL " +
-      "for most questions on its own; you will often see its failed attempts below. A SQL-tuned adapter or a " +
-      "larger model answers far better. The SQL editor always works."),
+      "for nearly every question on its own. The cost-sql adapter, fine-tuned for AWS CUR questions, is chosen " +
+      "by default and answers most of them; it still gets some wrong, so check the SQL. The SQL editor always works."),
     h("div", { class: "layout" },
       h("aside", { class: "side" }, field("Dataset", dataset), field("Model", model),
         h("h2", {}, "History"), historyList),
@@ -56,6 +56,7 @@ export async function show() {
     fill(els.model, models.map((m) => h("option", { value: m.id }, `${m.id}${m.random ? " — random weights" : ""}`)));
     if (names.includes(chosen[0])) els.dataset.value = chosen[0];
     if (models.some((m) => m.id === chosen[1])) els.model.value = chosen[1];
+    else if (models.some((m) => m.id === "cost-sql")) els.model.value = "cost-sql"; // the SQL-tuned adapter
     if (!names.length) els.askStatus.error("There are no datasets yet. Register one on the Admin page.");
   } catch (err) {
     els.askStatus.error(err.message);
