@@ -13,7 +13,7 @@
 - a ``costs`` dataset: the demo's generated legacy CUR, 1,200 rows.
 
 Models speak ``LocalModel``'s server-facing interface (``encode_chat``, ``stream``, ``sampling_params``...),
-like ``test_server_fakes.ScriptedServedModel``, so the routes run unchanged.
+like ``server_fakes.ScriptedServedModel``, so the routes run unchanged.
 """
 
 from __future__ import annotations
