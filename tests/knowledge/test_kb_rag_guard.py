@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_kb_rag import SCHEMA, FakeService, Recorder, hit
 from server_fakes import build_app
+from test_kb_rag import SCHEMA, FakeService, Recorder, hit
 
 from plinth.control import get_or_create_tenant
 from plinth.control import knowledge as rows
