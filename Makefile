@@ -1,4 +1,4 @@
-# One command each: make install | install-test | test | lint | demo | bench | screenshots | clean
+# One command each: make install | install-test | test | test-fast | lint | demo | bench | screenshots | clean
 # Installs go into .venv; stamp files there make repeated installs a no-op until pyproject.toml changes.
 # Start over with `rm -rf .venv`.
 
@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BENCH_ARGS ?=
 
-.PHONY: install install-test test lint demo bench screenshots clean
+.PHONY: install install-test test test-fast lint demo bench screenshots clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -32,6 +32,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 test: install-test
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The quick loop while developing: everything not marked slow (CI runs `make test`, slow tests included).
+test-fast: install-test
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 lint: install-test
 	$(BIN)/ruff check .
