@@ -53,7 +53,7 @@ def model_list(ctx: typer.Context) -> None:
     from plinth.llm.catalog import list_models
 
     settings = build_settings(ctx)
-    rows = [("NAME", "SOURCE", "ARCH", "PARAMS", "QUANT", "SIZE", "LICENCE")]
+    rows: list[tuple[str, ...]] = [("NAME", "SOURCE", "ARCH", "PARAMS", "QUANT", "SIZE", "LICENCE")]
     rows += [_model_row(m) for m in list_models(settings.data_dir)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

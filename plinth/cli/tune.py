@@ -20,11 +20,9 @@ if TYPE_CHECKING:  # plinth.tune loads torch: imported when the command runs, no
     from plinth.tune import TuneEvent, TuneJob, TuneResult
 
 # Hyperparameters() defaults, repeated here so the CLI imports no torch; a test keeps them equal.
-DEFAULTS = {
-    "n_epochs": 3, "batch_size": 8, "learning_rate": 2e-4, "r": 8, "alpha": 16, "dropout": 0.05,
-    "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-    "seed": 0, "warmup_ratio": 0.1, "max_length": 1024,
-}  # fmt: skip
+N_EPOCHS, BATCH_SIZE, LEARNING_RATE, R, ALPHA, DROPOUT, SEED = 3, 8, 2e-4, 8, 16, 0.05, 0
+WARMUP_RATIO, MAX_LENGTH = 0.1, 1024
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 __all__ = ["tune"]
 
@@ -41,26 +39,22 @@ def tune(
     validation: Annotated[
         Path | None, typer.Option("--validation-data", help="Validation JSONL (default: hold out a share).")
     ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="n_epochs.")] = DEFAULTS["n_epochs"],
-    batch_size: Annotated[int, typer.Option(help="Examples per optimizer step.")] = DEFAULTS["batch_size"],
+    epochs: Annotated[int, typer.Option("--epochs", help="n_epochs.")] = N_EPOCHS,
+    batch_size: Annotated[int, typer.Option(help="Examples per optimizer step.")] = BATCH_SIZE,
     micro_batch_size: Annotated[
         int | None, typer.Option(help="Examples per forward pass (gradient accumulation makes up the rest).")
     ] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = DEFAULTS["learning_rate"],
-    r: Annotated[int, typer.Option("--r", help="LoRA rank.")] = DEFAULTS["r"],
-    alpha: Annotated[int, typer.Option(help="LoRA alpha (scaling is alpha / r).")] = DEFAULTS["alpha"],
-    dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = DEFAULTS["dropout"],
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = LEARNING_RATE,
+    r: Annotated[int, typer.Option("--r", help="LoRA rank.")] = R,
+    alpha: Annotated[int, typer.Option(help="LoRA alpha (scaling is alpha / r).")] = ALPHA,
+    dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = DROPOUT,
     target_modules: Annotated[str, typer.Option(help="Comma-separated projections to adapt.")] = ",".join(
-        DEFAULTS["target_modules"]
+        TARGET_MODULES
     ),
-    seed: Annotated[int, typer.Option(help="Same seed and data, same adapter.")] = DEFAULTS["seed"],
+    seed: Annotated[int, typer.Option(help="Same seed and data, same adapter.")] = SEED,
     suffix: Annotated[str | None, typer.Option(help="A name suffix, recorded in training.json.")] = None,
-    max_length: Annotated[int, typer.Option(help="Tokens per example (longer ones are cut).")] = DEFAULTS[
-        "max_length"
-    ],
-    warmup_ratio: Annotated[float, typer.Option(help="Share of steps warming up.")] = DEFAULTS[
-        "warmup_ratio"
-    ],
+    max_length: Annotated[int, typer.Option(help="Tokens per example (longer ones are cut).")] = MAX_LENGTH,
+    warmup_ratio: Annotated[float, typer.Option(help="Share of steps warming up.")] = WARMUP_RATIO,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from --out's last checkpoint.")] = False,
 ) -> None:

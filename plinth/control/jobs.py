@@ -95,7 +95,7 @@ def create_job(
     status: str = "validating_files",
 ) -> JobRow:
     """Record a new job (audited) in its first status."""
-    values = {
+    values: dict[str, Any] = {
         "id": job_id, "tenant_id": tenant_id, "kind": kind, "status": status, "request": request,
         "result": None, "error": None, "cancel_requested": False, "attempts": 0, "created_at": utcnow(),
         "started_at": None, "finished_at": None,

@@ -96,7 +96,7 @@ class FineTuneRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     method: Method | None = None
     hyperparameters: Hyperparameters | None = None  # OpenAI's older top-level form
-    lora: LoraOptions = Field(default_factory=LoraOptions)
+    lora: LoraOptions = LoraOptions.model_construct()  # the defaults; a new copy per request (pydantic)
     metadata: dict[str, str] | None = None
 
     @field_validator("suffix")

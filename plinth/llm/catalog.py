@@ -102,11 +102,12 @@ def resolve(model: str, data_dir: Path) -> tuple[str, str]:
 
 def packaged_adapters(served: Iterable[str]) -> list[tuple[str, Path, str]]:
     """``(name, folder, base)`` of each packaged adapter whose base model is among ``served``."""
+    names = set(served)
     found = []
     for folder in sorted(PACKAGED_ADAPTERS_DIR.iterdir()) if PACKAGED_ADAPTERS_DIR.is_dir() else []:
         config = folder / "adapter_config.json"
         base = json.loads(config.read_text())["base_model_name_or_path"] if config.is_file() else None
-        if base in served:
+        if isinstance(base, str) and base in names:
             found.append((folder.name, folder, base))
     return found
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,10 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the static web app (
 
 
 def create_app(
-    settings: Settings, models: list[AdapterHost], control_plane: ControlPlane, embedder: Any | None = None
+    settings: Settings,
+    models: Sequence[AdapterHost],
+    control_plane: ControlPlane,
+    embedder: Any | None = None,
 ) -> FastAPI:
     """An app serving ``models`` (already loaded ``LocalModel`` s, or the test double
     :class:`~plinth.llm.ScriptedServedModel`, keyed by ``.name``).
@@ -76,6 +79,7 @@ def create_app(
         no_auth_tenant=local_tenant(control_plane) if settings.no_auth else None,
         adapters=AdapterRegistry(served, control_plane, Path(settings.data_dir) / "adapters"),
     )
+    assert state.adapters is not None
     state.jobs = _job_supervisor(settings, control_plane, state.adapters)
     state.file_checkers = fine_tune.file_checkers()
     app.state.plinth = state

@@ -57,13 +57,21 @@ def test_bad_hyperparameters_exit_2_before_loading_anything(tmp_path) -> None:
 
 
 def test_the_cli_defaults_are_the_library_defaults() -> None:
-    from dataclasses import asdict
-
-    from plinth.cli.tune import DEFAULTS
+    from plinth.cli import tune as cli
     from plinth.tune import Hyperparameters
 
-    defaults = asdict(Hyperparameters())
-    assert DEFAULTS["learning_rate"] == Hyperparameters().learning_rate
-    assert {k: v for k, v in DEFAULTS.items() if k != "learning_rate"} == {
-        k: defaults[k] for k in DEFAULTS if k != "learning_rate"
-    }
+    lib = Hyperparameters()
+    assert (lib.n_epochs, lib.batch_size, lib.r, lib.alpha, lib.dropout, lib.seed) == (
+        cli.N_EPOCHS,
+        cli.BATCH_SIZE,
+        cli.R,
+        cli.ALPHA,
+        cli.DROPOUT,
+        cli.SEED,
+    )
+    assert (lib.warmup_ratio, lib.max_length, tuple(lib.target_modules)) == (
+        cli.WARMUP_RATIO,
+        cli.MAX_LENGTH,
+        cli.TARGET_MODULES,
+    )
+    assert lib.learning_rate == cli.LEARNING_RATE
