@@ -123,10 +123,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _job_supervisor(settings: Settings, cp: ControlPlane, registry: AdapterRegistry) -> JobSupervisor:
-    assert settings.database_url is not None  # Settings fills the default
+    # Workers open the very database this app uses (the app may be given another than the settings name).
+    url = cp.engine.url.render_as_string(hide_password=False)
     kinds = {KIND: fine_tune.kind(functools.partial(_publish_adapter, registry))}
     return JobSupervisor(
-        cp, settings.database_url, Path(settings.data_dir), kinds,
+        cp, url, Path(settings.data_dir), kinds,
         max_concurrent=settings.max_concurrent_jobs, threads=settings.job_threads,
     )  # fmt: skip
 

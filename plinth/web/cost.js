@@ -30,7 +30,7 @@ export function mount(section) {
     h("p", { class: "note", id: "cost-model-note" },
       "Plain words: the built-in model, SmolLM2-135M-Instruct, is small and writes wrong or unrunnable SQL " +
       "for nearly every question on its own. The cost-sql adapter, fine-tuned for AWS CUR questions, is chosen " +
-      "by default and answers most of them; it still gets some wrong, so check the SQL. The SQL editor always works."),
+      "by default and answers most of them; it still gets some wrong, so check the SQL. Queries you write yourself, below, always run."),
     h("div", { class: "layout" },
       h("aside", { class: "side" }, field("Dataset", dataset), field("Model", model),
         h("h2", {}, "History"), historyList),

@@ -22,7 +22,7 @@ export function mount(section) {
   const suffix = h("input", { name: "suffix", maxlength: 40, placeholder: "my-task" });
   const epochs = h("input", { name: "n_epochs", type: "number", min: 1, max: 50, placeholder: "auto" });
   const lr = h("input", { name: "learning_rate_multiplier", type: "number", min: 0.01, max: 10, step: 0.01, placeholder: "auto" });
-  const rank = h("input", { name: "r", type: "number", min: 1, max: 256, value: 16 });
+  const rank = h("input", { name: "r", type: "number", min: 1, max: 256, value: 8 });
   const createStatus = statusLine();
   const jobs = h("ol", { class: "history", "aria-label": "Fine-tuning jobs" });
   const detail = h("div", { class: "job-detail", "aria-live": "polite" });
@@ -87,7 +87,7 @@ async function onCreate(event) {
     model: els.model.value,
     training_file: els.training.value,
     method: { type: "supervised", supervised: { hyperparameters: hyper } },
-    lora: { r: Number(els.rank.value || 16), alpha: 2 * Number(els.rank.value || 16) },
+    lora: { r: Number(els.rank.value || 8), alpha: 2 * Number(els.rank.value || 8) },
   };
   if (els.validation.value) body.validation_file = els.validation.value;
   if (els.suffix.value.trim()) body.suffix = els.suffix.value.trim();

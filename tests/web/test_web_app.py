@@ -7,6 +7,7 @@ storage, so its own sign-in), saves a screenshot to ``$PLINTH_SCREENSHOTS`` (def
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -497,3 +498,34 @@ def test_local_mode_skips_sign_in(browser, tmp_path, request):
             expect(page.locator("#page-chat")).to_be_visible()
             expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
             expect(page.locator("#page-chat .badge", has_text="random weights")).to_be_visible()
+
+
+def test_fine_tuning_page_uploads_trains_and_shows_the_loss_curve(admin_page, server, tmp_path):
+    """Upload a chat file, start a one-epoch job on the tiny model, watch it succeed with a loss curve,
+    and find the new adapter in the chat picker (last in this module: it leaves the adapter registered)."""
+    page, _ = admin_page
+    rows = [
+        {"messages": [{"role": "user", "content": f"Colour of item {i}?"},
+                      {"role": "assistant", "content": ["red", "green"][i % 2]}]}
+        for i in range(12)
+    ]  # fmt: skip
+    data = tmp_path / "colours.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    page.goto(f"{server.url}/#/tuning")
+    page.get_by_label("JSONL file").set_input_files(str(data))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("form .status").first).to_contain_text("Uploaded colours.jsonl as file-")
+    page.get_by_label("Base model").select_option("tiny-llama")
+    page.get_by_label("Epochs").fill("2")
+    page.get_by_label("Suffix").fill("colours")
+    page.get_by_role("button", name="Start fine-tuning").click()
+    detail = page.locator(".job-detail")
+    expect(detail.locator("td", has_text="succeeded")).to_have_count(1, timeout=240_000)
+    expect(detail.locator("figure.chart[data-rendered='true']")).to_have_count(1, timeout=30_000)
+    expect(detail).to_contain_text("ft:tiny-llama:local:colours:")
+    expect(detail.locator("ol.events li").first).to_contain_text("The job has successfully completed")
+    shot(page, "fine-tuning")
+    page.get_by_role("link", name="Chat").click()
+    expect(
+        page.locator("optgroup[label='Adapters'] option[value^='ft:tiny-llama:local:colours:']")
+    ).to_have_count(1)
