@@ -12,7 +12,9 @@ Contract (mirrors Bedrock RetrieveAndGenerate):
   chunk's metadata plus ``x-amz-bedrock-kb-chunk-id`` (Bedrock's key, so Bedrock clients find it) and
   ``x-plinth-kb-doc-id``.
 - Source ids are 1-based ranks in the hits list; markers naming no source are removed and cite nothing.
-  An answer without valid markers has no citations (``[]``).
+- An answer with no valid marker at all (small models, such as the 135M default, rarely write them) is
+  attributed by name: a sentence that names a retrieved source's ``title`` metadata cites that source.
+  Otherwise it has no citations (``[]``): nothing is cited that the answer does not point at.
 
 >>> out, cits = build_citations("Henry Selick directed it [1].", [hit])   # doctest: +SKIP
 >>> out, cits[0]["generatedResponsePart"]["textResponsePart"]["span"]       # doctest: +SKIP
@@ -61,8 +63,27 @@ def build_citations(answer: str, hits: Sequence[Hit]) -> tuple[str, list[dict[st
             ids = cited.setdefault(span, [])
             if n not in ids:
                 ids.append(n)
+    if not cited:
+        cited = _cited_by_title(text, sentences, hits)
     citations = [_citation(text, span, [hits[n - 1] for n in ids]) for span, ids in sorted(cited.items())]
     return text, citations
+
+
+def _cited_by_title(
+    text: str, sentences: list[tuple[int, int]], hits: Sequence[Hit]
+) -> dict[tuple[int, int], list[int]]:
+    """Sentences that name a source's title (whole words, any case) cite it: the fallback for markers."""
+    titles = [(n, str(h.metadata.get("title") or "").strip()) for n, h in enumerate(hits, 1)]
+    patterns = [
+        (n, re.compile(rf"(?<!\w){re.escape(t)}(?!\w)", re.IGNORECASE)) for n, t in titles if len(t) > 2
+    ]
+    cited: dict[tuple[int, int], list[int]] = {}
+    for span in sentences:
+        sentence = text[span[0] : span[1]]
+        ids = [n for n, pattern in patterns if pattern.search(sentence)]
+        if ids:
+            cited[span] = list(dict.fromkeys(ids))
+    return cited
 
 
 def reference(hit: Hit) -> dict[str, Any]:

@@ -112,6 +112,22 @@ def test_one_sentence_citing_two_sources_lists_both_once():
     ]
 
 
+def test_an_answer_without_markers_cites_the_sources_it_names_by_title():
+    hits = [
+        Hit("a#0", "a", "A toy story.", 0.9, {"title": "Toy Story"}, {}),
+        Hit("b#0", "b", "A lion cub.", 0.8, {"title": "The Lion King"}, {}),
+        Hit("c#0", "c", "A clown.", 0.7, {"title": "It"}, {}),  # too short to match by name
+    ]
+    text, citations = build_citations("The lion king (1994) is about a cub. It is not Toy Storyline.", hits)
+    assert text == "The lion king (1994) is about a cub. It is not Toy Storyline."
+    [only] = citations
+    assert only["generatedResponsePart"]["textResponsePart"]["text"] == "The lion king (1994) is about a cub."
+    assert [r["metadata"]["title"] for r in only["retrievedReferences"]] == ["The Lion King"]
+    assert build_citations("Nothing named here.", hits)[1] == []
+    marked = build_citations("Toy Story is named, but the marker wins [2].", hits)[1]
+    assert [r["metadata"]["title"] for r in marked[0]["retrievedReferences"]] == ["The Lion King"]
+
+
 # --- the pipeline -----------------------------------------------------------------------------------
 
 
