@@ -20,6 +20,8 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -196,9 +198,22 @@ def _started(hp: Hyperparameters, data: _Data) -> TrainingStarted:
 
 
 def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest COMPLETE checkpoint: the Trainer writes ``trainer_state.json`` last, so a folder
+    without a readable one was cut off mid-save (the process was killed) and is removed, not resumed."""
+    found = sorted(folder.glob("checkpoint-*"), key=_step, reverse=True) if folder.is_dir() else []
+    for checkpoint in found:
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+            continue
+        return str(checkpoint)
+    return None
 
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+def _step(checkpoint: Path) -> int:
+    suffix = checkpoint.name.removeprefix("checkpoint-")
+    return int(suffix) if suffix.isdigit() else -1
 
 
 def _save_adapter(model: Any, out: Path, base_name: str) -> None:

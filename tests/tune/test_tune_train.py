@@ -168,3 +168,20 @@ def test_examples_cut_before_any_answer_are_named(tiny_llama, tmp_path) -> None:
         train(job(tiny_llama, data, tmp_path / "o", max_length=64))
     assert [p.line for p in raised.value.problems] == [2]
     assert "max_length=64" in raised.value.problems[0].message
+
+
+def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path):
+    """A worker killed while the Trainer saves leaves a folder without trainer_state.json (written last):
+    resuming takes the newest complete checkpoint and removes the partial one."""
+    from plinth.tune.trainer import _last_checkpoint
+
+    for step, complete in ((5, True), (9, False), (12, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"x")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"global_st')  # cut off mid-write
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-5"]
+    assert _last_checkpoint(tmp_path / "missing") is None
