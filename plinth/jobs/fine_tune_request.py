@@ -1,7 +1,8 @@
 """A fine-tuning job's request, as OpenAI's ``POST /v1/fine_tuning/jobs`` takes it, plus Plinth's ``lora``.
 
-Validated completely before a job is recorded, so a bad hyperparameter is a 400 naming the field and never
-a job that fails later. ``"auto"`` hyperparameters are settled here, from the training file's size, and
+Shapes are checked here; values (ranges, target modules) by the trainer's own
+:meth:`plinth.tune.Hyperparameters.problems` before the job is recorded, so a bad hyperparameter is a 400,
+never a job that fails later. ``"auto"`` hyperparameters are settled here, from the training file's size, and
 the job records the values it will use (as OpenAI shows them on the job)::
 
     request = FineTuneRequest.model_validate(body)
@@ -15,10 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["BASE_LEARNING_RATE", "FineTuneRequest", "Hyperparameters", "LoraOptions", "adapter_name"]
+from plinth.engine.lora import TARGETS
 
-BASE_LEARNING_RATE = 2e-4  # learning_rate_multiplier 1.0: a usual LoRA learning rate for small models
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+__all__ = ["FineTuneRequest", "Hyperparameters", "LoraOptions", "adapter_name"]
 _SUFFIX = re.compile(r"[A-Za-z0-9._-]{1,40}")
 
 
@@ -28,27 +28,6 @@ class Hyperparameters(BaseModel):
     n_epochs: Literal["auto"] | int = "auto"
     batch_size: Literal["auto"] | int = "auto"
     learning_rate_multiplier: Literal["auto"] | float = "auto"
-
-    @field_validator("n_epochs")
-    @classmethod
-    def _epochs(cls, value: Any) -> Any:
-        if value != "auto" and not 1 <= value <= 50:
-            raise ValueError(f"n_epochs must be 'auto' or between 1 and 50, not {value}")
-        return value
-
-    @field_validator("batch_size")
-    @classmethod
-    def _batch(cls, value: Any) -> Any:
-        if value != "auto" and not 1 <= value <= 256:
-            raise ValueError(f"batch_size must be 'auto' or between 1 and 256, not {value}")
-        return value
-
-    @field_validator("learning_rate_multiplier")
-    @classmethod
-    def _lr(cls, value: Any) -> Any:
-        if value != "auto" and not 0 < value <= 10:
-            raise ValueError(f"learning_rate_multiplier must be 'auto' or in (0, 10], not {value}")
-        return value
 
 
 class _Supervised(BaseModel):
@@ -73,17 +52,7 @@ class LoraOptions(BaseModel):
     r: int = Field(8, ge=1, le=256)
     alpha: int = Field(16, ge=1, le=10_000)
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: list(LORA_TARGETS))
-
-    @field_validator("target_modules")
-    @classmethod
-    def _targets(cls, value: list[str]) -> list[str]:
-        unknown = [t for t in value if t not in LORA_TARGETS]
-        if unknown or not value:
-            raise ValueError(
-                f"target_modules must be a non-empty subset of {list(LORA_TARGETS)}; got {value}"
-            )
-        return list(dict.fromkeys(value))
+    target_modules: list[str] = Field(default_factory=lambda: list(TARGETS))
 
 
 class FineTuneRequest(BaseModel):

@@ -9,8 +9,9 @@ one light submodule) stays cheap: some exports pull in torch, lancedb, scikit-le
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from plinth.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from plinth.sql.adapter_prompt import read_prompt_format
@@ -77,10 +78,4 @@ _SOURCES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Load an export's module on first use (see the module docstring)."""
-    if name not in _SOURCES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _SOURCES)
