@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from plinth.engine import EngineStats, Grammar, SamplingParams
-from plinth.llm import GrammarSpec
+from plinth.llm import GrammarSpec, ToolFormat
 from plinth.llm.base import ChatModel, ChatOptions
 from plinth.llm.local import ChatView, TextDelta
 from plinth.llm.served import AdapterHost
@@ -47,8 +47,12 @@ class AdapterModel:
     def encode(self, text: str) -> list[int]:
         return self.base.encode(text)
 
-    def encode_chat(self, messages: Sequence[Any]) -> list[int]:
-        return self.base.encode_chat(messages)
+    def encode_chat(self, messages: Sequence[Any], tools: Sequence[Any] | None = None) -> list[int]:
+        return self.base.encode_chat(messages, tools)
+
+    @property
+    def tool_format(self) -> ToolFormat:
+        return self.base.tool_format
 
     def token_text(self, token_id: int) -> str:
         return self.base.token_text(token_id)

@@ -15,13 +15,16 @@ from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
 from plinth.llm.embedders import get_embedder
 from plinth.llm.embedding import Embed, Embedder
-from plinth.llm.grammar import GrammarCompiler, GrammarError, GrammarSpec
+from plinth.llm.grammar import GrammarCompiler, GrammarError, GrammarSpec, grammar_definition
 from plinth.llm.local import GenerationError, LocalModel, TextDelta
 from plinth.llm.openai_compat import OpenAICompatModel
 from plinth.llm.openai_embedder import OpenAIEmbedder
 from plinth.llm.scripted import ScriptedCall, ScriptedModel
 from plinth.llm.scripted_served import ScriptedRepliesModel, ScriptedServedModel
 from plinth.llm.served import AdapterHost, ServedModel
+from plinth.llm.tool_calls import ToolCall, ToolChoice, ToolSpec
+from plinth.llm.tool_formats import ToolFormat, detect_tool_format
+from plinth.llm.tool_stream import ToolCallStream
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
@@ -50,6 +53,13 @@ __all__ = [
     "SentenceEmbedder",
     "StopMatcher",
     "TextDelta",
+    "ToolCall",
+    "ToolCallStream",
+    "ToolChoice",
+    "ToolFormat",
+    "ToolSpec",
     "Usage",
+    "detect_tool_format",
     "get_embedder",
+    "grammar_definition",
 ]

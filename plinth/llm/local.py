@@ -9,6 +9,7 @@ features use the :class:`~plinth.llm.base.ChatModel` view from :meth:`LocalModel
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -30,6 +31,7 @@ from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, Usage
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
 from plinth.llm.grammar import GrammarCompiler, GrammarSpec
 from plinth.llm.tokenizer import load_tokenizer
+from plinth.llm.tool_formats import ToolFormat, detect_tool_format
 
 if TYPE_CHECKING:
     from plinth.llm.served import ServedModel
@@ -149,12 +151,22 @@ class LocalModel:
 
     # -- text <-> ids ---------------------------------------------------------------------------
 
-    def encode_chat(self, messages: Sequence[Message] | Sequence[dict]) -> list[int]:
-        """Prompt ids from the checkpoint's own chat template, ending with the assistant's turn start."""
+    def encode_chat(
+        self, messages: Sequence[Message] | Sequence[dict], tools: Sequence[Any] | None = None
+    ) -> list[int]:
+        """Prompt ids from the checkpoint's own chat template, ending with the assistant's turn start;
+        ``tools`` (OpenAI's shape) go to the template as its ``tools``."""
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError(f"model {self.name!r} has no chat template; use the completions API")
-        text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        text = self.tokenizer.apply_chat_template(
+            list(messages), tools=list(tools) if tools else None, add_generation_prompt=True, tokenize=False
+        )
         return self.tokenizer.encode(text, add_special_tokens=False)  # the template already has BOS
+
+    @functools.cached_property
+    def tool_format(self) -> ToolFormat:
+        """The tool-call convention of this checkpoint's chat template (detected once)."""
+        return detect_tool_format(self.tokenizer)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=True)

@@ -31,6 +31,7 @@ from plinth.engine import (
 from plinth.llm.base import ChatModel, ChatOptions
 from plinth.llm.grammar import GrammarSpec, grammar_definition
 from plinth.llm.local import ChatView, TextDelta
+from plinth.llm.tool_formats import ToolFormat
 
 __all__ = ["EOS", "SCRIPT", "ScriptedGrammar", "ScriptedRepliesModel", "ScriptedServedModel"]
 
@@ -63,6 +64,7 @@ class ScriptedServedModel:
             last_batch_tokens=1, num_preemptions=0,
         )  # fmt: skip
         self.calls: list[tuple[list[int], SamplingParams, tuple[str, ...], str | None]] = []
+        self.tools_seen: list[Any] = []  # the ``tools`` the last chat prompt was rendered with
         self.finished: list[str | None] = []
         self.aborted: list[str | None] = []
         self.is_shut_down = False
@@ -80,8 +82,14 @@ class ScriptedServedModel:
     def encode(self, text: str) -> list[int]:
         return [1] + [3 + (ord(c) % 7) for c in text]
 
-    def encode_chat(self, messages: Sequence[Any]) -> list[int]:
+    def encode_chat(self, messages: Sequence[Any], tools: Sequence[Any] | None = None) -> list[int]:
+        self.tools_seen = list(tools or [])
         return self.encode("".join(f"<{m['role']}>{m['content']}" for m in messages))
+
+    @property
+    def tool_format(self) -> ToolFormat:
+        """Plinth's default format (the scripted text is the reply, whatever the prompt says)."""
+        return ToolFormat()
 
     def token_text(self, token_id: int) -> str:
         if token_id == EOS:
@@ -186,8 +194,9 @@ class ScriptedRepliesModel(ScriptedServedModel):
         self.replies = list(replies)
         self.messages: list[list[dict[str, str]]] = []
 
-    def encode_chat(self, messages: Sequence[Any]) -> list[int]:
+    def encode_chat(self, messages: Sequence[Any], tools: Sequence[Any] | None = None) -> list[int]:
         self.messages.append(list(messages))
+        self.tools_seen = list(tools or [])
         return [1, 2, 3]
 
     def stream(

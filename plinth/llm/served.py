@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from plinth.engine import EngineStats, Grammar, LoraAdapter, LoraStats, SamplingParams
 from plinth.llm.base import ChatModel, ChatOptions
 from plinth.llm.grammar import GrammarSpec
+from plinth.llm.tool_formats import ToolFormat
 
 if TYPE_CHECKING:
     from plinth.llm.local import TextDelta
@@ -51,8 +52,14 @@ class ServedModel(Protocol):
         """A raw prompt's ids (with the tokenizer's special tokens, e.g. BOS)."""
         ...
 
-    def encode_chat(self, messages: Sequence[Any]) -> list[int]:
-        """Prompt ids from the model's chat template; ValueError when it has none."""
+    def encode_chat(self, messages: Sequence[Any], tools: Sequence[Any] | None = None) -> list[int]:
+        """Prompt ids from the model's chat template (given ``tools`` as the template's ``tools``, in
+        OpenAI's shape); ValueError when it has none."""
+        ...
+
+    @property
+    def tool_format(self) -> ToolFormat:
+        """How this model's template writes tools and calls (see :mod:`plinth.llm.tool_formats`)."""
         ...
 
     def token_text(self, token_id: int) -> str:

@@ -23,6 +23,7 @@ checking their decoding would let ids that decode innocently but tokenize differ
 from __future__ import annotations
 
 import base64
+import json
 import struct
 import time
 import uuid
@@ -43,7 +44,7 @@ from plinth.guard import (
     screen_prompts,
     with_canary,
 )
-from plinth.llm import ServedModel
+from plinth.llm import GrammarSpec, ServedModel, ToolCall, ToolCallStream, ToolChoice, ToolSpec
 from plinth.server import openai_format as fmt
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
@@ -106,6 +107,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     state = get_state(request)
     model = state.model(body.model, request.state.tenant)
     messages = [m.as_template_message() for m in body.messages]
+    tools = _ChatTools.of(body, model)
     k = body.num_logprobs
     guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))
     canary = new_canary() if guard is not None else ""
@@ -115,42 +117,98 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     if guard is not None and guard.blocked:  # the model is never called
         events = blocked_events(guard, body.n)
     else:
+        prompt, template_tools = tools.render(messages)
         try:
-            ids = await run_in_threadpool(model.encode_chat, messages)
+            ids = await run_in_threadpool(model.encode_chat, prompt, template_tools)
         except ValueError as exc:  # e.g. the checkpoint has no chat template
             raise APIError(400, str(exc), param="messages") from exc
-        grammar = await compile_grammar(model, body.grammar_spec())
+        grammar = await compile_grammar(model, tools.grammar_spec(body.grammar_spec()))
         jobs = _jobs(body, model, [ids], k, body.requested_max_tokens, _room(model, ids), grammar)
         events = await start(jobs, state.metrics)
     if not body.stream:
         choices = await collect(events, body.n)
-        if guard is None:
-            return fmt.chat_response(rid, model, choices, body.n, k)
-        if not guard.blocked:
+        if guard is not None and not guard.blocked:
             await guard_choices(guard, choices, canary)
-        return {**fmt.chat_response(rid, model, choices, body.n, k), "guardrail": guard.field()}
+        response = fmt.chat_response(rid, model, choices, body.n, k, tools.split if tools.active else None)
+        return response if guard is None else {**response, "guardrail": guard.field()}
     if guard is not None and not guard.blocked:
         events = guard_events(guard, events, body.n, canary)
     usage_chunk = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model.name}
-    render = _chat_render(rid, created, model, k, guard)
+    render = _chat_render(rid, created, model, k, guard, tools)
     return _sse(_sse_body(events, body.n, body.n, render, usage_chunk if body.include_usage else None))
 
 
+class _ChatTools:
+    """A chat request's tools as the model sees them: the prompt (in its template's tool format), the
+    grammar that forces a call, and its calls read back out of the reply."""
+
+    def __init__(self, model: ServedModel, specs: list[ToolSpec], choice: ToolChoice, parallel: bool) -> None:
+        self.format = model.tool_format
+        self.specs, self.choice, self.parallel = specs, choice, parallel
+        self.active = bool(specs) and choice.mode != "none"  # "none": the tools are not offered at all
+
+    @classmethod
+    def of(cls, body: ChatRequest, model: ServedModel) -> _ChatTools:
+        specs, choice = body.tool_setup()
+        return cls(model, specs, choice, body.parallel_tool_calls)
+
+    def render(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Any]:
+        """The template's messages and ``tools`` (None when the template gets none)."""
+        return self.format.render(messages, self.specs if self.active else [])
+
+    def grammar_spec(self, response: GrammarSpec | None) -> GrammarSpec | None:
+        """The turn's constraint: calls when one is forced; under ``auto`` with a JSON
+        ``response_format``, a call or that JSON; otherwise the request's own constraint."""
+        if not self.active or (response is None and not self.choice.forces_call):
+            return response
+        if self.choice.forces_call:
+            return self.format.grammar(self.specs, self.choice, self.parallel)
+        assert response is not None
+        if response.kind != "json_schema":
+            message = (f"{response.param} cannot be combined with tools under tool_choice auto; use "
+                       "response_format json_schema, or tool_choice none.")  # fmt: skip
+            raise APIError(400, message, param=response.param)
+        return self.format.grammar(self.specs, self.choice, self.parallel, json.loads(response.source))
+
+    def split(self, text: str) -> tuple[str | None, list[ToolCall]]:
+        return self.format.parse(text)
+
+    def stream(self) -> ToolCallStream:
+        return ToolCallStream(self.format, forced=self.choice.forces_call)
+
+
 def _chat_render(
-    rid: str, created: int, model: ServedModel, k: int | None, guard: RequestGuard | None
+    rid: str, created: int, model: ServedModel, k: int | None, guard: RequestGuard | None, tools: _ChatTools
 ) -> Render:
     """Chunks for one delta: the role first, then content, logprobs and finish_reason; under a guard,
-    a choice's last chunk carries the ``guardrail`` field as it stands then."""
+    a choice's last chunk carries the ``guardrail`` field as it stands then. With tools offered, text
+    passes through a :class:`ToolCallStream` and each call goes out whole as a ``delta.tool_calls``
+    entry once the reply ends (``finish_reason: "tool_calls"``)."""
+    streams: dict[int, ToolCallStream] = {}
 
     def render(index: int, delta: Any, first: bool) -> list[dict[str, Any]]:
         chunks = [fmt.chat_chunk(rid, created, model.name, index, {"role": "assistant", "content": ""})]
-        extra: dict[str, Any] = {"finish_reason": delta.finish_reason}
+        finish = delta.finish_reason
+        text: str = delta.text
+        calls: list[ToolCall] = []
+        if tools.active:
+            stream = streams.setdefault(index, tools.stream())
+            text = stream.feed(text)
+            if finish:
+                tail, calls = stream.finish()
+                text += tail
+        extra: dict[str, Any] = {"finish_reason": None if calls else finish}
         if k is not None and delta.logprobs:
             extra["logprobs"] = fmt.chat_logprobs(model, delta.logprobs, k)
-        content = {"content": delta.text} if delta.text else {}
-        if content or delta.finish_reason or "logprobs" in extra:
+        content = {"content": text} if text else {}
+        if content or (finish and not calls) or "logprobs" in extra:
             chunks.append(fmt.chat_chunk(rid, created, model.name, index, content, **extra))
-        if guard is not None and delta.finish_reason:
+        if calls:
+            delta_calls = {"tool_calls": [call.as_openai(i) for i, call in enumerate(calls)]}
+            chunks.append(fmt.chat_chunk(rid, created, model.name, index, delta_calls))
+            reason = "tool_calls" if finish == "stop" else finish
+            chunks.append(fmt.chat_chunk(rid, created, model.name, index, {}, finish_reason=reason))
+        if guard is not None and finish:
             chunks[-1]["guardrail"] = guard.field()
         return chunks if first else chunks[1:]
 

@@ -7,11 +7,11 @@ serving model object, used only to turn token ids into token text for logprobs.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from plinth.engine import TokenLogprob
-from plinth.llm import ServedModel
+from plinth.llm import ServedModel, ToolCall
 from plinth.server.generation import Choice
 
 __all__ = [
@@ -81,21 +81,41 @@ def _envelope(rid: str, obj: str, created: int, model_name: str) -> dict[str, An
 
 
 def chat_response(
-    rid: str, model: ServedModel, choices: Sequence[Choice], n: int, k: int | None
+    rid: str,
+    model: ServedModel,
+    choices: Sequence[Choice],
+    n: int,
+    k: int | None,
+    split_calls: Callable[[str], tuple[str | None, list[ToolCall]]] | None = None,
 ) -> dict[str, Any]:
-    """The whole ``chat.completion`` object; ``k`` is top_logprobs (None: logprobs off)."""
+    """The whole ``chat.completion`` object; ``k`` is top_logprobs (None: logprobs off).
+    ``split_calls`` (tools offered) turns a reply into content and tool calls: a reply with calls has
+    ``message.tool_calls`` and ``finish_reason: "tool_calls"``."""
     body = _envelope(rid, "chat.completion", int(time.time()), model.name)
     body["choices"] = [
         {
             "index": i,
-            "message": {"role": "assistant", "content": c.text},
+            **_chat_message(c, split_calls),
             "logprobs": None if k is None else chat_logprobs(model, c.logprobs, k),
-            "finish_reason": c.finish_reason,
         }
         for i, c in enumerate(choices)
     ]
     body["usage"] = usage(choices, n)
     return body
+
+
+def _chat_message(
+    choice: Choice, split_calls: Callable[[str], tuple[str | None, list[ToolCall]]] | None
+) -> dict[str, Any]:
+    plain = {"message": {"role": "assistant", "content": choice.text}, "finish_reason": choice.finish_reason}
+    if split_calls is None or choice.finish_reason == "content_filter":
+        return plain
+    content, calls = split_calls(choice.text)
+    if not calls:
+        return plain
+    message = {"role": "assistant", "content": content, "tool_calls": [c.as_openai() for c in calls]}
+    reason = "tool_calls" if choice.finish_reason == "stop" else choice.finish_reason
+    return {"message": message, "finish_reason": reason}
 
 
 def completion_response(

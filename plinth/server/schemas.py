@@ -2,7 +2,7 @@
 
 Only the shapes live here: pydantic checks types (a mistyped field is a 400 naming it), SamplingParams
 checks ranges (its ``SamplingParamsError.param`` names the field). Fields OpenAI clients send that Plinth
-does not use (``user``, ``tools``...) are accepted and ignored, as OpenAI-compatible servers do.
+does not use (``user``, ``metadata``...) are accepted and ignored, as OpenAI-compatible servers do.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.engine import Grammar, SamplingParams
-from plinth.llm import GrammarSpec
+from plinth.llm import GrammarError, GrammarSpec, ToolCall, ToolChoice, ToolSpec, grammar_definition
 from plinth.server.errors import APIError
 
 __all__ = [
@@ -149,25 +149,92 @@ class _SamplingFields(GuidedFields):
         )
 
 
+class FunctionCallIn(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallIn(BaseModel):
+    """A call in an assistant turn of the history, as the API returned it."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessage(BaseModel):
-    """One turn; ``content`` may be a string or OpenAI's list of parts (only text parts are supported)."""
+    """One turn; ``content`` may be a string or OpenAI's list of parts (only text parts are supported).
+    An assistant turn may carry ``tool_calls``; a ``tool`` turn answers one by ``tool_call_id``."""
 
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
-    def as_template_message(self) -> dict[str, str]:
-        """The ``{"role", "content"}`` dict a chat template expects ("developer" is OpenAI's "system")."""
+    def as_template_message(self) -> dict[str, Any]:
+        """The ``{"role", "content"}`` dict a chat template expects ("developer" is OpenAI's "system"),
+        with ``tool_calls`` (as :class:`~plinth.llm.ToolCall` s) and ``tool_call_id`` where given."""
         role = "system" if self.role == "developer" else self.role
+        message: dict[str, Any] = {"role": role, "content": self._text()}
+        if self.tool_calls:
+            if role != "assistant":
+                raise APIError(400, "Only assistant messages may have tool_calls.", param="messages")
+            message["tool_calls"] = [_tool_call(c) for c in self.tool_calls]
+        if role == "tool":
+            if not self.tool_call_id:
+                raise APIError(400, "A tool message needs the tool_call_id it answers.", param="messages")
+            message["tool_call_id"] = self.tool_call_id
+        if self.name is not None and role == "tool":
+            message["name"] = self.name
+        return message
+
+    def _text(self) -> str:
         if self.content is None or isinstance(self.content, str):
-            return {"role": role, "content": self.content or ""}
+            return self.content or ""
         texts = []
         for part in self.content:
             if part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise APIError(400, "Only text content parts are supported.", param="messages")
             texts.append(part["text"])
-        return {"role": role, "content": "".join(texts)}
+        return "".join(texts)
+
+
+def _tool_call(call: ToolCallIn) -> ToolCall:
+    parsed = ToolCall(call.id, call.function.name, call.function.arguments)
+    try:
+        parsed.arguments_object()
+    except ValueError as exc:
+        message = f"tool call {call.id!r} has arguments that are not a JSON object: {exc}"
+        raise APIError(400, message, param="messages") from exc
+    return parsed
+
+
+class FunctionDefinition(BaseModel):
+    """OpenAI's ``tools[].function``; ``parameters`` is a JSON schema (none: no arguments)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDefinition(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """``{"type": "function", "function": {"name": ...}}``: call exactly this function."""
+
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class ChatRequest(_SamplingFields):
@@ -178,6 +245,40 @@ class ChatRequest(_SamplingFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     guardrailConfig: Any = None  # Plinth's extension, as in Bedrock Converse: see plinth.guard.chat
+    tools: list[ToolDefinition] | None = None
+    tool_choice: NamedToolChoice | str | None = None  # "none" | "auto" | "required" | a function
+    parallel_tool_calls: bool = True
+
+    def tool_setup(self) -> tuple[list[ToolSpec], ToolChoice]:
+        """The offered functions and what the model must do with them; 400s name the field at fault
+        (OpenAI's rules: a ``tool_choice`` needs ``tools``, a named one must be among them)."""
+        if not self.tools:
+            if self.tool_choice not in (None, "none", "auto"):
+                raise APIError(400, "tool_choice is only allowed when tools are given.", param="tool_choice")
+            return [], ToolChoice("none")
+        specs: list[ToolSpec] = []
+        for i, tool in enumerate(self.tools):
+            parameters = tool.function.parameters or {"type": "object", "properties": {}}
+            if parameters.get("type", "object") != "object":
+                raise APIError(400, "Function parameters must be a JSON schema of type object.",
+                               param=f"tools[{i}].function.parameters")  # fmt: skip
+            try:
+                grammar_definition(GrammarSpec.json_schema(parameters, f"tools[{i}].function.parameters"))
+            except GrammarError as exc:
+                raise APIError(400, exc.message, param=exc.param) from exc
+            if any(s.name == tool.function.name for s in specs):
+                raise APIError(400, f"Two tools are named {tool.function.name!r}.", param=f"tools[{i}]")
+            specs.append(ToolSpec(tool.function.name, tool.function.description or "", parameters))
+        choice = self.tool_choice
+        if isinstance(choice, NamedToolChoice):
+            if all(s.name != choice.function.name for s in specs):
+                raise APIError(400, f"tool_choice names {choice.function.name!r}, which is not in tools.",
+                               param="tool_choice")  # fmt: skip
+            return specs, ToolChoice("named", choice.function.name)
+        try:
+            return specs, ToolChoice.parse(choice)
+        except ValueError as exc:
+            raise APIError(400, f"{exc}.", param="tool_choice") from exc
 
     @property
     def requested_max_tokens(self) -> int | None:

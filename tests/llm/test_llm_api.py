@@ -32,8 +32,15 @@ def test_all_is_pinned():
         "ServedModel",
         "StopMatcher",
         "TextDelta",
+        "ToolCall",
+        "ToolCallStream",
+        "ToolChoice",
+        "ToolFormat",
+        "ToolSpec",
         "Usage",
+        "detect_tool_format",
         "get_embedder",
+        "grammar_definition",
     ]
     assert all(hasattr(plinth.llm, name) for name in plinth.llm.__all__)
 
