@@ -107,6 +107,36 @@ export async function streamChat(body, { signal, onDelta }) {
   return result;
 }
 
+/**
+ * Invoke an agent, streamed: calls onStep(step) as each trace step completes and returns the final run
+ * object ({status, output, citations, required_action, trace, ...}).
+ */
+export async function streamAgent(agentId, body, { signal, onStep }) {
+  let response;
+  try {
+    response = await fetch(`/v1/agents/${encodeURIComponent(agentId)}/invoke`, {
+      method: "POST", headers: headers(true), body: JSON.stringify({ ...body, stream: true }), signal,
+    });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError("Could not reach the Plinth server. Check that it is running, then try again.");
+  }
+  if (!response.ok) {
+    const text = await response.text();
+    let data = null;
+    try { data = JSON.parse(text); } catch { data = text; }
+    throw errorFrom(response.status, data);
+  }
+  let run = null;
+  for await (const event of sseEvents(response.body)) {
+    if (event.error) throw errorFrom(errorStatus(event.error), event);
+    if (event.type === "step") onStep(event.step);
+    if (event.type === "run") run = event.run;
+  }
+  if (!run) throw new ApiError("The agent's run ended without a result. Try again.");
+  return run;
+}
+
 function errorStatus(error) {
   return { authentication_error: 401, permission_error: 403, server_error: 500 }[error.type] || 400;
 }
