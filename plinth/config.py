@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     # ask your data (plinth.sql)
     sql_max_rows: int = Field(1000, ge=1, le=100_000)  # the LIMIT forced on every vetted query
     sql_timeout_s: float = Field(30.0, gt=0)  # the engine is interrupted after this long
+    sql_grammar: bool = False  # ask: constrain the model's SQL to the dataset's SELECT grammar
     # `plinth adapters ...` and other client commands
     server_url: str = "http://127.0.0.1:8000"
     api_key: str | None = None
