@@ -12,6 +12,13 @@ slot. Fairness is *FCFS with bounded bypass*: later requests whose adapters are 
 request waiting for a slot, but only ``max_bypass`` times; then admission stops until slots drain and
 the oldest waiting request gets one. A cold adapter therefore waits at most for ``max_bypass``
 admissions plus the running requests to finish, however hot the other adapters are.
+
+Priority classes (``SamplingParams.priority``, lower first: interactive 0, batch 1): both queues are
+kept in (priority, arrival) order, so a waiting interactive request is admitted before any waiting batch
+request and running interactive requests take the token budget first. The preemption victim is the
+newest request of the lowest class; and when a higher-class request waits while the running batch is
+full (``max_num_seqs`` or cache blocks), lower-class requests are preempted to make room for it. So a
+batch only ever uses what interactive traffic leaves; within one class the order is FCFS as above.
 """
 
 from __future__ import annotations
@@ -51,7 +58,11 @@ class Scheduler:
         self.num_preemptions = 0
 
     def add(self, seq: Sequence) -> None:
-        self.waiting.append(seq)
+        """Queue ``seq`` behind every waiting request of its class or a higher one."""
+        index = len(self.waiting)
+        while index > 0 and self.waiting[index - 1].params.priority > seq.params.priority:
+            index -= 1
+        self.waiting.insert(index, seq)
 
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
@@ -59,6 +70,7 @@ class Scheduler:
     def schedule(self) -> list[ScheduledSeq]:
         budget = self.max_num_batched_tokens
         batch: list[ScheduledSeq] = []
+        self._make_room_for_higher_class()
         preempted = False
         for seq in list(self.running):
             if budget == 0 or seq not in self.running:
@@ -76,6 +88,18 @@ class Scheduler:
         if not preempted:
             self._admit(batch, budget)
         return batch
+
+    def _make_room_for_higher_class(self) -> None:
+        """Preempt lower-class running requests while the first waiting request outranks them and cannot
+        be admitted (no sequence slot or cache blocks), so it is admitted this step."""
+        while self.waiting and self.running:
+            head, victim = self.waiting[0], self.running[-1]
+            if victim.params.priority <= head.params.priority:
+                break
+            blocks = self.block_manager.blocks_needed(head.num_tokens)
+            if len(self.running) < self.max_num_seqs and blocks <= self.block_manager.num_free_blocks:
+                break
+            self._preempt_newest()
 
     def _admit(self, batch: list[ScheduledSeq], budget: int) -> None:
         """Move waiting requests into the running batch, oldest first (see the module docstring)."""
@@ -98,7 +122,7 @@ class Scheduler:
             if blocked is not None:
                 blocked.bypassed += 1
             seq.status = Status.RUNNING
-            self.running.append(seq)
+            self._insert_running(seq)
             num_new = min(seq.num_tokens - seq.num_computed, budget)
             batch.append(self._scheduled(seq, num_new))
             budget -= num_new
@@ -161,11 +185,22 @@ class Scheduler:
             self.lora.release(seq.lora_key)
             seq.lora_slot = None
 
+    def _insert_running(self, seq: Sequence) -> None:
+        """Append ``seq`` after the running requests of its class (ahead of lower classes)."""
+        index = len(self.running)
+        while index > 0 and self.running[index - 1].params.priority > seq.params.priority:
+            index -= 1
+        self.running.insert(index, seq)
+
     def _preempt_newest(self) -> Sequence:
+        """Preempt the newest request of the lowest class; it waits first in its class."""
         victim = self.running.pop()
         self._free(victim)
         victim.status = Status.WAITING
-        self.waiting.appendleft(victim)
+        index = 0
+        while index < len(self.waiting) and self.waiting[index].params.priority < victim.params.priority:
+            index += 1
+        self.waiting.insert(index, victim)
         self.num_preemptions += 1
         return victim
 
