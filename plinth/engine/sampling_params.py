@@ -47,7 +47,9 @@ class SamplingParams:
     min_tokens: int = 0
     logprobs: int | None = None  # None: off; N >= 0: the sampled token's logprob plus the top N
     grammar: Grammar | None = None  # constrained decoding: only tokens the grammar allows are sampled
-    priority: int = 0  # priority class: lower runs first (INTERACTIVE_PRIORITY), BATCH_PRIORITY yields (see Scheduler)
+    priority: int = (
+        0  # priority class: lower runs first (INTERACTIVE_PRIORITY), BATCH_PRIORITY yields (see Scheduler)
+    )
 
     def __post_init__(self) -> None:
         self.stop_token_ids = tuple(self.stop_token_ids)
