@@ -42,15 +42,24 @@ def upload(client: TestClient, auth: dict[str, str], lines: list[Any]) -> str:
     return response.json()["id"]
 
 
-def create(client: TestClient, auth: dict[str, str], lines: list[Any], endpoint: str = CHAT) -> dict[str, Any]:
+def create(
+    client: TestClient, auth: dict[str, str], lines: list[Any], endpoint: str = CHAT
+) -> dict[str, Any]:
     file_id = upload(client, auth, lines)
-    body = {"input_file_id": file_id, "endpoint": endpoint, "completion_window": "24h", "metadata": {"k": "v"}}
+    body = {
+        "input_file_id": file_id,
+        "endpoint": endpoint,
+        "completion_window": "24h",
+        "metadata": {"k": "v"},
+    }
     response = client.post("/v1/batches", headers=auth, json=body)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def wait(client: TestClient, auth: dict[str, str], batch_id: str, statuses: tuple[str, ...]) -> dict[str, Any]:
+def wait(
+    client: TestClient, auth: dict[str, str], batch_id: str, statuses: tuple[str, ...]
+) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while (batch := client.get(f"/v1/batches/{batch_id}", headers=auth).json())["status"] not in statuses:
         assert time.monotonic() < deadline, batch
@@ -147,7 +156,9 @@ def test_duplicate_custom_ids_fail_the_batch(tmp_path):
     app, auth, _ = make_app(tmp_path, ScriptedServedModel(max_model_len=512))
     with TestClient(app) as client:
         batch = create(client, auth, [chat_line("same", "a"), chat_line("same", "b")])
-        assert wait(client, auth, batch["id"], ("failed",))["errors"]["data"][0]["code"] == "duplicate_custom_id"
+        assert (
+            wait(client, auth, batch["id"], ("failed",))["errors"]["data"][0]["code"] == "duplicate_custom_id"
+        )
 
 
 def test_bad_requests_list_and_tenancy(tmp_path):
