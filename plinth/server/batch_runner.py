@@ -257,13 +257,14 @@ class _BatchRun:
                         task.cancel()
                     break
             await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            flusher.cancel()
-        if self.expired:
-            self._expire_the_rest(lines)
-        self._count()
-        self.output.close()
-        self.errors.close()
+            if self.expired:
+                self._expire_the_rest(lines)
+            self._count()
+        finally:  # also when the server stops: the logs hold every finished line
+            for task in (*tasks, flusher):
+                task.cancel()
+            self.output.close()
+            self.errors.close()
         if self.status == "in_progress":
             self.state["finalizing_at"] = _now()
             await self.move(("in_progress",), "finalizing")

@@ -118,7 +118,7 @@ def batch_object(job: JobRow) -> dict[str, Any]:
         "id": job.id,
         "object": "batch",
         "endpoint": req["endpoint"],
-        "errors": result.get("errors"),
+        "errors": result.get("errors") or (job.error and {"object": "list", "data": [job.error]}),
         "input_file_id": req["input_file_id"],
         "completion_window": req["completion_window"],
         "status": job.status,
