@@ -17,8 +17,10 @@ Priority classes (``SamplingParams.priority``, lower first: interactive 0, batch
 kept in (priority, arrival) order, so a waiting interactive request is admitted before any waiting batch
 request and running interactive requests take the token budget first. The preemption victim is the
 newest request of the lowest class; and when a higher-class request waits while the running batch is
-full (``max_num_seqs`` or cache blocks), lower-class requests are preempted to make room for it. So a
-batch only ever uses what interactive traffic leaves; within one class the order is FCFS as above.
+full (``max_num_seqs`` or cache blocks), lower-class requests are preempted to make room for it. While a
+higher-class prompt is being prefilled, lower-class requests sit out (no step time spent on them), so an
+interactive first token costs about what it costs on an idle engine. So a batch only ever uses what
+interactive traffic leaves; within one class the order is FCFS as above.
 """
 
 from __future__ import annotations
@@ -72,9 +74,12 @@ class Scheduler:
         batch: list[ScheduledSeq] = []
         self._make_room_for_higher_class()
         preempted = False
+        hold = self._prefilling_class()
         for seq in list(self.running):
             if budget == 0 or seq not in self.running:
                 break
+            if seq.params.priority > hold:
+                continue  # a higher class is prefilling: this step is its alone
             num_new = min(seq.num_tokens - seq.num_computed, budget)
             while not self.block_manager.can_append(seq, num_new):
                 preempted = True
@@ -86,8 +91,16 @@ class Scheduler:
             batch.append(self._scheduled(seq, num_new))
             budget -= num_new
         if not preempted:
-            self._admit(batch, budget)
+            self._admit(batch, budget, hold)
         return batch
+
+    def _prefilling_class(self) -> int:
+        """The highest class (lowest number) with a prompt to prefill, waiting or running; a large number
+        when there is none. Lower classes sit out steps while it prefills, so a first token never waits
+        behind a batch's decodes."""
+        pending = [s.params.priority for s in self.waiting]
+        pending += [s.params.priority for s in self.running if s.num_tokens - s.num_computed > 1]
+        return min(pending, default=1 << 30)
 
     def _make_room_for_higher_class(self) -> None:
         """Preempt lower-class running requests while the first waiting request outranks them and cannot
@@ -101,12 +114,14 @@ class Scheduler:
                 break
             self._preempt_newest()
 
-    def _admit(self, batch: list[ScheduledSeq], budget: int) -> None:
+    def _admit(self, batch: list[ScheduledSeq], budget: int, hold: int) -> None:
         """Move waiting requests into the running batch, oldest first (see the module docstring)."""
         blocked: Sequence | None = None  # oldest request waiting for an adapter slot
         index = 0
         while index < len(self.waiting) and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[index]
+            if seq.params.priority > hold:
+                return  # the queue is in class order: the rest are lower classes
             if seq.lora_key is not None and self.lora is not None and not self.lora.can_acquire(seq.lora_key):
                 blocked = blocked or seq
                 if blocked.bypassed >= self.max_bypass:

@@ -45,7 +45,7 @@ def test_an_interactive_request_preempts_batch_requests_when_the_batch_is_full()
     scheduler.add(_seq("b2", BATCH_PRIORITY))
     assert _step(scheduler) == ["b1", "b2"]
     scheduler.add(_seq("i1", INTERACTIVE_PRIORITY))
-    assert _step(scheduler) == ["b1", "i1"]  # b2, the newest batch request, made room
+    assert _step(scheduler) == ["i1"]  # b2, the newest batch request, made room; b1 sits out the prefill
     assert [s.request_id for s in scheduler.running] == ["i1", "b1"]  # interactive first in the budget
     assert [s.request_id for s in scheduler.waiting] == ["b2"]
     assert scheduler.num_preemptions == 1
@@ -83,3 +83,15 @@ def test_under_cache_pressure_the_batch_request_is_the_victim():
     assert scheduler.num_preemptions == 1
     assert [s.request_id for s in scheduler.running] == ["i1"]
     assert [s.request_id for s in scheduler.waiting] == ["b1"]
+
+
+def test_batch_requests_sit_out_the_steps_that_prefill_an_interactive_request():
+    scheduler = _scheduler(max_num_seqs=8)
+    scheduler.add(_seq("b1", BATCH_PRIORITY))
+    scheduler.add(_seq("b2", BATCH_PRIORITY))
+    _step(scheduler)
+    scheduler.add(_seq("i1", INTERACTIVE_PRIORITY))
+    scheduler.add(_seq("b3", BATCH_PRIORITY))
+    assert _step(scheduler) == ["i1"]  # its prefill alone: no batch decode slows the first token
+    assert _step(scheduler) == ["i1", "b1", "b2", "b3"]  # then decodes share steps again
+    assert scheduler.num_preemptions == 0
