@@ -121,9 +121,9 @@ async def ttft(client: httpx.AsyncClient, body: dict[str, Any]) -> float:
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
-            if first is None and line.startswith("data: {"):
-                if json.loads(line[6:])["choices"][0]["delta"].get("content"):
-                    first = time.perf_counter() - start
+            delta = line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"]
+            if first is None and delta and delta.get("content"):
+                first = time.perf_counter() - start
     if first is None:
         raise RuntimeError("the stream ended without content")
     return first
