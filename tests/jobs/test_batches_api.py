@@ -229,3 +229,21 @@ def test_a_restart_midway_loses_and_repeats_no_line(tmp_path):
 def _done_lines(jobs_dir: Path) -> int:
     logs = list(jobs_dir.glob("*/output.jsonl"))
     return sum(1 for line in logs[0].read_text().splitlines() if line.strip()) if logs else 0
+
+
+def test_lines_not_run_before_the_window_closes_expire(tmp_path, monkeypatch):
+    from plinth.jobs import batch as batch_files
+
+    monkeypatch.setitem(batch_files.COMPLETION_WINDOWS, "24h", 0)  # the window closes at once
+    app, auth, _ = make_app(tmp_path, ScriptedServedModel(max_model_len=512))
+    with TestClient(app) as client:
+        batch = create(client, auth, [chat_line(f"r{i}", "hi") for i in range(3)])
+        expired = wait(client, auth, batch["id"], ("expired",))
+        assert expired["expired_at"] and expired["request_counts"] == {
+            "total": 3,
+            "completed": 0,
+            "failed": 3,
+        }
+        errors = content(client, auth, expired["error_file_id"])
+        assert {e["error"]["code"] for e in errors.values()} == {"batch_expired"}
+        assert all(e["response"] is None for e in errors.values())
