@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # jobs (fine-tuning): one worker process at a time by default, a queue behind it
     max_concurrent_jobs: int = Field(1, ge=1, le=16)
     job_threads: int = Field(2, ge=1, le=256)  # torch threads in a job's worker process
+    # batches and asynchronous inference: run in the server on its engine, below interactive requests
+    batch_max_lines_in_flight: int = Field(16, ge=1, le=4096)  # batch lines generating at once (all batches)
+    async_result_ttl_s: float = Field(6 * 3600.0, gt=0)  # how long an async inference result is kept
     # ask your data (plinth.sql)
     sql_max_rows: int = Field(1000, ge=1, le=100_000)  # the LIMIT forced on every vetted query
     sql_timeout_s: float = Field(30.0, gt=0)  # the engine is interrupted after this long

@@ -9,9 +9,16 @@ from plinth.engine.lora import AdapterError, LoraAdapter, UnknownAdapterError
 from plinth.engine.lora.manager import LoraStats
 from plinth.engine.model_config import ModelConfig, UnsupportedModelError
 from plinth.engine.outputs import RequestOutput, TokenLogprob
-from plinth.engine.sampling_params import SamplingParams, SamplingParamsError
+from plinth.engine.sampling_params import (
+    BATCH_PRIORITY,
+    INTERACTIVE_PRIORITY,
+    SamplingParams,
+    SamplingParamsError,
+)
 
 __all__ = [
+    "BATCH_PRIORITY",
+    "INTERACTIVE_PRIORITY",
     "AdapterError",
     "AsyncLLMEngine",
     "EngineConfig",

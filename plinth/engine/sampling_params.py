@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from plinth.engine.guided import Grammar
 
 
+INTERACTIVE_PRIORITY, BATCH_PRIORITY = 0, 1  # the priority classes the server uses
+
+
 class SamplingParamsError(ValueError):
     """An out-of-range setting; ``param`` names it so the server can answer a precise 400."""
 
@@ -44,6 +47,9 @@ class SamplingParams:
     min_tokens: int = 0
     logprobs: int | None = None  # None: off; N >= 0: the sampled token's logprob plus the top N
     grammar: Grammar | None = None  # constrained decoding: only tokens the grammar allows are sampled
+    priority: int = (
+        0  # priority class: lower runs first (INTERACTIVE_PRIORITY), BATCH_PRIORITY yields (see Scheduler)
+    )
 
     def __post_init__(self) -> None:
         self.stop_token_ids = tuple(self.stop_token_ids)
@@ -63,6 +69,7 @@ class SamplingParams:
             f"must be in (0, 2], got {self.repetition_penalty}",
         )
         _check(0 <= self.min_tokens <= self.max_tokens, "min_tokens", "must be in [0, max_tokens]")
+        _check(self.priority >= 0, "priority", f"must be 0 or more, got {self.priority}")
         if self.logprobs is not None:
             _check(0 <= self.logprobs <= 20, "logprobs", f"must be in [0, 20], got {self.logprobs}")
 

@@ -12,6 +12,15 @@ slot. Fairness is *FCFS with bounded bypass*: later requests whose adapters are 
 request waiting for a slot, but only ``max_bypass`` times; then admission stops until slots drain and
 the oldest waiting request gets one. A cold adapter therefore waits at most for ``max_bypass``
 admissions plus the running requests to finish, however hot the other adapters are.
+
+Priority classes (``SamplingParams.priority``, lower first: interactive 0, batch 1): both queues are
+kept in (priority, arrival) order, so a waiting interactive request is admitted before any waiting batch
+request and running interactive requests take the token budget first. The preemption victim is the
+newest request of the lowest class; and when a higher-class request waits while the running batch is
+full (``max_num_seqs`` or cache blocks), lower-class requests are preempted to make room for it. While a
+higher-class prompt is being prefilled, lower-class requests sit out (no step time spent on them), so an
+interactive first token costs about what it costs on an idle engine. So a batch only ever uses what
+interactive traffic leaves; within one class the order is FCFS as above.
 """
 
 from __future__ import annotations
@@ -51,7 +60,11 @@ class Scheduler:
         self.num_preemptions = 0
 
     def add(self, seq: Sequence) -> None:
-        self.waiting.append(seq)
+        """Queue ``seq`` behind every waiting request of its class or a higher one."""
+        index = len(self.waiting)
+        while index > 0 and self.waiting[index - 1].params.priority > seq.params.priority:
+            index -= 1
+        self.waiting.insert(index, seq)
 
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
@@ -59,10 +72,14 @@ class Scheduler:
     def schedule(self) -> list[ScheduledSeq]:
         budget = self.max_num_batched_tokens
         batch: list[ScheduledSeq] = []
+        self._make_room_for_higher_class()
         preempted = False
+        hold = self._prefilling_class()
         for seq in list(self.running):
             if budget == 0 or seq not in self.running:
                 break
+            if seq.params.priority > hold:
+                continue  # a higher class is prefilling: this step is its alone
             num_new = min(seq.num_tokens - seq.num_computed, budget)
             while not self.block_manager.can_append(seq, num_new):
                 preempted = True
@@ -74,15 +91,37 @@ class Scheduler:
             batch.append(self._scheduled(seq, num_new))
             budget -= num_new
         if not preempted:
-            self._admit(batch, budget)
+            self._admit(batch, budget, hold)
         return batch
 
-    def _admit(self, batch: list[ScheduledSeq], budget: int) -> None:
+    def _prefilling_class(self) -> int:
+        """The highest class (lowest number) with a prompt to prefill, waiting or running; a large number
+        when there is none. Lower classes sit out steps while it prefills, so a first token never waits
+        behind a batch's decodes."""
+        pending = [s.params.priority for s in self.waiting]
+        pending += [s.params.priority for s in self.running if s.num_tokens - s.num_computed > 1]
+        return min(pending, default=1 << 30)
+
+    def _make_room_for_higher_class(self) -> None:
+        """Preempt lower-class running requests while the first waiting request outranks them and cannot
+        be admitted (no sequence slot or cache blocks), so it is admitted this step."""
+        while self.waiting and self.running:
+            head, victim = self.waiting[0], self.running[-1]
+            if victim.params.priority <= head.params.priority:
+                break
+            blocks = self.block_manager.blocks_needed(head.num_tokens)
+            if len(self.running) < self.max_num_seqs and blocks <= self.block_manager.num_free_blocks:
+                break
+            self._preempt_newest()
+
+    def _admit(self, batch: list[ScheduledSeq], budget: int, hold: int) -> None:
         """Move waiting requests into the running batch, oldest first (see the module docstring)."""
         blocked: Sequence | None = None  # oldest request waiting for an adapter slot
         index = 0
         while index < len(self.waiting) and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[index]
+            if seq.params.priority > hold:
+                return  # the queue is in class order: the rest are lower classes
             if seq.lora_key is not None and self.lora is not None and not self.lora.can_acquire(seq.lora_key):
                 blocked = blocked or seq
                 if blocked.bypassed >= self.max_bypass:
@@ -98,7 +137,7 @@ class Scheduler:
             if blocked is not None:
                 blocked.bypassed += 1
             seq.status = Status.RUNNING
-            self.running.append(seq)
+            self._insert_running(seq)
             num_new = min(seq.num_tokens - seq.num_computed, budget)
             batch.append(self._scheduled(seq, num_new))
             budget -= num_new
@@ -161,11 +200,22 @@ class Scheduler:
             self.lora.release(seq.lora_key)
             seq.lora_slot = None
 
+    def _insert_running(self, seq: Sequence) -> None:
+        """Append ``seq`` after the running requests of its class (ahead of lower classes)."""
+        index = len(self.running)
+        while index > 0 and self.running[index - 1].params.priority > seq.params.priority:
+            index -= 1
+        self.running.insert(index, seq)
+
     def _preempt_newest(self) -> Sequence:
+        """Preempt the newest request of the lowest class; it waits first in its class."""
         victim = self.running.pop()
         self._free(victim)
         victim.status = Status.WAITING
-        self.waiting.appendleft(victim)
+        index = 0
+        while index < len(self.waiting) and self.waiting[index].params.priority < victim.params.priority:
+            index += 1
+        self.waiting.insert(index, victim)
         self.num_preemptions += 1
         return victim
 

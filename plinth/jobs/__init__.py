@@ -2,10 +2,12 @@
 
 Jobs live in the control plane (:mod:`plinth.control.jobs`); a :class:`JobSupervisor` thread in the
 server runs each in a worker process so serving goes on, and a job kind (fine-tuning now; batch and
-evaluation next) is a ``run`` in the worker plus a ``finalize`` in the server.
+evaluation next) is a ``run`` in the worker plus a ``finalize`` in the server. Batches and asynchronous
+inference are rows of the same table over the same files, but need the served engine, so the server runs
+them itself (:mod:`plinth.jobs.batch` holds their file handling).
 """
 
-from plinth.jobs import fine_tune
+from plinth.jobs import batch, fine_tune
 from plinth.jobs.context import JobContext, JobStopped
 from plinth.jobs.files import Checker, FileError, remove_file, store_file
 from plinth.jobs.fine_tune_request import FineTuneRequest, adapter_name
@@ -21,6 +23,7 @@ __all__ = [
     "JobStopped",
     "JobSupervisor",
     "adapter_name",
+    "batch",
     "fine_tune",
     "remove_file",
     "store_file",

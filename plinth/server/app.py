@@ -34,6 +34,8 @@ from plinth.llm.catalog import packaged_adapters
 from plinth.server import (
     adapters_api,
     admin_api,
+    async_inference,
+    batches_api,
     files_api,
     fine_tuning_api,
     guardrails_api,
@@ -45,6 +47,7 @@ from plinth.server import (
     sql_api,
 )
 from plinth.server.auth import local_tenant
+from plinth.server.batch_runner import BatchRunner
 from plinth.server.errors import install_error_handlers
 from plinth.server.fine_tuning_api import KIND
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
@@ -83,6 +86,7 @@ def create_app(
     state.jobs = _job_supervisor(settings, control_plane, state.adapters)
     state.file_checkers = fine_tune.file_checkers()
     app.state.plinth = state
+    state.runner = BatchRunner(app)
     app.state.knowledge = _knowledge_service(control_plane, settings)
     key = audit_key(Path(settings.data_dir))  # per installation, kept in the data dir
     app.state.guard = guardrails_api.make_guard(control_plane, key)  # audits into the control plane
@@ -102,6 +106,8 @@ def create_app(
     app.include_router(admin_api.router)
     app.include_router(files_api.router)
     app.include_router(fine_tuning_api.router)
+    app.include_router(batches_api.router)
+    app.include_router(async_inference.router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.add_api_route("/health", _health, methods=["GET"])
@@ -111,13 +117,16 @@ def create_app(
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Jobs run while the server runs: started with it, stopped (to resume next start) when it stops."""
-    jobs = app.state.plinth.jobs
+    """Jobs run while the server runs: started with it, stopped (to resume next start) when it stops --
+    fine-tuning in worker processes (the supervisor), batches and async inference on the served engine."""
+    jobs, runner = app.state.plinth.jobs, app.state.plinth.runner
     if jobs is not None:
         jobs.start()
+    await runner.start()
     try:
         yield
     finally:
+        await runner.stop()
         if jobs is not None:
             jobs.stop()
 

@@ -13,6 +13,7 @@ unexpected a 500 whose body never carries a stack trace::
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +32,7 @@ __all__ = [
     "APIError",
     "as_api_error",
     "error_body",
+    "invalid_body",
     "install_error_handlers",
     "prompt_too_long",
 ]
@@ -125,14 +127,22 @@ def _param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
-def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request", "type": ""}
-    if first.get("type") == "json_invalid" or _empty_json_object(request, first):
-        return APIError(400, "The request body is not valid JSON.", code="invalid_json").response()
+def invalid_body(errors: Sequence[Any]) -> APIError:
+    """The 400 for a body that failed validation (pydantic's ``errors()``), naming the first bad field."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    if first.get("type") == "json_invalid":
+        return APIError(400, "The request body is not valid JSON.", code="invalid_json")
     param = _param(tuple(first.get("loc", ())))
     message = f"{param}: {first['msg']}" if param else str(first["msg"])
-    return APIError(400, message, param=param).response()
+    return APIError(400, message, param=param)
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if errors and _empty_json_object(request, errors[0]):
+        return APIError(400, "The request body is not valid JSON.", code="invalid_json").response()
+    return invalid_body(errors).response()
 
 
 def _empty_json_object(request: Request, error: dict[str, Any]) -> bool:

@@ -6,26 +6,40 @@ responses; all of them run a list of :class:`Job` s through :func:`start`, which
 (prompt too long, token ids out of range) become a clean 400 *before* a streaming response has begun.
 Closing the events iterator — a client disconnect, a cancelled task — closes every model stream, which
 aborts the engine requests and frees their KV cache.
+
+Priority: jobs started while :data:`PRIORITY` holds ``BATCH_PRIORITY`` (the batch runner sets it in its
+tasks) reach the engine in the batch class, which interactive requests always go ahead of; a route never
+chooses its class itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncGenerator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from plinth.adapters import client_name
-from plinth.engine import Grammar, PromptTooLongError, SamplingParams, TokenLogprob, UnknownAdapterError
+from plinth.engine import (
+    INTERACTIVE_PRIORITY,
+    Grammar,
+    PromptTooLongError,
+    SamplingParams,
+    TokenLogprob,
+    UnknownAdapterError,
+)
 from plinth.llm import GrammarSpec, ServedModel
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
 
-__all__ = ["Choice", "Events", "Job", "collect", "compile_grammar", "start"]
+__all__ = ["PRIORITY", "Choice", "Events", "Job", "collect", "compile_grammar", "start"]
 
 Events = AsyncGenerator[tuple[int, Any], None]
+PRIORITY: ContextVar[int] = ContextVar("plinth_priority", default=INTERACTIVE_PRIORITY)
 
 
 @dataclass(slots=True)
@@ -72,9 +86,12 @@ async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
     assert jobs, "at least one job"
     streams: list[AsyncGenerator[Any, None]] = []
     try:
+        priority = PRIORITY.get()
         for job in jobs:
-            rid = job.request_id
-            stream = job.model.stream(job.prompt_ids, job.params, stop=job.stop, request_id=rid)
+            rid, params = job.request_id, job.params
+            if params.priority != priority:
+                params = dataclasses.replace(params, priority=priority)
+            stream = job.model.stream(job.prompt_ids, params, stop=job.stop, request_id=rid)
             streams.append(metrics.observe(job.model.metrics_label, stream))  # never an adapter's name
     except BaseException:
         await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)

@@ -36,6 +36,7 @@ class ServerState:
     adapters: AdapterRegistry | None = None  # LoRA adapters by tenant (create_app always sets it)
     jobs: JobSupervisor | None = None  # runs fine-tuning (and later batch, evaluation) jobs
     file_checkers: dict[str, Checker] = field(default_factory=dict)  # purpose -> upload checker
+    runner: Any | None = None  # plinth.server.batch_runner.BatchRunner: batches and async inference
     created: int = field(default_factory=lambda: int(time.time()))
     _embedder_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -42,7 +42,7 @@ PUBLIC = {
     ],
     "plinth.jobs": [
         "Checker", "FileError", "FineTuneRequest", "JobContext", "JobKind", "JobStopped", "JobSupervisor",
-        "adapter_name", "fine_tune", "remove_file", "store_file",
+        "adapter_name", "batch", "fine_tune", "remove_file", "store_file",
     ],
     "plinth.knowledge": [
         "MAX_RESULTS", "MIN_SCORES", "SEARCH_TYPES", "Chunk", "ConflictError", "Document", "DroppedSource",

@@ -1,0 +1,361 @@
+"""The in-process job runner: batches and asynchronous inferences, run on the server's own engine.
+
+Fine-tuning jobs run in worker processes (:class:`~plinth.jobs.JobSupervisor`), but a batch line needs the
+served model, which lives in this process; so batch and async-inference jobs -- rows of the same jobs
+table, over the same files -- run here as asyncio tasks, beside the supervisor. Each line goes through the
+very route function the interactive API uses (same validation, same response body), with
+:data:`~plinth.server.generation.PRIORITY` set to the batch class, so the engine schedules it behind every
+interactive request. At most ``batch_max_lines_in_flight`` lines (all batches together) generate at once.
+
+Persistence: every finished line is appended to the batch's output or error log
+(:class:`~plinth.jobs.batch.ResultLog`) before it counts as done; on start the runner resumes every
+unfinished batch with the lines not in its logs, so after a restart no line is lost or run twice (a line
+cut off mid-generation by the restart is run again; its first run left no record). Request counts are
+written to the job row at most once a second and at every status change::
+
+    runner = BatchRunner(app)     # in create_app
+    await runner.start()          # in the lifespan: resumes unfinished jobs
+    runner.submit(job_id)         # a new batch or async inference
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from plinth.control import Tenant
+from plinth.control.files import create_file, new_file_id
+from plinth.control.jobs import JobRow, get_job, jobs_with_status, transition, update_job
+from plinth.engine import BATCH_PRIORITY
+from plinth.jobs.batch import ACTIVE, InputLine, ResultLog, read_input
+from plinth.server import invocations, openai_api
+from plinth.server.errors import APIError, as_api_error, error_body, invalid_body
+from plinth.server.generation import PRIORITY
+from plinth.server.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
+
+__all__ = ["ASYNC_KIND", "BATCH_KIND", "BatchRunner"]
+
+log = logging.getLogger(__name__)
+BATCH_KIND, ASYNC_KIND = "batch", "async_inference"
+_ROUTES: dict[str, tuple[type[BaseModel], Any]] = {
+    "/v1/chat/completions": (ChatRequest, openai_api.chat_completions),
+    "/v1/completions": (CompletionRequest, openai_api.completions),
+    "/v1/embeddings": (EmbeddingRequest, openai_api.embeddings),
+    "/invocations": (invocations.LMIRequest, invocations.invocations),
+}
+_FLUSH_S = 1.0
+
+
+class BatchRunner:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state = app.state.plinth
+        self.cp = self.state.control_plane
+        self.data_dir = Path(self.state.settings.data_dir)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._runs: dict[str, _BatchRun] = {}
+        self._cancelled: set[str] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Resume every unfinished batch and async inference (oldest first) and start the result sweeper."""
+        self._slots = asyncio.Semaphore(self.state.settings.batch_max_lines_in_flight)
+        for job in await run_in_threadpool(jobs_with_status, self.cp, ACTIVE):
+            if job.kind in (BATCH_KIND, ASYNC_KIND):
+                self.submit(job.id)
+        self._sweeper = asyncio.create_task(self._sweep_expired_results())
+
+    async def stop(self) -> None:
+        """Stop every task; their jobs stay as they are and resume at the next start."""
+        tasks = [*self._tasks.values(), *([self._sweeper] if self._sweeper else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._slots is not None
+
+    def submit(self, job_id: str) -> None:
+        """Run (or resume) the job now; a no-op before :meth:`start` (it resumes the job then)."""
+        if self._slots is None or job_id in self._tasks:
+            return
+        task = asyncio.create_task(self._run(job_id), name=f"plinth-job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+
+    async def cancel(self, job: JobRow) -> None:
+        """Move the batch to ``cancelling`` and stop its lines: those generating are aborted, the rest never
+        start; its task then publishes what is done and moves it to ``cancelled``."""
+        self._cancelled.add(job.id)
+        run = self._runs.get(job.id)
+        if run is not None:
+            run.state["cancelling_at"] = _now()
+            await run.move(("validating", "in_progress"), "cancelling")
+        else:  # not started here (yet): the row alone; the task that resumes it finishes the cancel
+            result = {**(job.result or {}), "cancelling_at": _now()}
+            await run_in_threadpool(transition, self.cp, job.id, ("validating", "in_progress"), "cancelling",
+                                    result=result)  # fmt: skip
+            self.submit(job.id)
+
+    async def _run(self, job_id: str) -> None:
+        try:
+            job = await run_in_threadpool(get_job, self.cp, job_id)
+            if job is None:
+                return
+            if job.kind == ASYNC_KIND:
+                await self._run_async(job)
+            else:
+                self._runs[job_id] = _BatchRun(self, job)
+                await self._runs[job_id].run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s failed in the runner", job_id)
+            error = {"code": "internal_error", "message": "The server had an error running this job."}
+            await run_in_threadpool(transition, self.cp, job_id, ACTIVE, "failed", error=error)
+        finally:
+            self._runs.pop(job_id, None)
+            self._cancelled.discard(job_id)
+
+    # -- one request, as the interactive route runs it -----------------------------------------------
+
+    async def execute(
+        self, tenant: Tenant, endpoint: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """``body`` through the route for ``endpoint`` at batch priority: (status code, response body)."""
+        model, route = _ROUTES[endpoint]
+        try:
+            parsed = model.model_validate(body)
+            if getattr(parsed, "stream", False) or body.get("parameters", {}).get("stream"):
+                raise APIError(400, "stream is not supported here; send the request without it.",
+                               param="stream")  # fmt: skip
+            token = PRIORITY.set(BATCH_PRIORITY)
+            try:
+                response = await route(parsed, self._request(tenant, endpoint, headers or {}))
+            finally:
+                PRIORITY.reset(token)
+        except ValidationError as exc:
+            return 400, error_body(invalid_body(exc.errors()))
+        except Exception as exc:
+            err = as_api_error(exc)
+            return err.status, error_body(err)
+        assert isinstance(response, dict | list), "a non-streaming route answers JSON"
+        return 200, response  # type: ignore[return-value]
+
+    def _request(self, tenant: Tenant, path: str, headers: dict[str, str]) -> Request:
+        scope = {
+            "type": "http", "app": self.app, "method": "POST", "path": path, "root_path": "",
+            "query_string": b"", "scheme": "http", "server": None, "client": None,
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "state": {"tenant": tenant},
+        }  # fmt: skip
+        return Request(scope)
+
+    async def line_slot(self) -> asyncio.Semaphore:
+        assert self._slots is not None
+        return self._slots
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return job_id in self._cancelled
+
+    # -- asynchronous inference ---------------------------------------------------------------------
+
+    def async_result_path(self, job_id: str) -> Path:
+        return self.data_dir / "async-results" / f"{job_id}.json"
+
+    async def _run_async(self, job: JobRow) -> None:
+        tenant = Tenant(job.tenant_id, job.request["tenant"])
+        async with await self.line_slot():
+            status, body = await self.execute(tenant, "/invocations", job.request["body"],
+                                              job.request.get("headers"))  # fmt: skip
+        path = self.async_result_path(job.id)
+        await run_in_threadpool(_write_atomically, path, {"status_code": status, "body": body})
+        expires_at = time.time() + self.state.settings.async_result_ttl_s
+        result = {"path": str(path), "status_code": status, "expires_at": expires_at}
+        await run_in_threadpool(transition, self.cp, job.id, ("in_progress",), "completed", result=result)
+
+    async def _sweep_expired_results(self) -> None:
+        """Delete async-inference results past ``async_result_ttl_s``; their jobs become ``expired``."""
+        period = min(60.0, self.state.settings.async_result_ttl_s / 2)
+        while True:
+            for job in await run_in_threadpool(jobs_with_status, self.cp, ("completed",)):
+                if job.kind == ASYNC_KIND and (job.result or {}).get("expires_at", 0) <= time.time():
+                    self.async_result_path(job.id).unlink(missing_ok=True)
+                    await run_in_threadpool(transition, self.cp, job.id, ("completed",), "expired")
+            await asyncio.sleep(period)
+
+
+class _BatchRun:
+    """One batch from where it stands to a final status (see the module docstring)."""
+
+    def __init__(self, runner: BatchRunner, job: JobRow) -> None:
+        self.runner, self.job, self.cp = runner, job, runner.cp
+        self.tenant = Tenant(job.tenant_id, job.request["tenant"])
+        self.work_dir = runner.data_dir / "jobs" / job.id
+        self.state: dict[str, Any] = dict(job.result or {})
+        self.status = job.status
+        self.expired = False
+
+    async def run(self) -> None:
+        if self.status == "validating":
+            await self._validate()
+        if self.status == "in_progress":
+            await self._process()
+        if self.status in ("finalizing", "cancelling"):
+            await self._finalize()
+
+    async def _validate(self) -> None:
+        source = Path(self.job.request["input_path"])
+        copy = self.work_dir / "input.jsonl"
+        try:
+            lines, errors = await run_in_threadpool(
+                _copy_and_read, source, copy, self.job.request["endpoint"]
+            )
+        except OSError as exc:
+            lines, errors = (
+                [],
+                [{"code": "file_unreadable", "message": str(exc), "param": None, "line": None}],
+            )
+        if errors:
+            self.state.update(errors={"object": "list", "data": errors}, failed_at=_now())
+            await self.move(("validating",), "failed")
+            return
+        self.state.update(request_counts={"total": len(lines), "completed": 0, "failed": 0},
+                          in_progress_at=_now())  # fmt: skip
+        await self.move(("validating",), "in_progress")
+
+    async def _process(self) -> None:
+        lines, _ = await run_in_threadpool(
+            read_input, self.work_dir / "input.jsonl", self.job.request["endpoint"]
+        )
+        self.output, self.errors = (
+            ResultLog(self.work_dir / "output.jsonl"),
+            ResultLog(self.work_dir / "errors.jsonl"),
+        )
+        done = self.output.done | self.errors.done
+        todo = [line for line in lines if line.custom_id not in done]
+        tasks = [asyncio.create_task(self._line(line)) for line in todo]
+        flusher = asyncio.create_task(self._flush_counts())
+        try:
+            while tasks and not all(t.done() for t in tasks):
+                await asyncio.wait(tasks, timeout=0.2)
+                if self.runner.is_cancelled(self.job.id):
+                    for task in tasks:
+                        task.cancel()
+                    break
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.expired:
+                self._expire_the_rest(lines)
+            self._count()
+        finally:  # also when the server stops: the logs hold every finished line
+            for task in (*tasks, flusher):
+                task.cancel()
+            self.output.close()
+            self.errors.close()
+        if self.status == "in_progress":
+            self.state["finalizing_at"] = _now()
+            await self.move(("in_progress",), "finalizing")
+
+    def _expire_the_rest(self, lines: list[InputLine]) -> None:
+        self.state["expired_at"] = _now()
+        done = self.output.done | self.errors.done
+        message = "This request could not be executed before the completion window expired."
+        for line in lines:
+            if line.custom_id not in done:
+                self.errors.append(_record(line, None, {"code": "batch_expired", "message": message}))
+
+    async def _line(self, line: InputLine) -> None:
+        async with await self.runner.line_slot():
+            if self.runner.is_cancelled(self.job.id) or self.expired:
+                return
+            if time.time() > self.job.request["expires_at"]:
+                self.expired = True
+                return
+            status, body = await self.runner.execute(self.tenant, self.job.request["endpoint"], line.body)
+        response = {"status_code": status, "request_id": f"req_{uuid.uuid4().hex}", "body": body}
+        (self.output if status == 200 else self.errors).append(_record(line, response, None))
+
+    async def _finalize(self) -> None:
+        for name in ("output", "error"):
+            key, path = (
+                f"{name}_file_id",
+                self.work_dir / ("output.jsonl" if name == "output" else "errors.jsonl"),
+            )
+            if self.state.get(key) is None and path.exists() and path.stat().st_size:
+                self.state[key] = await run_in_threadpool(self._publish, path, name)
+        if self.status == "cancelling":
+            self.state["cancelled_at"] = _now()
+            await self.move(("cancelling",), "cancelled")
+        elif "expired_at" in self.state:
+            await self.move(("finalizing",), "expired")
+        else:
+            self.state["completed_at"] = _now()
+            await self.move(("finalizing",), "completed")
+
+    def _publish(self, path: Path, name: str) -> str:
+        """The log as a ``batch_output`` file of the tenant (OpenAI's purpose for both result files)."""
+        file_id = new_file_id()
+        dest = self.runner.data_dir / "files" / str(self.tenant.id) / file_id
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(path.read_bytes())
+        filename, size = f"{self.job.id}_{name}.jsonl", dest.stat().st_size
+        create_file(self.cp, file_id=file_id, tenant_id=self.tenant.id, purpose="batch_output",
+                    filename=filename, size=size, path=str(dest))  # fmt: skip
+        return file_id
+
+    def _count(self) -> None:
+        counts = self.state.setdefault("request_counts", {"total": 0, "completed": 0, "failed": 0})
+        counts.update(completed=len(self.output), failed=len(self.errors))
+
+    async def _flush_counts(self) -> None:
+        while True:
+            await asyncio.sleep(_FLUSH_S)
+            self._count()
+            await run_in_threadpool(update_job, self.cp, self.job.id, result=dict(self.state))
+
+    async def move(self, from_statuses: tuple[str, ...], to: str) -> None:
+        """Compare-and-set the row's status (with the batch's state as its result); when the row had moved
+        on (cancelled meanwhile), follow it."""
+        result = dict(self.state)
+        moved = await run_in_threadpool(transition, self.cp, self.job.id, from_statuses, to, result=result)
+        if moved:
+            self.status = to
+            return
+        job = await run_in_threadpool(get_job, self.cp, self.job.id)
+        assert job is not None
+        self.state, self.status = {**(job.result or {}), **self.state}, job.status
+
+
+def _copy_and_read(source: Path, copy: Path, endpoint: str) -> tuple[list[InputLine], list[dict[str, Any]]]:
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(source.read_bytes())
+    return read_input(copy, endpoint)
+
+
+def _record(line: InputLine, response: dict[str, Any] | None, error: dict[str, Any] | None) -> dict[str, Any]:
+    return {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": line.custom_id, "response": response,
+            "error": error}  # fmt: skip
+
+
+def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _now() -> int:
+    return int(time.time())
