@@ -9,7 +9,16 @@ backend; tests pass a :class:`~plinth.llm.ScriptedModel` and a fake backend.
 """
 
 from plinth.agents.calculator import CalculatorError, calculate
-from plinth.agents.loop import DECLINED, WITHHELD, Agent, Invoke, ResumeError, check_invoke, run_agent
+from plinth.agents.loop import (
+    DECLINED,
+    WITHHELD,
+    Agent,
+    Invoke,
+    ResumeError,
+    check_invoke,
+    run_agent,
+    run_to_end,
+)
 from plinth.agents.prompts import decision_format, parse_decision
 from plinth.agents.spec import (
     DEFAULT_MAX_STEPS,
@@ -54,5 +63,6 @@ __all__ = [
     "parse_agent",
     "parse_decision",
     "run_agent",
+    "run_to_end",
     "tool_name",
 ]

@@ -52,7 +52,16 @@ if TYPE_CHECKING:
     from plinth.guard import GuardHook, GuardResult
     from plinth.knowledge import Hit
 
-__all__ = ["DECLINED", "WITHHELD", "Agent", "Invoke", "ResumeError", "check_invoke", "run_agent"]
+__all__ = [
+    "DECLINED",
+    "WITHHELD",
+    "Agent",
+    "Invoke",
+    "ResumeError",
+    "check_invoke",
+    "run_agent",
+    "run_to_end",
+]
 
 DECLINED = "The user declined to run this call."
 WITHHELD = "The tool result was withheld by the guardrail."
@@ -120,6 +129,15 @@ async def run_agent(agent: Agent, state: SessionState, invoke: Invoke) -> AsyncI
     async for step in run.start(invoke):
         yield step
     yield run.result
+
+
+async def run_to_end(agent: Agent, state: SessionState, invoke: Invoke) -> AgentRun:
+    """:func:`run_agent` without the steps as they come: the run."""
+    run: AgentRun | None = None
+    async for item in run_agent(agent, state, invoke):
+        run = item if isinstance(item, AgentRun) else run
+    assert run is not None
+    return run
 
 
 class _Run:

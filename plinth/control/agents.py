@@ -26,6 +26,7 @@ __all__ = [
     "get_session",
     "list_agents",
     "save_session",
+    "session_taken",
     "update_agent",
 ]
 
@@ -109,6 +110,13 @@ def get_session(cp: ControlPlane, tenant_id: int, session_id: str) -> AgentSessi
     with cp.engine.connect() as conn:
         row = conn.execute(query).first()
     return AgentSessionRow(**row._mapping) if row else None
+
+
+def session_taken(cp: ControlPlane, session_id: str) -> bool:
+    """Whether any tenant holds a session with this id."""
+    query = sa.select(agent_sessions.c.id).where(agent_sessions.c.id == session_id)
+    with cp.engine.connect() as conn:
+        return conn.execute(query).first() is not None
 
 
 def save_session(

@@ -58,7 +58,7 @@ PUBLIC = {
         "AgentSpec", "AgentSpecError", "CalculatorError", "Call", "Invoke", "PendingAction", "ResumeError",
         "SessionState", "Step", "ToolBackend", "ToolOutcome", "ToolSpec", "calculate", "check_invoke",
         "check_tool_names", "decision_format", "new_id", "parse_agent", "parse_decision", "run_agent",
-        "tool_name",
+        "run_to_end", "tool_name",
     ],
     "plinth.demo": [
         "movie_documents", "prepare_cost_dataset", "prepare_movies_kb", "start_demo_preparation",
