@@ -127,14 +127,17 @@ def parse_agent(body: Any) -> AgentSpec:
         raise AgentSpecError("tools must be a list.", "tools")
     specs = [_tool(raw, f"tools.{i}") for i, raw in enumerate(tools)]
     spec = AgentSpec(name, model, instructions, specs, description, _guardrail(body.get("guardrail")), steps)
-    check_tool_names(spec)
+    check_tool_names(spec, unnamed_agents=True)
     return spec
 
 
-def check_tool_names(spec: AgentSpec) -> None:
-    """Tool names are unique and valid (call again once the caller filled in agent tools' names)."""
+def check_tool_names(spec: AgentSpec, *, unnamed_agents: bool = False) -> None:
+    """Tool names are unique and valid; ``unnamed_agents`` lets agent tools wait for the name the
+    caller gives them (call again once it did)."""
     seen: set[str] = set()
     for i, tool in enumerate(spec.tools):
+        if unnamed_agents and tool.type == "agent" and not tool.name:
+            continue
         if not _NAME.match(tool.name) or tool.name == FINAL_ANSWER:
             message = f"tool name {tool.name!r} must match [A-Za-z0-9_-]{{1,64}} and not be {FINAL_ANSWER!r}."
             raise AgentSpecError(message, f"tools.{i}.name")
