@@ -36,9 +36,9 @@ __all__ = [
     "user_message",
 ]
 
-MAX_THOUGHT = 160
-MAX_ANSWER = 1000
-DECISION_MAX_TOKENS = 384
+MAX_THOUGHT = 120
+MAX_ANSWER = 500
+DECISION_MAX_TOKENS = 768  # above the longest decision the built-in tools' schemas allow, in characters
 
 
 class DecisionError(ValueError):

@@ -156,10 +156,10 @@ def tool_parameters(tool: ToolSpec) -> dict[str, Any]:
     if tool.type == "function":
         return tool.config["function"].get("parameters") or {"type": "object", "properties": {}}
     field_name, max_length = {
-        "knowledge_base": ("query", 200),
-        "sql": ("question", 300),
-        "agent": ("input", 500),
-        "calculator": ("expression", 120),
+        "knowledge_base": ("query", 150),
+        "sql": ("question", 200),
+        "agent": ("input", 300),
+        "calculator": ("expression", 100),
     }[tool.type]
     prop: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": max_length}
     if tool.type == "calculator":

@@ -19,7 +19,10 @@ FUNCTION = {
         "description": "Book a meeting room.",
         "parameters": {
             "type": "object",
-            "properties": {"room": {"type": "string", "maxLength": 20}, "hours": {"type": "integer"}},
+            "properties": {
+                "room": {"type": "string", "maxLength": 20},
+                "hours": {"type": "integer", "minimum": 1, "maximum": 12},
+            },
             "required": ["room", "hours"],
             "additionalProperties": False,
         },
