@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 TOOL_TYPES = ("knowledge_base", "sql", "calculator", "function", "agent")
-DEFAULT_MAX_STEPS, MAX_STEPS = 8, 50
+DEFAULT_MAX_STEPS = 8
+MAX_STEPS = 50
 FINAL_ANSWER = "final_answer"  # the decision key that ends the loop; no tool may take the name
 MAX_INSTRUCTIONS = 8000
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
