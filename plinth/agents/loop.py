@@ -26,6 +26,7 @@ Contract:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from plinth.agents.prompts import (
     history,
     observation_message,
     parse_decision,
+    repeated_message,
     system_message,
     user_message,
 )
@@ -147,6 +149,8 @@ class _Run:
         self.agent, self.state, self.result = agent, state, result
         self.marker = new_marker() if agent.guard is not None else None
         self.hits: list[Hit] = []
+        self.seen: dict[str, str] = {}  # each call made in this run (tool + arguments) -> its observation
+        self.answer_only = False  # after a repeated call, the next decision may only answer
 
     async def start(self, invoke: Invoke) -> AsyncIterator[Step]:
         check_invoke(self.state, invoke)
@@ -221,7 +225,7 @@ class _Run:
         spec, started = self.agent.spec, time.time()
         messages = [system_message(spec, self.marker), *history(self.state.messages, HISTORY_MESSAGES)]
         try:
-            reply = await self.agent.chat.chat(messages, decision_options(spec))
+            reply = await self.agent.chat.chat(messages, decision_options(spec, self.answer_only))
         except Exception as exc:  # the model could not answer at all: nothing to observe
             yield self._step("model", started, error=f"the model failed: {exc}")
             self._finish("failed", f"The model failed: {exc}")
@@ -247,7 +251,10 @@ class _Run:
                          arguments=call.arguments, extra=extra)  # fmt: skip
         tool = spec.tool(call.name)
         assert tool is not None, "parse_decision checks the name"
-        if tool.require_confirmation:
+        if (earlier := self.seen.get(_key(call))) is not None:  # a small model's loop: make it answer
+            self.state.messages.append(repeated_message(call.name, earlier))
+            self.answer_only = True
+        elif tool.require_confirmation:
             self._wait("confirmation", call)
         elif tool.type == "function":
             self._wait("return_control", call)
@@ -278,6 +285,7 @@ class _Run:
                 guard_step = (checked, _verdict("data", verdict))
         if not (guard_step and observation == WITHHELD):
             self.hits += outcome.hits
+        self.seen[_key(call)] = observation
         extra = {"call_id": call.call_id, "source": source, **outcome.extra}
         yield self._step("tool", started, tokens=outcome.tokens, tool=call.name, arguments=call.arguments,
                          observation=observation, extra=extra)  # fmt: skip
@@ -315,6 +323,10 @@ class _Run:
         step = Step(len(self.result.trace), kind, started, duration, **fields)
         self.result.trace.append(step)
         return step
+
+
+def _key(call: Call) -> str:
+    return f"{call.name}:{json.dumps(call.arguments, sort_keys=True)}"
 
 
 def _verdict(stage: str, verdict: GuardResult) -> dict[str, Any]:

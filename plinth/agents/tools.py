@@ -63,7 +63,8 @@ async def run_tool(
     """Run one call; exceptions propagate (the loop turns them into an error observation).
     ``first_source`` numbers the passages a knowledge-base search returns ([n], across the run)."""
     if tool.type == "calculator":
-        return ToolOutcome(calculate(_arg(arguments, "expression")))
+        expression = _arg(arguments, "expression")
+        return ToolOutcome(f"{expression.strip()} = {calculate(expression)}")
     if tool.type == "knowledge_base":
         hits = await backend.retrieve(tool, _arg(arguments, "query"))
         return ToolOutcome(_passages(hits, first_source), hits=hits)

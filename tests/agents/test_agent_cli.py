@@ -51,7 +51,7 @@ def test_agent_commands(server):
     )
     assert ran.exit_code == 0, ran.output
     lines = ran.output.splitlines()
-    assert lines[1].startswith('[1] tool calculator({"expression": "6*7"}) -> 42')
+    assert lines[1].startswith('[1] tool calculator({"expression": "6*7"}) -> 6*7 = 42')
     assert "status: completed  session: cli-1" in ran.output and lines[-1] == "It is 42."
 
     model.replies = [answer("Still 42.")]

@@ -55,7 +55,7 @@ def test_calculator_then_answer() -> None:
     assert result.status == "completed" and result.output == "It is 84."
     assert [s.type for s in result.trace] == ["model", "tool", "model"]
     tool_step = result.trace[1]
-    assert tool_step.tool == "calculator" and tool_step.observation == "84"
+    assert tool_step.tool == "calculator" and tool_step.observation == "(12 + 30) * 2 = 84"
     assert tool_step.arguments == {"expression": "(12 + 30) * 2"}
     assert result.trace[0].extra["call_id"] == tool_step.extra["call_id"]
     assert result.usage["model_steps"] == 2 and result.usage["total_tokens"] > 0
@@ -114,7 +114,8 @@ def test_a_failing_tool_is_an_observation() -> None:
 
 
 def test_the_step_limit_ends_the_run() -> None:
-    agent, _ = make([call("calculator", expression="1+1")] * 3, {"type": "calculator"}, max_steps=3)
+    replies = [call("calculator", expression=f"{n}+{n}") for n in range(3)]
+    agent, _ = make(replies, {"type": "calculator"}, max_steps=3)
     result = run(agent, SessionState(), text="loop forever")
     assert result.status == "max_steps_reached" and "3 steps" in (result.output or "")
     assert [s.type for s in result.trace] == ["model", "tool"] * 3
@@ -158,7 +159,7 @@ def test_confirmation_holds_the_call(approved: bool) -> None:
     call_id = first.required_action.calls[0].call_id
     second = run(agent, state, confirmations={call_id: approved})
     assert second.status == "completed"
-    assert second.trace[0].observation == ("42" if approved else DECLINED)
+    assert second.trace[0].observation == ("6*7 = 42" if approved else DECLINED)
 
 
 def test_a_confirmed_function_then_returns_control() -> None:
@@ -239,3 +240,13 @@ def test_steps_stream_before_the_run() -> None:
 
 def test_the_decision_grammar_compiles_for_every_tool_type() -> None:
     grammar_definition(decision_format(spec(*ALL_TOOLS)))
+
+
+def test_a_repeated_call_is_not_run_again_and_the_model_must_answer() -> None:
+    replies = [call("calculator", expression="17*23"), call("calculator", expression="17*23"), answer("391")]
+    agent, model = make(replies, {"type": "calculator"})
+    result = run(agent, SessionState(), text="17*23?")
+    assert [s.type for s in result.trace] == ["model", "tool", "model", "model"] and result.output == "391"
+    assert "17*23 = 391" in model.calls[2].messages[-1]["content"]
+    assert '"tool"' not in model.calls[2].options.response_format.source  # only the final answer is allowed
+    assert '"tool"' in model.calls[1].options.response_format.source

@@ -199,7 +199,7 @@ def test_calculator_run_with_trace_and_usage(api):
     model_step, tool_step, last = run["trace"]
     assert model_step["type"] == "model" and model_step["tool"] == "calculator"
     assert json.loads(model_step["model_output"])["tool_input"] == {"expression": "6 * 7"}
-    assert tool_step == {**tool_step, "type": "tool", "tool": "calculator", "observation": "42"}
+    assert tool_step == {**tool_step, "type": "tool", "tool": "calculator", "observation": "6 * 7 = 42"}
     assert {"index", "started_at", "duration_ms", "tokens"} <= set(tool_step)
     assert run["usage"]["model_steps"] == 2 and run["usage"]["prompt_tokens"] == 6  # 3 prompt ids per call
     assert "calculator" in model.messages[0][0]["content"]  # the system prompt lists the tools
@@ -297,13 +297,15 @@ def test_confirmation_before_a_tool_runs(api, approved):
     call_id = first["required_action"]["calls"][0]["call_id"]
     confirmations = [{"call_id": call_id, "approved": approved}]
     run = ok(invoke(client, keys, agent["id"], session_id=first["session_id"], confirmations=confirmations))
-    assert run["trace"][0]["observation"] == ("4" if approved else "The user declined to run this call.")
+    assert run["trace"][0]["observation"] == (
+        "2+2 = 4" if approved else "The user declined to run this call."
+    )
 
 
 def test_the_step_limit(api):
     client, keys, model, _ = api
     agent = create(client, keys, {"type": "calculator"}, max_steps=2)
-    model.replies = [call("calculator", expression="1+1")] * 2
+    model.replies = [call("calculator", expression="1+1"), call("calculator", expression="2+2")]
     run = ok(invoke(client, keys, agent["id"], input="loop"))
     assert run["status"] == "max_steps_reached" and "2 steps" in run["output"]
 
