@@ -67,7 +67,8 @@ __all__ = [
 
 DECLINED = "The user declined to run this call."
 WITHHELD = "The tool result was withheld by the guardrail."
-HISTORY_MESSAGES = 24
+HISTORY_MESSAGES = 24  # what the model sees of a session
+SESSION_MESSAGES = 200  # what a session keeps
 
 
 class ResumeError(ValueError):
@@ -130,6 +131,7 @@ async def run_agent(agent: Agent, state: SessionState, invoke: Invoke) -> AsyncI
     run = _Run(agent, state, AgentRun(invoke.run_id, agent.id, invoke.session_id))
     async for step in run.start(invoke):
         yield step
+    del state.messages[:-SESSION_MESSAGES]
     yield run.result
 
 

@@ -11,11 +11,11 @@
   agent's sessions). An agent is ``{"id": "agent_<hex>", "object": "agent", "created_at", "updated_at",
   ...body}`` with every tool's ``name`` filled in.
 - ``POST /v1/agents/{id}/invoke`` ``{"input", "session_id"?, "stream"?, "return_control_results"?:
-  [{"call_id", "output"}], "confirmations"?: [{"call_id", "approved"}]}`` -> ``{"id": "run_<hex>",
-  "object": "agent.run", "agent_id", "session_id", "status", "output", "citations", "required_action",
-  "trace", "usage"}``. A new ``session_id`` (or none: one is made) starts a session; an existing one
-  continues it. With ``stream``: server-sent events ``{"type": "step", "step"}`` per trace step as it
-  completes, then ``{"type": "run", "run"}``, then ``[DONE]`` (a failure mid-run: ``{"type": "error",
+  [{"call_id", "output": text or any JSON}], "confirmations"?: [{"call_id", "approved"}]}`` -> ``{"id":
+  "run_<hex>", "object": "agent.run", "agent_id", "session_id", "status", "output", "citations",
+  "required_action", "trace", "usage"}``. A new ``session_id`` (or none: one is made) starts a session; an
+  existing one continues it. With ``stream``: server-sent events ``{"type": "step", "step"}`` per trace step
+  as it completes, then ``{"type": "run", "run"}``, then ``[DONE]`` (a failure mid-run: ``{"type": "error",
   "error"}``).
 
 Errors are OpenAI-shaped: a bad body or reference -> 400 naming the field (``tools.2.dataset``); an
@@ -25,6 +25,7 @@ unknown model -> 404 ``model_not_found``; another tenant's agent or session -> 4
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -194,7 +195,9 @@ def _invoke(body: dict[str, Any]) -> Invoke:
         raise APIError(400, "session_id must be 1-64 characters of A-Z a-z 0-9 _ . : -", param="session_id")
     if not isinstance(stream, bool):
         raise APIError(400, "stream must be true or false.", param="stream")
-    results = _answers(body.get("return_control_results"), "return_control_results", "output", str)
+    results = _answers(body.get("return_control_results"), "return_control_results", "output", object)
+    if results is not None:  # any JSON value; the model reads text
+        results = {k: v if isinstance(v, str) else json.dumps(v) for k, v in results.items()}
     confirmations = _answers(body.get("confirmations"), "confirmations", "approved", bool)
     invoke = Invoke(text=text, results=results, confirmations=confirmations)
     invoke.session_id = session_id or invoke.session_id

@@ -386,3 +386,15 @@ def test_streamed_steps_then_the_run(api):
     follow = ok(invoke(client, keys, agent["id"], input="and again?", session_id=final["session_id"]))
     assert follow["session_id"] == final["session_id"] and follow["output"] == "Still 3."
     assert "1+2" in json.dumps(model.messages[-1])  # the streamed run was kept in the session
+
+
+def test_return_control_output_may_be_any_json(api):
+    client, keys, model, _ = api
+    agent = create(client, keys, FUNCTION)
+    model.replies = [call("book_meeting", room="Red", hours=1), answer("Booked.")]
+    first = ok(invoke(client, keys, agent["id"], input="Book Red"))
+    results = [{"call_id": first["required_action"]["calls"][0]["call_id"], "output": {"ref": 5, "ok": True}}]
+    run = ok(
+        invoke(client, keys, agent["id"], session_id=first["session_id"], return_control_results=results)
+    )
+    assert run["trace"][0]["observation"] == '{"ref": 5, "ok": true}' and run["output"] == "Booked."
