@@ -296,9 +296,25 @@ def run_task(client: TestClient, context: dict[str, Any], task: Task) -> tuple[O
 
 
 def invoke(client: TestClient, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(f"/v1/agents/{agent_id}/invoke", json=body)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
+    """The run, streamed: each step is printed (to stderr) as it completes."""
+    path = f"/v1/agents/{agent_id}/invoke"
+    with client.stream("POST", path, json={**body, "stream": True}) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line.removeprefix("data: "))
+            if event["type"] == "step":
+                step = event["step"]
+                what = step.get("model_output") or step.get("observation") or step.get("error") or ""
+                print(
+                    f"   {step['type']:<9} {step['duration_ms'] / 1000:6.1f}s {what[:140]!r}", file=sys.stderr
+                )
+            elif event["type"] == "error":
+                raise RuntimeError(event["error"])
+            else:
+                return dict(event["run"])
+    raise RuntimeError("the stream ended without a run")
 
 
 def row(o: Outcome) -> str:

@@ -37,9 +37,9 @@ __all__ = [
     "user_message",
 ]
 
-MAX_THOUGHT = 120
-MAX_ANSWER = 500
-DECISION_MAX_TOKENS = 768  # above the longest decision the built-in tools' schemas allow, in characters
+MAX_THOUGHT = 100
+MAX_ANSWER = 300
+DECISION_MAX_TOKENS = 640  # above the longest decision the built-in tools' schemas allow, in characters
 NEXT = "If this answers the question, give the final answer; otherwise call another tool."
 ANSWER_NOW = "Give the final answer now."
 
