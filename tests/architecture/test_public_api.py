@@ -55,7 +55,8 @@ PUBLIC = {
     "plinth.samples": ["KINDS", "Kind", "generate", "load_schema"],
     "plinth.agents": [
         "DECLINED", "DEFAULT_MAX_STEPS", "MAX_STEPS", "STATUSES", "TOOL_TYPES", "WITHHELD", "Agent",
-        "AgentRun", "AgentSpec", "AgentSpecError", "CalculatorError", "Call", "Invoke", "PendingAction", "ResumeError",
+        "AgentRun", "AgentSpec", "AgentSpecError", "CalculatorError", "Call", "Invoke", "PendingAction",
+        "ResumeError",
         "SessionState", "Step", "ToolBackend", "ToolOutcome", "ToolSpec", "calculate", "check_invoke",
         "check_tool_names", "decision_format", "new_id", "parse_agent", "parse_decision", "run_agent",
         "run_to_end", "tool_name",
