@@ -1,7 +1,7 @@
 """Agent tasks with the real default model (smollm2-135m-instruct, packaged, CPU), judged by programmatic
 checks, through the real HTTP API (``/v1/agents``) of an in-process server::
 
-    .venv/bin/python benchmarks/agents.py                  # 13 tasks, a few minutes on CPU
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/agents.py   # 13 tasks; minutes on an idle CPU
     .venv/bin/python benchmarks/agents.py --kind calculator --out .bench/agents.json
 
 Set-up (under ``--data-dir``, default ``.bench/agents``; built once): a ``movies`` knowledge base of the
