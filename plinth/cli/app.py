@@ -14,6 +14,7 @@ import typer
 
 from plinth import __version__
 from plinth.cli.adapters import adapters_app
+from plinth.cli.agent import agent_app
 from plinth.cli.common import ConfigFile, DataDir
 from plinth.cli.eval import eval_app
 from plinth.cli.guard import guard_app
@@ -58,4 +59,5 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(data_app, name="data")
 app.add_typer(sql_app, name="sql")
 app.add_typer(guard_app, name="guard")
+app.add_typer(agent_app, name="agent")
 app.add_typer(eval_app, name="eval")

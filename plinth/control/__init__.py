@@ -10,7 +10,7 @@ The rows of each feature are public as modules, used as namespaces::
     kb = rows.get_kb(cp, tenant.id, "movies")
 """
 
-from plinth.control import files, guardrails, jobs, knowledge, sql_datasets
+from plinth.control import agents, files, guardrails, jobs, knowledge, sql_datasets
 from plinth.control.adapters import (
     AdapterExistsError,
     AdapterRow,
@@ -46,6 +46,7 @@ __all__ = [
     "VISIBLE_CHARS",
     "AdapterExistsError",
     "AdapterRow",
+    "agents",
     "AuditEvent",
     "ControlPlane",
     "KeyInfo",

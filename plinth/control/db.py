@@ -26,6 +26,8 @@ from plinth.control.migrations import MIGRATIONS, Migration, apply_migrations
 __all__ = [
     "ControlPlane",
     "adapters",
+    "agent_sessions",
+    "agents",
     "api_keys",
     "audit_log",
     "files",
@@ -198,6 +200,28 @@ job_checkpoints = sa.Table(
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("metrics", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # agent_<hex>, the id clients see
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),  # the create/update body, checked (plinth.agents.AgentSpec)
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+agent_sessions = sa.Table(
+    "agent_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # the session_id clients see (or chose)
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("agent_id", sa.String(40), nullable=False),  # no foreign key: deleting an agent ends them
+    sa.Column("state", sa.JSON, nullable=False),  # {"messages", "pending"}
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 

@@ -290,5 +290,35 @@ def m007_longer_adapter_names(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE adapters ALTER COLUMN name TYPE VARCHAR(200)"))
 
 
+@migration
+def m008_agents(conn: sa.Connection) -> None:
+    """Agents (their spec as JSON, per tenant) and agent sessions: the conversation so far and the action
+    a session waits for, as JSON, each belonging to one agent of one tenant."""
+    md = sa.MetaData()
+    tz = sa.DateTime(timezone=True)
+    sa.Table("tenants", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "agents",
+        md,
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("spec", sa.JSON, nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("updated_at", tz, nullable=False),
+    )
+    sa.Table(
+        "agent_sessions",
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+        sa.Column("agent_id", sa.String(40), nullable=False, index=True),
+        sa.Column("state", sa.JSON, nullable=False),
+        sa.Column("created_at", tz, nullable=False),
+        sa.Column("updated_at", tz, nullable=False),
+    )
+    md.create_all(conn)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)

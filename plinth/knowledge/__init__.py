@@ -16,7 +16,7 @@ from plinth.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from plinth.knowledge.chunking import ChunkingConfig
-    from plinth.knowledge.citations import reference
+    from plinth.knowledge.citations import build_citations, reference
     from plinth.knowledge.filters import FilterError, parse_filter
     from plinth.knowledge.fusion import hybrid_depth, rrf
     from plinth.knowledge.kb import KnowledgeBaseConfig
@@ -49,6 +49,7 @@ __all__ = [
     "RetrievalError",
     "SearchType",
     "Store",
+    "build_citations",
     "content_hash",
     "hybrid_depth",
     "parse_filter",
@@ -66,6 +67,7 @@ _SOURCES = {
     "rate_and_eta": "progress",
     "sync_state": "progress",
     "reference": "citations",
+    "build_citations": "citations",
     "FilterError": "filters",
     "parse_filter": "filters",
     "hybrid_depth": "fusion",

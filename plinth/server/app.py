@@ -34,6 +34,7 @@ from plinth.llm.catalog import packaged_adapters
 from plinth.server import (
     adapters_api,
     admin_api,
+    agents_api,
     async_inference,
     batches_api,
     files_api,
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(knowledge_api.router)
     app.include_router(rag_api.router)
     app.include_router(sql_api.router)
+    app.include_router(agents_api.router)
     app.include_router(guardrails_api.router)
     app.include_router(invocations.router)
     app.include_router(session_api.router)

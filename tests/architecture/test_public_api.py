@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2] / "plinth"
 PUBLIC = {
     "plinth.control": [
         "KEY_PREFIX", "LOCAL_TENANT", "PUBLIC_OWNER", "VISIBLE_CHARS", "AdapterExistsError", "AdapterRow",
-        "AuditEvent", "ControlPlane", "KeyInfo", "Tenant", "add_adapter", "authenticate", "create_key",
+        "AuditEvent", "ControlPlane", "KeyInfo", "Tenant", "add_adapter", "agents", "authenticate",
+        "create_key",
         "files", "get_or_create_tenant", "get_tenant", "guardrails", "jobs", "knowledge", "list_adapters",
         "list_events",
         "list_keys", "list_tenants", "open_control_plane", "record", "remove_adapter", "revoke_key",
@@ -48,10 +49,18 @@ PUBLIC = {
         "MAX_RESULTS", "MIN_SCORES", "SEARCH_TYPES", "Chunk", "ConflictError", "Document", "DroppedSource",
         "FilterError", "Hit", "InvalidError", "KnowledgeBaseConfig", "KnowledgeService", "LanceStore",
         "NotFoundError", "RagResult", "RetrievalError", "SearchType", "Store", "hybrid_depth", "parse_filter",
-        "rate_and_eta", "reference", "ChunkingConfig", "content_hash", "retrieve", "retrieve_and_generate",
-        "rrf", "sync_state",
+        "rate_and_eta", "reference", "build_citations", "ChunkingConfig", "content_hash", "retrieve",
+        "retrieve_and_generate", "rrf", "sync_state",
     ],
     "plinth.samples": ["KINDS", "Kind", "generate", "load_schema"],
+    "plinth.agents": [
+        "DECLINED", "DEFAULT_MAX_STEPS", "MAX_STEPS", "STATUSES", "TOOL_TYPES", "WITHHELD", "Agent",
+        "AgentRun", "AgentSpec", "AgentSpecError", "CalculatorError", "Call", "Invoke", "PendingAction",
+        "ResumeError",
+        "SessionState", "Step", "ToolBackend", "ToolOutcome", "ToolSpec", "calculate", "check_invoke",
+        "check_tool_names", "decision_format", "new_id", "parse_agent", "parse_decision", "run_agent",
+        "run_to_end", "tool_name",
+    ],
     "plinth.demo": [
         "movie_documents", "prepare_cost_dataset", "prepare_movies_kb", "start_demo_preparation",
         "stop_background_work",

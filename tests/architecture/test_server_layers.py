@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "plinth"
-FEATURES = ("plinth.guard", "plinth.knowledge", "plinth.sql")
+FEATURES = ("plinth.agents", "plinth.guard", "plinth.knowledge", "plinth.sql")
 SERVE_ONLY = {"plinth.llm.local", "plinth.llm.merge"}
 
 
@@ -41,7 +41,7 @@ def test_no_cli_command_imports_the_entry_point() -> None:
 
 
 def test_nothing_below_the_server_imports_it() -> None:
-    for package in ("adapters", "control", "engine", "guard", "knowledge", "llm", "sql", "evals"):
+    for package in ("adapters", "agents", "control", "engine", "guard", "knowledge", "llm", "sql", "evals"):
         for path in _modules(package):
             bad = {m for m in _imports(path) if m.startswith(("plinth.server", "plinth.cli"))}
             assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
