@@ -68,7 +68,7 @@ class ReplyModel(ScriptedServedModel):
     def encode(self, text: str) -> list[int]:
         return self.encode_chat([{"role": "user", "content": text}])
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: Any = None) -> list[int]:
         """Token ids whose second id names the remembered messages (so ``stream`` can script the reply)."""
         key = next(self._ids)
         self._prompts[key] = [dict(m) for m in messages]
@@ -183,6 +183,20 @@ def register_costs(service: Any, tenant: Tenant, root: Path) -> None:
     service.register(tenant, COSTS, str(folder), kind="cur", description="Synthetic CUR, test data.")
 
 
+def agent_reply(messages: list[dict[str, str]]) -> str:
+    """An agent's decisions, scripted by the conversation so far: arithmetic goes to the calculator, a
+    booking to the ``book_table`` function, and a tool's result becomes the final answer."""
+    last = messages[-1]["content"] if messages else ""
+    result = re.match(r"Result of the tool (\w+)[^\n]*\n(.*?)\n\n", last, re.S)
+    if result:
+        return json.dumps({"final_answer": f"Done with {result.group(1)}: {result.group(2).strip()}"})
+    if "book" in last.lower():
+        call = {"tool": "book_table", "tool_input": {"people": 2, "time": "19:00"}}
+    else:
+        call = {"tool": "calculator", "tool_input": {"expression": "17 * 23"}}
+    return json.dumps({"thought": "A tool can do this.", **call})
+
+
 @contextlib.contextmanager
 def web_server(root: Path, tiny_llama: Path, adapter_dir: Path, shots: Path) -> Iterator[WebServer]:
     """Build the app over ``root`` and serve it until the block ends."""
@@ -196,6 +210,7 @@ def web_server(root: Path, tiny_llama: Path, adapter_dir: Path, shots: Path) -> 
     models = [
         ReplyModel("demo-chat", chat_reply, is_random=True, delay=0.02),
         ReplyModel("analyst", analyst_reply),
+        ReplyModel("agent-model", agent_reply),
         tiny,
     ]
     app = create_app(Settings(data_dir=root / "data"), models, cp)

@@ -196,14 +196,14 @@ function renderAction(required) {
     fill(els.action, h("div", { class: "card" }, h("h3", {}, "Confirm these calls"),
       calls.map((call) => h("div", { class: "call" }, h("pre", {}, `${call.name}(${argumentsText(call.arguments)})`))),
       h("div", { class: "row" },
-        h("button", { type: "button", onclick: () => invoke({ input: "", confirmations: calls.map((c) => ({ call_id: c.call_id, approved: true })) }) }, "Approve"),
-        h("button", { type: "button", class: "secondary", onclick: () => invoke({ input: "", confirmations: calls.map((c) => ({ call_id: c.call_id, approved: false })) }) }, "Decline"))));
+        h("button", { type: "button", onclick: () => invoke({ confirmations: calls.map((c) => ({ call_id: c.call_id, approved: true })) }) }, "Approve"),
+        h("button", { type: "button", class: "secondary", onclick: () => invoke({ confirmations: calls.map((c) => ({ call_id: c.call_id, approved: false })) }) }, "Decline"))));
     return;
   }
   const outputs = calls.map((call) => ({ call, box: h("textarea", { rows: 2, required: true }) }));
   fill(els.action, h("form", { class: "card", onsubmit: (event) => {
     event.preventDefault();
-    invoke({ input: "", return_control_results: outputs.map(({ call, box }) => ({ call_id: call.call_id, output: box.value })) });
+    invoke({ return_control_results: outputs.map(({ call, box }) => ({ call_id: call.call_id, output: box.value })) });
   } }, h("h3", {}, "The agent asks you to run these functions"),
   outputs.map(({ call, box }) => field(`${call.name}(${argumentsText(call.arguments)}) returned`, box)),
   h("button", { type: "submit" }, "Send the results")));
@@ -226,7 +226,7 @@ function argumentsText(value) {
 }
 
 function tokenCount(tokens) {
-  return typeof tokens === "number" ? tokens : (tokens.prompt_tokens || 0) + (tokens.completion_tokens || 0);
+  return typeof tokens === "number" ? tokens : (tokens.prompt || 0) + (tokens.completion || 0);
 }
 
 function usageText(usage) {

@@ -29,7 +29,7 @@ class RecordingModel(ScriptedServedModel):
         super().__init__(max_model_len=4096, **kwargs)
         self.prompts: list[list[dict[str, str]]] = []
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: Any = None) -> list[int]:
         self.prompts.append([dict(m) for m in messages])
         return super().encode_chat(messages)
 
@@ -37,7 +37,7 @@ class RecordingModel(ScriptedServedModel):
 class EchoModel(RecordingModel):
     """Replies with its system prompt, a few characters per delta (so a canary arrives split)."""
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: Any = None) -> list[int]:
         system = next((m["content"] for m in messages if m["role"] == "system"), "nothing to leak")
         self.script = [system[i : i + 5] for i in range(0, len(system), 5)] + [""]  # "": the EOS step
         return super().encode_chat(messages)

@@ -500,6 +500,39 @@ def test_local_mode_skips_sign_in(browser, tmp_path, request):
             expect(page.locator("#page-chat .badge", has_text="random weights")).to_be_visible()
 
 
+def test_agents_page_creates_an_agent_and_streams_its_trace_with_a_confirmation(admin_page, server):
+    """Create an agent (the example tools: calculator, and book_table needing confirmation), watch a
+    calculator run's trace, then approve a booking and hand back the function's result."""
+    page, _ = admin_page
+    page.goto(f"{server.url}/#/agents")
+    agents = page.locator("#page-agents")
+    agents.get_by_label("Name").fill("helper")
+    agents.get_by_label("Model").select_option("agent-model")
+    agents.get_by_role("button", name="Create agent").click()
+    expect(agents.get_by_text("Agent helper created")).to_be_visible()
+    expect(agents.get_by_role("heading", name="Run helper")).to_be_visible()
+
+    agents.get_by_label("Input").fill("What is 17 * 23?")
+    agents.get_by_role("button", name="Run", exact=True).click()
+    trace = page.locator("ol.trace")
+    expect(trace.locator("li.step-tool")).to_contain_text("Tool calculator")
+    expect(trace.locator("li.step-tool")).to_contain_text("391")
+    expect(page.locator(".answer .reply")).to_contain_text("391")
+    expect(agents.get_by_text("Done.")).to_be_visible()
+
+    agents.get_by_label("Input").fill("Book a table for two")
+    agents.get_by_role("button", name="Run", exact=True).click()
+    expect(agents.get_by_role("heading", name="Confirm these calls")).to_be_visible()
+    expect(page.locator(".required-action pre")).to_contain_text('book_table({"people":2,"time":"19:00"})')
+    agents.get_by_role("button", name="Approve").click()
+    results = agents.get_by_label(re.compile(r"^book_table\(.*\) returned$"))
+    results.fill("booked, reference 42")
+    shot(page, "agents-return-control")
+    agents.get_by_role("button", name="Send the results").click()
+    expect(page.locator(".answer .reply")).to_contain_text("booked, reference 42")
+    shot(page, "agents")
+
+
 def test_fine_tuning_page_uploads_trains_and_shows_the_loss_curve(admin_page, server, tmp_path):
     """Upload a chat file, start a one-epoch job on the tiny model, watch it succeed with a loss curve,
     and find the new adapter in the chat picker (last in this module: it leaves the adapter registered)."""
