@@ -47,7 +47,9 @@ from plinth.server import (
 from plinth.server.auth import local_tenant
 from plinth.server.errors import install_error_handlers
 from plinth.server.fine_tuning_api import KIND
+from plinth.server.limits import RequestLimitsMiddleware
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
+from plinth.server.openapi import document_api
 from plinth.server.state import ServerState, get_state
 
 __all__ = ["create_app", "serve"]
@@ -91,6 +93,7 @@ def create_app(
     _register_adapters(state.adapters, settings)
     install_error_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(RequestLimitsMiddleware, settings=settings)  # outermost: before any parsing
     app.include_router(openai_api.router)
     app.include_router(adapters_api.router)
     app.include_router(knowledge_api.router)
@@ -106,6 +109,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
+    document_api(app)
     return app
 
 
@@ -224,7 +228,10 @@ def serve(settings: Settings) -> None:
         )
     app.router.on_shutdown.append(lambda: stop_background_work(app.state.knowledge, demo))
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level,
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,  # then running requests are cancelled
+        )  # fmt: skip
     finally:
         for model in models:
             model.shutdown()

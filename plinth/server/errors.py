@@ -96,6 +96,8 @@ def as_api_error(exc: Exception) -> APIError:
         return exc
     if isinstance(exc, DOMAIN_ERRORS):
         return _domain_error(exc)
+    if isinstance(exc, RecursionError):  # input nested past what a parser can follow
+        return APIError(400, "The request is nested too deeply to process.", code="too_deeply_nested")
     log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", code="internal_error")
 
@@ -150,7 +152,9 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         return APIError(404, "Unknown route.", code="not_found").response()
     if exc.status_code == 405:
-        return APIError(405, "Method not allowed.", code="method_not_allowed").response()
+        response = APIError(405, "Method not allowed.", code="method_not_allowed").response()
+        response.headers.update(exc.headers or {})  # Starlette names the allowed methods in Allow
+        return response
     return APIError(exc.status_code, str(exc.detail)).response()
 
 
