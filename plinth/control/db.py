@@ -39,6 +39,7 @@ __all__ = [
     "metadata",
     "open_control_plane",
     "sql_datasets",
+    "tenant_limits",
     "tenants",
 ]
 
@@ -198,6 +199,16 @@ job_checkpoints = sa.Table(
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("metrics", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+tenant_limits = sa.Table(
+    "tenant_limits",
+    metadata,
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("requests_per_minute", sa.Integer, nullable=True),
+    sa.Column("tokens_per_minute", sa.Integer, nullable=True),
+    sa.Column("concurrent_requests", sa.Integer, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 

@@ -290,5 +290,22 @@ def m007_longer_adapter_names(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE adapters ALTER COLUMN name TYPE VARCHAR(200)"))
 
 
+@migration
+def m011_tenant_limits(conn: sa.Connection) -> None:
+    """Per-tenant rate limits and quotas (NULL: unlimited); see plinth.control.tenant_limits."""
+    md = sa.MetaData()
+    sa.Table("tenants", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "tenant_limits",
+        md,
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), primary_key=True),
+        sa.Column("requests_per_minute", sa.Integer, nullable=True),
+        sa.Column("tokens_per_minute", sa.Integer, nullable=True),
+        sa.Column("concurrent_requests", sa.Integer, nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    md.create_all(conn)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)

@@ -43,6 +43,7 @@ from plinth.server import (
     rag_api,
     session_api,
     sql_api,
+    tenants_api,
 )
 from plinth.server.auth import local_tenant
 from plinth.server.errors import install_error_handlers
@@ -50,6 +51,7 @@ from plinth.server.fine_tuning_api import KIND
 from plinth.server.limits import RequestLimitsMiddleware
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
 from plinth.server.openapi import document_api
+from plinth.server.quotas import QuotaGate, QuotaMiddleware
 from plinth.server.state import ServerState, get_state
 
 __all__ = ["create_app", "serve"]
@@ -82,6 +84,7 @@ def create_app(
         adapters=AdapterRegistry(served, control_plane, Path(settings.data_dir) / "adapters"),
     )
     assert state.adapters is not None
+    state.quotas = QuotaGate(control_plane, state.metrics.registry)
     state.jobs = _job_supervisor(settings, control_plane, state.adapters)
     state.file_checkers = fine_tune.file_checkers()
     app.state.plinth = state
@@ -92,6 +95,7 @@ def create_app(
     state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
     _register_adapters(state.adapters, settings)
     install_error_handlers(app)
+    app.add_middleware(QuotaMiddleware)  # releases the tenant's concurrency slot when a request ends
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     app.add_middleware(RequestLimitsMiddleware, settings=settings)  # outermost: before any parsing
     app.include_router(openai_api.router)
@@ -103,6 +107,7 @@ def create_app(
     app.include_router(invocations.router)
     app.include_router(session_api.router)
     app.include_router(admin_api.router)
+    app.include_router(tenants_api.router)
     app.include_router(files_api.router)
     app.include_router(fine_tuning_api.router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)

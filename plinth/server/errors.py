@@ -50,7 +50,13 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     DatasetNotFoundError,
     DatasetError,
 )
-_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 500: "server_error"}
+_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "server_error",
+}
 
 
 class APIError(Exception):
@@ -64,8 +70,10 @@ class APIError(Exception):
         type: str | None = None,
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.headers = headers or {}  # e.g. Retry-After on a 429
         self.status = status
         self.message = message
         self.type = type or _TYPES.get(status, "invalid_request_error")
@@ -73,7 +81,7 @@ class APIError(Exception):
         self.code = code
 
     def response(self) -> JSONResponse:
-        return JSONResponse(error_body(self), status_code=self.status)
+        return JSONResponse(error_body(self), status_code=self.status, headers=self.headers or None)
 
 
 def error_body(err: APIError) -> dict[str, Any]:
