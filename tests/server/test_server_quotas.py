@@ -133,3 +133,21 @@ def test_noisy_tenant_cannot_starve_another(setup):
     assert acme.count(200) == 2 and acme.count(429) == 10
     assert beta == [200, 200, 200]
     assert busy < idle * 3 + 0.5, (idle, busy)
+
+
+def test_cli_tenants_limits_shows_and_changes_limits(tmp_path):
+    from typer.testing import CliRunner
+
+    from plinth.cli import app as cli
+
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path)]
+    runner.invoke(cli, [*base, "keys", "create", "--tenant", "acme"])
+    result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--requests-per-minute", "30"])
+    assert result.exit_code == 0, result.output
+    assert "requests_per_minute  30" in result.stdout and "tokens_per_minute    unlimited" in result.stdout
+    result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--concurrent-requests", "2"])
+    assert "requests_per_minute  30" in result.stdout and "concurrent_requests  2" in result.stdout
+    result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--clear"])
+    assert "30" not in result.stdout
+    assert runner.invoke(cli, [*base, "tenants", "limits", "nobody"]).exit_code == 1
