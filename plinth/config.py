@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, ge=2, le=500)  # nesting of arrays/objects in a JSON body
     max_prompt_chars: int = Field(1_000_000, ge=1)  # one prompt's (or a chat's) text, before tokenizing
     max_batch_inputs: int = Field(2048, ge=1)  # inputs per embeddings, completions or /invocations request
-    shutdown_timeout_s: float = Field(10.0, gt=0)  # on shutdown, requests still running are cancelled
+    shutdown_timeout_s: int = Field(10, ge=1)  # on shutdown, requests still running after it are cancelled
     # jobs (fine-tuning): one worker process at a time by default, a queue behind it
     max_concurrent_jobs: int = Field(1, ge=1, le=16)
     job_threads: int = Field(2, ge=1, le=256)  # torch threads in a job's worker process

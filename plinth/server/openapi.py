@@ -49,11 +49,8 @@ _REASONS = {
 }
 _API_STATUSES = (400, 401, 403, 404, 409, 422, 429, 500, 503, 504)
 _PUBLIC_STATUSES = (500,)
-_MULTIPART_FILE = {
-    "type": "object",
-    "properties": {"file": {"type": "string", "format": "binary"}},
-    "required": ["file"],
-}
+_FILE: dict[str, Any] = {"file": {"type": "string", "format": "binary"}}
+_MULTIPART_FILE: dict[str, Any] = {"type": "object", "properties": _FILE, "required": ["file"]}
 # Routes that parse their own body: method and path -> the requestBody to document.
 MANUAL_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/adapters"): {
@@ -76,7 +73,7 @@ MANUAL_BODIES: dict[tuple[str, str], dict[str, Any]] = {
                 "schema": {
                     **_MULTIPART_FILE,
                     "properties": {
-                        **_MULTIPART_FILE["properties"],
+                        **_FILE,
                         "name": {"type": "string"},
                         "base_model": {"type": "string"},
                         "public": {"type": "string"},
@@ -91,7 +88,7 @@ MANUAL_BODIES: dict[tuple[str, str], dict[str, Any]] = {
             "multipart/form-data": {
                 "schema": {
                     **_MULTIPART_FILE,
-                    "properties": {**_MULTIPART_FILE["properties"], "purpose": {"type": "string"}},
+                    "properties": {**_FILE, "purpose": {"type": "string"}},
                     "required": ["file", "purpose"],
                 }
             }

@@ -221,8 +221,8 @@ def check_generated_sizes(tree: exp.Expr) -> None:
     builds such strings outside its ``memory_limit``, so ``repeat('x', 2000000000)`` would take gigabytes."""
     for func in tree.find_all(exp.Repeat, exp.Pad):
         size = func.args.get("times" if isinstance(func, exp.Repeat) else "expression")
-        ok = isinstance(size, exp.Literal) and not size.is_string and size.this.isdigit()
-        if not ok or int(size.this) > MAX_GENERATED_CHARS:
+        digits = str(size.this) if isinstance(size, exp.Literal) and not size.is_string else ""
+        if not digits.isdigit() or int(digits) > MAX_GENERATED_CHARS:
             raise UnsafeSQLError(
                 f"{_func_name(func)}() needs a literal size of at most {MAX_GENERATED_CHARS}",
                 "result_too_large",

@@ -309,3 +309,10 @@ def test_sql_ask_generation_is_bounded():
 
     assert ASK_OPTIONS.max_tokens is not None and ASK_OPTIONS.max_tokens <= 512
     assert any("```" in stop for stop in ASK_OPTIONS.stop)
+
+
+@pytest.mark.parametrize("source", [{}, [], 1])
+def test_guardrail_apply_with_a_non_string_source_is_400(client, source):
+    """Found by the schemathesis run: an unhashable ``source`` was a 500."""
+    r = client.post("/v1/guardrails/g/apply", json={"source": source, "content": []})
+    error_of(r, 400, param="source")
