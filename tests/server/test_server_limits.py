@@ -316,3 +316,31 @@ def test_guardrail_apply_with_a_non_string_source_is_400(client, source):
     """Found by the schemathesis run: an unhashable ``source`` was a 500."""
     r = client.post("/v1/guardrails/g/apply", json={"source": source, "content": []})
     error_of(r, 400, param="source")
+
+
+def test_client_disconnect_aborts_the_engine_request(tmp_path):
+    """The whole app: a chat completion whose client goes away mid-generation is aborted in the model."""
+    model = ScriptedServedModel(max_model_len=1024, delay=0.2)
+    app, key = build_app(tmp_path, [model])
+    body = json.dumps({**CHAT, "max_tokens": 8}).encode()
+    messages = [{"type": "http.request", "body": body, "more_body": False}, {"type": "http.disconnect"}]
+    sent: list[dict] = []
+
+    async def receive():
+        message = messages.pop(0)
+        if message["type"] == "http.disconnect":
+            await asyncio.sleep(0.5)  # the client leaves while tokens are being generated
+        return message
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {key}".encode())]
+    scope = {
+        "type": "http", "method": "POST", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+        "query_string": b"", "headers": headers, "root_path": "", "scheme": "http", "server": ("test", 80),
+        "client": ("test", 1), "http_version": "1.1", "app": app,
+    }  # fmt: skip
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=10))
+    assert model.aborted and not model.finished
+    assert not any(m["type"] == "http.response.start" for m in sent)

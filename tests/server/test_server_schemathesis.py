@@ -8,6 +8,7 @@ hub ids, knowledge bases with arbitrary embedders, guardrails with their detecto
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -30,11 +31,12 @@ schema = (
     .exclude(path_regex=r"^/(metrics|health|ping)$")  # not JSON APIs
 )
 
+EXAMPLES = int(os.environ.get("PLINTH_FUZZ_EXAMPLES", "5"))  # per operation; raise it to hunt for more
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @schema.parametrize()
-@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_api_never_5xx_and_matches_its_document(case):
     case.call_and_validate(
         headers={"Authorization": f"Bearer {KEY}"},
