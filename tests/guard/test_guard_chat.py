@@ -29,18 +29,18 @@ class RecordingModel(ScriptedServedModel):
         super().__init__(max_model_len=4096, **kwargs)
         self.prompts: list[list[dict[str, str]]] = []
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: object = None) -> list[int]:
         self.prompts.append([dict(m) for m in messages])
-        return super().encode_chat(messages)
+        return super().encode_chat(messages, tools)
 
 
 class EchoModel(RecordingModel):
     """Replies with its system prompt, a few characters per delta (so a canary arrives split)."""
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def encode_chat(self, messages: Sequence[dict[str, str]], tools: object = None) -> list[int]:
         system = next((m["content"] for m in messages if m["role"] == "system"), "nothing to leak")
         self.script = [system[i : i + 5] for i in range(0, len(system), 5)] + [""]  # "": the EOS step
-        return super().encode_chat(messages)
+        return super().encode_chat(messages, tools)
 
 
 def policy(action: str, **extra: Any) -> dict[str, Any]:
