@@ -2,13 +2,15 @@
 
     .venv/bin/python benchmarks/cost_sql_accuracy.py                                 # the default model
     .venv/bin/python benchmarks/cost_sql_accuracy.py --adapter ./cost-sql            # + the SQL adapter
+    .venv/bin/python benchmarks/cost_sql_accuracy.py --grammar                       # under the SQL grammar
     .venv/bin/python benchmarks/cost_sql_accuracy.py --limit 5 --out report.json     # a smoke run
 
 The held-out set is ``plinth/evals/data/cost_sql_heldout.yaml`` (never trained on); its gold SQL runs on
 generated CUR data (:data:`plinth.evals.sql_accuracy.EVAL_DATA`, written once into ``.bench/``). The
 base model is asked with today's few-shot prompt; an adapter is merged into it (``--merge-lora``) and
-asked in the prompt format its data card names (``plinth_task.json``). Prints the
-accuracy and one line per question; ``--out`` writes the whole report as JSON.
+asked in the prompt format its data card names (``plinth_task.json``). ``--grammar`` constrains every
+reply to the dataset's SELECT grammar (:mod:`plinth.sql.grammar`). Prints the accuracy, the failed
+attempts by rule, and one line per question; ``--out`` writes the whole report as JSON.
 """
 
 from __future__ import annotations
@@ -61,8 +63,11 @@ def print_report(report: AccuracyReport) -> None:
         detail = o.sql if o.error is None else f"[{o.rule}] {o.sql or ''}"
         print(f"{mark} {o.id:<26} {' '.join((detail or '').split())[:110]}")
     correct = sum(o.correct for o in report.outcomes)
-    print(f"\n{report.model} (prompt: {report.prompt_format or 'few-shot'}): "
-          f"{correct}/{len(report.outcomes)} = {report.accuracy:.1%} execution accuracy")  # fmt: skip
+    failed = report.failed_attempts()
+    print(f"\n{report.model} (prompt: {report.prompt_format or 'few-shot'}, grammar: "
+          f"{'on' if report.grammar else 'off'}): {correct}/{len(report.outcomes)} = {report.accuracy:.1%} "
+          f"execution accuracy; {sum(o.attempts for o in report.outcomes)} attempts, "
+          f"{sum(failed.values())} failed {failed or ''}")  # fmt: skip
 
 
 def main() -> int:
@@ -74,6 +79,7 @@ def main() -> int:
     parser.add_argument("--max-attempts", type=int, default=3, help="the ask loop's attempts per question")
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     parser.add_argument("--concurrency", type=int, default=8, help="questions asked at once (batched)")
+    parser.add_argument("--grammar", action="store_true", help="constrain replies to the SQL grammar")
     args = parser.parse_args()
     cases = load_cases()[: args.limit]
     dataset = eval_dataset()
@@ -86,7 +92,7 @@ def main() -> int:
         report = asyncio.run(
             evaluate_sql(cases, chat, runner=runner, catalog=catalog,
                      prompt_format=args.prompt_format or prompt_format, max_attempts=args.max_attempts,
-                     concurrency=args.concurrency)
+                     concurrency=args.concurrency, grammar=args.grammar)
         )  # fmt: skip
     finally:
         loaded.shutdown()

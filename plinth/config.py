@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     sql_timeout_s: float = Field(30.0, gt=0)  # the engine is interrupted after this long
     sql_memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")  # DuckDB's memory_limit
     sql_threads: int = Field(2, ge=1, le=256)  # DuckDB threads per query
+    sql_grammar: bool = False  # ask: constrain the model's SQL to the dataset's SELECT grammar
     # `plinth adapters ...` and other client commands
     server_url: str = "http://127.0.0.1:8000"
     api_key: str | None = None

@@ -172,6 +172,17 @@ def sql_ask(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
     model: Annotated[str | None, typer.Option(help="Local checkpoint dir or hub id.")] = None,
     llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) instead.")] = None,
+    adapter: Annotated[
+        str | None,
+        typer.Option(help="LoRA adapter merged into the model: a folder or a packaged name (cost-sql)."),
+    ] = None,
+    grammar: Annotated[
+        bool | None,
+        typer.Option(
+            "--grammar/--no-grammar",
+            help="Constrain the SQL to the dataset's SELECT grammar (default: the sql_grammar setting).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Answer a question: generated SQL (vetted, self-repaired), rows, a chart spec and an answer."""
@@ -181,10 +192,12 @@ def sql_ask(
     from plinth.sql import SQLError
 
     settings = build_settings(ctx, llm_url=llm_url, models=[model] if model else None)
-    chat = _chat_model(settings)
+    chat, prompt_format = _adapter_model(ctx, settings, adapter) if adapter else (_chat_model(settings), None)
     service, tenant = _service(ctx)
     try:
-        result = asyncio.run(service.ask(tenant, dataset, question, chat))
+        result = asyncio.run(
+            service.ask(tenant, dataset, question, chat, prompt_format=prompt_format, grammar=grammar)
+        )
     except SQLError as exc:
         fail(f"{exc.reason} [{exc.rule}]", code=1)
     except (LookupError, ValueError) as exc:
@@ -212,6 +225,25 @@ def _chat_model(settings: Any) -> Any:
     from plinth.llm.local import LocalModel
 
     return LocalModel.load(settings.engine_config(settings.models[0]))
+
+
+def _adapter_model(ctx: typer.Context, settings: Any, adapter: str) -> tuple[Any, str | None]:
+    """The local model (``--model``, else the default) with ``adapter`` merged in, and the SQL prompt
+    format its data card names (:mod:`plinth.sql.adapter_prompt`)."""
+    from plinth.llm.catalog import PACKAGED_ADAPTERS_DIR
+    from plinth.llm.loading import load_models
+    from plinth.sql import read_prompt_format
+
+    if settings.llm_url:
+        fail("--adapter merges an adapter into a local model; with --llm-url name the adapter as --model")
+    folder = Path(adapter) if Path(adapter).is_dir() else PACKAGED_ADAPTERS_DIR / adapter
+    if not folder.is_dir():
+        fail(f"--adapter {adapter}: no such folder, and no packaged adapter of that name")
+    folder = folder.absolute()
+    merged = build_settings(
+        ctx, models=settings.models or None, adapters=[folder.parent], merge_lora=folder.name
+    )
+    return load_models(merged)[0], read_prompt_format(folder)
 
 
 def _table(columns: list[str], rows: list[list[Any]], width: int = 40) -> str:

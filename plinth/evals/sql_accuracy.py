@@ -63,7 +63,8 @@ class SQLCase:
 @dataclass(slots=True)
 class CaseOutcome:
     """One question's result: ``sql`` is the query that ran (None when none did), ``error``/``rule``
-    why the loop gave up, ``attempts`` the model calls it made."""
+    why the loop gave up, ``attempts`` the model calls it made, ``failed`` the rule of each attempt
+    that failed (``no_sql``, ``parse_error``, ``query_failed`` ...), in order."""
 
     id: str
     question: str
@@ -72,6 +73,7 @@ class CaseOutcome:
     error: str | None = None
     rule: str | None = None
     attempts: int = 0
+    failed: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -79,15 +81,21 @@ class AccuracyReport:
     model: str
     prompt_format: str | None
     outcomes: list[CaseOutcome] = field(default_factory=list)
+    grammar: bool = False
 
     @property
     def accuracy(self) -> float:
         return sum(o.correct for o in self.outcomes) / len(self.outcomes) if self.outcomes else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "prompt_format": self.prompt_format, "accuracy": self.accuracy,
-                "correct": sum(o.correct for o in self.outcomes), "total": len(self.outcomes),
+        return {"model": self.model, "prompt_format": self.prompt_format, "grammar": self.grammar,
+                "accuracy": self.accuracy, "correct": sum(o.correct for o in self.outcomes),
+                "total": len(self.outcomes), "failed_attempts": self.failed_attempts(),
                 "outcomes": [asdict(o) for o in self.outcomes]}  # fmt: skip
+
+    def failed_attempts(self) -> dict[str, int]:
+        """How many attempts failed, by rule, over every question."""
+        return dict(Counter(rule for o in self.outcomes for rule in o.failed).most_common())
 
 
 def load_cases(path: str | Path | None = None) -> list[SQLCase]:
@@ -111,17 +119,19 @@ async def evaluate_sql(
     prompt_format: str | None = None,
     max_attempts: int = 3,
     concurrency: int = 1,
+    grammar: bool = False,
 ) -> AccuracyReport:
     """Ask every case with ``chat`` and score it against its gold query (see the module doc).
 
     ``concurrency`` questions are asked at once (a batching engine answers several for little more than
-    one); outcomes keep the cases' order either way."""
-    report = AccuracyReport(chat.name, prompt_format)
+    one); outcomes keep the cases' order either way. ``grammar`` asks under the SQL grammar
+    (:func:`plinth.sql.grammar.reply_grammar`)."""
+    report = AccuracyReport(chat.name, prompt_format, grammar=grammar)
     slots = asyncio.Semaphore(max(1, concurrency))
 
     async def one(case: SQLCase) -> CaseOutcome:
         async with slots:
-            return await _score(case, chat, runner, catalog, prompt_format, max_attempts)
+            return await _score(case, chat, runner, catalog, prompt_format, max_attempts, grammar)
 
     report.outcomes.extend(await asyncio.gather(*(one(case) for case in cases)))
     return report
@@ -134,21 +144,24 @@ async def _score(
     catalog: Catalog,
     prompt_format: str | None,
     max_attempts: int,
+    grammar: bool,
 ) -> CaseOutcome:
     gold = runner.run(case.sql)[1].rows
     try:
         result = await ask(
             case.question, runner.dataset, chat, runner=runner, catalog=catalog,
-            max_attempts=max_attempts, prompt_format=prompt_format,
+            max_attempts=max_attempts, prompt_format=prompt_format, grammar=grammar,
         )  # fmt: skip
     except AskFailedError as exc:
         last = exc.history[-1] if exc.history else None
         sql = last.sql if last else None
-        return CaseOutcome(case.id, case.question, False, sql, exc.reason, exc.rule, len(exc.history))
+        failed = [a.rule for a in exc.history if a.rule]
+        return CaseOutcome(case.id, case.question, False, sql, exc.reason, exc.rule, len(exc.history), failed)
     except SQLError as exc:  # refused before any model call
         return CaseOutcome(case.id, case.question, False, None, exc.reason, exc.rule)
     correct = same_result(gold, result.rows, ordered=case.ordered)
-    return CaseOutcome(case.id, case.question, correct, result.sql, None, None, result.attempts)
+    failed = [a.rule for a in result.history if a.rule]
+    return CaseOutcome(case.id, case.question, correct, result.sql, None, None, result.attempts, failed)
 
 
 def same_result(

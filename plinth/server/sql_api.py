@@ -1,10 +1,12 @@
 """``/v1/sql/*``: ask a dataset in plain language, run vetted SQL, manage datasets -- per tenant.
 
-- ``POST /v1/sql/ask`` ``{"question", "dataset", "model", "engine"?}`` -> ``{"object": "sql.answer",
-  "question", "dataset", "model", "sql", "columns", "types", "rows", "truncated", "chart", "answer",
-  "attempts", "history": [{"sql", "error", "rule"}]}``. ``model`` is a served base model or adapter,
-  resolved as chat completions resolve it; an adapter whose data card names an SQL prompt format
-  (``plinth_task.json``, see :mod:`plinth.sql.adapter_prompt`) is asked in that format.
+- ``POST /v1/sql/ask`` ``{"question", "dataset", "model", "engine"?, "grammar"?}`` ->
+  ``{"object": "sql.answer", "question", "dataset", "model", "sql", "columns", "types", "rows",
+  "truncated", "chart", "answer", "attempts", "history": [{"sql", "error", "rule"}]}``. ``model`` is a
+  served base model or adapter, resolved as chat completions resolve it; an adapter whose data card
+  names an SQL prompt format (``plinth_task.json``, see :mod:`plinth.sql.adapter_prompt`) is asked in
+  that format. ``grammar`` (a boolean; absent: the server's ``sql_grammar`` setting) constrains the
+  model's reply to one SELECT over the dataset's own tables and columns (:mod:`plinth.sql.grammar`).
 
   Guardrails: ``"guardrailConfig": {"guardrailIdentifier", "guardrailVersion"?, "trace"?}`` (as on chat
   completions), else the tenant's default guardrail. Under one, the question is checked at ``input``
@@ -94,11 +96,14 @@ class AskBody(JSONBody):
     model: str  # a served base model or adapter
     engine: Literal["duckdb"] = "duckdb"
     guardrailConfig: dict[str, Any] | None = None
+    grammar: bool | None = None  # None: the sql_grammar setting
 
     @classmethod
     def check(cls, body: dict[str, Any]) -> None:
         text(body, "question", MAX_QUESTION_CHARS)
         text(body, "dataset"), text(body, "model")
+        if not isinstance(body.get("grammar", False), bool | None):
+            raise APIError(400, "grammar must be true or false.", param="grammar")
         if body.get("engine", "duckdb") != "duckdb":
             raise APIError(400, "engine: only 'duckdb' is served over HTTP.", param="engine")
         parse_guardrail_config(body.get("guardrailConfig"))
@@ -128,7 +133,9 @@ async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
     prompt_format = await asyncio.to_thread(_adapter_prompt_format, request, model_name)
     guard = await request_guard(request, config)  # None: no guardrail applies
     try:
-        result = await service.ask(tenant, name, question, chat, guard=guard, prompt_format=prompt_format)
+        result = await service.ask(
+            tenant, name, question, chat, guard=guard, prompt_format=prompt_format, grammar=body.grammar
+        )
     except GuardBlockedError as exc:
         assert guard is not None
         return {**_blocked(exc, name, model_name), "guardrail": guard.field()}

@@ -24,6 +24,10 @@ Contract:
   server reads it from the adapter's data card). When it fits the dataset's kind and the dialect is
   DuckDB (what the adapter learnt to write), the first prompt is that fixed format instead of the
   few-shot catalog prompt; ``None`` (every other model) keeps the few-shot prompt.
+- ``grammar=True`` constrains every reply, repairs too, to :func:`plinth.sql.grammar.reply_grammar`:
+  one ```` ```sql ```` block holding one SELECT over the catalog's own tables and columns -- the shape
+  both prompts ask for. A provider that cannot enforce a grammar may ignore it (the local model
+  enforces it token by token); the reply is extracted and vetted the same way either way.
 - ``guard`` (``None`` = off) is the request's :class:`~plinth.guard.hook.GuardHook`, the same shape
   retrieve-and-generate takes. It sees the question at ``input`` and what is built from the data (the
   rows' text, the answer) at ``data``. Each verdict's ``text`` replaces what was checked; a ``blocked``
@@ -39,6 +43,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,6 +55,7 @@ from plinth.sql.answer import describe_result
 from plinth.sql.catalog import Catalog
 from plinth.sql.chart import chart_spec
 from plinth.sql.extract import NoSQLError, extract_sql
+from plinth.sql.grammar import reply_grammar
 from plinth.sql.intent import check_question
 from plinth.sql.prompts import repair_messages, sql_messages
 from plinth.sql.types import (
@@ -134,6 +140,7 @@ async def ask(
     dialect: str = "duckdb",
     k_examples: int = 4,
     prompt_format: str | None = None,
+    grammar: bool = False,
 ) -> AskResult:
     """Answer ``question`` over ``dataset`` (see the module contract)."""
     assert max_attempts >= 1
@@ -141,6 +148,9 @@ async def ask(
     check_question(question)
     marker = new_marker() if guard is not None else None
     prompt = _Prompt(question, catalog, dialect, k_examples, marker)
+    if grammar:
+        spec = reply_grammar(catalog.schema, dialect)
+        prompt.options = dataclasses.replace(ASK_OPTIONS, response_format=spec)
     if prompt_format is not None and FORMAT_KINDS.get(prompt_format) == dataset.kind and dialect == "duckdb":
         prompt.use_adapter_format()
     history: list[AskAttempt] = []
@@ -184,6 +194,7 @@ class _Prompt:
         self.question, self.catalog, self.dialect, self.marker = question, catalog, dialect, marker
         self.sizes = [(k_examples, MAX_COLUMNS), *COMPACT_SIZES]
         self.first: list[Message] | None = None
+        self.options = ASK_OPTIONS
 
     def use_adapter_format(self) -> None:
         """Ask in the fixed format an SQL adapter was trained on; it has one size, so an overflow
@@ -201,7 +212,7 @@ class _Prompt:
                 self.first = sql_messages(self.question, selection, self.dialect, marker=self.marker)
             messages = repair_messages(self.first, *failed, marker=self.marker) if failed else self.first
             try:
-                return (await chat.chat(messages, ASK_OPTIONS)).text
+                return (await chat.chat(messages, self.options)).text
             except Exception as exc:
                 if not _context_overflow(exc) or len(self.sizes) == 1:
                     raise

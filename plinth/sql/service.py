@@ -51,6 +51,7 @@ class SQLService:
         self.timeout_s: float = getattr(settings, "sql_timeout_s", None) or 30.0
         self.memory_limit: str = getattr(settings, "sql_memory_limit", None) or "1GB"
         self.threads: int = getattr(settings, "sql_threads", None) or 2
+        self.grammar: bool = bool(getattr(settings, "sql_grammar", False))  # the ask loop's default
         self._engines: dict[tuple[int, str], tuple[Dataset, QueryEngine]] = {}
         self._lock = threading.Lock()
 
@@ -133,9 +134,12 @@ class SQLService:
         url: str | None = None,
         guard: GuardHook | None = None,
         prompt_format: str | None = None,
+        grammar: bool | None = None,
     ) -> AskResult:
         """Question -> vetted SQL -> rows, chart, answer: the ask loop over this dataset's runner
-        (``prompt_format``: the one an SQL adapter was trained on, see :mod:`plinth.sql.adapter_prompt`).
+        (``prompt_format``: the one an SQL adapter was trained on, see :mod:`plinth.sql.adapter_prompt`;
+        ``grammar``: constrain the model's SQL to the dataset's SELECT grammar, None = the
+        ``sql_grammar`` setting).
 
         Opening the runner reads the control plane and may build the engine's catalog file, and
         describing it queries the engine: both run in a worker thread, off the caller's event loop."""
@@ -148,6 +152,7 @@ class SQLService:
             return await ask(
                 question, runner.dataset, chat, runner=runner, catalog=catalog, guard=guard,
                 dialect=runner.engine.dialect, prompt_format=prompt_format,
+                grammar=self.grammar if grammar is None else grammar,
             )  # fmt: skip
         finally:
             if engine != "duckdb":

@@ -170,6 +170,30 @@ def test_ask_answers_with_sql_rows_chart_and_attempts(server):
     assert "Which services cost the most?" in model.messages[0][1]["content"]
 
 
+def test_ask_grammar_field_constrains_the_model(server, monkeypatch):
+    """``"grammar": true`` sends the dataset's SELECT grammar with the chat call; false or absent (the
+    ``sql_grammar`` setting, off by default) sends none; a non-boolean is a 400 naming it."""
+    client, keys, model = server
+    formats: list[Any] = []
+    sampling_params = model.sampling_params
+
+    def recording(options: Any, prompt_len: int) -> Any:
+        formats.append(options.response_format)
+        return sampling_params(options, prompt_len)
+
+    monkeypatch.setattr(model, "sampling_params", recording)
+    model.replies = [f"```sql\n{BY_SERVICE}\n```"] * 3
+    body = {"question": "Which services cost the most?", "dataset": "costs", "model": "sql-model"}
+    for grammar in (True, False, None):
+        sent = body if grammar is None else {**body, "grammar": grammar}
+        assert client.post(f"{SQL}/ask", json=sent, headers=keys.auth("acme")).status_code == 200
+    spec, off, default = formats
+    assert spec.kind == "grammar" and spec.param == "grammar" and "line_item_product_code" in spec.source
+    assert off is None and default is None
+    bad = client.post(f"{SQL}/ask", json={**body, "grammar": "yes"}, headers=keys.auth("acme"))
+    _error(bad, 400, "grammar")
+
+
 def test_ask_that_never_works_is_422_with_the_attempts(server):
     client, keys, model = server
     model.replies = ["no idea"] * 3

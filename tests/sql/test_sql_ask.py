@@ -17,11 +17,13 @@ import pytest
 from plinth.guard import GuardResult
 from plinth.llm import ScriptedModel
 from plinth.llm.base import Message
+from plinth.sql.adapter_prompt import COST_SQL_FORMAT
 from plinth.sql.answer import describe_result, format_value
 from plinth.sql.ask import AskFailedError, ask
 from plinth.sql.catalog import Catalog
 from plinth.sql.engines.duckdb_engine import DuckDBEngine
 from plinth.sql.extract import NoSQLError, extract_sql
+from plinth.sql.grammar import reply_grammar
 from plinth.sql.intent import FILE_RULE, MODIFY_RULE, check_question
 from plinth.sql.runner import QueryRunner
 from plinth.sql.types import Dataset, QueryResult, RefusedError, TableSource, VettedQuery
@@ -271,6 +273,24 @@ def test_engine_error_is_fed_back_and_repaired(dataset, engine, catalog):
     assert repair[-2] == {"role": "assistant", "content": f"```sql\n{bad}\n```"}
     assert "failed (engine_error)" in repair[-1]["content"] and "line_item_service" in repair[-1]["content"]
     assert len(result.rows) == 3
+
+
+@pytest.mark.parametrize("prompt_format", [None, COST_SQL_FORMAT])
+def test_grammar_constrains_every_call_repairs_included(dataset, engine, catalog, prompt_format):
+    """With ``grammar=True`` each call (the first and the repair) carries the dataset's SELECT grammar,
+    in both prompt formats; without it, none does."""
+    bad, good = "SELECT line_item_service FROM cur", "SELECT COUNT(*) AS n FROM cur"
+    model = ScriptedModel([f"```sql\n{bad}\n```", f"```sql\n{good}\n```"])
+    result = run_ask(
+        "How many items?", model, dataset, engine, catalog, grammar=True, prompt_format=prompt_format
+    )
+    assert result.attempts == 2 and result.history[0].rule == "engine_error"
+    expected = reply_grammar(catalog.schema, "duckdb")
+    assert [c.options.response_format for c in model.calls] == [expected, expected]
+    assert "line_item_product_code" in expected.source and expected.kind == "grammar"
+    plain = ScriptedModel([f"```sql\n{good}\n```"])
+    run_ask("How many items?", plain, dataset, engine, catalog, prompt_format=prompt_format)
+    assert plain.calls[0].options.response_format is None
 
 
 def test_a_reply_without_sql_is_fed_back(dataset, engine, catalog):

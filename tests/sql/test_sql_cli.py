@@ -97,3 +97,22 @@ def test_failed_query_and_unknown_dataset_exit_1(workdir: Path) -> None:
     assert missing.returncode == 1 and "The dataset 'ghost' does not exist." in missing.stderr
     bad = plinth(workdir, "data", "register", "other", "no/such/folder")
     assert bad.returncode == 1 and "no such file or folder" in bad.stderr
+
+
+def test_ask_with_an_unknown_adapter_exits_2(workdir: Path) -> None:
+    asked = plinth(workdir, "sql", "ask", "Total cost?", "--dataset", "costs", "--adapter", "no-such-adapter")
+    assert asked.returncode == 2 and "--adapter no-such-adapter: no such folder" in asked.stderr
+
+
+@pytest.mark.slow
+def test_ask_with_the_packaged_adapter_under_the_grammar(workdir: Path) -> None:
+    """The real default model with ``cost-sql`` merged in, asked in the adapter's prompt format under the
+    grammar: one vetted SELECT over ``cur`` whose total matches the data."""
+    asked = plinth(workdir, "sql", "ask", "What is our total cost?", "--dataset", "costs",
+                   "--adapter", "cost-sql", "--grammar", "--json")  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    result = json.loads(asked.stdout)
+    assert result["sql"].startswith("SELECT SUM(line_item_unblended_cost)") and "FROM cur" in result["sql"]
+    total = plinth(workdir, "sql", "query", "SELECT SUM(line_item_unblended_cost) FROM cur", "--dataset",
+                   "costs", "--json")  # fmt: skip
+    assert result["rows"][0][0] == pytest.approx(json.loads(total.stdout)["rows"][0][0])
