@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     max_cpu_loras: int = Field(64, ge=1)  # adapters cached in host memory
     merge_lora: str | None = None  # an adapter of `adapters` to serve merged into its base
     max_upload_mb: int = Field(2048, ge=1)  # adapter archives and /v1/files uploads
+    # request limits (see README "Limits and hardening"): checked before a route runs or tokenizes
+    max_json_body_mb: float = Field(8.0, gt=0)  # a JSON request body; larger is a 413
+    max_json_depth: int = Field(64, ge=2, le=500)  # nesting of arrays/objects in a JSON body
+    max_prompt_chars: int = Field(1_000_000, ge=1)  # one prompt's (or a chat's) text, before tokenizing
+    max_batch_inputs: int = Field(2048, ge=1)  # inputs per embeddings, completions or /invocations request
+    shutdown_timeout_s: int = Field(10, ge=1)  # on shutdown, requests still running after it are cancelled
     # jobs (fine-tuning): one worker process at a time by default, a queue behind it
     max_concurrent_jobs: int = Field(1, ge=1, le=16)
     job_threads: int = Field(2, ge=1, le=256)  # torch threads in a job's worker process
@@ -80,6 +86,8 @@ class Settings(BaseSettings):
     # ask your data (plinth.sql)
     sql_max_rows: int = Field(1000, ge=1, le=100_000)  # the LIMIT forced on every vetted query
     sql_timeout_s: float = Field(30.0, gt=0)  # the engine is interrupted after this long
+    sql_memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")  # DuckDB's memory_limit
+    sql_threads: int = Field(2, ge=1, le=256)  # DuckDB threads per query
     sql_grammar: bool = False  # ask: constrain the model's SQL to the dataset's SELECT grammar
     # `plinth adapters ...` and other client commands
     server_url: str = "http://127.0.0.1:8000"

@@ -23,6 +23,7 @@ from plinth.cli.keys import keys_app
 from plinth.cli.model import model_app
 from plinth.cli.serve import demo, serve
 from plinth.cli.sql import data_app, sql_app
+from plinth.cli.tenants import tenants_app
 from plinth.cli.tune import tune
 
 __all__ = ["app"]
@@ -51,6 +52,7 @@ def main(
 
 app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
 app.command()(serve)
 app.command()(demo)
 app.command()(tune)

@@ -10,7 +10,7 @@ The rows of each feature are public as modules, used as namespaces::
     kb = rows.get_kb(cp, tenant.id, "movies")
 """
 
-from plinth.control import agents, files, guardrails, jobs, knowledge, sql_datasets
+from plinth.control import agents, files, guardrails, jobs, knowledge, sql_datasets, tenant_limits
 from plinth.control.adapters import (
     AdapterExistsError,
     AdapterRow,
@@ -69,6 +69,7 @@ __all__ = [
     "remove_adapter",
     "revoke_key",
     "sql_datasets",
+    "tenant_limits",
     "utcnow",
     "validate_tenant_name",
 ]

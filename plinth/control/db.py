@@ -41,6 +41,7 @@ __all__ = [
     "metadata",
     "open_control_plane",
     "sql_datasets",
+    "tenant_limits",
     "tenants",
 ]
 
@@ -221,6 +222,16 @@ agent_sessions = sa.Table(
     sa.Column("agent_id", sa.String(40), nullable=False),  # no foreign key: deleting an agent ends them
     sa.Column("state", sa.JSON, nullable=False),  # {"messages", "pending"}
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+tenant_limits = sa.Table(
+    "tenant_limits",
+    metadata,
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("requests_per_minute", sa.Integer, nullable=True),
+    sa.Column("tokens_per_minute", sa.Integer, nullable=True),
+    sa.Column("concurrent_requests", sa.Integer, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 

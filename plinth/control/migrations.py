@@ -320,5 +320,22 @@ def m008_agents(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+@migration
+def m009_tenant_limits(conn: sa.Connection) -> None:
+    """Per-tenant rate limits and quotas (NULL: unlimited); see plinth.control.tenant_limits."""
+    md = sa.MetaData()
+    sa.Table("tenants", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "tenant_limits",
+        md,
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), primary_key=True),
+        sa.Column("requests_per_minute", sa.Integer, nullable=True),
+        sa.Column("tokens_per_minute", sa.Integer, nullable=True),
+        sa.Column("concurrent_requests", sa.Integer, nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    md.create_all(conn)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)

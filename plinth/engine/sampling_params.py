@@ -70,6 +70,9 @@ class SamplingParams:
         )
         _check(0 <= self.min_tokens <= self.max_tokens, "min_tokens", "must be in [0, max_tokens]")
         _check(self.priority >= 0, "priority", f"must be 0 or more, got {self.priority}")
+        seed_ok = self.seed is None or 0 <= self.seed < 2**63  # a torch generator's seed
+        _check(seed_ok, "seed", f"must be in [0, 2**63 - 1], got {self.seed}")
+        _check(all(t >= 0 for t in self.stop_token_ids), "stop_token_ids", "must be token ids (>= 0)")
         if self.logprobs is not None:
             _check(0 <= self.logprobs <= 20, "logprobs", f"must be in [0, 20], got {self.logprobs}")
 

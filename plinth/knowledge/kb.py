@@ -94,6 +94,10 @@ class KnowledgeBaseConfig:
             raise ValueError(str(exc)) from exc
 
 
+MAX_CHUNK_TOKENS = 8192  # no embedder reads more tokens than this at once
+_CHUNK_TOKEN_FIELDS = {"max_tokens", "overlap_tokens", "parent_max_tokens", "child_max_tokens"}
+
+
 def chunking_from_json(data: Any) -> ChunkingConfig:
     """``"fixed"`` or ``{"strategy": "fixed", ...}`` -> a ChunkingConfig (``ValueError`` if invalid)."""
     if isinstance(data, ChunkingConfig):
@@ -102,6 +106,11 @@ def chunking_from_json(data: Any) -> ChunkingConfig:
         data = {"strategy": data}
     if not isinstance(data, dict):
         raise ValueError("chunking must be a strategy name or an object with 'strategy'")
+    for key in _CHUNK_TOKEN_FIELDS & set(data):
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CHUNK_TOKENS:
+            bound = f"an integer from 0 to {MAX_CHUNK_TOKENS}"
+            raise ValueError(f"chunking: {key} must be {bound}, not {value!r}")
     try:
         return ChunkingConfig(**data)
     except (TypeError, AssertionError) as exc:  # ChunkingConfig asserts its invariants

@@ -78,7 +78,7 @@ async def create_adapter(request: Request) -> dict[str, Any]:
         entries = await _register_upload(request, tenant)
     else:
         body = _parse(AdapterCreate, await _json(request))
-        _check_source(tenant, body.source)
+        _check_source(tenant, body.source, "source")
         owner = _owner(tenant, body.public)
         entries = await asyncio.to_thread(
             _registry(request).register, owner, body.name, body.source, base_model=body.base_model
@@ -97,7 +97,7 @@ async def delete_adapter(name: str, request: Request) -> dict[str, Any]:
 async def load_lora_adapter(body: LoadLoraRequest, request: Request) -> str:
     """vLLM's runtime loading: plain-text success, 400 when the name is already loaded."""
     tenant: Tenant = request.state.tenant
-    _check_source(tenant, body.lora_path)
+    _check_source(tenant, body.lora_path, "lora_path")
     registry = _registry(request)
     if registry.get(tenant.id, body.lora_name) is not None:
         raise _already_loaded(body.lora_name)
@@ -168,8 +168,13 @@ def _owner(tenant: Tenant, public: bool) -> Tenant | None:
     return None if public else tenant
 
 
-def _check_source(tenant: Tenant, source: str) -> None:
+MAX_SOURCE_CHARS = 1024  # a path or hub id; longer is no name a file system or the hub accepts
+MAX_NAME_PART_CHARS = 255  # one path component (NAME_MAX on Linux and macOS)
+
+
+def _check_source(tenant: Tenant, source: str, param: str) -> None:
     """A server-local path needs an admin key, and must be absolute (it is read on the server)."""
+    _check_source_shape(source, param)
     path = Path(source).expanduser()
     if not (is_local_source(source) or path.exists()):
         return  # a hub id: downloaded into the data dir, never a local read
@@ -178,11 +183,22 @@ def _check_source(tenant: Tenant, source: str) -> None:
             403,
             "Only admin keys may register adapters from a path on the server; upload a .tar.gz "
             "(multipart field 'file') or give a Hugging Face hub id.",
-            param="source",
+            param=param,
         )
     if not path.is_absolute():
-        message = f"source path {source!r} must be absolute (it is read on the server's machine)"
-        raise APIError(400, message, param="source")
+        message = f"{param} path {source!r} must be absolute (it is read on the server's machine)"
+        raise APIError(400, message, param=param)
+
+
+def _check_source_shape(source: str, param: str) -> None:
+    """A 400 for a source no file system could hold (before any file system call sees it)."""
+    if not source.strip() or "\0" in source:
+        raise APIError(400, f"{param} must be a path or a Hugging Face hub id.", param=param)
+    if len(source) > MAX_SOURCE_CHARS:
+        raise APIError(400, f"{param} is longer than {MAX_SOURCE_CHARS} characters.", param=param)
+    if any(len(part.encode()) > MAX_NAME_PART_CHARS for part in source.split("/")):
+        message = f"{param} has a path component longer than {MAX_NAME_PART_CHARS} bytes."
+        raise APIError(400, message, param=param)
 
 
 def _deletable(request: Request, name: str, not_found: str) -> AdapterEntry:

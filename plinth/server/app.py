@@ -46,12 +46,16 @@ from plinth.server import (
     rag_api,
     session_api,
     sql_api,
+    tenants_api,
 )
 from plinth.server.auth import local_tenant
 from plinth.server.batch_runner import BatchRunner
 from plinth.server.errors import install_error_handlers
 from plinth.server.fine_tuning_api import KIND
+from plinth.server.limits import RequestLimitsMiddleware
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
+from plinth.server.openapi import document_api
+from plinth.server.quotas import QuotaGate, QuotaMiddleware
 from plinth.server.state import ServerState, get_state
 
 __all__ = ["create_app", "serve"]
@@ -84,6 +88,7 @@ def create_app(
         adapters=AdapterRegistry(served, control_plane, Path(settings.data_dir) / "adapters"),
     )
     assert state.adapters is not None
+    state.quotas = QuotaGate(control_plane, state.metrics.registry)
     state.jobs = _job_supervisor(settings, control_plane, state.adapters)
     state.file_checkers = fine_tune.file_checkers()
     app.state.plinth = state
@@ -95,7 +100,9 @@ def create_app(
     state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
     _register_adapters(state.adapters, settings)
     install_error_handlers(app)
+    app.add_middleware(QuotaMiddleware)  # releases the tenant's concurrency slot when a request ends
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(RequestLimitsMiddleware, settings=settings)  # outermost: before any parsing
     app.include_router(openai_api.router)
     app.include_router(adapters_api.router)
     app.include_router(knowledge_api.router)
@@ -106,6 +113,7 @@ def create_app(
     app.include_router(invocations.router)
     app.include_router(session_api.router)
     app.include_router(admin_api.router)
+    app.include_router(tenants_api.router)
     app.include_router(files_api.router)
     app.include_router(fine_tuning_api.router)
     app.include_router(batches_api.router)
@@ -114,6 +122,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
+    document_api(app)
     return app
 
 
@@ -235,7 +244,10 @@ def serve(settings: Settings) -> None:
         )
     app.router.on_shutdown.append(lambda: stop_background_work(app.state.knowledge, demo))
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level,
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,  # then running requests are cancelled
+        )  # fmt: skip
     finally:
         for model in models:
             model.shutdown()

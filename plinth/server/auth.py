@@ -11,6 +11,7 @@ from fastapi import Request
 
 from plinth.control import LOCAL_TENANT, ControlPlane, Tenant, authenticate, get_or_create_tenant
 from plinth.server.errors import APIError
+from plinth.server.quotas import admit
 
 __all__ = ["local_tenant", "require_tenant"]
 
@@ -27,6 +28,7 @@ def require_tenant(request: Request) -> Tenant:
     state = request.app.state.plinth
     tenant = state.no_auth_tenant or _tenant_from_header(state.control_plane, request)
     request.state.tenant = tenant
+    admit(state.quotas, tenant, request.url.path)  # 429 past the tenant's rate limits
     return tenant
 
 

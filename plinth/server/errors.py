@@ -52,7 +52,13 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     DatasetNotFoundError,
     DatasetError,
 )
-_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 500: "server_error"}
+_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "server_error",
+}
 
 
 class APIError(Exception):
@@ -66,8 +72,10 @@ class APIError(Exception):
         type: str | None = None,
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.headers = headers or {}  # e.g. Retry-After on a 429
         self.status = status
         self.message = message
         self.type = type or _TYPES.get(status, "invalid_request_error")
@@ -75,7 +83,7 @@ class APIError(Exception):
         self.code = code
 
     def response(self) -> JSONResponse:
-        return JSONResponse(error_body(self), status_code=self.status)
+        return JSONResponse(error_body(self), status_code=self.status, headers=self.headers or None)
 
 
 def error_body(err: APIError) -> dict[str, Any]:
@@ -98,6 +106,8 @@ def as_api_error(exc: Exception) -> APIError:
         return exc
     if isinstance(exc, DOMAIN_ERRORS):
         return _domain_error(exc)
+    if isinstance(exc, RecursionError):  # input nested past what a parser can follow
+        return APIError(400, "The request is nested too deeply to process.", code="too_deeply_nested")
     log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", code="internal_error")
 
@@ -160,7 +170,9 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         return APIError(404, "Unknown route.", code="not_found").response()
     if exc.status_code == 405:
-        return APIError(405, "Method not allowed.", code="method_not_allowed").response()
+        response = APIError(405, "Method not allowed.", code="method_not_allowed").response()
+        response.headers.update(exc.headers or {})  # Starlette names the allowed methods in Allow
+        return response
     return APIError(exc.status_code, str(exc.detail)).response()
 
 

@@ -269,7 +269,8 @@ def _apply_request(body: dict[str, Any]) -> tuple[Stage, list[str], DetectContex
     """Validate an ApplyGuardrail body: the stage, the texts to check, and their grounding context."""
     if unknown := sorted(set(body) - {"source", "content"}):
         raise APIError(400, f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
-    stage = _STAGES.get(body.get("source"))  # type: ignore[arg-type]
+    source = body.get("source")
+    stage = _STAGES.get(source) if isinstance(source, str) else None
     if stage is None:
         raise APIError(400, "source must be INPUT or OUTPUT (or DATA).", param="source")
     content = body.get("content")

@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from plinth.engine import Grammar, SamplingParams
@@ -46,7 +46,8 @@ from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
 from plinth.server.generation import Choice, Events, Job, collect, compile_grammar, start
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
-from plinth.server.schemas import GuidedFields
+from plinth.server.limits import check_input_count, check_prompt_chars
+from plinth.server.schemas import MAX_SEED, GuidedFields, TokenId
 from plinth.server.state import get_state
 from plinth.server.streaming import ClosingStreamingResponse, json_line
 
@@ -62,23 +63,23 @@ class LMIParameters(GuidedFields):
     model_config = ConfigDict(extra="ignore")
 
     max_new_tokens: int = 30
-    do_sample: bool | None = None
+    do_sample: StrictBool | None = None
     temperature: float | None = None
     top_p: float | None = None
-    top_k: int | None = None
+    top_k: int | None = Field(default=None, ge=-1, le=2**31 - 1)
     min_p: float | None = None
     repetition_penalty: float | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     stop: str | list[str] | None = None
     stop_sequences: list[str] | None = None
-    stop_token_ids: list[int] | None = None
-    ignore_eos_token: bool = False
-    details: bool = False
-    decoder_input_details: bool = False
-    return_full_text: bool = False
-    stream: bool | None = None
+    stop_token_ids: list[TokenId] | None = None
+    ignore_eos_token: StrictBool = False
+    details: StrictBool = False
+    decoder_input_details: StrictBool = False
+    return_full_text: StrictBool = False
+    stream: StrictBool | None = None
 
     def stop_strings(self) -> tuple[str, ...]:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -113,7 +114,7 @@ class LMIRequest(BaseModel):
 
     inputs: str | list[str] = Field(min_length=1)
     parameters: LMIParameters = Field(default_factory=LMIParameters)
-    stream: bool = False
+    stream: StrictBool = False
     adapters: str | list[str] | None = None
     guardrailConfig: Any = None  # Plinth's extension: see the module docstring
 
@@ -149,6 +150,8 @@ async def invocations(body: LMIRequest, request: Request) -> Any:
     inputs = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     if streaming and len(inputs) != 1:
         raise APIError(400, "Streaming takes a single string input.", param="inputs")
+    check_input_count(len(inputs), state.settings.max_batch_inputs, "inputs", "max_batch_inputs")
+    check_prompt_chars(state.settings, inputs, "inputs")
     names = body.adapter_names(request.headers.get(ADAPTER_HEADER), len(inputs))
     models = [state.model(name, request.state.tenant) if name else base for name in names]
     guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -36,13 +37,16 @@ from plinth.knowledge import (
     rate_and_eta,
     sync_state,
 )
+from plinth.llm import DEFAULT_EMBEDDING_MODEL
 from plinth.server.auth import require_tenant
 from plinth.server.bodies import JSONBody
 from plinth.server.errors import APIError
+from plinth.server.state import get_state
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/knowledge-bases", dependencies=[Depends(require_tenant)])
+_MODEL_NAME = re.compile(r"[\w.\-/]+")
 
 
 class KnowledgeBaseBody(JSONBody):
@@ -82,6 +86,10 @@ async def create_kb(kb_body: KnowledgeBaseBody, request: Request) -> dict[str, A
         config = KnowledgeBaseConfig.from_json(body)
     except ValueError as exc:
         raise APIError(400, str(exc), param=_config_param(str(exc))) from exc
+    local = config.embedder_url is None  # a model at embedder_url is that server's to judge
+    if local and not await asyncio.to_thread(_embedder_exists, request, config.embedder):
+        message = f"The embedder {config.embedder!r} is neither on this server nor on the Hugging Face hub."
+        raise APIError(400, message, param="embedder", code="embedder_not_found")
     service, tenant = scope(request)
     return _card(request, await asyncio.to_thread(service.create, tenant, config))
 
@@ -176,6 +184,29 @@ def scope(request: Request) -> tuple[KnowledgeService, Tenant]:
     """The service and the caller's tenant. Service calls run in a worker thread (database and disk
     I/O); their errors reach the client through :mod:`plinth.server.errors`."""
     return knowledge_service(request), request.state.tenant
+
+
+def _embedder_exists(request: Request, name: str) -> bool:
+    """Whether the sentence-transformers model ``name`` can be loaded: the server's own embedder, a
+    model folder, a hub id in the local cache, or one the hub knows (asked with a short timeout)."""
+    if name in (get_state(request).settings.embedding_model, DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"):
+        return True
+    if len(name) > 200 or not _MODEL_NAME.fullmatch(name):
+        return False
+    if Path(name).is_absolute():
+        return any((Path(name) / f).is_file() for f in ("modules.json", "config.json"))
+    import huggingface_hub
+
+    repos = [name] if "/" in name else [name, f"sentence-transformers/{name}"]
+    for repo in repos:
+        try:
+            if isinstance(huggingface_hub.try_to_load_from_cache(repo, "config.json"), str):
+                return True
+            huggingface_hub.model_info(repo, timeout=5)
+            return True
+        except Exception:  # not a valid id, not on the hub, or the hub is out of reach
+            continue
+    return False
 
 
 def _config_param(message: str) -> str | None:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plinth.engine import EngineStats, LoraStats
 from plinth.llm import AdapterHost, ServedModel
+from plinth.server.quotas import charge_tokens
 
 __all__ = ["LoraCollector", "Metrics", "RequestMetricsMiddleware", "engine_stats"]
 
@@ -101,6 +102,7 @@ class Metrics:
         self.e2e.labels(model).observe(now - start)
         self.prompt_tokens.labels(model).inc(delta.num_prompt_tokens)
         self.generation_tokens.labels(model).inc(delta.num_output_tokens)
+        charge_tokens(delta.num_prompt_tokens + delta.num_output_tokens)  # the tenant's tokens per minute
         if first is not None and delta.num_output_tokens > 1:
             self.tpot.labels(model).observe((now - first) / (delta.num_output_tokens - 1))
 

@@ -50,6 +50,7 @@ from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError, as_api_error, error_body
 from plinth.server.generation import Choice, Events, Job, collect, compile_grammar, start
 from plinth.server.guard_hooks import RequestGuard, parse_guardrail_config, request_guard
+from plinth.server.limits import check_input_count, check_prompt_chars
 from plinth.server.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 from plinth.server.state import ServerState, get_state
 from plinth.server.streaming import SSE_DONE, ClosingStreamingResponse, sse_event
@@ -107,6 +108,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     state = get_state(request)
     model = state.model(body.model, request.state.tenant)
     messages = [m.as_template_message() for m in body.messages]
+    check_prompt_chars(state.settings, (str(m["content"]) for m in messages), "messages")
     tools = _ChatTools.of(body, model)
     k = body.num_logprobs
     guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))
@@ -223,6 +225,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         raise APIError(400, "echo is not supported.", param="echo")
     guard = await request_guard(request, parse_guardrail_config(body.guardrailConfig))
     prompts = body.prompts()
+    check_input_count(len(prompts), state.settings.max_batch_inputs, "prompt", "max_batch_inputs")
+    check_prompt_chars(state.settings, (p for p in prompts if isinstance(p, str)), "prompt")
     if guard is not None:
         prompts = await _screen_prompts(guard, prompts)
     rid, created, k = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.logprobs
@@ -289,6 +293,8 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
         raise APIError(404, f"The embedding model '{body.model}' does not exist. Use one of: {names}.",
                        param="model", code="model_not_found")  # fmt: skip
     texts = body.texts()
+    check_input_count(len(texts), state.settings.max_batch_inputs, "input", "max_batch_inputs")
+    check_prompt_chars(state.settings, texts, "input")
     embedder = await state.get_embedder()
     dimensions = await run_in_threadpool(lambda: embedder.dimensions)  # the first call loads the weights
     if body.dimensions is not None and body.dimensions != dimensions:

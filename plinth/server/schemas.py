@@ -7,9 +7,9 @@ does not use (``user``, ``metadata``...) are accepted and ignored, as OpenAI-com
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from plinth.engine import Grammar, SamplingParams
 from plinth.llm import GrammarError, GrammarSpec, ToolCall, ToolChoice, ToolSpec, grammar_definition
@@ -26,8 +26,12 @@ __all__ = [
 ]
 
 
+MAX_SEED = 2**63 - 1  # the engine seeds torch generators: a signed 64-bit value
+TokenId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class JSONSchemaFormat(BaseModel):
@@ -37,7 +41,7 @@ class JSONSchemaFormat(BaseModel):
 
     name: str
     schema_: dict[str, Any] | bool | None = Field(None, alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
     description: str | None = None
 
 
@@ -95,18 +99,18 @@ class _SamplingFields(GuidedFields):
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
-    top_k: int | None = None
+    top_k: int | None = Field(None, ge=-1, le=2**31 - 1)
     min_p: float | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     repetition_penalty: float | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     stop: str | list[str] | None = None
-    stop_token_ids: list[int] | None = None
-    ignore_eos: bool = False
+    stop_token_ids: list[TokenId] | None = None
+    ignore_eos: StrictBool = False
     min_tokens: int | None = None
     n: int = Field(1, ge=1, le=128)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
     @property
@@ -138,7 +142,7 @@ class _SamplingFields(GuidedFields):
         names += ("frequency_penalty", "repetition_penalty", "min_tokens")
         given: dict[str, Any] = {k: v for k in names if (v := getattr(self, k)) is not None}
         if self.seed is not None:
-            given["seed"] = self.seed + index
+            given["seed"] = (self.seed + index) % (MAX_SEED + 1)  # n seeded choices stay in range
         return SamplingParams(
             max_tokens=default_max_tokens if max_tokens is None else max_tokens,
             stop_token_ids=tuple(self.stop_token_ids or ()),
@@ -173,6 +177,14 @@ class ChatMessage(BaseModel):
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> ChatMessage:
+        """Every turn needs ``content``, except an assistant turn that carries ``tool_calls``."""
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            who = "An assistant message without tool_calls" if self.role == "assistant" else "A message"
+            raise ValueError(f"{who} needs content (role {self.role!r}).")
+        return self
 
     def as_template_message(self) -> dict[str, Any]:
         """The ``{"role", "content"}`` dict a chat template expects ("developer" is OpenAI's "system"),
@@ -242,12 +254,12 @@ class ChatRequest(_SamplingFields):
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = None
-    logprobs: bool = False
+    logprobs: StrictBool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     guardrailConfig: Any = None  # Plinth's extension, as in Bedrock Converse: see plinth.guard.chat
     tools: list[ToolDefinition] | None = None
     tool_choice: NamedToolChoice | str | None = None  # "none" | "auto" | "required" | a function
-    parallel_tool_calls: bool = True
+    parallel_tool_calls: StrictBool = True
 
     def tool_setup(self) -> tuple[list[ToolSpec], ToolChoice]:
         """The offered functions and what the model must do with them; 400s name the field at fault
@@ -300,7 +312,7 @@ class CompletionRequest(_SamplingFields):
 
     prompt: PromptInput
     logprobs: int | None = Field(None, ge=0, le=20)
-    echo: bool = False
+    echo: StrictBool = False
     guardrailConfig: Any = None  # as on chat completions: see plinth.server.openai_api
 
     def prompts(self) -> list[str | list[int]]:

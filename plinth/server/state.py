@@ -21,6 +21,7 @@ from plinth.jobs import Checker, JobSupervisor
 from plinth.llm import AdapterHost, ServedModel
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
+from plinth.server.quotas import QuotaGate
 
 __all__ = ["ServerState", "get_state"]
 
@@ -37,6 +38,7 @@ class ServerState:
     jobs: JobSupervisor | None = None  # runs fine-tuning (and later batch, evaluation) jobs
     file_checkers: dict[str, Checker] = field(default_factory=dict)  # purpose -> upload checker
     runner: Any | None = None  # plinth.server.batch_runner.BatchRunner: batches and async inference
+    quotas: QuotaGate | None = None  # per-tenant rate limits (create_app always sets it)
     created: int = field(default_factory=lambda: int(time.time()))
     _embedder_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -84,7 +84,8 @@ __all__ = [
     "attempts_json",
 ]
 
-ASK_OPTIONS = ChatOptions(max_tokens=512, temperature=0.0)
+# Bounded per attempt: a query fits in a few hundred tokens, and the reply ends with its ```sql block.
+ASK_OPTIONS = ChatOptions(max_tokens=320, temperature=0.0, stop=("\n```\n",))
 MAX_COLUMNS = 30
 GUARD_RULE = "guardrail_blocked"
 COMPACT_SIZES = ((1, 12), (0, 8))  # (examples, columns) tried when the prompt overflows the context

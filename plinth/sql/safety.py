@@ -37,6 +37,7 @@ it does not rely on the others and they do not rely on it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Collection
 
 import sqlglot
@@ -50,6 +51,8 @@ __all__ = [
     "DENIED_FUNCTIONS",
     "check_cross_joins",
     "check_functions",
+    "check_generated_sizes",
+    "check_size",
     "check_statement_kind",
     "check_tables",
     "force_limit",
@@ -124,6 +127,11 @@ ALLOWED_ANONYMOUS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
+MAX_SQL_CHARS = 20_000  # a query longer than this is no question's answer
+MAX_SQL_NESTING = 32  # parentheses deep; the parser recurses per level (50 exhausts Python's stack)
+MAX_GENERATED_CHARS = 10_000  # repeat()/lpad()/rpad() sizes: DuckDB allocates them outside memory_limit
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
 _WRITE_NODES: tuple[type[exp.Expr], ...] = (
     exp.Insert,
     exp.Update,
@@ -169,21 +177,56 @@ def vet(
     'SELECT 1 AS x LIMIT 1001'
     """
     assert max_rows > 0, "max_rows must be positive"
-    tree = parse_single(sql, read_dialect)
-    if rewrite is not None:
-        tree = rewrite(tree)
-    check_statement_kind(tree)
-    used = check_tables(tree, tables)
-    check_functions(tree)
-    check_cross_joins(tree, tables)
-    limited = force_limit(tree, max_rows)
+    check_size(sql)
     try:
+        tree = parse_single(sql, read_dialect)
+        if rewrite is not None:
+            tree = rewrite(tree)
+        check_statement_kind(tree)
+        used = check_tables(tree, tables)
+        check_functions(tree)
+        check_generated_sizes(tree)
+        check_cross_joins(tree, tables)
+        limited = force_limit(tree, max_rows)
         out = limited.sql(dialect=write_dialect, comments=False)
+    except RecursionError as exc:  # deeper than the nesting check could see (e.g. long operator chains)
+        raise UnsafeSQLError("the query is nested too deeply to check", "too_complex") from exc
     except SqlglotError as exc:
         raise UnsafeSQLError(
             f"cannot write this query in the {write_dialect} dialect: {exc}", "parse_error"
         ) from exc
     return VettedQuery(out, sql, write_dialect, tuple(sorted(used)), max_rows)
+
+
+def check_size(sql: str) -> None:
+    """Refuse SQL longer than :data:`MAX_SQL_CHARS` or nested deeper than :data:`MAX_SQL_NESTING`
+    parentheses (quoted text does not count), before the recursive parser sees it."""
+    if len(sql) > MAX_SQL_CHARS:
+        raise UnsafeSQLError(f"the SQL is longer than {MAX_SQL_CHARS} characters", "too_long")
+    depth = deepest = 0
+    for char in _QUOTED.sub("", sql):
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if deepest > MAX_SQL_NESTING:
+        raise UnsafeSQLError(
+            f"the SQL nests parentheses {deepest} deep; at most {MAX_SQL_NESTING} are allowed", "too_complex"
+        )
+
+
+def check_generated_sizes(tree: exp.Expr) -> None:
+    """``repeat``/``lpad``/``rpad`` only with a literal size up to :data:`MAX_GENERATED_CHARS`: DuckDB
+    builds such strings outside its ``memory_limit``, so ``repeat('x', 2000000000)`` would take gigabytes."""
+    for func in tree.find_all(exp.Repeat, exp.Pad):
+        size = func.args.get("times" if isinstance(func, exp.Repeat) else "expression")
+        digits = str(size.this) if isinstance(size, exp.Literal) and not size.is_string else ""
+        if not digits.isdigit() or int(digits) > MAX_GENERATED_CHARS:
+            raise UnsafeSQLError(
+                f"{_func_name(func)}() needs a literal size of at most {MAX_GENERATED_CHARS}",
+                "result_too_large",
+            )
 
 
 def parse_single(sql: str, dialect: str) -> exp.Expr:

@@ -49,6 +49,8 @@ class SQLService:
         self.data_dir = Path(data_dir)
         self.max_rows: int = getattr(settings, "sql_max_rows", None) or 1000
         self.timeout_s: float = getattr(settings, "sql_timeout_s", None) or 30.0
+        self.memory_limit: str = getattr(settings, "sql_memory_limit", None) or "1GB"
+        self.threads: int = getattr(settings, "sql_threads", None) or 2
         self.grammar: bool = bool(getattr(settings, "sql_grammar", False))  # the ask loop's default
         self._engines: dict[tuple[int, str], tuple[Dataset, QueryEngine]] = {}
         self._lock = threading.Lock()
@@ -189,7 +191,10 @@ class SQLService:
             cached = self._engines.get(key)
             if cached is not None and cached[0] == dataset:
                 return cached[1]
-            engine = open_engine("duckdb", dataset, work_dir=self.work_dir(tenant, dataset.name))
+            engine = open_engine(
+                "duckdb", dataset, work_dir=self.work_dir(tenant, dataset.name),
+                memory_limit=self.memory_limit, threads=self.threads,
+            )  # fmt: skip
             self._engines[key] = (dataset, engine)
         if cached is not None:
             cached[1].close()  # the dataset was re-registered (by another process, maybe)

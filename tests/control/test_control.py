@@ -63,6 +63,7 @@ def test_first_open_applies_and_records_migrations_by_name(cp: ControlPlane) -> 
         "m006_files_and_jobs",
         "m007_longer_adapter_names",
         "m008_agents",
+        "m009_tenant_limits",
     ]
     assert get_tenant(cp, LOCAL_TENANT) is not None
 

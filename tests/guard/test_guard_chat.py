@@ -31,7 +31,7 @@ class RecordingModel(ScriptedServedModel):
 
     def encode_chat(self, messages: Sequence[dict[str, str]], tools: Any = None) -> list[int]:
         self.prompts.append([dict(m) for m in messages])
-        return super().encode_chat(messages)
+        return super().encode_chat(messages, tools)
 
 
 class EchoModel(RecordingModel):
@@ -40,7 +40,7 @@ class EchoModel(RecordingModel):
     def encode_chat(self, messages: Sequence[dict[str, str]], tools: Any = None) -> list[int]:
         system = next((m["content"] for m in messages if m["role"] == "system"), "nothing to leak")
         self.script = [system[i : i + 5] for i in range(0, len(system), 5)] + [""]  # "": the EOS step
-        return super().encode_chat(messages)
+        return super().encode_chat(messages, tools)
 
 
 def policy(action: str, **extra: Any) -> dict[str, Any]:

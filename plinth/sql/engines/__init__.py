@@ -48,16 +48,23 @@ class QueryEngine(Protocol):
 
 
 def open_engine(
-    kind: str, dataset: Dataset, *, url: str | None = None, work_dir: Path | None = None
+    kind: str,
+    dataset: Dataset,
+    *,
+    url: str | None = None,
+    work_dir: Path | None = None,
+    memory_limit: str = "1GB",
+    threads: int = 2,
 ) -> QueryEngine:
     """An engine of ``kind`` over ``dataset``; ``url`` is required for ``sqlalchemy``.
 
-    ``work_dir`` holds the DuckDB engine's small catalog database (views only, no data).
+    ``work_dir`` holds the DuckDB engine's small catalog database (views only, no data);
+    ``memory_limit`` and ``threads`` bound each DuckDB query (other engines have their own settings).
     """
     if kind == "duckdb":
         from plinth.sql.engines.duckdb_engine import DuckDBEngine
 
-        return DuckDBEngine(dataset, work_dir=work_dir)
+        return DuckDBEngine(dataset, work_dir=work_dir, memory_limit=memory_limit, threads=threads)
     if kind == "spark":
         from plinth.sql.engines.spark_engine import SparkEngine
 

@@ -49,13 +49,15 @@ class DuckDBEngine:
 
     dialect = "duckdb"
 
-    def __init__(self, dataset: Dataset, *, work_dir: Path | None = None, memory_limit: str = "2GB") -> None:
+    def __init__(
+        self, dataset: Dataset, *, work_dir: Path | None = None, memory_limit: str = "1GB", threads: int = 2
+    ) -> None:
         self.dataset = dataset
         directory = Path(work_dir) if work_dir is not None else Path.cwd() / ".plinth-sql"
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"catalog-{uuid.uuid4().hex[:12]}.duckdb"  # one per engine: no races
         build_catalog(dataset, self.path)
-        self._con = _open_locked(self.path, dataset, memory_limit)
+        self._con = _open_locked(self.path, dataset, memory_limit, threads)
 
     def execute(self, query: VettedQuery, *, timeout_s: float) -> QueryResult:
         assert isinstance(query, VettedQuery), "engines run vetted queries only"
@@ -148,11 +150,12 @@ def allowed_roots(dataset: Dataset) -> list[str]:
     return sorted(set(roots))
 
 
-def _open_locked(path: Path, dataset: Dataset, memory_limit: str) -> duckdb.DuckDBPyConnection:
+def _open_locked(path: Path, dataset: Dataset, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
     config: dict[str, Any] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "memory_limit": memory_limit,
+        "threads": threads,
     }
     con = duckdb.connect(str(path), read_only=True, config=config)
     if any(s.path.startswith("s3://") for s in dataset.tables.values()):

@@ -1,0 +1,153 @@
+"""Issue 16 B: per-tenant rate limits and quotas, set by admin keys, enforced with 429 + Retry-After;
+one tenant flooding past its limits never costs another tenant a 429 or its latency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from server_fakes import build_app
+
+from plinth.control import create_key
+from plinth.llm.scripted_served import ScriptedServedModel
+
+CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+LIMITS = "/v1/admin/tenants/{}/limits"
+
+
+@pytest.fixture
+def setup(tmp_path):
+    app, acme = build_app(tmp_path, [ScriptedServedModel(max_model_len=512, delay=0.05)])
+    cp = app.state.plinth.control_plane
+    keys = {"acme": acme, "beta": create_key(cp, "beta"), "admin": create_key(cp, "root", admin=True)}
+    return app, keys
+
+
+def auth(keys: dict[str, str], who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {keys[who]}"}
+
+
+def tenant_id(app, name: str) -> str:
+    from plinth.control import get_tenant
+
+    found = get_tenant(app.state.plinth.control_plane, name)
+    assert found is not None
+    return str(found.id)
+
+
+def test_admin_reads_and_sets_a_tenants_limits(setup):
+    app, keys = setup
+    client = TestClient(app)
+    r = client.get(LIMITS.format("acme"), headers=auth(keys, "admin"))
+    assert r.json() == {
+        "object": "tenant.limits", "tenant": "acme",
+        "requests_per_minute": None, "tokens_per_minute": None, "concurrent_requests": None,
+    }  # fmt: skip
+    body = {"requests_per_minute": 60, "concurrent_requests": 2}
+    r = client.put(LIMITS.format("acme"), json=body, headers=auth(keys, "admin"))
+    assert r.status_code == 200 and r.json()["requests_per_minute"] == 60
+    assert client.get(LIMITS.format("acme"), headers=auth(keys, "admin")).json()["concurrent_requests"] == 2
+    assert client.get(LIMITS.format("acme"), headers=auth(keys, "acme")).status_code == 403
+    assert client.get(LIMITS.format("nobody"), headers=auth(keys, "admin")).status_code == 404
+    bad = client.put(LIMITS.format("acme"), json={"requests_per_minute": 0}, headers=auth(keys, "admin"))
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "requests_per_minute"
+
+
+def test_flooding_tenant_gets_429_with_retry_after_and_the_other_tenant_none(setup):
+    app, keys = setup
+    client = TestClient(app)
+    client.put(LIMITS.format("acme"), json={"requests_per_minute": 3}, headers=auth(keys, "admin"))
+    statuses = [client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme")) for _ in range(6)]
+    assert [r.status_code for r in statuses] == [200, 200, 200, 429, 429, 429]
+    refused = statuses[-1]
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 20  # 3 per minute: one every 20 s
+    for _ in range(6):
+        assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "beta")).status_code == 200
+    metrics = client.get("/metrics").text
+    assert (
+        f'plinth_tenant_requests_total{{outcome="rate_limited",tenant_id="{tenant_id(app, "acme")}"}} 3.0'
+        in metrics
+    )
+    assert "rate_limited" not in [
+        line
+        for line in metrics.splitlines()
+        if f'tenant_id="{tenant_id(app, "beta")}"' in line and "rate" in line
+    ]
+
+
+def test_admin_routes_are_never_limited(setup):
+    app, keys = setup
+    client = TestClient(app)
+    client.put(LIMITS.format("root"), json={"requests_per_minute": 1}, headers=auth(keys, "admin"))
+    for _ in range(3):
+        assert client.get(LIMITS.format("root"), headers=auth(keys, "admin")).status_code == 200
+
+
+def test_tokens_per_minute_is_charged_after_generation(setup):
+    app, keys = setup
+    client = TestClient(app)
+    client.put(LIMITS.format("acme"), json={"tokens_per_minute": 5}, headers=auth(keys, "admin"))
+    assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme")).status_code == 200
+    r = client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme"))
+    assert r.status_code == 429 and "tokens per minute" in r.json()["error"]["message"]
+    assert int(r.headers["Retry-After"]) >= 1
+
+
+def test_concurrency_slot_is_released_after_a_streamed_response(setup):
+    app, keys = setup
+    client = TestClient(app)
+    client.put(LIMITS.format("acme"), json={"concurrent_requests": 1}, headers=auth(keys, "admin"))
+    for _ in range(3):
+        r = client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth(keys, "acme"))
+        assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
+
+
+def test_noisy_tenant_cannot_starve_another(setup):
+    """acme floods 12 concurrent requests past its concurrency limit of 2; beta's requests, made at the
+    same time, all succeed and take about as long as they do on an idle server."""
+    app, keys = setup
+    TestClient(app).put(LIMITS.format("acme"), json={"concurrent_requests": 2}, headers=auth(keys, "admin"))
+
+    async def run() -> tuple[list[int], list[int], float, float]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+
+            async def call(who: str) -> tuple[int, float]:
+                start = time.perf_counter()
+                r = await client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, who))
+                return r.status_code, time.perf_counter() - start
+
+            idle = (await call("beta"))[1]
+            flood = [asyncio.create_task(call("acme")) for _ in range(12)]
+            await asyncio.sleep(0.01)
+            beta = await asyncio.gather(*(call("beta") for _ in range(3)))
+            acme = await asyncio.gather(*flood)
+        return [s for s, _ in acme], [s for s, _ in beta], idle, max(t for _, t in beta)
+
+    acme, beta, idle, busy = asyncio.run(run())
+    assert acme.count(200) == 2 and acme.count(429) == 10
+    assert beta == [200, 200, 200]
+    assert busy < idle * 3 + 0.5, (idle, busy)
+
+
+def test_cli_tenants_limits_shows_and_changes_limits(tmp_path):
+    from typer.testing import CliRunner
+
+    from plinth.cli import app as cli
+
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path)]
+    runner.invoke(cli, [*base, "keys", "create", "--tenant", "acme"])
+    result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--requests-per-minute", "30"])
+    assert result.exit_code == 0, result.output
+    assert "requests_per_minute  30" in result.stdout and "tokens_per_minute    unlimited" in result.stdout
+    result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--concurrent-requests", "2"])
+    assert "requests_per_minute  30" in result.stdout and "concurrent_requests  2" in result.stdout
+    result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--clear"])
+    assert "30" not in result.stdout
+    assert runner.invoke(cli, [*base, "tenants", "limits", "nobody"]).exit_code == 1
