@@ -53,6 +53,14 @@ _FILE: dict[str, Any] = {"file": {"type": "string", "format": "binary"}}
 _MULTIPART_FILE: dict[str, Any] = {"type": "object", "properties": _FILE, "required": ["file"]}
 # Routes that parse their own body: method and path -> the requestBody to document.
 MANUAL_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", "/invocations-async"): {  # or none, with X-Amzn-SageMaker-InputLocation naming a file
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "description": "An /invocations body (LMI: inputs, parameters)."}
+            }
+        },
+    },
     ("post", "/v1/adapters"): {
         "required": True,
         "content": {

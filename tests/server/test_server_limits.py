@@ -263,7 +263,11 @@ def test_openapi_declares_every_body_and_error(client):
     assert {"application/json", "multipart/form-data"} <= set(adapters)
 
 
-NO_BODY = {"/v1/knowledge-bases/{kb}/sync", "/v1/fine_tuning/jobs/{job_id}/cancel"}
+NO_BODY = {
+    "/v1/knowledge-bases/{kb}/sync",
+    "/v1/fine_tuning/jobs/{job_id}/cancel",
+    "/v1/batches/{batch_id}/cancel",
+}
 
 
 # --- cancellation ---------------------------------------------------------------------------------
