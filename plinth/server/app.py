@@ -10,6 +10,7 @@ given; see :mod:`plinth.llm.loading`) and runs uvicorn::
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -28,12 +29,13 @@ from plinth.control.jobs import JobRow
 from plinth.demo import start_demo_preparation, stop_background_work
 from plinth.engine import AdapterError
 from plinth.guard import audit_key
-from plinth.jobs import JobSupervisor, fine_tune
+from plinth.jobs import JobSupervisor, evaluation, fine_tune
 from plinth.llm import AdapterHost
 from plinth.llm.catalog import packaged_adapters
 from plinth.server import (
     adapters_api,
     admin_api,
+    evaluations_api,
     files_api,
     fine_tuning_api,
     guardrails_api,
@@ -80,8 +82,10 @@ def create_app(
         adapters=AdapterRegistry(served, control_plane, Path(settings.data_dir) / "adapters"),
     )
     assert state.adapters is not None
-    state.jobs = _job_supervisor(settings, control_plane, state.adapters)
-    state.file_checkers = fine_tune.file_checkers()
+    state.jobs = _job_supervisor(
+        settings, control_plane, state.adapters, evaluations_api.runtime_builder(app)
+    )
+    state.file_checkers = {**fine_tune.file_checkers(), **evaluation.file_checkers()}
     app.state.plinth = state
     app.state.knowledge = _knowledge_service(control_plane, settings)
     key = audit_key(Path(settings.data_dir))  # per installation, kept in the data dir
@@ -102,6 +106,7 @@ def create_app(
     app.include_router(admin_api.router)
     app.include_router(files_api.router)
     app.include_router(fine_tuning_api.router)
+    app.include_router(evaluations_api.router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.add_api_route("/health", _health, methods=["GET"])
@@ -111,7 +116,9 @@ def create_app(
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Jobs run while the server runs: started with it, stopped (to resume next start) when it stops."""
+    """Jobs run while the server runs: started with it, stopped (to resume next start) when it stops.
+    In-server jobs (evaluations) run their model calls on this loop, the one the models serve on."""
+    app.state.loop = asyncio.get_running_loop()
     jobs = app.state.plinth.jobs
     if jobs is not None:
         jobs.start()
@@ -122,10 +129,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             jobs.stop()
 
 
-def _job_supervisor(settings: Settings, cp: ControlPlane, registry: AdapterRegistry) -> JobSupervisor:
+def _job_supervisor(
+    settings: Settings, cp: ControlPlane, registry: AdapterRegistry, build_evaluation: Any
+) -> JobSupervisor:
     # Workers open the very database this app uses (the app may be given another than the settings name).
     url = cp.engine.url.render_as_string(hide_password=False)
-    kinds = {KIND: fine_tune.kind(functools.partial(_publish_adapter, registry))}
+    kinds = {
+        KIND: fine_tune.kind(functools.partial(_publish_adapter, registry)),
+        evaluation.KIND: evaluation.kind(build_evaluation),
+    }
     return JobSupervisor(
         cp, url, Path(settings.data_dir), kinds,
         max_concurrent=settings.max_concurrent_jobs, threads=settings.job_threads,
