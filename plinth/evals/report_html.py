@@ -64,7 +64,7 @@ def _e(value: Any) -> str:
 
 
 def _is_metric(name: str) -> bool:
-    return name not in ("items", "errors", "judged", "latency_p50_s")
+    return name not in ("items", "errors", "judged", "judge_errors", "latency_p50_s")
 
 
 def _unit(name: str) -> bool:
@@ -214,7 +214,7 @@ def _items(records: Sequence[Record]) -> str:
         judge = "<br>".join(
             f"<b>{_e(name)}</b> {_fmt(v.get('score'))}: {_e(v.get('reasoning', ''))[:300]}"
             for name, v in (r.get("judge") or {}).items()
-        )
+        ) or (f'<span class="err">{_e(r["judge_error"])}</span>' if r.get("judge_error") else "")
         output = (
             f'<span class="err">{_e(r["error"])}</span>'
             if r.get("error")

@@ -60,7 +60,7 @@ async def run_evaluation(
                 output = await _call(targets[label], item)
                 record = _record(label, item, output, spec.metrics_for(target_spec))
                 if judge is not None and index in judged and output.error is None:
-                    record["judge"] = await _judge(judge, item, output)
+                    await _judge(judge, item, output, record)
                 if on_record is not None:
                     on_record(record)
             records.append(record)
@@ -74,10 +74,14 @@ async def _call(target: Target, item: EvalItem) -> TargetOutput:
         return TargetOutput("", error=f"{type(exc).__name__}: {exc}")
 
 
-async def _judge(judge: Judge, item: EvalItem, output: TargetOutput) -> dict[str, Any]:
+async def _judge(judge: Judge, item: EvalItem, output: TargetOutput, record: Record) -> None:
+    """Sets the record's ``judge`` verdicts, or ``judge_error`` when the judge model failed."""
     contexts = output.contexts or item.contexts
     case = JudgeCase(item.input, output.text, item.reference, tuple(contexts))
-    return {name: j.as_dict() for name, j in (await judge.judge(case)).items()}
+    try:
+        record["judge"] = {name: j.as_dict() for name, j in (await judge.judge(case)).items()}
+    except Exception as exc:  # e.g. the case does not fit the judge's context: that item goes unjudged
+        record["judge_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def _record(label: str, item: EvalItem, output: TargetOutput, metrics: Sequence[str]) -> Record:
@@ -149,6 +153,7 @@ def _means(rows: Sequence[Record]) -> dict[str, Any]:
     if latencies := values.get("latency_s"):
         out["latency_p50_s"] = median(latencies)
     out["judged"] = sum(1 for r in rows if r.get("judge"))
+    out["judge_errors"] = sum(1 for r in rows if r.get("judge_error"))
     return out
 
 

@@ -214,3 +214,15 @@ def test_retrieval_and_target_scores_become_metrics() -> None:
 def test_spec_rejects(body, message) -> None:
     with pytest.raises(ValueError, match=message):
         EvalSpec.model_validate(body)
+
+
+def test_a_failing_judge_leaves_the_item_unjudged() -> None:
+    s = EvalSpec.model_validate({"dataset": "x", "targets": [{"model": "a"}], "judge": {"model": "j"}})
+
+    def explode(messages):
+        raise RuntimeError("context too long")
+
+    target = {"model:a": model_target(ScriptedModel(lambda m: "paris"))}
+    [record] = run(run_evaluation(s, items(1), target, Judge(ScriptedModel(explode), s.judge.config())))
+    assert record["judge_error"] == "RuntimeError: context too long" and "judge" not in record
+    assert summarize(s, [record])["summary"]["model:a"]["judge_errors"] == 1
