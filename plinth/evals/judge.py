@@ -129,7 +129,7 @@ class JudgeConfig:
     samples: int = 1
     temperature: float = 0.7  # used only when samples > 1 (one sample is greedy)
     seed: int = 0
-    max_tokens: int = 300
+    max_tokens: int = 832
     reasoning_chars: int = 400  # the schema's maxLength: a bounded verdict always completes
     constrained: bool = True
 
@@ -200,6 +200,13 @@ class Judge:
         self.model, self.config, self.master = model, config, master
         self.criteria = config.resolved()
 
+    @property
+    def reasoning_limit(self) -> int:
+        """The reasoning's maxLength: short enough that the whole verdict fits in ``max_tokens`` even at
+        one character per token with every character escaped (2 each), plus ~32 for the rest of the
+        JSON -- so a constrained verdict is never cut off, and always parses."""
+        return max(8, min(self.config.reasoning_chars, (self.config.max_tokens - 32) // 2))
+
     async def judge(self, case: JudgeCase) -> dict[str, Judgement]:
         """One judgement per criterion that applies to ``case`` (judged one after another)."""
         out = {}
@@ -237,7 +244,7 @@ class Judge:
             max_tokens=cfg.max_tokens,
             temperature=0.0 if sample is None else cfg.temperature,
             seed=cfg.seed + (sample or 0),
-            response_format=GrammarSpec.json_schema(verdict_schema(cfg.reasoning_chars))
+            response_format=GrammarSpec.json_schema(verdict_schema(self.reasoning_limit))
             if cfg.constrained
             else None,
         )

@@ -13,6 +13,7 @@ it stopped. :func:`summarize` turns records into the report's numbers::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from statistics import mean, median
 from typing import Any
@@ -23,7 +24,7 @@ from plinth.evals.items import EvalItem
 from plinth.evals.judge import Judge, JudgeCase, sampled_indices
 from plinth.evals.metrics import TEXT_METRICS, json_valid
 from plinth.evals.retrieval import ndcg_at_k, recall_at_k, reciprocal_rank
-from plinth.evals.spec import EvalSpec
+from plinth.evals.spec import EvalSpec, TargetSpec
 from plinth.evals.targets import Target, TargetOutput
 
 __all__ = ["EvaluationStopped", "Record", "item_metrics", "run_evaluation", "summarize"]
@@ -46,25 +47,30 @@ async def run_evaluation(
     on_record: Callable[[Record], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Record]:
-    """Records for every (item, target) in item order; ``done`` ones are reused, not rerun."""
+    """Records for every (item, target) in item order; ``done`` ones are reused, not rerun. Up to
+    ``spec.concurrency`` (item, target) pairs run at once (a batching engine answers several for little
+    more than one); ``on_record`` then sees them in the order they finish."""
     previous = {(r["target"], r["id"]): r for r in done}
     judged = sampled_indices(len(items), spec.judge.sampling_rate, spec.judge.seed) if spec.judge else set()
-    records = []
-    for index, item in enumerate(items):
-        for target_spec in spec.targets:
-            label = target_spec.label
-            record = previous.get((label, item.id))
-            if record is None:
-                if should_stop is not None and should_stop():
-                    raise EvaluationStopped
-                output = await _call(targets[label], item)
-                record = _record(label, item, output, spec.metrics_for(target_spec))
-                if judge is not None and index in judged and output.error is None:
-                    await _judge(judge, item, output, record)
-                if on_record is not None:
-                    on_record(record)
-            records.append(record)
-    return records
+    slots = asyncio.Semaphore(spec.concurrency)
+
+    async def one(index: int, item: EvalItem, target: TargetSpec) -> Record:
+        record = previous.get((target.label, item.id))
+        if record is not None:
+            return record
+        async with slots:
+            if should_stop is not None and should_stop():
+                raise EvaluationStopped
+            output = await _call(targets[target.label], item)
+            record = _record(target.label, item, output, spec.metrics_for(target))
+            if judge is not None and index in judged and output.error is None:
+                await _judge(judge, item, output, record)
+        if on_record is not None:
+            on_record(record)
+        return record
+
+    pairs = [one(i, item, t) for i, item in enumerate(items) for t in spec.targets]
+    return list(await asyncio.gather(*pairs))
 
 
 async def _call(target: Target, item: EvalItem) -> TargetOutput:

@@ -71,7 +71,7 @@ class JudgeSpec(_Strict):
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     sampling_rate: float = Field(1.0, ge=0.0, le=1.0)  # the seeded fraction of items judged
     seed: int = 0
-    max_tokens: int = Field(300, ge=16, le=4096)
+    max_tokens: int = Field(832, ge=64, le=4096)  # caps the verdict; its reasoning is sized to fit
     constrained: bool = True  # enforce the verdict's JSON schema with a grammar
 
     @model_validator(mode="after")
@@ -99,6 +99,7 @@ class EvalSpec(_Strict):
     metrics: list[str] | None = None  # default: text metrics (sql targets: sql_execution)
     judge: JudgeSpec | None = None
     limit: int | None = Field(None, ge=1)  # only the first N items
+    concurrency: int = Field(1, ge=1, le=64)  # (item, target) pairs in flight at once
     bootstrap_resamples: int = Field(1000, ge=100, le=100_000)
     seed: int = 0
 

@@ -33,7 +33,7 @@ from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file
 from plinth.server.state import ServerState, get_state
-from plinth.sql import DatasetNotFoundError
+from plinth.sql import DatasetNotFoundError, read_prompt_format
 
 __all__ = ["evaluation_object", "router", "runtime_builder"]
 
@@ -169,15 +169,24 @@ def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) 
         return rag_target(chat, retrieve, min_score=MIN_SCORES.get(spec.search_type, 0.0))
     if spec.type == "sql":
         sql, name = app.state.sql, spec.sql_dataset
+        prompt_format = _prompt_format(state, tenant, spec.model)
 
         def ask(question: str, model: Any) -> Any:
-            return sql.ask(tenant, name, question, model)
+            return sql.ask(tenant, name, question, model, prompt_format=prompt_format)
 
         def gold(query: str) -> list[list[Any]]:
             return [list(row) for row in sql.runner(tenant, name).run(query)[1].rows]
 
         return sql_target(chat, ask, gold)
     return model_target(chat, system=spec.system, max_tokens=spec.max_tokens, temperature=spec.temperature)
+
+
+def _prompt_format(state: ServerState, tenant: Tenant, model: str) -> str | None:
+    """The SQL prompt format an adapter was trained on (its data card), as ``/v1/sql/ask`` uses it."""
+    if model in state.models or state.adapters is None:
+        return None
+    entry = state.adapters.resolve(tenant, model)
+    return read_prompt_format(entry.path) if entry is not None else None
 
 
 def _retrieve(service: Any, tenant: Tenant, kb: str, query: str, *, k: int, search_type: str) -> Any:

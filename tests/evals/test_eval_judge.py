@@ -226,3 +226,13 @@ def test_a_failing_judge_leaves_the_item_unjudged() -> None:
     [record] = run(run_evaluation(s, items(1), target, Judge(ScriptedModel(explode), s.judge.config())))
     assert record["judge_error"] == "RuntimeError: context too long" and "judge" not in record
     assert summarize(s, [record])["summary"]["model:a"]["judge_errors"] == 1
+
+
+def test_reasoning_is_sized_to_fit_max_tokens() -> None:
+    # 64 tokens: at worst one escaped character (2 tokens) per reasoning character, ~32 for the rest
+    model = ScriptedModel([verdict(3)])
+    judge = Judge(model, JudgeConfig(("coherence",), max_tokens=64))
+    assert judge.reasoning_limit == 16
+    run(judge.judge(JudgeCase("q", "a")))
+    assert json.loads(model.calls[0].options.response_format.source) == verdict_schema(16)
+    assert Judge(model, JudgeConfig()).reasoning_limit == 400
