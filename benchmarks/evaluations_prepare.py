@@ -49,15 +49,29 @@ def prepare_movies(settings: Settings, tenant: Tenant, cp: object) -> None:
     try:
         names = {row.name for row in service.list_kbs(tenant)}
         if "movies-eval" not in names:
-            schema = {"title": "string", "year": "number", "genres": "string_list", "cast": "string_list",
-                      "directors": "string_list"}  # fmt: skip
+            schema = {
+                "title": "string",
+                "year": "number",
+                "genres": "string_list",
+                "cast": "string_list",
+                "directors": "string_list",
+            }
             config = KnowledgeBaseConfig(
                 "movies-eval", chunking=ChunkingConfig(strategy="none"), metadata_schema=schema
             )
-            service.create(tenant, config.with_source({
-                "type": "records", "path": str(records.resolve()), "text_fields": ["text"],
-                "metadata_fields": list(schema), "id_field": "id", "title_field": "title",
-            }))  # fmt: skip
+            service.create(
+                tenant,
+                config.with_source(
+                    {
+                        "type": "records",
+                        "path": str(records.resolve()),
+                        "text_fields": ["text"],
+                        "metadata_fields": list(schema),
+                        "id_field": "id",
+                        "title_field": "title",
+                    }
+                ),
+            )
             service.sync_now(tenant, "movies-eval")
     finally:
         service.close()
@@ -77,14 +91,24 @@ def prepare_movies(settings: Settings, tenant: Tenant, cp: object) -> None:
         "name": "Movies: retrieve-and-generate vs the bare model (smollm2-135m-instruct)",
         "targets": [
             {"type": "model", "model": "smollm2-135m-instruct", "name": "model only", "max_tokens": 64},
-            {"type": "knowledge_base", "model": "smollm2-135m-instruct", "knowledge_base": "movies-eval",
-             "name": "RAG over movies-eval", "k": 5, "search_type": "HYBRID"},
+            {
+                "type": "knowledge_base",
+                "model": "smollm2-135m-instruct",
+                "knowledge_base": "movies-eval",
+                "name": "RAG over movies-eval",
+                "k": 5,
+                "search_type": "HYBRID",
+            },
         ],
         "metrics": ["contains", "token_f1", "rouge_l", "bleu", "exact_match"],
-        "judge": {"model": "smollm2-135m-instruct", "criteria": ["correctness", "faithfulness"],
-                  "sampling_rate": 0.5, "seed": 0},
+        "judge": {
+            "model": "smollm2-135m-instruct",
+            "criteria": ["correctness", "faithfulness"],
+            "sampling_rate": 0.5,
+            "seed": 0,
+        },
         "concurrency": 4,
-    }  # fmt: skip
+    }
     (OUT / "movies_rag.spec.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
 
 
@@ -114,12 +138,17 @@ def prepare_sql(settings: Settings, tenant: Tenant, cp: object, cases: int) -> N
     spec = {
         "name": "Cost SQL: base model vs the packaged cost-sql adapter (held-out questions)",
         "targets": [
-            {"type": "sql", "model": "smollm2-135m-instruct", "sql_dataset": "cost-eval", "name": "base few-shot"},
+            {
+                "type": "sql",
+                "model": "smollm2-135m-instruct",
+                "sql_dataset": "cost-eval",
+                "name": "base few-shot",
+            },
             {"type": "sql", "model": "cost-sql", "sql_dataset": "cost-eval", "name": "cost-sql adapter"},
         ],
         "metrics": ["sql_execution"],
         "concurrency": 4,
-    }  # fmt: skip
+    }
     (OUT / "cost_sql.spec.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
 
 

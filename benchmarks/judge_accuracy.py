@@ -1,7 +1,7 @@
 """How often the judge model is right on answers whose quality is known: correct answers against answers
 corrupted in a known way, from the movie catalogue and SciFact.
 
-    .venv/bin/python benchmarks/judge_accuracy.py --build          # (re)write benchmarks/evals/judge_labelled.jsonl
+    .venv/bin/python benchmarks/judge_accuracy.py --build          # (re)write the labelled set
     .venv/bin/python benchmarks/judge_accuracy.py                  # judge it with the default model
     .venv/bin/python benchmarks/judge_accuracy.py --samples 3      # self-consistency (majority of 3)
     .venv/bin/python benchmarks/judge_accuracy.py --master smollm2-135m-instruct   # two layers
@@ -69,8 +69,18 @@ def build(shared: Path, seed: int = 0) -> list[dict[str, Any]]:
                 reference=director,
             )
         )
-        rows.append(_row(f"dir-{i}-bad", "movies", "correctness", question, f"{title} was directed by {other}.", 0,
-                         reference=director, corruption="swapped director"))  # fmt: skip
+        rows.append(
+            _row(
+                f"dir-{i}-bad",
+                "movies",
+                "correctness",
+                question,
+                f"{title} was directed by {other}.",
+                0,
+                reference=director,
+                corruption="swapped director",
+            )
+        )
     for i, film in enumerate(films[15:]):
         title, year = film.metadata["title"], film.metadata["year"]
         shifted = year + rng.choice([-1, 1]) * rng.randint(3, 12)
@@ -86,8 +96,18 @@ def build(shared: Path, seed: int = 0) -> list[dict[str, Any]]:
                 reference=str(year),
             )
         )
-        rows.append(_row(f"year-{i}-bad", "movies", "correctness", question, f"It was released in {shifted}.", 0,
-                         reference=str(year), corruption="shifted year"))  # fmt: skip
+        rows.append(
+            _row(
+                f"year-{i}-bad",
+                "movies",
+                "correctness",
+                question,
+                f"It was released in {shifted}.",
+                0,
+                reference=str(year),
+                corruption="shifted year",
+            )
+        )
     rows += _scifact(shared / "beir" / "scifact", rng)
     return rows
 
@@ -104,8 +124,18 @@ def _scifact(folder: Path, rng: random.Random) -> list[dict[str, Any]]:
         right = sentences[rng.randint(1, 3)]
         wrong = rng.choice(_sentences(foreign["text"])[1:4])
         rows.append(_row(f"sf-{i}-ok", "scifact", "faithfulness", question, right, 1, contexts=[context]))
-        rows.append(_row(f"sf-{i}-bad", "scifact", "faithfulness", question, wrong, 0, contexts=[context],
-                         corruption="sentence from an unrelated abstract"))  # fmt: skip
+        rows.append(
+            _row(
+                f"sf-{i}-bad",
+                "scifact",
+                "faithfulness",
+                question,
+                wrong,
+                0,
+                contexts=[context],
+                corruption="sentence from an unrelated abstract",
+            )
+        )
     return rows
 
 
@@ -116,8 +146,15 @@ def _sentences(text: str) -> list[str]:
 def _row(
     id: str, source: str, criterion: str, question: str, answer: str, label: int, **extra: Any
 ) -> dict[str, Any]:
-    return {"id": id, "source": source, "criterion": criterion, "input": question, "answer": answer,
-            "label": label, **extra}  # fmt: skip
+    return {
+        "id": id,
+        "source": source,
+        "criterion": criterion,
+        "input": question,
+        "answer": answer,
+        "label": label,
+        **extra,
+    }
 
 
 async def judge_all(
@@ -130,8 +167,13 @@ async def judge_all(
         case = JudgeCase(row["input"], row["answer"], row.get("reference"), tuple(row.get("contexts", ())))
         async with slots:
             [verdict] = (await judge.judge(case)).values()
-        return {**row, "score": verdict.score, "votes": verdict.votes, "reasoning": verdict.reasoning,
-                "first": verdict.first}  # fmt: skip
+        return {
+            **row,
+            "score": verdict.score,
+            "votes": verdict.votes,
+            "reasoning": verdict.reasoning,
+            "first": verdict.first,
+        }
 
     return list(await asyncio.gather(*(one(r) for r in rows)))
 
@@ -195,8 +237,13 @@ def main() -> int:
     finally:
         for model in models.values():
             model.shutdown()
-    summary = {"model": args.model, "master": args.master, **config, **report(results),
-               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    summary = {
+        "model": args.model,
+        "master": args.master,
+        **config,
+        **report(results),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     print(json.dumps(summary, indent=1))
     if args.out:
         args.out.write_text(json.dumps({"summary": summary, "verdicts": results}, indent=1) + "\n")

@@ -29,8 +29,16 @@ def test_eval_run_with_a_tiny_random_model(tiny_llama, tmp_path) -> None:
     }  # fmt: skip
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "eval", "run", str(tmp_path / "spec.yaml"),
-                                      "--out", str(out)])  # fmt: skip
+    args = [
+        "--data-dir",
+        str(tmp_path / "data"),
+        "eval",
+        "run",
+        str(tmp_path / "spec.yaml"),
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)["summary"]["tiny"]
     assert summary["items"] == 4 and summary["errors"] == 0 and summary["judged"] == 2

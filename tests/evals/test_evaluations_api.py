@@ -52,8 +52,9 @@ def test_create_run_list_results_report(app_key) -> None:
     app, key = app_key
     with TestClient(app) as client:
         file = upload(client, key, rows(4)).json()
+        judge = {"model": "judge", "criteria": ["correctness", "coherence"], "constrained": False}
         body = {"name": "hello", "dataset": file["id"], "targets": [{"model": "target", "max_tokens": 16}],
-                "judge": {"model": "judge", "criteria": ["correctness", "coherence"], "constrained": False}}  # fmt: skip
+                "judge": judge}  # fmt: skip
         created = client.post(EV, headers=auth(key), json=body)
         assert created.status_code == 200, created.text
         ev = created.json()
@@ -128,13 +129,13 @@ def test_bad_requests_are_openai_errors(app_key) -> None:
         good = upload(client, key, rows(2)).json()["id"]
         tuning = upload(client, key, '{"prompt": "a", "completion": "b"}\n', purpose="fine-tune").json()["id"]
         target = [{"model": "target"}]
+        kb = [{"type": "knowledge_base", "model": "target", "knowledge_base": "k"}]
         cases = [
             ({"targets": target}, "dataset"),
             ({"dataset": good, "targets": [{"model": "nope"}]}, "targets.0.model"),
             ({"dataset": good, "targets": target, "judge": {"model": "nope"}}, "judge.model"),
             ({"dataset": good, "targets": target, "judge": {"model": "judge", "criteria": ["x"]}}, "judge"),
-            ({"dataset": good, "targets": [{"type": "knowledge_base", "model": "target", "knowledge_base": "kb"}]},
-             "targets.0.knowledge_base"),
+            ({"dataset": good, "targets": kb}, "targets.0.knowledge_base"),
             ({"dataset": tuning, "targets": target}, "dataset"),
             ({"dataset": good, "targets": target, "metrics": ["nope"]}, None),
         ]  # fmt: skip
