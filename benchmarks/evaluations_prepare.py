@@ -161,7 +161,7 @@ def _write(name: str, items: list[dict]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".bench" / "evals-data")
-    parser.add_argument("--sql-cases", type=int, default=16)
+    parser.add_argument("--sql-cases", type=int, default=10)
     args = parser.parse_args()
     settings = Settings(data_dir=args.data_dir)
     assert settings.database_url is not None

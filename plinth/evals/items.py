@@ -106,5 +106,5 @@ def _rows(path: Path) -> Any:
                 continue
             try:
                 yield json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise ValueError(f"line {n}: not valid JSON ({exc.msg})") from exc

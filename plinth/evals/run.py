@@ -90,9 +90,10 @@ async def _judge(judge: Judge, item: EvalItem, output: TargetOutput, record: Rec
         record["judge_error"] = f"{type(exc).__name__}: {exc}"
 
 
-def _record(label: str, item: EvalItem, output: TargetOutput, metrics: Sequence[str]) -> Record:
+def _record(target: TargetSpec, item: EvalItem, output: TargetOutput, metrics: Sequence[str]) -> Record:
+    retrieval_k = target.k if target.type == "knowledge_base" else None
     return {
-        "target": label,
+        "target": target.label,
         "id": item.id,
         "input": item.input,
         "reference": item.reference,
@@ -103,14 +104,17 @@ def _record(label: str, item: EvalItem, output: TargetOutput, metrics: Sequence[
         "latency_s": round(output.latency_s, 4),
         "prompt_tokens": output.prompt_tokens,
         "completion_tokens": output.completion_tokens,
-        "metrics": item_metrics(item, output, metrics),
+        "metrics": item_metrics(item, output, metrics, retrieval_k),
         "extra": output.extra,
     }
 
 
-def item_metrics(item: EvalItem, output: TargetOutput, metrics: Sequence[str]) -> dict[str, float]:
+def item_metrics(
+    item: EvalItem, output: TargetOutput, metrics: Sequence[str], retrieval_k: int | None = None
+) -> dict[str, float]:
     """The requested text metrics that apply (they need a reference; ``json_valid`` does not), the
-    target's own scores, and recall@k / MRR / nDCG@10 when the item names relevant documents."""
+    target's own scores, and -- for a target that retrieves ``retrieval_k`` documents, on an item that
+    names its relevant ones -- recall@k, MRR@k and nDCG@10 of what it retrieved."""
     out: dict[str, float] = {}
     for name in metrics:
         if name == "json_valid":
@@ -118,10 +122,10 @@ def item_metrics(item: EvalItem, output: TargetOutput, metrics: Sequence[str]) -
         elif name in TEXT_METRICS and item.reference is not None:
             out[name] = TEXT_METRICS[name](output.text, item.reference)
     out.update({k: v for k, v in output.scores.items() if k in metrics})
-    if item.relevant:
-        judged, k = dict.fromkeys(item.relevant, 1), max(1, len(output.retrieved))
+    if item.relevant and retrieval_k is not None:
+        judged, k = dict.fromkeys(item.relevant, 1), retrieval_k
         out[f"recall@{k}"] = recall_at_k(output.retrieved, judged, k)
-        out["mrr"] = reciprocal_rank(output.retrieved, judged, k)
+        out[f"mrr@{k}"] = reciprocal_rank(output.retrieved, judged, k)
         out["ndcg@10"] = ndcg_at_k(output.retrieved, judged, 10)
     return out
 

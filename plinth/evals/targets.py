@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,20 +78,18 @@ def model_target(
     return _timed(answer)
 
 
-def rag_target(
-    chat: ChatModel, retrieve: Callable[[str], Sequence[Any]], *, min_score: float = 0.0
-) -> Target:
+def rag_target(chat: ChatModel, retrieve: Callable[[str], list[Any]], *, min_score: float = 0.0) -> Target:
     """Retrieve-and-generate: ``retrieve(query)`` returns knowledge-base hits (blocking; run in a thread)."""
     from plinth.knowledge import retrieve_and_generate
 
     counting = CountingModel(chat)
 
     async def answer(item: EvalItem) -> TargetOutput:
-        def hits(query: str, flt: dict[str, Any] | None) -> Awaitable[Sequence[Any]]:
+        def search(query: str, flt: dict[str, Any] | None) -> Awaitable[list[Any]]:
             return asyncio.to_thread(retrieve, query)
 
         result = await retrieve_and_generate(
-            query=item.input, hits_fn=hits, chat=counting, history=[], filter=None,
+            query=item.input, hits_fn=search, chat=counting, history=[], filter=None,
             implicit_filters=False, schema={}, min_score=min_score, guard=None,
         )  # fmt: skip
         prompt, completion = counting.take()

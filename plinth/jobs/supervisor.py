@@ -47,7 +47,8 @@ class _ServerThread:
     cannot be killed: ``terminate`` and ``kill`` ask the job to stop at its next ``should_stop``."""
 
     def __init__(self, ctx: JobContext, run: Run) -> None:
-        self.ctx, self.exitcode = ctx, None
+        self.ctx = ctx
+        self.exitcode: int | None = None
         self._thread = threading.Thread(target=self._main, args=(run,), name=f"plinth-job-{ctx.job.id}")
         self._thread.daemon = True
 

@@ -162,6 +162,7 @@ def _runtime(app: FastAPI, job: JobRow, spec: EvalSpec) -> EvalRuntime:
 def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) -> Any:
     chat = state.model(spec.model, tenant).as_chat_model()
     if spec.type == "knowledge_base":
+        assert spec.knowledge_base is not None  # the spec's validator requires it
         service = app.state.knowledge
         retrieve = functools.partial(
             _retrieve, service, tenant, spec.knowledge_base, k=spec.k, search_type=spec.search_type

@@ -188,8 +188,9 @@ def test_retrieval_and_target_scores_become_metrics() -> None:
 
     item = EvalItem("q", "?", reference="x", relevant=["d2"])
     out = TargetOutput("x", retrieved=["d1", "d2", "d3"], scores={"sql_execution": 1.0})
-    metrics = item_metrics(item, out, ["exact_match", "sql_execution"])
-    assert metrics == {"exact_match": 1.0, "sql_execution": 1.0, "recall@3": 1.0, "mrr": 0.5,
+    assert item_metrics(item, out, ["exact_match"]) == {"exact_match": 1.0}  # a target that does not retrieve
+    metrics = item_metrics(item, out, ["exact_match", "sql_execution"], retrieval_k=3)
+    assert metrics == {"exact_match": 1.0, "sql_execution": 1.0, "recall@3": 1.0, "mrr@3": 0.5,
                        "ndcg@10": pytest.approx(1 / math.log2(3))}  # fmt: skip
 
 
