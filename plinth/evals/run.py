@@ -62,7 +62,7 @@ async def run_evaluation(
             if should_stop is not None and should_stop():
                 raise EvaluationStopped
             output = await _call(targets[target.label], item)
-            record = _record(target.label, item, output, spec.metrics_for(target))
+            record = _record(target, item, output, spec.metrics_for(target))
             if judge is not None and index in judged and output.error is None:
                 await _judge(judge, item, output, record)
         if on_record is not None:
