@@ -167,6 +167,7 @@ async def judge_all(
         case = JudgeCase(row["input"], row["answer"], row.get("reference"), tuple(row.get("contexts", ())))
         async with slots:
             [verdict] = (await judge.judge(case)).values()
+        print(f"  {row['id']}: label {row['label']}, score {verdict.score}", file=sys.stderr, flush=True)
         return {
             **row,
             "score": verdict.score,
