@@ -69,8 +69,14 @@ async def run_evaluation(
             on_record(record)
         return record
 
-    pairs = [one(i, item, t) for i, item in enumerate(items) for t in spec.targets]
-    return list(await asyncio.gather(*pairs))
+    tasks = [asyncio.ensure_future(one(i, item, t)) for i, item in enumerate(items) for t in spec.targets]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:  # stopped (or failed): abandon the calls still in flight, then re-raise
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _call(target: Target, item: EvalItem) -> TargetOutput:
