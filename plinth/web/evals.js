@@ -1,6 +1,7 @@
 // Evaluations: upload an evaluation dataset (JSONL: input, reference?, contexts?, human_score?), start an
 // evaluation from a JSON spec (targets, metrics, judge), watch its progress, read its metrics table and
-// open its self-contained HTML report (fetched with the session's key, shown in a sandboxed frame).
+// open its self-contained HTML report (fetched with the session's key, shown in a frame sandboxed without
+// scripts: the report has none, and the server escapes every string in it).
 
 import { api } from "./api.js";
 import { field, fill, h, statusLine, table, when } from "./dom.js";
@@ -140,7 +141,7 @@ function comparisonTable(rows) {
 async function openReport(id, where) {
   try {
     const html = await api(`/v1/evaluations/${id}/report`);
-    fill(where, h("iframe", { sandbox: "", srcdoc: html, title: "Evaluation report", class: "report-frame" }));
+    fill(where, h("iframe", { sandbox: "allow-same-origin", srcdoc: html, title: "Evaluation report", class: "report-frame" }));
   } catch (err) {
     fill(where, h("p", { class: "error" }, err.message));
   }
