@@ -41,12 +41,13 @@ KIND = "evaluation"
 
 @dataclass(slots=True)
 class EvalRuntime:
-    """What a job evaluates with: targets by label, the judge (or None), and ``run_coroutine``, which
-    runs a coroutine to completion on the loop that owns the models and returns its value."""
+    """What a job evaluates with: targets by label, the judge (or None), and ``run_coroutine(coro,
+    should_stop)``, which runs a coroutine on the loop that owns the models and returns its value -- or,
+    once ``should_stop()`` (cancel, server shutdown), cancels it and raises ``EvaluationStopped``."""
 
     targets: dict[str, Any]  # label -> plinth.evals.Target
     judge: Any | None  # plinth.evals.Judge
-    run_coroutine: Callable[[Coroutine[Any, Any, Any]], Any]
+    run_coroutine: Callable[[Coroutine[Any, Any, Any], Callable[[], bool]], Any]
 
 
 Build = Callable[[JobRow, Any], EvalRuntime]  # (job, EvalSpec) -> runtime
@@ -89,7 +90,7 @@ def run(ctx: JobContext, build: Build) -> dict[str, Any]:
         should_stop=ctx.should_stop,
     )  # fmt: skip
     try:
-        records = runtime.run_coroutine(coroutine)
+        records = runtime.run_coroutine(coroutine, ctx.should_stop)
     except EvaluationStopped as exc:
         raise JobStopped from exc
     result = summarize(spec, records)

@@ -14,8 +14,10 @@ server process on the server's loaded models (see :mod:`plinth.jobs.evaluation`)
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,16 @@ from pydantic import ValidationError
 
 from plinth.control import Tenant
 from plinth.control.jobs import JobRow, create_job, get_job, list_jobs, request_cancel
-from plinth.evals import EvalSpec, Judge, TargetSpec, model_target, rag_target, render_report, sql_target
+from plinth.evals import (
+    EvalSpec,
+    EvaluationStopped,
+    Judge,
+    TargetSpec,
+    model_target,
+    rag_target,
+    render_report,
+    sql_target,
+)
 from plinth.evals import summarize as summarize_records
 from plinth.jobs.evaluation import KIND, EvalRuntime, read_records, records_path
 from plinth.knowledge import MIN_SCORES, NotFoundError
@@ -151,10 +162,17 @@ def _runtime(app: FastAPI, job: JobRow, spec: EvalSpec) -> EvalRuntime:
         judge = Judge(chat, spec.judge.config(), master)
     loop = getattr(app.state, "loop", None)
 
-    def run_coroutine(coroutine: Any) -> Any:
+    def run_coroutine(coroutine: Any, should_stop: Callable[[], bool]) -> Any:
         if loop is None or loop.is_closed():
             return asyncio.run(coroutine)
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        while True:  # a stopping server must not wait on its own (blocked) loop: look up twice a second
+            try:
+                return future.result(timeout=0.5)
+            except concurrent.futures.TimeoutError:
+                if should_stop():
+                    future.cancel()
+                    raise EvaluationStopped from None
 
     return EvalRuntime(targets, judge, run_coroutine)
 

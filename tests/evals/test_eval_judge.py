@@ -237,3 +237,18 @@ def test_reasoning_is_sized_to_fit_max_tokens() -> None:
     run(judge.judge(JudgeCase("q", "a")))
     assert json.loads(model.calls[0].options.response_format.source) == verdict_schema(16)
     assert Judge(model, JudgeConfig()).reasoning_limit == 400
+
+
+def test_concurrent_runs_keep_item_order() -> None:
+    s = EvalSpec.model_validate({"dataset": "x", "targets": [{"model": "a"}], "concurrency": 4})
+
+    async def slow_first(item: EvalItem) -> TargetOutput:
+        await asyncio.sleep(0.05 if item.id == "q0" else 0)
+        return TargetOutput(item.input)
+
+    finished: list[str] = []
+    records = run(
+        run_evaluation(s, items(6), {"model:a": slow_first}, on_record=lambda r: finished.append(r["id"]))
+    )
+    assert [r["id"] for r in records] == [f"q{i}" for i in range(6)]
+    assert finished[-1] == "q0"  # it ran alongside the others and finished last

@@ -168,3 +168,35 @@ def test_another_tenant_sees_nothing(app_key, tmp_path) -> None:
             EV, headers=auth(other), json={"dataset": file["id"], "targets": [{"model": "target"}]}
         )
         assert foreign.status_code == 404
+
+
+def test_a_server_stopped_mid_run_resumes_without_redoing_items(tmp_path) -> None:
+    from fastapi.testclient import TestClient as Client
+
+    from plinth.config import Settings
+    from plinth.control import open_control_plane
+    from plinth.server import create_app
+
+    app, key = build_app(tmp_path, [ScriptedServedModel("slow", delay=0.02)])
+    with TestClient(app) as client:
+        file = upload(client, key, rows(40)).json()
+        body = {
+            "dataset": file["id"],
+            "targets": [{"model": "slow", "max_tokens": 16}],
+            "metrics": ["exact_match"],
+        }
+        ev_id = client.post(EV, headers=auth(key), json=body).json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"{EV}/{ev_id}", headers=auth(key)).json()["progress"]["done"] < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.monotonic()
+    assert time.monotonic() - started < 10  # the server stopped promptly; the job is left running
+    cp = open_control_plane(f"sqlite:///{tmp_path / 'plinth.db'}")
+    again = create_app(Settings(data_dir=tmp_path), [ScriptedServedModel("slow")], cp)
+    with Client(again) as client:
+        assert client.get(f"{EV}/{ev_id}", headers=auth(key)).json()["progress"]["done"] < 40
+        done = wait(client, key, ev_id)
+        assert done["status"] == "succeeded" and done["summary"]["model:slow"]["items"] == 40
+        ids = [r["id"] for r in client.get(f"{EV}/{ev_id}/results", headers=auth(key)).json()["data"]]
+        assert sorted(ids) == sorted(f"q{i}" for i in range(40))  # each item once: none redone
