@@ -11,7 +11,7 @@ retriever should find) and ``reference_sql`` / ``ordered`` (the gold query of a 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,6 @@ class EvalItem:
     relevant: list[str] = field(default_factory=list)
     reference_sql: str | None = None
     ordered: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, [], False)}
 
 
 def load_items(path: str | Path) -> list[EvalItem]:

@@ -48,8 +48,6 @@ __all__ = [
     "verdict_schema",
 ]
 
-PASS_SCORE = 4  # a score at or above this counts as "acceptable" when a yes/no label is needed
-
 
 @dataclass(frozen=True, slots=True)
 class Criterion:

@@ -65,7 +65,11 @@ async def create_evaluation(request: Request) -> dict[str, Any]:
         raise APIError(400, message, param="dataset")
     await asyncio.to_thread(_check_names, request, spec)
     job_id = f"eval-{secrets.token_hex(12)}"
-    record = {"spec": spec.model_dump(mode="json"), "dataset_path": file.path, "tenant": tenant.name}
+    items = min(await asyncio.to_thread(_count_lines, Path(file.path)), spec.limit or 1 << 30)
+    record = {
+        "spec": spec.model_dump(mode="json"), "dataset_path": file.path, "tenant": tenant.name,
+        "total": items * len(spec.targets),
+    }  # fmt: skip
     job = create_job(state.control_plane, job_id=job_id, tenant_id=tenant.id, kind=KIND, request=record)
     if state.jobs is not None:
         state.jobs.wake()
@@ -122,7 +126,6 @@ def cancel_evaluation(evaluation_id: str, request: Request) -> dict[str, Any]:
 
 def evaluation_object(job: JobRow, data_dir: Path) -> dict[str, Any]:
     spec, result = job.request["spec"], job.result or {}
-    total = result.get("total_items")
     return {
         "id": job.id,
         "object": "evaluation",
@@ -133,10 +136,7 @@ def evaluation_object(job: JobRow, data_dir: Path) -> dict[str, Any]:
         "dataset": spec["dataset"],
         "targets": [TargetSpec.model_validate(t).label for t in spec["targets"]],
         "judge": spec.get("judge"),
-        "progress": {
-            "done": _count_records(job, data_dir),
-            "total": total * len(spec["targets"]) if total else None,
-        },
+        "progress": {"done": _count_records(job, data_dir), "total": job.request.get("total")},
         "summary": result.get("summary"),
         "agreement": result.get("agreement"),
         "comparison": result.get("comparison"),
@@ -267,10 +267,12 @@ def _records(job: JobRow, data_dir: Path) -> list[dict[str, Any]]:
 
 def _count_records(job: JobRow, data_dir: Path) -> int:
     path = records_path(data_dir, job.id)
-    if not path.exists():
-        return 0
+    return _count_lines(path) if path.exists() else 0
+
+
+def _count_lines(path: Path) -> int:
     with path.open("rb") as f:
-        return sum(1 for _ in f)
+        return sum(1 for line in f if line.strip())
 
 
 def _ts(value: Any) -> int | None:
