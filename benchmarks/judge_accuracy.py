@@ -215,6 +215,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=1, help="self-consistency votes per verdict")
     parser.add_argument("--unconstrained", action="store_true", help="no JSON-schema grammar on verdicts")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--pairs", type=int, help="only N (correct, corrupted) pairs, spread over the set")
     parser.add_argument("--out", type=Path, help="write every verdict and the summary as JSON")
     args = parser.parse_args()
     if args.build:
@@ -227,6 +228,10 @@ def main() -> int:
     from plinth.llm.loading import load_models
 
     rows = [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines()]
+    if args.pairs:  # rows come in (correct, corrupted) pairs
+        total = len(rows) // 2
+        keep = {round(i * total / args.pairs) for i in range(args.pairs)}
+        rows = [r for i, r in enumerate(rows) if i // 2 in keep]
     names = [args.model] + ([args.master] if args.master and args.master != args.model else [])
     models = {m.name: m for m in load_models(Settings(models=names))}
     chat = models[args.model].as_chat_model()
