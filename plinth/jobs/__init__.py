@@ -1,13 +1,13 @@
 """One job system for long-running work: uploaded files, a queue, worker processes, resume and cancel.
 
 Jobs live in the control plane (:mod:`plinth.control.jobs`); a :class:`JobSupervisor` thread in the
-server runs each in a worker process so serving goes on, and a job kind (fine-tuning now; batch and
-evaluation next) is a ``run`` in the worker plus a ``finalize`` in the server. Batches and asynchronous
-inference are rows of the same table over the same files, but need the served engine, so the server runs
-them itself (:mod:`plinth.jobs.batch` holds their file handling).
+server runs each so serving goes on: a job kind is a ``run`` plus a ``finalize`` in the server, the run in
+a worker process (fine-tuning) or in a server thread next to the loaded models (evaluation).
+Batches and asynchronous inference are rows of the same table over the same files, but need the
+served engine, so the server runs them itself (:mod:`plinth.jobs.batch` holds their file handling).
 """
 
-from plinth.jobs import batch, fine_tune
+from plinth.jobs import batch, evaluation, fine_tune
 from plinth.jobs.context import JobContext, JobStopped
 from plinth.jobs.files import Checker, FileError, remove_file, store_file
 from plinth.jobs.fine_tune_request import FineTuneRequest, adapter_name
@@ -24,6 +24,7 @@ __all__ = [
     "JobSupervisor",
     "adapter_name",
     "batch",
+    "evaluation",
     "fine_tune",
     "remove_file",
     "store_file",

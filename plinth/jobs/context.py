@@ -65,6 +65,10 @@ class JobContext:
             (c for c in list_checkpoints(self.control_plane, self.job.id) if Path(c.path).exists()), None
         )
 
+    def stop(self) -> None:
+        """Make :meth:`should_stop` true from now on (the server is stopping an in-server job)."""
+        self._stop = True
+
     def should_stop(self) -> bool:
         """True once the job is cancelled or the server process that owns this worker has exited."""
         now = time.monotonic()

@@ -32,8 +32,9 @@ from plinth.control.jobs import (
     requeue_running,
     transition,
 )
-from plinth.jobs.kinds import JobKind
-from plinth.jobs.worker import EXIT_DONE, EXIT_STOPPED, run_in_process
+from plinth.jobs.context import JobContext
+from plinth.jobs.kinds import JobKind, Run
+from plinth.jobs.worker import EXIT_DONE, EXIT_STOPPED, run_in_process, run_job
 
 __all__ = ["JobSupervisor"]
 
@@ -41,10 +42,38 @@ log = logging.getLogger(__name__)
 CANCEL_GRACE_S = 10.0
 
 
+class _ServerThread:
+    """An in-server kind's run, shaped like the worker process the supervisor otherwise watches. A thread
+    cannot be killed: ``terminate`` and ``kill`` ask the job to stop at its next ``should_stop``."""
+
+    def __init__(self, ctx: JobContext, run: Run) -> None:
+        self.ctx = ctx
+        self.exitcode: int | None = None
+        self._thread = threading.Thread(target=self._main, args=(run,), name=f"plinth-job-{ctx.job.id}")
+        self._thread.daemon = True
+
+    def _main(self, run: Run) -> None:
+        self.exitcode = run_job(self.ctx, run)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def terminate(self) -> None:
+        self.ctx.stop()
+
+    kill = terminate
+
+
 @dataclass
 class _Worker:
     job_id: str
-    process: BaseProcess
+    process: BaseProcess | _ServerThread
     cancel_seen_at: float | None = None
 
 
@@ -117,10 +146,16 @@ class JobSupervisor:
             return
         if not transition(self.cp, job.id, ("queued",), "running"):
             return  # cancelled meanwhile
-        args = (self.database_url, str(self.data_dir), job.id, kind.run, self.threads)
-        process = multiprocessing.get_context("spawn").Process(
-            target=run_in_process, args=args, name=f"plinth-job-{job.id}", daemon=True
-        )
+        process: BaseProcess | _ServerThread
+        if kind.in_server is not None:
+            running = get_job(self.cp, job.id)
+            assert running is not None
+            process = _ServerThread(JobContext(running, self.cp, self.data_dir, self.threads), kind.in_server)
+        else:
+            args = (self.database_url, str(self.data_dir), job.id, kind.run, self.threads)
+            process = multiprocessing.get_context("spawn").Process(
+                target=run_in_process, args=args, name=f"plinth-job-{job.id}", daemon=True
+            )
         process.start()
         self._workers[job.id] = _Worker(job.id, process)
         add_event(self.cp, job.id, f"Job started (attempt {job.attempts + 1})")

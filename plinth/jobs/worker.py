@@ -17,7 +17,7 @@ from plinth.control.jobs import get_job, update_job
 from plinth.jobs.context import JobContext, JobStopped
 from plinth.jobs.kinds import Run
 
-__all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_STOPPED", "worker_main"]
+__all__ = ["EXIT_DONE", "EXIT_FAILED", "EXIT_STOPPED", "run_job", "worker_main"]
 
 EXIT_DONE, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
 log = logging.getLogger(__name__)
@@ -29,23 +29,27 @@ def worker_main(database_url: str, data_dir: str, job_id: str, run_path: str, th
     try:
         job = get_job(cp, job_id)
         assert job is not None, f"job {job_id} vanished"
-        ctx = JobContext(job, cp, Path(data_dir), threads)
-        try:
-            result = _import(run_path)(ctx)
-        except JobStopped:
-            return EXIT_STOPPED
-        except Exception as exc:  # any failure of the kind ends the job failed, with the reason
-            log.debug("job %s failed", job_id, exc_info=True)
-            error = {"code": _code(exc), "message": _message(exc), "param": getattr(exc, "param", None)}
-            update_job(cp, job_id, error=error)
-            ctx.event(
-                f"Job failed: {error['message']}", level="error", traceback=traceback.format_exc(limit=8)
-            )
-            return EXIT_FAILED
-        update_job(cp, job_id, result=result)
-        return EXIT_DONE
+        return run_job(JobContext(job, cp, Path(data_dir), threads), _import(run_path))
     finally:
         cp.close()
+
+
+def run_job(ctx: JobContext, run: Run) -> int:
+    """Run one job's kind in this process and record its result or error on the job row; the exit code
+    (the worker process's, or an in-server kind's thread's)."""
+    job_id, cp = ctx.job.id, ctx.control_plane
+    try:
+        result = run(ctx)
+    except JobStopped:
+        return EXIT_STOPPED
+    except Exception as exc:  # any failure of the kind ends the job failed, with the reason
+        log.debug("job %s failed", job_id, exc_info=True)
+        error = {"code": _code(exc), "message": _message(exc), "param": getattr(exc, "param", None)}
+        update_job(cp, job_id, error=error)
+        ctx.event(f"Job failed: {error['message']}", level="error", traceback=traceback.format_exc(limit=8))
+        return EXIT_FAILED
+    update_job(cp, job_id, result=result)
+    return EXIT_DONE
 
 
 def run_in_process(database_url: str, data_dir: str, job_id: str, run_path: str, threads: int) -> None:

@@ -10,6 +10,7 @@ given; see :mod:`plinth.llm.loading`) and runs uvicorn::
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -28,7 +29,7 @@ from plinth.control.jobs import JobRow
 from plinth.demo import start_demo_preparation, stop_background_work
 from plinth.engine import AdapterError
 from plinth.guard import audit_key
-from plinth.jobs import JobSupervisor, fine_tune
+from plinth.jobs import JobSupervisor, evaluation, fine_tune
 from plinth.llm import AdapterHost
 from plinth.llm.catalog import packaged_adapters
 from plinth.server import (
@@ -37,6 +38,7 @@ from plinth.server import (
     agents_api,
     async_inference,
     batches_api,
+    evaluations_api,
     files_api,
     fine_tuning_api,
     guardrails_api,
@@ -89,8 +91,10 @@ def create_app(
     )
     assert state.adapters is not None
     state.quotas = QuotaGate(control_plane, state.metrics.registry)
-    state.jobs = _job_supervisor(settings, control_plane, state.adapters)
-    state.file_checkers = fine_tune.file_checkers()
+    state.jobs = _job_supervisor(
+        settings, control_plane, state.adapters, evaluations_api.runtime_builder(app)
+    )
+    state.file_checkers = {**fine_tune.file_checkers(), **evaluation.file_checkers()}
     app.state.plinth = state
     state.runner = BatchRunner(app)
     app.state.knowledge = _knowledge_service(control_plane, settings)
@@ -118,6 +122,7 @@ def create_app(
     app.include_router(fine_tuning_api.router)
     app.include_router(batches_api.router)
     app.include_router(async_inference.router)
+    app.include_router(evaluations_api.router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.add_api_route("/health", _health, methods=["GET"])
@@ -129,7 +134,10 @@ def create_app(
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Jobs run while the server runs: started with it, stopped (to resume next start) when it stops --
-    fine-tuning in worker processes (the supervisor), batches and async inference on the served engine."""
+    fine-tuning in worker processes and evaluations in threads (the supervisor; evaluations run their
+    model calls on this loop, the one the models serve on), batches and async inference on the
+    served engine (the runner)."""
+    app.state.loop = asyncio.get_running_loop()
     jobs, runner = app.state.plinth.jobs, app.state.plinth.runner
     if jobs is not None:
         jobs.start()
@@ -142,10 +150,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             jobs.stop()
 
 
-def _job_supervisor(settings: Settings, cp: ControlPlane, registry: AdapterRegistry) -> JobSupervisor:
+def _job_supervisor(
+    settings: Settings, cp: ControlPlane, registry: AdapterRegistry, build_evaluation: Any
+) -> JobSupervisor:
     # Workers open the very database this app uses (the app may be given another than the settings name).
     url = cp.engine.url.render_as_string(hide_password=False)
-    kinds = {KIND: fine_tune.kind(functools.partial(_publish_adapter, registry))}
+    kinds = {
+        KIND: fine_tune.kind(functools.partial(_publish_adapter, registry)),
+        evaluation.KIND: evaluation.kind(build_evaluation),
+    }
     return JobSupervisor(
         cp, url, Path(settings.data_dir), kinds,
         max_concurrent=settings.max_concurrent_jobs, threads=settings.job_threads,

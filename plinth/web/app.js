@@ -1,4 +1,4 @@
-// The shell: sign-in, hash routing (#/chat, #/knowledge, #/cost, #/tuning, #/agents, #/admin) and the page-wide notice.
+// The shell: sign-in, hash routing (#/chat, #/knowledge, #/cost, #/tuning, #/agents, #/evals, #/admin) and the page-wide notice.
 // Each page module exports mount(section) (build once) and show() (refresh when it comes into view).
 
 import { api, ApiError, session } from "./api.js";
@@ -7,9 +7,10 @@ import * as knowledge from "./knowledge.js";
 import * as cost from "./cost.js";
 import * as tuning from "./tuning.js";
 import * as agents from "./agents.js";
+import * as evals from "./evals.js";
 import * as admin from "./admin.js";
 
-const PAGES = { chat, knowledge, cost, tuning, agents, admin };
+const PAGES = { chat, knowledge, cost, tuning, agents, evals, admin };
 const mounted = new Set();
 const $ = (id) => document.getElementById(id);
 

@@ -25,6 +25,10 @@ PUBLIC = {
         "BeirDataset", "Row", "average_precision", "embed_cached", "evaluate", "evaluate_search",
         "load_beir", "ndcg_at_k", "precision_at_k", "rank_by_score", "recall_at_k", "reciprocal_rank",
         "run_retrieval_eval",
+        "CRITERIA", "TEXT_METRICS", "EvalItem", "EvalSpec", "EvaluationStopped", "Judge", "JudgeCase",
+        "JudgeConfig", "JudgeSpec", "Judgement", "Target", "TargetOutput", "TargetSpec", "agreement",
+        "check_items_file", "cohen_kappa", "load_items", "model_target", "paired_bootstrap", "parse_verdict",
+        "rag_target", "render_report", "run_evaluation", "spearman", "sql_target", "summarize",
     ],
     "plinth.evals.guard": [
         "ATTACK_SOURCES", "EvalReport", "LabelledText", "PIIReport", "SourceResult", "TrainReport",
@@ -43,7 +47,7 @@ PUBLIC = {
     ],
     "plinth.jobs": [
         "Checker", "FileError", "FineTuneRequest", "JobContext", "JobKind", "JobStopped", "JobSupervisor",
-        "adapter_name", "batch", "fine_tune", "remove_file", "store_file",
+        "adapter_name", "batch", "evaluation", "fine_tune", "remove_file", "store_file",
     ],
     "plinth.knowledge": [
         "MAX_RESULTS", "MIN_SCORES", "SEARCH_TYPES", "Chunk", "ConflictError", "Document", "DroppedSource",

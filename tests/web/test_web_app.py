@@ -533,6 +533,32 @@ def test_agents_page_creates_an_agent_and_streams_its_trace_with_a_confirmation(
     shot(page, "agents")
 
 
+def test_evaluations_page_runs_an_evaluation_and_opens_its_report(admin_page, server, tmp_path):
+    """Upload a dataset, start an evaluation of the tiny model with a judge, see its metrics table when it
+    succeeds, and open the HTML report in its sandboxed frame."""
+    page, _ = admin_page
+    rows = [{"input": f"Say {w}", "reference": w} for w in ("red", "green", "blue")]
+    data = tmp_path / "words.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    page.goto(f"{server.url}/#/evals")
+    page.get_by_label("JSONL file").set_input_files(str(data))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("form .status").first).to_contain_text("Uploaded words.jsonl as file-")
+    spec = {"name": "words", "targets": [{"model": "tiny-llama", "max_tokens": 8}],
+            "metrics": ["exact_match", "token_f1"],
+            "judge": {"model": "tiny-llama", "criteria": ["correctness"], "max_tokens": 96}}  # fmt: skip
+    page.get_by_label("Spec (JSON)").fill(json.dumps(spec))
+    page.get_by_role("button", name="Start evaluation").click()
+    detail = page.locator(".job-detail")
+    expect(detail.locator("td", has_text="succeeded")).to_have_count(1, timeout=240_000)
+    expect(detail.locator("table", has_text="judge.correctness")).to_have_count(1)
+    page.get_by_role("button", name="Open the HTML report").click()
+    frame = page.frame_locator("iframe.report-frame")
+    expect(frame.locator("h1")).to_have_text("words")
+    expect(frame.locator("svg").first).to_be_visible()
+    shot(page, "evaluations")
+
+
 def test_fine_tuning_page_uploads_trains_and_shows_the_loss_curve(admin_page, server, tmp_path):
     """Upload a chat file, start a one-epoch job on the tiny model, watch it succeed with a loss curve,
     and find the new adapter in the chat picker (last in this module: it leaves the adapter registered)."""
