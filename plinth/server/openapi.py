@@ -53,6 +53,29 @@ _FILE: dict[str, Any] = {"file": {"type": "string", "format": "binary"}}
 _MULTIPART_FILE: dict[str, Any] = {"type": "object", "properties": _FILE, "required": ["file"]}
 # Routes that parse their own body: method and path -> the requestBody to document.
 MANUAL_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", "/v1/evaluations"): {  # checked by plinth.evals.spec (one parser for the API and the CLI)
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["dataset", "targets"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "dataset": {"type": "string", "description": "A file id (purpose evals)."},
+                        "targets": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 2,
+                            "items": {"type": "object"},
+                        },
+                        "metrics": {"type": "array", "items": {"type": "string"}},
+                        "judge": {"type": "object"},
+                    },
+                }
+            }
+        },
+    },
     ("post", "/invocations-async"): {  # or none, with X-Amzn-SageMaker-InputLocation naming a file
         "required": False,
         "content": {
@@ -133,7 +156,7 @@ def _correct(doc: dict[str, Any]) -> None:
 def _document_errors(path: str, operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)  # FastAPI's validation error; ours is a 400 in the error shape
-    authed = path.startswith("/v1/") or path == "/invocations"
+    authed = path.startswith(("/v1/", "/invocations"))  # /invocations and /invocations-async[/{id}]
     statuses = list(_API_STATUSES if authed else _PUBLIC_STATUSES)
     if "requestBody" in operation:
         statuses += [400, 413, 415]

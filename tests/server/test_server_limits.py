@@ -267,6 +267,7 @@ NO_BODY = {
     "/v1/knowledge-bases/{kb}/sync",
     "/v1/fine_tuning/jobs/{job_id}/cancel",
     "/v1/batches/{batch_id}/cancel",
+    "/v1/evaluations/{evaluation_id}/cancel",
 }
 
 
