@@ -267,6 +267,7 @@ def print_report(r: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.model = args.model.resolve()  # the server runs in its own working directory
     report = run(args)
     print_report(report)
     if args.json:
