@@ -67,7 +67,9 @@ export function mount(section) {
 export async function show() {
   try {
     const models = await listModels();
+    const chosen = els.model.value; // kept across a refresh
     fill(els.model, models.map((m) => h("option", { value: m.id }, m.id)));
+    if (models.some((m) => m.id === chosen)) els.model.value = chosen;
   } catch (err) {
     els.createStatus.error(err.message);
   }

@@ -50,10 +50,14 @@ export function mount(section) {
 export async function show() {
   try {
     const [models, files] = await Promise.all([listModels(), api("/v1/files?purpose=fine-tune")]);
+    const chosen = [els.model.value, els.training.value, els.validation.value]; // kept across a refresh
     fill(els.model, models.filter((m) => !m.adapter).map((m) => h("option", { value: m.id }, m.id)));
     const options = files.data.map((f) => h("option", { value: f.id }, `${f.filename} (${f.id})`));
     fill(els.training, options.map((o) => o.cloneNode(true)));
     fill(els.validation, h("option", { value: "" }, "none"), options);
+    [els.model, els.training, els.validation].forEach((el, i) => {
+      if (chosen[i] && [...el.options].some((o) => o.value === chosen[i])) el.value = chosen[i];
+    });
   } catch (err) {
     els.createStatus.error(err.message);
   }
@@ -70,9 +74,9 @@ async function onUpload(event) {
   els.uploadStatus.busy("Uploading and checking the file…");
   try {
     const uploaded = await api("/v1/files", { method: "POST", form });
-    els.uploadStatus.ok(`Uploaded ${uploaded.filename} as ${uploaded.id} (${uploaded.bytes} bytes).`);
-    await show();
+    await show(); // the new file joins the pickers before the page says it is there
     els.training.value = uploaded.id;
+    els.uploadStatus.ok(`Uploaded ${uploaded.filename} as ${uploaded.id} (${uploaded.bytes} bytes).`);
   } catch (err) {
     els.uploadStatus.error(err.message);
   }
