@@ -10,6 +10,13 @@ from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
+from server_fakes import FakeEmbedder
+
+from plinth.config import Settings
+from plinth.control import create_key, open_control_plane
+from plinth.engine import EngineConfig
+from plinth.llm.local import LocalModel
+from plinth.server import create_app
 
 
 @contextlib.contextmanager
@@ -30,3 +37,25 @@ def live_server(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextlib.contextmanager
+def live_model_server(
+    checkpoint: str, data_dir, name: str, max_num_seqs: int | None = None
+) -> Iterator[tuple[str, str, LocalModel]]:
+    """A live server over one local float32 model on the CPU, with a fresh control plane and an API
+    key; yields ``(base URL, key, model)``. The end-to-end tests share it."""
+    cfg = EngineConfig(model=checkpoint, device="cpu", dtype="float32")
+    cfg.kv_cache_memory_gb = 0.05
+    if max_num_seqs is not None:
+        cfg.max_num_seqs = max_num_seqs
+    model = LocalModel.load(cfg, name=name)
+    cp = open_control_plane(f"sqlite:///{data_dir / 'plinth.db'}")
+    try:
+        key = create_key(cp, "e2e")
+        app = create_app(Settings(data_dir=data_dir), [model], cp, embedder=FakeEmbedder())
+        with live_server(app) as url:
+            yield url, key, model
+    finally:
+        model.shutdown()
+        cp.close()

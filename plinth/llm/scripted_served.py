@@ -186,12 +186,17 @@ def _logprob(token_id: int, k: int) -> TokenLogprob:
 
 
 class ScriptedRepliesModel(ScriptedServedModel):
-    """Answers each request with the next of ``replies``, whole, in one delta; ``messages`` records
-    each chat prompt's messages. Running out of replies is an error (an unexpected extra call)."""
+    """Answers each request with the next of ``replies``: whole in one delta, or in pieces of
+    ``chunk_size`` characters as an engine streams it. ``messages`` records each chat prompt's
+    messages and ``calls`` each request. Running out of replies is an error (an unexpected extra
+    call)."""
 
-    def __init__(self, replies: Sequence[str] = (), name: str = "fake-model") -> None:
+    def __init__(
+        self, replies: Sequence[str] = (), name: str = "fake-model", chunk_size: int | None = None
+    ) -> None:
         super().__init__(name, max_model_len=32768)
         self.replies = list(replies)
+        self.chunk_size = chunk_size
         self.messages: list[list[dict[str, str]]] = []
 
     def encode_chat(self, messages: Sequence[Any], tools: Sequence[Any] | None = None) -> list[int]:
@@ -209,10 +214,15 @@ class ScriptedRepliesModel(ScriptedServedModel):
     ) -> AsyncIterator[TextDelta]:
         if not self.replies:
             raise RuntimeError("ScriptedRepliesModel ran out of replies")
+        self.calls.append((list(prompt_ids), params, tuple(stop), request_id))
         text, prompt_len = self.replies.pop(0), len(prompt_ids)
+        size = self.chunk_size or max(len(text), 1)
+        pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
         async def deltas() -> AsyncIterator[TextDelta]:
-            yield TextDelta(text, [5], None, "stop", prompt_len, 1, 0)
+            for i, piece in enumerate(pieces):
+                last = i == len(pieces) - 1
+                yield TextDelta(piece, [5], None, "stop" if last else None, prompt_len, i + 1, 0)
 
         return deltas()
 

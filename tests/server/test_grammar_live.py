@@ -11,16 +11,10 @@ from typing import Annotated, Literal
 import httpx
 import openai
 import pytest
-from live_server import live_server
+from live_server import live_model_server
 from pydantic import BaseModel, Field
-from server_fakes import FakeEmbedder
 
-from plinth.config import Settings
-from plinth.control import create_key, open_control_plane
-from plinth.engine import EngineConfig
 from plinth.llm import ChatOptions, GrammarSpec
-from plinth.llm.local import LocalModel
-from plinth.server import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -46,16 +40,8 @@ SCHEMA = {
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint_factory, tmp_path_factory):
     data = tmp_path_factory.mktemp("grammar-e2e")
-    cfg = EngineConfig(model=str(tiny_checkpoint_factory("llama")), device="cpu", dtype="float32")
-    cfg.kv_cache_memory_gb = 0.05
-    model = LocalModel.load(cfg, name=MODEL)
-    cp = open_control_plane(f"sqlite:///{data / 'plinth.db'}")
-    key = create_key(cp, "e2e")
-    app = create_app(Settings(data_dir=data), [model], cp, embedder=FakeEmbedder())
-    with live_server(app) as url:
+    with live_model_server(str(tiny_checkpoint_factory("llama")), data, MODEL) as (url, key, model):
         yield url, key, model
-    model.shutdown()
-    cp.close()
 
 
 @pytest.fixture

@@ -10,14 +10,7 @@ import time
 import httpx
 import openai
 import pytest
-from live_server import live_server
-from server_fakes import FakeEmbedder
-
-from plinth.config import Settings
-from plinth.control import create_key, open_control_plane
-from plinth.engine import EngineConfig
-from plinth.llm.local import LocalModel
-from plinth.server import create_app
+from live_server import live_model_server
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +22,9 @@ CHAT = [{"role": "user", "content": "Say hello."}]
 def server(tiny_checkpoint_factory, tmp_path_factory):
     """(base_url, api_key, model) for a live server; stopped and its engine shut down afterwards."""
     data = tmp_path_factory.mktemp("e2e")
-    cfg = EngineConfig(model=str(tiny_checkpoint_factory("llama")), device="cpu", dtype="float32")
-    cfg.kv_cache_memory_gb, cfg.max_num_seqs = 0.05, 8
-    model = LocalModel.load(cfg, name=MODEL)
-    cp = open_control_plane(f"sqlite:///{data / 'plinth.db'}")
-    key = create_key(cp, "e2e")
-    app = create_app(Settings(data_dir=data), [model], cp, embedder=FakeEmbedder())
-    with live_server(app) as url:
-        yield url, key, model
-    model.shutdown()
-    cp.close()
+    checkpoint = str(tiny_checkpoint_factory("llama"))
+    with live_model_server(checkpoint, data, MODEL, max_num_seqs=8) as served:
+        yield served
 
 
 @pytest.fixture

@@ -4,15 +4,12 @@ the grammar a forced call gets, the prompt the tools and history become, and the
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from server_fakes import build_app
 
-from plinth.engine import SamplingParams
-from plinth.llm import TextDelta
 from plinth.llm.scripted_served import ScriptedRepliesModel
 
 PATH = "/v1/chat/completions"
@@ -28,33 +25,8 @@ CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</t
 USER = [{"role": "user", "content": "Weather in Oslo?"}]
 
 
-class ChunkedReplies(ScriptedRepliesModel):
-    """Each reply streamed in chunks of ``size`` characters, as an engine delivers it."""
-
-    size = 5
-
-    def stream(
-        self,
-        prompt_ids: Sequence[int],
-        params: SamplingParams,
-        stop: Sequence[str] = (),
-        request_id: str | None = None,
-        adapter: str | None = None,
-    ) -> AsyncIterator[TextDelta]:
-        self.calls.append((list(prompt_ids), params, tuple(stop), request_id))
-        text = self.replies.pop(0)
-        pieces = [text[i : i + self.size] for i in range(0, len(text), self.size)]
-
-        async def deltas() -> AsyncIterator[TextDelta]:
-            for i, piece in enumerate(pieces):
-                last = i == len(pieces) - 1
-                yield TextDelta(piece, [5], None, "stop" if last else None, 3, i + 1, 0)
-
-        return deltas()
-
-
-def _client(tmp_path, replies: list[str]) -> tuple[TestClient, ChunkedReplies]:
-    model = ChunkedReplies(replies)
+def _client(tmp_path, replies: list[str]) -> tuple[TestClient, ScriptedRepliesModel]:
+    model = ScriptedRepliesModel(replies, chunk_size=5)  # streamed as an engine does
     app, key = build_app(tmp_path, [model])
     return TestClient(app, headers={"Authorization": f"Bearer {key}"}, raise_server_exceptions=False), model
 
