@@ -157,8 +157,8 @@ def _runtime(app: FastAPI, job: JobRow, spec: EvalSpec) -> EvalRuntime:
     targets = {t.label: _target(app, state, tenant, t) for t in spec.targets}
     judge = None
     if spec.judge is not None:
-        chat = state.model(spec.judge.model, tenant).as_chat_model()
-        master = state.model(spec.judge.master, tenant).as_chat_model() if spec.judge.master else None
+        chat = state.chat_model(spec.judge.model, tenant)
+        master = state.chat_model(spec.judge.master, tenant) if spec.judge.master else None
         judge = Judge(chat, spec.judge.config(), master)
     loop = getattr(app.state, "loop", None)
 
@@ -178,7 +178,7 @@ def _runtime(app: FastAPI, job: JobRow, spec: EvalSpec) -> EvalRuntime:
 
 
 def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) -> Any:
-    chat = state.model(spec.model, tenant).as_chat_model()
+    chat = state.chat_model(spec.model, tenant)
     if spec.type == "knowledge_base":
         assert spec.knowledge_base is not None  # the spec's validator requires it
         service = app.state.knowledge

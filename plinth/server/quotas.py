@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from plinth.control import ControlPlane, Tenant
 from plinth.control.tenant_limits import TenantLimits, get_limits
 from plinth.server.errors import APIError
 
-__all__ = ["Account", "QuotaGate", "QuotaMiddleware", "admit", "charge_tokens"]
+__all__ = ["Account", "QuotaGate", "QuotaMiddleware", "acting_for", "admit", "charge_tokens", "share_group"]
 
 UNLIMITED_PATHS = ("/v1/admin/",)
 
@@ -191,10 +192,30 @@ def _bucket(bucket: _Bucket | None, per_minute: int | None, now: float) -> _Buck
 def admit(gate: QuotaGate | None, tenant: Tenant, path: str) -> None:
     """Admit this request for ``tenant`` (once per request; admin routes are never limited)."""
     account = _ACCOUNT.get()
-    if gate is None or account is None or account.tenant_id is not None or path.startswith(UNLIMITED_PATHS):
+    if account is None or account.tenant_id is not None:
+        return
+    account.tenant_id = tenant.id  # the fair-share group of its generations, limited or not
+    if gate is None or path.startswith(UNLIMITED_PATHS):
         return
     gate.admit(tenant.id)
-    account.gate, account.tenant_id = gate, tenant.id
+    account.gate = gate
+
+
+def share_group() -> str | None:
+    """The engine's fair-share group for generations started now: the current request's tenant."""
+    account = _ACCOUNT.get()
+    return None if account is None or account.tenant_id is None else str(account.tenant_id)
+
+
+@contextmanager
+def acting_for(tenant_id: int) -> Iterator[None]:
+    """Run work for ``tenant_id`` outside an HTTP request (a batch's lines): its generations take the
+    tenant's fair share; no rate limit applies (the batch was admitted when it was created)."""
+    token = _ACCOUNT.set(Account(tenant_id=tenant_id))
+    try:
+        yield
+    finally:
+        _ACCOUNT.reset(token)
 
 
 def charge_tokens(tokens: int) -> None:

@@ -129,7 +129,7 @@ async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
     tenant = request.state.tenant
     service = sql_service(request)
     await asyncio.to_thread(service.get, tenant, name)  # 404 for an unknown (or another tenant's) dataset
-    chat = get_state(request).model(model_name, tenant).as_chat_model()  # 404 model_not_found
+    chat = get_state(request).chat_model(model_name, tenant)  # 404 model_not_found
     prompt_format = await asyncio.to_thread(_adapter_prompt_format, request, model_name)
     guard = await request_guard(request, config)  # None: no guardrail applies
     try:
