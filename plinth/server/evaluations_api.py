@@ -44,6 +44,7 @@ from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file
 from plinth.server.state import ServerState, get_state
+from plinth.server.tenant_quotas import check_quota
 from plinth.sql import DatasetNotFoundError, read_prompt_format
 
 __all__ = ["evaluation_object", "router", "runtime_builder"]
@@ -70,6 +71,7 @@ async def create_evaluation(request: Request) -> dict[str, Any]:
         "spec": spec.model_dump(mode="json"), "dataset_path": file.path, "tenant": tenant.name,
         "total": items * len(spec.targets),
     }  # fmt: skip
+    await asyncio.to_thread(check_quota, request, "concurrent_jobs")
     job = create_job(state.control_plane, job_id=job_id, tenant_id=tenant.id, kind=KIND, request=record)
     if state.jobs is not None:
         state.jobs.wake()

@@ -13,7 +13,8 @@ charges tokens to it (:func:`charge_tokens`), and the middleware releases its co
 response is complete. Admin routes (``/v1/admin/...``) are never limited, so an admin can always lift
 a limit. Metrics, labelled by tenant id (``/metrics`` needs no key, so names stay out):
 ``plinth_tenant_requests_total{tenant_id, outcome}``, ``plinth_tenant_tokens_total{tenant_id}``,
-``plinth_tenant_requests_in_flight{tenant_id}``.
+``plinth_tenant_requests_in_flight{tenant_id}``; quotas on what a tenant holds are
+:mod:`plinth.server.tenant_quotas` (``plinth_tenant_quota_refusals_total{tenant_id, quota}``).
 """
 
 from __future__ import annotations
@@ -103,6 +104,12 @@ class QuotaGate:
             "plinth_tenant_tokens",
             "Prompt plus generated tokens per tenant.",
             ["tenant_id"],
+            registry=registry,
+        )
+        self.quota_refusals = Counter(
+            "plinth_tenant_quota_refusals",
+            "Creates refused per tenant because a quota (adapters, documents, datasets, jobs) was reached.",
+            ["tenant_id", "quota"],
             registry=registry,
         )
         self.in_flight = Gauge(

@@ -25,7 +25,8 @@ from plinth.server import create_app
 
 QUIET_REQUESTS = 6
 FLOODERS = 8  # concurrent clients of the noisy tenant, each sending its next request at once
-BODY = {"model": "tiny", "prompt": "the quick brown fox", "max_tokens": 4, "ignore_eos": True, "temperature": 0}
+BODY = {"model": "tiny", "prompt": "the quick brown fox", "max_tokens": 4, "ignore_eos": True,
+        "temperature": 0}  # fmt: skip
 
 
 @pytest.mark.slow

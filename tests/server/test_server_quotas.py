@@ -48,6 +48,7 @@ def test_admin_reads_and_sets_a_tenants_limits(setup):
     assert r.json() == {
         "object": "tenant.limits", "tenant": "acme",
         "requests_per_minute": None, "tokens_per_minute": None, "concurrent_requests": None,
+        "adapters": None, "knowledge_base_documents": None, "datasets": None, "concurrent_jobs": None,
     }  # fmt: skip
     body = {"requests_per_minute": 60, "concurrent_requests": 2}
     r = client.put(LIMITS.format("acme"), json=body, headers=auth(keys, "admin"))
@@ -181,9 +182,16 @@ def test_cli_tenants_limits_shows_and_changes_limits(tmp_path):
     runner.invoke(cli, [*base, "keys", "create", "--tenant", "acme"])
     result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--requests-per-minute", "30"])
     assert result.exit_code == 0, result.output
-    assert "requests_per_minute  30" in result.stdout and "tokens_per_minute    unlimited" in result.stdout
-    result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--concurrent-requests", "2"])
-    assert "requests_per_minute  30" in result.stdout and "concurrent_requests  2" in result.stdout
+    assert "requests_per_minute      30" in result.stdout
+    assert "tokens_per_minute        unlimited" in result.stdout
+    result = runner.invoke(
+        cli, [*base, "tenants", "limits", "acme", "--concurrent-requests", "2", "--datasets", "3"]
+    )
+    assert "requests_per_minute      30" in result.stdout and "concurrent_requests      2" in result.stdout
+    assert (
+        "datasets                 3" in result.stdout
+        and "concurrent_jobs          unlimited" in result.stdout
+    )
     result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--clear"])
     assert "30" not in result.stdout
     assert runner.invoke(cli, [*base, "tenants", "limits", "nobody"]).exit_code == 1
