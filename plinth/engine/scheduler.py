@@ -2,10 +2,10 @@
 
 Every step has a token budget (``max_num_batched_tokens``). Running requests go first, oldest first:
 a decode costs one token, an unfinished prefill continues with the next chunk. Waiting requests are then
-admitted in arrival order while budget, ``max_num_seqs`` and cache blocks allow, so new requests join a
-running batch and prefills interleave with decodes. When the cache is full, the newest running request
-is preempted (its blocks freed, recomputed later), never the oldest: requests always make progress,
-nothing crashes, and arrival order is kept (no starvation).
+admitted in arrival order (within each share group; see Fair share) while budget, ``max_num_seqs`` and
+cache blocks allow, so new requests join a running batch and prefills interleave with decodes. When the
+cache is full, the newest running request is preempted (its blocks freed, recomputed later), never the
+oldest: requests always make progress, nothing crashes, and arrival order is kept (no starvation).
 
 Adapters: a request for a LoRA adapter is admitted only when its adapter holds (or can get) a compute
 slot. Fairness is *FCFS with bounded bypass*: later requests whose adapters are resident may pass a
@@ -20,7 +20,7 @@ newest request of the lowest class; and when a higher-class request waits while 
 full (``max_num_seqs`` or cache blocks), lower-class requests are preempted to make room for it. While a
 higher-class prompt is being prefilled, lower-class requests sit out (no step time spent on them), so an
 interactive first token costs about what it costs on an idle engine. So a batch only ever uses what
-interactive traffic leaves; within one class the order is FCFS as above.
+interactive traffic leaves; within one class the order is FCFS as above, across share groups as below.
 
 Fair share (``SamplingParams.share_group``; the server passes the tenant): within a class, waiting
 requests are admitted round-robin across groups, each group's own requests in arrival order, starting
