@@ -43,6 +43,7 @@ from plinth.knowledge import MIN_SCORES, NotFoundError
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file
+from plinth.server.quotas import acting_for
 from plinth.server.state import ServerState, get_state
 from plinth.server.tenant_quotas import check_quota
 from plinth.sql import DatasetNotFoundError, read_prompt_format
@@ -165,6 +166,7 @@ def _runtime(app: FastAPI, job: JobRow, spec: EvalSpec) -> EvalRuntime:
     loop = getattr(app.state, "loop", None)
 
     def run_coroutine(coroutine: Any, should_stop: Callable[[], bool]) -> Any:
+        coroutine = _for_tenant(tenant.id, coroutine)  # its generations take the tenant's fair share
         if loop is None or loop.is_closed():
             return asyncio.run(coroutine)
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)
@@ -177,6 +179,11 @@ def _runtime(app: FastAPI, job: JobRow, spec: EvalSpec) -> EvalRuntime:
                     raise EvaluationStopped from None
 
     return EvalRuntime(targets, judge, run_coroutine)
+
+
+async def _for_tenant(tenant_id: int, coroutine: Any) -> Any:
+    with acting_for(tenant_id):
+        return await coroutine
 
 
 def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) -> Any:
