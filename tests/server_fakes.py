@@ -1,4 +1,5 @@
-"""Test doubles for the server tests (no tests here): a fake embedder and an app over fakes.
+"""Test doubles for the server tests (no tests here): a fake embedder, knowledge service and an app over
+fakes.
 
 The served-model doubles ship in the library: :mod:`plinth.llm.scripted_served`.
 """
@@ -9,6 +10,10 @@ from typing import Any
 
 from plinth.config import Settings
 from plinth.control import create_key, open_control_plane
+from plinth.control import knowledge as rows
+from plinth.knowledge.kb import KnowledgeBaseConfig
+from plinth.knowledge.service import NotFoundError
+from plinth.knowledge.types import Hit
 from plinth.llm.scripted_served import ScriptedServedModel
 from plinth.server import create_app
 
@@ -33,3 +38,22 @@ def build_app(tmp_path: Any, models: list[Any] | None = None, *, no_auth: bool =
         settings, models if models is not None else [ScriptedServedModel()], cp, embedder=FakeEmbedder()
     )
     return app, key
+
+
+class FakeKnowledge:
+    """The KnowledgeService surface the route uses, over real KB rows and scripted hits."""
+
+    def __init__(self, cp: Any, hits: list[Hit]) -> None:
+        self.cp, self.hits, self.calls = cp, hits, []
+
+    def get(self, tenant: Any, name: str) -> Any:
+        if (row := rows.get_kb(self.cp, tenant.id, name)) is None:
+            raise NotFoundError(f"The knowledge base '{name}' does not exist.")
+        return row
+
+    def config(self, row: Any) -> KnowledgeBaseConfig:
+        return KnowledgeBaseConfig.from_json(row.config)
+
+    def retrieve(self, tenant: Any, name: str, query: str, k: int, search_type: str, flt: Any) -> list[Hit]:
+        self.calls.append((query, k, search_type, flt))
+        return self.hits

@@ -15,6 +15,7 @@ tenants_app = typer.Typer(help="Tenants' rate limits and quotas.", no_args_is_he
 
 PerMinute = Annotated[int | None, typer.Option(min=1, help="Per minute; left out: kept as it is.")]
 Concurrent = Annotated[int | None, typer.Option(min=1, help="Requests in flight at once.")]
+Quota = Annotated[int | None, typer.Option(min=1, help="At most this many; left out: kept as it is.")]
 
 
 @tenants_app.command("limits")
@@ -24,9 +25,16 @@ def tenants_limits(
     requests_per_minute: PerMinute = None,
     tokens_per_minute: PerMinute = None,
     concurrent_requests: Concurrent = None,
+    adapters: Quota = None,
+    knowledge_base_documents: Quota = None,
+    datasets: Quota = None,
+    concurrent_jobs: Annotated[
+        int | None, typer.Option(min=1, help="Fine-tuning, batch and evaluation jobs unfinished at once.")
+    ] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove every limit (unlimited).")] = False,
 ) -> None:
-    """Show a tenant's limits; with options, change the ones given first (--clear: none at all)."""
+    """Show a tenant's rate limits and quotas; with options, change the ones given first (--clear: none at
+    all)."""
     import dataclasses
 
     from plinth.control import get_tenant, open_control_plane
@@ -40,12 +48,14 @@ def tenants_limits(
         if found is None:
             fail(f"no tenant named {tenant!r}", code=1)
         given = {"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
-                 "concurrent_requests": concurrent_requests}  # fmt: skip
+                 "concurrent_requests": concurrent_requests, "adapters": adapters,
+                 "knowledge_base_documents": knowledge_base_documents, "datasets": datasets,
+                 "concurrent_jobs": concurrent_jobs}  # fmt: skip
         changes = {k: v for k, v in given.items() if v is not None}
         if clear or changes:
             current = TenantLimits() if clear else get_limits(cp, found.id)
             set_limits(cp, found.id, dataclasses.replace(current, **changes))
         for name, value in get_limits(cp, found.id).to_json().items():
-            typer.echo(f"{name:<20} {'unlimited' if value is None else value}")
+            typer.echo(f"{name:<24} {'unlimited' if value is None else value}")
     finally:
         cp.close()

@@ -10,7 +10,16 @@ The rows of each feature are public as modules, used as namespaces::
     kb = rows.get_kb(cp, tenant.id, "movies")
 """
 
-from plinth.control import agents, files, guardrails, jobs, knowledge, sql_datasets, tenant_limits
+from plinth.control import (
+    agents,
+    files,
+    guardrails,
+    jobs,
+    knowledge,
+    sql_datasets,
+    tenant_limits,
+    tenant_usage,
+)
 from plinth.control.adapters import (
     AdapterExistsError,
     AdapterRow,
@@ -70,6 +79,7 @@ __all__ = [
     "revoke_key",
     "sql_datasets",
     "tenant_limits",
+    "tenant_usage",
     "utcnow",
     "validate_tenant_name",
 ]

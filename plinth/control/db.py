@@ -233,6 +233,10 @@ tenant_limits = sa.Table(
     sa.Column("tokens_per_minute", sa.Integer, nullable=True),
     sa.Column("concurrent_requests", sa.Integer, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("adapters", sa.Integer, nullable=True),
+    sa.Column("knowledge_base_documents", sa.Integer, nullable=True),
+    sa.Column("datasets", sa.Integer, nullable=True),
+    sa.Column("concurrent_jobs", sa.Integer, nullable=True),
 )
 
 

@@ -337,5 +337,13 @@ def m009_tenant_limits(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+@migration
+def m011_tenant_quotas(conn: sa.Connection) -> None:
+    """Quotas beside the rate limits (NULL: unlimited): adapters, knowledge-base documents, SQL datasets
+    and jobs (fine-tuning, batch, evaluation) unfinished at once; see plinth.control.tenant_limits."""
+    for column in ("adapters", "knowledge_base_documents", "datasets", "concurrent_jobs"):
+        conn.execute(sa.text(f"ALTER TABLE tenant_limits ADD COLUMN {column} INTEGER"))
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)

@@ -1,5 +1,9 @@
 """Per-tenant rate limits and quotas, one row per tenant that has any (``None``: no limit).
 
+Rate limits (per minute, in flight) are enforced on every request; quotas (how many adapters,
+knowledge-base documents, SQL datasets and unfinished jobs a tenant may hold) at the routes that create
+them, against :func:`plinth.control.tenant_usage.usage`.
+
 The server reads them through a short cache (:mod:`plinth.server.quotas`) and enforces them; admin keys
 set them with ``PUT /v1/admin/tenants/{tenant}/limits`` or ``plinth tenants limits``::
 
@@ -27,6 +31,10 @@ class TenantLimits:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None  # prompt + generated tokens of the OpenAI-style routes
     concurrent_requests: int | None = None
+    adapters: int | None = None  # the tenant's own adapters (public ones are the admins')
+    knowledge_base_documents: int | None = None  # documents in all its knowledge bases, as last synced
+    datasets: int | None = None  # SQL datasets
+    concurrent_jobs: int | None = None  # fine-tuning, batch and evaluation jobs not yet finished
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -50,6 +50,7 @@ class SamplingParams:
     priority: int = (
         0  # priority class: lower runs first (INTERACTIVE_PRIORITY), BATCH_PRIORITY yields (see Scheduler)
     )
+    share_group: str | None = None  # fair-share group (the server passes the tenant): admitted round-robin
 
     def __post_init__(self) -> None:
         self.stop_token_ids = tuple(self.stop_token_ids)

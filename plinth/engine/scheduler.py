@@ -2,10 +2,10 @@
 
 Every step has a token budget (``max_num_batched_tokens``). Running requests go first, oldest first:
 a decode costs one token, an unfinished prefill continues with the next chunk. Waiting requests are then
-admitted in arrival order while budget, ``max_num_seqs`` and cache blocks allow, so new requests join a
-running batch and prefills interleave with decodes. When the cache is full, the newest running request
-is preempted (its blocks freed, recomputed later), never the oldest: requests always make progress,
-nothing crashes, and arrival order is kept (no starvation).
+admitted in arrival order (within each share group; see Fair share) while budget, ``max_num_seqs`` and
+cache blocks allow, so new requests join a running batch and prefills interleave with decodes. When the
+cache is full, the newest running request is preempted (its blocks freed, recomputed later), never the
+oldest: requests always make progress, nothing crashes, and arrival order is kept (no starvation).
 
 Adapters: a request for a LoRA adapter is admitted only when its adapter holds (or can get) a compute
 slot. Fairness is *FCFS with bounded bypass*: later requests whose adapters are resident may pass a
@@ -20,7 +20,12 @@ newest request of the lowest class; and when a higher-class request waits while 
 full (``max_num_seqs`` or cache blocks), lower-class requests are preempted to make room for it. While a
 higher-class prompt is being prefilled, lower-class requests sit out (no step time spent on them), so an
 interactive first token costs about what it costs on an idle engine. So a batch only ever uses what
-interactive traffic leaves; within one class the order is FCFS as above.
+interactive traffic leaves; within one class the order is FCFS as above, across share groups as below.
+
+Fair share (``SamplingParams.share_group``; the server passes the tenant): within a class, waiting
+requests are admitted round-robin across groups, each group's own requests in arrival order, starting
+with the group admitted least recently. So a group with a hundred queued requests delays another
+group's single request by at most one admission, not a hundred. Requests without a group form one group.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions = 0
+        self._admissions = 0
+        self._last_admitted: dict[str | None, int] = {}  # share group -> admission count when last admitted
 
     def add(self, seq: Sequence) -> None:
         """Queue ``seq`` behind every waiting request of its class or a higher one."""
@@ -115,11 +122,12 @@ class Scheduler:
             self._preempt_newest()
 
     def _admit(self, batch: list[ScheduledSeq], budget: int, hold: int) -> None:
-        """Move waiting requests into the running batch, oldest first (see the module docstring)."""
+        """Move waiting requests into the running batch in fair order (see the module docstring)."""
         blocked: Sequence | None = None  # oldest request waiting for an adapter slot
+        order = self._fair_order()
         index = 0
-        while index < len(self.waiting) and budget > 0 and len(self.running) < self.max_num_seqs:
-            seq = self.waiting[index]
+        while index < len(order) and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = order[index]
             if seq.params.priority > hold:
                 return  # the queue is in class order: the rest are lower classes
             if seq.lora_key is not None and self.lora is not None and not self.lora.can_acquire(seq.lora_key):
@@ -133,7 +141,10 @@ class Scheduler:
             if seq.lora_key is not None and self.lora is not None:
                 seq.lora_slot = self.lora.acquire(seq.lora_key)
                 assert seq.lora_slot is not None
-            del self.waiting[index]
+            del order[index]
+            self.waiting.remove(seq)
+            self._admissions += 1
+            self._last_admitted[seq.params.share_group] = self._admissions
             if blocked is not None:
                 blocked.bypassed += 1
             seq.status = Status.RUNNING
@@ -141,6 +152,18 @@ class Scheduler:
             num_new = min(seq.num_tokens - seq.num_computed, budget)
             batch.append(self._scheduled(seq, num_new))
             budget -= num_new
+
+    def _fair_order(self) -> list[Sequence]:
+        """The waiting requests in admission order: by class, then round-robin across share groups (the
+        k-th request of every group before any group's (k+1)-th; the least recently admitted group first
+        in each round), then arrival."""
+        rounds: dict[tuple[int, str | None], int] = {}
+        keyed = []
+        for position, seq in enumerate(self.waiting):
+            group = seq.params.share_group
+            turn = rounds[seq.params.priority, group] = rounds.get((seq.params.priority, group), -1) + 1
+            keyed.append(((seq.params.priority, turn, self._last_admitted.get(group, 0), position), seq))
+        return [seq for _, seq in sorted(keyed, key=lambda item: item[0])]
 
     def postprocess(
         self, batch: list[ScheduledSeq], token_ids: list[int], logprobs: list[TokenLogprob | None]

@@ -16,7 +16,7 @@ from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
 from plinth.llm.embedders import get_embedder
 from plinth.llm.embedding import Embed, Embedder
 from plinth.llm.grammar import GrammarCompiler, GrammarError, GrammarSpec, grammar_definition
-from plinth.llm.local import GenerationError, LocalModel, TextDelta
+from plinth.llm.local import ChatView, GenerationError, LocalModel, TextDelta
 from plinth.llm.openai_compat import OpenAICompatModel
 from plinth.llm.openai_embedder import OpenAIEmbedder
 from plinth.llm.scripted import ScriptedCall, ScriptedModel
@@ -32,6 +32,7 @@ __all__ = [
     "BedrockModel",
     "ChatModel",
     "ChatOptions",
+    "ChatView",
     "ChatResult",
     "Embed",
     "Embedder",

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from plinth.engine import (
     AsyncLLMEngine,
@@ -32,9 +32,6 @@ from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
 from plinth.llm.grammar import GrammarCompiler, GrammarSpec
 from plinth.llm.tokenizer import load_tokenizer
 from plinth.llm.tool_formats import ToolFormat, detect_tool_format
-
-if TYPE_CHECKING:
-    from plinth.llm.served import ServedModel
 
 DEFAULT_MAX_TOKENS = 512  # for ChatOptions.max_tokens=None; capped by the context left after the prompt
 
@@ -281,12 +278,30 @@ class LocalModel:
         return ChatView(self)
 
 
+class ChatSource(Protocol):
+    """What :class:`ChatView` needs of a model: a served model, or the server's metered view of one."""
+
+    name: str
+
+    def encode_chat(self, messages: Sequence[Any], tools: Sequence[Any] | None = None) -> list[int]: ...
+
+    def sampling_params(self, options: ChatOptions | None, prompt_len: int) -> SamplingParams: ...
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        stop: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> AsyncIterator[TextDelta]: ...
+
+
 class ChatView:
     """A served model behind the :class:`ChatModel` protocol: anything with ``name``, ``encode_chat``,
-    ``sampling_params`` and an ids-level ``stream`` (a :class:`LocalModel`, or the server's view of one
-    adapter on it, whose ``stream`` selects the adapter)."""
+    ``sampling_params`` and an ids-level ``stream`` (a :class:`LocalModel`, the server's view of one
+    adapter on it, whose ``stream`` selects the adapter, or the server's metered view of either)."""
 
-    def __init__(self, model: ServedModel) -> None:
+    def __init__(self, model: ChatSource) -> None:
         self.model = model
         self.name = model.name
 

@@ -35,6 +35,7 @@ from plinth.control import Tenant
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.state import get_state
+from plinth.server.tenant_quotas import check_quota
 from plinth.server.uploads import receive_upload
 
 __all__ = ["router"]
@@ -80,6 +81,8 @@ async def create_adapter(request: Request) -> dict[str, Any]:
         body = _parse(AdapterCreate, await _json(request))
         _check_source(tenant, body.source, "source")
         owner = _owner(tenant, body.public)
+        if not body.public:  # public adapters are no tenant's
+            await asyncio.to_thread(check_quota, request, "adapters")
         entries = await asyncio.to_thread(
             _registry(request).register, owner, body.name, body.source, base_model=body.base_model
         )
@@ -101,6 +104,7 @@ async def load_lora_adapter(body: LoadLoraRequest, request: Request) -> str:
     registry = _registry(request)
     if registry.get(tenant.id, body.lora_name) is not None:
         raise _already_loaded(body.lora_name)
+    await asyncio.to_thread(check_quota, request, "adapters")
     try:
         await asyncio.to_thread(registry.register, tenant, body.lora_name, body.lora_path)
     except AdapterConflictError as exc:  # registered concurrently under the same name
@@ -143,6 +147,8 @@ async def _register_upload(request: Request, tenant: Tenant) -> list[AdapterEntr
     try:
         fields = upload.fields
         public = fields.get("public", "").strip().lower() in ("1", "true", "yes", "on")
+        if not public:
+            await asyncio.to_thread(check_quota, request, "adapters")
         return await asyncio.to_thread(
             _registry(request).register,
             _owner(tenant, public),

@@ -122,7 +122,7 @@ async def _chain_depth(request: Request, row: rows.AgentRow, root: str | None, p
 async def build_agent(request: Request, row: rows.AgentRow, depth: int = 0, session_id: str = "") -> Agent:
     """The stored agent ready to run for this request (404 when its model or guardrail is gone)."""
     spec = load_spec(row)
-    chat = get_state(request).model(spec.model, request.state.tenant).as_chat_model()
+    chat = get_state(request).chat_model(spec.model, request.state.tenant)
     config = parse_guardrail_config(spec.guardrail, "guardrail") if spec.guardrail else None
     guard = await request_guard(request, config)  # the agent's guardrail, else the tenant's default
     return Agent(row.id, spec, chat, ServerBackend(request, chat, depth), guard)

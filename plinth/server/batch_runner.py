@@ -41,6 +41,7 @@ from plinth.jobs.batch import ACTIVE, InputLine, ResultLog, read_input
 from plinth.server import invocations, openai_api
 from plinth.server.errors import APIError, as_api_error, error_body, invalid_body
 from plinth.server.generation import PRIORITY
+from plinth.server.quotas import acting_for
 from plinth.server.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 
 __all__ = ["ASYNC_KIND", "BATCH_KIND", "BatchRunner"]
@@ -144,7 +145,8 @@ class BatchRunner:
                                param="stream")  # fmt: skip
             token = PRIORITY.set(BATCH_PRIORITY)
             try:
-                response = await route(parsed, self._request(tenant, endpoint, headers or {}))
+                with acting_for(tenant.id):
+                    response = await route(parsed, self._request(tenant, endpoint, headers or {}))
             finally:
                 PRIORITY.reset(token)
         except ValidationError as exc:

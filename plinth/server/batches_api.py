@@ -14,6 +14,7 @@ cancelled``. Another tenant's batch or file is a 404.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from typing import Any
@@ -29,6 +30,7 @@ from plinth.server.batch_runner import BATCH_KIND
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file
 from plinth.server.state import get_state
+from plinth.server.tenant_quotas import check_quota
 
 __all__ = ["BatchCreate", "batch_object", "router"]
 
@@ -64,6 +66,7 @@ async def create_batch(body: BatchCreate, request: Request) -> dict[str, Any]:
         **body.model_dump(mode="json"), "tenant": tenant.name, "input_path": source.path,
         "expires_at": now + COMPLETION_WINDOWS[body.completion_window],
     }  # fmt: skip
+    await asyncio.to_thread(check_quota, request, "concurrent_jobs")
     job_id = f"batch_{secrets.token_hex(12)}"
     job = create_job(
         state.control_plane, job_id=job_id, tenant_id=tenant.id, kind=BATCH_KIND, request=record,

@@ -43,7 +43,9 @@ from plinth.knowledge import MIN_SCORES, NotFoundError
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file
+from plinth.server.quotas import acting_for
 from plinth.server.state import ServerState, get_state
+from plinth.server.tenant_quotas import check_quota
 from plinth.sql import DatasetNotFoundError, read_prompt_format
 
 __all__ = ["evaluation_object", "router", "runtime_builder"]
@@ -70,6 +72,7 @@ async def create_evaluation(request: Request) -> dict[str, Any]:
         "spec": spec.model_dump(mode="json"), "dataset_path": file.path, "tenant": tenant.name,
         "total": items * len(spec.targets),
     }  # fmt: skip
+    await asyncio.to_thread(check_quota, request, "concurrent_jobs")
     job = create_job(state.control_plane, job_id=job_id, tenant_id=tenant.id, kind=KIND, request=record)
     if state.jobs is not None:
         state.jobs.wake()
@@ -157,12 +160,13 @@ def _runtime(app: FastAPI, job: JobRow, spec: EvalSpec) -> EvalRuntime:
     targets = {t.label: _target(app, state, tenant, t) for t in spec.targets}
     judge = None
     if spec.judge is not None:
-        chat = state.model(spec.judge.model, tenant).as_chat_model()
-        master = state.model(spec.judge.master, tenant).as_chat_model() if spec.judge.master else None
+        chat = state.chat_model(spec.judge.model, tenant)
+        master = state.chat_model(spec.judge.master, tenant) if spec.judge.master else None
         judge = Judge(chat, spec.judge.config(), master)
     loop = getattr(app.state, "loop", None)
 
     def run_coroutine(coroutine: Any, should_stop: Callable[[], bool]) -> Any:
+        coroutine = _for_tenant(tenant.id, coroutine)  # its generations take the tenant's fair share
         if loop is None or loop.is_closed():
             return asyncio.run(coroutine)
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)
@@ -177,8 +181,13 @@ def _runtime(app: FastAPI, job: JobRow, spec: EvalSpec) -> EvalRuntime:
     return EvalRuntime(targets, judge, run_coroutine)
 
 
+async def _for_tenant(tenant_id: int, coroutine: Any) -> Any:
+    with acting_for(tenant_id):
+        return await coroutine
+
+
 def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) -> Any:
-    chat = state.model(spec.model, tenant).as_chat_model()
+    chat = state.chat_model(spec.model, tenant)
     if spec.type == "knowledge_base":
         assert spec.knowledge_base is not None  # the spec's validator requires it
         service = app.state.knowledge

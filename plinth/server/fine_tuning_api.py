@@ -32,6 +32,7 @@ from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file
 from plinth.server.state import get_state
+from plinth.server.tenant_quotas import check_quota
 
 __all__ = ["job_object", "router"]
 
@@ -70,6 +71,7 @@ def create_fine_tuning_job(body: FineTuneRequest, request: Request) -> dict[str,
     problems = fine_tune.hyperparameters(record).problems()
     if problems:
         raise APIError(400, "; ".join(problems), param="hyperparameters")
+    check_quota(request, "concurrent_jobs")
     job = create_job(state.control_plane, job_id=job_id, tenant_id=tenant.id, kind=KIND, request=record)
     if state.jobs is not None:
         state.jobs.wake()

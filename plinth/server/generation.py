@@ -7,6 +7,10 @@ responses; all of them run a list of :class:`Job` s through :func:`start`, which
 Closing the events iterator — a client disconnect, a cancelled task — closes every model stream, which
 aborts the engine requests and frees their KV cache.
 
+Every generation the server starts goes through :func:`open_stream` (features' through
+:func:`chat_model`): it carries the tenant of the request into the engine's fair-share admission
+(``SamplingParams.share_group``) and charges the tenant's tokens per minute.
+
 Priority: jobs started while :data:`PRIORITY` holds ``BATCH_PRIORITY`` (the batch runner sets it in its
 tasks) reach the engine in the batch class, which interactive requests always go ahead of; a route never
 chooses its class itself.
@@ -32,11 +36,15 @@ from plinth.engine import (
     TokenLogprob,
     UnknownAdapterError,
 )
-from plinth.llm import GrammarSpec, ServedModel
+from plinth.llm import ChatModel, ChatOptions, ChatView, GrammarSpec, ServedModel
 from plinth.server.errors import APIError
 from plinth.server.metrics import Metrics
+from plinth.server.quotas import share_group
 
-__all__ = ["PRIORITY", "Choice", "Events", "Job", "collect", "compile_grammar", "start"]
+__all__ = [
+    "PRIORITY", "Choice", "Events", "Job", "MeteredModel",
+    "chat_model", "collect", "compile_grammar", "open_stream", "start",
+]  # fmt: skip
 
 Events = AsyncGenerator[tuple[int, Any], None]
 PRIORITY: ContextVar[int] = ContextVar("plinth_priority", default=INTERACTIVE_PRIORITY)
@@ -86,13 +94,8 @@ async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
     assert jobs, "at least one job"
     streams: list[AsyncGenerator[Any, None]] = []
     try:
-        priority = PRIORITY.get()
         for job in jobs:
-            rid, params = job.request_id, job.params
-            if params.priority != priority:
-                params = dataclasses.replace(params, priority=priority)
-            stream = job.model.stream(job.prompt_ids, params, stop=job.stop, request_id=rid)
-            streams.append(metrics.observe(job.model.metrics_label, stream))  # never an adapter's name
+            streams.append(open_stream(job, metrics))
     except BaseException:
         await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)
         raise
@@ -113,6 +116,44 @@ async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
         await events.aclose()
         raise
     return _prepend(first, events)
+
+
+def open_stream(job: Job, metrics: Metrics) -> AsyncGenerator[Any, None]:
+    """``job``'s model stream in the caller's priority class and its tenant's fair-share group, timed
+    and charged to the tenant's tokens per minute (:meth:`Metrics.observe`). Raises the model's request
+    errors (prompt too long) at call time."""
+    params = dataclasses.replace(job.params, priority=PRIORITY.get(), share_group=share_group())
+    stream = job.model.stream(job.prompt_ids, params, stop=job.stop, request_id=job.request_id)
+    return metrics.observe(job.model.metrics_label, stream)  # never an adapter's name
+
+
+class MeteredModel:
+    """``model`` as features (SQL ask, RAG, agents, evaluations) drive it: each of their generations
+    takes :func:`open_stream`, the OpenAI routes' path, so it counts in the tenant's tokens per minute,
+    its fair share and the model metrics like any completion."""
+
+    def __init__(self, model: ServedModel, metrics: Metrics) -> None:
+        self.model, self.metrics, self.name = model, metrics, model.name
+
+    def encode_chat(self, messages: Sequence[Any], tools: Sequence[Any] | None = None) -> list[int]:
+        return self.model.encode_chat(messages, tools)
+
+    def sampling_params(self, options: ChatOptions | None, prompt_len: int) -> SamplingParams:
+        return self.model.sampling_params(options, prompt_len)
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        stop: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> AsyncGenerator[Any, None]:
+        return open_stream(Job(self.model, list(prompt_ids), params, tuple(stop), request_id), self.metrics)
+
+
+def chat_model(model: ServedModel, metrics: Metrics) -> ChatModel:
+    """``model`` behind the ChatModel protocol, metered (see :class:`MeteredModel`)."""
+    return ChatView(MeteredModel(model, metrics))
 
 
 async def collect(events: Events, n: int) -> list[Choice]:

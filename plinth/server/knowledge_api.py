@@ -42,6 +42,7 @@ from plinth.server.auth import require_tenant
 from plinth.server.bodies import JSONBody
 from plinth.server.errors import APIError
 from plinth.server.state import get_state
+from plinth.server.tenant_quotas import check_quota
 
 __all__ = ["router"]
 
@@ -132,12 +133,15 @@ async def add_source(kb: str, source: SourceBody, request: Request) -> dict[str,
         )
     if isinstance(path, str) and not Path(path).exists():
         raise APIError(400, f"path {path!r} does not exist on the server", param="path")
+    await asyncio.to_thread(check_quota, request, "knowledge_base_documents")
     return _card(request, await asyncio.to_thread(service.add_source, tenant, kb, body))
 
 
 @router.post("/{kb}/sync", status_code=202)
 async def start_sync(kb: str, request: Request) -> dict[str, Any]:
     service, tenant = scope(request)
+    await asyncio.to_thread(service.get, tenant, kb)  # 404 before 429
+    await asyncio.to_thread(check_quota, request, "knowledge_base_documents")
     job = await asyncio.to_thread(service.start_sync, tenant, kb)
     return _job(job, kb)
 

@@ -13,7 +13,8 @@ charges tokens to it (:func:`charge_tokens`), and the middleware releases its co
 response is complete. Admin routes (``/v1/admin/...``) are never limited, so an admin can always lift
 a limit. Metrics, labelled by tenant id (``/metrics`` needs no key, so names stay out):
 ``plinth_tenant_requests_total{tenant_id, outcome}``, ``plinth_tenant_tokens_total{tenant_id}``,
-``plinth_tenant_requests_in_flight{tenant_id}``.
+``plinth_tenant_requests_in_flight{tenant_id}``; quotas on what a tenant holds are
+:mod:`plinth.server.tenant_quotas` (``plinth_tenant_quota_refusals_total{tenant_id, quota}``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -32,7 +34,7 @@ from plinth.control import ControlPlane, Tenant
 from plinth.control.tenant_limits import TenantLimits, get_limits
 from plinth.server.errors import APIError
 
-__all__ = ["Account", "QuotaGate", "QuotaMiddleware", "admit", "charge_tokens"]
+__all__ = ["Account", "QuotaGate", "QuotaMiddleware", "acting_for", "admit", "charge_tokens", "share_group"]
 
 UNLIMITED_PATHS = ("/v1/admin/",)
 
@@ -102,6 +104,12 @@ class QuotaGate:
             "plinth_tenant_tokens",
             "Prompt plus generated tokens per tenant.",
             ["tenant_id"],
+            registry=registry,
+        )
+        self.quota_refusals = Counter(
+            "plinth_tenant_quota_refusals",
+            "Creates refused per tenant because a quota (adapters, documents, datasets, jobs) was reached.",
+            ["tenant_id", "quota"],
             registry=registry,
         )
         self.in_flight = Gauge(
@@ -191,10 +199,30 @@ def _bucket(bucket: _Bucket | None, per_minute: int | None, now: float) -> _Buck
 def admit(gate: QuotaGate | None, tenant: Tenant, path: str) -> None:
     """Admit this request for ``tenant`` (once per request; admin routes are never limited)."""
     account = _ACCOUNT.get()
-    if gate is None or account is None or account.tenant_id is not None or path.startswith(UNLIMITED_PATHS):
+    if account is None or account.tenant_id is not None:
+        return
+    account.tenant_id = tenant.id  # the fair-share group of its generations, limited or not
+    if gate is None or path.startswith(UNLIMITED_PATHS):
         return
     gate.admit(tenant.id)
-    account.gate, account.tenant_id = gate, tenant.id
+    account.gate = gate
+
+
+def share_group() -> str | None:
+    """The engine's fair-share group for generations started now: the current request's tenant."""
+    account = _ACCOUNT.get()
+    return None if account is None or account.tenant_id is None else str(account.tenant_id)
+
+
+@contextmanager
+def acting_for(tenant_id: int) -> Iterator[None]:
+    """Run work for ``tenant_id`` outside an HTTP request (a batch's lines): its generations take the
+    tenant's fair share; no rate limit applies (the batch was admitted when it was created)."""
+    token = _ACCOUNT.set(Account(tenant_id=tenant_id))
+    try:
+        yield
+    finally:
+        _ACCOUNT.reset(token)
 
 
 def charge_tokens(tokens: int) -> None:

@@ -126,7 +126,7 @@ async def retrieve_and_generate_route(body: RagBody, request: Request) -> dict[s
     req = body.request()
     (service, tenant), state = scope(request), get_state(request)
     row = await asyncio.to_thread(service.get, tenant, req.kb)  # 404 for an unknown (or another tenant's) KB
-    chat = state.model(req.model, tenant).as_chat_model()  # 404 model_not_found
+    chat = state.chat_model(req.model, tenant)  # 404 model_not_found
     schema = service.config(row).metadata_schema or {}
     if req.filter is not None:
         _check_filter(req.filter, schema)

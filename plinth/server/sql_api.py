@@ -54,6 +54,7 @@ from plinth.server.bodies import JSONBody, text
 from plinth.server.errors import APIError, error_body
 from plinth.server.guard_hooks import parse_guardrail_config, request_guard
 from plinth.server.state import get_state
+from plinth.server.tenant_quotas import check_quota
 from plinth.sql import (
     DATASET_KINDS,
     AskFailedError,
@@ -129,7 +130,7 @@ async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
     tenant = request.state.tenant
     service = sql_service(request)
     await asyncio.to_thread(service.get, tenant, name)  # 404 for an unknown (or another tenant's) dataset
-    chat = get_state(request).model(model_name, tenant).as_chat_model()  # 404 model_not_found
+    chat = get_state(request).chat_model(model_name, tenant)  # 404 model_not_found
     prompt_format = await asyncio.to_thread(_adapter_prompt_format, request, model_name)
     guard = await request_guard(request, config)  # None: no guardrail applies
     try:
@@ -222,6 +223,7 @@ async def register_dataset(dataset_body: DatasetBody, request: Request) -> dict[
     if not isinstance(description, str):
         raise APIError(400, "description must be a string.", param="description")
     service, tenant = sql_service(request), request.state.tenant
+    await asyncio.to_thread(check_quota, request, "datasets")
     dataset = await asyncio.to_thread(
         service.register, tenant, name, path, kind=kind, description=description
     )

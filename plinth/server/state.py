@@ -18,8 +18,9 @@ from plinth.adapters import AdapterRegistry
 from plinth.config import Settings
 from plinth.control import ControlPlane, Tenant
 from plinth.jobs import Checker, JobSupervisor
-from plinth.llm import AdapterHost, ServedModel
+from plinth.llm import AdapterHost, ChatModel, ServedModel
 from plinth.server.errors import APIError
+from plinth.server.generation import chat_model
 from plinth.server.metrics import Metrics
 from plinth.server.quotas import QuotaGate
 
@@ -57,6 +58,11 @@ class ServerState:
                 code="model_not_found",
             )
         return model
+
+    def chat_model(self, name: str, tenant: Tenant | None = None) -> ChatModel:
+        """:meth:`model` for features: a ChatModel whose generations count like the OpenAI routes'
+        (tenant tokens per minute, fair share, model metrics)."""
+        return chat_model(self.model(name, tenant), self.metrics)
 
     def embedding_model_names(self) -> set[str]:
         """Names a client may use for the embedder: the configured id and its short name."""

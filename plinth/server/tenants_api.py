@@ -1,11 +1,14 @@
-"""A tenant's rate limits over HTTP, for admin keys only (`plinth tenants limits` is the CLI twin):
+"""A tenant's rate limits and quotas over HTTP, for admin keys only (`plinth tenants limits` is the
+CLI twin):
 
 - ``GET /v1/admin/tenants/{tenant}/limits`` -> ``{"object": "tenant.limits", "tenant", "requests_per_minute",
-  "tokens_per_minute", "concurrent_requests"}`` (``null``: unlimited); 404 for an unknown tenant.
-- ``PUT /v1/admin/tenants/{tenant}/limits`` with those three fields (each a positive integer or ``null``;
-  a field left out becomes ``null``) -> the same object. The new limits apply at once.
+  "tokens_per_minute", "concurrent_requests", "adapters", "knowledge_base_documents", "datasets",
+  "concurrent_jobs"}`` (``null``: unlimited); 404 for an unknown tenant.
+- ``PUT /v1/admin/tenants/{tenant}/limits`` with those fields (each a positive integer or ``null``; a
+  field left out becomes ``null``) -> the same object. The new limits apply within seconds.
 
-Enforcement is :mod:`plinth.server.quotas` (429 ``rate_limit_exceeded`` with ``Retry-After``).
+Enforcement is :mod:`plinth.server.quotas` (rates) and :mod:`plinth.server.tenant_quotas` (what a
+tenant holds), each a 429 ``rate_limit_exceeded`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class LimitsBody(BaseModel):
     requests_per_minute: Limit = Field(None, ge=1, le=10**9)
     tokens_per_minute: Limit = Field(None, ge=1, le=10**12)
     concurrent_requests: Limit = Field(None, ge=1, le=10**6)
+    adapters: Limit = Field(None, ge=1, le=10**6)
+    knowledge_base_documents: Limit = Field(None, ge=1, le=10**12)
+    datasets: Limit = Field(None, ge=1, le=10**6)
+    concurrent_jobs: Limit = Field(None, ge=1, le=10**6)
 
 
 @router.get("/{tenant}/limits")

@@ -19,7 +19,7 @@ PUBLIC = {
         "files", "get_or_create_tenant", "get_tenant", "guardrails", "jobs", "knowledge", "list_adapters",
         "list_events",
         "list_keys", "list_tenants", "open_control_plane", "record", "remove_adapter", "revoke_key",
-        "sql_datasets", "tenant_limits", "utcnow", "validate_tenant_name",
+        "sql_datasets", "tenant_limits", "tenant_usage", "utcnow", "validate_tenant_name",
     ],
     "plinth.evals": [
         "BeirDataset", "Row", "average_precision", "embed_cached", "evaluate", "evaluate_search",

@@ -95,3 +95,59 @@ def test_batch_requests_sit_out_the_steps_that_prefill_an_interactive_request():
     assert _step(scheduler) == ["i1"]  # its prefill alone: no batch decode slows the first token
     assert _step(scheduler) == ["i1", "b1", "b2", "b3"]  # then decodes share steps again
     assert scheduler.num_preemptions == 0
+
+
+def _grouped(name: str, group: str | None, priority: int = INTERACTIVE_PRIORITY) -> Sequence:
+    params = SamplingParams(
+        max_tokens=2, temperature=0.0, ignore_eos=True, priority=priority, share_group=group
+    )
+    return Sequence(name, [1, 2, 3, 4], params, SamplingState.create(params, [1, 2, 3, 4], ()))
+
+
+def _admission_order(scheduler: Scheduler) -> list[str]:
+    """Step until every request finished; the request ids in the order they were first scheduled."""
+    admitted: list[str] = []
+    while scheduler.has_unfinished():
+        admitted += [name for name in _step(scheduler) if name not in admitted]
+    return admitted
+
+
+def test_a_flooding_group_does_not_delay_another_groups_single_request():
+    scheduler = _scheduler(max_num_seqs=2)
+    for index in range(6):
+        scheduler.add(_grouped(f"a{index}", "tenant-a"))
+    scheduler.add(_grouped("b0", "tenant-b"))
+    assert _step(scheduler) == ["a0", "b0"]  # b0 arrived seventh, admitted second
+
+
+def test_waiting_requests_are_admitted_round_robin_across_groups():
+    scheduler = _scheduler(max_num_seqs=1)
+    for name, group in [("a0", "a"), ("a1", "a"), ("a2", "a"), ("b0", "b"), ("b1", "b"), ("c0", "c")]:
+        scheduler.add(_grouped(name, group))
+    assert _admission_order(scheduler) == ["a0", "b0", "c0", "a1", "b1", "a2"]
+
+
+def test_the_group_admitted_least_recently_goes_first():
+    scheduler = _scheduler(max_num_seqs=1)
+    scheduler.add(_grouped("a0", "a"))
+    assert _step(scheduler) == ["a0"]
+    scheduler.add(_grouped("a1", "a"))
+    scheduler.add(_grouped("b0", "b"))  # arrived after a1, but a was just served
+    assert _admission_order(scheduler) == ["a0", "b0", "a1"]
+
+
+def test_requests_without_a_group_are_one_group():
+    scheduler = _scheduler(max_num_seqs=1)
+    for name in ("n0", "n1", "n2"):
+        scheduler.add(_grouped(name, None))
+    scheduler.add(_grouped("b0", "b"))
+    assert _admission_order(scheduler) == ["n0", "b0", "n1", "n2"]
+
+
+def test_fair_share_stays_inside_a_class_interactive_first():
+    scheduler = _scheduler(max_num_seqs=1)
+    for name in ("a0", "a1", "a2"):
+        scheduler.add(_grouped(name, "a", BATCH_PRIORITY))
+    scheduler.add(_grouped("b0", "b", BATCH_PRIORITY))
+    scheduler.add(_grouped("a3", "a"))  # interactive: ahead of every batch request, whatever its group
+    assert _admission_order(scheduler) == ["a3", "b0", "a0", "a1", "a2"]

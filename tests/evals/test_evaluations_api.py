@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from server_fakes import build_app
 
-from plinth.control import create_key
+from plinth.control import create_key, get_or_create_tenant
 from plinth.llm.scripted_served import ScriptedServedModel
 
 EV = "/v1/evaluations"
@@ -85,6 +85,9 @@ def test_create_run_list_results_report(app_key) -> None:
 
         cancel = client.post(f"{EV}/{ev['id']}/cancel", headers=auth(key))
         assert cancel.status_code == 400 and "already succeeded" in cancel.json()["error"]["message"]
+    acme = str(get_or_create_tenant(app.state.plinth.control_plane, "acme").id)
+    for model in app.state.plinth.models.values():  # target and judge calls take the tenant's fair share
+        assert model.calls and {params.share_group for _, params, _, _ in model.calls} == {acme}
 
 
 def test_two_targets_are_compared(tmp_path) -> None:

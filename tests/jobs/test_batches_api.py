@@ -109,6 +109,8 @@ def test_chat_batch_matches_interactive_and_a_bad_line_fails_alone(tmp_path):
     batch_calls = [params for _, params, _, rid in model.calls if params.priority == BATCH_PRIORITY]
     assert len(batch_calls) == 6  # every batch line reached the model in the batch priority class
     assert len(model.calls) == 12  # ... and the interactive repeats in the interactive class
+    tenants = {params.share_group for _, params, _, _ in model.calls}
+    assert len(tenants) == 1 and None not in tenants  # batch lines take their tenant's fair share
 
 
 def test_completions_and_embeddings_batches(tmp_path):

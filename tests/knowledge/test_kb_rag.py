@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from server_fakes import build_app
+from server_fakes import FakeKnowledge, build_app
 
 from plinth.control import create_key, get_or_create_tenant
 from plinth.control import knowledge as rows
@@ -22,7 +22,6 @@ from plinth.knowledge.implicit_filters import combine_filters, parse_model_filte
 from plinth.knowledge.kb import KnowledgeBaseConfig
 from plinth.knowledge.prompts import grounded_messages
 from plinth.knowledge.rag import NO_ANSWER, retrieve_and_generate
-from plinth.knowledge.service import NotFoundError
 from plinth.knowledge.types import Hit
 from plinth.llm import ScriptedModel
 from plinth.llm.scripted_served import ScriptedRepliesModel
@@ -217,27 +216,8 @@ def _json(value: Any) -> str:
 # --- HTTP -------------------------------------------------------------------------------------------
 
 
-class FakeService:
-    """The KnowledgeService surface the route uses, over real KB rows and scripted hits."""
-
-    def __init__(self, cp: Any, hits: list[Hit]) -> None:
-        self.cp, self.hits, self.calls = cp, hits, []
-
-    def get(self, tenant: Any, name: str) -> Any:
-        if (row := rows.get_kb(self.cp, tenant.id, name)) is None:
-            raise NotFoundError(f"The knowledge base '{name}' does not exist.")
-        return row
-
-    def config(self, row: Any) -> KnowledgeBaseConfig:
-        return KnowledgeBaseConfig.from_json(row.config)
-
-    def retrieve(self, tenant: Any, name: str, query: str, k: int, search_type: str, flt: Any) -> list[Hit]:
-        self.calls.append((query, k, search_type, flt))
-        return self.hits
-
-
 @pytest.fixture
-def api(tmp_path: Any) -> tuple[TestClient, ScriptedRepliesModel, FakeService]:
+def api(tmp_path: Any) -> tuple[TestClient, ScriptedRepliesModel, FakeKnowledge]:
     model = ScriptedRepliesModel(
         ["Henry Selick directed it [1].", "The Nightmare Before Christmas", "It is from 1993 [1]."]
     )
@@ -245,7 +225,7 @@ def api(tmp_path: Any) -> tuple[TestClient, ScriptedRepliesModel, FakeService]:
     cp = app.state.plinth.control_plane
     config = KnowledgeBaseConfig("movies", metadata_schema=SCHEMA).to_json()
     rows.create_kb(cp, tenant_id=get_or_create_tenant(cp, "acme").id, name="movies", config=config)
-    app.state.knowledge = service = FakeService(cp, HITS)
+    app.state.knowledge = service = FakeKnowledge(cp, HITS)
     return TestClient(app, headers={"Authorization": f"Bearer {key}"}), model, service
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from server_fakes import build_app
-from test_kb_rag import SCHEMA, FakeService, Recorder, hit
+from server_fakes import FakeKnowledge, build_app
+from test_kb_rag import SCHEMA, Recorder, hit
 
 from plinth.control import get_or_create_tenant
 from plinth.control import knowledge as rows
@@ -42,7 +42,7 @@ def make_api(tmp_path: Any, replies: list[str], hits: list[Any], guardrail: dict
     cp = app.state.plinth.control_plane
     config = KnowledgeBaseConfig("movies", metadata_schema=SCHEMA).to_json()
     rows.create_kb(cp, tenant_id=get_or_create_tenant(cp, "acme").id, name="movies", config=config)
-    app.state.knowledge = service = FakeService(cp, hits)
+    app.state.knowledge = service = FakeKnowledge(cp, hits)
     client = TestClient(app, headers={"Authorization": f"Bearer {key}"})
     gid = None
     if guardrail is not None:

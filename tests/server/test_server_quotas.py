@@ -9,10 +9,13 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from server_fakes import build_app
+from server_fakes import FakeKnowledge, build_app
 
-from plinth.control import create_key
-from plinth.llm.scripted_served import ScriptedServedModel
+from plinth.control import create_key, get_or_create_tenant
+from plinth.control import knowledge as rows
+from plinth.knowledge.kb import KnowledgeBaseConfig
+from plinth.knowledge.types import Hit
+from plinth.llm.scripted_served import ScriptedRepliesModel, ScriptedServedModel
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 LIMITS = "/v1/admin/tenants/{}/limits"
@@ -45,6 +48,7 @@ def test_admin_reads_and_sets_a_tenants_limits(setup):
     assert r.json() == {
         "object": "tenant.limits", "tenant": "acme",
         "requests_per_minute": None, "tokens_per_minute": None, "concurrent_requests": None,
+        "adapters": None, "knowledge_base_documents": None, "datasets": None, "concurrent_jobs": None,
     }  # fmt: skip
     body = {"requests_per_minute": 60, "concurrent_requests": 2}
     r = client.put(LIMITS.format("acme"), json=body, headers=auth(keys, "admin"))
@@ -98,6 +102,39 @@ def test_tokens_per_minute_is_charged_after_generation(setup):
     assert int(r.headers["Retry-After"]) >= 1
 
 
+def test_each_generation_reaches_the_engine_in_its_tenants_fair_share_group(setup):
+    app, keys = setup
+    client = TestClient(app)
+    model = app.state.plinth.models["fake-model"]
+    for who in ("acme", "beta", "admin"):
+        assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, who)).status_code == 200
+    groups = [params.share_group for _, params, _, _ in model.calls]
+    assert groups == [tenant_id(app, "acme"), tenant_id(app, "beta"), tenant_id(app, "root")]
+
+
+def test_retrieve_and_generate_counts_in_tokens_per_minute(tmp_path):
+    """RAG's model calls (a question rewrite is not needed for one turn: one generation) are charged
+    to the tenant like a chat completion, so its tokens-per-minute limit covers them."""
+    model = ScriptedRepliesModel(["An answer [1]."])
+    app, key = build_app(tmp_path, [model])
+    cp = app.state.plinth.control_plane
+    acme = get_or_create_tenant(cp, "acme")
+    rows.create_kb(cp, tenant_id=acme.id, name="docs", config=KnowledgeBaseConfig("docs").to_json())
+    app.state.knowledge = FakeKnowledge(cp, [Hit("d#0", "d", "Some text.", 0.5, {}, {"type": "WEB"})])
+    admin = create_key(cp, "root", admin=True)
+    client = TestClient(app)
+    body = {"requests_per_minute": None, "tokens_per_minute": 3}
+    client.put(LIMITS.format("acme"), json=body, headers={"Authorization": f"Bearer {admin}"})
+    rag = {"input": {"text": "what?"}, "knowledgeBaseId": "docs", "model": "fake-model"}
+    first = client.post("/v1/retrieve-and-generate", json=rag, headers={"Authorization": f"Bearer {key}"})
+    assert first.status_code == 200, first.text
+    tokens = f'plinth_tenant_tokens_total{{tenant_id="{acme.id}"}}'
+    charged = [line for line in client.get("/metrics").text.splitlines() if line.startswith(tokens)]
+    assert charged and float(charged[0].split()[-1]) > 3
+    again = client.post("/v1/retrieve-and-generate", json=rag, headers={"Authorization": f"Bearer {key}"})
+    assert again.status_code == 429 and "tokens per minute" in again.json()["error"]["message"]
+
+
 def test_concurrency_slot_is_released_after_a_streamed_response(setup):
     app, keys = setup
     client = TestClient(app)
@@ -145,9 +182,16 @@ def test_cli_tenants_limits_shows_and_changes_limits(tmp_path):
     runner.invoke(cli, [*base, "keys", "create", "--tenant", "acme"])
     result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--requests-per-minute", "30"])
     assert result.exit_code == 0, result.output
-    assert "requests_per_minute  30" in result.stdout and "tokens_per_minute    unlimited" in result.stdout
-    result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--concurrent-requests", "2"])
-    assert "requests_per_minute  30" in result.stdout and "concurrent_requests  2" in result.stdout
+    assert "requests_per_minute      30" in result.stdout
+    assert "tokens_per_minute        unlimited" in result.stdout
+    result = runner.invoke(
+        cli, [*base, "tenants", "limits", "acme", "--concurrent-requests", "2", "--datasets", "3"]
+    )
+    assert "requests_per_minute      30" in result.stdout and "concurrent_requests      2" in result.stdout
+    assert (
+        "datasets                 3" in result.stdout
+        and "concurrent_jobs          unlimited" in result.stdout
+    )
     result = runner.invoke(cli, [*base, "tenants", "limits", "acme", "--clear"])
     assert "30" not in result.stdout
     assert runner.invoke(cli, [*base, "tenants", "limits", "nobody"]).exit_code == 1
