@@ -337,5 +337,14 @@ def m009_tenant_limits(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+@migration
+def m010_job_claims(conn: sa.Connection) -> None:
+    """Which server runs a job: the claim's owner and when its lease ends (epoch seconds), so two servers
+    on one control plane never run the same batch, and a dead owner's job is taken over (plinth.control.jobs
+    ``claim``)."""
+    conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN claimed_by VARCHAR(64)"))
+    conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN claim_expires_at FLOAT"))
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)

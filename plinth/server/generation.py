@@ -92,7 +92,7 @@ async def start(jobs: Sequence[Job], metrics: Metrics) -> Events:
             if params.priority != priority:
                 params = dataclasses.replace(params, priority=priority)
             stream = job.model.stream(job.prompt_ids, params, stop=job.stop, request_id=rid)
-            streams.append(metrics.observe(job.model.metrics_label, stream))  # never an adapter's name
+            streams.append(metrics.observe(job.model.metrics_label, stream, priority))  # never an adapter
     except BaseException:
         await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)
         raise
