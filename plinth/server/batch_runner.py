@@ -6,7 +6,8 @@ table, over the same files -- run here as asyncio tasks, beside the supervisor. 
 very route function the interactive API uses (same validation, same response body), with
 :data:`~plinth.server.generation.PRIORITY` set to the batch class, so the engine schedules it behind every
 interactive request. At most ``batch_max_lines_in_flight`` lines (all batches together) generate at once,
-and only ``batch_lines_in_flight_when_busy`` while interactive requests run (:mod:`~plinth.server.batch_slots`).
+and only ``batch_lines_in_flight_when_busy`` while interactive requests run
+(:mod:`~plinth.server.batch_slots`).
 
 Cancel is OpenAI's: the batch moves to ``cancelling``, the lines generating then finish and are recorded,
 no other line starts, and the batch becomes ``cancelled`` with what finished published.

@@ -178,7 +178,9 @@ def _runtime(app: FastAPI, job: JobRow, spec: EvalSpec) -> EvalRuntime:
 
 
 def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) -> Any:
-    chat = state.model(spec.model, tenant).as_chat_model()
+    served = _served(state, tenant, spec)
+    assert served is not None, "checked when the evaluation was created"
+    chat = served.as_chat_model()
     if spec.type == "knowledge_base":
         assert spec.knowledge_base is not None  # the spec's validator requires it
         service = app.state.knowledge
@@ -188,7 +190,7 @@ def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) 
         return rag_target(chat, retrieve, min_score=MIN_SCORES.get(spec.search_type, 0.0))
     if spec.type == "sql":
         sql, name = app.state.sql, spec.sql_dataset
-        prompt_format = _prompt_format(state, tenant, spec.model)
+        prompt_format = _prompt_format(state, tenant, spec.adapter or spec.model)
 
         def ask(question: str, model: Any) -> Any:
             return sql.ask(tenant, name, question, model, prompt_format=prompt_format)
@@ -198,6 +200,20 @@ def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) 
 
         return sql_target(chat, ask, gold)
     return model_target(chat, system=spec.system, max_tokens=spec.max_tokens, temperature=spec.temperature)
+
+
+def _served(state: ServerState, tenant: Tenant, spec: TargetSpec) -> Any:
+    """What the target runs: ``model``, or its ``adapter`` (None when that is not one of the tenant's
+    adapters of ``model``)."""
+    if spec.adapter is None:
+        return state.model(spec.model, tenant)
+    try:
+        served = state.model(spec.adapter, tenant)
+    except APIError:
+        return None
+    base = getattr(served, "base", None)  # a base model named as the adapter is not an adapter
+    ok = base is not None and (base is state.models.get(spec.model) or base.name == spec.model)
+    return served if ok else None
 
 
 def _prompt_format(state: ServerState, tenant: Tenant, model: str) -> str | None:
@@ -237,6 +253,10 @@ def _check_names(request: Request, spec: EvalSpec) -> None:
             state.model(name, tenant)
         except APIError as exc:
             raise APIError(400, exc.message, param=param, code="model_not_found") from exc
+    for i, target in enumerate(spec.targets):
+        if target.adapter is not None and _served(state, tenant, target) is None:
+            message = f"'{target.adapter}' is not one of your adapters of the model '{target.model}'."
+            raise APIError(400, message, param=f"targets.{i}.adapter", code="model_not_found")
     for i, target in enumerate(spec.targets):
         try:
             if target.type == "knowledge_base":
