@@ -150,6 +150,7 @@ class _LocalRuntime:
     def _tenant(self) -> tuple[Any, Any]:
         from plinth.control import LOCAL_TENANT, Tenant, get_or_create_tenant, open_control_plane
 
+        assert self.settings.database_url is not None  # Settings fills the default
         cp = open_control_plane(self.settings.database_url)
         row = get_or_create_tenant(cp, LOCAL_TENANT)
         return Tenant(row.id, row.name, is_admin=True), cp
