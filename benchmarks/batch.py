@@ -74,6 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--probes", type=int, default=40)
     p.add_argument("--probe-gap-s", type=float, default=0.05)
     p.add_argument("--lines-in-flight", type=int, default=16, help="batch_max_lines_in_flight")
+    p.add_argument("--lines-in-flight-when-busy", type=int, default=4, help="batch_lines_in_flight_when_busy")
     p.add_argument("--check", default="200", help="'all' or how many lines to compare with interactive")
     p.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--restart-at", type=float, default=0.5, help="fraction of lines done when it restarts")
@@ -90,7 +91,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @contextlib.contextmanager
 def server(args: argparse.Namespace, data_dir: Path, port: int) -> Iterator[tuple[str, subprocess.Popen]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
-    env |= {"PLINTH_LOG_LEVEL": "warning", "PLINTH_BATCH_MAX_LINES_IN_FLIGHT": str(args.lines_in_flight)}
+    env |= {
+        "PLINTH_LOG_LEVEL": "warning",
+        "PLINTH_BATCH_MAX_LINES_IN_FLIGHT": str(args.lines_in_flight),
+        "PLINTH_BATCH_LINES_IN_FLIGHT_WHEN_BUSY": str(args.lines_in_flight_when_busy),
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])  # this checkout
     cmd = [sys.executable, "-m", "plinth", "serve", "--model", str(args.model), "--no-auth",
            "--port", str(port), "--device", args.device, "--data-dir", str(data_dir)]  # fmt: skip
@@ -196,7 +201,8 @@ def pct(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     args.model = prepare_model(args.model, quick=True)
     report: dict[str, Any] = {"model": str(args.model), "lines": args.lines, "output_len": args.output_len,
-                              "lines_in_flight": args.lines_in_flight, "device": args.device}  # fmt: skip
+                              "lines_in_flight": args.lines_in_flight, "device": args.device,
+                              "lines_in_flight_when_busy": args.lines_in_flight_when_busy}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="plinth-batch-bench-") as tmp:
         data, port = Path(tmp), free_port()
         with server(args, data, port) as (url, _):
@@ -250,7 +256,8 @@ def finish(url: str, batch_id: str, bodies: list[dict[str, Any]], args: argparse
 
 def print_report(r: dict[str, Any]) -> None:
     print(f"model {r['model']} on {r['device']}; {r['lines']} lines x {r['output_len']} tokens, "
-          f"{r['lines_in_flight']} lines in flight")  # fmt: skip
+          f"{r['lines_in_flight']} lines in flight ({r['lines_in_flight_when_busy']} while interactive "
+          "requests run)")  # fmt: skip
     print("| interactive TTFT | p50 ms | p95 ms |\n|---|---|---|")
     for name, key in (("idle", "ttft_idle_ms"), ("batch running", "ttft_busy_ms")):
         print(f"| {name} | {r[key]['p50']:.1f} | {r[key]['p95']:.1f} |")

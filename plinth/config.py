@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     job_threads: int = Field(2, ge=1, le=256)  # torch threads in a job's worker process
     # batches and asynchronous inference: run in the server on its engine, below interactive requests
     batch_max_lines_in_flight: int = Field(16, ge=1, le=4096)  # batch lines generating at once (all batches)
+    batch_lines_in_flight_when_busy: int = Field(4, ge=1, le=4096)  # ... while interactive requests run
+    batch_claim_lease_s: float = Field(30.0, gt=0)  # a server's claim on a batch lapses this long after its
+    # last heartbeat (it renews every second); then another server on the control plane resumes the batch
     async_result_ttl_s: float = Field(6 * 3600.0, gt=0)  # how long an async inference result is kept
     # ask your data (plinth.sql)
     sql_max_rows: int = Field(1000, ge=1, le=100_000)  # the LIMIT forced on every vetted query

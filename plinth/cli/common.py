@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from plinth.config import Settings
 
-__all__ = ["ConfigFile", "DataDir", "build_settings", "fail"]
+__all__ = ["ConfigFile", "DataDir", "adapter_model", "build_settings", "fail"]
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./plinth-data).")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="plinth.toml to read.")]
@@ -43,3 +43,23 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``Error: message`` on stderr and exit with ``code`` (2: usage or configuration)."""
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def adapter_model(ctx: typer.Context, settings: Any, adapter: str) -> tuple[Any, str | None]:
+    """The local model (``settings.models[0]``, else the default) with ``adapter`` -- a folder or a
+    packaged adapter's name -- merged in, and the SQL prompt format its data card names
+    (:mod:`plinth.sql.adapter_prompt`); ``sql ask --adapter`` and ``eval run`` targets use it."""
+    from plinth.llm.catalog import PACKAGED_ADAPTERS_DIR
+    from plinth.llm.loading import load_models
+    from plinth.sql import read_prompt_format
+
+    if settings.llm_url:
+        fail("--adapter merges an adapter into a local model; with --llm-url name the adapter as --model")
+    folder = Path(adapter) if Path(adapter).is_dir() else PACKAGED_ADAPTERS_DIR / adapter
+    if not folder.is_dir():
+        fail(f"--adapter {adapter}: no such folder, and no packaged adapter of that name")
+    folder = folder.absolute()
+    merged = build_settings(
+        ctx, models=settings.models or None, adapters=[folder.parent], merge_lora=folder.name
+    )
+    return load_models(merged)[0], read_prompt_format(folder)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from plinth.cli.common import build_settings, fail
+from plinth.cli.common import adapter_model, build_settings, fail
 
 eval_app = typer.Typer(
     help="Evaluations: retrieval metrics on BEIR folders; `run SPEC.yaml` for generation evaluations.",
@@ -45,7 +45,8 @@ def run(
     ] = None,
 ) -> None:
     """Run an evaluation here, as the ``local`` tenant: models load in this process (catalog names, paths,
-    hub ids), knowledge bases and SQL datasets come from the data dir. Prints the summary as JSON."""
+    hub ids; a target's ``adapter``, a folder beside the spec or a packaged adapter's name, is merged into
+    its model), knowledge bases and SQL datasets come from the data dir. Prints the summary as JSON."""
     import asyncio
     import json
 
@@ -61,7 +62,7 @@ def run(
         items = load_items(dataset)[: spec.limit]
     except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
         fail(f"{spec_file}: {exc}")
-    runtime = _LocalRuntime(build_settings(ctx))
+    runtime = _LocalRuntime(ctx, spec_file.parent)
     try:
         targets, judge = runtime.build(spec)
         records = asyncio.run(run_evaluation(spec, items, targets, judge))
@@ -75,11 +76,14 @@ def run(
 
 
 class _LocalRuntime:
-    """Targets and judge for a spec, built in this process: each named model loaded once."""
+    """Targets and judge for a spec, built in this process: each named model (and model with an adapter
+    merged in) loaded once."""
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
+    def __init__(self, ctx: typer.Context, spec_dir: Path) -> None:
+        self.ctx, self.spec_dir = ctx, spec_dir
+        self.settings = build_settings(ctx)
         self.models: dict[str, Any] = {}
+        self.prompt_formats: dict[str, str | None] = {}  # an adapter's SQL prompt format (its data card)
         self.services: list[Any] = []
 
     def chat(self, name: str) -> Any:
@@ -90,6 +94,16 @@ class _LocalRuntime:
             checkpoint, served = resolve(name, Path(self.settings.data_dir))
             self.models[name] = LocalModel.load(self.settings.engine_config(checkpoint), name=served)
         return self.models[name]
+
+    def adapted(self, model: str, adapter: str) -> Any:
+        """``model`` with ``adapter`` (a folder, relative to the spec, or a packaged name) merged in."""
+        key = f"{model}+{adapter}"
+        if key not in self.models:
+            folder = self.spec_dir / adapter
+            source = str(folder.resolve()) if folder.is_dir() else adapter
+            settings = build_settings(self.ctx, models=[model])
+            self.models[key], self.prompt_formats[key] = adapter_model(self.ctx, settings, source)
+        return self.models[key]
 
     def build(self, spec: Any) -> tuple[dict[str, Any], Any]:
         from plinth.evals import Judge
@@ -104,7 +118,11 @@ class _LocalRuntime:
     def target(self, target: Any) -> Any:
         from plinth.evals import model_target, rag_target, sql_target
 
-        chat = self.chat(target.model)
+        if target.adapter is None:
+            chat, prompt_format = self.chat(target.model), None
+        else:
+            chat = self.adapted(target.model, target.adapter)
+            prompt_format = self.prompt_formats[f"{target.model}+{target.adapter}"]
         if target.type == "model":
             return model_target(chat, system=target.system, max_tokens=target.max_tokens,
                                 temperature=target.temperature)  # fmt: skip
@@ -125,13 +143,14 @@ class _LocalRuntime:
         dataset = target.sql_dataset
         return sql_target(
             chat,
-            lambda question, model: sql.ask(tenant, dataset, question, model),
+            lambda question, model: sql.ask(tenant, dataset, question, model, prompt_format=prompt_format),
             lambda query: [list(r) for r in sql.runner(tenant, dataset).run(query)[1].rows],
         )
 
     def _tenant(self) -> tuple[Any, Any]:
         from plinth.control import LOCAL_TENANT, Tenant, get_or_create_tenant, open_control_plane
 
+        assert self.settings.database_url is not None  # Settings fills the default
         cp = open_control_plane(self.settings.database_url)
         row = get_or_create_tenant(cp, LOCAL_TENANT)
         return Tenant(row.id, row.name, is_admin=True), cp

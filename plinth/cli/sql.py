@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from plinth.cli.common import build_settings, fail
+from plinth.cli.common import adapter_model, build_settings, fail
 
 data_app = typer.Typer(help="Cost and usage datasets (generate, register).", no_args_is_help=True)
 sql_app = typer.Typer(help="Ask questions of a dataset, or run vetted SQL.", no_args_is_help=True)
@@ -192,7 +192,7 @@ def sql_ask(
     from plinth.sql import SQLError
 
     settings = build_settings(ctx, llm_url=llm_url, models=[model] if model else None)
-    chat, prompt_format = _adapter_model(ctx, settings, adapter) if adapter else (_chat_model(settings), None)
+    chat, prompt_format = adapter_model(ctx, settings, adapter) if adapter else (_chat_model(settings), None)
     service, tenant = _service(ctx)
     try:
         result = asyncio.run(
@@ -225,25 +225,6 @@ def _chat_model(settings: Any) -> Any:
     from plinth.llm.local import LocalModel
 
     return LocalModel.load(settings.engine_config(settings.models[0]))
-
-
-def _adapter_model(ctx: typer.Context, settings: Any, adapter: str) -> tuple[Any, str | None]:
-    """The local model (``--model``, else the default) with ``adapter`` merged in, and the SQL prompt
-    format its data card names (:mod:`plinth.sql.adapter_prompt`)."""
-    from plinth.llm.catalog import PACKAGED_ADAPTERS_DIR
-    from plinth.llm.loading import load_models
-    from plinth.sql import read_prompt_format
-
-    if settings.llm_url:
-        fail("--adapter merges an adapter into a local model; with --llm-url name the adapter as --model")
-    folder = Path(adapter) if Path(adapter).is_dir() else PACKAGED_ADAPTERS_DIR / adapter
-    if not folder.is_dir():
-        fail(f"--adapter {adapter}: no such folder, and no packaged adapter of that name")
-    folder = folder.absolute()
-    merged = build_settings(
-        ctx, models=settings.models or None, adapters=[folder.parent], merge_lora=folder.name
-    )
-    return load_models(merged)[0], read_prompt_format(folder)
 
 
 def _table(columns: list[str], rows: list[list[Any]], width: int = 40) -> str:

@@ -178,6 +178,8 @@ jobs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("claimed_by", sa.String(64), nullable=True),  # the runner running it (batch kinds), see m010
+    sa.Column("claim_expires_at", sa.Float, nullable=True),  # epoch seconds; past it, another may claim
 )
 
 job_events = sa.Table(

@@ -13,6 +13,7 @@ checkpoint::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,12 +33,14 @@ __all__ = [
     "add_checkpoint",
     "add_event",
     "cancel_requested",
+    "claim",
     "create_job",
     "get_job",
     "jobs_with_status",
     "list_checkpoints",
     "list_events",
     "list_jobs",
+    "release_claim",
     "request_cancel",
     "requeue_running",
     "transition",
@@ -62,6 +65,8 @@ class JobRow:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    claimed_by: str | None = None
+    claim_expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +103,7 @@ def create_job(
     values: dict[str, Any] = {
         "id": job_id, "tenant_id": tenant_id, "kind": kind, "status": status, "request": request,
         "result": None, "error": None, "cancel_requested": False, "attempts": 0, "created_at": utcnow(),
-        "started_at": None, "finished_at": None,
+        "started_at": None, "finished_at": None, "claimed_by": None, "claim_expires_at": None,
     }  # fmt: skip
     with cp.engine.begin() as conn:
         conn.execute(sa.insert(jobs).values(**values))
@@ -158,6 +163,27 @@ def transition(cp: ControlPlane, job_id: str, from_statuses: Sequence[str], to: 
     update = sa.update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(from_statuses)).values(**values)
     with cp.engine.begin() as conn:
         return conn.execute(update).rowcount == 1
+
+
+def claim(cp: ControlPlane, job_id: str, owner: str, lease_s: float) -> bool:
+    """Take or renew ``owner``'s claim on the job for ``lease_s`` seconds; whether ``owner`` holds it now.
+
+    A compare-and-set like :func:`transition`: it succeeds when the job is unclaimed, already ``owner``'s,
+    or its owner's lease ran out (that owner died or hung, so the job is taken over). An owner renews its
+    claim well within the lease (a heartbeat); one that finds it lost stops working on the job.
+    """
+    now = time.time()
+    free = sa.or_(jobs.c.claimed_by.is_(None), jobs.c.claimed_by == owner, jobs.c.claim_expires_at < now)
+    update = sa.update(jobs).where(jobs.c.id == job_id, free)
+    with cp.engine.begin() as conn:
+        return conn.execute(update.values(claimed_by=owner, claim_expires_at=now + lease_s)).rowcount == 1
+
+
+def release_claim(cp: ControlPlane, job_id: str, owner: str) -> None:
+    """Give up ``owner``'s claim (a server stopping cleanly), so another server may resume the job now."""
+    update = sa.update(jobs).where(jobs.c.id == job_id, jobs.c.claimed_by == owner)
+    with cp.engine.begin() as conn:
+        conn.execute(update.values(claimed_by=None, claim_expires_at=None))
 
 
 def update_job(cp: ControlPlane, job_id: str, **fields: Any) -> None:

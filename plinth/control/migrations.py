@@ -338,6 +338,15 @@ def m009_tenant_limits(conn: sa.Connection) -> None:
 
 
 @migration
+def m010_job_claims(conn: sa.Connection) -> None:
+    """Which server runs a job: the claim's owner and when its lease ends (epoch seconds), so two servers
+    on one control plane never run the same batch, and a dead owner's job is taken over (plinth.control.jobs
+    ``claim``)."""
+    conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN claimed_by VARCHAR(64)"))
+    conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN claim_expires_at FLOAT"))
+
+
+@migration
 def m011_tenant_quotas(conn: sa.Connection) -> None:
     """Quotas beside the rate limits (NULL: unlimited): adapters, knowledge-base documents, SQL datasets
     and jobs (fine-tuning, batch, evaluation) unfinished at once; see plinth.control.tenant_limits."""

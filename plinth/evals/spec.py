@@ -33,11 +33,17 @@ class _Strict(BaseModel):
 
 class TargetSpec(_Strict):
     """A served model or adapter (``model``), its retrieve-and-generate over ``knowledge_base``, or its
-    ask loop over the SQL dataset ``sql_dataset``."""
+    ask loop over the SQL dataset ``sql_dataset``.
+
+    ``adapter`` runs ``model`` with a LoRA adapter: through the API, the name of one of the tenant's
+    adapters on that base model (the same as naming the adapter as ``model``); with ``plinth eval run``,
+    an adapter folder (relative to the spec) or a packaged adapter's name, merged into ``model`` here.
+    """
 
     type: Literal["model", "knowledge_base", "sql"] = "model"
     model: str = Field(min_length=1)
-    name: str | None = None  # the label in reports; default "<type>:<model>"
+    adapter: str | None = Field(None, min_length=1)
+    name: str | None = None  # the label in reports; default "<type>:<model>[+<adapter>]"
     system: str | None = None  # a system prompt (model targets)
     max_tokens: int = Field(256, ge=1, le=8192)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -57,7 +63,8 @@ class TargetSpec(_Strict):
     @property
     def label(self) -> str:
         where = {"knowledge_base": self.knowledge_base, "sql": self.sql_dataset}.get(self.type)
-        return self.name or f"{self.type}:{self.model}" + (f"@{where}" if where else "")
+        adapter = f"+{self.adapter.rstrip('/').rsplit('/', 1)[-1]}" if self.adapter else ""
+        return self.name or f"{self.type}:{self.model}{adapter}" + (f"@{where}" if where else "")
 
 
 class JudgeSpec(_Strict):

@@ -5,7 +5,19 @@ served model, which lives in this process; so batch and async-inference jobs -- 
 table, over the same files -- run here as asyncio tasks, beside the supervisor. Each line goes through the
 very route function the interactive API uses (same validation, same response body), with
 :data:`~plinth.server.generation.PRIORITY` set to the batch class, so the engine schedules it behind every
-interactive request. At most ``batch_max_lines_in_flight`` lines (all batches together) generate at once.
+interactive request. At most ``batch_max_lines_in_flight`` lines (all batches together) generate at once,
+and only ``batch_lines_in_flight_when_busy`` while interactive requests run
+(:mod:`~plinth.server.batch_slots`).
+
+Cancel is OpenAI's: the batch moves to ``cancelling``, the lines generating then finish and are recorded,
+no other line starts, and the batch becomes ``cancelled`` with what finished published.
+
+One server runs a job: several servers may share a data dir and control plane, so a runner first claims
+the job row (:func:`~plinth.control.jobs.claim`, an owner and a lease it renews every second) and runs only
+what it holds. It lets its claims go when it stops; a server that died leaves its lease to lapse
+(``batch_claim_lease_s``), and every runner looks for unclaimed active jobs every few seconds, so another
+server (or this one, restarted) resumes the job then. The heartbeat also carries a cancel that another
+server wrote on the row.
 
 Persistence: every finished line is appended to the batch's output or error log
 (:class:`~plinth.jobs.batch.ResultLog`) before it counts as done; on start the runner resumes every
@@ -16,6 +28,7 @@ written to the job row at most once a second and at every status change::
     runner = BatchRunner(app)     # in create_app
     await runner.start()          # in the lifespan: resumes unfinished jobs
     runner.submit(job_id)         # a new batch or async inference
+    await runner.stop()           # in the lifespan: unfinished jobs stay and resume later
 """
 
 from __future__ import annotations
@@ -24,8 +37,10 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +50,19 @@ from starlette.concurrency import run_in_threadpool
 
 from plinth.control import Tenant
 from plinth.control.files import create_file, new_file_id
-from plinth.control.jobs import JobRow, get_job, jobs_with_status, transition, update_job
+from plinth.control.jobs import (
+    JobRow,
+    claim,
+    get_job,
+    jobs_with_status,
+    release_claim,
+    transition,
+    update_job,
+)
 from plinth.engine import BATCH_PRIORITY
 from plinth.jobs.batch import ACTIVE, InputLine, ResultLog, read_input
 from plinth.server import invocations, openai_api
+from plinth.server.batch_slots import LineSlots
 from plinth.server.errors import APIError, as_api_error, error_body, invalid_body
 from plinth.server.generation import PRIORITY
 from plinth.server.quotas import acting_for
@@ -66,20 +90,26 @@ class BatchRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._runs: dict[str, _BatchRun] = {}
         self._cancelled: set[str] = set()
-        self._slots: asyncio.Semaphore | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._slots: LineSlots | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_s = self.state.settings.batch_claim_lease_s
 
     async def start(self) -> None:
-        """Resume every unfinished batch and async inference (oldest first) and start the result sweeper."""
-        self._slots = asyncio.Semaphore(self.state.settings.batch_max_lines_in_flight)
-        for job in await run_in_threadpool(jobs_with_status, self.cp, ACTIVE):
-            if job.kind in (BATCH_KIND, ASYNC_KIND):
-                self.submit(job.id)
-        self._sweeper = asyncio.create_task(self._sweep_expired_results())
+        """Resume every unfinished batch and async inference no other server holds (oldest first), keep
+        looking for such jobs, and start the result sweeper."""
+        settings = self.state.settings
+        self._slots = LineSlots(settings.batch_max_lines_in_flight, settings.batch_lines_in_flight_when_busy,
+                                self.state.metrics.interactive_quiet_s)  # fmt: skip
+        self._background = [
+            asyncio.create_task(self._adopt_unclaimed()),
+            asyncio.create_task(self._sweep_expired_results()),
+        ]
 
     async def stop(self) -> None:
-        """Stop every task; their jobs stay as they are and resume at the next start."""
-        tasks = [*self._tasks.values(), *([self._sweeper] if self._sweeper else [])]
+        """Stop every task and let go of their claims; their jobs stay as they are and resume at the next
+        start, here or on another server."""
+        tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -98,8 +128,9 @@ class BatchRunner:
         task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
 
     async def cancel(self, job: JobRow) -> None:
-        """Move the batch to ``cancelling`` and stop its lines: those generating are aborted, the rest never
-        start; its task then publishes what is done and moves it to ``cancelled``."""
+        """Move the batch to ``cancelling``: the lines generating finish and are recorded, the rest never
+        start; its task then publishes what is done and moves it to ``cancelled``. A batch another server
+        runs learns of the cancel from its row (that server's heartbeat)."""
         self._cancelled.add(job.id)
         run = self._runs.get(job.id)
         if run is not None:
@@ -111,7 +142,34 @@ class BatchRunner:
                                     result=result)  # fmt: skip
             self.submit(job.id)
 
+    async def _adopt_unclaimed(self) -> None:
+        """Submit every active job of these kinds not running here, now and every few seconds: those
+        another server holds fail their claim and wait for the next round."""
+        while True:
+            for job in await run_in_threadpool(jobs_with_status, self.cp, ACTIVE):
+                if job.kind in (BATCH_KIND, ASYNC_KIND) and (job.claim_expires_at or 0) < time.time():
+                    self.submit(job.id)
+            await asyncio.sleep(min(5.0, self.lease_s / 3))
+
+    async def _heartbeat(self, job_id: str, task: asyncio.Task[None]) -> None:
+        """Renew the claim every second (stop the job's task if it was lost) and pick up a cancel
+        written on the row by another server."""
+        while True:
+            await asyncio.sleep(min(1.0, self.lease_s / 3))
+            if not await run_in_threadpool(claim, self.cp, job_id, self.owner, self.lease_s):
+                log.warning("lost the claim on job %s; another server runs it now", job_id)
+                task.cancel()
+                return
+            job = await run_in_threadpool(get_job, self.cp, job_id)
+            if job is not None and job.status == "cancelling":
+                self._cancelled.add(job_id)
+
     async def _run(self, job_id: str) -> None:
+        if not await run_in_threadpool(claim, self.cp, job_id, self.owner, self.lease_s):
+            return  # another server runs it
+        this = asyncio.current_task()
+        assert this is not None
+        heartbeat = asyncio.create_task(self._heartbeat(job_id, this))
         try:
             job = await run_in_threadpool(get_job, self.cp, job_id)
             if job is None:
@@ -128,8 +186,10 @@ class BatchRunner:
             error = {"code": "internal_error", "message": "The server had an error running this job."}
             await run_in_threadpool(transition, self.cp, job_id, ACTIVE, "failed", error=error)
         finally:
+            heartbeat.cancel()
             self._runs.pop(job_id, None)
             self._cancelled.discard(job_id)
+            release_claim(self.cp, job_id, self.owner)  # no await: this also runs as the server stops
 
     # -- one request, as the interactive route runs it -----------------------------------------------
 
@@ -166,7 +226,8 @@ class BatchRunner:
         }  # fmt: skip
         return Request(scope)
 
-    async def line_slot(self) -> asyncio.Semaphore:
+    @property
+    def slots(self) -> LineSlots:
         assert self._slots is not None
         return self._slots
 
@@ -180,7 +241,7 @@ class BatchRunner:
 
     async def _run_async(self, job: JobRow) -> None:
         tenant = Tenant(job.tenant_id, job.request["tenant"])
-        async with await self.line_slot():
+        async with self.slots.hold():
             status, body = await self.execute(tenant, "/invocations", job.request["body"],
                                               job.request.get("headers"))  # fmt: skip
         path = self.async_result_path(job.id)
@@ -248,22 +309,17 @@ class _BatchRun:
             ResultLog(self.work_dir / "errors.jsonl"),
         )
         done = self.output.done | self.errors.done
-        todo = [line for line in lines if line.custom_id not in done]
-        tasks = [asyncio.create_task(self._line(line)) for line in todo]
+        todo = iter([line for line in lines if line.custom_id not in done])
+        workers = [asyncio.create_task(self._work(todo))
+                   for _ in range(self.runner.state.settings.batch_max_lines_in_flight)]  # fmt: skip
         flusher = asyncio.create_task(self._flush_counts())
         try:
-            while tasks and not all(t.done() for t in tasks):
-                await asyncio.wait(tasks, timeout=0.2)
-                if self.runner.is_cancelled(self.job.id):
-                    for task in tasks:
-                        task.cancel()
-                    break
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*workers)
             if self.expired:
                 self._expire_the_rest(lines)
             self._count()
         finally:  # also when the server stops: the logs hold every finished line
-            for task in (*tasks, flusher):
+            for task in (*workers, flusher):
                 task.cancel()
             self.output.close()
             self.errors.close()
@@ -279,16 +335,22 @@ class _BatchRun:
             if line.custom_id not in done:
                 self.errors.append(_record(line, None, {"code": "batch_expired", "message": message}))
 
-    async def _line(self, line: InputLine) -> None:
-        async with await self.runner.line_slot():
-            if self.runner.is_cancelled(self.job.id) or self.expired:
-                return
-            if time.time() > self.job.request["expires_at"]:
-                self.expired = True
-                return
-            status, body = await self.runner.execute(self.tenant, self.job.request["endpoint"], line.body)
-        response = {"status_code": status, "request_id": f"req_{uuid.uuid4().hex}", "body": body}
-        (self.output if status == 200 else self.errors).append(_record(line, response, None))
+    async def _work(self, todo: Iterator[InputLine]) -> None:
+        """Run lines from ``todo`` (shared by the batch's workers) one at a time, each in a slot, until
+        none is left or the batch stops taking new ones (cancelled, expired); a line started finishes."""
+        for line in todo:
+            async with self.runner.slots.hold():
+                if self._stopped():
+                    return
+                status, body = await self.runner.execute(self.tenant, self.job.request["endpoint"],
+                                                         line.body)  # fmt: skip
+            response = {"status_code": status, "request_id": f"req_{uuid.uuid4().hex}", "body": body}
+            (self.output if status == 200 else self.errors).append(_record(line, response, None))
+
+    def _stopped(self) -> bool:
+        if time.time() > self.job.request["expires_at"]:
+            self.expired = True
+        return self.expired or self.runner.is_cancelled(self.job.id)
 
     async def _finalize(self) -> None:
         for name in ("output", "error"):

@@ -43,6 +43,7 @@ from plinth.knowledge import MIN_SCORES, NotFoundError
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file
+from plinth.server.generation import chat_model
 from plinth.server.quotas import acting_for
 from plinth.server.state import ServerState, get_state
 from plinth.server.tenant_quotas import check_quota
@@ -187,7 +188,9 @@ async def _for_tenant(tenant_id: int, coroutine: Any) -> Any:
 
 
 def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) -> Any:
-    chat = state.chat_model(spec.model, tenant)
+    served = _served(state, tenant, spec)
+    assert served is not None, "checked when the evaluation was created"
+    chat = chat_model(served, state.metrics)
     if spec.type == "knowledge_base":
         assert spec.knowledge_base is not None  # the spec's validator requires it
         service = app.state.knowledge
@@ -197,7 +200,7 @@ def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) 
         return rag_target(chat, retrieve, min_score=MIN_SCORES.get(spec.search_type, 0.0))
     if spec.type == "sql":
         sql, name = app.state.sql, spec.sql_dataset
-        prompt_format = _prompt_format(state, tenant, spec.model)
+        prompt_format = _prompt_format(state, tenant, spec.adapter or spec.model)
 
         def ask(question: str, model: Any) -> Any:
             return sql.ask(tenant, name, question, model, prompt_format=prompt_format)
@@ -207,6 +210,20 @@ def _target(app: FastAPI, state: ServerState, tenant: Tenant, spec: TargetSpec) 
 
         return sql_target(chat, ask, gold)
     return model_target(chat, system=spec.system, max_tokens=spec.max_tokens, temperature=spec.temperature)
+
+
+def _served(state: ServerState, tenant: Tenant, spec: TargetSpec) -> Any:
+    """What the target runs: ``model``, or its ``adapter`` (None when that is not one of the tenant's
+    adapters of ``model``)."""
+    if spec.adapter is None:
+        return state.model(spec.model, tenant)
+    try:
+        served = state.model(spec.adapter, tenant)
+    except APIError:
+        return None
+    base = getattr(served, "base", None)  # a base model named as the adapter is not an adapter
+    ok = base is not None and (base is state.models.get(spec.model) or base.name == spec.model)
+    return served if ok else None
 
 
 def _prompt_format(state: ServerState, tenant: Tenant, model: str) -> str | None:
@@ -246,6 +263,10 @@ def _check_names(request: Request, spec: EvalSpec) -> None:
             state.model(name, tenant)
         except APIError as exc:
             raise APIError(400, exc.message, param=param, code="model_not_found") from exc
+    for i, target in enumerate(spec.targets):
+        if target.adapter is not None and _served(state, tenant, target) is None:
+            message = f"'{target.adapter}' is not one of your adapters of the model '{target.model}'."
+            raise APIError(400, message, param=f"targets.{i}.adapter", code="model_not_found")
     for i, target in enumerate(spec.targets):
         try:
             if target.type == "knowledge_base":

@@ -124,7 +124,7 @@ def open_stream(job: Job, metrics: Metrics) -> AsyncGenerator[Any, None]:
     errors (prompt too long) at call time."""
     params = dataclasses.replace(job.params, priority=PRIORITY.get(), share_group=share_group())
     stream = job.model.stream(job.prompt_ids, params, stop=job.stop, request_id=job.request_id)
-    return metrics.observe(job.model.metrics_label, stream)  # never an adapter's name
+    return metrics.observe(job.model.metrics_label, stream, params.priority)  # never an adapter's name
 
 
 class MeteredModel:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plinth.engine import EngineStats, LoraStats
+from plinth.engine import BATCH_PRIORITY, INTERACTIVE_PRIORITY, EngineStats, LoraStats
 from plinth.llm import AdapterHost, ServedModel
 from plinth.server.quotas import charge_tokens
 
@@ -26,6 +26,7 @@ __all__ = ["LoraCollector", "Metrics", "RequestMetricsMiddleware", "engine_stats
 
 Models = Callable[[], Iterable[AdapterHost]]
 
+_CLASSES = {INTERACTIVE_PRIORITY: "interactive", BATCH_PRIORITY: "batch"}
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
 _TPOT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -68,6 +69,12 @@ class Metrics:
             "plinth_time_per_output_token_seconds", "Mean time between output tokens of a request.",
             ["model"], buckets=_TPOT_BUCKETS, registry=r,
         )  # fmt: skip
+        self.streams = Gauge(
+            "plinth_generation_streams", "Generation streams running, by priority class.", ["class"],
+            registry=r,
+        )  # fmt: skip
+        self._interactive = 0
+        self._interactive_ended = float("-inf")
 
     def render(self, models: Iterable[ServedModel] = ()) -> bytes:
         """The Prometheus text exposition, after reading each model's engine gauges."""
@@ -82,10 +89,16 @@ class Metrics:
             self.kv_usage.labels(model.metrics_label).set(stats.kv_blocks_used / total if total else 0.0)
         return generate_latest(self.registry)
 
-    async def observe(self, model: str, stream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
-        """Pass a TextDelta stream through, timing it; closing this closes (aborts) ``stream``."""
+    async def observe(
+        self, model: str, stream: AsyncIterator[Any], priority: int = INTERACTIVE_PRIORITY
+    ) -> AsyncGenerator[Any, None]:
+        """Pass a TextDelta stream through, timing it; closing this closes (aborts) ``stream``. Streams of
+        the interactive class are counted while they run (:meth:`interactive_quiet_s`)."""
         start = time.perf_counter()
         first: float | None = None
+        interactive = priority == INTERACTIVE_PRIORITY
+        self._interactive += interactive
+        self.streams.labels(_CLASSES.get(priority, str(priority))).inc()
         try:
             async for delta in stream:
                 if first is None and delta.token_ids:
@@ -95,7 +108,18 @@ class Metrics:
                     self._finished(model, delta, start, first)
                 yield delta
         finally:
+            self._interactive -= interactive
+            self._interactive_ended = time.monotonic() if interactive else self._interactive_ended
+            self.streams.labels(_CLASSES.get(priority, str(priority))).dec()
             await stream.aclose()  # type: ignore[attr-defined]
+
+    def interactive_quiet_s(self) -> float:
+        """Seconds since the last interactive stream ended; 0 while one runs. The batch runner keeps
+        fewer lines in flight until this passes a moment, so interactive requests find the server's
+        event loop and engine steps nearly as free as when idle."""
+        if self._interactive:
+            return 0.0
+        return time.monotonic() - self._interactive_ended
 
     def _finished(self, model: str, delta: Any, start: float, first: float | None) -> None:
         now = time.perf_counter()

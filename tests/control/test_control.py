@@ -64,6 +64,7 @@ def test_first_open_applies_and_records_migrations_by_name(cp: ControlPlane) -> 
         "m007_longer_adapter_names",
         "m008_agents",
         "m009_tenant_limits",
+        "m010_job_claims",
         "m011_tenant_quotas",
     ]
     assert get_tenant(cp, LOCAL_TENANT) is not None

@@ -55,3 +55,32 @@ def test_eval_run_rejects_a_bad_spec(tmp_path) -> None:
     (tmp_path / "spec.yaml").write_text("targets: []\n")
     result = CliRunner().invoke(app, ["eval", "run", str(tmp_path / "spec.yaml")])
     assert result.exit_code == 2 and "dataset" in result.output
+
+
+def test_eval_run_targets_an_adapter_beside_the_base_model(tiny_llama, tmp_path) -> None:
+    from lora_fixtures import make_peft_adapter
+
+    make_peft_adapter(tiny_llama, tmp_path / "adapters" / "tuned", seed=3)
+    rows = [{"id": f"q{i}", "input": f"Name a colour {i}.", "reference": "red"} for i in range(3)]
+    (tmp_path / "set.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {
+        "dataset": "set.jsonl",
+        "targets": [{"model": str(tiny_llama), "max_tokens": 6},
+                    {"model": str(tiny_llama), "adapter": "adapters/tuned", "max_tokens": 6}],
+        "metrics": ["exact_match"],
+    }  # fmt: skip
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    args = ["--data-dir", str(tmp_path / "data"), "eval", "run", str(tmp_path / "spec.yaml")]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    base, tuned = f"model:{tiny_llama}", f"model:{tiny_llama}+tuned"
+    assert set(json.loads(result.stdout)["summary"]) == {base, tuned}
+    items = json.loads((tmp_path / "out" / "results.json").read_text())["items"]
+    outputs = {(r["target"], r["id"]): r["output"] for r in items}
+    assert len(outputs) == 6 and all(r["error"] is None for r in items if "error" in r)
+    assert any(outputs[(base, r["id"])] != outputs[(tuned, r["id"])] for r in rows)  # the adapter applies
+
+    spec["targets"][1]["adapter"] = "adapters/missing"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    missing = CliRunner().invoke(app, args)
+    assert missing.exit_code == 2 and "adapters/missing: no such folder" in missing.output

@@ -139,6 +139,8 @@ def test_bad_requests_are_openai_errors(app_key) -> None:
             ({"dataset": good, "targets": target, "judge": {"model": "nope"}}, "judge.model"),
             ({"dataset": good, "targets": target, "judge": {"model": "judge", "criteria": ["x"]}}, "judge"),
             ({"dataset": good, "targets": kb}, "targets.0.knowledge_base"),
+            ({"dataset": good, "targets": [{"model": "target", "adapter": "nope"}]}, "targets.0.adapter"),
+            ({"dataset": good, "targets": [{"model": "target", "adapter": "judge"}]}, "targets.0.adapter"),
             ({"dataset": tuning, "targets": target}, "dataset"),
             ({"dataset": good, "targets": target, "metrics": ["nope"]}, None),
         ]  # fmt: skip
