@@ -7,6 +7,9 @@ replicas that hold models, autoscaled by the ``[ray]`` settings and routed by
     ray.init()                                    # or ray.init(address="auto") on a cluster
     serve.run(application(settings), route_prefix="/")
 
+On a managed cluster Serve builds it from a config file instead (``deploy/rayservice.yaml``), through
+:func:`build`.
+
 Replicas may run on other machines: every path in the settings is made absolute here, and state they
 must share lives where all of them reach it (the control plane's ``database_url``, ``data_dir`` on a
 shared filesystem).
@@ -27,7 +30,7 @@ from plinth.control import open_control_plane
 from plinth.scale.ingress import Ingress
 from plinth.scale.replica import EngineReplica
 
-__all__ = ["APP_NAME", "application", "replica_options", "serve_on_ray"]
+__all__ = ["APP_NAME", "application", "build", "replica_options", "serve_on_ray"]
 
 APP_NAME = "plinth"
 ROUTER = "plinth.scale.router.AffinityRouter"
@@ -69,6 +72,12 @@ def replica_options(ray_settings: RaySettings) -> dict[str, Any]:
             "downscale_delay_s": ray_settings.downscale_delay_s,
         }
     return options
+
+
+def build(args: dict[str, Any]) -> Application:
+    """Serve's application builder (``import_path: plinth.scale.deploy:build`` in a Serve config or a
+    KubeRay ``RayService``): ``args`` are Settings fields, over ``PLINTH_*`` variables and the toml."""
+    return application(Settings(**args))
 
 
 def serve_on_ray(settings: Settings) -> None:

@@ -7,12 +7,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+import plinth.scale
+from plinth.cli import app
 from plinth.config import RaySettings, Settings
-from plinth.scale.deploy import replica_options
+from plinth.scale.deploy import build, replica_options
 from plinth.scale.forwarding import Forwarded, Start, call_app, routing_keys
 from plinth.scale.router import rank_for_session
 
@@ -93,3 +97,25 @@ def test_the_ray_table_of_plinth_toml(tmp_path: Path) -> None:
     config.write_text("[ray]\nreplicas = 5\n")
     with pytest.raises(ValidationError, match="replicas"):
         Settings(config=config)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_serve_ray_deploys_with_the_toml_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deployed: list[Settings] = []
+    monkeypatch.setattr(plinth.scale, "serve_on_ray", deployed.append)
+    (tmp_path / "plinth.toml").write_text("[ray]\nmin_replicas = 2\nmax_replicas = 3\n")
+    result = CliRunner().invoke(app, ["serve", "--ray", "--port", "9100"])
+    assert result.exit_code == 0, result.output
+    [settings] = deployed
+    assert (settings.port, settings.ray.min_replicas, settings.ray.max_replicas) == (9100, 2, 3)
+
+
+def test_the_rayservice_manifest_builds_valid_settings() -> None:
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "deploy" / "rayservice.yaml").read_text())
+    [application] = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"]
+    assert application["import_path"] == f"{build.__module__}:{build.__name__}"
+    settings = Settings(**application["args"])
+    assert (
+        settings.ray.max_replicas
+        == manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"]
+    )

@@ -109,7 +109,9 @@ def test_keys_adapters_and_jobs_are_shared(two_servers, tiny_llama: Path, tmp_pa
     chat = {"model": "bot", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     assert httpx.post(f"{b}/v1/chat/completions", json=chat, headers=acme, timeout=60).status_code == 200
     assert httpx.delete(f"{b}/v1/adapters/bot", headers=_auth(admin), timeout=30).status_code == 200
-    assert "bot" not in {m["id"] for m in httpx.get(f"{a}/v1/models", headers=acme, timeout=30).json()["data"]}
+    assert "bot" not in {
+        m["id"] for m in httpx.get(f"{a}/v1/models", headers=acme, timeout=30).json()["data"]
+    }
 
     line = {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
             "body": {**chat, "model": str(tiny_llama)}}  # fmt: skip
