@@ -88,12 +88,12 @@ def serve_on_ray(settings: Settings) -> None:
 
 
 def _portable(settings: Settings) -> dict[str, Any]:
-    """``settings`` as JSON data a replica on any node rebuilds: relative paths made absolute, and no
-    config file (its values are already in here)."""
+    """``settings`` as JSON data a replica rebuilds: directories made absolute, and no config file (its
+    values are already in here). Models stay as given, since a model's name is what it was given as;
+    a local cluster's workers start in the driver's working directory, so relative ones still load."""
     data = settings.model_dump(mode="json", exclude={"config"})
     data["data_dir"] = str(Path(settings.data_dir).resolve())
     data["adapters"] = [str(Path(d).resolve()) for d in settings.adapters]
-    data["models"] = [str(Path(m).resolve()) if Path(m).exists() else m for m in settings.models]
     if settings.database_url is not None and settings.database_url.startswith("sqlite:///"):
         data["database_url"] = f"sqlite:///{Path(settings.database_url.removeprefix('sqlite:///')).resolve()}"
     return data
