@@ -117,10 +117,21 @@ def _slot_loads_per_replica(url: str) -> dict[str, int]:
     raise AssertionError(f"/metrics answered from one replica only: {seen}")
 
 
-def test_a_sessions_turns_land_on_one_replica(base_url: str) -> None:
+def test_a_sessions_turns_land_on_one_replica_and_reuse_its_cache(base_url: str) -> None:
     for session in ("s-1", "s-2", "s-3"):
-        replicas = {_replica(_chat(base_url, **{"x-session-id": session})) for _ in range(4)}
+        messages: list[dict[str, str]] = []
+        replicas, cached = set(), []
+        for turn in range(4):
+            messages.append({"role": "user", "content": f"{session} turn {turn}: " + "tell me more " * 12})
+            body = {"model": BASE, "messages": messages, "max_tokens": 4, "ignore_eos": True}
+            reply = httpx.post(
+                f"{base_url}/v1/chat/completions", json=body, headers={"x-session-id": session}, timeout=60
+            )
+            replicas.add(_replica(reply))
+            cached.append(reply.json()["usage"]["prompt_tokens_details"]["cached_tokens"])
+            messages.append(reply.json()["choices"][0]["message"])
         assert len(replicas) == 1, session
+        assert all(n > 0 for n in cached[1:]), cached  # each turn found the conversation so far cached
 
 
 def test_killing_a_replica_mid_load_loses_no_request(base_url: str) -> None:
