@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message
 
 __all__ = ["SESSION_HEADERS", "Forwarded", "Start", "call_app", "routing_keys"]
+
+log = logging.getLogger(__name__)
 
 # Where a client names its session: Serve's own header, SageMaker's sticky-session header, then the
 # body field retrieve-and-generate already takes.
@@ -118,11 +121,20 @@ async def _run(
         await gone.wait()
         return {"type": "http.disconnect"}
 
+    started = False
+
     async def send(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
         await events.put(message)
 
     try:
         await app(_scope(request), receive, send)
+    except Exception:
+        if not started:
+            raise
+        # Starlette re-raises after sending its 500 (for the server to log): the client has its answer.
+        log.exception("%s %s failed in the app", request.method, request.path)
     finally:
         await events.put(None)
 

@@ -7,8 +7,9 @@ deployment with them as Serve's ``multiplexed_model_id`` and ``session_id``; Ser
 :mod:`plinth.scale.router`) picks the replica.
 
 A replica that dies before its answer is complete loses nothing the client has seen: a JSON answer is
-retried on another replica (up to ``ray.max_attempts``); a stream is retried until its first event
-went out, and after that the client sees the stream end early, as with any server that dies mid-reply.
+retried on another replica (up to ``ray.max_attempts``, then a 503 ``replica_unavailable``); a stream
+is retried until its first event went out, and after that the client sees the stream end early, as
+with any server that dies mid-reply.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from plinth.scale.forwarding import Forwarded, Start, routing_keys
+from plinth.server.errors import APIError
 
 __all__ = ["Ingress"]
 
@@ -48,12 +50,11 @@ class Ingress:
                     body = b"".join([chunk async for chunk in replies])
                     return _response(start, body)
             except RayActorError as exc:
-                if attempt == self.max_attempts:
-                    raise
-                log.warning("replica died (attempt %d of %d), retrying: %s", attempt, self.max_attempts, exc)
+                log.warning("replica died (attempt %d of %d): %s", attempt, self.max_attempts, exc)
                 continue
             return _streaming(start, replies)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        message = f"No engine replica could answer ({self.max_attempts} tried and died); try again shortly."
+        return APIError(503, message, type="server_error", code="replica_unavailable").response()
 
 
 async def _forwarded(request: Request) -> Forwarded:

@@ -3,7 +3,10 @@ ASGI call, and how ``[ray]`` settings become Serve's deployment options."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,8 @@ import yaml
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from ray.exceptions import RayActorError
+from starlette.requests import Request
 from typer.testing import CliRunner
 
 import plinth.scale
@@ -18,6 +23,7 @@ from plinth.cli import app
 from plinth.config import RaySettings, Settings
 from plinth.scale.deploy import build, replica_options
 from plinth.scale.forwarding import Forwarded, Start, call_app, routing_keys
+from plinth.scale.ingress import Ingress
 from plinth.scale.router import rank_for_session
 
 
@@ -72,6 +78,56 @@ async def test_call_app_streams_status_headers_and_chunks() -> None:
     assert items[1:] == [b"data: 1\n\n", b"data: 2\n\n"]
     missing = [item async for item in call_app(app, Forwarded("GET", "/nope", b"", [], b""))]
     assert isinstance(missing[0], Start) and missing[0].status == 404
+
+
+async def test_call_app_answers_a_crash_with_the_apps_500_and_does_not_raise() -> None:
+    app = FastAPI()
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("bug")
+
+    items = [item async for item in call_app(app, Forwarded("GET", "/boom", b"", [], b""))]
+    assert isinstance(items[0], Start) and items[0].status == 500
+
+
+class _DyingEngine:
+    """A Serve handle whose every replica dies mid-request."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.handle = self.base_models = self
+
+    def options(self, **_: object) -> _DyingEngine:
+        return self
+
+    def remote(self, *args: object) -> object:
+        if not args:  # base_models.remote()
+            return asyncio.sleep(0, result=["llama"])
+        self.calls += 1
+        return self._replies()
+
+    async def _replies(self) -> AsyncIterator[bytes]:
+        raise RayActorError()
+        yield b""
+
+
+async def test_the_ingress_retries_dead_replicas_then_answers_503() -> None:
+    engine = _DyingEngine()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "query_string": b"",
+        "headers": [],
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b'{"model": "llama"}', "more_body": False}
+
+    response = await Ingress(engine, max_attempts=3)(Request(scope, receive))  # type: ignore[arg-type]
+    assert (response.status_code, engine.calls) == (503, 3)
+    assert json.loads(response.body)["error"]["code"] == "replica_unavailable"
 
 
 def test_fixed_or_autoscaled_replicas_from_settings() -> None:
