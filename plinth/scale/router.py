@@ -9,7 +9,8 @@ stable when replicas come and go -- only the sessions of a replica that left mov
 replica, so a full one hands the session to its runner-up instead of queueing it.
 
 Deployed by name (``request_router_class="plinth.scale.router.AffinityRouter"``), so Ray imports it in
-whichever process routes.
+whichever process routes. Serve's request-router API is alpha (Ray 2.60), and its default router lives
+in a private module (``RequestRouterConfig``'s documented default path): the ``ray`` extra pins < 3.
 """
 
 from __future__ import annotations
