@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -30,10 +30,43 @@ from pydantic_settings import (
 if TYPE_CHECKING:  # importing plinth.engine may pull in torch; keep `plinth --help` fast
     from plinth.engine.config import EngineConfig
 
-__all__ = ["DEFAULT_CONFIG_FILE", "InsecureBindError", "Settings", "check_bind", "is_loopback_host"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE", "InsecureBindError", "RaySettings", "Settings", "check_bind", "is_loopback_host",
+]  # fmt: skip
 
 DEFAULT_CONFIG_FILE = Path("plinth.toml")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class RaySettings(BaseModel):
+    """``plinth serve --ray``: the ``[ray]`` table of ``plinth.toml`` (see :mod:`plinth.scale`).
+
+    Replicas autoscale between ``min_replicas`` and ``max_replicas`` on Serve's ongoing-requests
+    signal; equal bounds mean a fixed count. The delays are the cooldowns Serve waits before adding or
+    removing a replica, so a burst does not thrash the fleet. Each replica keeps at most
+    ``max_cpu_loras`` adapters (the engine's host-memory cache), which is also what Serve's
+    multiplexing counts.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = None  # a running cluster ("auto", "ray://head:10001"); None starts a local one
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    target_ongoing_requests: float = Field(default=8.0, gt=0)  # per replica, what autoscaling aims at
+    max_ongoing_requests: int = Field(default=32, ge=1)  # a replica takes no more; the router tries another
+    upscale_delay_s: float = Field(default=30.0, ge=0)
+    downscale_delay_s: float = Field(default=600.0, ge=0)
+    replica_cpus: float = Field(default=1.0, gt=0)  # Ray resources one engine replica reserves
+    replica_gpus: float = Field(default=0.0, ge=0)
+    ingress_replicas: int = Field(default=1, ge=1)  # the HTTP front: parses, picks routing keys, forwards
+    max_attempts: int = Field(default=3, ge=1, le=10)  # a request whose replica died is retried on another
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> RaySettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("ray.min_replicas must not exceed ray.max_replicas")
+        return self
 
 
 class Settings(BaseSettings):
@@ -95,6 +128,8 @@ class Settings(BaseSettings):
     # `plinth adapters ...` and other client commands
     server_url: str = "http://127.0.0.1:8000"
     api_key: str | None = None
+    # `plinth serve --ray`: engine replicas on a Ray cluster (the [ray] table)
+    ray: RaySettings = Field(default_factory=lambda: RaySettings())
 
     @field_validator("models", "adapters", mode="before")
     @classmethod

@@ -6,9 +6,11 @@ collide. A request's ``model`` resolves to the tenant's own adapter, else a publ
 tenant's adapter resolves to nothing, so the caller answers exactly as for an unknown model.
 
 Registrations are persisted in the control plane (unless they come from ``--adapters DIR``, which is
-re-read at every start) and :meth:`AdapterRegistry.restore` registers them again at start. Mutations
-run in worker threads (they read adapter files) and are serialised by one lock; lookups only read a
-dict, so requests never wait behind a registration::
+re-read at every start) and :meth:`AdapterRegistry.restore` registers them again at start. Processes
+sharing one control plane (API servers, Ray replicas) catch up with each other through
+:meth:`AdapterRegistry.sync`: a listing syncs, and so does a lookup of a name not known here. Mutations
+run in worker threads (they read adapter files) and are serialised by one lock; lookups of known names
+only read a dict, so requests never wait behind a registration::
 
     registry = AdapterRegistry(models, control_plane, data_dir / "adapters")
     [entry] = registry.register(tenant, "sql", "/srv/sql-lora")     # in a worker thread
@@ -21,6 +23,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,6 +35,7 @@ from plinth.adapters.served import AdapterModel
 from plinth.control import (
     PUBLIC_OWNER,
     AdapterExistsError,
+    AdapterRow,
     ControlPlane,
     Tenant,
     add_adapter,
@@ -51,6 +55,7 @@ log = logging.getLogger(__name__)
 _PART = r"[A-Za-z0-9._-]"
 _NAME = re.compile(rf"[A-Za-z0-9]{_PART}{{0,63}}|ft:{_PART}+:{_PART}+:{_PART}*:[a-f0-9]+")
 Owner = int | None  # tenant id; None for public
+MISS_SYNC_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +95,21 @@ class AdapterRegistry:
         self.models, self.control_plane, self.cache_dir = models, control_plane, Path(cache_dir)
         self._entries: dict[tuple[Owner, str], AdapterEntry] = {}
         self._write = threading.Lock()
+        self._next_miss_sync = 0.0
 
     # --- lookups (any thread, never blocking) ---------------------------------------------------
     def resolve(self, tenant: Tenant, name: str) -> AdapterEntry | None:
-        """The tenant's own adapter ``name``, else the public one, else None."""
+        """The tenant's own adapter ``name``, else the public one, else None. A name not known here is
+        looked for in the control plane (at most once a second, so a flood of wrong names costs little):
+        another process sharing it may have just registered it."""
+        entry = self._lookup(tenant, name)
+        if entry is None and time.monotonic() >= self._next_miss_sync:
+            self._next_miss_sync = time.monotonic() + MISS_SYNC_INTERVAL_S
+            self.sync()
+            entry = self._lookup(tenant, name)
+        return entry
+
+    def _lookup(self, tenant: Tenant, name: str) -> AdapterEntry | None:
         return self._entries.get((tenant.id, name)) or self._entries.get((None, name))
 
     def get(self, tenant_id: int | None, name: str) -> AdapterEntry | None:
@@ -101,7 +117,8 @@ class AdapterRegistry:
         return self._entries.get((tenant_id, name))
 
     def visible(self, tenant: Tenant) -> list[AdapterEntry]:
-        """The tenant's adapters and the public ones, by name."""
+        """The tenant's adapters and the public ones, by name (caught up with the control plane)."""
+        self.sync()
         entries = [e for (owner, _), e in list(self._entries.items()) if owner in (tenant.id, None)]
         return sorted(entries, key=lambda e: (e.name, e.tenant_id is None))
 
@@ -161,21 +178,37 @@ class AdapterRegistry:
 
     def restore(self) -> None:
         """Re-register persisted adapters at start; ones that no longer load are skipped, loudly."""
-        tenants = _tenant_names(self.control_plane)
-        for row in list_adapters(self.control_plane):
-            owner = PUBLIC_OWNER if row.tenant_id is None else tenants.get(row.tenant_id, str(row.tenant_id))
-            if row.base_model not in self.models:
-                log.warning(
-                    "adapter %s:%s skipped: base model %r is not served", owner, row.name, row.base_model
-                )
-                continue
-            tenant = None if row.tenant_id is None else Tenant(row.tenant_id, owner)
-            try:
-                entry = self._load(tenant, row.name, row.path, row.source, row.base_model)
-            except (AdapterError, AdapterRegistryError, OSError) as exc:
-                log.warning("adapter %s:%s skipped: it no longer loads (%s)", owner, row.name, exc)
-                continue
-            self._entries[(row.tenant_id, row.name)] = _with(entry, row_id=row.id, created_at=row.created_at)
+        self.sync()
+
+    def sync(self) -> None:
+        """Catch up with the control plane, which other processes may share (replicas, API servers):
+        adapters persisted since are loaded, ones whose rows are gone are dropped. Rows that no longer
+        load are skipped, loudly."""
+        with self._write:  # rows read under the lock: a registration here adds its row and entry together
+            rows = list_adapters(self.control_plane)
+            live = {row.id for row in rows}
+            for entry in [e for e in self._entries.values() if e.row_id is not None and e.row_id not in live]:
+                self._forget(entry)
+            known = {entry.row_id for entry in self._entries.values()}
+            fresh = [row for row in rows if row.id not in known]
+            tenants = _tenant_names(self.control_plane) if fresh else {}
+            for row in fresh:
+                self._restore_row(row, tenants)
+
+    def _restore_row(self, row: AdapterRow, tenants: dict[int, str]) -> None:
+        owner = PUBLIC_OWNER if row.tenant_id is None else tenants.get(row.tenant_id, str(row.tenant_id))
+        if row.base_model not in self.models:
+            log.warning("adapter %s:%s skipped: base model %r is not served", owner, row.name, row.base_model)
+            return
+        if (row.tenant_id, row.name) in self._entries:
+            return  # a --adapters folder of the same name holds it here
+        tenant = None if row.tenant_id is None else Tenant(row.tenant_id, owner)
+        try:
+            entry = self._load(tenant, row.name, row.path, row.source, row.base_model)
+        except (AdapterError, AdapterRegistryError, OSError) as exc:
+            log.warning("adapter %s:%s skipped: it no longer loads (%s)", owner, row.name, exc)
+            return
+        self._entries[(row.tenant_id, row.name)] = _with(entry, row_id=row.id, created_at=row.created_at)
 
     def register_dir(self, directory: Path) -> list[AdapterEntry]:
         """``--adapters DIR``: every adapter subfolder of ``directory`` as public, not persisted (the
@@ -270,12 +303,15 @@ class AdapterRegistry:
 
     def _drop(self, entry: AdapterEntry) -> None:
         """Forget it here first (new requests 404), then in the engine and the database."""
+        self._forget(entry)
+        if entry.row_id is not None:
+            remove_adapter(self.control_plane, entry.row_id)
+
+    def _forget(self, entry: AdapterEntry) -> None:
         key = (entry.tenant_id, entry.name)
         if self._entries.get(key) is entry:
             del self._entries[key]
         self.models[entry.base_model].remove_adapter(entry.engine_name)
-        if entry.row_id is not None:
-            remove_adapter(self.control_plane, entry.row_id)
 
 
 def _resolve_source(source: str, cache_dir: Path, name: str | None) -> list[tuple[str, Path]]:

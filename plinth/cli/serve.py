@@ -13,11 +13,18 @@ from plinth.config import InsecureBindError, Settings, check_bind
 __all__ = ["demo", "serve"]
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, *, on_ray: bool = False) -> None:
     try:
         check_bind(settings)
     except InsecureBindError as exc:
         fail(str(exc))
+    if on_ray:
+        try:
+            from plinth.scale import serve_on_ray
+        except ImportError as exc:  # Ray is an optional extra
+            fail(f"--ray needs Ray Serve: pip install 'plinth[ray]' ({exc})")
+        serve_on_ray(settings)
+        return
     from plinth.server.app import serve
 
     serve(settings)
@@ -56,6 +63,10 @@ def serve(
     merge_lora: Annotated[
         str | None, typer.Option(help="Serve this --adapters adapter merged into its base model.")
     ] = None,
+    on_ray: Annotated[
+        bool,
+        typer.Option("--ray", help="Engine replicas on a Ray cluster (the [ray] settings; extra 'ray')."),
+    ] = False,
     config: ConfigFile = None,
 ) -> None:
     """Serve the OpenAI-compatible API and the web app."""
@@ -80,7 +91,7 @@ def serve(
         merge_lora=merge_lora,
         config=config,
     )
-    _serve(settings)
+    _serve(settings, on_ray=on_ray)
 
 
 def demo(

@@ -58,6 +58,7 @@ PUBLIC = {
         "retrieve_and_generate", "rrf", "sync_state",
     ],
     "plinth.samples": ["KINDS", "Kind", "generate", "load_schema"],
+    "plinth.scale": ["APP_NAME", "application", "serve_on_ray"],
     "plinth.agents": [
         "DECLINED", "DEFAULT_MAX_STEPS", "MAX_STEPS", "STATUSES", "TOOL_TYPES", "WITHHELD", "Agent",
         "AgentRun", "AgentSpec", "AgentSpecError", "CalculatorError", "Call", "Invoke", "PendingAction",
