@@ -61,6 +61,7 @@ FULL = {"model": "smollm2-135m-instruct", "concurrency": "1,16,64", "input_len":
 QUICK = {"model": ".bench/llama-tiny", "concurrency": "1,4", "input_len": 16, "output_len": 8,
          "hf_baseline_at": "4", "engines": "plinth,hf"}  # fmt: skip
 BENCH_DIR = Path(".bench")
+REPO = Path(__file__).resolve().parents[1]
 LLAMA_SLOTS = 16  # llama-server's parallel sequences, as in the measurements
 QUANTIZATIONS = ("int8", "int4")
 DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
@@ -248,6 +249,7 @@ def plinth_server(
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
     env["PLINTH_LOG_LEVEL"] = "warning"  # no access log line per request
+    env["PYTHONPATH"] = str(REPO)  # the Plinth this script belongs to, whatever the venv installed
     cmd = [sys.executable, "-m", "plinth", "serve", "--model", str(model), "--no-auth", "--port", str(port),
            "--dtype", dtype, "--device", device, *extra]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="plinth-bench-") as tmp:

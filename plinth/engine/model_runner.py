@@ -98,6 +98,8 @@ class ModelRunner:
         with _default_dtype(self.dtype), self.device, _no_random_init():
             self.model = CausalLM(model_config, self.lora)
         self._load_weights()
+        if config.quantization is not None:
+            self._quantize(config.quantization)
         self.model.eval()
         self.block_size = config.block_size
         self.num_blocks = self._num_kv_blocks()
@@ -122,6 +124,14 @@ class ModelRunner:
             from plinth.engine.lora.merge import merge_adapter_dir
 
             merge_adapter_dir(self.model, Path(self.config.merge_lora))
+
+    def _quantize(self, method: str) -> None:
+        if self.device.type != "cpu":
+            raise ValueError(f"quantization {method!r} runs on CPU kernels; device is {self.device}")
+        from plinth.engine.quantization import quantize_linears
+
+        with torch.no_grad():
+            quantize_linears(self.model, method)
 
     def _block_bytes(self) -> int:
         cfg = self.cfg
