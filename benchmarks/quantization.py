@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         r = results[name]
         print(f"| {name} | {r['max_abs_logit_error']:.3f} | {r['mean_kl']:.4f} | {r['top1_agreement']:.1%} |")
     if args.json:
-        args.json.write_text(json.dumps({"model": model, "positions": positions, "vs_bf16": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"model": model, "positions": positions, "vs_bf16": results}, indent=2)
+        )
     return 0
 
 

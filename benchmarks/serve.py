@@ -56,8 +56,9 @@ import numpy as np
 import serve_peers as peers  # benchmarks/ is on sys.path when this runs as a script
 
 GOAL_RATIO = 2.0
+ENGINES = "plinth-bf16,plinth-int8,plinth-int4,llama.cpp-bf16,llama.cpp-q4_1,hf-bf16"
 FULL = {"model": "smollm2-135m-instruct", "concurrency": "1,16,64", "input_len": 128, "output_len": 64,
-        "hf_baseline_at": "1,16,64", "engines": "plinth-bf16,plinth-int8,plinth-int4,llama.cpp-bf16,llama.cpp-q4_1,hf-bf16"}  # fmt: skip
+        "hf_baseline_at": "1,16,64", "engines": ENGINES}  # fmt: skip
 QUICK = {"model": ".bench/llama-tiny", "concurrency": "1,4", "input_len": 16, "output_len": 8,
          "hf_baseline_at": "4", "engines": "plinth,hf"}  # fmt: skip
 BENCH_DIR = Path(".bench")
@@ -133,6 +134,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hf-baseline-at", help=f"levels that also run HF (default {hf_default}; '' for none)")
     p.add_argument("--dtype", default="auto", help="auto|float32|bfloat16|float16 (both sides)")
     p.add_argument("--device", default="cpu", help="cpu|cuda (both sides)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="compute threads of every engine (default: the CPU count; 1 on a busy shared machine)",
+    )
     p.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
     p.add_argument("--seed", type=int, default=0, help="prompt seed")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -243,13 +250,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def plinth_server(
-    model: Path, dtype: str, device: str, port: int, extra: list[str]
+    model: Path, dtype: str, device: str, port: int, threads: int, extra: list[str]
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run ``plinth serve`` in a subprocess for the duration of the block; yields its URL and process."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
     env["PLINTH_LOG_LEVEL"] = "warning"  # no access log line per request
     env["PYTHONPATH"] = str(REPO)  # the Plinth this script belongs to, whatever the venv installed
+    env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op pool
     cmd = [sys.executable, "-m", "plinth", "serve", "--model", str(model), "--no-auth", "--port", str(port),
            "--dtype", dtype, "--device", device, *extra]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="plinth-bench-") as tmp:
@@ -338,9 +346,17 @@ def http_sweep(args: argparse.Namespace, name: str, url: str, protocol: Protocol
     return Sweep(name, levels, peers.peak_rss_bytes(pid))
 
 
+def context_len(args: argparse.Namespace) -> int:
+    """Context per sequence: the workload's prompt and output plus one block of slack."""
+    return args.input_len + args.output_len + 16
+
+
 def plinth_sweep(args: argparse.Namespace, name: str, dtype: str, quantization: str | None) -> Sweep:
-    extra = ["--quantization", quantization] if quantization else []
-    with plinth_server(args.model, dtype, args.device, args.port, extra) as (url, proc):
+    # The context llama.cpp gets per slot, so both size their KV cache for the same need.
+    extra = ["--max-model-len", str(context_len(args))] + (
+        ["--quantization", quantization] if quantization else []
+    )
+    with plinth_server(args.model, dtype, args.device, args.port, args.threads, extra) as (url, proc):
         model_id = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
         return http_sweep(args, name, url, openai_protocol(model_id), proc.pid)
 
@@ -351,17 +367,21 @@ def llama_sweep(args: argparse.Namespace, name: str, weights: str) -> Sweep:
     model = args.model
     if weights == "bf16":
         model = peers.write_bf16_gguf(args.model, BENCH_DIR / f"{args.model.stem}.bf16.gguf")
-    ctx = args.input_len + args.output_len + 16
-    with peers.llama_server(args.llama_server, model, args.port or free_port(), LLAMA_SLOTS, ctx) as (url, proc):
+    port = args.port or free_port()
+    server = peers.llama_server(args.llama_server, model, port, LLAMA_SLOTS, context_len(args), args.threads)
+    with server as (url, proc):
         return http_sweep(args, name, url, LLAMA_PROTOCOL, proc.pid)
 
 
 def hf_sweep(args: argparse.Namespace, name: str, dtype: str) -> Sweep:
     """transformers ``generate`` in its own process (benchmarks/serve_hf.py), at ``--hf-baseline-at``."""
+    levels = [(c, level_prompts(args, c)) for c in args.hf_baseline_at]
     job = {"model": str(args.model), "dtype": dtype, "device": args.device, "output_len": args.output_len,
-           "warmup": warmup_prompt(args), "levels": [(c, level_prompts(args, c)) for c in args.hf_baseline_at]}  # fmt: skip
+           "warmup": warmup_prompt(args), "levels": levels}  # fmt: skip
     script = Path(__file__).with_name("serve_hf.py")
-    run = subprocess.run([sys.executable, str(script)], input=json.dumps(job), capture_output=True, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    run = subprocess.run([sys.executable, str(script)], input=json.dumps(job), capture_output=True, text=True,
+                         env=env)  # fmt: skip
     if run.returncode != 0:
         raise RuntimeError(f"transformers baseline failed:\n{run.stderr[-3000:]}")
     out = json.loads(run.stdout)
@@ -434,7 +454,12 @@ def ratio_lines(sweeps: dict[str, Sweep], levels: list[int]) -> dict[str, float]
     for c in levels:
         plinth = throughput(sweeps, "plinth-bf16", c)
         if c == 1:
-            emit("plinth-bf16/llama.cpp-bf16 at 1 stream", plinth, throughput(sweeps, "llama.cpp-bf16", 1), "goal ≥ 1.0×")
+            emit(
+                "plinth-bf16/llama.cpp-bf16 at 1 stream",
+                plinth,
+                throughput(sweeps, "llama.cpp-bf16", 1),
+                "goal ≥ 1.0×",
+            )
             emit("plinth-int4/llama.cpp-q4_1 at 1 stream", throughput(sweeps, "plinth-int4", 1),
                  throughput(sweeps, "llama.cpp-q4_1", 1), "goal ≥ 1.0×")  # fmt: skip
         elif llama:
@@ -454,6 +479,7 @@ def ratio_lines(sweeps: dict[str, Sweep], levels: list[int]) -> dict[str, float]
 
 def report(args: argparse.Namespace, sweeps: list[Sweep]) -> dict[str, Any]:
     workload = f"input {args.input_len} tokens, output {args.output_len} tokens, {args.device}"
+    workload += f", {args.threads} threads"
     for sweep in sweeps:
         print(f"## {sweep.name} — {args.model.name}, {workload}\n")
         print(table(sweep.levels) + "\n")
@@ -474,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     args.model = prepare_model(args.model, args.quick)
     args.dtype = resolve_dtype(args.model, args.dtype, args.device)
     log(f"model {args.model}, dtype {args.dtype}, levels {args.concurrency}, engines {args.engines}")
-    log(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other load skews the numbers)")
+    load = os.getloadavg()[0]
+    log(f"{args.threads} threads per engine, {os.cpu_count()} CPUs, load average {load:.2f} (shared machine)")
     sweeps = [run_engine(args, name) for name in args.engines]
     results = report(args, sweeps)
     if args.json:

@@ -57,7 +57,9 @@ def write_bf16_gguf(source: Path, dest: Path) -> Path:
             writer.add_tensor(tensor.name, values)
             continue
         packed = gguf.quants.quantize(values, gguf.GGMLQuantizationType.BF16)
-        writer.add_tensor(tensor.name, packed, raw_shape=packed.shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
+        writer.add_tensor(
+            tensor.name, packed, raw_shape=packed.shape, raw_dtype=gguf.GGMLQuantizationType.BF16
+        )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -67,15 +69,14 @@ def write_bf16_gguf(source: Path, dest: Path) -> Path:
 
 
 @contextlib.contextmanager
-def llama_server(binary: Path, model: Path, port: int, slots: int, ctx_per_slot: int) -> Iterator[Any]:
-    """``llama-server`` with ``slots`` parallel sequences and continuous batching, on 2 threads per core
-    count of this machine; yields ``(url, process)`` once ``/health`` answers ok."""
-    import os
-
-    threads = str(os.cpu_count() or 1)
+def llama_server(
+    binary: Path, model: Path, port: int, slots: int, ctx_per_slot: int, threads: int
+) -> Iterator[Any]:
+    """``llama-server`` with ``slots`` parallel sequences and continuous batching on ``threads`` threads;
+    yields ``(url, process)`` once ``/health`` answers ok."""
     cmd = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-           "-np", str(slots), "-c", str(slots * ctx_per_slot), "--cont-batching", "-t", threads,
-           "-tb", threads, "--no-webui"]  # fmt: skip
+           "-np", str(slots), "-c", str(slots * ctx_per_slot), "--cont-batching", "-t", str(threads),
+           "-tb", str(threads), "--no-webui"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"

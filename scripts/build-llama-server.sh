@@ -20,8 +20,16 @@ if [ ! -d "$DEST/src" ]; then
     mv "$DEST"/unpack/llama_cpp_python-*/vendor/llama.cpp "$DEST/src"
     rm -rf "$DEST/unpack"
 fi
+# The CPU's vector extensions, named explicitly rather than -march=native: that also enables AMX, whose
+# tile instructions kill the server with SIGILL on VMs that advertise AMX without granting it.
+has() { grep -qw "$1" /proc/cpuinfo && echo ON || echo OFF; }
+ISA="-DGGML_NATIVE=OFF -DGGML_AVX=$(has avx) -DGGML_AVX2=$(has avx2) -DGGML_FMA=$(has fma) -DGGML_F16C=$(has f16c)
+ -DGGML_AVX512=$(has avx512f) -DGGML_AVX512_VBMI=$(has avx512vbmi) -DGGML_AVX512_VNNI=$(has avx512_vnni)
+ -DGGML_AVX512_BF16=$(has avx512_bf16) -DGGML_AVX_VNNI=$(has avx_vnni) -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+ -DGGML_AMX_BF16=OFF"
 # LLAMA_CURL=OFF: the server only reads local files, and libcurl headers may be absent.
+# shellcheck disable=SC2086
 cmake -S "$DEST/src" -B "$DEST/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=ON >/dev/null
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $ISA >/dev/null
 nice -n 10 cmake --build "$DEST/build" --config Release -j"${JOBS:-2}" --target llama-server >/dev/null
 echo "$BIN"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import mmap
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from plinth.engine.model_config import ModelConfig
 from plinth.engine.scheduler import ScheduledSeq
 from plinth.engine.weights import has_weights, iter_weights
 
+HOST_KV_SHARE = 0.25  # of available host memory, the most an unconfigured CPU KV cache may take
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -61,6 +63,14 @@ def _no_random_init() -> Iterator[None]:
     finally:
         for owner, method in zip(classes, saved, strict=True):
             setattr(owner, "reset_parameters", method)  # noqa: B010
+
+
+def available_host_memory() -> int:
+    """Bytes the kernel could hand out now without swapping (``MemAvailable``)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/meminfo") as meminfo:
+        line = next(row for row in meminfo if row.startswith("MemAvailable:"))
+        return int(line.split()[1]) * 1024
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def zeroed(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -145,8 +155,10 @@ class ModelRunner:
         if self.device.type == "cuda":
             free, total = torch.cuda.mem_get_info(self.device)
             budget = free - total * (1 - self.config.gpu_memory_utilization)
-        else:
+        elif self.config.kv_cache_memory_gb is not None:
             budget = self.config.kv_cache_memory_gb * 2**30
+        else:
+            budget = available_host_memory() * HOST_KV_SHARE
         usable = self.config.max_num_seqs * -(-self.cfg.max_model_len // self.block_size)
         return max(1, min(int(budget // self._block_bytes()), usable))
 

@@ -43,7 +43,13 @@ def test_quick_benchmark_prints_tables_and_ratio(
         for level in engine["levels"]:
             assert level["requests"] == level["concurrency"]
             assert level["output_tokens"] == level["requests"] * 8
-            for key in ("wall_s", "throughput_tok_s", "latency_ms_per_token_p50", "ttft_p50_ms", "ttft_p95_ms"):
+            for key in (
+                "wall_s",
+                "throughput_tok_s",
+                "latency_ms_per_token_p50",
+                "ttft_p50_ms",
+                "ttft_p95_ms",
+            ):
                 assert level[key] > 0, (key, level)
             assert level["ttft_p95_ms"] >= level["ttft_p50_ms"]
     assert results["ratios"]["plinth/hf throughput at 4 concurrent"] > 0

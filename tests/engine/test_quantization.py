@@ -60,10 +60,14 @@ def _run(engine: LLMEngine, adapter: str | None) -> list[tuple[list[int], list[f
 def test_quantized_engine_with_lora_matches_float_engine_on_dequantized_weights(
     method: str, tiny_llama, tmp_path
 ) -> None:
-    adapter = make_peft_adapter(tiny_llama, tmp_path / "qv", targets=("q_proj", "v_proj", "down_proj"), seed=3)
+    adapter = make_peft_adapter(
+        tiny_llama, tmp_path / "qv", targets=("q_proj", "v_proj", "down_proj"), seed=3
+    )
     engines = {}
     for quantization in (method, None):
-        config = EngineConfig(model=str(tiny_llama), dtype="float32", enable_lora=True, quantization=quantization)
+        config = EngineConfig(
+            model=str(tiny_llama), dtype="float32", enable_lora=True, quantization=quantization
+        )
         engines[quantization] = LLMEngine(config)
         engines[quantization].add_lora("qv", adapter)
     quantized, reference = engines[method], engines[None]
