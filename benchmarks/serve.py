@@ -1,35 +1,26 @@
-"""Serving benchmark: a concurrency sweep against ``plinth serve`` over HTTP, and Hugging Face
-``generate`` with static batching on the same model and workload, in one run.
+"""Serving benchmark: Plinth, llama.cpp's ``llama-server`` and transformers ``generate`` on the same model
+and workload, one after the other in one run (``--engines``; see benchmarks/README.md).
 
 Method
 ------
-1. Start ``python -m plinth serve --model DIR --no-auth`` in a subprocess (clean ``PLINTH_*`` env, a
-   temporary data dir) and wait for ``GET /health``.
-2. For each concurrency level C: C clients share a queue of ``--requests-per-level`` requests (default
-   C, i.e. one wave). Each request streams ``POST /v1/completions`` with a prompt of ``--input-len``
-   random token ids (seeded; fresh per level, so no prefix is ever reused), ``max_tokens=--output-len``,
-   ``ignore_eos``, greedy, ``stream_options.include_usage`` (no logprobs, as most clients). Random
-   checkpoints share their tokenizer's vocabulary, so almost every token streams visible text.
-   Per request: TTFT (send -> first token chunk), end-to-end latency, output tokens (from ``usage``),
-   per-token latency ``(e2e - TTFT) / (tokens - 1)``. Per level: throughput = output tokens / level wall
-   time; p50 per-token latency; p50/p95 TTFT.
-3. Stop the server (so the two never share cores), load the checkpoint with
-   ``AutoModelForCausalLM.from_pretrained`` in the dtype the server used, and, for each level in
-   ``--hf-baseline-at``, run the same prompts in static batches of C with
-   ``generate(max_new_tokens=min_new_tokens=output_len, do_sample=False)``. A streamer timestamps each
-   decoding step, so TTFT there is the time from batch start to the batch's first token (its whole
-   prefill) and per-token latency is measured the same way as for Plinth.
-4. Print both tables (markdown) and ``plinth/hf throughput at C concurrent: X.XX× (goal ≥ 2×)``;
+1. For each engine configuration, start its server (``plinth serve`` with a clean ``PLINTH_*`` env and
+   a temporary data dir, or ``llama-server`` with 16 slots and continuous batching) and wait for health;
+   transformers runs in its own process instead (``serve_hf.py``: static batches of C).
+2. For each concurrency level C: C closed-loop clients share a queue of ``--requests-per-level``
+   requests (default C, one wave). Each streams a completion of a prompt of ``--input-len`` random
+   token ids (seeded; fresh per level, so no prefix is reused; the same for every engine),
+   ``--output-len`` tokens, ``ignore_eos``, greedy. Per request: TTFT (send -> first token chunk),
+   end-to-end latency, output tokens (reported by the server), per-token latency
+   ``(e2e - TTFT) / (tokens - 1)``. Per level: throughput = output tokens / level wall time.
+3. Before stopping each engine, read its process's peak RSS (``VmHWM``).
+4. Print a table per engine, the summary (tok/s per level and peak RSS per engine) and the goal ratios;
    ``--json FILE`` also writes every number.
 
-Reproduce (CPU, the ``small`` ~125M llama, created under ``.bench/`` on first use)::
+Reproduce::
 
-    make bench                                        # full sweep 1..64, HF at 16
-    .venv/bin/python benchmarks/serve.py --concurrency 1,4,16 --json bench.json
-    .venv/bin/python benchmarks/serve.py --quick      # tiny model, seconds; what the test runs
-
-Only the server's public HTTP API is measured; the checkpoint's ``config.json`` is read for the vocab
-size and the dtype that ``--dtype auto`` resolves to (passed explicitly to both sides).
+    make bench                                        # builds llama-server once, then the full run
+    .venv/bin/python benchmarks/serve.py --threads 1 --engines plinth-bf16,llama.cpp-bf16
+    .venv/bin/python benchmarks/serve.py --quick      # tiny model, Plinth + HF; what the test runs
 """
 
 from __future__ import annotations
