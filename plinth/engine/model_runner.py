@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plinth.engine.allocator import keep_freed_memory
+from plinth.engine.allocator import keep_freed_memory, release_freed_memory
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 from plinth.engine.config import EngineConfig
 from plinth.engine.lora.layers import LoraBatch, LoraContext
@@ -110,6 +110,8 @@ class ModelRunner:
         self._load_weights()
         if config.quantization is not None:
             self._quantize(config.quantization)
+        if self.device.type == "cpu":
+            release_freed_memory()  # the load's transient float buffers
         self.model.eval()
         self.block_size = config.block_size
         self.num_blocks = self._num_kv_blocks()
