@@ -18,7 +18,9 @@ def _rss_mb() -> float:
     raise AssertionError("no VmRSS")
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists() or not ctypes.util.find_library("c"), reason="Linux")
+@pytest.mark.skipif(
+    not Path("/proc/self/status").exists() or not ctypes.util.find_library("c"), reason="Linux"
+)
 def test_freed_memory_stays_until_released() -> None:
     if not keep_freed_memory():
         pytest.skip("not glibc")
