@@ -50,7 +50,9 @@ demo: install
 screenshots: install-test
 	PLINTH_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/test_web_app.py
 
+# llama.cpp's server is built from source for the comparison (10+ minutes the first time; never by demo/test).
 bench: install
+	sh scripts/build-llama-server.sh $(BIN)/python .bench/llama.cpp
 	$(BIN)/python benchmarks/serve.py $(BENCH_ARGS)
 
 clean:

@@ -1,35 +1,26 @@
-"""Serving benchmark: a concurrency sweep against ``plinth serve`` over HTTP, and Hugging Face
-``generate`` with static batching on the same model and workload, in one run.
+"""Serving benchmark: Plinth, llama.cpp's ``llama-server`` and transformers ``generate`` on the same model
+and workload, one after the other in one run (``--engines``; see benchmarks/README.md).
 
 Method
 ------
-1. Start ``python -m plinth serve --model DIR --no-auth`` in a subprocess (clean ``PLINTH_*`` env, a
-   temporary data dir) and wait for ``GET /health``.
-2. For each concurrency level C: C clients share a queue of ``--requests-per-level`` requests (default
-   C, i.e. one wave). Each request streams ``POST /v1/completions`` with a prompt of ``--input-len``
-   random token ids (seeded; fresh per level, so no prefix is ever reused), ``max_tokens=--output-len``,
-   ``ignore_eos``, greedy, ``stream_options.include_usage`` (no logprobs, as most clients). Random
-   checkpoints share their tokenizer's vocabulary, so almost every token streams visible text.
-   Per request: TTFT (send -> first token chunk), end-to-end latency, output tokens (from ``usage``),
-   per-token latency ``(e2e - TTFT) / (tokens - 1)``. Per level: throughput = output tokens / level wall
-   time; p50 per-token latency; p50/p95 TTFT.
-3. Stop the server (so the two never share cores), load the checkpoint with
-   ``AutoModelForCausalLM.from_pretrained`` in the dtype the server used, and, for each level in
-   ``--hf-baseline-at``, run the same prompts in static batches of C with
-   ``generate(max_new_tokens=min_new_tokens=output_len, do_sample=False)``. A streamer timestamps each
-   decoding step, so TTFT there is the time from batch start to the batch's first token (its whole
-   prefill) and per-token latency is measured the same way as for Plinth.
-4. Print both tables (markdown) and ``plinth/hf throughput at C concurrent: X.XX× (goal ≥ 2×)``;
+1. For each engine configuration, start its server (``plinth serve`` with a clean ``PLINTH_*`` env and
+   a temporary data dir, or ``llama-server`` with 16 slots and continuous batching) and wait for health;
+   transformers runs in its own process instead (``serve_hf.py``: static batches of C).
+2. For each concurrency level C: C closed-loop clients share a queue of ``--requests-per-level``
+   requests (default C, one wave). Each streams a completion of a prompt of ``--input-len`` random
+   token ids (seeded; fresh per level, so no prefix is reused; the same for every engine),
+   ``--output-len`` tokens, ``ignore_eos``, greedy. Per request: TTFT (send -> first token chunk),
+   end-to-end latency, output tokens (reported by the server), per-token latency
+   ``(e2e - TTFT) / (tokens - 1)``. Per level: throughput = output tokens / level wall time.
+3. Before stopping each engine, read its process's peak RSS (``VmHWM``).
+4. Print a table per engine, the summary (tok/s per level and peak RSS per engine) and the goal ratios;
    ``--json FILE`` also writes every number.
 
-Reproduce (CPU, the ``small`` ~125M llama, created under ``.bench/`` on first use)::
+Reproduce::
 
-    make bench                                        # full sweep 1..64, HF at 16
-    .venv/bin/python benchmarks/serve.py --concurrency 1,4,16 --json bench.json
-    .venv/bin/python benchmarks/serve.py --quick      # tiny model, seconds; what the test runs
-
-Only the server's public HTTP API is measured; the checkpoint's ``config.json`` is read for the vocab
-size and the dtype that ``--dtype auto`` resolves to (passed explicitly to both sides).
+    make bench                                        # builds llama-server once, then the full run
+    .venv/bin/python benchmarks/serve.py --threads 1 --engines plinth-bf16,llama.cpp-bf16
+    .venv/bin/python benchmarks/serve.py --quick      # tiny model, Plinth + HF; what the test runs
 """
 
 from __future__ import annotations
@@ -37,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -45,19 +37,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import serve_peers as peers  # benchmarks/ is on sys.path when this runs as a script
 
 GOAL_RATIO = 2.0
-FULL = {"model": ".bench/llama-small", "concurrency": "1,2,4,8,16,32,64", "input_len": 128, "output_len": 64,
-        "hf_baseline_at": "16"}  # fmt: skip
+ENGINES = "plinth-bf16,plinth-int8,plinth-int4,llama.cpp-bf16,llama.cpp-q4_1,hf-bf16"
+FULL = {"model": "smollm2-135m-instruct", "concurrency": "1,16,64", "input_len": 128, "output_len": 64,
+        "hf_baseline_at": "1,16,64", "engines": ENGINES}  # fmt: skip
 QUICK = {"model": ".bench/llama-tiny", "concurrency": "1,4", "input_len": 16, "output_len": 8,
-         "hf_baseline_at": "4"}  # fmt: skip
+         "hf_baseline_at": "4", "engines": "plinth,hf"}  # fmt: skip
+BENCH_DIR = Path(".bench")
+REPO = Path(__file__).resolve().parents[1]
+LLAMA_SLOTS = 16  # llama-server's parallel sequences, as in the issue's measurements
+QUANTIZATIONS = ("int8", "int4")
+DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
 SERVER_START_TIMEOUT_S = 300
 REQUEST_TIMEOUT_S = 900
 TABLE_HEADER = (
@@ -115,7 +114,9 @@ def log(message: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", help=f"checkpoint dir (default {FULL['model']}, created with random weights)")
+    p.add_argument("--model", help=f"checkpoint dir, .gguf file or packaged name (default {FULL['model']})")
+    p.add_argument("--engines", help=f"comma-separated configurations (default {FULL['engines']})")
+    p.add_argument("--llama-server", type=Path, default=peers.LLAMA_SERVER, help="llama.cpp server binary")
     p.add_argument("--concurrency", help=f"comma-separated levels (default {FULL['concurrency']})")
     p.add_argument("--input-len", type=int, help=f"prompt tokens (default {FULL['input_len']})")
     p.add_argument("--output-len", type=int, help=f"generated tokens (default {FULL['output_len']})")
@@ -124,6 +125,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hf-baseline-at", help=f"levels that also run HF (default {hf_default}; '' for none)")
     p.add_argument("--dtype", default="auto", help="auto|float32|bfloat16|float16 (both sides)")
     p.add_argument("--device", default="cpu", help="cpu|cuda (both sides)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="compute threads of every engine (default: the CPU count; 1 on a busy shared machine)",
+    )
     p.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
     p.add_argument("--seed", type=int, default=0, help="prompt seed")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -132,7 +139,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.model = Path(args.model).resolve()
+    args.engines = [e for e in args.engines.split(",") if e]
     args.concurrency = _levels(args.concurrency)
     args.hf_baseline_at = _levels(args.hf_baseline_at)
     return args
@@ -144,9 +151,12 @@ def _levels(text: str) -> list[int]:
     return levels
 
 
-def prepare_model(path: Path, quick: bool) -> Path:
-    """``path`` as is if it holds a checkpoint, else a random llama (tiny with --quick, small) there."""
-    if not (path / "config.json").is_file():
+def prepare_model(model: str, quick: bool) -> Path:
+    """A packaged model's file, ``model`` as is if it holds a checkpoint, else a random llama there."""
+    from plinth.llm.catalog import resolve
+
+    path = Path(resolve(model, BENCH_DIR)[0]).resolve()
+    if not path.is_file() and not (path / "config.json").is_file():
         from plinth.engine.checkpoint import init_random
 
         size = "tiny" if quick else "small"
@@ -161,12 +171,14 @@ def resolve_dtype(model: Path, name: str, device: str) -> str:
 
     from plinth.engine.model_runner import resolve_dtype as engine_rule
 
-    stored = str(_config(model).get("torch_dtype") or _config(model).get("dtype") or "float32")
-    return str(engine_rule(name, torch.device(device), stored)).removeprefix("torch.")
+    return str(engine_rule(name, torch.device(device), _config(model).torch_dtype)).removeprefix("torch.")
 
 
-def _config(model: Path) -> dict[str, Any]:
-    return json.loads((model / "config.json").read_text())
+@functools.cache
+def _config(model: Path) -> Any:
+    from plinth.engine.model_config import ModelConfig
+
+    return ModelConfig.from_pretrained(model)
 
 
 def make_prompts(n: int, length: int, vocab_size: int, seed: int) -> list[list[int]]:
@@ -178,14 +190,47 @@ def make_prompts(n: int, length: int, vocab_size: int, seed: int) -> list[list[i
 def level_prompts(args: argparse.Namespace, concurrency: int) -> list[list[int]]:
     """The prompts of one level: fresh per level, the same for Plinth and HF."""
     n = args.requests_per_level or concurrency
-    return make_prompts(n, args.input_len, _config(args.model)["vocab_size"], args.seed * 1000 + concurrency)
+    return make_prompts(n, args.input_len, _config(args.model).vocab_size, args.seed * 1000 + concurrency)
 
 
 def warmup_prompt(args: argparse.Namespace) -> list[list[int]]:
-    return make_prompts(1, args.input_len, _config(args.model)["vocab_size"], seed=-1)
+    return make_prompts(1, args.input_len, _config(args.model).vocab_size, seed=-1)
 
 
-# --- Plinth over HTTP ----------------------------------------------------------------------------------
+# --- one engine's sweep over HTTP ---------------------------------------------------------------------
+
+
+@dataclass
+class Sweep:
+    """One engine configuration's levels and the peak resident memory of its process."""
+
+    name: str
+    levels: list[Level]
+    peak_rss_bytes: int
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How to ask one server for a streamed completion and read its chunks."""
+
+    path: str
+    body: Callable[[list[int], int], dict[str, Any]]
+    chunk: Callable[[dict[str, Any]], tuple[bool, int | None]]  # (has a token, final token count)
+
+
+def openai_protocol(model_id: str) -> Protocol:
+    def body(prompt: list[int], output_len: int) -> dict[str, Any]:
+        return {"model": model_id, "prompt": prompt, "max_tokens": output_len, "ignore_eos": True,
+                "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+
+    def chunk(data: dict[str, Any]) -> tuple[bool, int | None]:
+        token = any(c.get("text") or c.get("logprobs") for c in data.get("choices", ()))
+        return token, data["usage"]["completion_tokens"] if data.get("usage") else None
+
+    return Protocol("/v1/completions", body, chunk)
+
+
+LLAMA_PROTOCOL = Protocol("/completion", peers.llama_request, peers.llama_chunk)
 
 
 def free_port() -> int:
@@ -195,13 +240,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def plinth_server(model: Path, dtype: str, device: str, port: int) -> Iterator[str]:
-    """Run ``plinth serve`` in a subprocess for the duration of the block; yields its base URL."""
+def plinth_server(
+    model: Path, dtype: str, device: str, port: int, threads: int, extra: list[str]
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``plinth serve`` in a subprocess for the duration of the block; yields its URL and process."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
     env["PLINTH_LOG_LEVEL"] = "warning"  # no access log line per request
+    env["PYTHONPATH"] = str(REPO)  # the Plinth this script belongs to, whatever the venv installed
+    env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op pool
     cmd = [sys.executable, "-m", "plinth", "serve", "--model", str(model), "--no-auth", "--port", str(port),
-           "--dtype", dtype, "--device", device]  # fmt: skip
+           "--dtype", dtype, "--device", device, *extra]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="plinth-bench-") as tmp:
         cmd += ["--data-dir", tmp]
         with open(Path(tmp) / "server.log", "w+b") as server_log:
@@ -209,7 +258,7 @@ def plinth_server(model: Path, dtype: str, device: str, port: int) -> Iterator[s
             try:
                 url = f"http://127.0.0.1:{port}"
                 wait_healthy(url, proc, server_log)
-                yield url
+                yield url, proc
             finally:
                 stop(proc)
 
@@ -239,38 +288,28 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def stream_completion(
-    client: httpx.AsyncClient, model_id: str, prompt: list[int], output_len: int
+    client: httpx.AsyncClient, protocol: Protocol, prompt: list[int], output_len: int
 ) -> RequestResult:
-    """One streamed ``/v1/completions`` request, timed from send to first token chunk and to the end."""
-    body = {
-        "model": model_id,
-        "prompt": prompt,
-        "max_tokens": output_len,
-        "ignore_eos": True,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    """One streamed completion, timed from send to first token chunk and to the end."""
     start = time.perf_counter()
     ttft, tokens = None, None
-    async with client.stream("POST", "/v1/completions", json=body) as response:
+    async with client.stream("POST", protocol.path, json=protocol.body(prompt, output_len)) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread()).decode()[:500]}")
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            chunk = json.loads(line.removeprefix("data: "))
-            if ttft is None and any(c.get("text") or c.get("logprobs") for c in chunk.get("choices", ())):
+            has_token, final = protocol.chunk(json.loads(line.removeprefix("data: ")))
+            if ttft is None and has_token:
                 ttft = time.perf_counter() - start
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
+            tokens = final if final is not None else tokens
     e2e = time.perf_counter() - start
-    assert ttft is not None and tokens is not None, "stream had no token chunk or no usage chunk"
+    assert ttft is not None and tokens is not None, "stream had no token chunk or no final count"
     return RequestResult(ttft, e2e, tokens)
 
 
 async def run_level(
-    url: str, model_id: str, prompts: list[list[int]], concurrency: int, output_len: int
+    url: str, protocol: Protocol, prompts: list[list[int]], concurrency: int, output_len: int
 ) -> Level:
     """``concurrency`` closed-loop clients drain the prompt queue; each sends its next on completion."""
     queue = list(reversed(prompts))
@@ -281,7 +320,7 @@ async def run_level(
 
         async def worker() -> None:
             while queue:
-                results.append(await stream_completion(client, model_id, queue.pop(), output_len))
+                results.append(await stream_completion(client, protocol, queue.pop(), output_len))
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -289,80 +328,72 @@ async def run_level(
     return summarize(concurrency, results, wall)
 
 
-def plinth_sweep(args: argparse.Namespace, dtype: str) -> list[Level]:
-    with plinth_server(args.model, dtype, args.device, args.port) as url:
-        model_id = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
-        asyncio.run(run_level(url, model_id, warmup_prompt(args), 1, min(4, args.output_len)))
-        levels = []
-        for c in args.concurrency:
-            levels.append(asyncio.run(run_level(url, model_id, level_prompts(args, c), c, args.output_len)))
-            log(f"plinth  C={c:<3} {levels[-1].throughput_tok_s:8.1f} tok/s")
-        return levels
-
-
-# --- Hugging Face generate, static batching -----------------------------------------------------------
-
-
-def hf_sweep(args: argparse.Namespace, dtype: str) -> list[Level]:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, dtype)).to(args.device)
-    model.eval()
-    hf_generate(model, warmup_prompt(args), 2)
+def http_sweep(args: argparse.Namespace, name: str, url: str, protocol: Protocol, pid: int) -> Sweep:
+    asyncio.run(run_level(url, protocol, warmup_prompt(args), 1, min(4, args.output_len)))
     levels = []
-    for c in args.hf_baseline_at:
-        levels.append(hf_level(model, level_prompts(args, c), c, args.output_len))
-        log(f"hf      C={c:<3} {levels[-1].throughput_tok_s:8.1f} tok/s")
-    return levels
+    for c in args.concurrency:
+        levels.append(asyncio.run(run_level(url, protocol, level_prompts(args, c), c, args.output_len)))
+        log(f"{name:<16} C={c:<3} {levels[-1].throughput_tok_s:8.1f} tok/s")
+    return Sweep(name, levels, peers.peak_rss_bytes(pid))
 
 
-def hf_level(model: Any, prompts: list[list[int]], batch_size: int, output_len: int) -> Level:
-    """Static batching: batches of ``batch_size`` run one after the other, each to completion."""
-    results: list[RequestResult] = []
-    start = time.perf_counter()
-    for i in range(0, len(prompts), batch_size):
-        results += hf_generate(model, prompts[i : i + batch_size], output_len)
-    return summarize(batch_size, results, time.perf_counter() - start)
+def context_len(args: argparse.Namespace) -> int:
+    """Context per sequence: the workload's prompt and output plus one block of slack."""
+    return args.input_len + args.output_len + 16
 
 
-def hf_generate(model: Any, batch: list[list[int]], output_len: int) -> list[RequestResult]:
-    """One ``generate`` call; every request in the batch shares its TTFT and end time."""
-    import torch
-
-    input_ids = torch.tensor(batch, device=model.device)
-    clock = _StepClock()
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=output_len,
-            min_new_tokens=output_len,
-            do_sample=False,
-            pad_token_id=model.generation_config.pad_token_id or 0,
-            streamer=clock,
-        )
-    e2e = time.perf_counter() - start
-    new_tokens = out.shape[1] - input_ids.shape[1]
-    assert new_tokens == output_len, (new_tokens, output_len)
-    return [RequestResult(clock.first_token_at - start, e2e, new_tokens) for _ in batch]
+def plinth_sweep(args: argparse.Namespace, name: str, dtype: str, quantization: str | None) -> Sweep:
+    # The context llama.cpp gets per slot, so both size their KV cache for the same need.
+    extra = ["--max-model-len", str(context_len(args))] + (
+        ["--quantization", quantization] if quantization else []
+    )
+    with plinth_server(args.model, dtype, args.device, args.port, args.threads, extra) as (url, proc):
+        model_id = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+        return http_sweep(args, name, url, openai_protocol(model_id), proc.pid)
 
 
-class _StepClock:
-    """A ``generate`` streamer that only notes when the first new tokens arrive (put #2; #1 is the prompt)."""
+def llama_sweep(args: argparse.Namespace, name: str, weights: str) -> Sweep:
+    """llama.cpp on the checkpoint's GGUF as shipped (``q4_1``) or rewritten in BF16 (``bf16``)."""
+    assert args.model.suffix == ".gguf", "llama.cpp configurations need a .gguf --model"
+    model = args.model
+    if weights == "bf16":
+        model = peers.write_bf16_gguf(args.model, BENCH_DIR / f"{args.model.stem}.bf16.gguf")
+    port = args.port or free_port()
+    server = peers.llama_server(args.llama_server, model, port, LLAMA_SLOTS, context_len(args), args.threads)
+    with server as (url, proc):
+        return http_sweep(args, name, url, LLAMA_PROTOCOL, proc.pid)
 
-    def __init__(self) -> None:
-        self.puts = 0
-        self.first_token_at = float("nan")
 
-    def put(self, value: Any) -> None:
-        self.puts += 1
-        if self.puts == 2:
-            self.first_token_at = time.perf_counter()
+def hf_sweep(args: argparse.Namespace, name: str, dtype: str) -> Sweep:
+    """transformers ``generate`` in its own process (benchmarks/serve_hf.py), at ``--hf-baseline-at``."""
+    levels = [(c, level_prompts(args, c)) for c in args.hf_baseline_at]
+    job = {"model": str(args.model), "dtype": dtype, "device": args.device, "output_len": args.output_len,
+           "warmup": warmup_prompt(args), "levels": levels}  # fmt: skip
+    script = Path(__file__).with_name("serve_hf.py")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    run = subprocess.run([sys.executable, str(script)], input=json.dumps(job), capture_output=True, text=True,
+                         env=env)  # fmt: skip
+    if run.returncode != 0:
+        raise RuntimeError(f"transformers baseline failed:\n{run.stderr[-3000:]}")
+    out = json.loads(run.stdout)
+    levels = []
+    for lv in out["levels"]:
+        results = [RequestResult(*r) for r in lv["results"]]
+        levels.append(summarize(lv["concurrency"], results, lv["wall_s"]))
+        log(f"{name:<16} C={lv['concurrency']:<3} {levels[-1].throughput_tok_s:8.1f} tok/s")
+    return Sweep(name, levels, out["peak_rss_bytes"])
 
-    def end(self) -> None:
-        pass
+
+def run_engine(args: argparse.Namespace, name: str) -> Sweep:
+    """``plinth[-DTYPE|-int8|-int4]``, ``hf[-DTYPE]`` or ``llama.cpp-{bf16,q4_1}``."""
+    kind, _, variant = name.partition("-")
+    if kind == "llama.cpp":
+        return llama_sweep(args, name, variant)
+    quantization = variant if variant in QUANTIZATIONS else None
+    dtype = args.dtype if not variant or quantization else DTYPE_NAMES[variant]
+    if kind == "hf":
+        return hf_sweep(args, name, dtype)
+    return plinth_sweep(args, name, dtype, quantization)
 
 
 # --- report ---------------------------------------------------------------------------------------------
@@ -384,40 +415,86 @@ def table(levels: list[Level]) -> str:
     return "\n".join(rows)
 
 
-def ratios(plinth: list[Level], hf: list[Level]) -> dict[int, float]:
-    ours = {lv.concurrency: lv.throughput_tok_s for lv in plinth}
-    return {h.concurrency: ours[h.concurrency] / h.throughput_tok_s for h in hf if h.concurrency in ours}
+def summary(sweeps: list[Sweep], levels: list[int]) -> str:
+    """The issue's table: output tok/s per engine and concurrency, and each engine's peak RSS."""
+    head = " | ".join("1 stream" if c == 1 else f"{c} concurrent" for c in levels)
+    rows = [f"| output tok/s | {head} | peak RSS |", "|---|" + "---:|" * (len(levels) + 1)]
+    for sweep in sweeps:
+        found = {lv.concurrency: f"{lv.throughput_tok_s:.1f}" for lv in sweep.levels}
+        cells = " | ".join(found.get(c, "–") for c in levels)
+        rows.append(f"| {sweep.name} | {cells} | {sweep.peak_rss_bytes / 2**30:.2f} GiB |")
+    return "\n".join(rows)
 
 
-def report(args: argparse.Namespace, dtype: str, plinth: list[Level], hf: list[Level]) -> dict[str, Any]:
-    workload = f"input {args.input_len} tokens, output {args.output_len} tokens, dtype {dtype}, {args.device}"
-    print(f"## Plinth (`plinth serve`, streaming /v1/completions) — {args.model.name}, {workload}\n")
-    print(table(plinth))
-    if hf:
-        print(f"\n## Hugging Face `generate`, static batching (batch = concurrency) — {workload}\n")
-        print(table(hf))
-        print("\nHF TTFT = batch start to the batch's first token (the whole batch's prefill); latency/token "
-              "= the rest of the batch's time per step.\n")  # fmt: skip
-    found = ratios(plinth, hf)
-    for c, r in found.items():
-        print(f"plinth/hf throughput at {c} concurrent: {r:.2f}× (goal ≥ {GOAL_RATIO:.0f}×)")
+def throughput(sweeps: dict[str, Sweep], name: str, concurrency: int) -> float | None:
+    sweep = sweeps.get(name)
+    found = [lv.throughput_tok_s for lv in sweep.levels if lv.concurrency == concurrency] if sweep else []
+    return found[0] if found else None
+
+
+def ratio_lines(sweeps: dict[str, Sweep], levels: list[int]) -> dict[str, float]:
+    """Every ratio the goals are stated in, printed and returned (keyed by the printed label)."""
+    out: dict[str, float] = {}
+
+    def emit(label: str, ours: float | None, theirs: float | None, goal: str) -> None:
+        if ours is not None and theirs:
+            out[label] = ours / theirs
+            print(f"{label}: {ours / theirs:.2f}× ({goal})")
+
+    llama = [n for n in sweeps if n.startswith("llama.cpp")]
+    for c in levels:
+        plinth = throughput(sweeps, "plinth-bf16", c)
+        if c == 1:
+            emit(
+                "plinth-bf16/llama.cpp-bf16 at 1 stream",
+                plinth,
+                throughput(sweeps, "llama.cpp-bf16", 1),
+                "goal ≥ 1.0×",
+            )
+            emit("plinth-int4/llama.cpp-q4_1 at 1 stream", throughput(sweeps, "plinth-int4", 1),
+                 throughput(sweeps, "llama.cpp-q4_1", 1), "goal ≥ 1.0×")  # fmt: skip
+        elif llama:
+            best = max((throughput(sweeps, n, c) or 0.0) for n in llama)
+            emit(f"plinth-bf16/best llama.cpp at {c} concurrent", plinth, best, "goal ≥ 2.0×")
+    for name in [n for n in sweeps if n.startswith("plinth")]:
+        hf = "hf" + name.removeprefix("plinth")  # the same precision: plinth-bf16 and hf-bf16
+        for c in levels if hf in sweeps else []:
+            emit(f"{name}/{hf} throughput at {c} concurrent", throughput(sweeps, name, c),
+                 throughput(sweeps, hf, c), f"goal ≥ {GOAL_RATIO:.0f}×")  # fmt: skip
+    if "plinth-bf16" in sweeps and "llama.cpp-bf16" in sweeps:
+        rss = sweeps["plinth-bf16"].peak_rss_bytes / sweeps["llama.cpp-bf16"].peak_rss_bytes
+        out["plinth-bf16/llama.cpp-bf16 peak RSS"] = rss
+        print(f"plinth-bf16/llama.cpp-bf16 peak RSS: {rss:.2f}× (goal ≤ 1.5×)")
+    return out
+
+
+def report(args: argparse.Namespace, sweeps: list[Sweep]) -> dict[str, Any]:
+    workload = f"input {args.input_len} tokens, output {args.output_len} tokens, {args.device}"
+    workload += f", {args.threads} threads"
+    for sweep in sweeps:
+        print(f"## {sweep.name} — {args.model.name}, {workload}\n")
+        print(table(sweep.levels) + "\n")
+    print(f"## Summary — {args.model.name}, {workload}, load average {os.getloadavg()[0]:.2f}\n")
+    print(summary(sweeps, args.concurrency) + "\n")
+    found = ratio_lines({s.name: s for s in sweeps}, args.concurrency)
     return {
-        "model": str(args.model), "dtype": dtype, "device": args.device,
-        "input_len": args.input_len, "output_len": args.output_len,
-        "plinth": [asdict(lv) for lv in plinth], "hf": [asdict(lv) for lv in hf],
-        "ratios": {str(c): r for c, r in found.items()}, "goal_ratio": GOAL_RATIO,
+        "model": str(args.model), "dtype": args.dtype, "device": args.device,
+        "input_len": args.input_len, "output_len": args.output_len, "load_average": os.getloadavg(),
+        "engines": {s.name: {"levels": [asdict(lv) for lv in s.levels], "peak_rss_bytes": s.peak_rss_bytes}
+                    for s in sweeps},
+        "ratios": found,
     }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    prepare_model(args.model, args.quick)
-    dtype = resolve_dtype(args.model, args.dtype, args.device)
-    log(f"model {args.model}, dtype {dtype}, levels {args.concurrency}, HF at {args.hf_baseline_at}")
-    log(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other load skews the numbers)")
-    plinth = plinth_sweep(args, dtype)
-    hf = hf_sweep(args, dtype) if args.hf_baseline_at else []
-    results = report(args, dtype, plinth, hf)
+    args.model = prepare_model(args.model, args.quick)
+    args.dtype = resolve_dtype(args.model, args.dtype, args.device)
+    log(f"model {args.model}, dtype {args.dtype}, levels {args.concurrency}, engines {args.engines}")
+    load = os.getloadavg()[0]
+    log(f"{args.threads} threads per engine, {os.cpu_count()} CPUs, load average {load:.2f} (shared machine)")
+    sweeps = [run_engine(args, name) for name in args.engines]
+    results = report(args, sweeps)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         log(f"wrote {args.json}")

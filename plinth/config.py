@@ -85,12 +85,13 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     load_format: Literal["auto", "dummy"] = "auto"
+    quantization: Literal["int8", "int4"] | None = None  # weight-only, CPU (see README "Speed")
     no_auth: bool = False
     llm_url: str | None = None
     max_num_seqs: int = Field(64, ge=1)
     max_num_batched_tokens: int = Field(4096, ge=1)
     max_model_len: int | None = Field(None, ge=1)
-    kv_cache_memory_gb: float = Field(2.0, gt=0)
+    kv_cache_memory_gb: float | None = Field(None, gt=0)  # None: by need, capped at 1/4 of free RAM
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     pgvector_dsn: str | None = None  # PostgreSQL for knowledge bases with store "pgvector"
     demo_data: Path | None = None  # shared/data: the demo builds the `movies` knowledge base from it
@@ -192,6 +193,7 @@ class Settings(BaseSettings):
             dtype=self.dtype,
             device=self.device,
             load_format=self.load_format,
+            quantization=self.quantization,
             max_num_seqs=self.max_num_seqs,
             max_num_batched_tokens=self.max_num_batched_tokens,
             max_model_len=self.max_model_len,

@@ -45,6 +45,9 @@ def serve(
     dtype: Annotated[str | None, typer.Option(help="auto|float32|bfloat16|float16.")] = None,
     device: Annotated[str | None, typer.Option(help="auto|cpu|cuda|cuda:N.")] = None,
     load_format: Annotated[str | None, typer.Option(help="auto|dummy (random weights).")] = None,
+    quantization: Annotated[
+        str | None, typer.Option(help="int8|int4: weight-only quantized linear layers (CPU).")
+    ] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="No API keys (loopback only).")] = False,
     data_dir: DataDir = None,
     llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for features.")] = None,
@@ -78,6 +81,7 @@ def serve(
         dtype=dtype,
         device=device,
         load_format=load_format,
+        quantization=quantization,
         no_auth=no_auth or None,
         data_dir=data_dir,
         llm_url=llm_url,

@@ -19,18 +19,32 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
+def release_freed_memory() -> bool:
+    """Hand the heap's free pages back to the kernel once (``malloc_trim``), e.g. after loading weights:
+    keep_freed_memory would otherwise keep a load's transient buffers (a GGUF's float32 dequantization,
+    quantization's float copies) resident for the life of the process. Returns False off glibc."""
+    libc = _glibc()
+    return libc is not None and libc.malloc_trim(0) == 1
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
 @functools.cache
 def keep_freed_memory() -> bool:
     """Tell glibc malloc to serve large blocks from the heap and not trim it; once per process.
 
     Returns False (and changes nothing) where the C library is not glibc.
     """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
-    ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1 and mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
+    ok = libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
     log.debug("glibc malloc tuned for inference: %s", ok)
     return ok

@@ -12,7 +12,9 @@ class EngineConfig:
     ``model`` is a local checkpoint directory, a ``.gguf`` file (or a directory holding exactly one
     and no ``config.json``), or a Hugging Face id (downloaded on first use).
     ``load_format="dummy"`` builds random weights in memory from ``config.json`` (for benchmarks).
-    ``kv_cache_blocks=None`` sizes the cache from ``kv_cache_memory_gb`` (CPU) or free GPU memory.
+    ``kv_cache_blocks=None`` sizes the cache by need: ``max_num_seqs`` sequences of ``max_model_len``
+    tokens, capped by a budget: ``kv_cache_memory_gb`` if set, else a quarter of the host memory
+    available at start (CPU) or ``gpu_memory_utilization`` of the GPU.
     """
 
     model: str
@@ -25,7 +27,7 @@ class EngineConfig:
     max_model_len: int | None = None
     block_size: int = 16
     kv_cache_blocks: int | None = None
-    kv_cache_memory_gb: float = 2.0
+    kv_cache_memory_gb: float | None = None
     gpu_memory_utilization: float = 0.9
     enable_prefix_caching: bool = True
     seed: int = 0
@@ -34,3 +36,4 @@ class EngineConfig:
     max_lora_rank: int = 16  # slot rank bucket: adapters of lower rank are zero-padded
     max_cpu_loras: int = 64  # adapters kept loaded in host memory (LRU)
     merge_lora: str | None = None  # an adapter folder merged into the weights at load (zero overhead)
+    quantization: str | None = None  # None | int8 | int4: weight-only, CPU kernels (engine/quantization.py)

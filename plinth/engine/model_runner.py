@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import math
 import mmap
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from plinth.engine.allocator import keep_freed_memory
+from plinth.engine.allocator import keep_freed_memory, release_freed_memory
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 from plinth.engine.config import EngineConfig
 from plinth.engine.lora.layers import LoraBatch, LoraContext
@@ -20,6 +21,7 @@ from plinth.engine.model_config import ModelConfig
 from plinth.engine.scheduler import ScheduledSeq
 from plinth.engine.weights import has_weights, iter_weights
 
+HOST_KV_SHARE = 0.25  # of available host memory, the most an unconfigured CPU KV cache may take
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -63,6 +65,14 @@ def _no_random_init() -> Iterator[None]:
             setattr(owner, "reset_parameters", method)  # noqa: B010
 
 
+def available_host_memory() -> int:
+    """Bytes the kernel could hand out now without swapping (``MemAvailable``)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/meminfo") as meminfo:
+        line = next(row for row in meminfo if row.startswith("MemAvailable:"))
+        return int(line.split()[1]) * 1024
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def zeroed(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``torch.zeros``, but on CPU in an anonymous memory map: the kernel hands out zero pages as they
     are first written, so a 2 GiB KV cache costs no time at start and resident memory only as far as
@@ -98,6 +108,10 @@ class ModelRunner:
         with _default_dtype(self.dtype), self.device, _no_random_init():
             self.model = CausalLM(model_config, self.lora)
         self._load_weights()
+        if config.quantization is not None:
+            self._quantize(config.quantization)
+        if self.device.type == "cpu":
+            release_freed_memory()  # the load's transient float buffers
         self.model.eval()
         self.block_size = config.block_size
         self.num_blocks = self._num_kv_blocks()
@@ -123,6 +137,14 @@ class ModelRunner:
 
             merge_adapter_dir(self.model, Path(self.config.merge_lora))
 
+    def _quantize(self, method: str) -> None:
+        if self.device.type != "cpu":
+            raise ValueError(f"quantization {method!r} runs on CPU kernels; device is {self.device}")
+        from plinth.engine.quantization import quantize_linears
+
+        with torch.no_grad():
+            quantize_linears(self.model, method)
+
     def _block_bytes(self) -> int:
         cfg = self.cfg
         per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * self.dtype.itemsize
@@ -135,8 +157,10 @@ class ModelRunner:
         if self.device.type == "cuda":
             free, total = torch.cuda.mem_get_info(self.device)
             budget = free - total * (1 - self.config.gpu_memory_utilization)
-        else:
+        elif self.config.kv_cache_memory_gb is not None:
             budget = self.config.kv_cache_memory_gb * 2**30
+        else:
+            budget = available_host_memory() * HOST_KV_SHARE
         usable = self.config.max_num_seqs * -(-self.cfg.max_model_len // self.block_size)
         return max(1, min(int(budget // self._block_bytes()), usable))
 

@@ -73,6 +73,7 @@ class LoraLinear(nn.Linear):
         super().__init__(in_features, sum(sub_sizes), bias=bias)
         self.sub_sizes, self.names, self.ctx = sub_sizes, names, ctx
         self.layer_index = -1  # set by the model once the decoder layers exist
+        self.qweight: nn.Module | None = None  # the base weight, when quantized (weight is then None)
         self.offsets = [sum(sub_sizes[:j]) for j in range(len(sub_sizes))]
         self.users: list[set[int]] = [set() for _ in sub_sizes]  # slots whose adapter targets sub j
         rank, slots = ctx.max_rank, ctx.num_slots
@@ -92,7 +93,7 @@ class LoraLinear(nn.Linear):
         return buffer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)
+        y = F.linear(x, self.weight, self.bias) if self.qweight is None else self._quantized(x)
         batch = self.ctx.batch
         if batch is None or batch.empty:
             return y
@@ -106,6 +107,11 @@ class LoraLinear(nn.Linear):
                 if slot in users:
                     out[start:end] += (x[start:end] @ self.lora_a(j)[slot].T) @ self.lora_b(j)[slot].T
         return y
+
+    def _quantized(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.qweight is not None
+        y: torch.Tensor = self.qweight(x)
+        return y if self.bias is None else y + self.bias
 
     def _add_gathered(
         self, j: int, x: torch.Tensor, out: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor

@@ -1,0 +1,98 @@
+"""Weight-only quantization of the linear layers (``--quantization int8|int4``), on torch's CPU kernels.
+
+A decode step of a small model reads every weight once per token, so it is bound by memory bandwidth:
+storing weights in 8 or 4 bits and dequantizing inside the matmul kernel reads 2-4x fewer bytes than
+bf16. Activations stay in the model's dtype; only weights are quantized, after loading (and after a
+``merge_lora``), so any checkpoint format works.
+
+- ``int8``: symmetric, one scale per output channel; ``torch.ops.aten._weight_int8pack_mm``.
+- ``int4``: asymmetric, one scale and zero point per group of :data:`INT4_GROUP` inputs (the layout of
+  GGUF's Q4_1); ``_weight_int4pack_mm_for_cpu`` on weights packed by
+  ``_convert_weight_to_int4pack_for_cpu``. That packing needs the output size divisible by 16 and the
+  input size by the group; a matrix that is not is stored as int8 instead.
+
+The embedding table stays in the model's dtype (a lookup reads one row per token); a tied LM head gets
+its own quantized copy, as it is the largest matrix a decode step reads. LoRA adapters are applied
+unmerged on top of the quantized base output (:class:`~plinth.engine.lora.layers.LoraLinear`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+METHODS = ("int8", "int4")
+INT4_GROUP = 32
+_INT4_N_MULTIPLE = 16
+
+
+class PackedWeight(nn.Module):
+    """A quantized ``[out, in]`` weight and the kernel that multiplies by it; ``forward`` is ``x @ W.T``."""
+
+    def __init__(self, weight: torch.Tensor, method: str) -> None:
+        super().__init__()
+        out_features, in_features = weight.shape
+        if method == "int4" and (out_features % _INT4_N_MULTIPLE or in_features % INT4_GROUP):
+            method = "int8"
+        self.method, self.dtype = method, weight.dtype
+        packed, scales = (_pack_int4 if method == "int4" else _pack_int8)(weight.detach().float())
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales", scales.to(weight.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        if self.method == "int4":
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, INT4_GROUP, self.scales)
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(flat, self.packed, self.scales)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+
+def _pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
+    q = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.contiguous(), scales
+
+
+def _pack_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per group: ``w ≈ q * scale + min`` with ``q`` in 0..15; the kernel wants ``(q - 8) * scale + zero``,
+    so ``zero = min + 8 * scale``, and scales/zeros as ``[groups, out, 2]``."""
+    rows, cols = weight.shape
+    groups = weight.view(rows, cols // INT4_GROUP, INT4_GROUP)
+    low, high = groups.amin(-1), groups.amax(-1)
+    scale = ((high - low) / 15).clamp(min=1e-12)
+    q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15).to(torch.int32)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.view(rows, cols), 1)
+    return packed, torch.stack((scale, low + 8 * scale), dim=-1).transpose(0, 1).contiguous()
+
+
+class QuantizedLinear(nn.Module):
+    """Stands in for an ``nn.Linear`` whose weight was quantized."""
+
+    def __init__(self, linear: nn.Linear, method: str) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.qweight = PackedWeight(linear.weight, method)
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.qweight(x)
+        return y if self.bias is None else y + self.bias
+
+
+def quantize_linears(model: nn.Module, method: str) -> None:
+    """Quantize every ``nn.Linear`` of ``model`` in place (CPU kernels).
+
+    A plain linear is swapped for :class:`QuantizedLinear`. A subclass that declares a ``qweight``
+    slot (LoRA layers: they keep their class, adapter slots and names) gets the packed weight there and
+    drops its float one.
+    """
+    if method not in METHODS:
+        raise ValueError(f"quantization must be one of {', '.join(METHODS)}; got {method!r}")
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, QuantizedLinear(child, method))
+            elif isinstance(child, nn.Linear) and hasattr(child, "qweight"):
+                child.qweight = PackedWeight(child.weight, method)
+                child.register_parameter("weight", None)

@@ -1,0 +1,95 @@
+"""Weight-only int8/int4 quantization: the stored weights are within half a quantization step of the
+originals, and the engine's quantized kernels (LoRA on top, unmerged) compute exactly what a float model
+holding those dequantized weights computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lora_fixtures import make_peft_adapter
+from torch import nn
+
+from plinth.engine import EngineConfig, LLMEngine, SamplingParams
+from plinth.engine.quantization import INT4_GROUP, PackedWeight, QuantizedLinear
+
+STEPS = 6
+PROMPTS = [[5, 17, 300, 42, 9, 77, 8], [1000, 3, 3, 250]]
+
+
+def dequantized(packed: PackedWeight, in_features: int) -> torch.Tensor:
+    """The float weight the packed bits stand for, read back through the kernel (float32: exact)."""
+    return packed(torch.eye(in_features)).T
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_stored_weights_are_within_half_a_step(method: str) -> None:
+    weight = torch.randn(64, 128, generator=torch.Generator().manual_seed(0))
+    packed = PackedWeight(weight, method)
+    assert packed.method == method
+    error = (dequantized(packed, 128) - weight).abs()
+    if method == "int8":  # one symmetric scale per output row
+        step = weight.abs().amax(dim=1, keepdim=True) / 127
+    else:  # one affine scale per group of inputs
+        groups = weight.view(64, -1, INT4_GROUP)
+        step = ((groups.amax(-1) - groups.amin(-1)) / 15).repeat_interleave(INT4_GROUP, dim=1)
+    assert bool((error <= step / 2 + 1e-5).all())
+    assert float(error.max()) > 0  # really quantized
+
+
+def test_int4_falls_back_to_int8_where_the_packing_cannot_hold_the_shape() -> None:
+    assert PackedWeight(torch.randn(40, 64), "int4").method == "int8"  # 40 rows: not a multiple of 16
+    assert PackedWeight(torch.randn(48, 64), "int4").method == "int4"
+
+
+def _linears(engine: LLMEngine) -> dict[str, nn.Module]:
+    return {n: m for n, m in engine.runner.model.named_modules() if hasattr(m, "in_features")}
+
+
+def _run(engine: LLMEngine, adapter: str | None) -> list[tuple[list[int], list[float]]]:
+    params = SamplingParams(max_tokens=STEPS, temperature=0.0, ignore_eos=True, logprobs=0)
+    ids = [engine.add_request(p, params, adapter=adapter) for p in PROMPTS]
+    got: dict[str, tuple[list[int], list[float]]] = {i: ([], []) for i in ids}
+    while engine.has_unfinished():
+        for out in engine.step():
+            got[out.request_id][0].extend(out.new_token_ids)
+            got[out.request_id][1].extend(lp.logprob for lp in out.new_logprobs or [])
+    return [got[i] for i in ids]
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_quantized_engine_with_lora_matches_float_engine_on_dequantized_weights(
+    method: str, tiny_llama, tmp_path
+) -> None:
+    adapter = make_peft_adapter(
+        tiny_llama, tmp_path / "qv", targets=("q_proj", "v_proj", "down_proj"), seed=3
+    )
+    engines = {}
+    for quantization in (method, None):
+        config = EngineConfig(
+            model=str(tiny_llama), dtype="float32", enable_lora=True, quantization=quantization
+        )
+        engines[quantization] = LLMEngine(config)
+        engines[quantization].add_lora("qv", adapter)
+    quantized, reference = engines[method], engines[None]
+    kinds = set()
+    with torch.no_grad():
+        for name, module in _linears(reference).items():
+            q_module = _linears(quantized)[name]
+            packed = q_module.qweight
+            if not isinstance(q_module, QuantizedLinear):  # a LoRA layer keeps only the packed weight
+                assert q_module.weight is None
+            kinds.add(packed.method)
+            module.weight.copy_(dequantized(packed, module.in_features))
+    assert kinds == ({"int8"} if method == "int8" else {"int4", "int8"})  # the 1820-row LM head: int8
+    runs = {}
+    for adapter_name in (None, "qv"):
+        got, expected = runs[adapter_name] = _run(quantized, adapter_name), _run(reference, adapter_name)
+        for (tokens, logprobs), (ref_tokens, ref_logprobs) in zip(got, expected, strict=True):
+            assert tokens == ref_tokens
+            torch.testing.assert_close(torch.tensor(logprobs), torch.tensor(ref_logprobs), atol=1e-4, rtol=0)
+    assert runs[None][0] != runs["qv"][0]  # the adapter really changed the quantized model's output
+
+
+def test_quantization_refuses_unknown_methods(tiny_llama) -> None:
+    with pytest.raises(ValueError, match="int8, int4"):
+        LLMEngine(EngineConfig(model=str(tiny_llama), dtype="float32", quantization="int3"))
