@@ -29,7 +29,15 @@ from typing import Literal
 
 import pyarrow.parquet as pq
 
-__all__ = ["ATTACK_SOURCES", "LICENCES", "LabelledText", "bare_goal_prompts", "load_corpus", "plant"]
+__all__ = [
+    "ATTACK_SOURCES",
+    "LICENCES",
+    "LabelledText",
+    "bare_goal_prompts",
+    "load_corpus",
+    "movies_with_plots",
+    "plant",
+]
 
 ATTACK_SOURCES = ("deepset", "jailbreak_llms", "pallms", "bipia", "jailbreakbench")
 LICENCES = {
@@ -42,6 +50,8 @@ LICENCES = {
     "gsm8k": "MIT (openai/grade-school-math)",
     "movies": "CC BY-SA (Wikipedia extracts, via prust/wikipedia-movie-data, MIT)",
     "scifact": "ODC-By 1.0 (BEIR SciFact corpus)",
+    "hard_negative": "templates written for Plinth, filled with the sources above; CUR query library "
+    "how-to pages (aws-samples, CC BY-SA 4.0)",
 }
 # Stand-ins for pallms' {NEW_INSTRUCTION} placeholder: what such payloads ask for in the wild.
 _NEW_INSTRUCTIONS = (
@@ -97,6 +107,8 @@ def load_corpus(data: Path, *, cap: int = 600, seed: int = 0) -> list[LabelledTe
     normalised prefix so the same prompt never counts for two sources."""
     assert (data / "injection").is_dir(), f"no injection data under {data}"
 
+    from plinth.evals.guard.hardneg import hard_negatives  # it builds on this module's loaders
+
     def rng(name: str) -> random.Random:  # one stream per loader: growing one source never reshuffles another
         return random.Random(f"{seed}:{name}")
 
@@ -111,6 +123,7 @@ def load_corpus(data: Path, *, cap: int = 600, seed: int = 0) -> list[LabelledTe
         _planted(data, planting_hosts, rng("planted")),
         _benign_prompts(data, rng("benign_prompts")),
         benign_docs,
+        hard_negatives(data, rng("hard_negative")),
     ]
     rows: list[LabelledText] = []
     seen: set[str] = set()
@@ -260,7 +273,7 @@ def _benign_prompts(data: Path, rng: random.Random) -> Iterator[LabelledText]:
     for line in (data / "beir/scifact/queries.jsonl").read_text().splitlines():
         text = json.loads(line)["text"]
         yield LabelledText(text, 0, "scifact", split=_split(text))
-    movies = _movies(data)
+    movies = movies_with_plots(data)
     for movie in rng.sample(movies, BENIGN_CAPS[("movies", "input")]):
         template = rng.choice(_PASTE_TEMPLATES)
         text = template.format(text=_words(movie["extract"], 80), title=movie["title"], year=movie["year"])
@@ -268,7 +281,7 @@ def _benign_prompts(data: Path, rng: random.Random) -> Iterator[LabelledText]:
         yield LabelledText(text, 0, "movies", split=_split(movie["extract"]))
 
 
-def _movies(data: Path) -> list[dict[str, str]]:
+def movies_with_plots(data: Path) -> list[dict[str, str]]:
     return [
         movie
         for path in sorted((data / "movies/wikipedia").glob("movies-*.json"))
@@ -280,7 +293,7 @@ def _movies(data: Path) -> list[dict[str, str]]:
 def _benign_data(data: Path, rng: random.Random) -> Iterator[LabelledText]:
     for text in _bipia_contexts(data):
         yield LabelledText(text, 0, "bipia", "data", _split(text))
-    extracts = [movie["extract"] for movie in _movies(data)]
+    extracts = [movie["extract"] for movie in movies_with_plots(data)]
     # Plots are where benign text reads most like harm (crimes, wars, killings): sample them widely.
     for text in rng.sample(extracts, BENIGN_CAPS[("movies", "data")]):
         yield LabelledText(text, 0, "movies", "data", _split(text))

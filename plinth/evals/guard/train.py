@@ -32,6 +32,7 @@ from plinth.evals.guard.fit import (
     threshold_at_fpr,
     training_pieces,
 )
+from plinth.evals.guard.lookalike import evaluate_lookalikes
 from plinth.guard import (
     DEFAULT_MODEL_PATH,
     FPR_BY_STRENGTH,
@@ -90,6 +91,7 @@ def train(
         classifier.thresholds[stage] = {k: threshold_at_fpr(scores, f) for k, f in FPR_BY_STRENGTH.items()}
         calibration[stage] = len(benign)
     AttackClassifier(head.coef, head.intercept, classifier.thresholds).save(out)
+    lookalikes = evaluate_lookalikes(classifier).format()
     counts = Counter(f"{r.source}/{'attack' if r.label else 'benign'}/{r.stage}" for r in training)
     n_windows = sum(len(training_pieces(r)) for r in training)
     report = TrainReport(out, dict(counts), calibration, classifier.thresholds, n_windows, 0.0)
@@ -103,11 +105,13 @@ def train(
     if eval_summary is None and evaluate_too:
         eval_summary = evaluate(shared_data, cache=cache, cap=cap).format()
     report.seconds = time.perf_counter() - started
-    report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary)
+    report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary, lookalikes)
     return report
 
 
-def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -> Path:
+def write_data_card(
+    path: Path, report: TrainReport, eval_summary: str | None, lookalikes: str | None = None
+) -> Path:
     """A Markdown card: what the model was trained on, under which licences, and how well it does."""
     sources = sorted({key.split("/")[0] for key in report.rows})
     lines = [
@@ -156,6 +160,12 @@ def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -
             f"| {t['HIGH']:.3f} |"
             for stage, t in sorted(report.thresholds.items())
         ],
+        "",
+        "## False alarms on the look-alike benign set (`plinth guard eval`)",
+        "",
+        "```",
+        lookalikes or "not run with this training",
+        "```",
         "",
         "## Evaluation (leave-one-source-out, `plinth guard eval`)",
         "",
