@@ -75,8 +75,7 @@ def guard_eval(
 ) -> None:
     """Leave-one-source-out prompt-attack evaluation, false alarms of the shipped model on the look-alike
     benign set, then (with --pii) PII precision and recall."""
-    from plinth.evals.guard import evaluate
-    from plinth.evals.guard.lookalike import evaluate_lookalikes
+    from plinth.evals.guard import evaluate, evaluate_lookalikes
     from plinth.guard import AttackClassifier
 
     _need_dir(data)

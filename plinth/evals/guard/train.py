@@ -136,6 +136,12 @@ def write_data_card(
         "thresholds below. BIPIA attacks appear only planted in email/table contexts (start/middle/end), and "
         "short deepset/pallms injections are also planted in benign training documents (data stage).",
         "",
+        "Hard negatives (`hard_negative`, `plinth/evals/guard/hardneg.py`) are training rows only: prompts "
+        "that translate, role-play, quote system prompts, decode a user's base64 or ask to ignore a typo, "
+        "from templates filled with SciFact claims, Self-Instruct tasks and movie titles and plots; and "
+        "documents full of how-to imperatives (the CUR query library's pages) or movie plots with "
+        "editorial notes. The look-alike set below was written separately and is never trained on.",
+        "",
         "Benign input-stage text covers serious topics on purpose: BIPIA's real user questions, SciFact "
         "claims (medicine, biology) and movie plots (wars, crimes, horror) pasted into requests "
         '("Summarise this: …", "Who directed the film described here? …"), next to deepset benign '
@@ -153,7 +159,9 @@ def write_data_card(
         "flags at every strength: no benign row of the corpus (7,090, both splits and stages) makes such a "
         "move, while the data-stage thresholds sit above 0.95.",
         "",
-        "| stage | held-out benign | LOW (≤0.3 % FPR) | MEDIUM (≤1 %) | HIGH (≤3 %) |",
+        "| stage | held-out benign | "
+        + " | ".join(f"{k} (≤{f:.1%} FPR)" for k, f in FPR_BY_STRENGTH.items())
+        + " |",
         "|---|---:|---:|---:|---:|",
         *[
             f"| {stage} | {report.calibration[stage]} | {t['LOW']:.3f} | {t['MEDIUM']:.3f} "
