@@ -129,7 +129,8 @@ class _LenientCardRecognizer(CreditCardRecognizer):
     """A card-shaped number failing Luhn keeps its weak pattern score instead of being dropped, so a
     context word ("card", "visa") still gets it masked: "card 1234 5678 9012 3456" is a test value."""
 
-    def validate_result(self, pattern_text: str) -> bool | None:
+    # PatternRecognizer reads None as "keep the pattern score"; CreditCardRecognizer narrowed it to bool.
+    def validate_result(self, pattern_text: str) -> bool | None:  # type: ignore[override]
         return True if super().validate_result(pattern_text) else None
 
 

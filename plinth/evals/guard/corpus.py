@@ -23,11 +23,12 @@ import json
 import random
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pyarrow.parquet as pq
+
+from plinth.evals.guard.hardneg import hard_negatives
+from plinth.evals.guard.texts import LabelledText, movies_with_plots
 
 __all__ = [
     "ATTACK_SOURCES",
@@ -89,25 +90,11 @@ _PASTE_TEMPLATES = (
     "Explain the ending of {title}.",
 )
 
-Stage = Literal["input", "data"]
-
-
-@dataclass(frozen=True, slots=True)
-class LabelledText:
-    text: str
-    label: int  # 1 = attack
-    source: str  # the dataset it came from; leave-one-source-out holds out every row of a source
-    stage: Stage = "input"  # input: a user prompt; data: a document the model reads
-    split: str | None = None  # benign rows: "train" or "test" (fixed by text hash); attacks: None
-    payload: str | None = None  # planted rows: the instruction that was planted in the document
-
 
 def load_corpus(data: Path, *, cap: int = 600, seed: int = 0) -> list[LabelledText]:
     """Every source under ``data`` (``shared/data``), each capped to ``cap`` rows, deduplicated on a
     normalised prefix so the same prompt never counts for two sources."""
     assert (data / "injection").is_dir(), f"no injection data under {data}"
-
-    from plinth.evals.guard.hardneg import hard_negatives  # it builds on this module's loaders
 
     def rng(name: str) -> random.Random:  # one stream per loader: growing one source never reshuffles another
         return random.Random(f"{seed}:{name}")
@@ -279,15 +266,6 @@ def _benign_prompts(data: Path, rng: random.Random) -> Iterator[LabelledText]:
         text = template.format(text=_words(movie["extract"], 80), title=movie["title"], year=movie["year"])
         # split by the plot, so a plot held out as a document is never trained on inside a prompt
         yield LabelledText(text, 0, "movies", split=_split(movie["extract"]))
-
-
-def movies_with_plots(data: Path) -> list[dict[str, str]]:
-    return [
-        movie
-        for path in sorted((data / "movies/wikipedia").glob("movies-*.json"))
-        for movie in json.loads(path.read_text(encoding="utf-8"))
-        if len(movie.get("extract") or "") > 200
-    ]
 
 
 def _benign_data(data: Path, rng: random.Random) -> Iterator[LabelledText]:

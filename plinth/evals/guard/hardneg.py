@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from plinth.evals.guard.corpus import LabelledText, movies_with_plots
+from plinth.evals.guard.texts import LabelledText, movies_with_plots
 
 __all__ = ["hard_negatives"]
 
