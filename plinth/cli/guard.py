@@ -73,11 +73,15 @@ def guard_eval(
     data: DataPath = Path("../shared/data"),
     pii: Annotated[bool, typer.Option("--pii/--no-pii", help="Also evaluate the PII detector.")] = True,
 ) -> None:
-    """Leave-one-source-out prompt-attack evaluation, then (with --pii) PII precision and recall."""
-    from plinth.evals.guard import evaluate
+    """Leave-one-source-out prompt-attack evaluation, false alarms of the shipped model on the look-alike
+    benign set, then (with --pii) PII precision and recall."""
+    from plinth.evals.guard import evaluate, evaluate_lookalikes
+    from plinth.guard import AttackClassifier
 
     _need_dir(data)
     typer.echo(evaluate(data).format())
+    typer.echo("")
+    typer.echo(evaluate_lookalikes(AttackClassifier.load_default()).format())
     if pii:
         from plinth.evals.guard import evaluate_pii
 

@@ -35,7 +35,7 @@ __all__ = ["FPR_BY_STRENGTH", "LayeredScore", "PromptAttackDetector", "Strength"
 Strength = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
 AttackStage = Literal["input", "data"]
 # The share of held-out benign text each strength may flag; train.py turns these into thresholds.
-FPR_BY_STRENGTH = {"LOW": 0.003, "MEDIUM": 0.01, "HIGH": 0.03}
+FPR_BY_STRENGTH = {"LOW": 0.001, "MEDIUM": 0.005, "HIGH": 0.02}
 HIDDEN_CHARACTERS_SCORE = 0.6  # invisible characters in a *user* prompt: suspicious, not proof
 # A signature this sure is decisive: it enters the layered score as 1.0, so it flags at every strength.
 # Thresholds are calibrated on the classifier's benign tail and can sit above 0.95 (long documents), which

@@ -296,7 +296,7 @@ def _pii(policy: GuardrailPolicy) -> Detector:
     from plinth.guard.pii import PIIDetector, RegexSpec
 
     regexes = [RegexSpec(r.name, r.pattern, r.description) for r in policy.regexes]
-    return PIIDetector([e.type for e in policy.pii], regexes)
+    return PIIDetector([e.type for e in policy.pii], regexes, strict=[e.type for e in policy.pii if e.strict])
 
 
 def _topics(policy: GuardrailPolicy) -> Detector:

@@ -67,6 +67,7 @@ from plinth.guard.types import DetectContext, DetectorError, Finding
 
 __all__ = [
     "BEDROCK_TYPES",
+    "LENIENT_RECOGNIZERS",
     "SUPPORTED_TYPES",
     "UNSUPPORTED_TYPES",
     "PIIDetector",
@@ -111,6 +112,26 @@ class _SsnRecognizer(UsSsnRecognizer):
     def invalidate_result(self, pattern_text: str) -> bool:
         digits = "".join(c for c in pattern_text if c.isdigit())
         return digits.startswith("9") or bool(super().invalidate_result(pattern_text))
+
+
+class _LenientSsnRecognizer(_SsnRecognizer):
+    """The SSN *shape* only: one kind of delimiter, not one digit repeated, not an ITIN (9xx). The SSA's
+    issuance rules also reject 123-45-6789, 078-05-1120, 000-… and 666-…, which are exactly what people
+    type into a form or a test; a filter that lets them through looks broken and leaks real-looking data."""
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        digits = "".join(c for c in pattern_text if c.isdigit())
+        delimiters = {c for c in pattern_text if not c.isdigit()}
+        return digits.startswith("9") or len(delimiters) > 1 or len(set(digits)) == 1
+
+
+class _LenientCardRecognizer(CreditCardRecognizer):
+    """A card-shaped number failing Luhn keeps its weak pattern score instead of being dropped, so a
+    context word ("card", "visa") still gets it masked: "card 1234 5678 9012 3456" is a test value."""
+
+    # PatternRecognizer reads None as "keep the pattern score"; CreditCardRecognizer narrowed it to bool.
+    def validate_result(self, pattern_text: str) -> bool | None:  # type: ignore[override]
+        return True if super().validate_result(pattern_text) else None
 
 
 class _IpRecognizer(IpRecognizer):
@@ -200,13 +221,19 @@ def _https_urls_only() -> list[Pattern]:
     return [p for p in UrlRecognizer.PATTERNS if "https?" in p.regex]
 
 
+_CARD_PATTERNS = [*CreditCardRecognizer.PATTERNS, _MASTERCARD_2_SERIES]
+# Types whose recognizer has validation rules beyond the shape (Luhn, SSA issuance). By default they match
+# on shape (lenient); a type listed in ``PIIDetector(strict=...)`` gets the full rules instead.
+LENIENT_RECOGNIZERS: dict[str, Callable[[str], EntityRecognizer]] = {
+    "CREDIT_DEBIT_CARD_NUMBER": lambda t: _LenientCardRecognizer(supported_entity=t, patterns=_CARD_PATTERNS),
+    "US_SOCIAL_SECURITY_NUMBER": lambda t: _LenientSsnRecognizer(supported_entity=t),
+}
+
 # Bedrock type -> (recognizer factory, plain-words detail). Order breaks ties in overlap resolution.
 _RECOGNIZERS: dict[str, tuple[Callable[[str], EntityRecognizer], str]] = {
     "EMAIL": (lambda t: _OfflineEmailRecognizer(supported_entity=t), "email address"),
     "CREDIT_DEBIT_CARD_NUMBER": (
-        lambda t: CreditCardRecognizer(
-            supported_entity=t, patterns=[*CreditCardRecognizer.PATTERNS, _MASTERCARD_2_SERIES]
-        ),
+        lambda t: CreditCardRecognizer(supported_entity=t, patterns=_CARD_PATTERNS),
         "credit card number",
     ),
     "INTERNATIONAL_BANK_ACCOUNT_NUMBER": (lambda t: IbanRecognizer(supported_entity=t), "IBAN"),
@@ -265,24 +292,32 @@ BEDROCK_TYPES: tuple[str, ...] = tuple(sorted({*SUPPORTED_TYPES, *UNSUPPORTED_TY
 
 
 @functools.cache
-def _recognizer(entity_type: str) -> EntityRecognizer:
-    """One recognizer per type per process: construction compiles patterns; analysis is stateless."""
+def _recognizer(entity_type: str, strict: bool = True) -> EntityRecognizer:
+    """One recognizer per type and mode per process: construction compiles patterns; analysis is
+    stateless."""
+    if not strict and entity_type in LENIENT_RECOGNIZERS:
+        return LENIENT_RECOGNIZERS[entity_type](entity_type)
     return _RECOGNIZERS[entity_type][0](entity_type)
 
 
 class PIIDetector:
-    """Finds PII of ``types`` (Bedrock names, see :data:`SUPPORTED_TYPES`) and matches of ``regexes``."""
+    """Finds PII of ``types`` (Bedrock names, see :data:`SUPPORTED_TYPES`) and matches of ``regexes``.
+
+    Types in :data:`LENIENT_RECOGNIZERS` match on shape unless listed in ``strict`` (then checksum and
+    issuance rules apply too): masking a test SSN costs nothing, letting a real-looking one out does."""
 
     name = "pii"
 
-    def __init__(self, types: Collection[str], regexes: Sequence[RegexSpec] = ()) -> None:
+    def __init__(
+        self, types: Collection[str], regexes: Sequence[RegexSpec] = (), strict: Collection[str] = ()
+    ) -> None:
         unknown = [t for t in types if t not in _RECOGNIZERS]
         if unknown:
             raise ValueError(f"unsupported PII types {unknown}; supported: {', '.join(SUPPORTED_TYPES)}")
         self.types = tuple(t for t in SUPPORTED_TYPES if t in set(types))
         self.regexes = tuple(regexes)
         self._compiled = [(spec, _compile(spec)) for spec in self.regexes]
-        self._recognizers = [_recognizer(t) for t in self.types]
+        self._recognizers = [_recognizer(t, t in strict) for t in self.types]
 
     def detect(self, text: str, context: DetectContext) -> list[Finding]:
         """PII findings (overlaps resolved, longest then most confident wins), then regex findings."""
@@ -351,7 +386,7 @@ def _with_context(text: str, results: list[RecognizerResult]) -> list[Recognizer
 
 
 @functools.cache
-def _context_of(entity_type: str) -> frozenset[str]:
+def _context_of(entity_type: str) -> frozenset[str]:  # the same words in both modes
     words = _recognizer(entity_type).context or []
     return frozenset(w for phrase in words for w in re.findall(r"[a-z0-9]+", phrase.lower()))
 

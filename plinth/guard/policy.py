@@ -88,6 +88,7 @@ class PIIEntity:
     type: str
     input_action: PIIAction
     output_action: PIIAction
+    strict: bool = False  # "validation": "STRICT": checksum and issuance rules too, not the shape alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,10 @@ class GuardrailPolicy:
             body["contentPolicyConfig"] = {"filtersConfig": [attack]}
         if self.pii or self.regexes:
             body["sensitiveInformationPolicyConfig"] = {
-                "piiEntitiesConfig": [_action_json({"type": e.type}, e) for e in self.pii],
+                "piiEntitiesConfig": [
+                    _action_json({"type": e.type} | ({"validation": "STRICT"} if e.strict else {}), e)
+                    for e in self.pii
+                ],
                 "regexesConfig": [
                     _action_json({"name": r.name, "description": r.description, "pattern": r.pattern}, r)
                     for r in self.regexes
@@ -242,7 +246,7 @@ def _sensitive(body: Mapping[str, Any]) -> tuple[tuple[PIIEntity, ...], tuple[Re
         return (), ()
     entities: dict[str, PIIEntity] = {}
     for path, item in _items(section, f"{root}.piiEntitiesConfig", 0, len(SUPPORTED_TYPES)):
-        item = _object(item, path, ("type", "action", "inputAction", "outputAction"))
+        item = _object(item, path, ("type", "action", "inputAction", "outputAction", "validation"))
         kind = _required(item, "type", path)
         if kind not in SUPPORTED_TYPES:
             raise PolicyError(
@@ -251,7 +255,7 @@ def _sensitive(body: Mapping[str, Any]) -> tuple[tuple[PIIEntity, ...], tuple[Re
             )
         if kind in entities:
             raise PolicyError(f"{path}.type: PII type {kind!r} is configured twice.", f"{path}.type")
-        entities[kind] = PIIEntity(kind, *_actions(item, path))
+        entities[kind] = PIIEntity(kind, *_actions(item, path), strict=_validation(item, path, kind))
     regexes: dict[str, RegexRule] = {}
     for path, item in _items(section, f"{root}.regexesConfig", 0, 10):
         item = _object(item, path, _REGEX_KEYS)
@@ -387,6 +391,18 @@ def _actions(item: Mapping[str, Any], path: str) -> tuple[PIIAction, PIIAction]:
         cast(PIIAction, _choice(item.get("inputAction", action), f"{path}.inputAction", PII_ACTIONS)),
         cast(PIIAction, _choice(item.get("outputAction", action), f"{path}.outputAction", PII_ACTIONS)),
     )
+
+
+def _validation(item: Mapping[str, Any], path: str, kind: str) -> bool:
+    """Plinth's per-entity ``validation``: LENIENT (the default) matches on shape, STRICT adds checksums."""
+    from plinth.guard.pii import LENIENT_RECOGNIZERS
+
+    if "validation" not in item:
+        return False
+    if kind not in LENIENT_RECOGNIZERS:
+        message = f"{path}.validation: only {', '.join(LENIENT_RECOGNIZERS)} have a validation choice."
+        raise PolicyError(message, f"{path}.validation")
+    return _choice(item["validation"], f"{path}.validation", ("LENIENT", "STRICT")) == "STRICT"
 
 
 def _action_json(base: dict[str, Any], rule: PIIEntity | RegexRule) -> dict[str, Any]:

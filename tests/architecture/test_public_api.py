@@ -32,8 +32,9 @@ PUBLIC = {
         "rag_target", "render_report", "run_evaluation", "spearman", "sql_target", "summarize",
     ],
     "plinth.evals.guard": [
-        "ATTACK_SOURCES", "EvalReport", "LabelledText", "PIIReport", "SourceResult", "TrainReport",
-        "evaluate", "evaluate_pii", "generate_pii_set", "load_corpus", "train",
+        "ATTACK_SOURCES", "EvalReport", "LabelledText", "LookalikeReport", "PIIReport", "SourceResult",
+        "TrainReport", "evaluate", "evaluate_lookalikes", "evaluate_pii", "generate_pii_set", "load_corpus",
+        "train",
     ],
     "plinth.guard": [
         "DEFAULT_MODEL_PATH", "FPR_BY_STRENGTH", "SUPPORTED_TYPES", "AttackClassifier", "AuditEntry",

@@ -227,3 +227,13 @@ def test_real_pii_detector_masks_and_blocks() -> None:
                         "detected": True}]  # fmt: skip
     blocked = guard.check("output", "write to jane.doe@example.com", p)
     assert blocked.blocked and blocked.text == "output blocked"
+
+
+@pytest.mark.parametrize(("validation", "masked"), [({}, True), ({"validation": "STRICT"}, False)])
+def test_test_ssn_is_masked_at_output_unless_validation_is_strict(validation: dict, masked: bool) -> None:
+    entity = {"type": "US_SOCIAL_SECURITY_NUMBER", "action": "ANONYMIZE", **validation}
+    p = policy(sensitiveInformationPolicyConfig={"piiEntitiesConfig": [entity]})
+    result = Guard().check("output", f"Sure: your SSN is {SSN}.", p)
+    assert result.text == (
+        "Sure: your SSN is {US_SOCIAL_SECURITY_NUMBER}." if masked else f"Sure: your SSN is {SSN}."
+    )

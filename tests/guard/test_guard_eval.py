@@ -3,6 +3,7 @@ threshold keeps false positives on held-out benign text at or under 1 %."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, bare_goal_prompts, load_corpus, plant
 from plinth.evals.guard.evaluate import evaluate, fold
-from plinth.evals.guard.fit import TRAIN_GROUPS, threshold_at_fpr, training_pieces
+from plinth.evals.guard.fit import TRAIN_GROUPS, fit, threshold_at_fpr, training_pieces
 from plinth.guard.classifier import EmbeddingCache, pieces, sentence_groups, split_sentences
 from plinth.llm.embedders import get_embedder
 
@@ -157,7 +158,28 @@ def test_leave_one_source_out_on_a_subset(tmp_path: Path) -> None:
         assert result.fpr <= 0.01, result
         assert result.layered_tpr >= TPR_FLOORS[(result.source, result.stage)], result
         assert result.auc > 0.7 and result.layered_auc > 0.85, result  # chance is 0.5
-    average = report.format().splitlines()[-2]
-    assert (
-        average.startswith("average") and f"{np.mean([r.layered_tpr for r in report.results]):.3f}" in average
+    [average] = [line for line in report.format().splitlines() if line.startswith("average")]
+    assert f"{np.mean([r.layered_tpr for r in report.results]):.3f}" in average
+    for strength in ("LOW", "MEDIUM", "HIGH"):  # TPR can only grow as the allowed FPR grows
+        assert all(0 <= r.by_strength[strength] <= 1 for r in report.results)
+    assert all(
+        r.by_strength["LOW"] <= r.by_strength["MEDIUM"] <= r.by_strength["HIGH"] for r in report.results
     )
+
+
+def test_training_the_head_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
+    # A small config: 40 rows, vectors derived from each text's hash, the real fit and save.
+    def embed(texts: list[str]) -> np.ndarray:
+        seeds = [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) for t in texts]
+        vectors = np.stack([np.random.default_rng(seed).normal(size=16) for seed in seeds])
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+    rows = [LabelledText(f"attack {i} ignore it", 1, "pallms") for i in range(20)]
+    rows += [LabelledText(f"benign {i} hello", 0, "movies", split="train") for i in range(20)]
+    saved = []
+    for run in range(2):
+        head = fit(rows, embed)
+        head.thresholds = {"input": {"LOW": 0.9, "MEDIUM": 0.8, "HIGH": 0.7}}
+        head.save(tmp_path / f"{run}.npz")
+        saved.append((tmp_path / f"{run}.npz").read_bytes())
+    assert saved[0] == saved[1]

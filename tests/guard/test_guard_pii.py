@@ -11,6 +11,7 @@ from plinth.guard.pii import BEDROCK_TYPES, SUPPORTED_TYPES, UNSUPPORTED_TYPES, 
 from plinth.guard.types import DetectContext, Detector, DetectorError
 
 ALL = PIIDetector(SUPPORTED_TYPES)
+STRICT = PIIDetector(SUPPORTED_TYPES, strict=SUPPORTED_TYPES)  # checksum and issuance rules on
 
 # (type, text, the value that must be found)
 FOUND = [
@@ -75,14 +76,37 @@ NOT_FOUND = [
 
 @pytest.mark.parametrize("text", NOT_FOUND)
 def test_look_alikes_are_not_found(text: str) -> None:
-    assert ALL.detect(text, DetectContext()) == []
+    assert STRICT.detect(text, DetectContext()) == []
 
 
-def test_mask_writes_bedrock_placeholders_and_skips_invalid_cards() -> None:
+def test_mask_writes_bedrock_placeholders_and_skips_invalid_cards_when_strict() -> None:
     text = "Mail a.b@example.com, card 4111 1111 1111 1111, not 4111 1111 1111 1112."
-    masked = mask(text, ALL.detect(text, DetectContext()))
+    masked = mask(text, STRICT.detect(text, DetectContext()))
     assert masked == "Mail {EMAIL}, card {CREDIT_DEBIT_CARD_NUMBER}, not 4111 1111 1111 1112."
-    assert mask(text, ALL.detect(text, DetectContext()), style="redact").count("[REDACTED]") == 2
+    assert mask(text, STRICT.detect(text, DetectContext()), style="redact").count("[REDACTED]") == 2
+
+
+TEST_VALUES = [  # what people type to try a filter: valid in shape, rejected by checksum/issuance rules
+    ("US_SOCIAL_SECURITY_NUMBER", "My SSN is 123-45-6789."),
+    ("US_SOCIAL_SECURITY_NUMBER", "The sample card says 078-05-1120."),
+    ("US_SOCIAL_SECURITY_NUMBER", "ssn: 666-12-3456"),
+    ("CREDIT_DEBIT_CARD_NUMBER", "Pay with card 1234 5678 9012 3456 please."),
+]
+
+
+@pytest.mark.parametrize(("kind", "text"), TEST_VALUES)
+def test_test_values_are_masked_by_default_and_kept_when_strict(kind: str, text: str) -> None:
+    assert [f.type for f in ALL.detect(text, DetectContext())] == [kind]
+    assert STRICT.detect(text, DetectContext()) == []
+
+
+def test_lenient_mode_keeps_the_shape_rules() -> None:
+    # An ITIN area (9xx), mixed delimiters, one repeated digit and a bare card-length number with no
+    # card word stay unflagged in the default mode too.
+    text = "Refs 912-34-5678, 536-22.8411, 111-11-1111 and 1234567890123456 in the log."
+    assert ALL.detect(text, DetectContext()) == []
+    sample = "Test with 4111 1111 1111 1111 and 5555 5555 5555 4444."
+    assert mask(sample, ALL.detect(sample, DetectContext())).count("{CREDIT_DEBIT_CARD_NUMBER}") == 2
 
 
 def test_overlaps_keep_the_longest_match() -> None:

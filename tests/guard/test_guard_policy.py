@@ -91,6 +91,9 @@ def test_round_trip_and_defaults() -> None:
     )
     assert data.prompt_attack == PromptAttackFilter("LOW", "HIGH")
     assert hash(policy) == hash(GuardrailPolicy.from_bedrock(copy.deepcopy(FULL)))  # cache key
+    strict = GuardrailPolicy.from_bedrock(_with(f"{PII}.1.validation", "STRICT"))
+    assert strict.pii[1].strict and not policy.pii[1].strict
+    assert GuardrailPolicy.from_bedrock(strict.to_bedrock()) == strict
 
 
 def _with(path: str, value: object) -> dict:
@@ -140,6 +143,8 @@ INVALID = [
     (f"{PII}.0.action", "MASK", f"{PII}.0.action", "BLOCK, ANONYMIZE, NONE"),
     (f"{PII}.0.action", _DELETE, f"{PII}.0.action", "required"),
     (f"{PII}.1.outputAction", "DROP", f"{PII}.1.outputAction", "one of"),
+    (f"{PII}.0.validation", "STRICT", f"{PII}.0.validation", "only CREDIT_DEBIT_CARD_NUMBER"),
+    (f"{PII}.1.validation", "LUHN", f"{PII}.1.validation", "LENIENT, STRICT"),
     (f"{REGEX}.0.pattern", "ORD-(\\d{6}", f"{REGEX}.0.pattern", "invalid regular expression"),
     (f"{REGEX}.0.pattern", "", f"{REGEX}.0.pattern", "non-empty"),
     (f"{REGEX}.0.name", "", f"{REGEX}.0.name", "non-empty"),

@@ -9,6 +9,7 @@
 
 from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, load_corpus
 from plinth.evals.guard.evaluate import EvalReport, SourceResult, evaluate
+from plinth.evals.guard.lookalike import LookalikeReport, evaluate_lookalikes
 from plinth.evals.guard.pii import PIIReport, evaluate_pii, generate_pii_set
 from plinth.evals.guard.train import TrainReport, train
 
@@ -16,10 +17,12 @@ __all__ = [
     "ATTACK_SOURCES",
     "EvalReport",
     "LabelledText",
+    "LookalikeReport",
     "PIIReport",
     "SourceResult",
     "TrainReport",
     "evaluate",
+    "evaluate_lookalikes",
     "evaluate_pii",
     "generate_pii_set",
     "load_corpus",

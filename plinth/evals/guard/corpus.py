@@ -23,13 +23,22 @@ import json
 import random
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pyarrow.parquet as pq
 
-__all__ = ["ATTACK_SOURCES", "LICENCES", "LabelledText", "bare_goal_prompts", "load_corpus", "plant"]
+from plinth.evals.guard.hardneg import hard_negatives
+from plinth.evals.guard.texts import LabelledText, movies_with_plots
+
+__all__ = [
+    "ATTACK_SOURCES",
+    "LICENCES",
+    "LabelledText",
+    "bare_goal_prompts",
+    "load_corpus",
+    "movies_with_plots",
+    "plant",
+]
 
 ATTACK_SOURCES = ("deepset", "jailbreak_llms", "pallms", "bipia", "jailbreakbench")
 LICENCES = {
@@ -42,6 +51,8 @@ LICENCES = {
     "gsm8k": "MIT (openai/grade-school-math)",
     "movies": "CC BY-SA (Wikipedia extracts, via prust/wikipedia-movie-data, MIT)",
     "scifact": "ODC-By 1.0 (BEIR SciFact corpus)",
+    "hard_negative": "templates written for Plinth, filled with the sources above; CUR query library "
+    "how-to pages (aws-samples, CC BY-SA 4.0)",
 }
 # Stand-ins for pallms' {NEW_INSTRUCTION} placeholder: what such payloads ask for in the wild.
 _NEW_INSTRUCTIONS = (
@@ -79,18 +90,6 @@ _PASTE_TEMPLATES = (
     "Explain the ending of {title}.",
 )
 
-Stage = Literal["input", "data"]
-
-
-@dataclass(frozen=True, slots=True)
-class LabelledText:
-    text: str
-    label: int  # 1 = attack
-    source: str  # the dataset it came from; leave-one-source-out holds out every row of a source
-    stage: Stage = "input"  # input: a user prompt; data: a document the model reads
-    split: str | None = None  # benign rows: "train" or "test" (fixed by text hash); attacks: None
-    payload: str | None = None  # planted rows: the instruction that was planted in the document
-
 
 def load_corpus(data: Path, *, cap: int = 600, seed: int = 0) -> list[LabelledText]:
     """Every source under ``data`` (``shared/data``), each capped to ``cap`` rows, deduplicated on a
@@ -111,6 +110,7 @@ def load_corpus(data: Path, *, cap: int = 600, seed: int = 0) -> list[LabelledTe
         _planted(data, planting_hosts, rng("planted")),
         _benign_prompts(data, rng("benign_prompts")),
         benign_docs,
+        hard_negatives(data, rng("hard_negative")),
     ]
     rows: list[LabelledText] = []
     seen: set[str] = set()
@@ -260,7 +260,7 @@ def _benign_prompts(data: Path, rng: random.Random) -> Iterator[LabelledText]:
     for line in (data / "beir/scifact/queries.jsonl").read_text().splitlines():
         text = json.loads(line)["text"]
         yield LabelledText(text, 0, "scifact", split=_split(text))
-    movies = _movies(data)
+    movies = movies_with_plots(data)
     for movie in rng.sample(movies, BENIGN_CAPS[("movies", "input")]):
         template = rng.choice(_PASTE_TEMPLATES)
         text = template.format(text=_words(movie["extract"], 80), title=movie["title"], year=movie["year"])
@@ -268,19 +268,10 @@ def _benign_prompts(data: Path, rng: random.Random) -> Iterator[LabelledText]:
         yield LabelledText(text, 0, "movies", split=_split(movie["extract"]))
 
 
-def _movies(data: Path) -> list[dict[str, str]]:
-    return [
-        movie
-        for path in sorted((data / "movies/wikipedia").glob("movies-*.json"))
-        for movie in json.loads(path.read_text(encoding="utf-8"))
-        if len(movie.get("extract") or "") > 200
-    ]
-
-
 def _benign_data(data: Path, rng: random.Random) -> Iterator[LabelledText]:
     for text in _bipia_contexts(data):
         yield LabelledText(text, 0, "bipia", "data", _split(text))
-    extracts = [movie["extract"] for movie in _movies(data)]
+    extracts = [movie["extract"] for movie in movies_with_plots(data)]
     # Plots are where benign text reads most like harm (crimes, wars, killings): sample them widely.
     for text in rng.sample(extracts, BENIGN_CAPS[("movies", "data")]):
         yield LabelledText(text, 0, "movies", "data", _split(text))

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, load_corpus
 from plinth.evals.guard.fit import DEFAULT_CACHE, TRAIN_WINDOWS, cached_vectorizer, fit, threshold_at_fpr
-from plinth.guard import AttackClassifier, SignatureDetector, Vectorize, layered_scores
+from plinth.guard import FPR_BY_STRENGTH, AttackClassifier, SignatureDetector, Vectorize, layered_scores
 
 __all__ = ["EvalReport", "Fold", "SourceResult", "evaluate", "fold"]
 
@@ -44,6 +44,7 @@ class SourceResult:
     layered_auc: float  # normalisation + signatures + classifier
     layered_tpr: float
     fpr: float  # of the layered detector at its threshold, on the held-out benign texts
+    by_strength: dict[str, float] = field(default_factory=dict)  # layered TPR at each strength's FPR target
 
 
 @dataclass(slots=True)
@@ -67,15 +68,22 @@ class EvalReport:
     def format(self) -> str:
         head = f"{'held-out source':16s} {'stage':5s} {'attacks':>7s} {'benign':>6s}  "
         head += f"{'clf AUC':>7s} {'clf TPR':>7s}  {'layer AUC':>9s} {'layer TPR':>9s} {'FPR':>6s}"
+        head += "  " + " ".join(f"{s:>6s}" for s in FPR_BY_STRENGTH)
         lines = [f"TPR at <= {TARGET_FPR:.0%} FPR on held-out benign text of the same stage", head]
         for r in self.results:
             lines.append(
                 f"{r.source:16s} {r.stage:5s} {r.attacks:7d} {r.benign:6d}  {r.auc:7.3f} {r.tpr:7.3f}  "
-                f"{r.layered_auc:9.3f} {r.layered_tpr:9.3f} {r.fpr:6.3f}"
+                f"{r.layered_auc:9.3f} {r.layered_tpr:9.3f} {r.fpr:6.3f}  "
+                + " ".join(f"{r.by_strength[s]:6.3f}" for s in FPR_BY_STRENGTH)
             )
         lines.append(
             f"{'average':37s} {self.mean('auc'):7.3f} {self.mean('tpr'):7.3f}  "
-            f"{self.mean('layered_auc'):9.3f} {self.mean('layered_tpr'):9.3f}   (goal: TPR >= 0.90)"
+            f"{self.mean('layered_auc'):9.3f} {self.mean('layered_tpr'):9.3f}         "
+            + " ".join(f"{np.mean([r.by_strength[s] for r in self.results]):6.3f}" for s in FPR_BY_STRENGTH)
+        )
+        targets = ", ".join(f"{s} {f:.1%}" for s, f in FPR_BY_STRENGTH.items())
+        lines.append(
+            f"(LOW/MEDIUM/HIGH: layer TPR at the strength's FPR target: {targets}; goal: average >= 0.80)"
         )
         lines.append(f"({self.seconds:.0f} s)")
         return "\n".join([*lines, *self.notes])
@@ -131,6 +139,7 @@ def _score(
     layered = np.array([s.score for s in scored])
     tpr, _ = _rates(alone, truth)
     layered_tpr, fpr = _rates(layered, truth)
+    by_strength = {s: _rates(layered, truth, f)[0] for s, f in FPR_BY_STRENGTH.items()}
     return SourceResult(
         source,
         stage,
@@ -141,11 +150,12 @@ def _score(
         float(roc_auc_score(truth, layered)),
         layered_tpr,
         fpr,
+        by_strength,
     )
 
 
-def _rates(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(TPR, FPR) at the threshold giving <= TARGET_FPR on the benign rows."""
-    threshold = threshold_at_fpr(scores[truth == 0], TARGET_FPR)
+def _rates(scores: np.ndarray, truth: np.ndarray, target: float = TARGET_FPR) -> tuple[float, float]:
+    """(TPR, FPR) at the threshold giving <= ``target`` false positives on the benign rows."""
+    threshold = threshold_at_fpr(scores[truth == 0], target)
     flagged = scores > threshold
     return float(flagged[truth == 1].mean()), float(flagged[truth == 0].mean())

@@ -32,6 +32,7 @@ from plinth.evals.guard.fit import (
     threshold_at_fpr,
     training_pieces,
 )
+from plinth.evals.guard.lookalike import evaluate_lookalikes
 from plinth.guard import (
     DEFAULT_MODEL_PATH,
     FPR_BY_STRENGTH,
@@ -90,6 +91,7 @@ def train(
         classifier.thresholds[stage] = {k: threshold_at_fpr(scores, f) for k, f in FPR_BY_STRENGTH.items()}
         calibration[stage] = len(benign)
     AttackClassifier(head.coef, head.intercept, classifier.thresholds).save(out)
+    lookalikes = evaluate_lookalikes(classifier).format()
     counts = Counter(f"{r.source}/{'attack' if r.label else 'benign'}/{r.stage}" for r in training)
     n_windows = sum(len(training_pieces(r)) for r in training)
     report = TrainReport(out, dict(counts), calibration, classifier.thresholds, n_windows, 0.0)
@@ -103,11 +105,13 @@ def train(
     if eval_summary is None and evaluate_too:
         eval_summary = evaluate(shared_data, cache=cache, cap=cap).format()
     report.seconds = time.perf_counter() - started
-    report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary)
+    report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary, lookalikes)
     return report
 
 
-def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -> Path:
+def write_data_card(
+    path: Path, report: TrainReport, eval_summary: str | None, lookalikes: str | None = None
+) -> Path:
     """A Markdown card: what the model was trained on, under which licences, and how well it does."""
     sources = sorted({key.split("/")[0] for key in report.rows})
     lines = [
@@ -132,6 +136,12 @@ def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -
         "thresholds below. BIPIA attacks appear only planted in email/table contexts (start/middle/end), and "
         "short deepset/pallms injections are also planted in benign training documents (data stage).",
         "",
+        "Hard negatives (`hard_negative`, `plinth/evals/guard/hardneg.py`) are training rows only: prompts "
+        "that translate, role-play, quote system prompts, decode a user's base64 or ask to ignore a typo, "
+        "from templates filled with SciFact claims, Self-Instruct tasks and movie titles and plots; and "
+        "documents full of how-to imperatives (the CUR query library's pages) or movie plots with "
+        "editorial notes. The look-alike set below was written separately and is never trained on.",
+        "",
         "Benign input-stage text covers serious topics on purpose: BIPIA's real user questions, SciFact "
         "claims (medicine, biology) and movie plots (wars, crimes, horror) pasted into requests "
         '("Summarise this: …", "Who directed the film described here? …"), next to deepset benign '
@@ -149,13 +159,21 @@ def write_data_card(path: Path, report: TrainReport, eval_summary: str | None) -
         "flags at every strength: no benign row of the corpus (7,090, both splits and stages) makes such a "
         "move, while the data-stage thresholds sit above 0.95.",
         "",
-        "| stage | held-out benign | LOW (≤0.3 % FPR) | MEDIUM (≤1 %) | HIGH (≤3 %) |",
+        "| stage | held-out benign | "
+        + " | ".join(f"{k} (≤{f:.1%} FPR)" for k, f in FPR_BY_STRENGTH.items())
+        + " |",
         "|---|---:|---:|---:|---:|",
         *[
             f"| {stage} | {report.calibration[stage]} | {t['LOW']:.3f} | {t['MEDIUM']:.3f} "
             f"| {t['HIGH']:.3f} |"
             for stage, t in sorted(report.thresholds.items())
         ],
+        "",
+        "## False alarms on the look-alike benign set (`plinth guard eval`)",
+        "",
+        "```",
+        lookalikes or "not run with this training",
+        "```",
         "",
         "## Evaluation (leave-one-source-out, `plinth guard eval`)",
         "",
