@@ -31,7 +31,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 test: install-test
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25
 
 # The quick loop while developing: everything not marked slow (CI runs `make test`, slow tests included).
 test-fast: install-test

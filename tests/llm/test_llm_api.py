@@ -11,6 +11,7 @@ def test_all_is_pinned():
         "ChatModel",
         "ChatOptions",
         "ChatResult",
+        "ChatView",
         "DEFAULT_EMBEDDING_MODEL",
         "Embed",
         "Embedder",
