@@ -35,7 +35,6 @@ from plinth.control.keys import (
     KeyInfo,
     authenticate,
     create_key,
-    hash_key,
     list_keys,
     revoke_key,
 )
@@ -66,7 +65,6 @@ __all__ = [
     "create_key",
     "get_or_create_tenant",
     "get_tenant",
-    "hash_key",
     "files",
     "guardrails",
     "jobs",

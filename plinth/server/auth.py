@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from plinth.control import LOCAL_TENANT, ControlPlane, Tenant, authenticate, get_or_create_tenant, hash_key
+from plinth.control import LOCAL_TENANT, ControlPlane, Tenant, authenticate, get_or_create_tenant
 from plinth.server.errors import APIError
 from plinth.server.quotas import admit
 
@@ -44,7 +44,4 @@ def _tenant_from_header(cp: ControlPlane, request: Request) -> Tenant:
     tenant = authenticate(cp, key.strip())
     if tenant is None:
         raise APIError(401, "Invalid API key.", code="invalid_api_key")
-    quotas = request.app.state.plinth.quotas
-    if quotas is not None:  # lets the next requests with this key be admitted before routing
-        quotas.remember_key(hash_key(key.strip()), tenant.id)
     return tenant

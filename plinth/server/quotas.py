@@ -30,15 +30,13 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plinth.control import ControlPlane, Tenant, hash_key
+from plinth.control import ControlPlane, Tenant
 from plinth.control.tenant_limits import TenantLimits, get_limits
 from plinth.server.errors import APIError
 
 __all__ = ["Account", "QuotaGate", "QuotaMiddleware", "acting_for", "admit", "charge_tokens", "share_group"]
 
 UNLIMITED_PATHS = ("/v1/admin/",)
-LIMITED_PREFIXES = ("/v1/", "/invocations")  # the routes that require a key
-_MAX_REMEMBERED_KEYS = 10_000
 
 
 @dataclass(slots=True)
@@ -98,7 +96,6 @@ class QuotaGate:
         self._lock = threading.Lock()
         self._tenants: dict[int, _TenantState] = {}
         self._limits: dict[int, tuple[float, TenantLimits]] = {}
-        self._keys: dict[str, tuple[float, int]] = {}  # key hash -> (when seen, tenant id)
         self.requests = Counter(
             "plinth_tenant_requests", "Requests per tenant, admitted or rate_limited.",
             ["tenant_id", "outcome"], registry=registry,
@@ -129,19 +126,6 @@ class QuotaGate:
             cached = (now, get_limits(self.cp, tenant_id))
             self._limits[tenant_id] = cached
         return cached[1]
-
-    def remember_key(self, key_hash: str, tenant_id: int) -> None:
-        """Note that this key authenticated as ``tenant_id`` (see :meth:`known_tenant`)."""
-        if len(self._keys) > _MAX_REMEMBERED_KEYS:
-            self._keys.clear()  # a bound, not an LRU: the next requests simply remember again
-        self._keys[key_hash] = (self.clock(), tenant_id)
-
-    def known_tenant(self, key_hash: str) -> int | None:
-        """The tenant this key authenticated as within the last ``cache_s`` seconds, else None."""
-        seen = self._keys.get(key_hash)
-        if seen is None or self.clock() - seen[0] > self.cache_s:
-            return None
-        return seen[1]
 
     def forget(self, tenant_id: int) -> None:
         """Drop the cached limits and buckets (after they were changed)."""
@@ -249,14 +233,7 @@ def charge_tokens(tokens: int) -> None:
 
 
 class QuotaMiddleware:
-    """Gives each HTTP request an :class:`Account` and releases its slot when the request is done.
-
-    A request whose key authenticated in the last few seconds is admitted (or refused) here, before
-    routing, body parsing and the key lookup: a flooding tenant's 429s then cost the server almost
-    nothing, so they take little CPU from the other tenants' generations. Admission is the same
-    :meth:`QuotaGate.admit` either way, and an admitted request is still authenticated by its route.
-    A key revoked in the last ``cache_s`` seconds may therefore get a 429 instead of its 401.
-    """
+    """Gives each HTTP request an :class:`Account` and releases its slot when the request is done."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -268,41 +245,7 @@ class QuotaMiddleware:
         account = Account()
         token = _ACCOUNT.set(account)
         try:
-            refusal = _admit_known_key(scope, account)
-            if refusal is not None:
-                await refusal.response()(scope, receive, send)
-                return
             await self.app(scope, receive, send)
         finally:
             account.release()
             _ACCOUNT.reset(token)
-
-
-def _admit_known_key(scope: Scope, account: Account) -> APIError | None:
-    """Admit a request by its recently seen key into ``account``; the 429 when its tenant is over a
-    limit; None (nothing done) when the key is unknown, absent or the route is not limited."""
-    path: str = scope.get("path", "")
-    if not path.startswith(LIMITED_PREFIXES) or path.startswith(UNLIMITED_PATHS):
-        return None
-    state = getattr(getattr(scope.get("app"), "state", None), "plinth", None)
-    gate: QuotaGate | None = getattr(state, "quotas", None)
-    key = _bearer(scope)
-    tenant_id = gate.known_tenant(hash_key(key)) if gate is not None and key else None
-    if gate is None or tenant_id is None:
-        return None
-    try:
-        gate.admit(tenant_id)
-    except APIError as err:
-        return err
-    account.tenant_id, account.gate = tenant_id, gate
-    return None
-
-
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, key = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-            return key.strip() or None
-    return None
