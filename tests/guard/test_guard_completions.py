@@ -129,7 +129,14 @@ def test_a_streamed_completion_never_sends_the_ssn(tmp_path):
     response = complete(client, gid, "Tell me", stream=True, logprobs=1)
     assert response.status_code == 200, response.text
     events = sse(response)
-    assert SSN not in response.text and "1234" not in response.text
+    # What a client can read: every streamed piece of text and every logprob token (ids are random hex,
+    # so the raw body may hold "1234" by chance).
+    seen = "".join(
+        choice["text"] + "".join((choice.get("logprobs") or {}).get("tokens") or [])
+        for event in events[:-1]
+        for choice in event["choices"]
+    )
+    assert SSN not in response.text and "1234" not in seen and "536-" not in seen
     final = events[-2]["choices"][0]
     assert final["text"] == BLOCKED_OUT and final["finish_reason"] == "content_filter"
     assert events[-2]["guardrail"]["stage"] == "output" and (model.aborted or model.finished)
