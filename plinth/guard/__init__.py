@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     )
     from plinth.guard.hook import GuardHook
     from plinth.guard.pii import SUPPORTED_TYPES, PIIDetector
-    from plinth.guard.policy import GuardrailPolicy, PolicyError, builtin_policy
+    from plinth.guard.policy import GuardrailPolicy, builtin_policy
+    from plinth.guard.policy_fields import PolicyError
     from plinth.guard.signatures import SignatureDetector
     from plinth.guard.spotlight import datamark, new_marker, spotlight_instruction
     from plinth.guard.stream import StreamGuard, StreamStep
@@ -139,7 +140,7 @@ _SOURCES = {
     "SUPPORTED_TYPES": "pii",
     "PIIDetector": "pii",
     "GuardrailPolicy": "policy",
-    "PolicyError": "policy",
+    "PolicyError": "policy_fields",
     "builtin_policy": "policy",
     "SignatureDetector": "signatures",
     "datamark": "spotlight",
