@@ -4,7 +4,8 @@ The policy says *what* to look for and what each finding means (block, anonymize
 detectors (``plinth.guard.{attack,pii,topics,words,grounding,canary}``) do the looking, and
 :mod:`plinth.guard.check` combines the two. ``from_bedrock`` accepts Bedrock's request shape, so a body
 written for ``bedrock.create_guardrail(**body)`` works here unchanged, as long as it only uses what Plinth
-can enforce; anything else is a :class:`~plinth.guard.policy_fields.PolicyError` naming the field (``param``), never silently ignored::
+can enforce; anything else is a :class:`~plinth.guard.policy_fields.PolicyError` naming the field
+(``param``), never silently ignored::
 
     policy = GuardrailPolicy.from_bedrock({
         "name": "support-bot",
