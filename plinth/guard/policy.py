@@ -239,7 +239,7 @@ def _content(body: Mapping[str, Any]) -> PromptAttackFilter | None:
 
 
 def _sensitive(body: Mapping[str, Any]) -> tuple[tuple[PIIEntity, ...], tuple[RegexRule, ...]]:
-    from plinth.guard.pii import SUPPORTED_TYPES  # here: Presidio is slow to import
+    from plinth.guard.pii_recognizers import SUPPORTED_TYPES  # here: Presidio is slow to import
 
     root = "sensitiveInformationPolicyConfig"
     section = optional_section(body, root, ("piiEntitiesConfig", "regexesConfig"))
@@ -347,7 +347,7 @@ def _actions(item: Mapping[str, Any], path: str) -> tuple[PIIAction, PIIAction]:
 
 def _validation(item: Mapping[str, Any], path: str, kind: str) -> bool:
     """Plinth's per-entity ``validation``: LENIENT (the default) matches on shape, STRICT adds checksums."""
-    from plinth.guard.pii import LENIENT_RECOGNIZERS
+    from plinth.guard.pii_recognizers import LENIENT_RECOGNIZERS
 
     if "validation" not in item:
         return False
