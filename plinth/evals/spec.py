@@ -101,7 +101,7 @@ class JudgeSpec(_Strict):
 
 class EvalSpec(_Strict):
     name: str | None = Field(None, max_length=200)
-    dataset: str = Field(min_length=1)  # an uploaded `evals` file id (API) or a JSONL path (CLI)
+    dataset: str = Field(min_length=1, description="An uploaded `evals` file id (API); a JSONL path (CLI).")
     targets: list[TargetSpec] = Field(min_length=1, max_length=2)
     metrics: list[str] | None = None  # default: text metrics (sql targets: sql_execution)
     judge: JudgeSpec | None = None

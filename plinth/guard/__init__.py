@@ -45,8 +45,10 @@ if TYPE_CHECKING:
         windows,
     )
     from plinth.guard.hook import GuardHook
-    from plinth.guard.pii import SUPPORTED_TYPES, PIIDetector
-    from plinth.guard.policy import GuardrailPolicy, PolicyError, builtin_policy
+    from plinth.guard.pii import PIIDetector
+    from plinth.guard.pii_recognizers import SUPPORTED_TYPES
+    from plinth.guard.policy import GuardrailPolicy, builtin_policy
+    from plinth.guard.policy_fields import PolicyError
     from plinth.guard.signatures import SignatureDetector
     from plinth.guard.spotlight import datamark, new_marker, spotlight_instruction
     from plinth.guard.stream import StreamGuard, StreamStep
@@ -136,10 +138,10 @@ _SOURCES = {
     "split_sentences": "classifier",
     "windows": "classifier",
     "GuardHook": "hook",
-    "SUPPORTED_TYPES": "pii",
+    "SUPPORTED_TYPES": "pii_recognizers",
     "PIIDetector": "pii",
     "GuardrailPolicy": "policy",
-    "PolicyError": "policy",
+    "PolicyError": "policy_fields",
     "builtin_policy": "policy",
     "SignatureDetector": "signatures",
     "datamark": "spotlight",

@@ -4,7 +4,8 @@ The policy says *what* to look for and what each finding means (block, anonymize
 detectors (``plinth.guard.{attack,pii,topics,words,grounding,canary}``) do the looking, and
 :mod:`plinth.guard.check` combines the two. ``from_bedrock`` accepts Bedrock's request shape, so a body
 written for ``bedrock.create_guardrail(**body)`` works here unchanged, as long as it only uses what Plinth
-can enforce; anything else is a :class:`PolicyError` naming the field (``param``), never silently ignored::
+can enforce; anything else is a :class:`~plinth.guard.policy_fields.PolicyError` naming the field
+(``param``), never silently ignored::
 
     policy = GuardrailPolicy.from_bedrock({
         "name": "support-bot",
@@ -34,13 +35,22 @@ from typing import Any, Literal, cast
 
 import regex
 
+from plinth.guard.policy_fields import (
+    PolicyError,
+    choice,
+    json_object,
+    list_items,
+    optional_section,
+    required,
+    text,
+)
+
 __all__ = [
     "DEFAULT_BLOCKED_MESSAGE",
     "PII_ACTIONS",
     "STRENGTHS",
     "GuardrailPolicy",
     "PIIEntity",
-    "PolicyError",
     "PromptAttackFilter",
     "RegexRule",
     "Topic",
@@ -64,15 +74,6 @@ _TOP_KEYS = (
     "contextualGroundingPolicyConfig", "detectorFailureMode",
 )  # fmt: skip
 _REGEX_KEYS = ("name", "description", "pattern", "action", "inputAction", "outputAction")
-
-
-class PolicyError(ValueError):
-    """An invalid guardrail body; ``param`` is the dotted path of the field (``a.b.0.type``)."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +139,13 @@ class GuardrailPolicy:
     @classmethod
     def from_bedrock(cls, body: Any) -> GuardrailPolicy:
         """Validate a CreateGuardrail-shaped body; raises :class:`PolicyError` naming the bad field."""
-        body = _object(body, None, _TOP_KEYS)
+        body = json_object(body, None, _TOP_KEYS)
         attack, pii, regexes = _content(body), *_sensitive(body)
         words, managed = _words(body)
         grounding, relevance = _grounding(body)
         return cls(
-            name=_text(body.get("name"), "name", 1, 50, _NAME),
-            description=_text(body.get("description", ""), "description", 0, 200),
+            name=text(body.get("name"), "name", 1, 50, _NAME),
+            description=text(body.get("description", ""), "description", 0, 200),
             blocked_input_messaging=_message(body, "blockedInputMessaging"),
             blocked_outputs_messaging=_message(body, "blockedOutputsMessaging"),
             prompt_attack=attack,
@@ -156,7 +157,7 @@ class GuardrailPolicy:
             grounding_threshold=grounding,
             relevance_threshold=relevance,
             failure_mode=cast(
-                FailureMode, _choice(body.get("detectorFailureMode", "CLOSED"), "detectorFailureMode",
+                FailureMode, choice(body.get("detectorFailureMode", "CLOSED"), "detectorFailureMode",
                                      ("CLOSED", "OPEN"))
             ),
         )  # fmt: skip
@@ -211,13 +212,13 @@ class GuardrailPolicy:
 
 
 def _content(body: Mapping[str, Any]) -> PromptAttackFilter | None:
-    section = _section(body, "contentPolicyConfig", ("filtersConfig",))
+    section = optional_section(body, "contentPolicyConfig", ("filtersConfig",))
     if section is None:
         return None
     attack: PromptAttackFilter | None = None
-    for path, item in _items(section, "contentPolicyConfig.filtersConfig", 1, 6):
-        item = _object(item, path, ("type", "inputStrength", "outputStrength", "dataStrength"))
-        kind = _required(item, "type", path)
+    for path, item in list_items(section, "contentPolicyConfig.filtersConfig", 1, 6):
+        item = json_object(item, path, ("type", "inputStrength", "outputStrength", "dataStrength"))
+        kind = required(item, "type", path)
         if kind != "PROMPT_ATTACK":
             raise PolicyError(
                 f"{path}.type: content filter {kind!r} is not supported; Plinth supports: PROMPT_ATTACK.",
@@ -225,29 +226,29 @@ def _content(body: Mapping[str, Any]) -> PromptAttackFilter | None:
             )
         if attack is not None:
             raise PolicyError(f"{path}.type: PROMPT_ATTACK is configured twice.", f"{path}.type")
-        strength = cast(Strength, _choice(_required(item, "inputStrength", path), f"{path}.inputStrength",
+        strength = cast(Strength, choice(required(item, "inputStrength", path), f"{path}.inputStrength",
                                           STRENGTHS))  # fmt: skip
-        if _choice(item.get("outputStrength", "NONE"), f"{path}.outputStrength", STRENGTHS) != "NONE":
+        if choice(item.get("outputStrength", "NONE"), f"{path}.outputStrength", STRENGTHS) != "NONE":
             raise PolicyError(
                 f"{path}.outputStrength: must be NONE for PROMPT_ATTACK (it applies to input only).",
                 f"{path}.outputStrength",
             )
-        data = _choice(item.get("dataStrength", strength), f"{path}.dataStrength", STRENGTHS)
+        data = choice(item.get("dataStrength", strength), f"{path}.dataStrength", STRENGTHS)
         attack = PromptAttackFilter(strength, cast(Strength, data))
     return attack
 
 
 def _sensitive(body: Mapping[str, Any]) -> tuple[tuple[PIIEntity, ...], tuple[RegexRule, ...]]:
-    from plinth.guard.pii import SUPPORTED_TYPES  # here: Presidio is slow to import
+    from plinth.guard.pii_recognizers import SUPPORTED_TYPES  # here: Presidio is slow to import
 
     root = "sensitiveInformationPolicyConfig"
-    section = _section(body, root, ("piiEntitiesConfig", "regexesConfig"))
+    section = optional_section(body, root, ("piiEntitiesConfig", "regexesConfig"))
     if section is None:
         return (), ()
     entities: dict[str, PIIEntity] = {}
-    for path, item in _items(section, f"{root}.piiEntitiesConfig", 0, len(SUPPORTED_TYPES)):
-        item = _object(item, path, ("type", "action", "inputAction", "outputAction", "validation"))
-        kind = _required(item, "type", path)
+    for path, item in list_items(section, f"{root}.piiEntitiesConfig", 0, len(SUPPORTED_TYPES)):
+        item = json_object(item, path, ("type", "action", "inputAction", "outputAction", "validation"))
+        kind = required(item, "type", path)
         if kind not in SUPPORTED_TYPES:
             raise PolicyError(
                 f"{path}.type: PII type {kind!r} is not supported; supported: {', '.join(SUPPORTED_TYPES)}.",
@@ -257,71 +258,71 @@ def _sensitive(body: Mapping[str, Any]) -> tuple[tuple[PIIEntity, ...], tuple[Re
             raise PolicyError(f"{path}.type: PII type {kind!r} is configured twice.", f"{path}.type")
         entities[kind] = PIIEntity(kind, *_actions(item, path), strict=_validation(item, path, kind))
     regexes: dict[str, RegexRule] = {}
-    for path, item in _items(section, f"{root}.regexesConfig", 0, 10):
-        item = _object(item, path, _REGEX_KEYS)
-        name = _text(item.get("name"), f"{path}.name", 1, 100)
+    for path, item in list_items(section, f"{root}.regexesConfig", 0, 10):
+        item = json_object(item, path, _REGEX_KEYS)
+        name = text(item.get("name"), f"{path}.name", 1, 100)
         if name in regexes:
             raise PolicyError(f"{path}.name: regex {name!r} is configured twice.", f"{path}.name")
-        pattern = _text(item.get("pattern"), f"{path}.pattern", 1, 500)
+        pattern = text(item.get("pattern"), f"{path}.pattern", 1, 500)
         try:  # the PII detector runs custom patterns with the `regex` module (it has timeouts)
             regex.compile(pattern)
         except regex.error as exc:
             message = f"{path}.pattern: invalid regular expression: {exc}."
             raise PolicyError(message, f"{path}.pattern") from exc
-        description = _text(item.get("description", ""), f"{path}.description", 0, 1000)
+        description = text(item.get("description", ""), f"{path}.description", 0, 1000)
         regexes[name] = RegexRule(name, pattern, *_actions(item, path), description=description)
     return tuple(entities.values()), tuple(regexes.values())
 
 
 def _topics(body: Mapping[str, Any]) -> tuple[Topic, ...]:
-    section = _section(body, "topicPolicyConfig", ("topicsConfig",))
+    section = optional_section(body, "topicPolicyConfig", ("topicsConfig",))
     if section is None:
         return ()
     topics: dict[str, Topic] = {}
-    for path, item in _items(section, "topicPolicyConfig.topicsConfig", 1, 30):
-        item = _object(item, path, ("name", "definition", "examples", "type"))
-        name = _text(item.get("name"), f"{path}.name", 1, 100, _TOPIC_NAME)
+    for path, item in list_items(section, "topicPolicyConfig.topicsConfig", 1, 30):
+        item = json_object(item, path, ("name", "definition", "examples", "type"))
+        name = text(item.get("name"), f"{path}.name", 1, 100, _TOPIC_NAME)
         if name in topics:
             raise PolicyError(f"{path}.name: topic {name!r} is configured twice.", f"{path}.name")
-        _choice(_required(item, "type", path), f"{path}.type", ("DENY",))
+        choice(required(item, "type", path), f"{path}.type", ("DENY",))
         examples = item.get("examples", [])
         if not isinstance(examples, list) or len(examples) > 5:
             raise PolicyError(f"{path}.examples: must be a list of at most 5 strings.", f"{path}.examples")
         topics[name] = Topic(
             name,
-            _text(item.get("definition"), f"{path}.definition", 1, 1000),
-            tuple(_text(e, f"{path}.examples.{i}", 1, 100) for i, e in enumerate(examples)),
+            text(item.get("definition"), f"{path}.definition", 1, 1000),
+            tuple(text(e, f"{path}.examples.{i}", 1, 100) for i, e in enumerate(examples)),
         )
     return tuple(topics.values())
 
 
 def _words(body: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    section = _section(body, "wordPolicyConfig", ("wordsConfig", "managedWordListsConfig"))
+    section = optional_section(body, "wordPolicyConfig", ("wordsConfig", "managedWordListsConfig"))
     if section is None:
         return (), ()
     words: list[str] = []
-    for path, item in _items(section, "wordPolicyConfig.wordsConfig", 0, 10_000):
-        words.append(_text(_object(item, path, ("text",)).get("text"), f"{path}.text", 1, 100))
+    for path, item in list_items(section, "wordPolicyConfig.wordsConfig", 0, 10_000):
+        words.append(text(json_object(item, path, ("text",)).get("text"), f"{path}.text", 1, 100))
     managed: list[str] = []
-    for path, item in _items(section, "wordPolicyConfig.managedWordListsConfig", 0, 1):
-        item = _object(item, path, ("type",))
-        managed.append(_choice(_required(item, "type", path), f"{path}.type", ("PROFANITY",)))
+    for path, item in list_items(section, "wordPolicyConfig.managedWordListsConfig", 0, 1):
+        item = json_object(item, path, ("type",))
+        managed.append(choice(required(item, "type", path), f"{path}.type", ("PROFANITY",)))
     if not words and not managed:
         raise PolicyError("wordPolicyConfig: give wordsConfig or managedWordListsConfig.", "wordPolicyConfig")
     return tuple(dict.fromkeys(words)), tuple(managed)
 
 
 def _grounding(body: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    section = _section(body, "contextualGroundingPolicyConfig", ("filtersConfig",))
+    section = optional_section(body, "contextualGroundingPolicyConfig", ("filtersConfig",))
     if section is None:
         return None, None
     thresholds: dict[str, float] = {}
-    for path, item in _items(section, "contextualGroundingPolicyConfig.filtersConfig", 1, 2):
-        item = _object(item, path, ("type", "threshold"))
-        kind = _choice(_required(item, "type", path), f"{path}.type", ("GROUNDING", "RELEVANCE"))
+    for path, item in list_items(section, "contextualGroundingPolicyConfig.filtersConfig", 1, 2):
+        item = json_object(item, path, ("type", "threshold"))
+        kind = choice(required(item, "type", path), f"{path}.type", ("GROUNDING", "RELEVANCE"))
         if kind in thresholds:
             raise PolicyError(f"{path}.type: {kind} is configured twice.", f"{path}.type")
-        value = _required(item, "threshold", path)
+        value = required(item, "threshold", path)
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_THRESHOLD:
             raise PolicyError(
                 f"{path}.threshold: must be a number from 0 to {MAX_THRESHOLD}, got {value!r}.",
@@ -331,78 +332,29 @@ def _grounding(body: Mapping[str, Any]) -> tuple[float | None, float | None]:
     return thresholds.get("GROUNDING"), thresholds.get("RELEVANCE")
 
 
-# --- field helpers --------------------------------------------------------------------------------
-
-
-def _object(value: Any, path: str | None, keys: tuple[str, ...]) -> dict[str, Any]:
-    where = f"{path}: " if path else ""
-    if not isinstance(value, dict):
-        raise PolicyError(f"{where}must be a JSON object.", path)
-    if unknown := sorted(set(value) - set(keys)):
-        prefix = f"{path}." if path else ""
-        raise PolicyError(
-            f"{where}unknown or unsupported field(s): {', '.join(unknown)}; allowed: {', '.join(keys)}.",
-            prefix + unknown[0],
-        )
-    return value
-
-
-def _section(body: Mapping[str, Any], key: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    return None if body.get(key) is None else _object(body[key], key, keys)
-
-
-def _items(section: Mapping[str, Any], path: str, least: int, most: int) -> list[tuple[str, Any]]:
-    """``(path.i, item)`` for the list at the last part of ``path``, checking its length."""
-    items = section.get(path.rsplit(".", 1)[-1], [])
-    if not isinstance(items, list) or not least <= len(items) <= most:
-        raise PolicyError(f"{path}: must be a list of {least} to {most} items.", path)
-    return [(f"{path}.{i}", item) for i, item in enumerate(items)]
-
-
-def _required(item: Mapping[str, Any], key: str, path: str) -> Any:
-    if item.get(key) is None:
-        raise PolicyError(f"{path}.{key}: is required.", f"{path}.{key}")
-    return item[key]
-
-
-def _text(value: Any, path: str, least: int, most: int, pattern: re.Pattern[str] | None = None) -> str:
-    if not isinstance(value, str) or not least <= len(value.strip() if least else value) <= most:
-        need = "a non-empty string" if least else "a string"
-        raise PolicyError(f"{path}: must be {need} of at most {most} characters.", path)
-    if pattern is not None and not pattern.match(value):
-        raise PolicyError(f"{path}: {value!r} has characters outside {pattern.pattern}.", path)
-    return value
-
-
-def _choice(value: Any, path: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise PolicyError(f"{path}: must be one of {', '.join(allowed)}, got {value!r}.", path)
-    return cast(str, value)
-
-
 def _message(body: Mapping[str, Any], key: str) -> str:
-    return _text(body.get(key, DEFAULT_BLOCKED_MESSAGE), key, 1, 500)
+    return text(body.get(key, DEFAULT_BLOCKED_MESSAGE), key, 1, 500)
 
 
 def _actions(item: Mapping[str, Any], path: str) -> tuple[PIIAction, PIIAction]:
     """Bedrock's ``action`` with its optional per-direction ``inputAction``/``outputAction`` overrides."""
-    action = _choice(_required(item, "action", path), f"{path}.action", PII_ACTIONS)
+    action = choice(required(item, "action", path), f"{path}.action", PII_ACTIONS)
     return (
-        cast(PIIAction, _choice(item.get("inputAction", action), f"{path}.inputAction", PII_ACTIONS)),
-        cast(PIIAction, _choice(item.get("outputAction", action), f"{path}.outputAction", PII_ACTIONS)),
+        cast(PIIAction, choice(item.get("inputAction", action), f"{path}.inputAction", PII_ACTIONS)),
+        cast(PIIAction, choice(item.get("outputAction", action), f"{path}.outputAction", PII_ACTIONS)),
     )
 
 
 def _validation(item: Mapping[str, Any], path: str, kind: str) -> bool:
     """Plinth's per-entity ``validation``: LENIENT (the default) matches on shape, STRICT adds checksums."""
-    from plinth.guard.pii import LENIENT_RECOGNIZERS
+    from plinth.guard.pii_recognizers import LENIENT_RECOGNIZERS
 
     if "validation" not in item:
         return False
     if kind not in LENIENT_RECOGNIZERS:
         message = f"{path}.validation: only {', '.join(LENIENT_RECOGNIZERS)} have a validation choice."
         raise PolicyError(message, f"{path}.validation")
-    return _choice(item["validation"], f"{path}.validation", ("LENIENT", "STRICT")) == "STRICT"
+    return choice(item["validation"], f"{path}.validation", ("LENIENT", "STRICT")) == "STRICT"
 
 
 def _action_json(base: dict[str, Any], rule: PIIEntity | RegexRule) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """One generated chunk of a bill, and its three shapes: legacy CUR, CUR 2.0 and FOCUS 1.0 Arrow tables.
 
 The generator (``costgen``) produces one neutral ``Chunk`` in legacy-CUR column names; this module only
-renames, nests and derives, so all three formats describe exactly the same charges.
+renames, nests and derives, so all three formats describe exactly the same charges. FOCUS derives the
+most: its columns are built in groups (costs, charge kinds, commitments) from the row masks of
+:class:`_Kinds`, and the plain renames are tables.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,115 +178,85 @@ def _nullable(chunk: Chunk, name: str) -> pa.Array:
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
+# FOCUS columns that are a CUR column as it is (null where empty), a timestamp, or one value for every row.
+_FOCUS_TEXT = {
+    "AvailabilityZone": "line_item_availability_zone",
+    "BillingAccountId": "bill_payer_account_id",
+    "BillingAccountName": "bill_payer_account_name",
+    "ChargeDescription": "line_item_line_item_description",
+    "PricingUnit": "pricing_unit",
+    "RegionId": "product_region",
+    "RegionName": "product_location",
+    "ResourceId": "line_item_resource_id",
+    "ResourceName": "resource_tags_user_name",
+    "ResourceType": "product_product_family",
+    "ServiceName": "product_product_name",
+    "SkuId": "product_usagetype",
+    "SkuPriceId": "pricing_public_on_demand_rate",
+    "SubAccountId": "line_item_usage_account_id",
+    "SubAccountName": "line_item_usage_account_name",
+}
+_FOCUS_TIMES = {
+    "BillingPeriodEnd": "bill_billing_period_end_date",
+    "BillingPeriodStart": "bill_billing_period_start_date",
+    "ChargePeriodEnd": "line_item_usage_end_date",
+    "ChargePeriodStart": "line_item_usage_start_date",
+}
+_FOCUS_CONSTANTS = {
+    "BillingCurrency": "USD",
+    "InvoiceIssuerName": "Amazon Web Services, Inc.",
+    "ProviderName": "AWS",
+}
+
+
+@dataclass(frozen=True)
+class _Kinds:
+    """Row masks of the line-item types FOCUS tells apart, and of the two commitment kinds."""
+
+    usage: np.ndarray
+    covered: np.ndarray  # SavingsPlanCoveredUsage
+    discounted: np.ndarray  # DiscountedUsage (a reservation)
+    sp_fee: np.ndarray
+    ri_fee: np.ndarray
+    fee: np.ndarray
+    tax: np.ndarray
+    refund: np.ndarray
+    sp_row: np.ndarray  # a Savings Plan row: covered usage or the plan's fee
+    ri_row: np.ndarray  # a reservation row: discounted usage, its fee, or its upfront Fee
+
+    @classmethod
+    def of(cls, chunk: Chunk) -> _Kinds:
+        is_ = functools.partial(chunk.has, "line_item_line_item_type")
+        covered, discounted, fee = is_("SavingsPlanCoveredUsage"), is_("DiscountedUsage"), is_("Fee")
+        sp_fee, ri_fee = is_("SavingsPlanRecurringFee"), is_("RIFee")
+        return cls(
+            is_("Usage"), covered, discounted, sp_fee, ri_fee, fee, is_("Tax"), is_("Refund"),
+            sp_row=covered | sp_fee,
+            ri_row=discounted | ri_fee | (fee & ~chunk.has("reservation_reservation_a_r_n", "")),
+        )  # fmt: skip
+
+    @property
+    def in_use(self) -> np.ndarray:
+        return self.usage | self.covered | self.discounted
+
+
 def to_focus(chunk: Chunk, schema: list[dict[str, str]]) -> pa.Table:
     """FOCUS 1.0 from the same charges: commitment coverage moves from negation rows into
     ``EffectiveCost`` (covered usage is billed 0; the plan's fee carries the bill)."""
-    n, is_ = len(chunk), chunk.has
-    usage, covered, discounted = (
-        is_(*_T, "Usage"),
-        is_(*_T, "SavingsPlanCoveredUsage"),
-        is_(*_T, "DiscountedUsage"),
-    )
-    sp_fee, ri_fee, fee = is_(*_T, "SavingsPlanRecurringFee"), is_(*_T, "RIFee"), is_(*_T, "Fee")
-    unblended, od = chunk.number("line_item_unblended_cost"), chunk.number("pricing_public_on_demand_cost")
-    sp_row = covered | sp_fee
-    ri_row = discounted | ri_fee | (fee & ~is_("reservation_reservation_a_r_n", ""))
-    effective = np.select(
-        [covered, discounted, sp_fee, ri_fee, fee & ri_row],
-        [
-            chunk.number("savings_plan_savings_plan_effective_cost"),
-            chunk.number("reservation_effective_cost"),
-            chunk.number("savings_plan_total_commitment_to_date")
-            - chunk.number("savings_plan_used_commitment"),
-            chunk.number("reservation_unused_amortized_upfront_fee_for_billing_period")
-            + chunk.number("reservation_unused_recurring_fee"),
-            np.zeros(n),
-        ],
-        unblended,
-    )
-    billed = np.where(covered, 0.0, unblended)
-    in_use = usage | covered | discounted
-    listed = np.where(in_use, od, billed)
-    qty = chunk.number("line_item_usage_amount")
-    unit_price = np.divide(listed, qty, out=np.zeros(n), where=in_use & (qty > 0))
-    code = chunk.strings["line_item_product_code"]
-    codes = chunk.vocab["line_item_product_code"].values
-    category = {c: cat for cat, cs in _CATEGORIES.items() for c in cs}
-    service_category = pc.take(pa.array([category.get(c, "Other") for c in codes]), pa.array(code))
-    commitment = pc.if_else(
-        pa.array(sp_row),
-        _nullable(chunk, "savings_plan_savings_plan_a_r_n"),
-        pc.if_else(
-            pa.array(ri_row), _nullable(chunk, "reservation_reservation_a_r_n"), pa.scalar(None, pa.string())
-        ),
-    )
-    market = is_("bill_billing_entity", "AWS Marketplace")
+    n, kinds = len(chunk), _Kinds.of(chunk)
     cols: dict[str, pa.Array] = {
-        "AvailabilityZone": _nullable(chunk, "line_item_availability_zone"),
-        "BilledCost": pa.array(billed),
-        "BillingAccountId": _nullable(chunk, "bill_payer_account_id"),
-        "BillingAccountName": _nullable(chunk, "bill_payer_account_name"),
-        "BillingCurrency": _pick(n, [], "USD"),
-        "BillingPeriodEnd": _column(chunk, "bill_billing_period_end_date", "timestamp"),
-        "BillingPeriodStart": _column(chunk, "bill_billing_period_start_date", "timestamp"),
-        "ChargeCategory": _pick(
-            n,
-            [
-                (in_use, "Usage"),
-                (sp_fee | ri_fee | fee, "Purchase"),
-                (is_(*_T, "Tax"), "Tax"),
-                (is_(*_T, "Refund"), "Adjustment"),
-            ],
-            "Credit",
-        ),
-        "ChargeClass": _pick(n, [(is_(*_T, "Refund"), "Correction")], None),
-        "ChargeDescription": _nullable(chunk, "line_item_line_item_description"),
-        "ChargeFrequency": _pick(n, [(in_use, "Usage-Based"), (sp_fee | ri_fee, "Recurring")], "One-Time"),
-        "ChargePeriodEnd": _column(chunk, "line_item_usage_end_date", "timestamp"),
-        "ChargePeriodStart": _column(chunk, "line_item_usage_start_date", "timestamp"),
-        "CommitmentDiscountCategory": _pick(n, [(sp_row, "Spend"), (ri_row, "Usage")], None),
-        "CommitmentDiscountId": commitment,
-        "CommitmentDiscountName": commitment,
-        "CommitmentDiscountStatus": _pick(
-            n, [(covered | discounted, "Used"), (sp_fee | ri_fee, "Unused")], None
-        ),
-        "CommitmentDiscountType": _pick(n, [(sp_row, "Savings Plan"), (ri_row, "Reserved Instance")], None),
-        "ConsumedQuantity": pa.array(np.where(in_use, qty, np.nan), from_pandas=True),
-        "ConsumedUnit": pc.if_else(
-            pa.array(in_use), _nullable(chunk, "pricing_unit"), pa.scalar(None, pa.string())
-        ),
-        "ContractedCost": pa.array(listed),
-        "ContractedUnitPrice": pa.array(unit_price),
-        "EffectiveCost": pa.array(effective),
-        "InvoiceIssuerName": _pick(n, [], "Amazon Web Services, Inc."),
-        "ListCost": pa.array(listed),
-        "ListUnitPrice": pa.array(unit_price),
-        "PricingCategory": _pick(
-            n,
-            [
-                (covered | discounted, "Committed"),
-                (in_use & is_("pricing_term", ""), "Dynamic"),
-                (usage, "Standard"),
-            ],
-            "Other",
-        ),
-        "PricingQuantity": pa.array(qty),
-        "PricingUnit": _nullable(chunk, "pricing_unit"),
-        "ProviderName": _pick(n, [], "AWS"),
+        **{name: _nullable(chunk, cur) for name, cur in _FOCUS_TEXT.items()},
+        **{name: _column(chunk, cur, "timestamp") for name, cur in _FOCUS_TIMES.items()},
+        **{name: _pick(n, [], value) for name, value in _FOCUS_CONSTANTS.items()},
+        **_focus_costs(chunk, kinds),
+        **_focus_charges(chunk, kinds),
+        **_focus_commitments(chunk, kinds),
+        "ServiceCategory": _service_category(chunk),
         "PublisherName": pc.if_else(
-            pa.array(market), _nullable(chunk, "product_product_name"), pa.scalar("Amazon Web Services, Inc.")
+            pa.array(chunk.has("bill_billing_entity", "AWS Marketplace")),
+            _nullable(chunk, "product_product_name"),
+            pa.scalar("Amazon Web Services, Inc."),
         ),
-        "RegionId": _nullable(chunk, "product_region"),
-        "RegionName": _nullable(chunk, "product_location"),
-        "ResourceId": _nullable(chunk, "line_item_resource_id"),
-        "ResourceName": _nullable(chunk, "resource_tags_user_name"),
-        "ResourceType": _nullable(chunk, "product_product_family"),
-        "ServiceCategory": service_category,
-        "ServiceName": _nullable(chunk, "product_product_name"),
-        "SkuId": _nullable(chunk, "product_usagetype"),
-        "SkuPriceId": _nullable(chunk, "pricing_public_on_demand_rate"),
-        "SubAccountId": _nullable(chunk, "line_item_usage_account_id"),
-        "SubAccountName": _nullable(chunk, "line_item_usage_account_name"),
         "Tags": _map(
             chunk,
             {
@@ -298,4 +271,94 @@ def to_focus(chunk: Chunk, schema: list[dict[str, str]]) -> pa.Table:
     )
 
 
-_T = ("line_item_line_item_type",)
+def _focus_costs(chunk: Chunk, kinds: _Kinds) -> dict[str, pa.Array]:
+    """Billed, list, contracted and effective cost, and the quantities they are for. Covered usage is
+    billed 0 (the plan's fee bills it) but lists at on-demand; a commitment's fee is effectively what went
+    unused; an upfront reservation Fee is amortised into the months, so effectively 0 here."""
+    n, k = len(chunk), kinds
+    unblended = chunk.number("line_item_unblended_cost")
+    effective = np.select(
+        [k.covered, k.discounted, k.sp_fee, k.ri_fee, k.fee & k.ri_row],
+        [
+            chunk.number("savings_plan_savings_plan_effective_cost"),
+            chunk.number("reservation_effective_cost"),
+            chunk.number("savings_plan_total_commitment_to_date")
+            - chunk.number("savings_plan_used_commitment"),
+            chunk.number("reservation_unused_amortized_upfront_fee_for_billing_period")
+            + chunk.number("reservation_unused_recurring_fee"),
+            np.zeros(n),
+        ],
+        unblended,
+    )
+    billed = np.where(k.covered, 0.0, unblended)
+    listed = np.where(k.in_use, chunk.number("pricing_public_on_demand_cost"), billed)
+    qty = chunk.number("line_item_usage_amount")
+    unit_price = np.divide(listed, qty, out=np.zeros(n), where=k.in_use & (qty > 0))
+    return {
+        "BilledCost": pa.array(billed),
+        "ConsumedQuantity": pa.array(np.where(k.in_use, qty, np.nan), from_pandas=True),
+        "ConsumedUnit": pc.if_else(
+            pa.array(k.in_use), _nullable(chunk, "pricing_unit"), pa.scalar(None, pa.string())
+        ),
+        "ContractedCost": pa.array(listed),
+        "ContractedUnitPrice": pa.array(unit_price),
+        "EffectiveCost": pa.array(effective),
+        "ListCost": pa.array(listed),
+        "ListUnitPrice": pa.array(unit_price),
+        "PricingQuantity": pa.array(qty),
+    }
+
+
+def _focus_charges(chunk: Chunk, kinds: _Kinds) -> dict[str, pa.Array]:
+    """What kind of charge each row is (FOCUS's Charge* and PricingCategory columns)."""
+    n, k = len(chunk), kinds
+    fees = k.sp_fee | k.ri_fee
+    on_demand = k.in_use & chunk.has("pricing_term", "")
+    return {
+        "ChargeCategory": _pick(
+            n,
+            [(k.in_use, "Usage"), (fees | k.fee, "Purchase"), (k.tax, "Tax"), (k.refund, "Adjustment")],
+            "Credit",
+        ),
+        "ChargeClass": _pick(n, [(k.refund, "Correction")], None),
+        "ChargeFrequency": _pick(n, [(k.in_use, "Usage-Based"), (fees, "Recurring")], "One-Time"),
+        "PricingCategory": _pick(
+            n,
+            [(k.covered | k.discounted, "Committed"), (on_demand, "Dynamic"), (k.usage, "Standard")],
+            "Other",
+        ),
+    }
+
+
+def _focus_commitments(chunk: Chunk, kinds: _Kinds) -> dict[str, pa.Array]:
+    """Which Savings Plan or reservation a row uses or pays for, and whether it was used."""
+    n, k = len(chunk), kinds
+    commitment = pc.if_else(
+        pa.array(k.sp_row),
+        _nullable(chunk, "savings_plan_savings_plan_a_r_n"),
+        pc.if_else(
+            pa.array(k.ri_row),
+            _nullable(chunk, "reservation_reservation_a_r_n"),
+            pa.scalar(None, pa.string()),
+        ),
+    )
+    return {
+        "CommitmentDiscountCategory": _pick(n, [(k.sp_row, "Spend"), (k.ri_row, "Usage")], None),
+        "CommitmentDiscountId": commitment,
+        "CommitmentDiscountName": commitment,
+        "CommitmentDiscountStatus": _pick(
+            n, [(k.covered | k.discounted, "Used"), (k.sp_fee | k.ri_fee, "Unused")], None
+        ),
+        "CommitmentDiscountType": _pick(
+            n, [(k.sp_row, "Savings Plan"), (k.ri_row, "Reserved Instance")], None
+        ),
+    }
+
+
+def _service_category(chunk: Chunk) -> pa.Array:
+    """FOCUS's ServiceCategory of each row's product code (``Other`` for codes not in the table)."""
+    category = {code: name for name, codes in _CATEGORIES.items() for code in codes}
+    codes = chunk.vocab["line_item_product_code"].values
+    return pc.take(
+        pa.array([category.get(c, "Other") for c in codes]), pa.array(chunk.strings["line_item_product_code"])
+    )

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from plinth.server.errors import APIError
 
-__all__ = ["JSONBody", "check_keys", "json_object", "text"]
+__all__ = ["JSONBody", "check_keys", "json_object", "model_body", "text"]
 
 
 class JSONBody(BaseModel):
@@ -78,3 +78,15 @@ def text(body: dict[str, Any], key: str, max_chars: int = 256) -> str:
     if len(value) > max_chars:
         raise APIError(400, f"{key} is longer than {max_chars} characters.", param=key)
     return value
+
+
+def model_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A route's ``openapi_extra`` documenting its body as ``model``, for a route that reads the body itself
+    and validates it with ``model`` (a feature's own spec, whose 400s the route words): the document shows
+    the same schema a :class:`JSONBody` route gets, with no second, hand-written copy to drift from it::
+
+        @router.post("", openapi_extra=model_body(EvalSpec))
+        async def create_evaluation(request: Request) -> ...
+    """
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

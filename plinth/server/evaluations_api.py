@@ -41,6 +41,7 @@ from plinth.evals import summarize as summarize_records
 from plinth.jobs.evaluation import KIND, EvalRuntime, read_records, records_path
 from plinth.knowledge import MIN_SCORES, NotFoundError
 from plinth.server.auth import require_tenant
+from plinth.server.bodies import model_body
 from plinth.server.errors import APIError
 from plinth.server.files_api import tenant_file
 from plinth.server.generation import chat_model
@@ -54,7 +55,7 @@ __all__ = ["evaluation_object", "router", "runtime_builder"]
 router = APIRouter(prefix="/v1/evaluations", dependencies=[Depends(require_tenant)])
 
 
-@router.post("")
+@router.post("", openapi_extra=model_body(EvalSpec))
 async def create_evaluation(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()

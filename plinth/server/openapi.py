@@ -3,7 +3,9 @@
 FastAPI documents a 422 ``HTTPValidationError`` the server never sends (validation errors are 400s, see
 :mod:`plinth.server.errors`) and knows nothing of the statuses routes raise. :func:`document_api`
 replaces that with an ``ErrorResponse`` schema under each status a route can answer, and declares the
-bodies of routes that read their request themselves (``multipart/form-data`` uploads)::
+bodies of routes that read their request themselves: by hand where no model describes them
+(``multipart/form-data`` uploads), else from the model that validates them
+(:func:`~plinth.server.bodies.model_body`, whose nested models it moves into the components)::
 
     document_api(app)  # after every router is included
     app.openapi()["paths"]["/v1/chat/completions"]["post"]["responses"]["413"]
@@ -53,29 +55,6 @@ _FILE: dict[str, Any] = {"file": {"type": "string", "format": "binary"}}
 _MULTIPART_FILE: dict[str, Any] = {"type": "object", "properties": _FILE, "required": ["file"]}
 # Routes that parse their own body: method and path -> the requestBody to document.
 MANUAL_BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    ("post", "/v1/evaluations"): {  # checked by plinth.evals.spec (one parser for the API and the CLI)
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["dataset", "targets"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "dataset": {"type": "string", "description": "A file id (purpose evals)."},
-                        "targets": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": 2,
-                            "items": {"type": "object"},
-                        },
-                        "metrics": {"type": "array", "items": {"type": "string"}},
-                        "judge": {"type": "object"},
-                    },
-                }
-            }
-        },
-    },
     ("post", "/invocations-async"): {  # or none, with X-Amzn-SageMaker-InputLocation naming a file
         "required": False,
         "content": {
@@ -150,7 +129,17 @@ def _correct(doc: dict[str, Any]) -> None:
         for method, operation in operations.items():
             if (method, path) in MANUAL_BODIES and "requestBody" not in operation:
                 operation["requestBody"] = MANUAL_BODIES[(method, path)]
+            _hoist_definitions(operation, schemas)
             _document_errors(path, operation)
+
+
+def _hoist_definitions(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Move the ``$defs`` of a body schema given through :func:`~plinth.server.bodies.model_body` into
+    the document's components, where its ``#/components/schemas/...`` references point (the document is
+    FastAPI's fresh copy, so the route's own ``openapi_extra`` is left as it was)."""
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        for name, definition in media.get("schema", {}).pop("$defs", {}).items():
+            assert schemas.setdefault(name, definition) == definition, f"two schemas named {name}"
 
 
 def _document_errors(path: str, operation: dict[str, Any]) -> None:

@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from plinth.guard.pii import BEDROCK_TYPES, SUPPORTED_TYPES, UNSUPPORTED_TYPES, PIIDetector, RegexSpec, mask
+from plinth.guard.pii import PIIDetector, RegexSpec, mask
+from plinth.guard.pii_recognizers import BEDROCK_TYPES, SUPPORTED_TYPES, UNSUPPORTED_TYPES
 from plinth.guard.types import DetectContext, Detector, DetectorError
 
 ALL = PIIDetector(SUPPORTED_TYPES)

@@ -11,11 +11,11 @@ from plinth.guard.policy import (
     DEFAULT_BLOCKED_MESSAGE,
     GuardrailPolicy,
     PIIEntity,
-    PolicyError,
     PromptAttackFilter,
     RegexRule,
     Topic,
 )
+from plinth.guard.policy_fields import PolicyError
 
 FULL = {
     "name": "support-bot",

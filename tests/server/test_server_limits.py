@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -261,6 +262,22 @@ def test_openapi_declares_every_body_and_error(client):
                 assert {"413", "415"} <= set(responses), (method, path)
     adapters = doc["paths"]["/v1/adapters"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(adapters)
+
+
+def test_openapi_documents_the_evaluation_spec_and_every_ref_resolves(client):
+    """POST /v1/evaluations reads its body itself (to word its own 400s) but documents the model that
+    validates it, nested models included; every reference points at a component that exists."""
+    doc = client.get("/openapi.json").json()
+    text, schemas = json.dumps(doc), doc["components"]["schemas"]
+    refs = re.findall(r'"\$ref": "([^"]+)"', text)
+    assert refs and all(ref.removeprefix("#/components/schemas/") in schemas for ref in refs), refs
+    body = doc["paths"]["/v1/evaluations"]["post"]["requestBody"]
+    spec = body["content"]["application/json"]["schema"]
+    assert body["required"] and spec["required"] == ["dataset", "targets"]
+    assert spec["additionalProperties"] is False
+    assert spec["properties"]["targets"]["items"] == {"$ref": "#/components/schemas/TargetSpec"}
+    assert (spec["properties"]["targets"]["minItems"], spec["properties"]["targets"]["maxItems"]) == (1, 2)
+    assert schemas["TargetSpec"]["required"] == ["model"] and "criteria" in schemas["JudgeSpec"]["properties"]
 
 
 NO_BODY = {
