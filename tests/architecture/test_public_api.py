@@ -16,7 +16,7 @@ PUBLIC = {
         "KEY_PREFIX", "LOCAL_TENANT", "PUBLIC_OWNER", "VISIBLE_CHARS", "AdapterExistsError", "AdapterRow",
         "AuditEvent", "ControlPlane", "KeyInfo", "Tenant", "add_adapter", "agents", "authenticate",
         "create_key",
-        "files", "get_or_create_tenant", "get_tenant", "guardrails", "jobs", "knowledge", "list_adapters",
+        "files", "get_or_create_tenant", "get_tenant", "guardrails", "hash_key", "jobs", "knowledge", "list_adapters",
         "list_events",
         "list_keys", "list_tenants", "open_control_plane", "record", "remove_adapter", "revoke_key",
         "sql_datasets", "tenant_limits", "tenant_usage", "utcnow", "validate_tenant_name",
