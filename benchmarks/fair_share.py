@@ -13,13 +13,16 @@ Method
 4. Print both, the count of each status per tenant, the p50 ratio, and
    ``quiet p95 flooded / alone: X.XX× (goal ≤ 1.5×)``; ``--json FILE`` writes every number.
 
-The flooding clients run in this process, the server in its own, so on a small machine they compete
-for the same cores: the ratio includes that (a real flood costs the server's machine too).
+By default the flooding clients run in this process, the server in its own, so on a small machine they
+compete for the same cores: the ratio includes that. ``--flood-nice N`` runs them in a separate process
+at ``nice N`` instead (19: they get only the CPU the server leaves), which models what a real flood's
+clients are: on other machines. The report says which design ran.
 
 Reproduce (CPU; the ``tiny`` random llama is written under ``.bench/`` on first use)::
 
     .venv/bin/python benchmarks/fair_share.py
     .venv/bin/python benchmarks/fair_share.py --requests 100 --flooders 32 --output-len 32
+    .venv/bin/python benchmarks/fair_share.py --flood-nice 19   # the flooders in their own process
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -53,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--flooders", type=int, default=16, help="noisy closed-loop clients")
     p.add_argument("--noisy-concurrency", type=int, default=2, help="noisy's concurrent_requests limit")
     p.add_argument("--output-len", type=int, default=16)
+    p.add_argument("--flood-nice", type=int, default=None, metavar="N",
+                   help="run the flooders in their own process at nice N (default: in this one)")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path)
     return p.parse_args(argv)
@@ -97,19 +103,27 @@ async def flood(client: httpx.AsyncClient, key: str, args: argparse.Namespace, d
         statuses[r.status_code] += 1
 
 
+def start_flooders(client: httpx.AsyncClient, key: str, args: argparse.Namespace, done: asyncio.Event,
+                   statuses: Counter) -> list[asyncio.Task]:  # fmt: skip
+    return [asyncio.create_task(flood(client, key, args, done, statuses)) for _ in range(args.flooders)]
+
+
 async def measure(url: str, keys: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=args.flooders + 4)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
         await quiet_phase(client, keys["quiet"], argparse.Namespace(**{**vars(args), "requests": 3}))  # warm
         alone, alone_status = await quiet_phase(client, keys["quiet"], args)
-        done, noisy = asyncio.Event(), Counter[int]()
-        flooders = [
-            asyncio.create_task(flood(client, keys["noisy"], args, done, noisy)) for _ in range(args.flooders)
-        ]
-        await asyncio.sleep(1.0)  # the flood is on before the first quiet request
-        flooded, flooded_status = await quiet_phase(client, keys["quiet"], args)
-        done.set()
-        await asyncio.gather(*flooders)
+        if args.flood_nice is None:
+            done, noisy = asyncio.Event(), Counter[int]()
+            flooders = start_flooders(client, keys["noisy"], args, done, noisy)
+            await asyncio.sleep(1.0)  # the flood is on before the first quiet request
+            flooded, flooded_status = await quiet_phase(client, keys["quiet"], args)
+            done.set()
+            await asyncio.gather(*flooders)
+        else:
+            with FloodProcess(url, keys["noisy"], args) as flooding:
+                flooded, flooded_status = await quiet_phase(client, keys["quiet"], args)
+            noisy = flooding.statuses
     return {
         "alone_p50_ms": pct(alone, 50), "alone_p95_ms": pct(alone, 95),
         "flooded_p50_ms": pct(flooded, 50), "flooded_p95_ms": pct(flooded, 95),
@@ -117,6 +131,51 @@ async def measure(url: str, keys: dict[str, str], args: argparse.Namespace) -> d
         "quiet_status_alone": dict(alone_status), "quiet_status_flooded": dict(flooded_status),
         "noisy_status": dict(noisy),
     }  # fmt: skip
+
+
+class FloodProcess:
+    """The ``--flooders`` clients in a process of their own at ``nice --flood-nice``, flooding from
+    ``__enter__`` (once its first second has passed) to ``__exit__``; ``statuses`` counts their answers."""
+
+    def __init__(self, url: str, key: str, args: argparse.Namespace) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.started, self.stop, self.results = ctx.Event(), ctx.Event(), ctx.SimpleQueue()
+        self.process = ctx.Process(target=_flood_process, args=(url, key, vars(args), self.started,
+                                                                self.stop, self.results))  # fmt: skip
+        self.statuses: Counter[int] = Counter()
+
+    def __enter__(self) -> FloodProcess:
+        self.process.start()
+        if not self.started.wait(timeout=120):
+            raise RuntimeError("the flooding process did not start")
+        time.sleep(1.0)  # the flood is on before the first quiet request
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.statuses.update(self.results.get())
+        self.process.join()
+
+
+def _flood_process(
+    url: str, key: str, options: dict[str, Any], started: Any, stop: Any, results: Any
+) -> None:
+    os.nice(options["flood_nice"])
+    args = argparse.Namespace(**options)
+
+    async def run() -> Counter[int]:
+        limits = httpx.Limits(max_connections=args.flooders)
+        async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+            done, noisy = asyncio.Event(), Counter[int]()
+            flooders = start_flooders(client, key, args, done, noisy)
+            started.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            done.set()
+            await asyncio.gather(*flooders)
+        return noisy
+
+    results.put(dict(asyncio.run(run())))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -148,6 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 stop(proc)
     return {"model": str(args.model), "requests": args.requests, "flooders": args.flooders,
+            "flood_nice": args.flood_nice,
             "noisy_concurrency": args.noisy_concurrency, "output_len": args.output_len,
             "load_average": os.getloadavg(), **result}  # fmt: skip
 
@@ -155,6 +215,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def print_report(r: dict[str, Any]) -> None:
     print(f"model {r['model']}  {r['requests']} quiet requests per phase, {r['flooders']} noisy clients "
           f"(noisy concurrent_requests={r['noisy_concurrency']}), max_tokens={r['output_len']}")  # fmt: skip
+    nice = r["flood_nice"]
+    print("noisy clients: " + ("in this process" if nice is None else f"their own process at nice {nice}"))
     print(f"quiet alone:   p50 {r['alone_p50_ms']:8.1f} ms  p95 {r['alone_p95_ms']:8.1f} ms  "
           f"statuses {r['quiet_status_alone']}")  # fmt: skip
     print(f"quiet flooded: p50 {r['flooded_p50_ms']:8.1f} ms  p95 {r['flooded_p95_ms']:8.1f} ms  "

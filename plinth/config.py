@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(1_000_000, ge=1)  # one prompt's (or a chat's) text, before tokenizing
     max_batch_inputs: int = Field(2048, ge=1)  # inputs per embeddings, completions or /invocations request
     shutdown_timeout_s: int = Field(10, ge=1)  # on shutdown, requests still running after it are cancelled
+    # the longest the engine thread waits for the GIL while the event loop runs (sys.setswitchinterval)
+    gil_switch_interval_ms: float = Field(0.2, gt=0, le=100)
     # jobs (fine-tuning): one worker process at a time by default, a queue behind it
     max_concurrent_jobs: int = Field(1, ge=1, le=16)
     job_threads: int = Field(2, ge=1, le=256)  # torch threads in a job's worker process

@@ -35,6 +35,7 @@ from plinth.control.keys import (
     KeyInfo,
     authenticate,
     create_key,
+    hash_key,
     list_keys,
     revoke_key,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "create_key",
     "get_or_create_tenant",
     "get_tenant",
+    "hash_key",
     "files",
     "guardrails",
     "jobs",

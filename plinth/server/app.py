@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -104,9 +105,9 @@ def create_app(
     state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
     _register_adapters(state.adapters, settings)
     install_error_handlers(app)
-    app.add_middleware(QuotaMiddleware)  # releases the tenant's concurrency slot when a request ends
-    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
-    app.add_middleware(RequestLimitsMiddleware, settings=settings)  # outermost: before any parsing
+    app.add_middleware(RequestLimitsMiddleware, settings=settings)  # before any parsing
+    app.add_middleware(QuotaMiddleware, gate=state.quotas)  # a known key's 429 before the body is read
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)  # outermost: counts every answer
     app.include_router(openai_api.router)
     app.include_router(adapters_api.router)
     app.include_router(knowledge_api.router)
@@ -242,6 +243,9 @@ def serve(settings: Settings) -> None:
     from plinth.control import open_control_plane
 
     check_bind(settings)
+    # Each torch op the engine thread runs hands the GIL back; beside an event loop kept busy (a flood
+    # of requests) taking it again costs up to this interval, a few hundred times per step.
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     assert settings.database_url is not None  # Settings fills the default
     control_plane = open_control_plane(settings.database_url)
