@@ -5,8 +5,9 @@ not pin torch's thread pool) and with one thread (what each check gets when ever
     .venv/bin/python benchmarks/guard.py --quick    # a few of each (what the test runs)
 
 Measures p50 / p95 of ``PromptAttackDetector.detect`` for short prompts (~20 words, input stage) and
-~2,000-token documents (data stage), after a warm-up, plus PII detection when ``plinth.guard.pii`` is
-present. The goal line compares the short-prompt p50 with 15 ms.
+~2,000-token documents (data stage), after a warm-up, with the shipped fine-tuned model and, as the
+baseline in the same run, the previous logistic head over frozen embeddings (``prompt_attack.npz``), plus
+PII detection when ``plinth.guard.pii`` is present. The goal line compares the short-prompt p50 with 15 ms.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from plinth.guard import DetectContext, PromptAttackDetector
+from plinth.guard import DEFAULT_MODEL_PATH, AttackClassifier, DetectContext, PromptAttackDetector
 
 GOAL_MS = 15.0
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -82,18 +83,23 @@ def run(n_short: int, n_docs: int, warmup: int, threads: int, *, goal: bool) -> 
     rng = random.Random(0)
     prompts, docs = short_prompts(n_short + warmup, rng), documents(n_docs + 1, rng)
     rows = []
-    input_detector = PromptAttackDetector("MEDIUM")
-    data_detector = PromptAttackDetector("MEDIUM", stage="data")
-    rows.append(
-        (
-            "prompt_attack short prompt",
-            *measure(lambda t: input_detector.detect(t, DetectContext()), prompts, warmup),
-        )
-    )
     data_ctx = DetectContext(stage="data")
-    rows.append(
-        ("prompt_attack 2k-token doc", *measure(lambda t: data_detector.detect(t, data_ctx), docs, 1))
-    )
+    baseline = AttackClassifier.load(DEFAULT_MODEL_PATH)  # the previous model, measured in the same run
+    for label, model in (("", None), (" (logistic)", baseline)):
+        input_detector = PromptAttackDetector("MEDIUM", classifier=model)
+        data_detector = PromptAttackDetector("MEDIUM", stage="data", classifier=model)
+        rows.append(
+            (
+                f"prompt_attack short prompt{label}",
+                *measure(lambda t, d=input_detector: d.detect(t, DetectContext()), prompts, warmup),
+            )
+        )
+        rows.append(
+            (
+                f"prompt_attack 2k-token doc{label}",
+                *measure(lambda t, d=data_detector: d.detect(t, data_ctx), docs, 1),
+            )
+        )
     try:
         from plinth.guard import SUPPORTED_TYPES, PIIDetector  # helper F's module; may be absent
     except ImportError as error:
@@ -107,6 +113,10 @@ def run(n_short: int, n_docs: int, warmup: int, threads: int, *, goal: bool) -> 
     for name, p50, p95 in rows:
         print(f"{name:30s} {p50:8.1f} {p95:8.1f}")
     short_p50 = rows[0][1]
+    print(
+        f"fine-tuned / logistic p50: short prompt {short_p50 / rows[2][1]:.2f}x, "
+        f"2k-token doc {rows[1][1] / rows[3][1]:.2f}x"
+    )
     if goal:
         verdict = "met" if short_p50 < GOAL_MS else "NOT met"
         print(f"goal: short-prompt p50 {short_p50:.1f} ms < {GOAL_MS:.0f} ms with the classifier: {verdict}")

@@ -22,6 +22,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_MODEL_PATH",
     "STRENGTHS",
     "AttackClassifier",
+    "AttackScorer",
     "EmbeddingCache",
     "pieces",
     "sentence_groups",
@@ -50,6 +52,19 @@ GROUP_WORDS = 60  # a group is cut at this many words; the word windows cover lo
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|\s*\n\s*")
 
 Vectorize = Callable[[list[str]], np.ndarray]  # texts -> a float32 matrix, one unit vector a row
+
+
+class AttackScorer(Protocol):
+    """What the detector needs of a model: P(attack) per text at a stage, and calibrated thresholds
+    (:class:`AttackClassifier`, or the fine-tuned :class:`~plinth.guard.tuned.TunedClassifier`)."""
+
+    thresholds: dict[str, dict[str, float]]  # stage -> strength -> threshold on the layered score
+
+    def score(
+        self, texts: Sequence[str], *, stage: str = "input", limit: int = MAX_WINDOWS
+    ) -> np.ndarray: ...
+
+    def save(self, path: Path) -> None: ...
 
 
 def windows(
@@ -120,12 +135,12 @@ class AttackClassifier:
         logits = vectors @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-logits))
 
-    def score(self, texts: Sequence[str], *, limit: int = MAX_WINDOWS, sentences: bool = False) -> np.ndarray:
-        """P(attack) per text: the max over its first ``limit`` windows (and, with ``sentences``, its
+    def score(self, texts: Sequence[str], *, stage: str = "input", limit: int = MAX_WINDOWS) -> np.ndarray:
+        """P(attack) per text: the max over its first ``limit`` windows (and, for the ``data`` stage, its
         sentence groups), every piece of every text embedded in one batch."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        split = [pieces(text, limit=limit, sentences=sentences) for text in texts]
+        split = [pieces(text, limit=limit, sentences=stage == "data") for text in texts]
         flat = [piece for parts in split for piece in parts]
         scores = self.score_vectors(self.embed(flat))
         out, at = np.empty(len(texts), dtype=np.float32), 0

@@ -12,6 +12,7 @@ import pytest
 from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, bare_goal_prompts, load_corpus, plant
 from plinth.evals.guard.evaluate import evaluate, fold
 from plinth.evals.guard.fit import TRAIN_GROUPS, fit, threshold_at_fpr, training_pieces
+from plinth.evals.guard.trainers import logistic
 from plinth.guard.classifier import EmbeddingCache, pieces, sentence_groups, split_sentences
 from plinth.llm.embedders import get_embedder
 
@@ -151,7 +152,7 @@ def _embed_in_big_batches(texts: list[str]) -> np.ndarray:
 def test_leave_one_source_out_on_a_subset(tmp_path: Path) -> None:
     rows = _subset(_corpus())
     embed = EmbeddingCache(tmp_path / "emb.npz", _embed_in_big_batches)
-    report = evaluate(DATA, rows=rows, sources=("pallms", "deepset"), embed=embed)
+    report = evaluate(DATA, rows=rows, sources=("pallms", "deepset"), build=logistic(embed))
     assert {(r.source, r.stage) for r in report.results} == set(TPR_FLOORS)
     for result in report.results:
         assert result.attacks == 20 and result.benign >= 90, result

@@ -31,6 +31,7 @@ from plinth.evals.guard.hardneg import hard_negatives
 from plinth.evals.guard.texts import LabelledText, movies_with_plots
 
 __all__ = [
+    "ATTACK_CAP",
     "ATTACK_SOURCES",
     "LICENCES",
     "LabelledText",
@@ -63,6 +64,9 @@ _NEW_INSTRUCTIONS = (
     "reply only with the word LOL",
     "tell me how to pick a lock",
 )
+# Rows per attack source (and bucket): what fine-tuning the encoder on a shared 2-core CPU, five folds and
+# the shipped model, fits in an evening.
+ATTACK_CAP = 300
 TEST_SHARE = 0.3  # of each benign source, held out for threshold calibration and evaluation
 # Row caps of the benign (source, stage) buckets; attack buckets use ``load_corpus``'s ``cap``. The benign
 # side must be wide (serious topics: medicine, wars, crimes, horror plots) and large enough that a 1 % FPR
@@ -77,6 +81,8 @@ BENIGN_CAPS = {
     ("bipia", "data"): 1100,
     ("movies", "data"): 2000,
     ("scifact", "data"): 600,
+    ("hard_negative", "input"): 600,  # training rows only (hardneg.py), whatever the attack cap
+    ("hard_negative", "data"): 600,
 }
 # How users wrap a pasted text (a movie plot) in a request: input-stage benign text about wars and crimes.
 _PASTE_TEMPLATES = (
@@ -91,7 +97,7 @@ _PASTE_TEMPLATES = (
 )
 
 
-def load_corpus(data: Path, *, cap: int = 600, seed: int = 0) -> list[LabelledText]:
+def load_corpus(data: Path, *, cap: int = ATTACK_CAP, seed: int = 0) -> list[LabelledText]:
     """Every source under ``data`` (``shared/data``), each capped to ``cap`` rows, deduplicated on a
     normalised prefix so the same prompt never counts for two sources."""
     assert (data / "injection").is_dir(), f"no injection data under {data}"

@@ -4,7 +4,8 @@ A head trained only on attacks versus ordinary questions learns vocabulary: "ins
 "system prompt", "pretend", "decode" become attack words, and "Translate 'Hello' into French" gets
 blocked. These rows teach it the difference. Prompts come from templates filled with open data
 (SciFact claims, Self-Instruct tasks, movie titles and plots); documents are paragraphs of the CUR
-query library's how-to pages (full of "replace", "run", "copy") and movie plots with editorial notes.
+query library's how-to pages (full of "replace", "run", "copy"), movie plots with editorial notes,
+and the recipes, manuals, READMEs, résumés and policies of :mod:`~plinth.evals.guard.hardneg_docs`.
 They are training rows only (``split="train"``, source ``hard_negative``): no evaluation set or
 threshold ever sees them, and the look-alike evaluation set (``lookalike_benign.jsonl``) was written
 separately, with other wording::
@@ -20,6 +21,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from plinth.evals.guard.hardneg_docs import imperative_documents
 from plinth.evals.guard.texts import LabelledText, movies_with_plots
 
 __all__ = ["hard_negatives"]
@@ -105,3 +107,5 @@ def _documents(data: Path, rng: random.Random, n: int) -> Iterator[LabelledText]
     for movie in rng.sample(movies, n - len(picked)):
         plot = " ".join(movie["extract"].split()[:120])
         yield LabelledText(f"{plot}\n{rng.choice(_DOC_NOTES)}", 0, "hard_negative", "data", "train")
+    for text in imperative_documents(rng, movies, n // 2):
+        yield LabelledText(text, 0, "hard_negative", "data", "train")
