@@ -27,8 +27,8 @@ DataPath = Annotated[Path, typer.Option("--data", help="The labelled corpus (sha
 
 
 class ModelChoice(StrEnum):  # plinth.evals.guard.trainers.MODELS, without importing torch to parse flags
-    tuned = "tuned"
     logistic = "logistic"
+    tuned = "tuned"
 
 
 class Source(StrEnum):
@@ -64,16 +64,20 @@ def guard_check(
 def guard_train(
     data: DataPath = Path("../shared/data"),
     out: Annotated[
-        Path | None, typer.Option("--out", help="Where to write the model (default: the shipped file).")
+        Path | None,
+        typer.Option(
+            "--out", help="Where to write the model (default: the shipped .npz, or the tuned path)."
+        ),
     ] = None,
     model: Annotated[
         ModelChoice,
         typer.Option(
             "--model",
-            help="tuned: fine-tune MiniLM's top layer and a head (shipped, .safetensors); logistic: a "
-            "head over frozen embeddings (the previous model, .npz).",
+            help="logistic: a head over frozen MiniLM embeddings (the shipped model, .npz); tuned: "
+            "fine-tune MiniLM's top layer and a head (a measured variant, .safetensors, written under "
+            "~/.cache/plinth/guard-tuned unless --out).",
         ),
-    ] = ModelChoice.tuned,
+    ] = ModelChoice.logistic,
     cap: Annotated[
         int | None, typer.Option("--cap", min=20, help="Rows per attack source (default: the corpus's).")
     ] = None,
@@ -92,7 +96,7 @@ def guard_eval(
     pii: Annotated[bool, typer.Option("--pii/--no-pii", help="Also evaluate the PII detector.")] = True,
     model: Annotated[
         ModelChoice, typer.Option("--model", help="Which kind of model each fold trains.")
-    ] = ModelChoice.tuned,
+    ] = ModelChoice.logistic,
     cap: Annotated[
         int | None, typer.Option("--cap", min=20, help="Rows per attack source (default: the corpus's).")
     ] = None,

@@ -19,13 +19,14 @@ benign documents, because long wordy prose scores differently from short prompts
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from plinth.guard.classifier import MAX_WINDOWS, STRENGTHS, AttackScorer
+from plinth.guard.classifier import DEFAULT_MODEL_PATH, MAX_WINDOWS, STRENGTHS, AttackClassifier, AttackScorer
 from plinth.guard.normalize import Normalised, normalise
 from plinth.guard.signatures import SignatureDetector
 from plinth.guard.types import DetectContext, DetectorError, Finding
@@ -132,11 +133,16 @@ def layered_scores(
 
 
 def shipped_classifier() -> AttackScorer:
-    """The model ``plinth guard train`` ships (the fine-tuned encoder), loaded once per process; imported
-    here, not at the top, because it brings torch and transformers."""
-    from plinth.guard.tuned import TunedClassifier
+    """The shipped model (``models/prompt_attack.npz``, the logistic head), loaded once per process."""
+    global _SHIPPED
+    with _SHIPPED_LOCK:
+        if _SHIPPED is None:
+            _SHIPPED = AttackClassifier.load(DEFAULT_MODEL_PATH)
+        return _SHIPPED
 
-    return TunedClassifier.load_default()
+
+_SHIPPED: AttackScorer | None = None
+_SHIPPED_LOCK = threading.Lock()
 
 
 def _combine(n: Normalised, clf: float, signatures: SignatureDetector, stage: str) -> LayeredScore:

@@ -1,8 +1,13 @@
-"""The fine-tuned prompt-attack classifier: :class:`~plinth.guard.encoder.AttackEncoder` over word windows.
+"""A fine-tuned prompt-attack classifier: :class:`~plinth.guard.encoder.AttackEncoder` over word windows.
+
+A measured variant (``plinth guard train --model tuned``), not the shipped model: on this 2-core machine
+it was trained on a fraction of the data and raised false alarms (README, Measured). Use it explicitly::
+
+    PromptAttackDetector("MEDIUM", classifier=TunedClassifier.load(TUNED_MODEL_PATH))
 
 A text is cut into overlapping windows of :data:`TUNED_WINDOW_WORDS` words (short enough that one planted
 sentence is a third of a window, not a tenth) and scores the maximum P(attack) over its windows, each read
-with its stage marker. The shipped file is safetensors (the trained layers and head, fp16) with the
+with its stage marker. The file is safetensors (the trained layers and head, fp16) with the
 thresholds in its metadata; the rest of the encoder is the bundled all-MiniLM-L6-v2::
 
     clf = TunedClassifier.load(TUNED_MODEL_PATH)
@@ -12,7 +17,6 @@ thresholds in its metadata; the rest of the encoder is the bundled all-MiniLM-L6
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,7 +37,9 @@ __all__ = [
     "tuned_windows",
 ]
 
-TUNED_MODEL_PATH = Path(__file__).parent / "models" / "prompt_attack.safetensors"
+# Where ``plinth guard train --model tuned`` writes it: a measured variant, not the shipped model (see the
+# README's Measured section for why), so it stays out of the package.
+TUNED_MODEL_PATH = Path.home() / ".cache" / "plinth" / "guard-tuned" / "prompt_attack.safetensors"
 TUNED_WINDOW_WORDS = 80  # ~110 word pieces with the marker: fits MAX_TOKENS
 TUNED_WINDOW_STRIDE = 60  # 20 words of overlap: a short planted instruction is whole in some window
 BATCH = 16
@@ -107,7 +113,7 @@ class TunedClassifier:
         save_file(tensors, str(path), metadata={"guard": json.dumps(meta, sort_keys=True)})
 
     @classmethod
-    def load(cls, path: Path = TUNED_MODEL_PATH, base: Path | None = None) -> TunedClassifier:
+    def load(cls, path: Path, base: Path | None = None) -> TunedClassifier:
         """The model at ``path`` over the bundled MiniLM (or the encoder at ``base``)."""
         if not path.is_file():
             raise DetectorError(f"no prompt-attack model at {path}; run `plinth guard train`")
@@ -126,19 +132,6 @@ class TunedClassifier:
             for stage, table in meta["thresholds"].items()
         }
         return cls(encoder, thresholds)
-
-    @classmethod
-    def load_default(cls) -> TunedClassifier:
-        """The shipped model, loaded once per process."""
-        global _DEFAULT
-        with _DEFAULT_LOCK:
-            if _DEFAULT is None:
-                _DEFAULT = cls.load(TUNED_MODEL_PATH)
-            return _DEFAULT
-
-
-_DEFAULT: TunedClassifier | None = None
-_DEFAULT_LOCK = threading.Lock()
 
 
 def pad_states(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,13 +20,12 @@ def test_guard_benchmark_quick_mode_prints_latencies_and_the_goal() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
-    names = ("prompt_attack short prompt", "prompt_attack 2k-token doc")
-    for name in (*names, *(f"{n} (logistic)" for n in names)):  # the shipped model, then the baseline
+    for name in ("prompt_attack short prompt", "prompt_attack 2k-token doc"):
         match = re.search(rf"^{re.escape(name)}\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE)
         assert match, out
         p50, p95 = float(match.group(1)), float(match.group(2))
         assert 0 < p50 <= p95
-    assert re.search(r"^fine-tuned / logistic p50: short prompt [\d.]+x, 2k-token doc [\d.]+x$", out, re.M)
+    assert "(tuned)" not in out  # the fine-tuned variant is timed only when asked for (--tuned)
     assert re.search(
         r"^goal: short-prompt p50 [\d.]+ ms < 15 ms with the classifier: (met|NOT met)$", out, re.M
     )

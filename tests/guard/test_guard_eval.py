@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, bare_goal_prompts, load_corpus, plant
+from plinth.evals.guard.corpus import (
+    ATTACK_CAP,
+    ATTACK_SOURCES,
+    LabelledText,
+    bare_goal_prompts,
+    load_corpus,
+    plant,
+)
 from plinth.evals.guard.evaluate import evaluate, fold
 from plinth.evals.guard.fit import TRAIN_GROUPS, fit, threshold_at_fpr, training_pieces
 from plinth.evals.guard.trainers import logistic
@@ -59,7 +66,7 @@ def test_bare_harmful_goals_are_not_counted_as_jailbreaks() -> None:
     goals = bare_goal_prompts(DATA)
     assert goals == {"DSN": 11}
     texts = {r.text.strip() for r in _corpus() if r.source == "jailbreakbench"}
-    assert len(texts) == 600 and not texts & _bare_goal_texts()
+    assert len(texts) == ATTACK_CAP and not texts & _bare_goal_texts()
 
 
 def _bare_goal_texts() -> set[str]:

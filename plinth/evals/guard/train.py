@@ -1,9 +1,9 @@
 """``plinth guard train``: fit the prompt-attack model on ``shared/data`` and ship it with a data card.
 
-The model (``tuned`` by default, see :mod:`~plinth.evals.guard.trainers`) trains on every attack source
+The model (``logistic`` by default, see :mod:`~plinth.evals.guard.trainers`) trains on every attack source
 and the *train* split of every benign source; the benign *test* split (never trained on) calibrates the
 per-stage thresholds of each strength (see :data:`~plinth.guard.attack.FPR_BY_STRENGTH`). Sample weights
-give each (source, stage) group of a class the same total weight, so 300 jailbreak_llms prompts cannot
+give each (source, stage) group of a class the same total weight, so 600 jailbreak_llms prompts cannot
 drown 140 pallms payloads::
 
     report = train(Path("../shared/data"))
@@ -51,7 +51,7 @@ class TrainReport:
     seconds: float
     card: Path | None = None
     notes: list[str] = field(default_factory=list)
-    kind: ModelKind = "tuned"
+    kind: ModelKind = "logistic"
 
     def format(self) -> str:
         lines = [f"model: {self.path} ({self.windows} training windows, {self.seconds:.0f} s)"]
@@ -66,7 +66,7 @@ def train(
     shared_data: Path,
     out: Path | None = None,
     *,
-    kind: ModelKind = "tuned",
+    kind: ModelKind = "logistic",
     cache: bool = True,
     cap: int = ATTACK_CAP,
     eval_summary: str | None = None,
