@@ -103,11 +103,12 @@ def guard_eval(
 ) -> None:
     """Leave-one-source-out prompt-attack evaluation, false alarms of the shipped model on the look-alike
     benign set, then (with --pii) PII precision and recall."""
-    from plinth.evals.guard import ATTACK_CAP, evaluate, evaluate_lookalikes, trainer
+    from plinth.evals.guard import ATTACK_CAP, evaluate, evaluate_lookalikes, load_corpus, trainer
     from plinth.guard import shipped_classifier
 
     _need_dir(data)
-    typer.echo(evaluate(data, build=trainer(model.value), cap=cap or ATTACK_CAP).format())
+    rows = load_corpus(data, cap=cap or ATTACK_CAP, imperative=model == ModelChoice.tuned)
+    typer.echo(evaluate(data, build=trainer(model.value), rows=rows).format())
     typer.echo("")
     typer.echo(evaluate_lookalikes(shipped_classifier()).format())
     if pii:

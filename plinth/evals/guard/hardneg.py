@@ -66,10 +66,19 @@ _SHORTCODE = re.compile(r"\{\{%.*?%\}\}")
 
 
 def hard_negatives(
-    data: Path, rng: random.Random, prompts: int = 600, documents: int = 400
+    data: Path, rng: random.Random, prompts: int = 600, documents: int = 400, *, imperative: bool = False
 ) -> list[LabelledText]:
-    """``prompts`` input-stage and up to ``documents`` data-stage benign rows, deterministic for ``rng``."""
-    return [*_prompts(data, rng, prompts), *_documents(data, rng, documents)]
+    """``prompts`` input-stage and up to ``documents`` data-stage benign rows, deterministic for ``rng``;
+    with ``imperative``, ``documents // 2`` more from :mod:`~plinth.evals.guard.hardneg_docs` (added for the
+    fine-tuned variant; the shipped model was trained without them and stays reproducible)."""
+    rows = [*_prompts(data, rng, prompts), *_documents(data, rng, documents)]
+    if imperative:
+        movies = movies_with_plots(data)
+        rows += [
+            LabelledText(text, 0, "hard_negative", "data", "train")
+            for text in imperative_documents(rng, movies, documents // 2)
+        ]
+    return rows
 
 
 def _prompts(data: Path, rng: random.Random, n: int) -> Iterator[LabelledText]:
@@ -107,5 +116,3 @@ def _documents(data: Path, rng: random.Random, n: int) -> Iterator[LabelledText]
     for movie in rng.sample(movies, n - len(picked)):
         plot = " ".join(movie["extract"].split()[:120])
         yield LabelledText(f"{plot}\n{rng.choice(_DOC_NOTES)}", 0, "hard_negative", "data", "train")
-    for text in imperative_documents(rng, movies, n // 2):
-        yield LabelledText(text, 0, "hard_negative", "data", "train")

@@ -77,7 +77,7 @@ def train(
     (``evaluate_too``) a fresh leave-one-source-out evaluation of this very code and data."""
     started = time.perf_counter()
     out = out or (TUNED_MODEL_PATH if kind == "tuned" else DEFAULT_MODEL_PATH)
-    rows = load_corpus(shared_data, cap=cap)
+    rows = load_corpus(shared_data, cap=cap, imperative=kind == "tuned")
     training = [r for r in rows if r.label == 1 or r.split == "train"]
     model = trainer(kind, cache=cache)(training)
     calibration = calibrate(model, rows)
@@ -98,7 +98,9 @@ def train(
         f"or relabelled; attack sources are capped at {cap} rows and deduplicated on a 300-character prefix."
     )
     if eval_summary is None and evaluate_too:
-        eval_summary = evaluate(shared_data, cache=cache, cap=cap, build=trainer(kind, cache=cache)).format()
+        eval_summary = evaluate(
+            shared_data, cache=cache, cap=cap, build=trainer(kind, cache=cache), rows=rows
+        ).format()
     report.seconds = time.perf_counter() - started
     report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary, lookalikes)
     return report
