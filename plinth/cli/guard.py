@@ -26,6 +26,11 @@ guard_app = typer.Typer(help="Guardrails: check text, train and evaluate detecto
 DataPath = Annotated[Path, typer.Option("--data", help="The labelled corpus (shared/data).")]
 
 
+class ModelChoice(StrEnum):  # plinth.evals.guard.trainers.MODELS, without importing torch to parse flags
+    logistic = "logistic"
+    tuned = "tuned"
+
+
 class Source(StrEnum):
     input = "input"
     data = "data"
@@ -58,30 +63,54 @@ def guard_check(
 @guard_app.command("train")
 def guard_train(
     data: DataPath = Path("../shared/data"),
-    out: Annotated[Path | None, typer.Option("--out", help="Where to write the classifier (.npz).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Where to write the model (default: the shipped .npz, or the tuned path)."
+        ),
+    ] = None,
+    model: Annotated[
+        ModelChoice,
+        typer.Option(
+            "--model",
+            help="logistic: a head over frozen MiniLM embeddings (the shipped model, .npz); tuned: "
+            "fine-tune MiniLM's top layer and a head (a measured variant, .safetensors, written under "
+            "~/.cache/plinth/guard-tuned unless --out).",
+        ),
+    ] = ModelChoice.logistic,
+    cap: Annotated[
+        int | None, typer.Option("--cap", min=20, help="Rows per attack source (default: the corpus's).")
+    ] = None,
 ) -> None:
-    """Train the prompt-attack classifier and calibrate its thresholds (writes a DATA_CARD.md beside it)."""
-    from plinth.evals.guard import train
-    from plinth.guard import DEFAULT_MODEL_PATH
+    """Train the prompt-attack model, calibrate its thresholds and evaluate it leave-one-source-out
+    (writes a DATA_CARD.md beside it). Deterministic: the same data gives the same bytes."""
+    from plinth.evals.guard import ATTACK_CAP, train
 
     _need_dir(data)
-    typer.echo(train(data, out or DEFAULT_MODEL_PATH).format())
+    typer.echo(train(data, out, kind=model.value, cap=cap or ATTACK_CAP).format())
 
 
 @guard_app.command("eval")
 def guard_eval(
     data: DataPath = Path("../shared/data"),
     pii: Annotated[bool, typer.Option("--pii/--no-pii", help="Also evaluate the PII detector.")] = True,
+    model: Annotated[
+        ModelChoice, typer.Option("--model", help="Which kind of model each fold trains.")
+    ] = ModelChoice.logistic,
+    cap: Annotated[
+        int | None, typer.Option("--cap", min=20, help="Rows per attack source (default: the corpus's).")
+    ] = None,
 ) -> None:
     """Leave-one-source-out prompt-attack evaluation, false alarms of the shipped model on the look-alike
     benign set, then (with --pii) PII precision and recall."""
-    from plinth.evals.guard import evaluate, evaluate_lookalikes
-    from plinth.guard import AttackClassifier
+    from plinth.evals.guard import ATTACK_CAP, evaluate, evaluate_lookalikes, load_corpus, trainer
+    from plinth.guard import shipped_classifier
 
     _need_dir(data)
-    typer.echo(evaluate(data).format())
+    rows = load_corpus(data, cap=cap or ATTACK_CAP, imperative=model == ModelChoice.tuned)
+    typer.echo(evaluate(data, build=trainer(model.value), rows=rows).format())
     typer.echo("")
-    typer.echo(evaluate_lookalikes(AttackClassifier.load_default()).format())
+    typer.echo(evaluate_lookalikes(shipped_classifier()).format())
     if pii:
         from plinth.evals.guard import evaluate_pii
 

@@ -16,7 +16,7 @@ from plinth.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from plinth.guard.assess import without_matches
-    from plinth.guard.attack import FPR_BY_STRENGTH, PromptAttackDetector, layered_scores
+    from plinth.guard.attack import FPR_BY_STRENGTH, PromptAttackDetector, layered_scores, shipped_classifier
     from plinth.guard.audit_key import AUDIT_KEY_FILE, audit_key
     from plinth.guard.canary import canary_instruction, new_canary
     from plinth.guard.chat import (
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from plinth.guard.classifier import (
         DEFAULT_MODEL_PATH,
         AttackClassifier,
+        AttackScorer,
         EmbeddingCache,
         Vectorize,
         embedder_for,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         split_sentences,
         windows,
     )
+    from plinth.guard.encoder import TUNED_LAYERS, AttackEncoder
     from plinth.guard.hook import GuardHook
     from plinth.guard.pii import PIIDetector
     from plinth.guard.pii_recognizers import SUPPORTED_TYPES
@@ -52,6 +54,13 @@ if TYPE_CHECKING:
     from plinth.guard.signatures import SignatureDetector
     from plinth.guard.spotlight import datamark, new_marker, spotlight_instruction
     from plinth.guard.stream import StreamGuard, StreamStep
+    from plinth.guard.tuned import (
+        TUNED_MODEL_PATH,
+        TUNED_WINDOW_WORDS,
+        TunedClassifier,
+        pad_states,
+        tuned_windows,
+    )
     from plinth.guard.types import DetectContext, DetectorError, Finding, Stage
     from plinth.guard.verdict import Decision, GuardResult
 
@@ -62,7 +71,12 @@ __all__ = [
     "FPR_BY_STRENGTH",
     "INTERVENED",
     "SUPPORTED_TYPES",
+    "TUNED_LAYERS",
+    "TUNED_MODEL_PATH",
+    "TUNED_WINDOW_WORDS",
     "AttackClassifier",
+    "AttackEncoder",
+    "AttackScorer",
     "AuditEntry",
     "ChatGuard",
     "Decision",
@@ -83,6 +97,7 @@ __all__ = [
     "Stage",
     "StreamGuard",
     "StreamStep",
+    "TunedClassifier",
     "Vectorize",
     "audit_key",
     "blocked_events",
@@ -96,11 +111,14 @@ __all__ = [
     "new_canary",
     "new_marker",
     "output_context",
+    "pad_states",
     "screen_messages",
     "screen_prompts",
     "sentence_groups",
+    "shipped_classifier",
     "split_sentences",
     "spotlight_instruction",
+    "tuned_windows",
     "windows",
     "with_canary",
     "without_matches",
@@ -125,12 +143,21 @@ _SOURCES = {
     "FPR_BY_STRENGTH": "attack",
     "PromptAttackDetector": "attack",
     "layered_scores": "attack",
+    "shipped_classifier": "attack",
     "canary_instruction": "canary",
     "new_canary": "canary",
     "AuditEntry": "check",
     "Guard": "check",
     "DEFAULT_MODEL_PATH": "classifier",
     "AttackClassifier": "classifier",
+    "AttackScorer": "classifier",
+    "TUNED_LAYERS": "encoder",
+    "AttackEncoder": "encoder",
+    "TUNED_MODEL_PATH": "tuned",
+    "TUNED_WINDOW_WORDS": "tuned",
+    "TunedClassifier": "tuned",
+    "pad_states": "tuned",
+    "tuned_windows": "tuned",
     "EmbeddingCache": "classifier",
     "Vectorize": "classifier",
     "embedder_for": "classifier",

@@ -19,18 +19,26 @@ benign documents, because long wordy prose scores differently from short prompts
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from plinth.guard.classifier import MAX_WINDOWS, STRENGTHS, AttackClassifier
+from plinth.guard.classifier import DEFAULT_MODEL_PATH, MAX_WINDOWS, STRENGTHS, AttackClassifier, AttackScorer
 from plinth.guard.normalize import Normalised, normalise
 from plinth.guard.signatures import SignatureDetector
 from plinth.guard.types import DetectContext, DetectorError, Finding
 
-__all__ = ["FPR_BY_STRENGTH", "LayeredScore", "PromptAttackDetector", "Strength", "layered_scores"]
+__all__ = [
+    "FPR_BY_STRENGTH",
+    "LayeredScore",
+    "PromptAttackDetector",
+    "Strength",
+    "layered_scores",
+    "shipped_classifier",
+]
 
 Strength = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
 AttackStage = Literal["input", "data"]
@@ -62,7 +70,7 @@ class PromptAttackDetector:
         strength: Strength = "MEDIUM",
         *,
         stage: AttackStage = "input",
-        classifier: AttackClassifier | None = None,
+        classifier: AttackScorer | None = None,
         signatures: SignatureDetector | None = None,
     ) -> None:
         assert strength in ("NONE", *STRENGTHS), f"unknown strength {strength!r}"
@@ -71,9 +79,9 @@ class PromptAttackDetector:
         self.signatures = signatures or SignatureDetector()
 
     @property
-    def classifier(self) -> AttackClassifier:
+    def classifier(self) -> AttackScorer:
         if self._classifier is None:
-            self._classifier = AttackClassifier.load_default()
+            self._classifier = shipped_classifier()
         return self._classifier
 
     @property
@@ -107,7 +115,7 @@ class PromptAttackDetector:
 def layered_scores(
     texts: Sequence[str],
     stage: str,
-    classifier: AttackClassifier,
+    classifier: AttackScorer,
     signatures: SignatureDetector,
     *,
     window_limit: int = MAX_WINDOWS,
@@ -115,16 +123,26 @@ def layered_scores(
     """Layered scores for many texts, all classifier windows embedded in one batch (evaluation reuses it)."""
     normalised = [normalise(text) for text in texts]
     variants = [v for n in normalised for v in n.variants]
-    sentences = stage == "data"  # documents: also score groups of two sentences
-    model_scores = (
-        classifier.score(variants, limit=window_limit, sentences=sentences) if variants else np.zeros(0)
-    )
+    model_scores = classifier.score(variants, stage=stage, limit=window_limit) if variants else np.zeros(0)
     results, at = [], 0
     for n in normalised:
         clf = float(model_scores[at : at + len(n.variants)].max())
         at += len(n.variants)
         results.append(_combine(n, clf, signatures, stage))
     return results
+
+
+def shipped_classifier() -> AttackScorer:
+    """The shipped model (``models/prompt_attack.npz``, the logistic head), loaded once per process."""
+    global _SHIPPED
+    with _SHIPPED_LOCK:
+        if _SHIPPED is None:
+            _SHIPPED = AttackClassifier.load(DEFAULT_MODEL_PATH)
+        return _SHIPPED
+
+
+_SHIPPED: AttackScorer | None = None
+_SHIPPED_LOCK = threading.Lock()
 
 
 def _combine(n: Normalised, clf: float, signatures: SignatureDetector, stage: str) -> LayeredScore:

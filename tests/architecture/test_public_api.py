@@ -34,7 +34,7 @@ PUBLIC = {
     "plinth.evals.guard": [
         "ATTACK_SOURCES", "EvalReport", "LabelledText", "LookalikeReport", "PIIReport", "SourceResult",
         "TrainReport", "evaluate", "evaluate_lookalikes", "evaluate_pii", "generate_pii_set", "load_corpus",
-        "train",
+        "train", "ATTACK_CAP", "MODELS", "trainer",
     ],
     "plinth.guard": [
         "DEFAULT_MODEL_PATH", "FPR_BY_STRENGTH", "SUPPORTED_TYPES", "AttackClassifier", "AuditEntry",
@@ -45,7 +45,8 @@ PUBLIC = {
         "sentence_groups", "split_sentences", "spotlight_instruction", "windows", "without_matches",
         "AUDIT_KEY_FILE", "CONTENT_FILTER", "INTERVENED", "ChatGuard", "Deltas", "GuardedChoice", "audit_key",
         "blocked_events", "guard_choices", "guard_events", "output_context", "screen_messages",
-        "screen_prompts", "with_canary",
+        "screen_prompts", "with_canary", "AttackScorer", "AttackEncoder", "TUNED_LAYERS", "TUNED_MODEL_PATH",
+        "TUNED_WINDOW_WORDS", "TunedClassifier", "pad_states", "shipped_classifier", "tuned_windows",
     ],
     "plinth.jobs": [
         "Checker", "FileError", "FineTuneRequest", "JobContext", "JobKind", "JobStopped", "JobSupervisor",

@@ -21,10 +21,11 @@ def test_guard_benchmark_quick_mode_prints_latencies_and_the_goal() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     for name in ("prompt_attack short prompt", "prompt_attack 2k-token doc"):
-        match = re.search(rf"^{name}\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE)
+        match = re.search(rf"^{re.escape(name)}\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE)
         assert match, out
         p50, p95 = float(match.group(1)), float(match.group(2))
         assert 0 < p50 <= p95
+    assert "(tuned)" not in out  # the fine-tuned variant is timed only when asked for (--tuned)
     assert re.search(
         r"^goal: short-prompt p50 [\d.]+ ms < 15 ms with the classifier: (met|NOT met)$", out, re.M
     )

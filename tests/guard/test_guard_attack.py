@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plinth.guard.attack import PromptAttackDetector
+from plinth.guard.attack import PromptAttackDetector, shipped_classifier
 from plinth.guard.classifier import DEFAULT_MODEL_PATH, STRENGTHS, AttackClassifier
+from plinth.guard.tuned import TunedClassifier
 from plinth.guard.types import DetectContext, DetectorError
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -52,6 +53,7 @@ def test_the_shipped_model_is_plain_arrays_with_thresholds_for_both_stages() -> 
         table = model.thresholds[stage]
         assert table["HIGH"] <= table["MEDIUM"] <= table["LOW"]  # HIGH is the most sensitive
     assert (DEFAULT_MODEL_PATH.parent / "DATA_CARD.md").is_file()
+    assert shipped_classifier().thresholds == model.thresholds  # what the detector loads by default
 
 
 def test_the_amar_example_is_flagged_at_every_strength_but_none() -> None:
@@ -99,6 +101,8 @@ def test_disguised_attacks_are_caught(disguise) -> None:  # type: ignore[no-unty
 def test_a_missing_model_raises_detector_error(tmp_path: Path) -> None:
     with pytest.raises(DetectorError):
         AttackClassifier.load(tmp_path / "absent.npz")
+    with pytest.raises(DetectorError):
+        TunedClassifier.load(tmp_path / "absent.safetensors")
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

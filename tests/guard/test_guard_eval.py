@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, bare_goal_prompts, load_corpus, plant
+from plinth.evals.guard.corpus import (
+    ATTACK_CAP,
+    ATTACK_SOURCES,
+    LabelledText,
+    bare_goal_prompts,
+    load_corpus,
+    plant,
+)
 from plinth.evals.guard.evaluate import evaluate, fold
 from plinth.evals.guard.fit import TRAIN_GROUPS, fit, threshold_at_fpr, training_pieces
+from plinth.evals.guard.trainers import logistic
 from plinth.guard.classifier import EmbeddingCache, pieces, sentence_groups, split_sentences
 from plinth.llm.embedders import get_embedder
 
@@ -58,7 +66,7 @@ def test_bare_harmful_goals_are_not_counted_as_jailbreaks() -> None:
     goals = bare_goal_prompts(DATA)
     assert goals == {"DSN": 11}
     texts = {r.text.strip() for r in _corpus() if r.source == "jailbreakbench"}
-    assert len(texts) == 600 and not texts & _bare_goal_texts()
+    assert len(texts) == ATTACK_CAP and not texts & _bare_goal_texts()
 
 
 def _bare_goal_texts() -> set[str]:
@@ -151,7 +159,7 @@ def _embed_in_big_batches(texts: list[str]) -> np.ndarray:
 def test_leave_one_source_out_on_a_subset(tmp_path: Path) -> None:
     rows = _subset(_corpus())
     embed = EmbeddingCache(tmp_path / "emb.npz", _embed_in_big_batches)
-    report = evaluate(DATA, rows=rows, sources=("pallms", "deepset"), embed=embed)
+    report = evaluate(DATA, rows=rows, sources=("pallms", "deepset"), build=logistic(embed))
     assert {(r.source, r.stage) for r in report.results} == set(TPR_FLOORS)
     for result in report.results:
         assert result.attacks == 20 and result.benign >= 90, result

@@ -7,14 +7,17 @@
     print(report.format(), evaluate_pii().format())
 """
 
-from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, load_corpus
+from plinth.evals.guard.corpus import ATTACK_CAP, ATTACK_SOURCES, LabelledText, load_corpus
 from plinth.evals.guard.evaluate import EvalReport, SourceResult, evaluate
 from plinth.evals.guard.lookalike import LookalikeReport, evaluate_lookalikes
 from plinth.evals.guard.pii import PIIReport, evaluate_pii, generate_pii_set
 from plinth.evals.guard.train import TrainReport, train
+from plinth.evals.guard.trainers import MODELS, trainer
 
 __all__ = [
+    "ATTACK_CAP",
     "ATTACK_SOURCES",
+    "MODELS",
     "EvalReport",
     "LabelledText",
     "LookalikeReport",
@@ -27,4 +30,5 @@ __all__ = [
     "generate_pii_set",
     "load_corpus",
     "train",
+    "trainer",
 ]

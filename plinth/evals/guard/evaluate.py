@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from plinth.evals.guard.corpus import ATTACK_SOURCES, LabelledText, load_corpus
-from plinth.evals.guard.fit import DEFAULT_CACHE, TRAIN_WINDOWS, cached_vectorizer, fit, threshold_at_fpr
-from plinth.guard import FPR_BY_STRENGTH, AttackClassifier, SignatureDetector, Vectorize, layered_scores
+from plinth.evals.guard.corpus import ATTACK_CAP, ATTACK_SOURCES, LabelledText, load_corpus
+from plinth.evals.guard.fit import TRAIN_WINDOWS, threshold_at_fpr
+from plinth.evals.guard.trainers import Trainer, trainer
+from plinth.guard import FPR_BY_STRENGTH, AttackScorer, SignatureDetector, layered_scores
 
 __all__ = ["EvalReport", "Fold", "SourceResult", "evaluate", "fold"]
 
@@ -100,22 +101,22 @@ def fold(rows: Sequence[LabelledText], held_out: str) -> Fold:
 def evaluate(
     shared_data: Path,
     *,
-    cache: Path | None = DEFAULT_CACHE,
-    cap: int = 600,
+    cache: bool = True,
+    cap: int = ATTACK_CAP,
     sources: Sequence[str] = ATTACK_SOURCES,
-    embed: Vectorize | None = None,
+    build: Trainer | None = None,
     rows: list[LabelledText] | None = None,
 ) -> EvalReport:
-    """Leave-one-source-out over ``sources``; one result line per (held-out source, stage)."""
+    """Leave-one-source-out over ``sources``, each fold's model made by ``build`` (default: the shipped
+    kind, ``logistic``); one result line per (held-out source, stage)."""
     started = time.perf_counter()
-    embed = embed or cached_vectorizer(cache)
+    build = build or trainer("logistic", cache=cache)
     rows = rows if rows is not None else load_corpus(shared_data, cap=cap)
     signatures = SignatureDetector()
     results, sizes = [], {}
     for source in sources:
         split = fold(rows, source)
-        head = fit(split.train, embed)
-        classifier = AttackClassifier(head.coef, head.intercept, embed=embed)
+        classifier = build(split.train)
         sizes[source] = len(split.train)
         for stage in sorted({r.stage for r in split.attacks}):
             attacks = [r.text for r in split.attacks if r.stage == stage]
@@ -129,12 +130,12 @@ def _score(
     stage: str,
     attacks: list[str],
     benign: list[str],
-    classifier: AttackClassifier,
+    classifier: AttackScorer,
     signatures: SignatureDetector,
 ) -> SourceResult:
     texts = attacks + benign
     truth = np.array([1] * len(attacks) + [0] * len(benign))
-    alone = classifier.score(texts, limit=EVAL_WINDOWS, sentences=stage == "data")
+    alone = classifier.score(texts, stage=stage, limit=EVAL_WINDOWS)
     scored = layered_scores(texts, stage, classifier, signatures, window_limit=EVAL_WINDOWS)
     layered = np.array([s.score for s in scored])
     tpr, _ = _rates(alone, truth)

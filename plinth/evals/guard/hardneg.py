@@ -4,7 +4,8 @@ A head trained only on attacks versus ordinary questions learns vocabulary: "ins
 "system prompt", "pretend", "decode" become attack words, and "Translate 'Hello' into French" gets
 blocked. These rows teach it the difference. Prompts come from templates filled with open data
 (SciFact claims, Self-Instruct tasks, movie titles and plots); documents are paragraphs of the CUR
-query library's how-to pages (full of "replace", "run", "copy") and movie plots with editorial notes.
+query library's how-to pages (full of "replace", "run", "copy"), movie plots with editorial notes,
+and the recipes, manuals, READMEs, résumés and policies of :mod:`~plinth.evals.guard.hardneg_docs`.
 They are training rows only (``split="train"``, source ``hard_negative``): no evaluation set or
 threshold ever sees them, and the look-alike evaluation set (``lookalike_benign.jsonl``) was written
 separately, with other wording::
@@ -20,6 +21,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from plinth.evals.guard.hardneg_docs import imperative_documents
 from plinth.evals.guard.texts import LabelledText, movies_with_plots
 
 __all__ = ["hard_negatives"]
@@ -64,10 +66,19 @@ _SHORTCODE = re.compile(r"\{\{%.*?%\}\}")
 
 
 def hard_negatives(
-    data: Path, rng: random.Random, prompts: int = 600, documents: int = 400
+    data: Path, rng: random.Random, prompts: int = 600, documents: int = 400, *, imperative: bool = False
 ) -> list[LabelledText]:
-    """``prompts`` input-stage and up to ``documents`` data-stage benign rows, deterministic for ``rng``."""
-    return [*_prompts(data, rng, prompts), *_documents(data, rng, documents)]
+    """``prompts`` input-stage and up to ``documents`` data-stage benign rows, deterministic for ``rng``;
+    with ``imperative``, ``documents // 2`` more from :mod:`~plinth.evals.guard.hardneg_docs` (added for the
+    fine-tuned variant; the shipped model was trained without them and stays reproducible)."""
+    rows = [*_prompts(data, rng, prompts), *_documents(data, rng, documents)]
+    if imperative:
+        movies = movies_with_plots(data)
+        rows += [
+            LabelledText(text, 0, "hard_negative", "data", "train")
+            for text in imperative_documents(rng, movies, documents // 2)
+        ]
+    return rows
 
 
 def _prompts(data: Path, rng: random.Random, n: int) -> Iterator[LabelledText]:

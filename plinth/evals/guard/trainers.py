@@ -1,0 +1,44 @@
+"""The two prompt-attack models ``plinth guard train`` and ``plinth guard eval`` can build from labelled rows:
+``logistic`` (a head over frozen MiniLM embeddings, :mod:`~plinth.evals.guard.fit`), the shipped kind, and
+``tuned`` (MiniLM's top layer fine-tuned with a head, :mod:`~plinth.evals.guard.finetune`), a measured
+variant that did not beat it on this machine (README, Measured)::
+
+    build = trainer("tuned")
+    model = build(rows)        # an AttackScorer; model.thresholds is empty until calibrated
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from plinth.evals.guard.finetune import DEFAULT_STATES, Recipe, StateCache, finetune
+from plinth.evals.guard.fit import DEFAULT_CACHE, cached_vectorizer, fit
+from plinth.evals.guard.texts import LabelledText
+from plinth.guard import AttackClassifier, AttackEncoder, AttackScorer, Vectorize
+
+__all__ = ["MODELS", "ModelKind", "Trainer", "logistic", "trainer", "tuned"]
+
+ModelKind = Literal["logistic", "tuned"]
+MODELS: tuple[ModelKind, ...] = ("logistic", "tuned")
+Trainer = Callable[[Sequence[LabelledText]], AttackScorer]
+
+
+def trainer(kind: ModelKind = "logistic", *, cache: bool = True) -> Trainer:
+    """A function from training rows to a model of ``kind``, reading frozen features through the on-disk
+    caches when ``cache`` (a rerun then computes only new texts)."""
+    if kind == "tuned":
+        return tuned(StateCache(AttackEncoder.from_base(), DEFAULT_STATES if cache else None))
+    return logistic(cached_vectorizer(DEFAULT_CACHE if cache else None))
+
+
+def tuned(states: StateCache, recipe: Recipe | None = None) -> Trainer:
+    return lambda rows: finetune(rows, states, recipe or Recipe())
+
+
+def logistic(embed: Vectorize) -> Trainer:
+    def build(rows: Sequence[LabelledText]) -> AttackClassifier:
+        head = fit(list(rows), embed)
+        return AttackClassifier(head.coef, head.intercept, embed=embed)
+
+    return build
