@@ -107,7 +107,7 @@ def guard_eval(
     from plinth.guard import shipped_classifier
 
     _need_dir(data)
-    rows = load_corpus(data, cap=cap or ATTACK_CAP, imperative=model == ModelChoice.tuned)
+    rows = load_corpus(data, cap=cap or ATTACK_CAP)
     typer.echo(evaluate(data, build=trainer(model.value), rows=rows).format())
     typer.echo("")
     typer.echo(evaluate_lookalikes(shipped_classifier()).format())

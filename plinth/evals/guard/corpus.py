@@ -97,12 +97,9 @@ _PASTE_TEMPLATES = (
 )
 
 
-def load_corpus(
-    data: Path, *, cap: int = ATTACK_CAP, seed: int = 0, imperative: bool = False
-) -> list[LabelledText]:
+def load_corpus(data: Path, *, cap: int = ATTACK_CAP, seed: int = 0) -> list[LabelledText]:
     """Every source under ``data`` (``shared/data``), each capped to ``cap`` rows, deduplicated on a
-    normalised prefix so the same prompt never counts for two sources. ``imperative`` adds the
-    imperative hard-negative documents the fine-tuned variant trains on."""
+    normalised prefix so the same prompt never counts for two sources."""
     assert (data / "injection").is_dir(), f"no injection data under {data}"
 
     def rng(name: str) -> random.Random:  # one stream per loader: growing one source never reshuffles another
@@ -119,7 +116,7 @@ def load_corpus(
         _planted(data, planting_hosts, rng("planted")),
         _benign_prompts(data, rng("benign_prompts")),
         benign_docs,
-        hard_negatives(data, rng("hard_negative"), imperative=imperative),
+        hard_negatives(data, rng("hard_negative")),
     ]
     rows: list[LabelledText] = []
     seen: set[str] = set()

@@ -66,18 +66,17 @@ _SHORTCODE = re.compile(r"\{\{%.*?%\}\}")
 
 
 def hard_negatives(
-    data: Path, rng: random.Random, prompts: int = 600, documents: int = 400, *, imperative: bool = False
+    data: Path, rng: random.Random, prompts: int = 600, documents: int = 400
 ) -> list[LabelledText]:
-    """``prompts`` input-stage and up to ``documents`` data-stage benign rows, deterministic for ``rng``;
-    with ``imperative``, ``documents // 2`` more from :mod:`~plinth.evals.guard.hardneg_docs` (added for the
-    fine-tuned variant; the shipped model was trained without them and stays reproducible)."""
+    """``prompts`` input-stage and up to ``documents`` data-stage benign rows, plus ``documents // 2``
+    documents full of imperatives aimed at their human reader (:mod:`~plinth.evals.guard.hardneg_docs`),
+    deterministic for ``rng``. The imperative documents teach that mood alone is not an attack; they cut
+    the look-alike documents flagged at MEDIUM from 5.2 % to about 1 %."""
     rows = [*_prompts(data, rng, prompts), *_documents(data, rng, documents)]
-    if imperative:
-        movies = movies_with_plots(data)
-        rows += [
-            LabelledText(text, 0, "hard_negative", "data", "train")
-            for text in imperative_documents(rng, movies, documents // 2)
-        ]
+    rows += [
+        LabelledText(text, 0, "hard_negative", "data", "train")
+        for text in imperative_documents(rng, movies_with_plots(data), documents // 2)
+    ]
     return rows
 
 

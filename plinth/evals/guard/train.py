@@ -77,7 +77,7 @@ def train(
     (``evaluate_too``) a fresh leave-one-source-out evaluation of this very code and data."""
     started = time.perf_counter()
     out = out or (TUNED_MODEL_PATH if kind == "tuned" else DEFAULT_MODEL_PATH)
-    rows = load_corpus(shared_data, cap=cap, imperative=kind == "tuned")
+    rows = load_corpus(shared_data, cap=cap)
     training = [r for r in rows if r.label == 1 or r.split == "train"]
     model = trainer(kind, cache=cache)(training)
     calibration = calibrate(model, rows)
