@@ -45,7 +45,7 @@ class GatedMLP(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, lora: LoraContext | None) -> None:
+    def __init__(self, cfg: ModelConfig, lora: LoraContext | None) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         self.q_size, self.kv_size = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
@@ -56,13 +56,12 @@ class Attention(nn.Module):
         self.o_proj = projection(self.q_size, [cfg.hidden_size], False, lora, ("o_proj",))
         self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
-        self.rotary = rotary
         self.scale = cfg.head_dim**-0.5
 
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
         kv: tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
     ) -> torch.Tensor:
@@ -76,7 +75,7 @@ class Attention(nn.Module):
         else:
             qk = qkv[:, : self.q_size + self.kv_size].view(tokens, -1, self.head_dim)
             v = qkv[:, self.q_size + self.kv_size :]
-        qk = self.rotary(qk, positions)  # q and k heads rotated in one call
+        qk = RotaryEmbedding.rotate(qk, rope)  # q and k heads rotated in one call
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.reshape(tokens, self.num_kv_heads, self.head_dim)
         out = paged_attention(q, k, v, kv[0], kv[1], meta, self.scale)
@@ -84,21 +83,21 @@ class Attention(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, lora: LoraContext | None) -> None:
+    def __init__(self, cfg: ModelConfig, lora: LoraContext | None) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = Attention(cfg, rotary, lora)
+        self.self_attn = Attention(cfg, lora)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, lora)
 
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
         kv: tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), positions, kv, meta)
+        x = x + self.self_attn(self.input_layernorm(x), rope, kv, meta)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -109,9 +108,11 @@ class CausalLM(nn.Module):
     def __init__(self, cfg: ModelConfig, lora: LoraContext | None = None) -> None:
         super().__init__()
         self.cfg, self.lora = cfg, lora
-        rotary = RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta, cfg.rope_scaling)
+        self.rotary = RotaryEmbedding(
+            cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta, cfg.rope_scaling
+        )
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, rotary, lora) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(cfg, lora) for _ in range(cfg.num_layers))
         for index, layer in enumerate(self.layers):
             for module in layer.modules():
                 if isinstance(module, LoraLinear):
@@ -129,8 +130,9 @@ class CausalLM(nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         x = self.embed_tokens(input_ids)
+        rope = self.rotary.table(positions)  # looked up once per step, used by every layer
         for layer, kv in zip(self.layers, kv_caches, strict=True):
-            x = layer(x, positions, kv, meta)
+            x = layer(x, rope, kv, meta)
         return self.norm(x)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from plinth.engine.config import EngineConfig
 from plinth.engine.lora.layers import LoraBatch, LoraContext
 from plinth.engine.model import CausalLM
 from plinth.engine.model_config import ModelConfig
+from plinth.engine.prepack import can_prepack, prepack_linears
 from plinth.engine.scheduler import ScheduledSeq
 from plinth.engine.weights import has_weights, iter_weights
 
@@ -110,6 +111,9 @@ class ModelRunner:
         self._load_weights()
         if config.quantization is not None:
             self._quantize(config.quantization)
+        elif can_prepack(self.device, self.dtype):
+            with torch.no_grad():
+                prepack_linears(self.model)
         if self.device.type == "cpu":
             release_freed_memory()  # the load's transient float buffers
         self.model.eval()

@@ -18,6 +18,8 @@ unmerged on top of the quantized base output (:class:`~plinth.engine.lora.layers
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -67,12 +69,12 @@ def _pack_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class QuantizedLinear(nn.Module):
-    """Stands in for an ``nn.Linear`` whose weight was quantized."""
+    """Stands in for an ``nn.Linear`` whose weight was replaced (quantized, or prepacked for oneDNN)."""
 
-    def __init__(self, linear: nn.Linear, method: str) -> None:
+    def __init__(self, linear: nn.Linear, qweight: nn.Module) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.qweight = PackedWeight(linear.weight, method)
+        self.qweight = qweight
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,18 +83,24 @@ class QuantizedLinear(nn.Module):
 
 
 def quantize_linears(model: nn.Module, method: str) -> None:
-    """Quantize every ``nn.Linear`` of ``model`` in place (CPU kernels).
-
-    A plain linear is swapped for :class:`QuantizedLinear`. A subclass that declares a ``qweight``
-    slot (LoRA layers: they keep their class, adapter slots and names) gets the packed weight there and
-    drops its float one.
-    """
+    """Quantize every ``nn.Linear`` of ``model`` in place (CPU kernels)."""
     if method not in METHODS:
         raise ValueError(f"quantization must be one of {', '.join(METHODS)}; got {method!r}")
+    replace_weights(model, lambda weight: PackedWeight(weight, method))
+
+
+def replace_weights(model: nn.Module, make: Callable[[torch.Tensor], nn.Module]) -> None:
+    """Give every ``nn.Linear`` of ``model`` the weight module ``make(weight)`` (``forward`` is
+    ``x @ W.T``) in place of its float weight.
+
+    A plain linear is swapped for :class:`QuantizedLinear`. A subclass that declares a ``qweight``
+    slot (LoRA layers: they keep their class, adapter slots and names) gets the new weight there and
+    drops its float one.
+    """
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
-                setattr(parent, name, QuantizedLinear(child, method))
+                setattr(parent, name, QuantizedLinear(child, make(child.weight)))
             elif isinstance(child, nn.Linear) and hasattr(child, "qweight"):
-                child.qweight = PackedWeight(child.weight, method)
+                child.qweight = make(child.weight)
                 child.register_parameter("weight", None)

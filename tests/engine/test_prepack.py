@@ -1,0 +1,68 @@
+"""bf16 weights prepacked for oneDNN at load: the product is the one ``F.linear`` computes, every linear
+of a bf16 CPU model is packed (LoRA slots kept, applied unmerged on top), and a prepacked engine decodes
+what the same engine without prepacking decodes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lora_fixtures import make_peft_adapter
+
+import plinth.engine.model_runner as model_runner
+from plinth.engine import EngineConfig, LLMEngine, SamplingParams
+from plinth.engine.lora.layers import LoraLinear
+from plinth.engine.prepack import OneDnnWeight, can_prepack
+from plinth.engine.quantization import QuantizedLinear
+
+pytestmark = pytest.mark.skipif(
+    not can_prepack(torch.device("cpu"), torch.bfloat16), reason="this CPU's oneDNN has no native bf16"
+)
+PROMPTS = [[5, 17, 300, 42, 9, 77, 8], [1000, 3, 3, 250]]
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64, 300])
+def test_packed_product_is_the_linear_product(rows: int) -> None:
+    gen = torch.Generator().manual_seed(rows)
+    weight = torch.randn(96, 80, generator=gen).bfloat16()
+    x = torch.randn(2, rows, 80, generator=gen).bfloat16()  # 3-d input, as the MLP sees it
+    got = OneDnnWeight(weight)(x)
+    assert got.shape == (2, rows, 96) and got.dtype == torch.bfloat16
+    torch.testing.assert_close(got, F.linear(x, weight))  # bf16 tolerance: blocking may differ
+
+
+def _decode(engine: LLMEngine, adapter: str | None) -> list[tuple[list[int], list[float]]]:
+    params = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True, logprobs=0)
+    ids = [engine.add_request(p, params, adapter=adapter) for p in PROMPTS]
+    got: dict[str, tuple[list[int], list[float]]] = {i: ([], []) for i in ids}
+    while engine.has_unfinished():
+        for out in engine.step():
+            got[out.request_id][0].extend(out.new_token_ids)
+            got[out.request_id][1].extend(lp.logprob for lp in out.new_logprobs or [])
+    return [got[i] for i in ids]
+
+
+def test_prepacked_engine_with_lora_decodes_as_the_unpacked_one(
+    tiny_llama, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter = make_peft_adapter(tiny_llama, tmp_path / "qv", targets=("q_proj", "v_proj", "down_proj"))
+    config = EngineConfig(model=str(tiny_llama), dtype="bfloat16", device="cpu", enable_lora=True)
+    packed = LLMEngine(config)
+    monkeypatch.setattr(model_runner, "can_prepack", lambda device, dtype: False)
+    plain = LLMEngine(config)
+
+    modules = dict(packed.runner.model.named_modules())
+    lora_layers = [m for m in modules.values() if isinstance(m, LoraLinear)]
+    assert lora_layers and all(isinstance(m.qweight, OneDnnWeight) and m.weight is None for m in lora_layers)
+    assert isinstance(modules["lm_head"], QuantizedLinear)  # a plain linear is swapped whole
+    assert packed.runner.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert all(m.qweight is None for m in plain.runner.model.modules() if isinstance(m, LoraLinear))
+
+    for engine in (packed, plain):
+        engine.add_lora("qv", adapter)
+    for name in (None, "qv"):
+        for (tokens, logprobs), (want_tokens, want_logprobs) in zip(
+            _decode(packed, name), _decode(plain, name), strict=True
+        ):
+            assert tokens == want_tokens
+            torch.testing.assert_close(logprobs, want_logprobs, atol=2e-2, rtol=0)
