@@ -22,7 +22,7 @@ Reproduce (CPU; the ``tiny`` random llama is written under ``.bench/`` on first 
 
     .venv/bin/python benchmarks/batch.py                          # 1,000 lines, restart midway
     .venv/bin/python benchmarks/batch.py --model .bench/llama-small --lines 200
-    .venv/bin/python benchmarks/batch.py --model smollm2-135m-instruct --lines 200 --output-len 64 --no-restart
+    .venv/bin/python benchmarks/batch.py --model smollm2-135m-instruct --lines 150 --output-len 32
     .venv/bin/python benchmarks/batch.py --quick                  # 60 lines, seconds
 """
 

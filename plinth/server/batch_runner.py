@@ -37,7 +37,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,6 +52,7 @@ from plinth.control.files import create_file, new_file_id
 from plinth.control.jobs import (
     JobRow,
     claim,
+    claim_owner,
     get_job,
     jobs_with_status,
     release_claim,
@@ -92,7 +92,7 @@ class BatchRunner:
         self._cancelled: set[str] = set()
         self._slots: LineSlots | None = None
         self._background: list[asyncio.Task[None]] = []
-        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = claim_owner()
         self.lease_s = self.state.settings.batch_claim_lease_s
 
     async def start(self) -> None:
