@@ -22,6 +22,7 @@ Reproduce (CPU; the ``tiny`` random llama is written under ``.bench/`` on first 
 
     .venv/bin/python benchmarks/batch.py                          # 1,000 lines, restart midway
     .venv/bin/python benchmarks/batch.py --model .bench/llama-small --lines 200
+    .venv/bin/python benchmarks/batch.py --model smollm2-135m-instruct --lines 150 --output-len 32
     .venv/bin/python benchmarks/batch.py --quick                  # 60 lines, seconds
 """
 
@@ -68,7 +69,8 @@ WORDS = (
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=Path(".bench/llama-tiny"))
+    p.add_argument("--model", default=".bench/llama-tiny",
+                   help="checkpoint dir, .gguf file or packaged name (smollm2-135m-instruct)")  # fmt: skip
     p.add_argument("--lines", type=int, default=1000)
     p.add_argument("--output-len", type=int, default=16)
     p.add_argument("--probes", type=int, default=40)
@@ -199,7 +201,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    args.model = prepare_model(args.model, quick=True)
+    args.model = prepare_model(args.model, quick=True)  # absolute: the server runs in its own directory
     report: dict[str, Any] = {"model": str(args.model), "lines": args.lines, "output_len": args.output_len,
                               "lines_in_flight": args.lines_in_flight, "device": args.device,
                               "lines_in_flight_when_busy": args.lines_in_flight_when_busy}  # fmt: skip
@@ -274,7 +276,6 @@ def print_report(r: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.model = args.model.resolve()  # the server runs in its own working directory
     report = run(args)
     print_report(report)
     if args.json:

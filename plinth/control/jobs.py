@@ -3,8 +3,8 @@
 A job moves ``validating_files -> queued -> running -> succeeded | failed | cancelled``. Every move is a
 compare-and-set (:func:`transition`) so the API, the supervisor and a worker process never overwrite
 each other: a job cancelled while its worker finishes stays cancelled. Restarting the server finds
-``running`` jobs and re-queues them (:func:`requeue_running`); the worker resumes from the newest
-checkpoint::
+``running`` jobs no live server holds (their claim, m010) and re-queues them (:func:`requeue_running`);
+the worker resumes from the newest checkpoint::
 
     job = create_job(cp, job_id="ftjob-1", tenant_id=1, kind="fine_tune", request={...})
     transition(cp, job.id, ("validating_files",), "queued")
@@ -13,7 +13,10 @@ checkpoint::
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +37,7 @@ __all__ = [
     "add_event",
     "cancel_requested",
     "claim",
+    "claim_owner",
     "create_job",
     "get_job",
     "jobs_with_status",
@@ -165,18 +169,26 @@ def transition(cp: ControlPlane, job_id: str, from_statuses: Sequence[str], to: 
         return conn.execute(update).rowcount == 1
 
 
-def claim(cp: ControlPlane, job_id: str, owner: str, lease_s: float) -> bool:
+def claim(cp: ControlPlane, job_id: str, owner: str, lease_s: float, status: str | None = None) -> bool:
     """Take or renew ``owner``'s claim on the job for ``lease_s`` seconds; whether ``owner`` holds it now.
 
     A compare-and-set like :func:`transition`: it succeeds when the job is unclaimed, already ``owner``'s,
     or its owner's lease ran out (that owner died or hung, so the job is taken over). An owner renews its
-    claim well within the lease (a heartbeat); one that finds it lost stops working on the job.
+    claim well within the lease (a heartbeat); one that finds it lost stops working on the job. With
+    ``status``, the job must also still be in it (a job re-queued meanwhile is lost to its old owner).
     """
     now = time.time()
     free = sa.or_(jobs.c.claimed_by.is_(None), jobs.c.claimed_by == owner, jobs.c.claim_expires_at < now)
     update = sa.update(jobs).where(jobs.c.id == job_id, free)
+    if status is not None:
+        update = update.where(jobs.c.status == status)
     with cp.engine.begin() as conn:
         return conn.execute(update.values(claimed_by=owner, claim_expires_at=now + lease_s)).rowcount == 1
+
+
+def claim_owner() -> str:
+    """A name for one runner in one process, unique across servers: what :func:`claim` records."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def release_claim(cp: ControlPlane, job_id: str, owner: str) -> None:
@@ -211,11 +223,19 @@ def cancel_requested(cp: ControlPlane, job_id: str) -> bool:
 
 
 def requeue_running(cp: ControlPlane) -> list[str]:
-    """Jobs left ``running`` by a process that died go back to ``queued`` (to resume); their ids."""
+    """Jobs left ``running`` that no server holds go back to ``queued`` (to resume); their ids. A job is
+    held while its runner's claim lasts (:func:`claim`): one another live server runs stays where it is;
+    one whose server stopped (claim released) or died (lease ran out) is re-queued."""
+    now = time.time()
+    free = sa.or_(jobs.c.claimed_by.is_(None), jobs.c.claim_expires_at < now)
     stale = [job.id for job in jobs_with_status(cp, ("running",))]
+    requeued = []
     for job_id in stale:
-        transition(cp, job_id, ("running",), "queued")
-    return stale
+        update = sa.update(jobs).where(jobs.c.id == job_id, jobs.c.status == "running", free)
+        with cp.engine.begin() as conn:
+            if conn.execute(update.values(status="queued", claimed_by=None, claim_expires_at=None)).rowcount:
+                requeued.append(job_id)
+    return requeued
 
 
 def add_event(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from plinth.engine.block_manager import BlockManager
 from plinth.engine.config import EngineConfig
 from plinth.engine.lora.adapter import LoraAdapter
 from plinth.engine.lora.manager import LoraManager, LoraStats, UnknownAdapterError
+from plinth.engine.model import StepInterrupted
 from plinth.engine.model_config import ModelConfig
 from plinth.engine.model_runner import ModelRunner
 from plinth.engine.outputs import RequestOutput
@@ -51,6 +53,7 @@ class EngineStats:
     last_batch_size: int
     last_batch_tokens: int
     num_preemptions: int
+    num_interrupted_steps: int = 0
 
 
 class LLMEngine:
@@ -75,6 +78,7 @@ class LLMEngine:
         )
         self.sampler = Sampler()
         self._last_batch = (0, 0)
+        self._interrupted = 0
 
     def check_request(self, token_ids: list[int], params: SamplingParams, adapter: str | None = None) -> None:
         """Raise before queueing anything the engine could not serve."""
@@ -129,19 +133,33 @@ class LLMEngine:
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
 
-    def step(self) -> list[RequestOutput]:
+    def step(self, arrived: Callable[[], int] | None = None) -> list[RequestOutput]:
+        """Run one scheduled step. ``arrived()`` is the highest class (lowest priority number) among
+        requests sent to the engine since the step began but not added yet: when it outranks every
+        request in the step, the step is given up between two layers and returns nothing, so the next
+        one (which the scheduler gives to the newcomer's prefill) starts a layer's time later, not a
+        step's. Its requests are where they were: their tokens run again in a later step."""
         batch = self.scheduler.schedule()
         self._last_batch = (len(batch), sum(item.num_new for item in batch))
         if not batch:
             return []
+        interrupt = None
+        if arrived is not None:
+            lowest = min(item.seq.params.priority for item in batch)
+            interrupt = lambda: arrived() < lowest  # noqa: E731
         try:
-            return self._run(batch)
+            return self._run(batch, interrupt)
+        except StepInterrupted:
+            self._interrupted += 1
+            return []
         except Exception:
             log.exception("engine step failed for %d requests; retrying them one by one", len(batch))
         return [out for item in batch for out in self._run_isolated(item)]
 
-    def _run(self, batch: list[ScheduledSeq]) -> list[RequestOutput]:
-        logits = self.runner.run(batch)
+    def _run(
+        self, batch: list[ScheduledSeq], interrupt: Callable[[], bool] | None = None
+    ) -> list[RequestOutput]:
+        logits = self.runner.run(batch, interrupt)
         token_ids, logprobs = self.sampler(logits, [item.seq.sampling for item in batch if item.samples])
         return self.scheduler.postprocess(batch, token_ids, logprobs)
 
@@ -162,6 +180,7 @@ class LLMEngine:
             last_batch_size=self._last_batch[0],
             last_batch_tokens=self._last_batch[1],
             num_preemptions=self.scheduler.num_preemptions,
+            num_interrupted_steps=self._interrupted,
         )
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[int]]:

@@ -8,7 +8,7 @@ tensor names onto the fused layout.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,11 @@ from plinth.engine.attention import AttentionMetadata, paged_attention
 from plinth.engine.layers import RMSNorm, RotaryEmbedding
 from plinth.engine.lora.layers import LoraContext, LoraLinear
 from plinth.engine.model_config import ModelConfig
+
+
+class StepInterrupted(Exception):  # noqa: N818 - an outcome the engine expects, not an error
+    """``interrupt()`` said yes between two decoder layers: the step was given up before its end. Nothing
+    it computed counts; K/V it wrote are rewritten with the same values when the step runs again."""
 
 
 def projection(
@@ -128,10 +133,16 @@ class CausalLM(nn.Module):
         positions: torch.Tensor,
         kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
         meta: AttentionMetadata,
+        interrupt: Callable[[], bool] | None = None,
     ) -> torch.Tensor:
+        """Hidden states of every token; ``interrupt`` is asked before each layer and raises
+        :class:`StepInterrupted` when it says yes (a step of lower-class requests gives way to a newly
+        arrived higher-class one within a layer's time instead of a whole step's)."""
         x = self.embed_tokens(input_ids)
         rope = self.rotary.table(positions)  # looked up once per step, used by every layer
         for layer, kv in zip(self.layers, kv_caches, strict=True):
+            if interrupt is not None and interrupt():
+                raise StepInterrupted
             x = layer(x, rope, kv, meta)
         return self.norm(x)
 

@@ -6,7 +6,7 @@ import contextlib
 import math
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -169,8 +169,9 @@ class ModelRunner:
         return max(1, min(int(budget // self._block_bytes()), usable))
 
     @torch.inference_mode()
-    def run(self, batch: list[ScheduledSeq]) -> torch.Tensor:
-        """Forward every scheduled token; return float32 logits of the sampling rows, in batch order."""
+    def run(self, batch: list[ScheduledSeq], interrupt: Callable[[], bool] | None = None) -> torch.Tensor:
+        """Forward every scheduled token; return float32 logits of the sampling rows, in batch order.
+        Raises :class:`~plinth.engine.model.StepInterrupted` when ``interrupt`` says yes between layers."""
         input_ids: list[int] = []
         positions: list[int] = []
         sample_rows: list[int] = []
@@ -189,6 +190,6 @@ class ModelRunner:
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         if self.lora is not None:
             self.lora.batch = LoraBatch.build(lora_spans, self.device)
-        hidden = self.model(ids, pos, self.kv_caches, meta)
+        hidden = self.model(ids, pos, self.kv_caches, meta, interrupt)
         rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)
         return self.model.compute_logits(hidden[rows]).float()

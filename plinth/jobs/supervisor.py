@@ -6,7 +6,14 @@ Each tick it (1) reaps workers that exited and settles their jobs -- ``finalize`
 (2) kills a worker still running 10 s after its job was cancelled, (3) moves ``validating_files`` jobs to
 ``queued``, and (4) starts the oldest queued jobs while there is room. On start, jobs left ``running`` by a
 previous process are queued again: their worker resumes from the newest checkpoint. On stop, workers are
-terminated and their jobs stay ``running``, so the next start resumes them::
+terminated and their jobs stay ``running``, so the next start resumes them.
+
+Several servers may share one control plane, so a job runs where its row is claimed (migration m010,
+:func:`~plinth.control.jobs.claim`, as batches are): starting a job claims it in the same compare-and-set
+that moves it to ``running``, and every tick renews the claims of the jobs running here (a worker whose
+claim was lost is killed). Only jobs no live server holds are re-queued: those of a server that stopped
+(it released its claims) at once, those of one that died once its lease (``lease_s``) ran out, which
+every supervisor checks every few seconds. So another server starting never re-runs a running job::
 
     supervisor = JobSupervisor(cp, db_url, data_dir, {"fine_tune": FINE_TUNE})
     supervisor.start()  ...  supervisor.stop()
@@ -27,8 +34,11 @@ from plinth.control import ControlPlane
 from plinth.control.jobs import (
     JobRow,
     add_event,
+    claim,
+    claim_owner,
     get_job,
     jobs_with_status,
+    release_claim,
     requeue_running,
     transition,
 )
@@ -88,19 +98,19 @@ class JobSupervisor:
         max_concurrent: int = 1,
         threads: int = 1,
         poll_s: float = 0.5,
+        lease_s: float = 30.0,
     ) -> None:
         self.cp, self.database_url, self.data_dir = control_plane, database_url, Path(data_dir)
         self.kinds, self.max_concurrent, self.threads, self.poll_s = kinds, max_concurrent, threads, poll_s
+        self.owner, self.lease_s = claim_owner(), lease_s
+        self._renewed_at = self._adopted_at = time.monotonic()
         self._workers: dict[str, _Worker] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
 
     def start(self) -> None:
-        for job_id in requeue_running(self.cp):
-            add_event(
-                self.cp, job_id, "The server restarted; the job is queued to resume from its last checkpoint"
-            )
+        self._requeue_unheld()
         self._thread = threading.Thread(target=self._loop, name="plinth-jobs", daemon=True)
         self._thread.start()
 
@@ -113,6 +123,7 @@ class JobSupervisor:
         for worker in list(self._workers.values()):
             worker.process.terminate()
             worker.process.join(timeout)
+            release_claim(self.cp, worker.job_id, self.owner)  # the next start (anywhere) resumes it now
 
     def wake(self) -> None:
         """Look at the queue now (a job was created or cancelled) rather than at the next tick."""
@@ -121,7 +132,10 @@ class JobSupervisor:
     def tick(self) -> None:
         """One pass over workers and queue (the loop's body; tests call it directly)."""
         self._reap()
+        self._renew_claims()
         self._enforce_cancel()
+        if time.monotonic() - self._adopted_at > min(5.0, self.lease_s / 3):
+            self._requeue_unheld()
         for job in jobs_with_status(self.cp, ("validating_files",)):
             transition(self.cp, job.id, ("validating_files",), "queued")
             add_event(self.cp, job.id, "Files validated; the job is queued")
@@ -144,8 +158,9 @@ class JobSupervisor:
         if kind is None:
             transition(self.cp, job.id, ("queued",), "failed", error=_error("unknown_kind", job.kind))
             return
-        if not transition(self.cp, job.id, ("queued",), "running"):
-            return  # cancelled meanwhile
+        lease = {"claimed_by": self.owner, "claim_expires_at": time.time() + self.lease_s}
+        if not transition(self.cp, job.id, ("queued",), "running", **lease):
+            return  # cancelled meanwhile, or another server started it
         process: BaseProcess | _ServerThread
         if kind.in_server is not None:
             running = get_job(self.cp, job.id)
@@ -168,6 +183,28 @@ class JobSupervisor:
             del self._workers[job_id]
             if not self._stopping.is_set():
                 self._settle(job_id, worker.process.exitcode)
+                release_claim(self.cp, job_id, self.owner)
+
+    def _renew_claims(self) -> None:
+        """Renew the claim of every job running here (a heartbeat, well within the lease); a job whose
+        claim was lost (this server hung past its lease and another took the job over) is stopped here."""
+        if time.monotonic() - self._renewed_at < min(1.0, self.lease_s / 3):
+            return
+        self._renewed_at = time.monotonic()
+        for job_id, worker in list(self._workers.items()):
+            if not claim(self.cp, job_id, self.owner, self.lease_s, status="running"):
+                log.warning("lost the claim on job %s; another server runs it now", job_id)
+                worker.process.kill()
+                worker.process.join(CANCEL_GRACE_S)
+                del self._workers[job_id]
+
+    def _requeue_unheld(self) -> None:
+        """Queue again the running jobs no live server holds (a restart, a dead server's jobs)."""
+        self._adopted_at = time.monotonic()
+        for job_id in requeue_running(self.cp):
+            add_event(
+                self.cp, job_id, "The server restarted; the job is queued to resume from its last checkpoint"
+            )
 
     def _settle(self, job_id: str, exitcode: int | None) -> None:
         job = get_job(self.cp, job_id)

@@ -163,6 +163,7 @@ def _job_supervisor(
     return JobSupervisor(
         cp, url, Path(settings.data_dir), kinds,
         max_concurrent=settings.max_concurrent_jobs, threads=settings.job_threads,
+        lease_s=settings.batch_claim_lease_s,
     )  # fmt: skip
 
 

@@ -37,10 +37,7 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +46,19 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from plinth.control import Tenant
-from plinth.control.files import create_file, new_file_id
 from plinth.control.jobs import (
     JobRow,
     claim,
+    claim_owner,
     get_job,
     jobs_with_status,
     release_claim,
     transition,
-    update_job,
 )
 from plinth.engine import BATCH_PRIORITY
-from plinth.jobs.batch import ACTIVE, InputLine, ResultLog, read_input
+from plinth.jobs.batch import ACTIVE
 from plinth.server import invocations, openai_api
+from plinth.server.batch_run import BatchRun, now
 from plinth.server.batch_slots import LineSlots
 from plinth.server.errors import APIError, as_api_error, error_body, invalid_body
 from plinth.server.generation import PRIORITY
@@ -78,7 +75,6 @@ _ROUTES: dict[str, tuple[type[BaseModel], Any]] = {
     "/v1/embeddings": (EmbeddingRequest, openai_api.embeddings),
     "/invocations": (invocations.LMIRequest, invocations.invocations),
 }
-_FLUSH_S = 1.0
 
 
 class BatchRunner:
@@ -88,11 +84,11 @@ class BatchRunner:
         self.cp = self.state.control_plane
         self.data_dir = Path(self.state.settings.data_dir)
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._runs: dict[str, _BatchRun] = {}
+        self._runs: dict[str, BatchRun] = {}
         self._cancelled: set[str] = set()
         self._slots: LineSlots | None = None
         self._background: list[asyncio.Task[None]] = []
-        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = claim_owner()
         self.lease_s = self.state.settings.batch_claim_lease_s
 
     async def start(self) -> None:
@@ -134,10 +130,10 @@ class BatchRunner:
         self._cancelled.add(job.id)
         run = self._runs.get(job.id)
         if run is not None:
-            run.state["cancelling_at"] = _now()
+            run.state["cancelling_at"] = now()
             await run.move(("validating", "in_progress"), "cancelling")
         else:  # not started here (yet): the row alone; the task that resumes it finishes the cancel
-            result = {**(job.result or {}), "cancelling_at": _now()}
+            result = {**(job.result or {}), "cancelling_at": now()}
             await run_in_threadpool(transition, self.cp, job.id, ("validating", "in_progress"), "cancelling",
                                     result=result)  # fmt: skip
             self.submit(job.id)
@@ -177,7 +173,7 @@ class BatchRunner:
             if job.kind == ASYNC_KIND:
                 await self._run_async(job)
             else:
-                self._runs[job_id] = _BatchRun(self, job)
+                self._runs[job_id] = BatchRun(self, job)
                 await self._runs[job_id].run()
         except asyncio.CancelledError:
             raise
@@ -261,165 +257,8 @@ class BatchRunner:
             await asyncio.sleep(period)
 
 
-class _BatchRun:
-    """One batch from where it stands to a final status (see the module docstring)."""
-
-    def __init__(self, runner: BatchRunner, job: JobRow) -> None:
-        self.runner, self.job, self.cp = runner, job, runner.cp
-        self.tenant = Tenant(job.tenant_id, job.request["tenant"])
-        self.work_dir = runner.data_dir / "jobs" / job.id
-        self.state: dict[str, Any] = dict(job.result or {})
-        self.status = job.status
-        self.expired = False
-
-    async def run(self) -> None:
-        if self.status == "validating":
-            await self._validate()
-        if self.status == "in_progress":
-            await self._process()
-        if self.status in ("finalizing", "cancelling"):
-            await self._finalize()
-
-    async def _validate(self) -> None:
-        source = Path(self.job.request["input_path"])
-        copy = self.work_dir / "input.jsonl"
-        try:
-            lines, errors = await run_in_threadpool(
-                _copy_and_read, source, copy, self.job.request["endpoint"]
-            )
-        except OSError as exc:
-            lines, errors = (
-                [],
-                [{"code": "file_unreadable", "message": str(exc), "param": None, "line": None}],
-            )
-        if errors:
-            self.state.update(errors={"object": "list", "data": errors}, failed_at=_now())
-            await self.move(("validating",), "failed")
-            return
-        self.state.update(request_counts={"total": len(lines), "completed": 0, "failed": 0},
-                          in_progress_at=_now())  # fmt: skip
-        await self.move(("validating",), "in_progress")
-
-    async def _process(self) -> None:
-        lines, _ = await run_in_threadpool(
-            read_input, self.work_dir / "input.jsonl", self.job.request["endpoint"]
-        )
-        self.output, self.errors = (
-            ResultLog(self.work_dir / "output.jsonl"),
-            ResultLog(self.work_dir / "errors.jsonl"),
-        )
-        done = self.output.done | self.errors.done
-        todo = iter([line for line in lines if line.custom_id not in done])
-        workers = [asyncio.create_task(self._work(todo))
-                   for _ in range(self.runner.state.settings.batch_max_lines_in_flight)]  # fmt: skip
-        flusher = asyncio.create_task(self._flush_counts())
-        try:
-            await asyncio.gather(*workers)
-            if self.expired:
-                self._expire_the_rest(lines)
-            self._count()
-        finally:  # also when the server stops: the logs hold every finished line
-            for task in (*workers, flusher):
-                task.cancel()
-            self.output.close()
-            self.errors.close()
-        if self.status == "in_progress":
-            self.state["finalizing_at"] = _now()
-            await self.move(("in_progress",), "finalizing")
-
-    def _expire_the_rest(self, lines: list[InputLine]) -> None:
-        self.state["expired_at"] = _now()
-        done = self.output.done | self.errors.done
-        message = "This request could not be executed before the completion window expired."
-        for line in lines:
-            if line.custom_id not in done:
-                self.errors.append(_record(line, None, {"code": "batch_expired", "message": message}))
-
-    async def _work(self, todo: Iterator[InputLine]) -> None:
-        """Run lines from ``todo`` (shared by the batch's workers) one at a time, each in a slot, until
-        none is left or the batch stops taking new ones (cancelled, expired); a line started finishes."""
-        for line in todo:
-            async with self.runner.slots.hold():
-                if self._stopped():
-                    return
-                status, body = await self.runner.execute(self.tenant, self.job.request["endpoint"],
-                                                         line.body)  # fmt: skip
-            response = {"status_code": status, "request_id": f"req_{uuid.uuid4().hex}", "body": body}
-            (self.output if status == 200 else self.errors).append(_record(line, response, None))
-
-    def _stopped(self) -> bool:
-        if time.time() > self.job.request["expires_at"]:
-            self.expired = True
-        return self.expired or self.runner.is_cancelled(self.job.id)
-
-    async def _finalize(self) -> None:
-        for name in ("output", "error"):
-            key, path = (
-                f"{name}_file_id",
-                self.work_dir / ("output.jsonl" if name == "output" else "errors.jsonl"),
-            )
-            if self.state.get(key) is None and path.exists() and path.stat().st_size:
-                self.state[key] = await run_in_threadpool(self._publish, path, name)
-        if self.status == "cancelling":
-            self.state["cancelled_at"] = _now()
-            await self.move(("cancelling",), "cancelled")
-        elif "expired_at" in self.state:
-            await self.move(("finalizing",), "expired")
-        else:
-            self.state["completed_at"] = _now()
-            await self.move(("finalizing",), "completed")
-
-    def _publish(self, path: Path, name: str) -> str:
-        """The log as a ``batch_output`` file of the tenant (OpenAI's purpose for both result files)."""
-        file_id = new_file_id()
-        dest = self.runner.data_dir / "files" / str(self.tenant.id) / file_id
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(path.read_bytes())
-        filename, size = f"{self.job.id}_{name}.jsonl", dest.stat().st_size
-        create_file(self.cp, file_id=file_id, tenant_id=self.tenant.id, purpose="batch_output",
-                    filename=filename, size=size, path=str(dest))  # fmt: skip
-        return file_id
-
-    def _count(self) -> None:
-        counts = self.state.setdefault("request_counts", {"total": 0, "completed": 0, "failed": 0})
-        counts.update(completed=len(self.output), failed=len(self.errors))
-
-    async def _flush_counts(self) -> None:
-        while True:
-            await asyncio.sleep(_FLUSH_S)
-            self._count()
-            await run_in_threadpool(update_job, self.cp, self.job.id, result=dict(self.state))
-
-    async def move(self, from_statuses: tuple[str, ...], to: str) -> None:
-        """Compare-and-set the row's status (with the batch's state as its result); when the row had moved
-        on (cancelled meanwhile), follow it."""
-        result = dict(self.state)
-        moved = await run_in_threadpool(transition, self.cp, self.job.id, from_statuses, to, result=result)
-        if moved:
-            self.status = to
-            return
-        job = await run_in_threadpool(get_job, self.cp, self.job.id)
-        assert job is not None
-        self.state, self.status = {**(job.result or {}), **self.state}, job.status
-
-
-def _copy_and_read(source: Path, copy: Path, endpoint: str) -> tuple[list[InputLine], list[dict[str, Any]]]:
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    copy.write_bytes(source.read_bytes())
-    return read_input(copy, endpoint)
-
-
-def _record(line: InputLine, response: dict[str, Any] | None, error: dict[str, Any] | None) -> dict[str, Any]:
-    return {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": line.custom_id, "response": response,
-            "error": error}  # fmt: skip
-
-
 def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _now() -> int:
-    return int(time.time())

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 import torch
 
-from plinth.engine import AsyncLLMEngine, EngineConfig, LLMEngine, PromptTooLongError, SamplingParams
+from plinth.engine import (
+    BATCH_PRIORITY,
+    INTERACTIVE_PRIORITY,
+    AsyncLLMEngine,
+    EngineConfig,
+    LLMEngine,
+    PromptTooLongError,
+    SamplingParams,
+)
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
 
@@ -143,10 +152,10 @@ def test_a_failing_request_fails_alone(reference, monkeypatch):
     poisoned = engine.add_request(prompts[1], GREEDY)
     ids = {engine.add_request(p, GREEDY): i for i, p in enumerate(prompts) if i != 1}
 
-    def flaky(batch):
+    def flaky(batch, interrupt=None):
         if any(item.seq.request_id == poisoned for item in batch):
             raise RuntimeError("boom")
-        return run(batch)
+        return run(batch, interrupt)
 
     monkeypatch.setattr(engine.runner, "run", flaky)
     produced: dict[str, list[int]] = {}
@@ -157,3 +166,28 @@ def test_a_failing_request_fails_alone(reference, monkeypatch):
             reasons[out.request_id] = out.finish_reason
     assert reasons[poisoned] == "error" and engine.stats().kv_blocks_used == 0
     assert {rid: produced[rid] for rid in ids} == {rid: expected[i] for rid, i in ids.items()}
+
+
+def test_batch_steps_given_up_for_a_newcomer_change_no_token(reference):
+    """Batch-only steps interrupted after their first layer (K/V half written, prefill chunks included)
+    rerun to the same greedy tokens; steps holding an interactive request are never interrupted."""
+    path, prompts, expected = reference
+    engine = LLMEngine(EngineConfig(model=path, max_num_batched_tokens=16))
+    batch = dataclasses.replace(GREEDY, priority=BATCH_PRIORITY)
+    ids = {engine.add_request(p, batch): i for i, p in enumerate(prompts[1:], start=1)}
+    interactive = engine.add_request(prompts[0], dataclasses.replace(GREEDY, priority=INTERACTIVE_PRIORITY))
+    asked = {"steps": 0, "layers": 0}
+
+    def arrived() -> int:  # an interactive request "arrives" at the second layer of every other step
+        asked["layers"] += 1
+        return INTERACTIVE_PRIORITY if asked["steps"] % 2 == 0 and asked["layers"] == 2 else 1 << 30
+
+    produced: dict[str, list[int]] = {}
+    while engine.has_unfinished():
+        asked["steps"], asked["layers"] = asked["steps"] + 1, 0
+        for out in engine.step(arrived):
+            produced.setdefault(out.request_id, []).extend(out.new_token_ids)
+    assert engine.stats().num_interrupted_steps > 5
+    assert produced[interactive] == expected[0]
+    assert {rid: produced[rid] for rid in ids} == {rid: expected[i] for rid, i in ids.items()}
+    assert engine.stats().kv_blocks_used == 0

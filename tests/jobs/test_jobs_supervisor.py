@@ -141,7 +141,9 @@ def test_a_job_resumes_from_its_newest_checkpoint_after_a_restart(env):
     new_job(cp, "job-s", steps=60, every=5, sleep=0.05)
     first.start()
     deadline = time.monotonic() + 60
-    while not [m for m in messages(cp, "job-s") if m.startswith("Job started")] or not _checkpoints(cp):
+    while not [m for m in messages(cp, "job-s") if m.startswith("Job started")] or not _checkpoints(
+        cp, "job-s"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     first.stop()  # the server goes away mid-job: the worker is terminated, the job stays running
@@ -154,7 +156,44 @@ def test_a_job_resumes_from_its_newest_checkpoint_after_a_restart(env):
     assert f"Resumed from checkpoint at step {job.result['resumed_from']}" in messages(cp, "job-s")
 
 
-def _checkpoints(cp):
+def _checkpoints(cp, job_id: str):
     from plinth.control.jobs import list_checkpoints
 
-    return list_checkpoints(cp, "job-s")
+    return list_checkpoints(cp, job_id)
+
+
+def test_a_second_server_on_the_control_plane_never_runs_a_running_job(env):
+    """Two servers, one database: the one starting later leaves the other's running job alone (it holds
+    the job's claim), and a queued job is started by exactly one of them."""
+    cp, supervisor = env
+    first, second = supervisor(), supervisor()
+    new_job(cp, "job-1", steps=30, sleep=0.05)
+    run_until(first, cp, "job-1", ("running",))
+    assert get_job(cp, "job-1").claimed_by == first.owner
+    second.start()  # a restart of *another* server re-queues only jobs nobody holds
+    new_job(cp, "job-2", steps=2)
+    for _ in range(10):
+        second.tick()  # takes job-2, never job-1
+        first.tick()
+        time.sleep(0.05)
+    job = run_until(first, cp, "job-1", ("succeeded", "failed"))
+    assert job.status == "succeeded" and job.attempts == 1 and job.claimed_by is None
+    assert [m for m in messages(cp, "job-1") if m.startswith("Job started")] == ["Job started (attempt 1)"]
+    assert run_until(second, cp, "job-2", ("succeeded",)).attempts == 1
+
+
+def test_a_dead_servers_job_is_taken_over_once_its_lease_runs_out(env):
+    cp, supervisor = env
+    dead, alive = supervisor(lease_s=1.5), supervisor(lease_s=1.5)
+    new_job(cp, "job-d", steps=60, every=5, sleep=0.05)
+    run_until(dead, cp, "job-d", ("running",))
+    while not _checkpoints(cp, "job-d"):
+        dead.tick()
+        time.sleep(0.05)
+    worker = dead._workers["job-d"].process
+    worker.kill()  # the server dies: its worker is gone, nothing renews or releases the claim
+    worker.join()
+    alive.tick()
+    assert get_job(cp, "job-d").status == "running"  # the lease still runs: not taken yet
+    job = run_until(alive, cp, "job-d", ("succeeded", "failed"))
+    assert job.status == "succeeded" and job.attempts == 2 and job.result["resumed_from"] >= 5
