@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from plinth.control import LOCAL_TENANT, ControlPlane, Tenant, authenticate, get_or_create_tenant, hash_key
+from plinth.control import LOCAL_TENANT, ControlPlane, Tenant, authenticate, get_or_create_tenant
 from plinth.server.errors import APIError
 from plinth.server.quotas import admit
-from plinth.server.state import ServerState
 
 __all__ = ["local_tenant", "require_tenant"]
 
@@ -27,13 +26,13 @@ def require_tenant(request: Request) -> Tenant:
     """FastAPI dependency: the caller's tenant, or a 401. Sync on purpose: FastAPI runs it in a thread,
     so the database lookup never blocks the event loop."""
     state = request.app.state.plinth
-    tenant = state.no_auth_tenant or _tenant_from_header(state, request)
+    tenant = state.no_auth_tenant or _tenant_from_header(state.control_plane, request)
     request.state.tenant = tenant
     admit(state.quotas, tenant, request.url.path)  # 429 past the tenant's rate limits
     return tenant
 
 
-def _tenant_from_header(state: ServerState, request: Request) -> Tenant:
+def _tenant_from_header(cp: ControlPlane, request: Request) -> Tenant:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -42,9 +41,7 @@ def _tenant_from_header(state: ServerState, request: Request) -> Tenant:
             "Missing API key: send 'Authorization: Bearer <key>' (create one with `plinth keys create`).",
             code="missing_api_key",
         )
-    tenant = authenticate(state.control_plane, key.strip())
+    tenant = authenticate(cp, key.strip())
     if tenant is None:
         raise APIError(401, "Invalid API key.", code="invalid_api_key")
-    if state.quotas is not None:  # its next requests are admitted, or refused, before routing
-        state.quotas.remember_key(hash_key(key.strip()), tenant.id)
     return tenant

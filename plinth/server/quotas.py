@@ -19,7 +19,6 @@ a limit. Metrics, labelled by tenant id (``/metrics`` needs no key, so names sta
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 import time
@@ -31,15 +30,13 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plinth.control import ControlPlane, Tenant, hash_key
+from plinth.control import ControlPlane, Tenant
 from plinth.control.tenant_limits import TenantLimits, get_limits
 from plinth.server.errors import APIError
 
 __all__ = ["Account", "QuotaGate", "QuotaMiddleware", "acting_for", "admit", "charge_tokens", "share_group"]
 
 UNLIMITED_PATHS = ("/v1/admin/",)
-LIMITED_PREFIXES = ("/v1/", "/invocations")  # the routes that require a key
-_MAX_REMEMBERED_KEYS = 10_000
 
 
 @dataclass(slots=True)
@@ -99,7 +96,6 @@ class QuotaGate:
         self._lock = threading.Lock()
         self._tenants: dict[int, _TenantState] = {}
         self._limits: dict[int, tuple[float, TenantLimits]] = {}
-        self._keys: dict[str, tuple[float, int]] = {}  # key hash -> (when authenticated, tenant id)
         self.requests = Counter(
             "plinth_tenant_requests", "Requests per tenant, admitted or rate_limited.",
             ["tenant_id", "outcome"], registry=registry,
@@ -130,19 +126,6 @@ class QuotaGate:
             cached = (now, get_limits(self.cp, tenant_id))
             self._limits[tenant_id] = cached
         return cached[1]
-
-    def remember_key(self, key_hash: str, tenant_id: int) -> None:
-        """Note that this key just authenticated as ``tenant_id`` (see :meth:`known_tenant`)."""
-        if len(self._keys) >= _MAX_REMEMBERED_KEYS:
-            self._keys.clear()  # a bound, not an LRU: the next requests simply authenticate again
-        self._keys[key_hash] = (self.clock(), tenant_id)
-
-    def known_tenant(self, key_hash: str) -> int | None:
-        """The tenant this key authenticated as within the last ``cache_s`` seconds, else None."""
-        seen = self._keys.get(key_hash)
-        if seen is None or self.clock() - seen[0] > self.cache_s:
-            return None
-        return seen[1]
 
     def forget(self, tenant_id: int) -> None:
         """Drop the cached limits and buckets (after they were changed)."""
@@ -250,21 +233,10 @@ def charge_tokens(tokens: int) -> None:
 
 
 class QuotaMiddleware:
-    """Gives each HTTP request an :class:`Account`, refuses a known key's request over its tenant's
-    limits before anything else runs, and releases the request's slot when it is done.
+    """Gives each HTTP request an :class:`Account` and releases its slot when the request is done."""
 
-    Outermost but for the request metrics: a request whose key authenticated in the last ``cache_s``
-    seconds is admitted (or refused with the same 429) here, before the body is read, routing and the
-    key lookup in a worker thread. A flood's refusals then cost the server little of the CPU and the
-    GIL that the other tenants' generations need. A refusal yields to the event loop once before it
-    answers, so clients on the same loop (the in-process tests) cannot starve the others. An admitted
-    request is still authenticated by its route (a key revoked in the last ``cache_s`` seconds may get
-    this 429 rather than its 401).
-    """
-
-    def __init__(self, app: ASGIApp, gate: QuotaGate) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -273,39 +245,7 @@ class QuotaMiddleware:
         account = Account()
         token = _ACCOUNT.set(account)
         try:
-            refusal = _admit_known_key(self.gate, scope, account)
-            if refusal is not None:
-                await asyncio.sleep(0)
-                await refusal.response()(scope, receive, send)
-                return
             await self.app(scope, receive, send)
         finally:
             account.release()
             _ACCOUNT.reset(token)
-
-
-def _admit_known_key(gate: QuotaGate, scope: Scope, account: Account) -> APIError | None:
-    """Admit a request by its recently authenticated key into ``account``; the 429 when its tenant is
-    over a limit; None (nothing done) when the key is unknown or absent or the route is not limited."""
-    path: str = scope["path"]
-    if not path.startswith(LIMITED_PREFIXES) or path.startswith(UNLIMITED_PATHS):
-        return None
-    key = _bearer(scope)
-    tenant_id = gate.known_tenant(hash_key(key)) if key else None
-    if tenant_id is None:
-        return None
-    try:
-        gate.admit(tenant_id)
-    except APIError as err:
-        return err
-    account.tenant_id, account.gate = tenant_id, gate
-    return None
-
-
-def _bearer(scope: Scope) -> str | None:
-    """The key of an ``Authorization: Bearer <key>`` header, else None."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, key = value.decode("latin-1").partition(" ")
-            return key.strip() or None if scheme.lower() == "bearer" else None
-    return None
