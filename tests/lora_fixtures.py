@@ -17,6 +17,7 @@ from __future__ import annotations
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -84,3 +85,20 @@ def _randomise_lora_b(model: torch.nn.Module, seed: int) -> None:
         for name, param in sorted(model.named_parameters()):
             if ".lora_B." in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+
+
+def greedy_tokens_and_logprobs(
+    engine: Any, prompts: list[list[int]], max_tokens: int, adapter: str | None
+) -> list[tuple[list[int], list[float]]]:
+    """Each prompt's greedy tokens and their logprobs, decoded together in one engine (``LLMEngine``):
+    what two engines that must agree (packed or quantized against plain) are compared on."""
+    from plinth.engine import SamplingParams
+
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True, logprobs=0)
+    ids = [engine.add_request(p, params, adapter=adapter) for p in prompts]
+    got: dict[str, tuple[list[int], list[float]]] = {i: ([], []) for i in ids}
+    while engine.has_unfinished():
+        for out in engine.step():
+            got[out.request_id][0].extend(out.new_token_ids)
+            got[out.request_id][1].extend(lp.logprob for lp in out.new_logprobs or [])
+    return [got[i] for i in ids]

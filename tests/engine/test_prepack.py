@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from lora_fixtures import make_peft_adapter
+from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 
 import plinth.engine.model_runner as model_runner
-from plinth.engine import EngineConfig, LLMEngine, SamplingParams
+from plinth.engine import EngineConfig, LLMEngine
 from plinth.engine.lora.layers import LoraLinear
 from plinth.engine.prepack import OneDnnWeight, can_prepack
 from plinth.engine.quantization import QuantizedLinear
@@ -32,14 +32,7 @@ def test_packed_product_is_the_linear_product(rows: int) -> None:
 
 
 def _decode(engine: LLMEngine, adapter: str | None) -> list[tuple[list[int], list[float]]]:
-    params = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True, logprobs=0)
-    ids = [engine.add_request(p, params, adapter=adapter) for p in PROMPTS]
-    got: dict[str, tuple[list[int], list[float]]] = {i: ([], []) for i in ids}
-    while engine.has_unfinished():
-        for out in engine.step():
-            got[out.request_id][0].extend(out.new_token_ids)
-            got[out.request_id][1].extend(lp.logprob for lp in out.new_logprobs or [])
-    return [got[i] for i in ids]
+    return greedy_tokens_and_logprobs(engine, PROMPTS, 6, adapter)
 
 
 def test_prepacked_engine_with_lora_decodes_as_the_unpacked_one(

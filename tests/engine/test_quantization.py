@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lora_fixtures import make_peft_adapter
+from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 from torch import nn
 
-from plinth.engine import EngineConfig, LLMEngine, SamplingParams
+from plinth.engine import EngineConfig, LLMEngine
 from plinth.engine.quantization import INT4_GROUP, PackedWeight, QuantizedLinear
 
 STEPS = 6
@@ -46,14 +46,7 @@ def _linears(engine: LLMEngine) -> dict[str, nn.Module]:
 
 
 def _run(engine: LLMEngine, adapter: str | None) -> list[tuple[list[int], list[float]]]:
-    params = SamplingParams(max_tokens=STEPS, temperature=0.0, ignore_eos=True, logprobs=0)
-    ids = [engine.add_request(p, params, adapter=adapter) for p in PROMPTS]
-    got: dict[str, tuple[list[int], list[float]]] = {i: ([], []) for i in ids}
-    while engine.has_unfinished():
-        for out in engine.step():
-            got[out.request_id][0].extend(out.new_token_ids)
-            got[out.request_id][1].extend(lp.logprob for lp in out.new_logprobs or [])
-    return [got[i] for i in ids]
+    return greedy_tokens_and_logprobs(engine, PROMPTS, STEPS, adapter)
 
 
 @pytest.mark.parametrize("method", ["int8", "int4"])
