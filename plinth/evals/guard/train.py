@@ -136,27 +136,47 @@ def write_data_card(
         "|---|---:|",
         *[f"| {key} | {count} |" for key, count in sorted(report.rows.items())],
         "",
-        "Benign *test* splits (30 % of each benign source by text hash) are never trained on; they set the "
-        "thresholds below. BIPIA attacks appear only planted in email/table contexts (start/middle/end), and "
-        "short deepset/pallms injections are also planted in benign training documents (data stage).",
-        "",
-        "Hard negatives (`hard_negative`, `plinth/evals/guard/hardneg.py`) are training rows only: prompts "
-        "that translate, role-play, quote system prompts, decode a user's base64 or ask to ignore a typo, "
-        "from templates filled with SciFact claims, Self-Instruct tasks and movie titles and plots; and "
-        "documents full of how-to imperatives (the CUR query library's pages) or movie plots with "
-        "editorial notes. The look-alike set below was written separately and is never trained on.",
-        "",
-        "Benign input-stage text covers serious topics on purpose: BIPIA's real user questions, SciFact "
-        "claims (medicine, biology) and movie plots (wars, crimes, horror) pasted into requests "
-        '("Summarise this: …", "Who directed the film described here? …"), next to deepset benign '
-        "prompts, every Self-Instruct seed task with its input, and a capped GSM8K sample.",
-        "",
+        *_CARD_SOURCES_PROSE,
         *[f"- {note}" for note in report.notes],
         "",
         "## Licences",
         "",
         *[f"- {source}: {LICENCES[source]}" for source in sources],
         "",
+        *_thresholds_section(report),
+        *_fenced("## False alarms on the look-alike benign set (`plinth guard eval`)",
+                 lookalikes or "not run with this training"),
+        *_fenced("## Evaluation (leave-one-source-out, `plinth guard eval`)",
+                 eval_summary or "not run with this training; see `plinth guard eval`"),
+    ]  # fmt: skip
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+# What the card says about the corpus whatever was trained: how splits, hard negatives and benign
+# serious topics were chosen (the reasons a reader needs to trust the thresholds below them).
+_CARD_SOURCES_PROSE = [
+    "Benign *test* splits (30 % of each benign source by text hash) are never trained on; they set the "
+    "thresholds below. BIPIA attacks appear only planted in email/table contexts (start/middle/end), and "
+    "short deepset/pallms injections are also planted in benign training documents (data stage).",
+    "",
+    "Hard negatives (`hard_negative`, `plinth/evals/guard/hardneg.py`) are training rows only: prompts "
+    "that translate, role-play, quote system prompts, decode a user's base64 or ask to ignore a typo, "
+    "from templates filled with SciFact claims, Self-Instruct tasks and movie titles and plots; and "
+    "documents full of how-to imperatives (the CUR query library's pages) or movie plots with "
+    "editorial notes. The look-alike set below was written separately and is never trained on.",
+    "",
+    "Benign input-stage text covers serious topics on purpose: BIPIA's real user questions, SciFact "
+    "claims (medicine, biology) and movie plots (wars, crimes, horror) pasted into requests "
+    '("Summarise this: …", "Who directed the film described here? …"), next to deepset benign '
+    "prompts, every Self-Instruct seed task with its input, and a capped GSM8K sample.",
+    "",
+]
+
+
+def _thresholds_section(report: TrainReport) -> list[str]:
+    """The per-stage thresholds each strength maps to, with the benign rows that calibrated them."""
+    return [
         "## Thresholds (layered score: max of classifier, signatures, hidden characters)",
         "",
         "A signature scored ≥ 0.9 (e.g. instruction override) counts as 1.0 in the layered score, so it "
@@ -173,21 +193,12 @@ def write_data_card(
             for stage, t in sorted(report.thresholds.items())
         ],
         "",
-        "## False alarms on the look-alike benign set (`plinth guard eval`)",
-        "",
-        "```",
-        lookalikes or "not run with this training",
-        "```",
-        "",
-        "## Evaluation (leave-one-source-out, `plinth guard eval`)",
-        "",
-        "```",
-        eval_summary or "not run with this training; see `plinth guard eval`",
-        "```",
-        "",
     ]
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+
+
+def _fenced(heading: str, body: str) -> list[str]:
+    """A heading followed by ``body`` verbatim in a code fence (eval tables are fixed-width text)."""
+    return [heading, "", "```", body, "```", ""]
 
 
 def _model_line(report: TrainReport) -> str:
