@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -37,12 +38,12 @@ class AdapterRow:
 
 
 def add_adapter(
-    cp: ControlPlane, *, tenant_id: int | None, name: str, base_model: str, source: str, path: str
+    cp: ControlPlane, *, tenant_id: int | None, name: str, base_model: str, source: str, path: str | Path
 ) -> AdapterRow:
     """Record a registration (audited); raises :class:`AdapterExistsError` if the name is taken."""
     created_at = utcnow()
     insert = sa.insert(adapters).values(
-        tenant_id=tenant_id, name=name, base_model=base_model, source=source, path=path,
+        tenant_id=tenant_id, name=name, base_model=base_model, source=source, path=str(path),
         created_at=created_at,
     )  # fmt: skip
     try:
@@ -51,7 +52,7 @@ def add_adapter(
             record(conn, "adapter.add", tenant_id=tenant_id, name=name, base_model=base_model)
     except sa.exc.IntegrityError as exc:
         raise AdapterExistsError(f"an adapter named {name!r} already exists") from exc
-    return AdapterRow(row_id, tenant_id, name, base_model, source, path, created_at)
+    return AdapterRow(row_id, tenant_id, name, base_model, source, str(path), created_at)
 
 
 def remove_adapter(cp: ControlPlane, adapter_id: int) -> bool:

@@ -31,7 +31,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from plinth.adapters import AdapterConflictError, AdapterEntry, AdapterRegistry, is_local_source
+from plinth.adapters import (
+    AdapterConflictError,
+    AdapterEntry,
+    AdapterRegistry,
+    AdapterRegistryError,
+    is_local_source,
+)
 from plinth.artifacts import is_url
 from plinth.control import Tenant
 from plinth.server.auth import require_tenant
@@ -111,7 +117,13 @@ async def load_lora_adapter(body: LoadLoraRequest, request: Request) -> str:
         await asyncio.to_thread(registry.register, tenant, body.lora_name, body.lora_path)
     except AdapterConflictError as exc:  # registered concurrently under the same name
         raise _already_loaded(body.lora_name) from exc
+    except AdapterRegistryError as exc:  # the registry names /v1/adapters' fields: name this body's
+        param = _VLLM_FIELDS.get(exc.param or "", exc.param)
+        raise APIError(400, exc.message, param=param, code=exc.code) from exc
     return f"Success: LoRA adapter '{body.lora_name}' added successfully."
+
+
+_VLLM_FIELDS = {"source": "lora_path", "name": "lora_name"}
 
 
 @router.post("/unload_lora_adapter", response_class=PlainTextResponse)

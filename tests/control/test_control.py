@@ -245,7 +245,7 @@ def test_public_is_a_reserved_tenant_name() -> None:
 
 
 def _adapter(cp: ControlPlane, tenant_id: int | None, name: str = "sql"):
-    return add_adapter(cp, tenant_id=tenant_id, name=name, base_model="m", source="org/sql", path="/a")
+    return add_adapter(cp, tenant_id=tenant_id, name=name, base_model="m", source="org/sql", path=Path("/a"))
 
 
 def test_adapter_names_are_unique_per_owner_public_included(cp: ControlPlane) -> None:
