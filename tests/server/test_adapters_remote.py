@@ -13,7 +13,7 @@ import pytest
 from adapter_fixtures import MAX_TOKENS, PROMPT, control_plane, lora_model, reference
 from fastapi.testclient import TestClient
 from fsspec.implementations.memory import MemoryFileSystem
-from lora_fixtures import make_peft_adapter
+from lora_fixtures import make_lmi_archive, make_peft_adapter
 
 from plinth.config import Settings
 from plinth.server import create_app
@@ -31,13 +31,22 @@ def adapter(base, tmp_path_factory) -> Path:
     return make_peft_adapter(base, tmp_path_factory.mktemp("peft") / "sql", r=4, seed=0)
 
 
+@pytest.fixture(scope="module")
+def other(base, tmp_path_factory) -> Path:
+    return make_peft_adapter(base, tmp_path_factory.mktemp("peft") / "other", r=4, seed=1)
+
+
 @pytest.fixture
-def url(adapter) -> str:
-    """The adapter's files in a fresh folder of the (process-wide) memory filesystem."""
+def bucket(adapter, other, tmp_path) -> str:
+    """A fresh folder of the (process-wide) memory filesystem holding the adapter as a PEFT folder
+    (``sql/``) and an LMI archive of two adapters (``lmi.tar.gz``: ``adapters/a``, ``adapters/b``)."""
     fs, root = fsspec.filesystem("memory"), f"/bucket-{uuid.uuid4().hex}"
     for file in adapter.iterdir():
         fs.put_file(str(file), f"{root}/sql/{file.name}")
-    yield f"memory://{root}/sql"
+    fs.put_file(
+        str(make_lmi_archive(tmp_path / "lmi.tar.gz", {"a": adapter, "b": other})), f"{root}/lmi.tar.gz"
+    )
+    yield f"memory://{root}"
     fs.rm(root, recursive=True)
 
 
@@ -60,12 +69,14 @@ def _complete(client, keys, model: str):
     return client.post("/v1/completions", json=body, headers=keys.auth("acme"))
 
 
-def test_a_url_adapter_is_served_fetched_once_and_found_by_a_second_app(
-    base, adapter, url, downloads, tmp_path
+def test_url_adapters_are_served_fetched_once_and_found_by_a_second_app(
+    base, adapter, other, bucket, downloads, tmp_path
 ):
+    url = f"{bucket}/sql"
     cp, keys = control_plane(tmp_path)
     models = [lora_model(base), lora_model(base)]
-    want = models[0].decode(reference(base, adapter))
+    want, want_b = (models[0].decode(reference(base, folder)) for folder in (adapter, other))
+    assert want != want_b
     files = len(list(adapter.iterdir()))
     try:
         with TestClient(create_app(Settings(data_dir=tmp_path / "one"), [models[0]], cp)) as one:
@@ -86,10 +97,16 @@ def test_a_url_adapter_is_served_fetched_once_and_found_by_a_second_app(
             )
             assert len(downloads) == files  # the cached copy was reused
 
+            archive = {"source": f"{bucket}/lmi.tar.gz"}  # no name: every adapter it holds
+            r = one.post("/v1/adapters", json=archive, headers=keys.auth("admin"))
+            assert sorted(card["name"] for card in r.json()["data"]) == ["a", "b"], r.text
+            assert len(downloads) == files + 1
+
         # Another process (its own data dir and engine) on the same control plane fetches it itself.
         with TestClient(create_app(Settings(data_dir=tmp_path / "two"), [models[1]], cp)) as two:
             assert _complete(two, keys, "sql2").json()["choices"][0]["text"] == want
-            assert len(downloads) == 2 * files
+            assert _complete(two, keys, "b").json()["choices"][0]["text"] == want_b  # picked by name
+            assert len(downloads) == 2 * (files + 1)  # a and b: one archive, fetched once
     finally:
         for model in models:
             model.shutdown()
