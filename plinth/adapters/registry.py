@@ -8,11 +8,10 @@ tenant's adapter resolves to nothing, so the caller answers exactly as for an un
 Registrations are persisted in the control plane (unless they come from ``--adapters DIR``, which is
 re-read at every start) and :meth:`AdapterRegistry.restore` registers them again at start. A source that
 is an fsspec URL (``s3://...``) is fetched into ``cache_dir/remote`` and recorded as the URL, so a process
-on another machine fetches it too. Processes
-sharing one control plane (API servers, Ray replicas) catch up with each other through
-:meth:`AdapterRegistry.sync`: a listing syncs, and so does a lookup of a name not known here. Mutations
-run in worker threads (they read adapter files) and are serialised by one lock; lookups of known names
-only read a dict, so requests never wait behind a registration::
+on another machine fetches it too. Processes sharing one control plane (API servers, Ray replicas) catch
+up with each other through :meth:`AdapterRegistry.sync`: a listing syncs, and so does a lookup of a name
+not known here. Mutations run in worker threads (they read adapter files) and are serialised by one
+lock; lookups of known names only read a dict, so requests never wait behind a registration::
 
     registry = AdapterRegistry(models, control_plane, data_dir / "adapters")
     [entry] = registry.register(tenant, "sql", "/srv/sql-lora")     # in a worker thread

@@ -5,6 +5,7 @@ URL no installed implementation serves is refused up front (also as the ``artifa
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fsspec
@@ -78,3 +79,29 @@ def test_the_artifact_store_setting_must_be_a_url_fsspec_serves(tmp_path: Path) 
     for bad in ("plinth-artifacts", "nosuch://bucket"):
         with pytest.raises(ValidationError, match="artifact_store"):
             Settings(data_dir=tmp_path, artifact_store=bad)
+
+
+def test_a_fine_tune_whose_registration_fails_leaves_nothing_in_the_store(
+    bucket: str, tmp_path: Path
+) -> None:
+    from plinth.adapters import AdapterRegistryError
+    from plinth.control.jobs import JobRow
+    from plinth.server.app import _publish_adapter
+
+    uploaded = []
+
+    class Refusing:  # the registry's answer to an adapter that does not fit the base model
+        def register(self, tenant, name, source, **kwargs):
+            uploaded.extend(fsspec.filesystem("memory").ls(source.removeprefix("memory://"), detail=False))
+            raise AdapterRegistryError("adapter 'ft': rank 64 exceeds --max-lora-rank 16", param="source")
+
+    adapter = fetch(f"memory://{bucket}/sql", tmp_path)
+    request = {"tenant": "acme", "fine_tuned_model": "ft", "model": "base"}
+    job = JobRow(
+        "ftjob-1", 1, "fine_tune", "running", request, None, None, False, 0, datetime.now(UTC), None, None
+    )
+    store = f"memory://{bucket}/store"
+    with pytest.raises(AdapterRegistryError):
+        _publish_adapter(Refusing(), store, job, {"adapter_path": str(adapter)})  # type: ignore[arg-type]
+    assert len(uploaded) == 2  # it was uploaded, and registered from the store's URL
+    assert not fsspec.filesystem("memory").exists(f"{bucket}/store/fine_tuned/ftjob-1")
