@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 class ArtifactError(ValueError):
     """A URL that cannot be read or written; ``code`` says why (``unsupported_protocol``,
-    ``artifact_not_found``, ``invalid_artifact``, ``artifact_unreadable``)."""
+    ``artifact_not_found``, ``artifact_too_large``, ``invalid_artifact``, ``artifact_unreadable``)."""
 
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
@@ -55,11 +55,16 @@ def check_url(url: str) -> str:
     return url
 
 
-def fetch(url: str, cache_dir: Path) -> Path:
-    """A local copy of the file or folder at ``url``: ``cache_dir/<digest>/<its name>``."""
+def fetch(url: str, cache_dir: Path, max_bytes: int | None = None) -> Path:
+    """A local copy of the file or folder at ``url``: ``cache_dir/<digest>/<its name>``. One whose
+    listed size passes ``max_bytes`` is refused before anything is downloaded."""
     fs, root = _filesystem(url)
     name = posixpath.basename(root.rstrip("/")) or "artifact"
     files = _listing(fs, root, name, url)
+    size = sum(meta.get("size") or 0 for _, meta in files.values())
+    if max_bytes is not None and size > max_bytes:
+        message = f"{url} holds {size} bytes, more than the {max_bytes} allowed (max_upload_mb)"
+        raise ArtifactError(message, "artifact_too_large")
     dest = Path(cache_dir) / _fingerprint(url, files)
     if not dest.is_dir():
         _download(fs, files, dest, url)

@@ -92,9 +92,15 @@ def check_adapter_name(name: str, models: Mapping[str, AdapterHost]) -> str:
 
 class AdapterRegistry:
     def __init__(
-        self, models: Mapping[str, AdapterHost], control_plane: ControlPlane, cache_dir: Path
+        self,
+        models: Mapping[str, AdapterHost],
+        control_plane: ControlPlane,
+        cache_dir: Path,
+        *,
+        max_fetch_bytes: int | None = None,  # the most a URL source may hold (an upload's limit)
     ) -> None:
         self.models, self.control_plane, self.cache_dir = models, control_plane, Path(cache_dir)
+        self.max_fetch_bytes = max_fetch_bytes
         self._entries: dict[tuple[Owner, str], AdapterEntry] = {}
         self._write = threading.Lock()
         self._next_miss_sync = 0.0
@@ -160,7 +166,7 @@ class AdapterRegistry:
             check_adapter_name(name, self.models)
         if base_model is not None and base_model not in self.models:
             raise AdapterRegistryError(f"base_model '{base_model}' is not served here", param="base_model")
-        found = _resolve_source(source, self.cache_dir, name)  # may download or extract: outside the lock
+        found = self._resolve_source(source, name)  # may download or extract: outside the lock
         origin = source if is_url(source) else None  # what other processes fetch it from
         with self._write:
             done: list[AdapterEntry] = []
@@ -219,7 +225,18 @@ class AdapterRegistry:
         """The row's folder here: its path, or the local copy of its URL (fetched once per version)."""
         if not is_url(row.path):
             return Path(row.path)
-        return _resolve_source(row.path, self.cache_dir, row.name)[0][1]  # the name picks one adapter
+        return self._resolve_source(row.path, row.name)[0][1]  # the name picks one adapter
+
+    def _resolve_source(self, source: str, name: str | None) -> list[tuple[str, Path]]:
+        """Local folders for ``source``; a URL's files are fetched first, into ``cache_dir/remote``."""
+        try:
+            remote = self.cache_dir / "remote"
+            local = str(fetch(source, remote, self.max_fetch_bytes)) if is_url(source) else source
+            return resolve_adapter_source(local, self.cache_dir, name)
+        except ArtifactError as exc:
+            raise AdapterRegistryError(str(exc), param="source", code=exc.code) from exc
+        except AdapterError as exc:
+            raise AdapterRegistryError(str(exc), param="source", code="invalid_adapter") from exc
 
     def register_dir(self, directory: Path) -> list[AdapterEntry]:
         """``--adapters DIR``: every adapter subfolder of ``directory`` as public, not persisted (the
@@ -327,17 +344,6 @@ class _Stored:
     folder: Path
     source: str
     origin: str | None
-
-
-def _resolve_source(source: str, cache_dir: Path, name: str | None) -> list[tuple[str, Path]]:
-    """Local folders for ``source``; a URL's files are fetched first, into ``cache_dir/remote``."""
-    try:
-        local = str(fetch(source, cache_dir / "remote")) if is_url(source) else source
-        return resolve_adapter_source(local, cache_dir, name)
-    except ArtifactError as exc:
-        raise AdapterRegistryError(str(exc), param="source", code=exc.code) from exc
-    except AdapterError as exc:
-        raise AdapterRegistryError(str(exc), param="source", code="invalid_adapter") from exc
 
 
 def _with(entry: AdapterEntry, **changes: Any) -> AdapterEntry:

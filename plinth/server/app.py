@@ -56,7 +56,7 @@ from plinth.server.auth import local_tenant
 from plinth.server.batch_runner import BatchRunner
 from plinth.server.errors import install_error_handlers
 from plinth.server.fine_tuning_api import KIND
-from plinth.server.limits import RequestLimitsMiddleware
+from plinth.server.limits import MB, RequestLimitsMiddleware
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
 from plinth.server.openapi import document_api
 from plinth.server.quotas import QuotaGate, QuotaMiddleware
@@ -89,7 +89,12 @@ def create_app(
         metrics=Metrics(),
         embedder=embedder,
         no_auth_tenant=local_tenant(control_plane) if settings.no_auth else None,
-        adapters=AdapterRegistry(served, control_plane, Path(settings.data_dir) / "adapters"),
+        adapters=AdapterRegistry(
+            served,
+            control_plane,
+            Path(settings.data_dir) / "adapters",
+            max_fetch_bytes=settings.max_upload_mb * MB,
+        ),
     )
     assert state.adapters is not None
     state.quotas = QuotaGate(control_plane, state.metrics.registry)

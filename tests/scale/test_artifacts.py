@@ -66,6 +66,13 @@ def test_bad_urls_are_refused_with_a_reason(url: str, code: str, tmp_path: Path)
     assert caught.value.code == code
 
 
+def test_a_fetch_past_its_size_limit_downloads_nothing(bucket: str, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError) as caught:
+        fetch(f"memory://{bucket}/sql", tmp_path / "cache", max_bytes=11)  # it holds 8 + 4 bytes
+    assert caught.value.code == "artifact_too_large" and not (tmp_path / "cache").exists()
+    assert fetch(f"memory://{bucket}/sql", tmp_path / "cache", max_bytes=12).is_dir()
+
+
 def test_an_upload_round_trips_through_file_urls(bucket: str, tmp_path: Path) -> None:
     local = fetch(f"memory://{bucket}/sql", tmp_path / "cache")
     store = f"file://{tmp_path / 'store'}/ft-1"
