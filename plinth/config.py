@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # jobs (fine-tuning): one worker process at a time by default, a queue behind it
     max_concurrent_jobs: int = Field(1, ge=1, le=16)
     job_threads: int = Field(2, ge=1, le=256)  # torch threads in a job's worker process
+    # an fsspec URL (s3://bucket/plinth) a finished fine-tune's adapter is also uploaded to, and served
+    # from by every process on the control plane; None: <data_dir>/fine_tuned only (a shared path)
+    artifact_store: str | None = None
     # batches and asynchronous inference: run in the server on its engine, below interactive requests
     batch_max_lines_in_flight: int = Field(16, ge=1, le=4096)  # batch lines generating at once (all batches)
     batch_lines_in_flight_when_busy: int = Field(4, ge=1, le=4096)  # ... while interactive requests run
@@ -149,6 +152,23 @@ class Settings(BaseSettings):
         if self.merge_lora is not None and not self.adapters:
             raise ValueError("merge_lora names an adapter folder of `adapters`; give --adapters DIR too")
         return self
+
+    @field_validator("artifact_store")
+    @classmethod
+    def _check_artifact_store(cls, value: str | None) -> str | None:
+        """Refused at start, not when the first fine-tune ends: a URL whose protocol fsspec serves here."""
+        if value is None:
+            return None
+        from plinth.artifacts import ArtifactError, check_url, is_url  # fsspec only when it is set
+
+        if not is_url(value):
+            raise ValueError(
+                f"artifact_store must be an fsspec URL such as s3://bucket/plinth, not {value!r}"
+            )
+        try:
+            return check_url(value)
+        except ArtifactError as exc:
+            raise ValueError(str(exc)) from exc
 
     @field_validator("device")
     @classmethod

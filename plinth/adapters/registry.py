@@ -6,11 +6,12 @@ collide. A request's ``model`` resolves to the tenant's own adapter, else a publ
 tenant's adapter resolves to nothing, so the caller answers exactly as for an unknown model.
 
 Registrations are persisted in the control plane (unless they come from ``--adapters DIR``, which is
-re-read at every start) and :meth:`AdapterRegistry.restore` registers them again at start. Processes
-sharing one control plane (API servers, Ray replicas) catch up with each other through
-:meth:`AdapterRegistry.sync`: a listing syncs, and so does a lookup of a name not known here. Mutations
-run in worker threads (they read adapter files) and are serialised by one lock; lookups of known names
-only read a dict, so requests never wait behind a registration::
+re-read at every start) and :meth:`AdapterRegistry.restore` registers them again at start. A source that
+is an fsspec URL (``s3://...``) is fetched into ``cache_dir/remote`` and recorded as the URL, so a process
+on another machine fetches it too. Processes sharing one control plane (API servers, Ray replicas) catch
+up with each other through :meth:`AdapterRegistry.sync`: a listing syncs, and so does a lookup of a name
+not known here. Mutations run in worker threads (they read adapter files) and are serialised by one
+lock; lookups of known names only read a dict, so requests never wait behind a registration::
 
     registry = AdapterRegistry(models, control_plane, data_dir / "adapters")
     [entry] = registry.register(tenant, "sql", "/srv/sql-lora")     # in a worker thread
@@ -32,6 +33,7 @@ from typing import Any
 
 from plinth.adapters.errors import AdapterConflictError, AdapterRegistryError
 from plinth.adapters.served import AdapterModel
+from plinth.artifacts import ArtifactError, fetch, is_url
 from plinth.control import (
     PUBLIC_OWNER,
     AdapterExistsError,
@@ -90,9 +92,15 @@ def check_adapter_name(name: str, models: Mapping[str, AdapterHost]) -> str:
 
 class AdapterRegistry:
     def __init__(
-        self, models: Mapping[str, AdapterHost], control_plane: ControlPlane, cache_dir: Path
+        self,
+        models: Mapping[str, AdapterHost],
+        control_plane: ControlPlane,
+        cache_dir: Path,
+        *,
+        max_fetch_bytes: int | None = None,  # the most a URL source may hold (an upload's limit)
     ) -> None:
         self.models, self.control_plane, self.cache_dir = models, control_plane, Path(cache_dir)
+        self.max_fetch_bytes = max_fetch_bytes
         self._entries: dict[tuple[Owner, str], AdapterEntry] = {}
         self._write = threading.Lock()
         self._next_miss_sync = 0.0
@@ -158,12 +166,14 @@ class AdapterRegistry:
             check_adapter_name(name, self.models)
         if base_model is not None and base_model not in self.models:
             raise AdapterRegistryError(f"base_model '{base_model}' is not served here", param="base_model")
-        found = _resolve_source(source, self.cache_dir, name)  # may download or extract: outside the lock
+        found = self._resolve_source(source, name)  # may download or extract: outside the lock
+        origin = source if is_url(source) else None  # what other processes fetch it from
         with self._write:
             done: list[AdapterEntry] = []
             try:
                 for adapter_name, folder in found:
-                    entry = self._add(tenant, adapter_name, folder, label or source, base_model, persist)
+                    stored = _Stored(folder, label or source, origin)
+                    entry = self._add(tenant, adapter_name, stored, base_model, persist)
                     done.append(entry)
             except BaseException:
                 for entry in done:
@@ -204,11 +214,29 @@ class AdapterRegistry:
             return  # a --adapters folder of the same name holds it here
         tenant = None if row.tenant_id is None else Tenant(row.tenant_id, owner)
         try:
-            entry = self._load(tenant, row.name, row.path, row.source, row.base_model)
+            folder = self._local_folder(row)
+            entry = self._load(tenant, row.name, folder, row.source, row.base_model)
         except (AdapterError, AdapterRegistryError, OSError) as exc:
             log.warning("adapter %s:%s skipped: it no longer loads (%s)", owner, row.name, exc)
             return
         self._entries[(row.tenant_id, row.name)] = _with(entry, row_id=row.id, created_at=row.created_at)
+
+    def _local_folder(self, row: AdapterRow) -> Path:
+        """The row's folder here: its path, or the local copy of its URL (fetched once per version)."""
+        if not is_url(row.path):
+            return Path(row.path)
+        return self._resolve_source(row.path, row.name)[0][1]  # the name picks one adapter
+
+    def _resolve_source(self, source: str, name: str | None) -> list[tuple[str, Path]]:
+        """Local folders for ``source``; a URL's files are fetched first, into ``cache_dir/remote``."""
+        try:
+            remote = self.cache_dir / "remote"
+            local = str(fetch(source, remote, self.max_fetch_bytes)) if is_url(source) else source
+            return resolve_adapter_source(local, self.cache_dir, name)
+        except ArtifactError as exc:
+            raise AdapterRegistryError(str(exc), param="source", code=exc.code) from exc
+        except AdapterError as exc:
+            raise AdapterRegistryError(str(exc), param="source", code="invalid_adapter") from exc
 
     def register_dir(self, directory: Path) -> list[AdapterEntry]:
         """``--adapters DIR``: every adapter subfolder of ``directory`` as public, not persisted (the
@@ -223,19 +251,13 @@ class AdapterRegistry:
 
     # --- internals (caller holds the write lock) ----------------------------------------------------
     def _add(
-        self,
-        tenant: Tenant | None,
-        name: str,
-        folder: Path,
-        source: str,
-        base_model: str | None,
-        persist: bool,
+        self, tenant: Tenant | None, name: str, stored: _Stored, base_model: str | None, persist: bool
     ) -> AdapterEntry:
         check_adapter_name(name, self.models)
         key = (None if tenant is None else tenant.id, name)
         if key in self._entries:
             raise AdapterConflictError(f"an adapter named '{name}' already exists")
-        entry = self._load(tenant, name, folder, source, base_model)
+        entry = self._load(tenant, name, stored.folder, stored.source, base_model)
         if persist:
             try:
                 row = add_adapter(
@@ -243,8 +265,8 @@ class AdapterRegistry:
                     tenant_id=key[0],
                     name=name,
                     base_model=entry.base_model,
-                    source=source,
-                    path=folder,
+                    source=stored.source,
+                    path=stored.origin or str(stored.folder),
                 )
             except AdapterExistsError as exc:
                 self.models[entry.base_model].remove_adapter(entry.engine_name)
@@ -314,11 +336,14 @@ class AdapterRegistry:
         self.models[entry.base_model].remove_adapter(entry.engine_name)
 
 
-def _resolve_source(source: str, cache_dir: Path, name: str | None) -> list[tuple[str, Path]]:
-    try:
-        return resolve_adapter_source(source, cache_dir, name)
-    except AdapterError as exc:
-        raise AdapterRegistryError(str(exc), param="source", code="invalid_adapter") from exc
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """Where a registration's files are: the local ``folder`` it loads from, the ``source`` clients see,
+    and the fsspec URL (``origin``) it came from, which is what the control plane records for it."""
+
+    folder: Path
+    source: str
+    origin: str | None
 
 
 def _with(entry: AdapterEntry, **changes: Any) -> AdapterEntry:

@@ -43,7 +43,7 @@ def adapters_list(ctx: typer.Context, url: Url = None, api_key: ApiKey = None) -
 def adapters_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Adapter name (what clients pass as `model`).")],
-    source: Annotated[str, typer.Argument(help="Local folder or .tar.gz (uploaded), or a hub id.")],
+    source: Annotated[str, typer.Argument(help="Folder or .tar.gz (uploaded), hub id, or URL (admin).")],
     base_model: Annotated[str | None, typer.Option(help="Base model (default: the one it fits).")] = None,
     public: Annotated[bool, typer.Option("--public", help="Visible to every tenant (admin key).")] = False,
     server_path: Annotated[

@@ -3,7 +3,7 @@
 A local folder or ``.tar.gz`` is *uploaded* (packed on the fly for a folder), so it works against a
 remote server and with non-admin keys; ``server_path=True`` instead sends the path for the server to
 read on its own machine (admin keys only), and anything that is not a local file is sent as a source
-the server resolves (a Hugging Face hub id)::
+the server resolves (a Hugging Face hub id, or an fsspec URL it fetches: admin keys only)::
 
     add_adapter("http://127.0.0.1:8000", key, "sql", "./sql-lora")   # -> [adapter card]
 """

@@ -33,12 +33,12 @@ class AdapterRow:
     name: str
     base_model: str
     source: str
-    path: Path
+    path: str  # a local folder, or the fsspec URL its files are fetched from
     created_at: datetime
 
 
 def add_adapter(
-    cp: ControlPlane, *, tenant_id: int | None, name: str, base_model: str, source: str, path: Path
+    cp: ControlPlane, *, tenant_id: int | None, name: str, base_model: str, source: str, path: str | Path
 ) -> AdapterRow:
     """Record a registration (audited); raises :class:`AdapterExistsError` if the name is taken."""
     created_at = utcnow()
@@ -52,7 +52,7 @@ def add_adapter(
             record(conn, "adapter.add", tenant_id=tenant_id, name=name, base_model=base_model)
     except sa.exc.IntegrityError as exc:
         raise AdapterExistsError(f"an adapter named {name!r} already exists") from exc
-    return AdapterRow(row_id, tenant_id, name, base_model, source, Path(path), created_at)
+    return AdapterRow(row_id, tenant_id, name, base_model, source, str(path), created_at)
 
 
 def remove_adapter(cp: ControlPlane, adapter_id: int) -> bool:
@@ -70,4 +70,4 @@ def list_adapters(cp: ControlPlane) -> list[AdapterRow]:
     """Every registration, oldest first (the server scopes by tenant in memory)."""
     with cp.engine.connect() as conn:
         rows = conn.execute(sa.select(adapters).order_by(adapters.c.id))
-        return [AdapterRow(**{**row._mapping, "path": Path(row.path)}) for row in rows]
+        return [AdapterRow(**row._mapping) for row in rows]

@@ -5,7 +5,8 @@ server.
 step's loss and speed as metrics events and every epoch's checkpoint, and resumes from the newest
 checkpoint when the job was interrupted. The adapter is written to a temporary folder and renamed into
 ``<data_dir>/fine_tuned/<job>`` only once it is complete and loads, so a crash never leaves a half-written
-adapter where one is expected; ``finalize`` (server process) registers it for the tenant.
+adapter where one is expected; ``finalize`` (server process) registers it for the tenant (uploaded to the
+``artifact_store`` URL first when one is set, so every process on the control plane can fetch it).
 """
 
 from __future__ import annotations

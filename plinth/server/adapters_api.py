@@ -11,8 +11,9 @@ Every call is scoped to the caller's tenant (see :mod:`plinth.adapters`):
   the source holds is registered (a SageMaker LMI archive's ``adapters/<name>/``).
 - ``DELETE /v1/adapters/{name}`` -> ``{"id", "object": "adapter", "deleted": true}``.
 
-Who may do what: a ``source`` that is a path on the server's machine, and ``public: true``, need an
-admin key (403 otherwise): a tenant must not make the server read arbitrary local files. Anyone may
+Who may do what: a ``source`` that is a path on the server's machine or an fsspec URL (``s3://...``,
+read with the server's own credentials), and ``public: true``, need an admin key (403 otherwise): a
+tenant must not make the server read arbitrary local files or buckets. Anyone may
 upload an archive or name a Hugging Face hub id. Deleting a public adapter needs an admin key; another
 tenant's adapter is a 404, as if it did not exist. Registering validates the adapter (400 with the
 adapter's name and the problem) and loads nothing into compute slots; deleting lets running requests
@@ -30,7 +31,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from plinth.adapters import AdapterConflictError, AdapterEntry, AdapterRegistry, is_local_source
+from plinth.adapters import (
+    AdapterConflictError,
+    AdapterEntry,
+    AdapterRegistry,
+    AdapterRegistryError,
+    is_local_source,
+)
+from plinth.artifacts import is_url
 from plinth.control import Tenant
 from plinth.server.auth import require_tenant
 from plinth.server.errors import APIError
@@ -109,7 +117,13 @@ async def load_lora_adapter(body: LoadLoraRequest, request: Request) -> str:
         await asyncio.to_thread(registry.register, tenant, body.lora_name, body.lora_path)
     except AdapterConflictError as exc:  # registered concurrently under the same name
         raise _already_loaded(body.lora_name) from exc
+    except AdapterRegistryError as exc:  # the registry names /v1/adapters' fields: name this body's
+        param = _VLLM_FIELDS.get(exc.param or "", exc.param)
+        raise APIError(400, exc.message, param=param, code=exc.code) from exc
     return f"Success: LoRA adapter '{body.lora_name}' added successfully."
+
+
+_VLLM_FIELDS = {"source": "lora_path", "name": "lora_name"}
 
 
 @router.post("/unload_lora_adapter", response_class=PlainTextResponse)
@@ -174,13 +188,21 @@ def _owner(tenant: Tenant, public: bool) -> Tenant | None:
     return None if public else tenant
 
 
-MAX_SOURCE_CHARS = 1024  # a path or hub id; longer is no name a file system or the hub accepts
+MAX_SOURCE_CHARS = 1024  # a path, URL or hub id; longer is no name a file system or the hub accepts
 MAX_NAME_PART_CHARS = 255  # one path component (NAME_MAX on Linux and macOS)
 
 
 def _check_source(tenant: Tenant, source: str, param: str) -> None:
-    """A server-local path needs an admin key, and must be absolute (it is read on the server)."""
+    """A server-local path or a URL needs an admin key; a path must be absolute (it is read on the
+    server), a URL is fetched with the server's credentials."""
     _check_source_shape(source, param)
+    if is_url(source):
+        if not tenant.is_admin:
+            message = (
+                "Only admin keys may register adapters from a URL (it is read with the server's credentials)."
+            )
+            raise APIError(403, message, param=param)
+        return
     path = Path(source).expanduser()
     if not (is_local_source(source) or path.exists()):
         return  # a hub id: downloaded into the data dir, never a local read
@@ -199,7 +221,7 @@ def _check_source(tenant: Tenant, source: str, param: str) -> None:
 def _check_source_shape(source: str, param: str) -> None:
     """A 400 for a source no file system could hold (before any file system call sees it)."""
     if not source.strip() or "\0" in source:
-        raise APIError(400, f"{param} must be a path or a Hugging Face hub id.", param=param)
+        raise APIError(400, f"{param} must be a path, an fsspec URL or a Hugging Face hub id.", param=param)
     if len(source) > MAX_SOURCE_CHARS:
         raise APIError(400, f"{param} is longer than {MAX_SOURCE_CHARS} characters.", param=param)
     if any(len(part.encode()) > MAX_NAME_PART_CHARS for part in source.split("/")):

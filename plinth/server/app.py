@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from plinth.adapters import AdapterRegistry, AdapterRegistryError
+from plinth.artifacts import remove_quietly, upload_folder
 from plinth.config import Settings, check_bind
 from plinth.control import ControlPlane, Tenant
 from plinth.control.jobs import JobRow
@@ -55,7 +56,7 @@ from plinth.server.auth import local_tenant
 from plinth.server.batch_runner import BatchRunner
 from plinth.server.errors import install_error_handlers
 from plinth.server.fine_tuning_api import KIND
-from plinth.server.limits import RequestLimitsMiddleware
+from plinth.server.limits import MB, RequestLimitsMiddleware
 from plinth.server.metrics import LoraCollector, Metrics, RequestMetricsMiddleware, engine_stats
 from plinth.server.openapi import document_api
 from plinth.server.quotas import QuotaGate, QuotaMiddleware
@@ -88,7 +89,12 @@ def create_app(
         metrics=Metrics(),
         embedder=embedder,
         no_auth_tenant=local_tenant(control_plane) if settings.no_auth else None,
-        adapters=AdapterRegistry(served, control_plane, Path(settings.data_dir) / "adapters"),
+        adapters=AdapterRegistry(
+            served,
+            control_plane,
+            Path(settings.data_dir) / "adapters",
+            max_fetch_bytes=settings.max_upload_mb * MB,
+        ),
     )
     assert state.adapters is not None
     state.quotas = QuotaGate(control_plane, state.metrics.registry)
@@ -157,7 +163,7 @@ def _job_supervisor(
     # Workers open the very database this app uses (the app may be given another than the settings name).
     url = cp.engine.url.render_as_string(hide_password=False)
     kinds = {
-        KIND: fine_tune.kind(functools.partial(_publish_adapter, registry)),
+        KIND: fine_tune.kind(functools.partial(_publish_adapter, registry, settings.artifact_store)),
         evaluation.KIND: evaluation.kind(build_evaluation),
     }
     return JobSupervisor(
@@ -167,12 +173,25 @@ def _job_supervisor(
     )  # fmt: skip
 
 
-def _publish_adapter(registry: AdapterRegistry, job: JobRow, result: dict[str, Any]) -> dict[str, Any]:
-    """Serve a fine-tuning job's adapter for its tenant, at once (all or nothing: the registry's rule)."""
+def _publish_adapter(
+    registry: AdapterRegistry, store: str | None, job: JobRow, result: dict[str, Any]
+) -> dict[str, Any]:
+    """Serve a fine-tuning job's adapter for its tenant, at once (all or nothing: the registry's rule).
+    With an artifact ``store`` it is uploaded there first and registered from the URL, so every process
+    on the control plane fetches it from the store; an upload whose registration fails is removed."""
     tenant = Tenant(job.tenant_id, job.request["tenant"])
     name = job.request["fine_tuned_model"]
     label = f"fine-tune:{job.id}"
-    registry.register(tenant, name, result["adapter_path"], base_model=job.request["model"], label=label)
+    source = result["adapter_path"]
+    if store is not None:
+        source = upload_folder(Path(source), f"{store.rstrip('/')}/fine_tuned/{job.id}")
+        result = {**result, "adapter_url": source}
+    try:
+        registry.register(tenant, name, source, base_model=job.request["model"], label=label)
+    except Exception:
+        if store is not None:
+            remove_quietly(source)
+        raise
     return result
 
 

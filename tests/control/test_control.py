@@ -266,7 +266,7 @@ def test_adapter_names_are_unique_per_owner_public_included(cp: ControlPlane) ->
 
 def test_remove_adapter_is_audited_and_idempotent(cp: ControlPlane) -> None:
     row = _adapter(cp, None)
-    assert row.path == Path("/a") and row.source == "org/sql"
+    assert row.path == "/a" and row.source == "org/sql"
     assert remove_adapter(cp, row.id) is True
     assert remove_adapter(cp, row.id) is False
     assert [e.action for e in list_events(cp)][:2] == ["adapter.remove", "adapter.add"]

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
+import fsspec
 import pytest
 from adapter_fixtures import control_plane, lora_model
 from fastapi.testclient import TestClient
 
 from plinth.config import Settings
+from plinth.control import list_adapters
 from plinth.server import create_app
 
 pytestmark = pytest.mark.slow  # each job trains in a spawned worker (transformers + PEFT start-up)
@@ -153,6 +156,53 @@ def test_cancel_and_resume_after_a_restart(base, tmp_path):
             m["id"] for m in client.get("/v1/models", headers=keys2.auth("acme")).json()["data"]
         ]
     cp.close()
+
+
+def test_with_an_artifact_store_a_second_server_serves_the_adapter_from_it(base, tmp_path):
+    """fsspec's real ``memory://`` filesystem stands in for an object store (s3fs cannot be installed
+    beside this environment's botocore); each app has its own data dir, so the second can only fetch."""
+    store = f"memory://plinth-{uuid.uuid4().hex}"
+    cp, keys = control_plane(tmp_path)
+    settings = Settings(data_dir=tmp_path / "one", max_lora_rank=8, job_threads=1, artifact_store=store)
+    models = [lora_model(base), lora_model(base)]
+    chat = {
+        "messages": [{"role": "user", "content": "What colour is item 4?"}],
+        "max_tokens": 4,
+        "temperature": 0,
+    }
+    try:
+        with TestClient(create_app(settings, [models[0]], cp)) as one:
+            file = upload(one, keys, "acme", chat_lines(8)).json()["id"]
+            hyper = {"n_epochs": 1, "batch_size": 4}
+            body = {
+                "model": "base",
+                "training_file": file,
+                "method": {"supervised": {"hyperparameters": hyper}},
+            }
+            job = one.post(FT, headers=keys.auth("acme"), json=body).json()
+            done = wait_for(one, keys, job["id"], ("succeeded", "failed", "cancelled"))
+            assert done["status"] == "succeeded", done["error"]
+            name = done["fine_tuned_model"]
+            first = one.post("/v1/chat/completions", headers=keys.auth("acme"), json={**chat, "model": name})
+        uploaded = f"{store}/fine_tuned/{job['id']}"
+        files = fsspec.filesystem("memory").ls(uploaded.removeprefix("memory://"), detail=False)
+        assert sorted(Path(f).name for f in files) == [
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "training.json",
+        ]
+        assert [row.path for row in list_adapters(cp)] == [uploaded]
+
+        again = Settings(data_dir=tmp_path / "two", max_lora_rank=8, job_threads=1, artifact_store=store)
+        with TestClient(create_app(again, [models[1]], cp)) as two:
+            second = two.post("/v1/chat/completions", headers=keys.auth("acme"), json={**chat, "model": name})
+        assert second.status_code == 200, second.text
+        assert second.json()["choices"] == first.json()["choices"]
+        assert any((tmp_path / "two" / "adapters" / "remote").iterdir())  # fetched from the store
+    finally:
+        for model in models:
+            model.shutdown()
+        cp.close()
 
 
 def make_app_again(base: Path, data: Path):

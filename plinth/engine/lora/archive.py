@@ -21,6 +21,7 @@ import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
+from plinth.artifacts import publish_dir
 from plinth.engine.lora.adapter import CONFIG_FILE, WEIGHT_FILES, AdapterError
 from plinth.engine.weights import first_line, looks_like_path
 
@@ -87,7 +88,7 @@ def _extract(archive: Path, cache_dir: Path, label: str) -> Path:
             for member in members:
                 _check_member(member, archive, label)
             tar.extractall(staging, members=members, filter="data")  # the filter is a second guard
-        _publish(staging, dest)
+        publish_dir(staging, dest)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise AdapterError(label, f"cannot extract {archive.name} ({type(exc).__name__}: {exc})") from exc
     finally:
@@ -104,14 +105,6 @@ def _check_member(member: tarfile.TarInfo, archive: Path, label: str) -> None:
         )
     if not (member.isfile() or member.isdir()):
         raise AdapterError(label, f"{archive.name} member {member.name!r} is a link or special file; refused")
-
-
-def _publish(staging: Path, dest: Path) -> None:
-    try:
-        staging.rename(dest)
-    except OSError:
-        if not dest.is_dir():  # a concurrent extraction of the same archive winning the race is fine
-            raise
 
 
 def _download(repo_id: str, cache_dir: Path, label: str) -> Path:
