@@ -51,7 +51,7 @@ function adaptersCard() {
   const list = h("div", { "aria-live": "polite" });
   const admin = session.me && session.me.is_admin;
   const form = h("form", { onsubmit: (e) => registerAdapter(e) },
-    field("Source: a server path, or a Hugging Face hub id", source,
+    field("Source: a server path, a Hugging Face hub id, or a URL (s3://…, file://…)", source,
       admin ? "Paths are read on the server's machine and must be absolute." : "Give a hub id, or upload an archive below."),
     field("Or upload a .tar.gz", file),
     h("div", { class: "grid2" }, field("Name (optional)", name), field("Base model", base)),
