@@ -6,11 +6,9 @@ step time, the operator dispatches per step, and the top operators by self CPU t
 
     .venv/bin/python benchmarks/decode_profile.py                      # SmolLM2, bf16, 1 and 16 streams
     .venv/bin/python benchmarks/decode_profile.py --quantization int4 --streams 1
-    .venv/bin/python benchmarks/decode_profile.py --compile    # eager, then compiled, same process
 
-The step time without the profiler is measured too (it inflates every small operator). With
-``--compile`` the same engine is measured eagerly first, then with its decoder compiled, and the
-compile time (the first prefill and decode steps after compiling) is printed.
+The median step time is taken over steps run without the profiler (it inflates every small operator);
+the table comes from as many steps again, profiled.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -40,19 +37,17 @@ def decode_steps(engine: LLMEngine, streams: int, warmup: int, steps: int) -> tu
         engine.step()
     for _ in range(warmup):
         engine.step()
-    times = [timed(engine.step) for _ in range(steps)]
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        engine.step()
+        times.append(time.perf_counter() - start)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             engine.step()
     while engine.has_unfinished():
         engine.step()
     return times, prof
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def top_level_ops(prof: profile) -> int:
@@ -73,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", default="1,16")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--top", type=int, default=15)
-    p.add_argument("--compile", action="store_true", help="measure eager, then the compiled decoder")
     args = p.parse_args(argv)
     from plinth.llm.catalog import resolve
 
@@ -83,21 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     engine = LLMEngine(config)
     print(f"{Path(model).name}, {args.dtype}, quantization {args.quantization}, load average "
           f"{os.getloadavg()[0]:.2f}, torch threads {torch.get_num_threads()}")  # fmt: skip
-    report(engine, args, "eager")
-    if args.compile:
-        engine.runner.model.compile_decoder()
-        first = timed(lambda: decode_steps(engine, 1, warmup=0, steps=1))  # prefill and decode graphs
-        print(f"\ncompiled the decoder: first prefill + one-token steps took {first:.1f} s")
-        report(engine, args, "compiled")
-    return 0
-
-
-def report(engine: LLMEngine, args: argparse.Namespace, build: str) -> None:
     for streams in (int(s) for s in args.streams.split(",")):
         times, prof = decode_steps(engine, streams, warmup=3, steps=args.steps)
         dispatches = top_level_ops(prof) / args.steps
         step = statistics.median(times)
-        print(f"\n## {build}, {streams} streams: median step {1000 * step:.1f} ms "
+        print(f"\n## {streams} streams: median step {1000 * step:.1f} ms "
               f"({streams / step:.0f} tok/s) unprofiled, {dispatches:.0f} aten ops dispatched per step, "
               f"load average {os.getloadavg()[0]:.2f}\n")  # fmt: skip
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top,

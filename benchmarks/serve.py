@@ -56,7 +56,6 @@ REPO = Path(__file__).resolve().parents[1]
 LLAMA_SLOTS = 16  # llama-server's parallel sequences, as in the issue's measurements
 QUANTIZATIONS = ("int8", "int4")
 DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
-COMPILED = "+compile"  # a plinth configuration's suffix: serve with --compile (torch.compile)
 SERVER_START_TIMEOUT_S = 300
 REQUEST_TIMEOUT_S = 900
 
@@ -294,8 +293,6 @@ def plinth_sweep(args: argparse.Namespace, name: str, dtype: str, quantization: 
     extra = ["--max-model-len", str(context_len(args))] + (
         ["--quantization", quantization] if quantization else []
     )
-    if name.endswith(COMPILED):
-        extra.append("--compile")
     with plinth_server(args.model, dtype, args.device, args.port, args.threads, extra) as (url, proc):
         model_id = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
         return http_sweep(args, name, url, openai_protocol(model_id), proc.pid)
@@ -334,8 +331,8 @@ def hf_sweep(args: argparse.Namespace, name: str, dtype: str) -> Sweep:
 
 
 def run_engine(args: argparse.Namespace, name: str) -> Sweep:
-    """``plinth[-DTYPE|-int8|-int4][+compile]``, ``hf[-DTYPE]`` or ``llama.cpp-{bf16,q4_1}``."""
-    kind, _, variant = name.removesuffix(COMPILED).partition("-")
+    """``plinth[-DTYPE|-int8|-int4]``, ``hf[-DTYPE]`` or ``llama.cpp-{bf16,q4_1}``."""
+    kind, _, variant = name.partition("-")
     if kind == "llama.cpp":
         return llama_sweep(args, name, variant)
     quantization = variant if variant in QUANTIZATIONS else None

@@ -86,7 +86,6 @@ class Settings(BaseSettings):
     device: str = "auto"
     load_format: Literal["auto", "dummy"] = "auto"
     quantization: Literal["int8", "int4"] | None = None  # weight-only, CPU (see README "Speed")
-    compile: bool = False  # torch.compile the decoder stack (see README "Speed")
     no_auth: bool = False
     llm_url: str | None = None
     max_num_seqs: int = Field(64, ge=1)
@@ -197,7 +196,6 @@ class Settings(BaseSettings):
             device=self.device,
             load_format=self.load_format,
             quantization=self.quantization,
-            compile=self.compile,
             max_num_seqs=self.max_num_seqs,
             max_num_batched_tokens=self.max_num_batched_tokens,
             max_model_len=self.max_model_len,

@@ -48,10 +48,6 @@ def serve(
     quantization: Annotated[
         str | None, typer.Option(help="int8|int4: weight-only quantized linear layers (CPU).")
     ] = None,
-    compile: Annotated[
-        bool | None,
-        typer.Option("--compile/--no-compile", help="torch.compile the decoder (slow first requests)."),
-    ] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="No API keys (loopback only).")] = False,
     data_dir: DataDir = None,
     llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for features.")] = None,
@@ -86,7 +82,6 @@ def serve(
         device=device,
         load_format=load_format,
         quantization=quantization,
-        compile=compile,
         no_auth=no_auth or None,
         data_dir=data_dir,
         llm_url=llm_url,

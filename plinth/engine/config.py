@@ -37,4 +37,3 @@ class EngineConfig:
     max_cpu_loras: int = 64  # adapters kept loaded in host memory (LRU)
     merge_lora: str | None = None  # an adapter folder merged into the weights at load (zero overhead)
     quantization: str | None = None  # None | int8 | int4: weight-only, CPU kernels (engine/quantization.py)
-    compile: bool = False  # torch.compile the decoder stack (engine/compiled.py); slow first steps

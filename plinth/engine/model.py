@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from plinth.engine.attention import AttentionMetadata, paged_attention
-from plinth.engine.compiled import compiled_paged_attention, step_metadata
 from plinth.engine.layers import RMSNorm, RotaryEmbedding
 from plinth.engine.lora.layers import LoraContext, LoraLinear
 from plinth.engine.model_config import ModelConfig
@@ -69,7 +68,7 @@ class Attention(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         kv: tuple[torch.Tensor, torch.Tensor],
-        meta: AttentionMetadata | None,
+        meta: AttentionMetadata,
     ) -> torch.Tensor:
         qkv = self.qkv_proj(x)
         tokens = qkv.shape[0]
@@ -84,11 +83,7 @@ class Attention(nn.Module):
         qk = RotaryEmbedding.rotate(qk, rope)  # q and k heads rotated in one call
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.reshape(tokens, self.num_kv_heads, self.head_dim)
-        if torch.compiler.is_compiling():  # the step's metadata is read inside the opaque operator
-            out = compiled_paged_attention(q, k, v, kv[0], kv[1], self.scale)
-        else:
-            assert meta is not None, "an eager step needs its attention metadata"
-            out = paged_attention(q, k, v, kv[0], kv[1], meta, self.scale)
+        out = paged_attention(q, k, v, kv[0], kv[1], meta, self.scale)
         return self.o_proj(out.reshape(-1, self.q_size))
 
 
@@ -105,7 +100,7 @@ class DecoderLayer(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         kv: tuple[torch.Tensor, torch.Tensor],
-        meta: AttentionMetadata | None,
+        meta: AttentionMetadata,
     ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), rope, kv, meta)
         return x + self.mlp(self.post_attention_layernorm(x))
@@ -118,7 +113,6 @@ class CausalLM(nn.Module):
     def __init__(self, cfg: ModelConfig, lora: LoraContext | None = None) -> None:
         super().__init__()
         self.cfg, self.lora = cfg, lora
-        self.compiled: Callable[..., torch.Tensor] | None = None  # set by compile_decoder()
         self.rotary = RotaryEmbedding(
             cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta, cfg.rope_scaling
         )
@@ -144,21 +138,6 @@ class CausalLM(nn.Module):
         """Hidden states of every token; ``interrupt`` is asked before each layer and raises
         :class:`StepInterrupted` when it says yes (a step of lower-class requests gives way to a newly
         arrived higher-class one within a layer's time instead of a whole step's)."""
-        if self.compiled is not None and interrupt is None:
-            with step_metadata(meta):
-                hidden: torch.Tensor = self.compiled(input_ids, positions, kv_caches)
-                return hidden
-        return self.decode(input_ids, positions, kv_caches, meta, interrupt)
-
-    def decode(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor,
-        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
-        meta: AttentionMetadata | None = None,
-        interrupt: Callable[[], bool] | None = None,
-    ) -> torch.Tensor:
-        """The decoder stack, eagerly or (``meta`` None) traced by ``torch.compile``."""
         x = self.embed_tokens(input_ids)
         rope = self.rotary.table(positions)  # looked up once per step, used by every layer
         for layer, kv in zip(self.layers, kv_caches, strict=True):
@@ -166,11 +145,6 @@ class CausalLM(nn.Module):
                 raise StepInterrupted
             x = layer(x, rope, kv, meta)
         return self.norm(x)
-
-    def compile_decoder(self) -> None:
-        """Compile the decoder stack (see :mod:`plinth.engine.compiled`); a step with an ``interrupt``
-        still runs eagerly, since it must stop between layers."""
-        self.compiled = torch.compile(self.decode, dynamic=True)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)

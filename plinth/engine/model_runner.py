@@ -117,8 +117,6 @@ class ModelRunner:
         if self.device.type == "cpu":
             release_freed_memory()  # the load's transient float buffers
         self.model.eval()
-        if config.compile:
-            self.model.compile_decoder()  # traced and built at the first prefill and one-token step
         self.block_size = config.block_size
         self.num_blocks = self._num_kv_blocks()
         shape = (self.num_blocks * self.block_size, model_config.num_kv_heads, model_config.head_dim)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plinth.engine.compiled import onednn_linear
 from plinth.engine.quantization import replace_weights
 
 
@@ -43,10 +42,7 @@ class OneDnnWeight(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        if torch.compiler.is_compiling():
-            y = onednn_linear(flat, self.packed, self.out_features)
-        else:
-            y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "")
+        y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "")
         return y.view(*x.shape[:-1], self.out_features)
 
 

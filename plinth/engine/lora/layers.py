@@ -20,8 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plinth.engine.compiled import lora_add_, register_lora_layer
-
 
 @dataclass(slots=True)
 class LoraBatch:
@@ -83,7 +81,6 @@ class LoraLinear(nn.Linear):
             self.register_buffer(f"lora_a{j}", torch.zeros(slots, rank, in_features), persistent=False)
             self.register_buffer(f"lora_b{j}", torch.zeros(slots, size, rank), persistent=False)
         ctx.layers.append(self)
-        self.compiled_key = register_lora_layer(self)
 
     def lora_a(self, j: int) -> torch.Tensor:
         """A of sub-projection ``j``: ``[slots, max_rank, in_features]``, zero-padded past its rank."""
@@ -97,17 +94,9 @@ class LoraLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias) if self.qweight is None else self._quantized(x)
-        if torch.compiler.is_compiling():  # the step's adapters are Python state: opaque to the graph
-            lora_add_(x, y, self.compiled_key)
-        else:
-            self.add_adapters(x, y)
-        return y
-
-    def add_adapters(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Add each token's adapter delta to ``y``, the base output for ``x``, in place."""
         batch = self.ctx.batch
         if batch is None or batch.empty:
-            return
+            return y
         for j, users in enumerate(self.users):
             if not users:
                 continue
@@ -117,6 +106,7 @@ class LoraLinear(nn.Linear):
             for start, end, slot in batch.segments:
                 if slot in users:
                     out[start:end] += (x[start:end] @ self.lora_a(j)[slot].T) @ self.lora_b(j)[slot].T
+        return y
 
     def _quantized(self, x: torch.Tensor) -> torch.Tensor:
         assert self.qweight is not None
