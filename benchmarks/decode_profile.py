@@ -30,9 +30,10 @@ from plinth.engine import EngineConfig, LLMEngine, SamplingParams
 def decode_steps(engine: LLMEngine, streams: int, warmup: int, steps: int) -> tuple[list[float], profile]:
     """Median-ready times of ``steps`` unprofiled decode steps, then ``steps`` profiled ones."""
     rng = random.Random(streams)
+    vocab = min(engine.model_config.vocab_size, 49000)  # SmolLM2's prompts as before; a tiny model's fit
     params = SamplingParams(max_tokens=warmup + 2 * steps + 2, temperature=0, ignore_eos=True)
     for _ in range(streams):
-        engine.add_request([rng.randrange(16, 49000) for _ in range(128)], params)
+        engine.add_request([rng.randrange(16, vocab) for _ in range(128)], params)
     while engine.stats().last_batch_tokens != streams:  # prefill until every stream decodes
         engine.step()
     for _ in range(warmup):
