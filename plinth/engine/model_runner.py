@@ -135,7 +135,7 @@ class ModelRunner:
                 "benchmark it with random weights generated in memory"
             )
         with torch.no_grad():
-            self.model.load_weights(iter_weights(self.cfg.path))
+            self.model.load_weights(iter_weights(self.cfg.path, self.dtype))
         if self.config.merge_lora is not None:
             from plinth.engine.lora.merge import merge_adapter_dir
 
