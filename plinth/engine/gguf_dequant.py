@@ -34,5 +34,6 @@ def dequantize(tensor: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     step = max(1, CHUNK_VALUES // shape[-1])
     for start in range(0, flat.shape[0], step):
         values = quants.dequantize(data[start : start + step], tensor.tensor_type)
-        flat[start : start + step].copy_(torch.from_numpy(np.asarray(values, dtype=np.float32)))
+        # A float32 tensor comes back as a read-only view of the map: copied (one chunk) for torch.
+        flat[start : start + step].copy_(torch.from_numpy(np.require(values, np.float32, "W")))
     return out

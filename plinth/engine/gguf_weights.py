@@ -2,9 +2,9 @@
 
 Contract: ``iter_gguf_weights(gguf, dtype)`` yields ``(hf_name, tensor)`` one tensor at a time,
 dequantized straight to ``dtype`` (:func:`plinth.engine.gguf_dequant.dequantize`), so peak memory is
-the model being filled plus one tensor of the model's dtype. llama.cpp's converter permutes the rows of Q and K for the ``llama`` architecture
-(Llama and Mistral) to suit its RoPE kernel; that is undone here. qwen2/qwen3 files are written
-unpermuted (the converter's Qwen classes do not permute; transformers' GGUF loader agrees).
+the model being filled plus one tensor of the model's dtype. llama.cpp's converter permutes the rows
+of Q and K for the ``llama`` architecture (Llama and Mistral) to suit its RoPE kernel; that is undone
+here. qwen2/qwen3 files are written unpermuted (the converter's Qwen classes do not permute; transformers' GGUF loader agrees).
 """
 
 from __future__ import annotations
