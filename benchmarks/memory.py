@@ -6,7 +6,7 @@ start-up in one process and prints, after each stage, the resident set (``VmRSS`
 
 1. the interpreter, ``import torch``, then ``plinth.server.app`` (everything the server imports; the
    heavy optional packages it pulled in are listed);
-2. the engine for ``--model`` as ``plinth serve`` builds it, split by wrapping the runner's steps: the
+2. the engine for ``--model`` as ``plinth serve`` builds it (on a thread), split by wrapping the runner's steps: the
    model skeleton, the weights read and converted (GGUF: dequantized), the oneDNN prepack, the heap
    trimmed, the KV cache allocated.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,7 +89,12 @@ def main() -> None:
     wrap(runner, "_num_kv_blocks", "(KV size computed)")
     path, _ = resolve(args.model, Path("plinth-data"))
     settings = Settings(dtype=args.dtype, device="cpu", max_model_len=args.max_model_len)
-    engine = LLMEngine(settings.engine_config(path))
+    # Built on a thread of its own, as AsyncLLMEngine does in the server: glibc serves that thread
+    # from a separate malloc arena, whose peak differs from the main thread's.
+    built: list[LLMEngine] = []
+    thread = threading.Thread(target=lambda: built.append(LLMEngine(settings.engine_config(path))))
+    thread.start(), thread.join()
+    engine = built[0]
     mark("KV cache allocated (engine built)")
     kv = sum(k.nbytes + v.nbytes for k, v in engine.runner.kv_caches)
 
