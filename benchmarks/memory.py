@@ -6,9 +6,9 @@ start-up in one process and prints, after each stage, the resident set (``VmRSS`
 
 1. the interpreter, ``import torch``, then ``plinth.server.app`` (everything the server imports; the
    heavy optional packages it pulled in are listed);
-2. the engine for ``--model`` as ``plinth serve`` builds it (on a thread), split by wrapping the runner's steps: the
-   model skeleton, the weights read and converted (GGUF: dequantized), the oneDNN prepack, the heap
-   trimmed, the KV cache allocated.
+2. the engine for ``--model`` as ``plinth serve`` builds it (on a thread), split by wrapping the
+   runner's steps: the model skeleton, the weights read and converted (GGUF: dequantized), the heap
+   trimmed, the oneDNN prepack, the heap trimmed again, the KV cache allocated.
 
 Run: ``python benchmarks/memory.py [--model smollm2-135m-instruct] [--dtype auto] [--max-model-len 208]``.
 RSS does not depend on load, so no lock is needed. ``--max-model-len 208`` is what ``benchmarks/serve.py``
