@@ -1,14 +1,16 @@
-"""Stream a GGUF checkpoint's tensors as float32 torch tensors under Hugging Face names.
+"""Stream a GGUF checkpoint's tensors as torch tensors under Hugging Face names.
 
-Contract: ``iter_gguf_weights(gguf)`` yields ``(hf_name, tensor)`` one tensor at a time, dequantized
-(:func:`plinth.engine.gguf_dequant.dequantize`), so peak memory is the model being filled plus one
-float32 tensor. llama.cpp's converter permutes the rows of Q and K for the ``llama`` architecture
-(Llama and Mistral) to suit its RoPE kernel; that is undone here. qwen2/qwen3 files are written
-unpermuted (the converter's Qwen classes do not permute; transformers' GGUF loader agrees).
+Contract: ``iter_gguf_weights(gguf, dtype)`` yields ``(hf_name, tensor)`` one tensor at a time,
+dequantized straight to ``dtype`` (:func:`plinth.engine.gguf_dequant.dequantize`), so peak memory is
+the model being filled plus one tensor of the model's dtype. llama.cpp's converter permutes the rows
+of Q and K for the ``llama`` architecture (Llama and Mistral) to suit its RoPE kernel; that is undone
+here. qwen2/qwen3 files are written unpermuted (the converter's Qwen classes do not permute;
+transformers' GGUF loader agrees).
 """
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 
 import torch
@@ -21,8 +23,10 @@ from plinth.engine.gguf_names import hf_tensor_name
 __all__ = ["iter_gguf_weights", "unpermute_rows"]
 
 
-def iter_gguf_weights(gguf: GGUFFile) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield every tensor of ``gguf`` as ``(hf_name, float32 tensor)`` in Hugging Face layout."""
+def iter_gguf_weights(
+    gguf: GGUFFile, dtype: torch.dtype = torch.float32
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield every tensor of ``gguf`` as ``(hf_name, dtype tensor)`` in Hugging Face layout."""
     config = gguf_hf_config(gguf)
     permuted = gguf.architecture == "llama"
     heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
@@ -30,11 +34,24 @@ def iter_gguf_weights(gguf: GGUFFile) -> Iterator[tuple[str, torch.Tensor]]:
         name = hf_tensor_name(tensor.name)
         if name is None:  # open_gguf refuses such files; guard against a reader handed in unchecked
             raise CheckpointError(f"{gguf.path}: unexpected tensor {tensor.name!r}")
-        weight = dequantize(tensor)
+        weight = dequantize(tensor, dtype)
+        _drop_pages(gguf, tensor.data_offset, tensor.n_bytes)
         kind = tensor.name.split(".")[2] if tensor.name.startswith("blk.") else ""
         if permuted and kind in heads:
             weight = unpermute_rows(weight, heads[kind])
         yield name, weight
+
+
+def _drop_pages(gguf: GGUFFile, offset: int, size: int) -> None:
+    """Take a tensor's pages of the mapped file out of the resident set once it is read (they count
+    in peak RSS until the reader is closed: ~90 MB for SmolLM2's Q4_1 file); read again, they come
+    back from the page cache."""
+    start = offset - offset % mmap.PAGESIZE
+    base = gguf.reader.data.base
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = base.base
+    if base is not None and size:
+        base.madvise(mmap.MADV_DONTNEED, start, offset + size - start)
 
 
 def unpermute_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:

@@ -109,6 +109,8 @@ class ModelRunner:
         with _default_dtype(self.dtype), self.device, _no_random_init():
             self.model = CausalLM(model_config, self.lora)
         self._load_weights()
+        if self.device.type == "cpu":
+            release_freed_memory()  # the dequantization's buffers, before prepack or quantization allocate
         if config.quantization is not None:
             self._quantize(config.quantization)
         elif can_prepack(self.device, self.dtype):
@@ -135,7 +137,7 @@ class ModelRunner:
                 "benchmark it with random weights generated in memory"
             )
         with torch.no_grad():
-            self.model.load_weights(iter_weights(self.cfg.path))
+            self.model.load_weights(iter_weights(self.cfg.path, self.dtype))
         if self.config.merge_lora is not None:
             from plinth.engine.lora.merge import merge_adapter_dir
 

@@ -3,7 +3,8 @@
 Contract: ``resolve_checkpoint(model)`` turns ``--model`` (a local directory or a hub id) into a local
 directory holding ``config.json``; only config, tokenizer and weight files are downloaded, never code.
 A ``.gguf`` file, or a directory holding exactly one ``.gguf`` and no ``config.json``, resolves to that
-file, and ``iter_weights`` streams it through :mod:`plinth.engine.gguf_weights`.
+file, and ``iter_weights`` streams it through :mod:`plinth.engine.gguf_weights`, dequantized to
+``dtype`` (the model's: never a float32 copy of a bf16 model's tensor).
 ``iter_weights(path)`` yields ``(hf_name, tensor)`` from ``model.safetensors``, a sharded
 ``model.safetensors.index.json``, or, only when there are no safetensors, ``pytorch_model.bin``
 (``torch.load(weights_only=True)``, which cannot run pickled code). Tensors are read lazily so peak
@@ -53,13 +54,14 @@ def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
     return _require_config(_download(model, revision))
 
 
-def iter_weights(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield every ``(hf_name, tensor)`` of the checkpoint in ``path``, loading one tensor at a time."""
+def iter_weights(path: Path, dtype: torch.dtype = torch.float32) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield every ``(hf_name, tensor)`` of the checkpoint in ``path``, loading one tensor at a time;
+    GGUF tensors come dequantized to ``dtype``, others as stored."""
     if is_gguf(path):
         from plinth.engine.gguf_checkpoint import open_gguf  # the gguf library only for GGUF files
         from plinth.engine.gguf_weights import iter_gguf_weights
 
-        yield from iter_gguf_weights(open_gguf(Path(path)))
+        yield from iter_gguf_weights(open_gguf(Path(path)), dtype)
         return
     files = _weight_files(Path(path))
     if not files:

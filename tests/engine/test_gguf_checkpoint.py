@@ -87,7 +87,7 @@ def test_k_quant_dequantization_matches_gguf_library(qtype, tmp_path):
 
 
 @pytest.mark.parametrize("qtype", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
-def test_dequantization_matches_gguf_library(qtype, tmp_path):
+def test_dequantization_matches_gguf_library(qtype, tmp_path, monkeypatch):
     weight = np.random.default_rng(0).normal(0, 0.05, size=(8, 64)).astype(np.float32)
     kind = GGMLQuantizationType[qtype]
     stored = {"F32": weight, "F16": weight.astype(np.float16)}.get(qtype)
@@ -103,6 +103,22 @@ def test_dequantization_matches_gguf_library(qtype, tmp_path):
     expected = torch.from_numpy(quants.dequantize(tensor.data, kind).astype(np.float32))
     torch.testing.assert_close(dequantize(tensor), expected, atol=0, rtol=0)
     torch.testing.assert_close(dequantize(tensor), torch.from_numpy(weight), atol=0.02, rtol=0)
+    # Rows a few at a time (3 rows of 64 per chunk, the last one short), cast straight to bf16: the
+    # same bits as casting the library's whole float32 result.
+    monkeypatch.setattr("plinth.engine.gguf_dequant.CHUNK_VALUES", 3 * 64)
+    assert torch.equal(dequantize(tensor), expected)
+    assert torch.equal(dequantize(tensor, torch.bfloat16), expected.to(torch.bfloat16))
+
+
+def test_dequantization_of_a_vector(tmp_path):
+    norm = np.random.default_rng(1).normal(1, 0.1, size=(576,)).astype(np.float32)
+    path = tmp_path / "v.gguf"
+    writer = GGUFWriter(path, "llama")
+    writer.add_tensor("norm", norm)
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file()
+    writer.close()
+    [tensor] = GGUFReader(path).tensors
+    assert torch.equal(dequantize(tensor, torch.bfloat16), torch.from_numpy(norm).to(torch.bfloat16))
 
 
 # -- refused at load time, naming the file and what is wrong ------------------------------------

@@ -271,7 +271,9 @@ def test_adapter_registered_from_a_path_then_deleted(admin_page, server):
     page, _ = admin_page
     page.goto(f"{server.url}/#/admin")
     section = page.locator("#admin-adapters")
-    section.get_by_label("Source: a server path, a Hugging Face hub id, or a URL (s3://…, file://…)").fill(str(server.adapter_dir))
+    section.get_by_label("Source: a server path, a Hugging Face hub id, or a URL (s3://…, file://…)").fill(
+        str(server.adapter_dir)
+    )
     section.get_by_label("Name (optional)").fill("web-lora")
     section.get_by_label("Base model").select_option("tiny-llama")
     section.get_by_role("button", name="Register adapter").click()
