@@ -21,8 +21,8 @@ from plinth.jobs import Checker, JobSupervisor
 from plinth.llm import AdapterHost, ChatModel, ServedModel
 from plinth.server.errors import APIError
 from plinth.server.generation import chat_model
-from plinth.server.metrics import Metrics
 from plinth.server.key_cache import KeyCache
+from plinth.server.metrics import Metrics
 from plinth.server.quotas import QuotaGate
 
 __all__ = ["ServerState", "get_state"]
