@@ -107,7 +107,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestLimitsMiddleware, settings=settings)  # before any parsing
     # a cached key's 429 before the body is read; releases the tenant's concurrency slot when a request ends
-    app.add_middleware(QuotaMiddleware, gate=state.quotas, keys=state.keys)
+    app.add_middleware(QuotaMiddleware, gate=state.quotas, keys=state.keys, settings=settings)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)  # outermost: counts every answer
     app.include_router(openai_api.router)
     app.include_router(adapters_api.router)

@@ -19,6 +19,7 @@ a limit. Metrics, labelled by tenant id (``/metrics`` needs no key, so names sta
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from plinth.config import Settings
 from plinth.control import ControlPlane, Tenant
 from plinth.control.tenant_limits import TenantLimits, get_limits
 from plinth.server.errors import APIError
@@ -248,10 +250,15 @@ class QuotaMiddleware:
     its body is read, before routing and dependency solving. A flood's refusals then cost the event loop
     a dict lookup and a small JSON answer, not a thread hop and a query each, so the CPU and the GIL stay
     with the other tenants' generations. Anything not known for sure goes the full way.
+
+    Such a 429 is sent after ``refusal_delay_ms`` (100 ms; its ``Retry-After`` says 1 s or more, so a
+    client that honours it loses nothing): a client that retries at once, however many connections it
+    loops on, then sends each of them a few requests a second instead of thousands, and the flood
+    costs the server (and, on a shared machine, the flooder) little CPU.
     """
 
-    def __init__(self, app: ASGIApp, gate: QuotaGate, keys: KeyCache) -> None:
-        self.app, self.gate, self.keys = app, gate, keys
+    def __init__(self, app: ASGIApp, gate: QuotaGate, keys: KeyCache, settings: Settings) -> None:
+        self.app, self.gate, self.keys, self.settings = app, gate, keys, settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -262,6 +269,7 @@ class QuotaMiddleware:
         try:
             refusal = self._admit_known_key(scope, account)
             if refusal is not None:
+                await asyncio.sleep(self.settings.refusal_delay_ms / 1000)  # a timer: costs no CPU
                 await refusal.response()(scope, receive, send)
                 return
             await self.app(scope, receive, send)

@@ -75,6 +75,21 @@ def test_a_cached_keys_refusal_comes_before_the_body_is_read(setup):
     assert client.post("/v1/chat/completions", content=b"{not json", headers=unseen).status_code == 415
 
 
+def test_a_cached_keys_refusal_is_held_for_refusal_delay_ms(setup):
+    """A client retrying at once gets its 429 only after the delay (a lower bound: holds however loaded
+    the machine is), and a delay of 0 answers it without one."""
+    app, keys = setup
+    client = TestClient(app)
+    client.put(LIMITS.format("acme"), json={"requests_per_minute": 1}, headers=auth(keys, "admin"))
+    assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme")).status_code == 200
+    app.state.plinth.settings.refusal_delay_ms = 400
+    start = time.perf_counter()
+    assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme")).status_code == 429
+    assert time.perf_counter() - start >= 0.4
+    app.state.plinth.settings.refusal_delay_ms = 0
+    assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme")).status_code == 429
+
+
 def test_a_key_revoked_through_the_api_is_refused_at_once_and_frees_no_slot_twice(setup):
     """The key cache is emptied when a key is revoked here: the very next request is a 401, and the
     concurrency slot of a request admitted by the cache is given back once."""
