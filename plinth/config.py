@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     shutdown_timeout_s: int = Field(10, ge=1)  # on shutdown, requests still running after it are cancelled
     # the longest the engine thread waits for the GIL while the event loop runs (sys.setswitchinterval)
     gil_switch_interval_ms: float = Field(0.2, gt=0, le=100)
+    # a cached key's 429 is held this long before it is sent (below its Retry-After of 1 s or more), so a
+    # client that retries at once without backing off sends a few requests a second, not thousands
+    refusal_delay_ms: float = Field(100, ge=0, le=1000)
     # jobs (fine-tuning): one worker process at a time by default, a queue behind it
     max_concurrent_jobs: int = Field(1, ge=1, le=16)
     job_threads: int = Field(2, ge=1, le=256)  # torch threads in a job's worker process

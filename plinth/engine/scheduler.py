@@ -23,9 +23,11 @@ interactive first token costs about what it costs on an idle engine. So a batch 
 interactive traffic leaves; within one class the order is FCFS as above, across share groups as below.
 
 Fair share (``SamplingParams.share_group``; the server passes the tenant): within a class, waiting
-requests are admitted round-robin across groups, each group's own requests in arrival order, starting
-with the group admitted least recently. So a group with a hundred queued requests delays another
-group's single request by at most one admission, not a hundred. Requests without a group form one group.
+requests are admitted round-robin across groups, each group's own requests in arrival order, a group
+with fewer requests already running first (then the group admitted least recently). So a group with a
+hundred queued requests delays another group's single request by at most one admission, not a hundred,
+and a group holding most of the running batch gives the next free place to the others. Requests
+without a group form one group.
 """
 
 from __future__ import annotations
@@ -154,10 +156,14 @@ class Scheduler:
             budget -= num_new
 
     def _fair_order(self) -> list[Sequence]:
-        """The waiting requests in admission order: by class, then round-robin across share groups (the
-        k-th request of every group before any group's (k+1)-th; the least recently admitted group first
-        in each round), then arrival."""
+        """The waiting requests in admission order: by class, then by how many requests their group would
+        run if admitted (its running ones plus its waiting ones ahead of it; so round-robin across
+        groups, a group already running fewer going first), the least recently admitted group first on a
+        tie, then arrival."""
         rounds: dict[tuple[int, str | None], int] = {}
+        for seq in self.running:
+            key = (seq.params.priority, seq.params.share_group)
+            rounds[key] = rounds.get(key, -1) + 1
         keyed = []
         for position, seq in enumerate(self.waiting):
             group = seq.params.share_group

@@ -65,8 +65,10 @@ async def post_key(body: KeyCreate, request: Request) -> dict[str, Any]:
 
 @router.delete("/keys/{prefix}")
 async def delete_key(prefix: str, request: Request) -> dict[str, Any]:
-    if not await asyncio.to_thread(revoke_key, get_state(request).control_plane, prefix):
+    state = get_state(request)
+    if not await asyncio.to_thread(revoke_key, state.control_plane, prefix):
         raise APIError(404, f"No active API key has the prefix '{prefix}'.", param="prefix", code="not_found")
+    state.keys.clear()  # the revoked key is refused from the next request on, not after the cache's TTL
     return {"id": prefix, "object": "api_key", "deleted": True}
 
 

@@ -111,9 +111,10 @@ def create_app(
     state.metrics.registry.register(LoraCollector(lambda: list(state.models.values())))
     _register_adapters(state.adapters, settings)
     install_error_handlers(app)
-    app.add_middleware(QuotaMiddleware)  # releases the tenant's concurrency slot when a request ends
-    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
-    app.add_middleware(RequestLimitsMiddleware, settings=settings)  # outermost: before any parsing
+    app.add_middleware(RequestLimitsMiddleware, settings=settings)  # before any parsing
+    # a cached key's 429 before the body is read; releases the tenant's concurrency slot when a request ends
+    app.add_middleware(QuotaMiddleware, gate=state.quotas, keys=state.keys, settings=settings)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)  # outermost: counts every answer
     app.include_router(openai_api.router)
     app.include_router(adapters_api.router)
     app.include_router(knowledge_api.router)

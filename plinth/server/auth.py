@@ -7,11 +7,15 @@ see :func:`plinth.config.check_bind`) every request acts as the built-in ``local
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request
 
 from plinth.control import LOCAL_TENANT, ControlPlane, Tenant, authenticate, get_or_create_tenant
 from plinth.server.errors import APIError
+from plinth.server.key_cache import bearer_key
 from plinth.server.quotas import admit
+from plinth.server.state import ServerState
 
 __all__ = ["local_tenant", "require_tenant"]
 
@@ -22,26 +26,34 @@ def local_tenant(cp: ControlPlane) -> Tenant:
     return Tenant(tenant.id, tenant.name, is_admin=True)
 
 
-def require_tenant(request: Request) -> Tenant:
-    """FastAPI dependency: the caller's tenant, or a 401. Sync on purpose: FastAPI runs it in a thread,
-    so the database lookup never blocks the event loop."""
-    state = request.app.state.plinth
-    tenant = state.no_auth_tenant or _tenant_from_header(state.control_plane, request)
+async def require_tenant(request: Request) -> Tenant:
+    """FastAPI dependency: the caller's tenant, or a 401, then admission (a 429 past its rate limits).
+
+    A key seen in the last few seconds comes from the key cache, so the request costs no thread hop and
+    no query; otherwise the database is asked in a worker thread, never on the event loop (nor are the
+    tenant's limits read there when they are not cached)."""
+    state: ServerState = request.app.state.plinth
+    tenant = state.no_auth_tenant or await _tenant_from_header(state, request)
     request.state.tenant = tenant
-    admit(state.quotas, tenant, request.url.path)  # 429 past the tenant's rate limits
+    if state.quotas is None or state.quotas.has_fresh_limits(tenant.id):
+        admit(state.quotas, tenant, request.url.path)
+    else:
+        await asyncio.to_thread(admit, state.quotas, tenant, request.url.path)  # context (account) copied
     return tenant
 
 
-def _tenant_from_header(cp: ControlPlane, request: Request) -> Tenant:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+async def _tenant_from_header(state: ServerState, request: Request) -> Tenant:
+    key = bearer_key(request.headers.get("authorization", ""))
+    if key is None:
         raise APIError(
             401,
             "Missing API key: send 'Authorization: Bearer <key>' (create one with `plinth keys create`).",
             code="missing_api_key",
         )
-    tenant = authenticate(cp, key.strip())
+    tenant = state.keys.get(key)
     if tenant is None:
-        raise APIError(401, "Invalid API key.", code="invalid_api_key")
+        tenant = await asyncio.to_thread(authenticate, state.control_plane, key)
+        if tenant is None:
+            raise APIError(401, "Invalid API key.", code="invalid_api_key")
+        state.keys.put(key, tenant)
     return tenant

@@ -21,6 +21,7 @@ from plinth.jobs import Checker, JobSupervisor
 from plinth.llm import AdapterHost, ChatModel, ServedModel
 from plinth.server.errors import APIError
 from plinth.server.generation import chat_model
+from plinth.server.key_cache import KeyCache
 from plinth.server.metrics import Metrics
 from plinth.server.quotas import QuotaGate
 
@@ -40,6 +41,7 @@ class ServerState:
     file_checkers: dict[str, Checker] = field(default_factory=dict)  # purpose -> upload checker
     runner: Any | None = None  # plinth.server.batch_runner.BatchRunner: batches and async inference
     quotas: QuotaGate | None = None  # per-tenant rate limits (create_app always sets it)
+    keys: KeyCache = field(default_factory=KeyCache)  # recently authenticated keys
     created: int = field(default_factory=lambda: int(time.time()))
     _embedder_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -97,9 +97,11 @@ def test_batch_requests_sit_out_the_steps_that_prefill_an_interactive_request():
     assert scheduler.num_preemptions == 0
 
 
-def _grouped(name: str, group: str | None, priority: int = INTERACTIVE_PRIORITY) -> Sequence:
+def _grouped(
+    name: str, group: str | None, priority: int = INTERACTIVE_PRIORITY, max_tokens: int = 2
+) -> Sequence:
     params = SamplingParams(
-        max_tokens=2, temperature=0.0, ignore_eos=True, priority=priority, share_group=group
+        max_tokens=max_tokens, temperature=0.0, ignore_eos=True, priority=priority, share_group=group
     )
     return Sequence(name, [1, 2, 3, 4], params, SamplingState.create(params, [1, 2, 3, 4], ()))
 
@@ -125,6 +127,19 @@ def test_waiting_requests_are_admitted_round_robin_across_groups():
     for name, group in [("a0", "a"), ("a1", "a"), ("a2", "a"), ("b0", "b"), ("b1", "b"), ("c0", "c")]:
         scheduler.add(_grouped(name, group))
     assert _admission_order(scheduler) == ["a0", "b0", "c0", "a1", "b1", "a2"]
+
+
+def test_a_group_running_fewer_requests_is_admitted_first_though_admitted_more_recently():
+    scheduler = _scheduler(max_num_seqs=3)
+    scheduler.add(_grouped("a0", "a", max_tokens=50))
+    scheduler.add(_grouped("a1", "a", max_tokens=50))
+    _step(scheduler)
+    scheduler.add(_grouped("b0", "b", max_tokens=50))
+    _step(scheduler)
+    scheduler.abort("b0")  # b was admitted last, and now runs nothing; a runs two
+    scheduler.add(_grouped("a2", "a", max_tokens=50))
+    scheduler.add(_grouped("b1", "b", max_tokens=50))
+    assert "b1" in _step(scheduler) and [s.request_id for s in scheduler.waiting] == ["a2"]
 
 
 def test_the_group_admitted_least_recently_goes_first():

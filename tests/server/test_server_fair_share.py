@@ -30,6 +30,7 @@ BODY = {"model": "tiny", "prompt": "the quick brown fox", "max_tokens": 4, "igno
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # about 10 s; were it ever to hang, fail with every thread's stack instead
 def test_a_flooding_tenant_costs_another_tenant_no_429_and_no_request(tmp_path, tiny_llama):
     cfg = EngineConfig(model=str(tiny_llama), device="cpu", dtype="float32")
     cfg.kv_cache_memory_gb = 0.05
@@ -38,7 +39,10 @@ def test_a_flooding_tenant_costs_another_tenant_no_429_and_no_request(tmp_path, 
     try:
         keys = {who: create_key(cp, who) for who in ("noisy", "quiet")}
         set_limits(cp, get_or_create_tenant(cp, "noisy").id, TenantLimits(concurrent_requests=2))
-        app = create_app(Settings(data_dir=tmp_path), [model], cp, embedder=FakeEmbedder())
+        # a 10 ms refusal delay (default 100): a harder flood, still one whose clients wait on a timer,
+        # as remote ones wait on the network, rather than spin the loop the server runs on
+        settings = Settings(data_dir=tmp_path, refusal_delay_ms=10)
+        app = create_app(settings, [model], cp, embedder=FakeEmbedder())
         alone, during, noisy = asyncio.run(_alone_then_flooded(app, keys))
     finally:
         model.shutdown()

@@ -60,6 +60,50 @@ def test_admin_reads_and_sets_a_tenants_limits(setup):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "requests_per_minute"
 
 
+def test_a_cached_keys_refusal_comes_before_the_body_is_read(setup):
+    """Once a key has authenticated, its tenant's 429 is answered before the body is read and before
+    routing: even a body that would be a 415 gets the same 429 (a flood's refusals cost little)."""
+    app, keys = setup
+    client = TestClient(app)
+    client.put(LIMITS.format("acme"), json={"requests_per_minute": 1}, headers=auth(keys, "admin"))
+    assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme")).status_code == 200
+    garbled = {**auth(keys, "acme"), "Content-Type": "text/plain"}
+    refused = client.post("/v1/chat/completions", content=b"{not json", headers=garbled)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert refused.json()["error"]["type"] == "rate_limit_error" and int(refused.headers["Retry-After"]) >= 1
+    unseen = {**auth(keys, "beta"), "Content-Type": "text/plain"}  # not cached: checked in full
+    assert client.post("/v1/chat/completions", content=b"{not json", headers=unseen).status_code == 415
+
+
+def test_a_cached_keys_refusal_is_held_for_refusal_delay_ms(setup):
+    """A client retrying at once gets its 429 only after the delay (a lower bound: holds however loaded
+    the machine is), and a delay of 0 answers it without one."""
+    app, keys = setup
+    client = TestClient(app)
+    client.put(LIMITS.format("acme"), json={"requests_per_minute": 1}, headers=auth(keys, "admin"))
+    assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme")).status_code == 200
+    app.state.plinth.settings.refusal_delay_ms = 400
+    start = time.perf_counter()
+    assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme")).status_code == 429
+    assert time.perf_counter() - start >= 0.4
+    app.state.plinth.settings.refusal_delay_ms = 0
+    assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "acme")).status_code == 429
+
+
+def test_a_key_revoked_through_the_api_is_refused_at_once_and_frees_no_slot_twice(setup):
+    """The key cache is emptied when a key is revoked here: the very next request is a 401, and the
+    concurrency slot of a request admitted by the cache is given back once."""
+    app, keys = setup
+    client = TestClient(app)
+    client.put(LIMITS.format("beta"), json={"concurrent_requests": 1}, headers=auth(keys, "admin"))
+    for _ in range(2):  # the second is admitted from the cache; a leaked slot would make it a 429
+        assert client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "beta")).status_code == 200
+    revoked = client.delete(f"/v1/admin/keys/{keys['beta'][:11]}", headers=auth(keys, "admin"))
+    assert revoked.status_code == 200
+    r = client.post("/v1/chat/completions", json=CHAT, headers=auth(keys, "beta"))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
 def test_flooding_tenant_gets_429_with_retry_after_and_the_other_tenant_none(setup):
     app, keys = setup
     client = TestClient(app)
