@@ -1,0 +1,69 @@
+"""Batch-invariant mode (``EngineConfig.batch_invariant``): a request's numerics do not depend on its batch.
+
+A matmul kernel picks its algorithm, and so its order of summation, from the number of rows it is given:
+on an AVX512-BF16 CPU oneDNN's bf16 product of a row equals its one-row product bit for bit up to 32
+rows and not beyond, and MKL's float32 one changes regime at 2, 4, 7 or 16 rows depending on the shape
+(``benchmarks/invariance_probe.py``). So the same token, prefilled alone, beside other prompts, or
+after a prefix-cache hit (fewer rows in its chunk), gets hidden states that differ by a rounding, and a
+greedy completion can diverge a few tokens later.
+
+The cure is to give every kernel one shape whatever the batch (the idea of vLLM's
+``VLLM_BATCH_INVARIANT`` and Thinking Machines' "Defeating nondeterminism in LLM inference"): linear
+layers run on tiles of exactly :data:`ROW_TILE` rows, the last one zero-padded, and attention runs per
+request (:func:`~plinth.engine.attention.paged_attention` with ``invariant=True``). Row-wise ops (norms,
+rotary, activations, residual adds) are already independent of the other rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plinth.engine.quantization import replace_weights
+
+# 16 rows: a decode step of up to 16 requests is one tile, and a padded tile costs about what one row
+# does (the product is bound by reading the weight); prefill linears cost ~4x one large matmul.
+ROW_TILE = 16
+
+
+def row_tiled(fn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)`` for a row-wise ``fn``, called on zero-padded tiles of exactly :data:`ROW_TILE` rows."""
+    flat = x.reshape(-1, x.shape[-1])
+    rows = flat.shape[0]
+    padded = F.pad(flat, (0, 0, 0, -rows % ROW_TILE))
+    out = torch.cat([fn(tile) for tile in padded.split(ROW_TILE)])[:rows]
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+class DenseWeight(nn.Module):
+    """A float ``[out, in]`` weight as a weight module (``forward`` is ``x @ W.T``), so a linear that
+    was neither quantized nor prepacked can be tiled like those that were."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+
+class RowTiled(nn.Module):
+    """A weight module run on fixed-size row tiles (see :func:`row_tiled`)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return row_tiled(self.inner, x)
+
+
+def tile_linears(model: nn.Module) -> None:
+    """Make every linear layer of ``model`` run on fixed-size row tiles, in place (after any
+    quantization or prepacking: the tiles wrap whatever kernel the weight already uses)."""
+    replace_weights(model, DenseWeight)  # linears still holding a float weight get a weight module
+    for module in list(model.modules()):
+        weight = getattr(module, "qweight", None)
+        if isinstance(weight, nn.Module) and not isinstance(weight, RowTiled):
+            module.qweight = RowTiled(weight)
