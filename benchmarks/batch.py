@@ -81,6 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--restart-at", type=float, default=0.5, help="fraction of lines done when it restarts")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-invariant", action="store_true", help="serve with PLINTH_BATCH_INVARIANT=1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="60 lines, 10 probes")
     p.add_argument("--json", type=Path)
@@ -97,6 +98,7 @@ def server(args: argparse.Namespace, data_dir: Path, port: int) -> Iterator[tupl
         "PLINTH_LOG_LEVEL": "warning",
         "PLINTH_BATCH_MAX_LINES_IN_FLIGHT": str(args.lines_in_flight),
         "PLINTH_BATCH_LINES_IN_FLIGHT_WHEN_BUSY": str(args.lines_in_flight_when_busy),
+        "PLINTH_BATCH_INVARIANT": str(int(args.batch_invariant)),
     }
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])  # this checkout
     cmd = [sys.executable, "-m", "plinth", "serve", "--model", str(args.model), "--no-auth",
@@ -203,6 +205,7 @@ def pct(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     args.model = prepare_model(args.model, quick=True)  # absolute: the server runs in its own directory
     report: dict[str, Any] = {"model": str(args.model), "lines": args.lines, "output_len": args.output_len,
+                              "batch_invariant": args.batch_invariant,
                               "lines_in_flight": args.lines_in_flight, "device": args.device,
                               "lines_in_flight_when_busy": args.lines_in_flight_when_busy}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="plinth-batch-bench-") as tmp:

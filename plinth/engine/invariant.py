@@ -16,6 +16,8 @@ rotary, activations, residual adds) are already independent of the other rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,7 +29,7 @@ from plinth.engine.quantization import replace_weights
 ROW_TILE = 16
 
 
-def row_tiled(fn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def row_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """``fn(x)`` for a row-wise ``fn``, called on zero-padded tiles of exactly :data:`ROW_TILE` rows."""
     flat = x.reshape(-1, x.shape[-1])
     rows = flat.shape[0]

@@ -106,7 +106,8 @@ class ModelRunner:
             keep_freed_memory()
         torch.manual_seed(config.seed)
         # Adapter slots are allocated with the model, before the KV cache is sized from what is left.
-        self.lora = LoraContext(config.max_lora_rank, config.max_loras) if config.enable_lora else None
+        lora = LoraContext(config.max_lora_rank, config.max_loras, config.batch_invariant)
+        self.lora = lora if config.enable_lora else None
         with _default_dtype(self.dtype), self.device, _no_random_init():
             self.model = CausalLM(model_config, self.lora)
         self._load_weights()
