@@ -253,6 +253,7 @@ def finish(url: str, batch_id: str, bodies: list[dict[str, Any]], args: argparse
     ids = [o["custom_id"] for o in outputs + errors]
     report["request_counts"] = final["request_counts"]
     report["output_lines"], report["error_lines"] = len(outputs), len(errors)
+    report["completion_tokens"] = sum(o["response"]["body"]["usage"]["completion_tokens"] for o in outputs)
     report["every_line_exactly_once"] = sorted(ids) == sorted(f"line-{i}" for i in range(args.lines))
     log("comparing with interactive requests")
     checked, same = compare(url, bodies, {o["custom_id"]: o for o in outputs}, args.check)
@@ -272,6 +273,8 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"server restarted with {r['lines_done_at_restart']} lines done")
     print(f"batch: {r['request_counts']} in {r['batch_wall_s']:.1f} s; every line exactly once: "
           f"{r['every_line_exactly_once']}")  # fmt: skip
+    print(f"batch throughput: {r['completion_tokens'] / r['batch_wall_s']:.1f} completion tokens/s "
+          f"(batch_invariant={r['batch_invariant']})")  # fmt: skip
     print(f"identical to interactive (greedy): {r['identical']}/{r['checked']}")
     ratio = r["ttft_p95_ratio"]
     print(f"interactive TTFT p95 with a batch running / idle: {ratio:.2f}x (goal <= {GOAL_RATIO}x)")

@@ -9,9 +9,10 @@ greedy completion can diverge a few tokens later.
 
 The cure is to give every kernel one shape whatever the batch (the idea of vLLM's
 ``VLLM_BATCH_INVARIANT`` and Thinking Machines' "Defeating nondeterminism in LLM inference"): linear
-layers run on tiles of exactly :data:`ROW_TILE` rows, the last one zero-padded, and attention runs per
-request (:func:`~plinth.engine.attention.paged_attention` with ``invariant=True``). Row-wise ops (norms,
-rotary, activations, residual adds) are already independent of the other rows.
+layers and the gated activation (:class:`~plinth.engine.layers.SiluAndMul`) run on tiles of exactly
+:data:`ROW_TILE` rows, the last one zero-padded, and attention splits the context into fixed-size
+pieces (:func:`~plinth.engine.attention.split_kv_attention`). Norms, rotary embeddings, residual adds and
+softmax were measured independent of the other rows already.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plinth.engine.layers import SiluAndMul
 from plinth.engine.quantization import replace_weights
 
 # 16 rows: a decode step of up to 16 requests is one tile, and a padded tile costs about what one row
@@ -61,11 +63,14 @@ class RowTiled(nn.Module):
         return row_tiled(self.inner, x)
 
 
-def tile_linears(model: nn.Module) -> None:
-    """Make every linear layer of ``model`` run on fixed-size row tiles, in place (after any
-    quantization or prepacking: the tiles wrap whatever kernel the weight already uses)."""
+def tile_rows(model: nn.Module) -> None:
+    """Make every linear layer and gated activation of ``model`` run on fixed-size row tiles, in place
+    (after any quantization or prepacking: the tiles wrap whatever kernel the weight already uses)."""
     replace_weights(model, DenseWeight)  # linears still holding a float weight get a weight module
     for module in list(model.modules()):
         weight = getattr(module, "qweight", None)
         if isinstance(weight, nn.Module) and not isinstance(weight, RowTiled):
             module.qweight = RowTiled(weight)
+        for name, child in list(module.named_children()):
+            if isinstance(child, SiluAndMul):
+                setattr(module, name, RowTiled(child))

@@ -15,7 +15,7 @@ from torch import nn
 from plinth.engine.allocator import keep_freed_memory, release_freed_memory
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 from plinth.engine.config import EngineConfig
-from plinth.engine.invariant import tile_linears
+from plinth.engine.invariant import tile_rows
 from plinth.engine.lora.layers import LoraBatch, LoraContext
 from plinth.engine.model import CausalLM
 from plinth.engine.model_config import ModelConfig
@@ -117,7 +117,7 @@ class ModelRunner:
             with torch.no_grad():
                 prepack_linears(self.model)
         if config.batch_invariant:
-            tile_linears(self.model)
+            tile_rows(self.model)
         if self.device.type == "cpu":
             release_freed_memory()  # the load's transient float buffers
         self.model.eval()
