@@ -185,7 +185,9 @@ def split_kv_attention(
     keys, values = F.pad(keys, (0, 0, 0, pad_c)), F.pad(values.float(), (0, 0, 0, pad_c))
     mask = F.pad(F.pad(group.mask, (0, 0, 0, pad_q), value=True), (0, pad_c), value=False)
     tiles = [
-        _split_kv_tile(queries[:, lo : lo + QUERY_TILE], keys, values, mask[:, :, lo : lo + QUERY_TILE], scale)
+        _split_kv_tile(
+            queries[:, lo : lo + QUERY_TILE], keys, values, mask[:, :, lo : lo + QUERY_TILE], scale
+        )
         for lo in range(0, q_len + pad_q, QUERY_TILE)
     ]
     return torch.cat(tiles, dim=1)[:, :q_len].to(q.dtype)
@@ -198,7 +200,11 @@ def _split_kv_tile(
     batch, q_len, heads, dim = queries.shape
     kv_heads, ctx = keys.shape[1], keys.shape[2]
     rows = q_len * (heads // kv_heads)  # query heads of a KV head stacked, as in _decode_attention
-    grouped = queries.view(batch, q_len, kv_heads, -1, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, rows, dim)
+    grouped = (
+        queries.view(batch, q_len, kv_heads, -1, dim)
+        .permute(0, 2, 1, 3, 4)
+        .reshape(batch, kv_heads, rows, dim)
+    )
     scores = torch.matmul(grouped, keys.transpose(-1, -2)).view(batch, kv_heads, q_len, -1, ctx)
     scores.masked_fill_(~mask.view(batch, 1, q_len, 1, ctx), float("-inf"))
     probs = torch.softmax(scores.float() * scale, dim=-1).view(batch, kv_heads, rows, -1, KV_SPLIT)
