@@ -5,19 +5,22 @@ prefilled beside it (a padded prefill group, more matmul rows), prefilled in two
 chunk reads the first's K/V from the cache, as a prefix-cache hit does), and one decode step alone
 against one inside a batch of decodes of other lengths. Forward hooks record the prompt's rows at every
 module (and every ``paged_attention`` call) in execution order; the report names, per case, the first
-op whose rows differ from the alone run, and whether the final logits are bitwise equal.
+op whose rows differ from the alone run, and whether the final logits are bitwise equal. ``--cost``
+times the engine with the mode off and on instead.
 
 Reproduce::
 
     .venv/bin/python benchmarks/invariance_probe.py                          # SmolLM2-135M, mode off
     .venv/bin/python benchmarks/invariance_probe.py --batch-invariant        # mode on
     .venv/bin/python benchmarks/invariance_probe.py --model .bench/llama-tiny --dtype float32
+    .venv/bin/python benchmarks/invariance_probe.py --cost                   # the mode's cost, off vs on
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +45,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--prompt-len", type=int, default=45)
     p.add_argument("--batch-invariant", action="store_true")
+    p.add_argument("--cost", action="store_true", help="time the engine with the mode off and on instead")
     return p.parse_args(argv)
+
+
+def cost(path: Path, dtype: str, rounds: int = 2) -> None:
+    """Greedy decode of 16 requests x 64 tokens (prompts of 40) and one 512-token prefill, per mode.
+
+    Both engines live in one process and run alternately, so load from other work hits both alike."""
+    from plinth.engine import LLMEngine, SamplingParams
+
+    engines = {
+        mode: LLMEngine(
+            EngineConfig(
+                model=str(path),
+                dtype=dtype,
+                device="cpu",
+                kv_cache_blocks=512,
+                enable_lora=False,
+                enable_prefix_caching=False,
+                batch_invariant=mode,
+            )
+        )  # fmt: skip
+        for mode in (False, True)
+    }
+    vocab = engines[False].model_config.vocab_size
+    prompts = [prompt(40, seed, vocab) for seed in range(16)]
+    decode = SamplingParams(max_tokens=64, temperature=0, ignore_eos=True)
+    times: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for _ in range(rounds):
+        for mode, engine in engines.items():
+            start = time.perf_counter()
+            engine.generate(prompts, decode)
+            middle = time.perf_counter()
+            engine.generate([prompt(512, 99, vocab)], SamplingParams(max_tokens=1, temperature=0))
+            times[mode].append((16 * 64 / (middle - start), time.perf_counter() - middle))
+    print("| batch_invariant | decode tokens/s (16 x 64, best) | 512-token prefill s (best) |")
+    print("|---|---|---|")
+    for mode, runs in times.items():
+        print(f"| {mode} | {max(r[0] for r in runs):.1f} | {min(r[1] for r in runs):.3f} |")
+    off, on = times[False], times[True]
+    print(f"decode throughput on/off: {max(r[0] for r in on) / max(r[0] for r in off):.2f}x; "
+          f"prefill time on/off: {min(r[1] for r in on) / min(r[1] for r in off):.2f}x")  # fmt: skip
 
 
 class Probe:
@@ -115,6 +159,9 @@ def report(case: str) -> Iterator[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     path = prepare_model(args.model, quick=True)
+    if args.cost:
+        cost(path, args.dtype)
+        return 0
     config = EngineConfig(model=str(path), dtype=args.dtype, device="cpu", kv_cache_blocks=512,
                           enable_lora=False, batch_invariant=args.batch_invariant)  # fmt: skip
     runner = ModelRunner(ModelConfig.from_pretrained(path, args.model, None), config)
