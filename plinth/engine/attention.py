@@ -12,10 +12,14 @@ together), so padding stays small and the same code serves CPU and CUDA.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+KV_SPLIT = 64  # context positions per partial product of split_kv_attention
+QUERY_TILE = 256  # queries per score matrix (bounds its memory on long prompts); a multiple of 4
 
 
 @dataclass(slots=True)
@@ -61,22 +65,27 @@ class AttentionMetadata:
             slots.extend(span.block_table[p // block_size] * block_size + p % block_size for p in positions)
         decode = [i for i, s in enumerate(spans) if s.num_new == 1]
         prefill = [i for i, s in enumerate(spans) if s.num_new > 1]
+        context_multiple = math.lcm(block_size, KV_SPLIT) if invariant else block_size
         groups = [
-            _group([spans[i] for i in idx], [offsets[i] for i in idx], block_size, device)
+            _group([spans[i] for i in idx], [offsets[i] for i in idx], block_size, context_multiple, device)
             for idx in (decode, prefill)
             if idx
         ]
         return cls(torch.tensor(slots, dtype=torch.long, device=device), groups, invariant)
 
 
-def _group(spans: list[SeqSpan], offsets: list[int], block_size: int, device: torch.device) -> AttentionGroup:
+def _group(
+    spans: list[SeqSpan], offsets: list[int], block_size: int, context_multiple: int, device: torch.device
+) -> AttentionGroup:
+    """The padded indices and mask of one group; its context is padded to a multiple of
+    ``context_multiple`` tokens (whole blocks; padding reads block 0, masked out)."""
     q_lens = torch.tensor([s.num_new for s in spans])
     ctx_lens = torch.tensor([s.start + s.num_new for s in spans])
     q_max, c_max = int(q_lens.max()), int(ctx_lens.max())
     q_pos = torch.arange(q_max)
     valid = q_pos[None, :] < q_lens[:, None]  # [B, Q]
     query_index = torch.where(valid, torch.tensor(offsets)[:, None] + q_pos[None, :], 0)
-    max_blocks = (c_max + block_size - 1) // block_size
+    max_blocks = -(-c_max // context_multiple) * context_multiple // block_size
     tables = torch.zeros(len(spans), max_blocks, dtype=torch.long)
     for row, span in enumerate(spans):
         used = span.block_table[:max_blocks]
@@ -160,10 +169,6 @@ def _decode_attention(
     return torch.matmul(probs, values).view(batch, 1, heads, dim)
 
 
-KV_SPLIT = 64  # context positions per partial product of split_kv_attention
-QUERY_TILE = 256  # queries per score matrix (bounds its memory on long prompts); a multiple of 4
-
-
 def split_kv_attention(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, group: AttentionGroup, scale: float
 ) -> torch.Tensor:
@@ -172,25 +177,24 @@ def split_kv_attention(
 
     A padded context changes a single ``probs @ V`` product's reduction blocking (bf16 results change
     at 128 positions), and float32 products of 1-2 rows take another kernel. So queries are padded to a
-    multiple of 4, the context to a multiple of :data:`KV_SPLIT`, ``probs @ V`` runs per split (every
-    product the same shape) in float32, and the partial results are added in split order (``cumsum``
-    is sequential; a padding split adds an exact zero)."""
+    multiple of 4, the group's context to a multiple of :data:`KV_SPLIT` (by ``AttentionMetadata.build``),
+    ``probs @ V`` runs per split (every product the same shape) in float32, and the partial results are
+    added in split order (``cumsum`` is sequential; a padding split adds an exact zero)."""
     batch, q_len = group.query_index.shape
     blocks = group.block_tables.flatten()
     queries = q.index_select(0, group.query_index.flatten()).view(batch, q_len, *q.shape[1:])
     keys = _gather_blocks(k_cache, blocks, batch, group.block_size)
     values = _gather_blocks(v_cache, blocks, batch, group.block_size)
-    pad_q, pad_c = -q_len % 4, -keys.shape[2] % KV_SPLIT
-    queries = F.pad(queries, (0, 0, 0, 0, 0, pad_q))
-    keys, values = F.pad(keys, (0, 0, 0, pad_c)), F.pad(values.float(), (0, 0, 0, pad_c))
-    mask = F.pad(F.pad(group.mask, (0, 0, 0, pad_q), value=True), (0, pad_c), value=False)
+    pad_q = -q_len % 4  # the context is a multiple of KV_SPLIT already (AttentionMetadata.build)
+    queries, values = F.pad(queries, (0, 0, 0, 0, 0, pad_q)), values.float()
+    mask = F.pad(group.mask, (0, 0, 0, pad_q), value=True)
     tiles = [
         _split_kv_tile(
             queries[:, lo : lo + QUERY_TILE], keys, values, mask[:, :, lo : lo + QUERY_TILE], scale
         )
         for lo in range(0, q_len + pad_q, QUERY_TILE)
     ]
-    return torch.cat(tiles, dim=1)[:, :q_len].to(q.dtype)
+    return (tiles[0] if len(tiles) == 1 else torch.cat(tiles, dim=1))[:, :q_len].to(q.dtype)
 
 
 def _split_kv_tile(

@@ -35,8 +35,9 @@ def row_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> to
     """``fn(x)`` for a row-wise ``fn``, called on zero-padded tiles of exactly :data:`ROW_TILE` rows."""
     flat = x.reshape(-1, x.shape[-1])
     rows = flat.shape[0]
-    padded = F.pad(flat, (0, 0, 0, -rows % ROW_TILE))
-    out = torch.cat([fn(tile) for tile in padded.split(ROW_TILE)])[:rows]
+    padded = F.pad(flat, (0, 0, 0, -rows % ROW_TILE)) if rows % ROW_TILE else flat
+    tiles = [fn(tile) for tile in padded.split(ROW_TILE)]
+    out = (tiles[0] if len(tiles) == 1 else torch.cat(tiles))[:rows]
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
