@@ -81,6 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--restart-at", type=float, default=0.5, help="fraction of lines done when it restarts")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-invariant", action="store_true", help="serve with PLINTH_BATCH_INVARIANT=1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="60 lines, 10 probes")
     p.add_argument("--json", type=Path)
@@ -97,6 +98,7 @@ def server(args: argparse.Namespace, data_dir: Path, port: int) -> Iterator[tupl
         "PLINTH_LOG_LEVEL": "warning",
         "PLINTH_BATCH_MAX_LINES_IN_FLIGHT": str(args.lines_in_flight),
         "PLINTH_BATCH_LINES_IN_FLIGHT_WHEN_BUSY": str(args.lines_in_flight_when_busy),
+        "PLINTH_BATCH_INVARIANT": str(int(args.batch_invariant)),
     }
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])  # this checkout
     cmd = [sys.executable, "-m", "plinth", "serve", "--model", str(args.model), "--no-auth",
@@ -203,6 +205,7 @@ def pct(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     args.model = prepare_model(args.model, quick=True)  # absolute: the server runs in its own directory
     report: dict[str, Any] = {"model": str(args.model), "lines": args.lines, "output_len": args.output_len,
+                              "batch_invariant": args.batch_invariant,
                               "lines_in_flight": args.lines_in_flight, "device": args.device,
                               "lines_in_flight_when_busy": args.lines_in_flight_when_busy}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="plinth-batch-bench-") as tmp:
@@ -250,6 +253,7 @@ def finish(url: str, batch_id: str, bodies: list[dict[str, Any]], args: argparse
     ids = [o["custom_id"] for o in outputs + errors]
     report["request_counts"] = final["request_counts"]
     report["output_lines"], report["error_lines"] = len(outputs), len(errors)
+    report["completion_tokens"] = sum(o["response"]["body"]["usage"]["completion_tokens"] for o in outputs)
     report["every_line_exactly_once"] = sorted(ids) == sorted(f"line-{i}" for i in range(args.lines))
     log("comparing with interactive requests")
     checked, same = compare(url, bodies, {o["custom_id"]: o for o in outputs}, args.check)
@@ -269,6 +273,8 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"server restarted with {r['lines_done_at_restart']} lines done")
     print(f"batch: {r['request_counts']} in {r['batch_wall_s']:.1f} s; every line exactly once: "
           f"{r['every_line_exactly_once']}")  # fmt: skip
+    print(f"batch throughput: {r['completion_tokens'] / r['batch_wall_s']:.1f} completion tokens/s "
+          f"(batch_invariant={r['batch_invariant']})")  # fmt: skip
     print(f"identical to interactive (greedy): {r['identical']}/{r['checked']}")
     ratio = r["ttft_p95_ratio"]
     print(f"interactive TTFT p95 with a batch running / idle: {ratio:.2f}x (goal <= {GOAL_RATIO}x)")

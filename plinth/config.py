@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     device: str = "auto"
     load_format: Literal["auto", "dummy"] = "auto"
     quantization: Literal["int8", "int4"] | None = None  # weight-only, CPU (see README "Speed")
+    batch_invariant: bool = False  # each request's outputs independent of its batch (README "Batch")
     no_auth: bool = False
     llm_url: str | None = None
     max_num_seqs: int = Field(64, ge=1)
@@ -219,6 +220,7 @@ class Settings(BaseSettings):
             device=self.device,
             load_format=self.load_format,
             quantization=self.quantization,
+            batch_invariant=self.batch_invariant,
             max_num_seqs=self.max_num_seqs,
             max_num_batched_tokens=self.max_num_batched_tokens,
             max_model_len=self.max_model_len,

@@ -48,6 +48,13 @@ def serve(
     quantization: Annotated[
         str | None, typer.Option(help="int8|int4: weight-only quantized linear layers (CPU).")
     ] = None,
+    batch_invariant: Annotated[
+        bool | None,
+        typer.Option(
+            "--batch-invariant/--no-batch-invariant",
+            help="Each request's outputs independent of its batch (batch = interactive, greedy).",
+        ),
+    ] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="No API keys (loopback only).")] = False,
     data_dir: DataDir = None,
     llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for features.")] = None,
@@ -82,6 +89,7 @@ def serve(
         device=device,
         load_format=load_format,
         quantization=quantization,
+        batch_invariant=batch_invariant,
         no_auth=no_auth or None,
         data_dir=data_dir,
         llm_url=llm_url,

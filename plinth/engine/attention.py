@@ -12,10 +12,14 @@ together), so padding stays small and the same code serves CPU and CUDA.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+KV_SPLIT = 64  # context positions per partial product of split_kv_attention
+QUERY_TILE = 256  # queries per score matrix (bounds its memory on long prompts); a multiple of 4
 
 
 @dataclass(slots=True)
@@ -45,9 +49,12 @@ class AttentionMetadata:
 
     slot_mapping: torch.Tensor  # [T] where each new token's K/V is written
     groups: list[AttentionGroup]
+    invariant: bool = False  # batch-invariant mode: attend with a fixed KV split (split_kv_attention)
 
     @classmethod
-    def build(cls, spans: list[SeqSpan], block_size: int, device: torch.device) -> AttentionMetadata:
+    def build(
+        cls, spans: list[SeqSpan], block_size: int, device: torch.device, invariant: bool = False
+    ) -> AttentionMetadata:
         offsets: list[int] = []
         slots: list[int] = []
         total = 0
@@ -58,22 +65,27 @@ class AttentionMetadata:
             slots.extend(span.block_table[p // block_size] * block_size + p % block_size for p in positions)
         decode = [i for i, s in enumerate(spans) if s.num_new == 1]
         prefill = [i for i, s in enumerate(spans) if s.num_new > 1]
+        context_multiple = math.lcm(block_size, KV_SPLIT) if invariant else block_size
         groups = [
-            _group([spans[i] for i in idx], [offsets[i] for i in idx], block_size, device)
+            _group([spans[i] for i in idx], [offsets[i] for i in idx], block_size, context_multiple, device)
             for idx in (decode, prefill)
             if idx
         ]
-        return cls(torch.tensor(slots, dtype=torch.long, device=device), groups)
+        return cls(torch.tensor(slots, dtype=torch.long, device=device), groups, invariant)
 
 
-def _group(spans: list[SeqSpan], offsets: list[int], block_size: int, device: torch.device) -> AttentionGroup:
+def _group(
+    spans: list[SeqSpan], offsets: list[int], block_size: int, context_multiple: int, device: torch.device
+) -> AttentionGroup:
+    """The padded indices and mask of one group; its context is padded to a multiple of
+    ``context_multiple`` tokens (whole blocks; padding reads block 0, masked out)."""
     q_lens = torch.tensor([s.num_new for s in spans])
     ctx_lens = torch.tensor([s.start + s.num_new for s in spans])
     q_max, c_max = int(q_lens.max()), int(ctx_lens.max())
     q_pos = torch.arange(q_max)
     valid = q_pos[None, :] < q_lens[:, None]  # [B, Q]
     query_index = torch.where(valid, torch.tensor(offsets)[:, None] + q_pos[None, :], 0)
-    max_blocks = (c_max + block_size - 1) // block_size
+    max_blocks = -(-c_max // context_multiple) * context_multiple // block_size
     tables = torch.zeros(len(spans), max_blocks, dtype=torch.long)
     for row, span in enumerate(spans):
         used = span.block_table[:max_blocks]
@@ -105,11 +117,12 @@ def paged_attention(
     """Write ``k``/``v`` (``[T, kv_heads, D]``) to the cache, then attend ``q`` (``[T, heads, D]``)."""
     k_cache.index_copy_(0, meta.slot_mapping, k)
     v_cache.index_copy_(0, meta.slot_mapping, v)
+    attend = split_kv_attention if meta.invariant else _attend
     if len(meta.groups) == 1 and meta.groups[0].valid is None and meta.groups[0].query_index.shape[1] == 1:
-        return _attend(q, k_cache, v_cache, meta.groups[0], scale).flatten(0, 1)  # decode-only step
+        return attend(q, k_cache, v_cache, meta.groups[0], scale).flatten(0, 1)  # decode-only step
     out = torch.empty_like(q)
     for group in meta.groups:
-        attended = _attend(q, k_cache, v_cache, group, scale)
+        attended = attend(q, k_cache, v_cache, group, scale)
         rows = attended.flatten(0, 1) if group.valid is None else attended[group.valid]
         out.index_copy_(0, group.out_index, rows)
     return out
@@ -154,3 +167,52 @@ def _decode_attention(
     scores.masked_fill_(~mask.view(batch, 1, 1, ctx), float("-inf"))
     probs = torch.softmax(scores * scale, dim=-1, dtype=torch.float32).to(values.dtype)  # [B, Hkv, G, C]
     return torch.matmul(probs, values).view(batch, 1, heads, dim)
+
+
+def split_kv_attention(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, group: AttentionGroup, scale: float
+) -> torch.Tensor:
+    """:func:`_attend` whose result for a query does not depend on the other queries, their number or
+    the group's padded context length (batch-invariant mode; see ``engine/invariant.py``).
+
+    A padded context changes a single ``probs @ V`` product's reduction blocking (bf16 results change
+    at 128 positions), and float32 products of 1-2 rows take another kernel. So queries are padded to a
+    multiple of 4, the group's context to a multiple of :data:`KV_SPLIT` (by ``AttentionMetadata.build``),
+    ``probs @ V`` runs per split (every product the same shape) in float32, and the partial results are
+    added in split order (``cumsum`` is sequential; a padding split adds an exact zero)."""
+    batch, q_len = group.query_index.shape
+    blocks = group.block_tables.flatten()
+    queries = q.index_select(0, group.query_index.flatten()).view(batch, q_len, *q.shape[1:])
+    keys = _gather_blocks(k_cache, blocks, batch, group.block_size)
+    values = _gather_blocks(v_cache, blocks, batch, group.block_size)
+    pad_q = -q_len % 4  # the context is a multiple of KV_SPLIT already (AttentionMetadata.build)
+    queries, values = F.pad(queries, (0, 0, 0, 0, 0, pad_q)), values.float()
+    mask = F.pad(group.mask, (0, 0, 0, pad_q), value=True)
+    tiles = [
+        _split_kv_tile(
+            queries[:, lo : lo + QUERY_TILE], keys, values, mask[:, :, lo : lo + QUERY_TILE], scale
+        )
+        for lo in range(0, q_len + pad_q, QUERY_TILE)
+    ]
+    return (tiles[0] if len(tiles) == 1 else torch.cat(tiles, dim=1))[:, :q_len].to(q.dtype)
+
+
+def _split_kv_tile(
+    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """``[B, Q, heads, D]`` queries against ``[B, kv_heads, C, D]`` K/V (``C`` a multiple of KV_SPLIT)."""
+    batch, q_len, heads, dim = queries.shape
+    kv_heads, ctx = keys.shape[1], keys.shape[2]
+    rows = q_len * (heads // kv_heads)  # query heads of a KV head stacked, as in _decode_attention
+    grouped = (
+        queries.view(batch, q_len, kv_heads, -1, dim)
+        .permute(0, 2, 1, 3, 4)
+        .reshape(batch, kv_heads, rows, dim)
+    )
+    scores = torch.matmul(grouped, keys.transpose(-1, -2)).view(batch, kv_heads, q_len, -1, ctx)
+    scores.masked_fill_(~mask.view(batch, 1, q_len, 1, ctx), float("-inf"))
+    probs = torch.softmax(scores.float() * scale, dim=-1).view(batch, kv_heads, rows, -1, KV_SPLIT)
+    splits = values.view(batch, kv_heads, -1, KV_SPLIT, dim)
+    partial = torch.matmul(probs.transpose(2, 3), splits)  # [B, kv_heads, splits, rows, D]
+    out = partial.cumsum(dim=2)[:, :, -1].view(batch, kv_heads, q_len, -1, dim)
+    return out.permute(0, 2, 1, 3, 4).reshape(batch, q_len, heads, dim)

@@ -37,3 +37,4 @@ class EngineConfig:
     max_cpu_loras: int = 64  # adapters kept loaded in host memory (LRU)
     merge_lora: str | None = None  # an adapter folder merged into the weights at load (zero overhead)
     quantization: str | None = None  # None | int8 | int4: weight-only, CPU kernels (engine/quantization.py)
+    batch_invariant: bool = False  # each request's numerics independent of its batch (engine/invariant.py)

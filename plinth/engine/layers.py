@@ -1,4 +1,4 @@
-"""Building blocks of the Llama-family transformer: RMSNorm and rotary embeddings.
+"""Building blocks of the Llama-family transformer: RMSNorm, the gated activation and rotary embeddings.
 
 They work on a flat ``[num_tokens, hidden]`` tensor: every token of every request in a step is
 one row, so linear layers run as one matmul over the whole continuous batch.
@@ -28,6 +28,17 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.weight * F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype)
+
+
+class SiluAndMul(nn.Module):
+    """``silu(gate) * up`` of a fused gate/up output, a module so batch-invariant mode can run it on
+    fixed-size row tiles: ATen computes the elements at the end of each thread's share of a tensor
+    with scalar code, whose ``exp`` can round differently from the vectorized one, so without tiles a
+    row's activation depends on how many rows the step holds."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = x.chunk(2, dim=-1)
+        return F.silu(gate) * up
 
 
 class RotaryEmbedding(nn.Module):

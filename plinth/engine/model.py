@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from plinth.engine.attention import AttentionMetadata, paged_attention
-from plinth.engine.layers import RMSNorm, RotaryEmbedding
+from plinth.engine.layers import RMSNorm, RotaryEmbedding, SiluAndMul
 from plinth.engine.lora.layers import LoraContext, LoraLinear
 from plinth.engine.model_config import ModelConfig
 
@@ -43,10 +42,10 @@ class GatedMLP(nn.Module):
             hidden, [intermediate, intermediate], False, lora, ("gate_proj", "up_proj")
         )
         self.down_proj = projection(intermediate, [hidden], False, lora, ("down_proj",))
+        self.act = SiluAndMul()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
 class Attention(nn.Module):

@@ -15,6 +15,7 @@ from torch import nn
 from plinth.engine.allocator import keep_freed_memory, release_freed_memory
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 from plinth.engine.config import EngineConfig
+from plinth.engine.invariant import tile_rows
 from plinth.engine.lora.layers import LoraBatch, LoraContext
 from plinth.engine.model import CausalLM
 from plinth.engine.model_config import ModelConfig
@@ -105,7 +106,8 @@ class ModelRunner:
             keep_freed_memory()
         torch.manual_seed(config.seed)
         # Adapter slots are allocated with the model, before the KV cache is sized from what is left.
-        self.lora = LoraContext(config.max_lora_rank, config.max_loras) if config.enable_lora else None
+        lora = LoraContext(config.max_lora_rank, config.max_loras, config.batch_invariant)
+        self.lora = lora if config.enable_lora else None
         with _default_dtype(self.dtype), self.device, _no_random_init():
             self.model = CausalLM(model_config, self.lora)
         self._load_weights()
@@ -116,6 +118,8 @@ class ModelRunner:
         elif can_prepack(self.device, self.dtype):
             with torch.no_grad():
                 prepack_linears(self.model)
+        if config.batch_invariant:
+            tile_rows(self.model)
         if self.device.type == "cpu":
             release_freed_memory()  # the load's transient float buffers
         self.model.eval()
@@ -187,7 +191,7 @@ class ModelRunner:
             spans.append(SeqSpan(item.seq.block_table, start, item.num_new))
             if item.samples:
                 sample_rows.append(len(input_ids) - 1)
-        meta = AttentionMetadata.build(spans, self.block_size, self.device)
+        meta = AttentionMetadata.build(spans, self.block_size, self.device, self.config.batch_invariant)
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         if self.lora is not None:

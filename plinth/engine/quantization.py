@@ -95,12 +95,12 @@ def replace_weights(model: nn.Module, make: Callable[[torch.Tensor], nn.Module])
 
     A plain linear is swapped for :class:`QuantizedLinear`. A subclass that declares a ``qweight``
     slot (LoRA layers: they keep their class, adapter slots and names) gets the new weight there and
-    drops its float one.
+    drops its float one; one that already dropped it (its weight replaced before) is left as it is.
     """
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
                 setattr(parent, name, QuantizedLinear(child, make(child.weight)))
-            elif isinstance(child, nn.Linear) and hasattr(child, "qweight"):
+            elif isinstance(child, nn.Linear) and hasattr(child, "qweight") and child.weight is not None:
                 child.qweight = make(child.weight)
                 child.register_parameter("weight", None)

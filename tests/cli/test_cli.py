@@ -103,11 +103,14 @@ def test_serve_refuses_no_auth_on_public_host(served: list[Settings]) -> None:
 
 def test_serve_passes_flags_to_settings(served: list[Settings], tmp_path: Path) -> None:
     args = ["serve", "--no-auth", "--model", "m1", "--model", "m2", "--port", "9001", "--max-num-seqs", "4"]
-    result = runner.invoke(app, [*args, "--data-dir", str(tmp_path), "--load-format", "dummy"])
+    result = runner.invoke(
+        app, [*args, "--data-dir", str(tmp_path), "--load-format", "dummy", "--batch-invariant"]
+    )
     assert result.exit_code == 0, result.output
     [settings] = served
     assert settings.models == ["m1", "m2"] and settings.no_auth and settings.host == "127.0.0.1"
     assert (settings.port, settings.max_num_seqs, settings.load_format) == (9001, 4, "dummy")
+    assert settings.engine_config("m1").batch_invariant is True
     assert settings.data_dir == tmp_path
 
 

@@ -126,6 +126,12 @@ def test_engine_config_carries_settings() -> None:
     assert (cfg.max_model_len, cfg.kv_cache_memory_gb, cfg.load_format) == (256, 0.5, "auto")
 
 
+def test_batch_invariant_is_off_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().engine_config("m").batch_invariant is False
+    monkeypatch.setenv("PLINTH_BATCH_INVARIANT", "1")
+    assert Settings().engine_config("m").batch_invariant is True
+
+
 def test_lora_settings_reach_the_engine_config(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = Settings().engine_config("m")
     assert (cfg.enable_lora, cfg.max_loras, cfg.max_lora_rank, cfg.max_cpu_loras) == (True, 8, 16, 64)

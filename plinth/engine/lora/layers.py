@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plinth.engine.invariant import row_tiled
+
 
 @dataclass(slots=True)
 class LoraBatch:
@@ -55,6 +57,7 @@ class LoraContext:
 
     max_rank: int
     num_slots: int
+    batch_invariant: bool = False  # prefill segments' products run on fixed-size row tiles
     batch: LoraBatch | None = None
     layers: list[LoraLinear] = field(default_factory=list)
 
@@ -105,8 +108,15 @@ class LoraLinear(nn.Linear):
                 self._add_gathered(j, x, out, batch.rows, batch.slots)
             for start, end, slot in batch.segments:
                 if slot in users:
-                    out[start:end] += (x[start:end] @ self.lora_a(j)[slot].T) @ self.lora_b(j)[slot].T
+                    out[start:end] += self._segment(x[start:end], self.lora_a(j)[slot], self.lora_b(j)[slot])
         return y
+
+    def _segment(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """One prefill chunk's ``B · A · x``; in batch-invariant mode on fixed-size row tiles, so a token's
+        delta does not depend on how many tokens its chunk holds."""
+        if self.ctx.batch_invariant:
+            return row_tiled(lambda tile: (tile @ a.T) @ b.T, x)
+        return (x @ a.T) @ b.T
 
     def _quantized(self, x: torch.Tensor) -> torch.Tensor:
         assert self.qweight is not None
