@@ -89,12 +89,7 @@ def create_app(
         metrics=Metrics(),
         embedder=embedder,
         no_auth_tenant=local_tenant(control_plane) if settings.no_auth else None,
-        adapters=AdapterRegistry(
-            served,
-            control_plane,
-            Path(settings.data_dir) / "adapters",
-            max_fetch_bytes=settings.max_upload_mb * MB,
-        ),
+        adapters=_adapter_registry(served, control_plane, settings),
     )
     assert state.adapters is not None
     state.quotas = QuotaGate(control_plane, state.metrics.registry)
@@ -156,6 +151,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runner.stop()
         if jobs is not None:
             jobs.stop()
+
+
+def _adapter_registry(
+    served: dict[str, AdapterHost], control_plane: ControlPlane, settings: Settings
+) -> AdapterRegistry:
+    """The adapters of the served models, kept under the data dir; a URL source is fetched no larger than
+    an upload may be."""
+    adapters_dir = Path(settings.data_dir) / "adapters"
+    return AdapterRegistry(served, control_plane, adapters_dir, max_fetch_bytes=settings.max_upload_mb * MB)
 
 
 def _job_supervisor(
