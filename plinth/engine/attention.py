@@ -135,17 +135,25 @@ def _attend(
 
     Context is gathered whole blocks at a time (one large copy per block, not one per token).
     """
-    batch, q_len = group.query_index.shape
-    blocks = group.block_tables.flatten()
-    queries = q.index_select(0, group.query_index.flatten()).view(batch, q_len, *q.shape[1:])
-    keys = _gather_blocks(k_cache, blocks, batch, group.block_size)
-    values = _gather_blocks(v_cache, blocks, batch, group.block_size)
-    if q_len == 1:
+    queries, keys, values = _gather(q, k_cache, v_cache, group)
+    if queries.shape[1] == 1:
         return _decode_attention(queries, keys, values, group.mask, scale)
     attended = F.scaled_dot_product_attention(
         queries.transpose(1, 2), keys, values, attn_mask=group.mask, scale=scale, enable_gqa=True
     )
     return attended.transpose(1, 2)
+
+
+def _gather(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, group: AttentionGroup
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A group's padded queries ``[B, Q, heads, D]`` and its contexts' K and V ``[B, kv_heads, C, D]``."""
+    batch, q_len = group.query_index.shape
+    blocks = group.block_tables.flatten()
+    queries = q.index_select(0, group.query_index.flatten()).view(batch, q_len, *q.shape[1:])
+    keys = _gather_blocks(k_cache, blocks, batch, group.block_size)
+    values = _gather_blocks(v_cache, blocks, batch, group.block_size)
+    return queries, keys, values
 
 
 def _gather_blocks(cache: torch.Tensor, blocks: torch.Tensor, batch: int, block_size: int) -> torch.Tensor:
@@ -180,11 +188,8 @@ def split_kv_attention(
     multiple of 4, the group's context to a multiple of :data:`KV_SPLIT` (by ``AttentionMetadata.build``),
     ``probs @ V`` runs per split (every product the same shape) in float32, and the partial results are
     added in split order (``cumsum`` is sequential; a padding split adds an exact zero)."""
-    batch, q_len = group.query_index.shape
-    blocks = group.block_tables.flatten()
-    queries = q.index_select(0, group.query_index.flatten()).view(batch, q_len, *q.shape[1:])
-    keys = _gather_blocks(k_cache, blocks, batch, group.block_size)
-    values = _gather_blocks(v_cache, blocks, batch, group.block_size)
+    queries, keys, values = _gather(q, k_cache, v_cache, group)
+    q_len = queries.shape[1]
     pad_q = -q_len % 4  # the context is a multiple of KV_SPLIT already (AttentionMetadata.build)
     queries, values = F.pad(queries, (0, 0, 0, 0, 0, pad_q)), values.float()
     mask = F.pad(group.mask, (0, 0, 0, pad_q), value=True)
