@@ -137,7 +137,7 @@ class LoraLinear(nn.Linear):
     @torch.no_grad()
     def set_slot(self, slot: int, subs: Sequence[tuple[torch.Tensor, torch.Tensor, float] | None]) -> None:
         """Write one adapter's (A, B, scaling) per sub-projection into ``slot`` (None: not targeted)."""
-        self._allocate_slots()
+        self.allocate_slots()
         for j, sub in enumerate(subs):
             a, b = self.lora_a(j)[slot], self.lora_b(j)[slot]
             a.zero_()
@@ -151,7 +151,7 @@ class LoraLinear(nn.Linear):
             b[:, :r].copy_(b_weight * scaling)
             self.users[j].add(slot)
 
-    def _allocate_slots(self) -> None:
+    def allocate_slots(self) -> None:
         """Give every slot buffer its own zeroed storage, once (they start as a broadcast zero)."""
         for name, buffer in list(self.named_buffers(recurse=False)):
             if name.startswith("lora_") and buffer.stride(0) == 0:
