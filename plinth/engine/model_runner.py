@@ -105,11 +105,15 @@ class ModelRunner:
         if self.device.type == "cpu":
             keep_freed_memory()
         torch.manual_seed(config.seed)
-        # Adapter slots are allocated with the model, before the KV cache is sized from what is left.
         lora = LoraContext(config.max_lora_rank, config.max_loras, config.batch_invariant)
         self.lora = lora if config.enable_lora else None
         with _default_dtype(self.dtype), self.device, _no_random_init():
             self.model = CausalLM(model_config, self.lora)
+        if self.lora is not None and self.device.type == "cuda":
+            # on a GPU the KV cache takes what memory is free, so the slots must exist before it; on a
+            # CPU they wait for the first adapter (peak RSS: LoraLinear.allocate_slots)
+            for layer in self.lora.layers:
+                layer.allocate_slots()
         self._load_weights()
         if self.device.type == "cpu":
             release_freed_memory()  # the dequantization's buffers, before prepack or quantization allocate

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from plinth.engine.allocator import release_freed_memory
 from plinth.engine.quantization import replace_weights
 
 
@@ -47,5 +48,14 @@ class OneDnnWeight(nn.Module):
 
 
 def prepack_linears(model: nn.Module) -> None:
-    """Reorder every ``nn.Linear`` weight of a bf16 CPU model into oneDNN's layout, in place."""
-    replace_weights(model, OneDnnWeight)
+    """Reorder every ``nn.Linear`` weight of a bf16 CPU model into oneDNN's layout, in place.
+
+    Layer by layer, handing the freed originals back to the kernel after each: with freed memory kept
+    in the process (:func:`~plinth.engine.allocator.keep_freed_memory`) the packed copies did not reuse
+    the originals' holes, and packing the whole model at once raised the start-up peak RSS by ~85 MB
+    for SmolLM2-135M (``benchmarks/memory.py``), which issue 18 compares with llama.cpp's."""
+    stacks = [module for module in model.modules() if isinstance(module, nn.ModuleList)]
+    for layer in (layer for stack in stacks for layer in stack):
+        replace_weights(layer, OneDnnWeight)
+        release_freed_memory()
+    replace_weights(model, OneDnnWeight)  # the rest: the LM head

@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import SkipValidation
 
+from plinth import sql as sql_pkg
 from plinth.server.auth import require_tenant
 from plinth.server.bodies import JSONBody, text
 from plinth.server.errors import APIError, error_body
@@ -57,19 +58,20 @@ from plinth.server.state import get_state
 from plinth.server.tenant_quotas import check_quota
 from plinth.sql import (
     DATASET_KINDS,
-    AskFailedError,
     AskResult,
     Dataset,
-    GuardBlockedError,
     QueryFailedError,
     QueryTimeoutError,
     RefusedError,
-    SQLService,
     UnsafeSQLError,
-    attempts_json,
-    chart_spec,
     read_prompt_format,
 )
+
+if TYPE_CHECKING:
+    from plinth.sql import GuardBlockedError, SQLService
+
+# The asking machinery (sqlglot, duckdb, pyarrow) is reached through the package's lazy exports at
+# request time, so importing the server does not load it (peak RSS of a plain `plinth serve`, issue 18).
 
 __all__ = ["router"]
 
@@ -137,14 +139,14 @@ async def ask_route(body: AskBody, request: Request) -> dict[str, Any]:
         result = await service.ask(
             tenant, name, question, chat, guard=guard, prompt_format=prompt_format, grammar=body.grammar
         )
-    except GuardBlockedError as exc:
+    except sql_pkg.GuardBlockedError as exc:
         assert guard is not None
         return {**_blocked(exc, name, model_name), "guardrail": guard.field()}
     except RefusedError as exc:
         raise APIError(400, exc.reason, param="question", code=exc.rule) from exc
-    except AskFailedError as exc:
+    except sql_pkg.AskFailedError as exc:
         status = 504 if exc.timed_out else 422
-        raise AttemptsError(status, exc.reason, exc.rule, attempts_json(exc.history)) from exc
+        raise AttemptsError(status, exc.reason, exc.rule, sql_pkg.attempts_json(exc.history)) from exc
     answer = _answer(result, name, model_name)
     return answer if guard is None else {**answer, "guardrail": guard.field()}
 
@@ -185,7 +187,7 @@ async def query_route(body: QueryBody, request: Request) -> dict[str, Any]:
         "rows": result.rows,
         "truncated": result.truncated,
         "elapsed_ms": result.elapsed_ms,
-        "chart": chart_spec(result.columns, result.types, result.rows),
+        "chart": sql_pkg.chart_spec(result.columns, result.types, result.rows),
     }
 
 
@@ -264,7 +266,7 @@ def _answer(result: AskResult, dataset: str, model: str) -> dict[str, Any]:
         "chart": result.chart,
         "answer": result.answer,
         "attempts": result.attempts,
-        "history": attempts_json(result.history),
+        "history": sql_pkg.attempts_json(result.history),
     }
 
 
@@ -283,7 +285,7 @@ def _blocked(exc: GuardBlockedError, dataset: str, model: str) -> dict[str, Any]
         "chart": None,
         "answer": exc.reason,
         "attempts": len(exc.history),
-        "history": attempts_json(exc.history),
+        "history": sql_pkg.attempts_json(exc.history),
     }
 
 

@@ -18,14 +18,15 @@ if TYPE_CHECKING:
     from plinth.sql.ask import AskFailedError, GuardBlockedError, attempts_json
     from plinth.sql.catalog import Catalog
     from plinth.sql.chart import chart_spec
-    from plinth.sql.datasets import DatasetError
     from plinth.sql.runner import QueryRunner
-    from plinth.sql.service import DatasetNotFoundError, SQLService
+    from plinth.sql.service import SQLService
     from plinth.sql.training_set import DataSpec
     from plinth.sql.types import (
         DATASET_KINDS,
         AskResult,
         Dataset,
+        DatasetError,
+        DatasetNotFoundError,
         QueryFailedError,
         QueryTimeoutError,
         RefusedError,
@@ -64,8 +65,8 @@ _SOURCES = {
     "GuardBlockedError": "ask",
     "attempts_json": "ask",
     "chart_spec": "chart",
-    "DatasetError": "datasets",
-    "DatasetNotFoundError": "service",
+    "DatasetError": "types",
+    "DatasetNotFoundError": "types",
     "SQLService": "service",
     "DATASET_KINDS": "types",
     "AskResult": "types",

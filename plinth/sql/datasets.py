@@ -22,22 +22,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from plinth.sql.types import DATASET_KINDS, MAIN_TABLES, Dataset, DatasetKind, TableSource
+from plinth.sql.types import DATASET_KINDS, MAIN_TABLES, Dataset, DatasetError, DatasetKind, TableSource
 
 __all__ = ["DatasetError", "infer_kind", "resolve_dataset", "table_columns"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")  # a table: a plain SQL identifier
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _FORMATS = {".parquet": "parquet", ".csv": "csv", ".gz": "csv"}
-
-
-class DatasetError(ValueError):
-    """The path, name or layout cannot make a dataset; the message says what to fix and ``param`` which
-    input it is about (the HTTP route names it in its 400)."""
-
-    def __init__(self, message: str, param: str = "path") -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def resolve_dataset(

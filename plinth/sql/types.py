@@ -19,7 +19,9 @@ __all__ = [
     "DATASET_KINDS",
     "MAIN_TABLES",
     "Dataset",
+    "DatasetError",
     "DatasetKind",
+    "DatasetNotFoundError",
     "QueryFailedError",
     "QueryResult",
     "QueryTimeoutError",
@@ -136,3 +138,16 @@ class AskResult:
     history: list[AskAttempt] = field(default_factory=list)
     truncated: bool = False
     types: list[str] = field(default_factory=list)
+
+
+class DatasetError(ValueError):
+    """The path, name or layout cannot make a dataset; the message says what to fix and ``param`` which
+    input it is about (the HTTP route names it in its 400)."""
+
+    def __init__(self, message: str, param: str = "path") -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class DatasetNotFoundError(LookupError):
+    """No such dataset for this tenant (another tenant's counts as none)."""

@@ -79,10 +79,13 @@ class LoraLinear(nn.Linear):
         self.qweight: nn.Module | None = None  # the base weight, when quantized (weight is then None)
         self.offsets = [sum(sub_sizes[:j]) for j in range(len(sub_sizes))]
         self.users: list[set[int]] = [set() for _ in sub_sizes]  # slots whose adapter targets sub j
-        rank, slots = ctx.max_rank, ctx.num_slots
+        # Until an adapter is written here the slots are one zero broadcast to their shape: a server
+        # with LoRA enabled but no adapter loaded does not hold ~80 MB of zeros (SmolLM2-135M, 8 slots
+        # of rank 16; issue 18's peak RSS). ``set_slot`` allocates them on first use.
+        rank, slots, zero = ctx.max_rank, ctx.num_slots, torch.zeros(())
         for j, size in enumerate(sub_sizes):
-            self.register_buffer(f"lora_a{j}", torch.zeros(slots, rank, in_features), persistent=False)
-            self.register_buffer(f"lora_b{j}", torch.zeros(slots, size, rank), persistent=False)
+            self.register_buffer(f"lora_a{j}", zero.expand(slots, rank, in_features), persistent=False)
+            self.register_buffer(f"lora_b{j}", zero.expand(slots, size, rank), persistent=False)
         ctx.layers.append(self)
 
     def lora_a(self, j: int) -> torch.Tensor:
@@ -134,6 +137,7 @@ class LoraLinear(nn.Linear):
     @torch.no_grad()
     def set_slot(self, slot: int, subs: Sequence[tuple[torch.Tensor, torch.Tensor, float] | None]) -> None:
         """Write one adapter's (A, B, scaling) per sub-projection into ``slot`` (None: not targeted)."""
+        self.allocate_slots()
         for j, sub in enumerate(subs):
             a, b = self.lora_a(j)[slot], self.lora_b(j)[slot]
             a.zero_()
@@ -146,3 +150,9 @@ class LoraLinear(nn.Linear):
             a[:r].copy_(a_weight)
             b[:, :r].copy_(b_weight * scaling)
             self.users[j].add(slot)
+
+    def allocate_slots(self) -> None:
+        """Give every slot buffer its own zeroed storage, once (they start as a broadcast zero)."""
+        for name, buffer in list(self.named_buffers(recurse=False)):
+            if name.startswith("lora_") and buffer.stride(0) == 0:
+                setattr(self, name, torch.zeros(buffer.shape, dtype=buffer.dtype, device=buffer.device))
