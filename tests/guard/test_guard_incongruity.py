@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from plinth.guard.classifier import embedder_for, split_sentences
-from plinth.guard.incongruity import FEATURES, DocumentCombiner, document_features, incongruity
+from plinth.guard.incongruity import incongruity
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
 
 RECIPE = (
@@ -42,21 +42,3 @@ def test_incongruity_is_leave_one_out_on_hand_made_vectors() -> None:
 
 def test_too_few_sentences_have_no_topic_to_stray_from() -> None:
     assert incongruity(np.eye(2)).tolist() == [0.0, 0.0]
-
-
-def test_document_features_take_the_product_at_its_maximum_and_at_the_last_sentence() -> None:
-    features = document_features(0.3, np.array([0.9, 0.1, 0.5]), np.array([0.1, 0.8, 0.6]))
-    assert len(features) == len(FEATURES)
-    assert features.tolist() == pytest.approx([0.3, 0.3, 0.8, 0.3])  # max(0.09, 0.08, 0.30); last 0.30
-    assert document_features(0.7, np.zeros(0), np.zeros(0)).tolist() == [0.7, 0.0, 0.0, 0.0]
-
-
-def test_the_combiner_learns_which_feature_separates_the_classes() -> None:
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], 50)
-    features = rng.uniform(0, 1, size=(100, len(FEATURES)))
-    features[:, 1] = labels * 0.8 + rng.uniform(0, 0.2, 100)  # only "planted" carries the label
-    combiner = DocumentCombiner.fit(features, labels, C=10.0)
-    assert int(np.argmax(np.abs(combiner.coef))) == 1 and combiner.coef[1] > 0
-    scores = combiner.score(features)
-    assert scores[labels == 1].min() > scores[labels == 0].max()
