@@ -199,7 +199,9 @@ class ModelRunner:
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         if self.lora is not None:
-            self.lora.batch = LoraBatch.build(lora_spans, self.device)
+            self.lora.batch = LoraBatch.build(
+                lora_spans, self.device, self.dtype, invariant=self.config.batch_invariant
+            )
         hidden = self.model(ids, pos, self.kv_caches, meta, interrupt)
         rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)
         return self.model.compute_logits(hidden[rows]).float()

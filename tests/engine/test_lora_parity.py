@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM
 
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams, UnknownAdapterError
 from plinth.engine.lora import TARGETS
+from plinth.engine.lora import layers as lora_layers
 
 ARCHS = ["llama", "mistral", "qwen2", "qwen3"]
 LOGPROB_ATOL = 1e-4
@@ -90,7 +91,11 @@ def _engine(base, paths, **overrides) -> LLMEngine:
     return engine
 
 
-def test_mixed_batch_matches_peft_per_adapter(setup):
+@pytest.mark.parametrize("batched", [True, False], ids=["dense-and-padded", "gathered-and-segments"])
+def test_mixed_batch_matches_peft_per_adapter(setup, batched, monkeypatch):
+    if not batched:  # decode tokens never on the dense path, prefill chunks never on the padded one
+        monkeypatch.setattr(lora_layers, "DENSE_MAX_SPAN", 0)
+        monkeypatch.setattr(lora_layers, "MAX_PADDING", 0.0)
     base, paths, prompts, expected = setup
     engine = _engine(base, paths)
     _assert_matches(_run(engine, prompts), expected)

@@ -4,16 +4,23 @@ Adapters live in fixed *slots* (stacked A and B buffers per projection, padded t
 scaling folded into B), so one batch mixes the base model and many adapters (S-LoRA/Punica style).
 A step's :class:`LoraBatch` says which slot each token uses:
 
-- decode tokens (one per request) use the *gathered* path: their slots' A/B are gathered and applied
-  with two batched matmuls (BGMV-like), one kernel pair for the whole batch whatever the adapters;
-- prefill chunks use the *segment* path: a request's tokens share one adapter, so two plain matmuls.
+- decode tokens (one per request) take one of two paths, whichever a step's shape makes cheaper:
+  - *dense*: every slot in the span the step's tokens use is applied to every token in two plain
+    matmuls over the span's A and B as they lie in memory, a one-hot mask keeping each token's own
+    slot; no copy, so it wins while the span is no wider than the number of tokens (each slot's
+    weights are read once, and the extra multiply-adds ride on a GEMM);
+  - *gathered*: each token's slot A/B are gathered and applied with two batched matmuls (BGMV-like),
+    which costs in proportion to the tokens alone, for a few tokens over many slots;
+- prefill chunks share one adapter per request: side by side, padded to the longest, they take two
+  batched matmuls for the whole step (the *padded* path); one chunk, or chunks so uneven that padding
+  would more than double the rows, take two plain matmuls each (the *segment* path).
 
 Base-model tokens are simply left out, and a step without adapter tokens costs nothing extra.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -22,16 +29,57 @@ from torch import nn
 
 from plinth.engine.invariant import row_tiled
 
+# The widest slot span the dense decode path covers: measured on a 2-core AVX512/AMX Xeon
+# (``benchmarks/lora.py``'s shapes, rank 16, all seven projections), dense beat gathered at every span up to
+# the token count up to 64 (32 tokens over 32 slots: 31 against 41 ms a step), and lost past it (128 tokens
+# over 128 slots: 153 against 128 ms), where the all-slot products grow with tokens x span.
+DENSE_MAX_SPAN = 64
+
+
+@dataclass(slots=True)
+class Dense:
+    """The dense decode path's operands: slots ``[first, end)`` and each token's one-hot over them."""
+
+    first: int
+    end: int
+    one_hot: torch.Tensor  # [n, end - first, 1] in the model's dtype
+    every_row: bool  # the decode tokens are all the step's rows, in order: no gather or scatter of rows
+
+
+@dataclass(slots=True)
+class Padded:
+    """The padded prefill path's operands: ``k`` chunks of at most ``length`` rows, side by side."""
+
+    slots: torch.Tensor  # [k] each chunk's slot
+    index: torch.Tensor  # [k, length] each chunk's rows; the padding repeats its last row
+    valid: torch.Tensor | None  # [m] flat positions of the real rows in the padded block (None: no padding)
+    rows: torch.Tensor  # [m] the rows the real ones add to
+    first_row: int | None  # rows are first_row, first_row + 1, ...: a slice, not a gather or scatter
+
+
+# Padding may at most double the rows the padded path multiplies, or chunks go one by one.
+MAX_PADDING = 2.0
+
 
 @dataclass(slots=True)
 class LoraBatch:
     rows: torch.Tensor | None  # [n] flat token rows of decode tokens that use an adapter
     slots: torch.Tensor | None  # [n] their slots
     segments: list[tuple[int, int, int]]  # (start row, end row, slot) of prefill chunks
+    dense: Dense | None = None  # set when the decode tokens take the dense path
+    padded: Padded | None = None  # set when the prefill chunks take the padded path (segments is then [])
 
     @classmethod
-    def build(cls, spans: list[tuple[int, int, int | None]], device: torch.device) -> LoraBatch:
-        """``spans``: (first row, number of tokens, slot or None for the base model) per request."""
+    def build(
+        cls,
+        spans: list[tuple[int, int, int | None]],
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        invariant: bool = False,
+    ) -> LoraBatch:
+        """``spans``: (first row, number of tokens, slot or None for the base model) per request.
+        ``invariant``: keep each token's products independent of the step's other tokens (batch-invariant
+        mode): decode tokens on the gathered path, prefill chunks one by one."""
         rows, slots, segments = [], [], []
         for start, count, slot in spans:
             if slot is None:
@@ -41,14 +89,45 @@ class LoraBatch:
                 slots.append(slot)
             else:
                 segments.append((start, start + count, slot))
-        if not rows:
-            return cls(None, None, segments)
         as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
-        return cls(as_tensor(rows), as_tensor(slots), segments)
+        padded = None if invariant else _padded(segments, as_tensor)
+        if padded is not None:
+            segments = []
+        if not rows:
+            return cls(None, None, segments, None, padded)
+        first, end = min(slots), max(slots) + 1
+        dense = None
+        if not invariant and end - first <= min(len(rows), DENSE_MAX_SPAN):
+            one_hot = F.one_hot(as_tensor(slots) - first, end - first).to(dtype).unsqueeze(-1)
+            every_row = rows == list(range(sum(count for _, count, _ in spans)))
+            dense = Dense(first, end, one_hot, every_row)
+        return cls(as_tensor(rows), as_tensor(slots), segments, dense, padded)
 
     @property
     def empty(self) -> bool:
-        return self.rows is None and not self.segments
+        return self.rows is None and not self.segments and self.padded is None
+
+
+def _padded(segments: list[tuple[int, int, int]], as_tensor: Callable[[list], torch.Tensor]) -> Padded | None:
+    """The padded path's operands for these prefill chunks, or None where it does not pay."""
+    if len(segments) < 2:
+        return None
+    length = max(end - start for start, end, _ in segments)
+    real = sum(end - start for start, end, _ in segments)
+    if len(segments) * length > MAX_PADDING * real:
+        return None
+    index: list[list[int]] = []
+    valid: list[int] = []
+    rows: list[int] = []
+    for k, (start, end, _) in enumerate(segments):
+        index.append([min(start + i, end - 1) for i in range(length)])
+        valid.extend(range(k * length, k * length + end - start))
+        rows.extend(range(start, end))
+    no_padding = len(valid) == len(segments) * length
+    first_row = rows[0] if rows == list(range(rows[0], rows[0] + len(rows))) else None
+    slots = as_tensor([slot for _, _, slot in segments])
+    valid_rows = None if no_padding else as_tensor(valid)
+    return Padded(slots, as_tensor(index), valid_rows, as_tensor(rows), first_row)
 
 
 @dataclass(slots=True)
@@ -85,7 +164,7 @@ class LoraLinear(nn.Linear):
         rank, slots, zero = ctx.max_rank, ctx.num_slots, torch.zeros(())
         for j, size in enumerate(sub_sizes):
             self.register_buffer(f"lora_a{j}", zero.expand(slots, rank, in_features), persistent=False)
-            self.register_buffer(f"lora_b{j}", zero.expand(slots, size, rank), persistent=False)
+            self.register_buffer(f"lora_b{j}", zero.expand(slots, rank, size), persistent=False)
         ctx.layers.append(self)
 
     def lora_a(self, j: int) -> torch.Tensor:
@@ -94,7 +173,8 @@ class LoraLinear(nn.Linear):
         return buffer
 
     def lora_b(self, j: int) -> torch.Tensor:
-        """B of sub-projection ``j``: ``[slots, its out_features, max_rank]``, scaling folded in."""
+        """B of sub-projection ``j``, transposed: ``[slots, max_rank, its out_features]``, scaling folded
+        in; so a span of slots is one ``[span * max_rank, out]`` matrix without a copy (dense path)."""
         buffer: torch.Tensor = getattr(self, f"lora_b{j}")
         return buffer
 
@@ -107,19 +187,40 @@ class LoraLinear(nn.Linear):
             if not users:
                 continue
             out = y[:, self.offsets[j] : self.offsets[j] + self.sub_sizes[j]]
-            if batch.rows is not None and batch.slots is not None:
+            if batch.rows is not None and batch.dense is not None:
+                self._add_dense(j, x, out, batch.rows, batch.dense)
+            elif batch.rows is not None and batch.slots is not None:
                 self._add_gathered(j, x, out, batch.rows, batch.slots)
+            if batch.padded is not None:
+                self._add_padded(j, x, out, batch.padded)
             for start, end, slot in batch.segments:
                 if slot in users:
                     out[start:end] += self._segment(x[start:end], self.lora_a(j)[slot], self.lora_b(j)[slot])
         return y
 
-    def _segment(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _segment(self, x: torch.Tensor, a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
         """One prefill chunk's ``B · A · x``; in batch-invariant mode on fixed-size row tiles, so a token's
         delta does not depend on how many tokens its chunk holds."""
         if self.ctx.batch_invariant:
-            return row_tiled(lambda tile: (tile @ a.T) @ b.T, x)
-        return (x @ a.T) @ b.T
+            return row_tiled(lambda tile: (tile @ a.T) @ bt, x)
+        return (x @ a.T) @ bt
+
+    def _add_padded(self, j: int, x: torch.Tensor, out: torch.Tensor, padded: Padded) -> None:
+        """Prefill chunks: each chunk's rows times its slot's A, then B, as two batched matmuls."""
+        a = self.lora_a(j).index_select(0, padded.slots)  # [k, rank, in]
+        bt = self.lora_b(j).index_select(0, padded.slots)  # [k, rank, out]
+        first, (k, length), m = padded.first_row, padded.index.shape, len(padded.rows)
+        if first is not None and padded.valid is None:  # back-to-back equal chunks: a view of x
+            chunks = x[first : first + m].view(k, length, -1)
+        else:
+            chunks = x[padded.index]
+        delta = torch.bmm(torch.bmm(chunks, a.transpose(1, 2)), bt)  # [k, length, out]
+        flat = delta.view(k * length, -1)
+        real = flat if padded.valid is None else flat.index_select(0, padded.valid)
+        if first is not None:
+            out[first : first + m] += real
+        else:
+            out.index_add_(0, padded.rows, real)
 
     def _quantized(self, x: torch.Tensor) -> torch.Tensor:
         assert self.qweight is not None
@@ -131,8 +232,23 @@ class LoraLinear(nn.Linear):
     ) -> None:
         """Decode tokens: gather each token's slot A/B and apply them in two batched matmuls."""
         shrunk = torch.bmm(self.lora_a(j).index_select(0, slots), x.index_select(0, rows).unsqueeze(-1))
-        delta = torch.bmm(self.lora_b(j).index_select(0, slots), shrunk)
-        out.index_add_(0, rows, delta.squeeze(-1))
+        delta = torch.bmm(shrunk.transpose(1, 2), self.lora_b(j).index_select(0, slots))
+        out.index_add_(0, rows, delta.squeeze(1))
+
+    def _add_dense(
+        self, j: int, x: torch.Tensor, out: torch.Tensor, rows: torch.Tensor, dense: Dense
+    ) -> None:
+        """Decode tokens: every slot of the span on every token, masked to each token's own slot."""
+        rank, span = self.ctx.max_rank, dense.end - dense.first
+        a = self.lora_a(j)[dense.first : dense.end].reshape(span * rank, -1)
+        bt = self.lora_b(j)[dense.first : dense.end].reshape(span * rank, -1)
+        tokens = x if dense.every_row else x.index_select(0, rows)
+        shrunk = (tokens @ a.T).view(len(rows), span, rank) * dense.one_hot
+        delta = shrunk.view(len(rows), span * rank) @ bt
+        if dense.every_row:
+            out.add_(delta)
+        else:
+            out.index_add_(0, rows, delta)
 
     @torch.no_grad()
     def set_slot(self, slot: int, subs: Sequence[tuple[torch.Tensor, torch.Tensor, float] | None]) -> None:
@@ -148,7 +264,7 @@ class LoraLinear(nn.Linear):
             a_weight, b_weight, scaling = sub
             r = a_weight.shape[0]
             a[:r].copy_(a_weight)
-            b[:, :r].copy_(b_weight * scaling)
+            b[:r].copy_((b_weight * scaling).T)
             self.users[j].add(slot)
 
     def allocate_slots(self) -> None:
