@@ -58,6 +58,7 @@ QUANTIZATIONS = ("int8", "int4")
 DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
 SERVER_START_TIMEOUT_S = 300
 REQUEST_TIMEOUT_S = 900
+MIN_REQUESTS = 4  # a level of one stream measures 4 requests back to back, not one cold one
 
 
 def log(message: str) -> None:
@@ -75,7 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", help=f"comma-separated levels (default {FULL['concurrency']})")
     p.add_argument("--input-len", type=int, help=f"prompt tokens (default {FULL['input_len']})")
     p.add_argument("--output-len", type=int, help=f"generated tokens (default {FULL['output_len']})")
-    p.add_argument("--requests-per-level", type=int, help="requests per level (default: the concurrency)")
+    p.add_argument(
+        "--requests-per-level",
+        type=int,
+        help=f"requests per level (default: the concurrency, at least {MIN_REQUESTS})",
+    )
     hf_default = FULL["hf_baseline_at"]
     p.add_argument("--hf-baseline-at", help=f"levels that also run HF (default {hf_default}; '' for none)")
     p.add_argument("--dtype", default="auto", help="auto|float32|bfloat16|float16 (both sides)")
@@ -144,7 +149,7 @@ def make_prompts(n: int, length: int, vocab_size: int, seed: int) -> list[list[i
 
 def level_prompts(args: argparse.Namespace, concurrency: int) -> list[list[int]]:
     """The prompts of one level: fresh per level, the same for Plinth and HF."""
-    n = args.requests_per_level or concurrency
+    n = args.requests_per_level or max(concurrency, MIN_REQUESTS)
     return make_prompts(n, args.input_len, _config(args.model).vocab_size, args.seed * 1000 + concurrency)
 
 

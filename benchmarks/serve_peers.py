@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,24 +78,42 @@ def llama_server(
     cmd = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
            "-np", str(slots), "-c", str(slots * ctx_per_slot), "--cont-batching", "-t", str(threads),
            "-tb", str(threads), "--no-webui"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its log goes to a file: a pipe nobody reads fills up and stalls the server mid-run.
+    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = proc.stderr.read().decode(errors="replace")[-3000:] if proc.stderr else ""
-                raise RuntimeError(f"llama-server exited with {proc.returncode}:\n{tail}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    yield url, proc
-                    return
-            time.sleep(0.5)
-        raise TimeoutError(f"llama-server was not healthy after {START_TIMEOUT_S}s")
+        _wait_healthy(url, proc, Path(log.name))
+        try:
+            yield url, proc
+        except httpx.HTTPError as e:
+            if proc.poll() is not None:  # say why it died, not only that the connection dropped
+                raise RuntimeError(
+                    f"llama-server exited with {proc.returncode}:\n{_tail(Path(log.name))}"
+                ) from e
+            raise
     finally:
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=30)
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama-server exited with {proc.returncode}:\n{_tail(log)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"llama-server was not healthy after {START_TIMEOUT_S}s")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
 
 
 def llama_request(prompt: list[int], output_len: int) -> dict[str, Any]:
