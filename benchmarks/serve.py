@@ -265,7 +265,9 @@ async def run_level(
     """``concurrency`` closed-loop clients drain the prompt queue; each sends its next on completion."""
     queue = list(reversed(prompts))
     results: list[RequestResult] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # A fresh connection per request (a fraction of a millisecond on localhost): llama-server closes
+    # kept-alive connections on its own schedule, and a request sent on one as it closes was lost.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
 
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
 
