@@ -9,7 +9,10 @@ Method (one run, one model, one workload):
    through the engine with LoRA disabled: throughput = output tokens / wall time.
 3. For each N in ``--adapters``: ``R = max(--requests, N)`` requests, request i uses adapter ``i % N``,
    with ``max_loras >= N`` (every adapter resident) and ``max_loras = N // 4`` (forced swapping
-   between compute slots and host memory). Reported as a ratio of the base throughput on R requests.
+   between compute slots and host memory). Each configuration runs ``--rounds`` times, each round
+   right after a base run on the same fresh prompts (none is in either engine's prefix cache), and
+   is reported as the median of those paired ratios: a shared machine's load moves both runs of a
+   pair alike, where one base run for the whole sweep made the ratios swing by 10% or more.
 4. PEFT baseline (as users do today: transformers + peft, one adapter active at a time): the same
    requests grouped by adapter, ``set_adapter`` then ``generate`` per group. Only for N in
    ``--peft-at`` (it is slow by design).
@@ -30,6 +33,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import median
 
 import torch
 from safetensors.torch import save_file
@@ -64,11 +68,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--targets", default="q_proj,v_proj", help="comma list, or 'all'")
     parser.add_argument("--peft-at", default="32", help="N values that also run the PEFT baseline")
+    parser.add_argument("--rounds", type=int, default=3, help="paired base/LoRA runs per configuration")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="tiny model, small sweep (for tests)")
     args = parser.parse_args(argv)
     if args.quick:
         args.adapters, args.requests, args.input_len, args.output_len, args.peft_at = "1,4", 4, 8, 4, "4"
+        args.rounds = 1
     return args
 
 
@@ -108,8 +114,8 @@ def make_adapters(base: Path, out: Path, count: int, rank: int, targets: tuple[s
     return paths
 
 
-def prompts(count: int, length: int, vocab: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(1234)
+def prompts(count: int, length: int, vocab: int, seed: int = 1234) -> list[list[int]]:
+    gen = torch.Generator().manual_seed(seed)
     return [torch.randint(3, vocab, (length,), generator=gen).tolist() for _ in range(count)]
 
 
@@ -209,41 +215,50 @@ def main(argv: list[str]) -> int:
 def sweep(
     args: argparse.Namespace, base: Path, paths: list[Path], levels: list[int]
 ) -> tuple[list[Row], float | None]:
-    """Base throughput per request count, then each N with resident and swapping slots, then PEFT."""
+    """Each N with resident and swapping slots, in rounds paired with a base run; then PEFT."""
     vocab = ModelConfig.from_pretrained(base).vocab_size
     rows: list[Row] = []
-    base_tps: dict[int, float] = {}
-    for requests in sorted({max(args.requests, n) for n in levels}):
-        engine = engine_for(base, requests, None, args.rank)
-        warm(engine)
-        batch = prompts(requests, args.input_len, vocab)
-        base_tps[requests] = run_engine(engine, batch, [None] * requests, args.output_len)
-        rows.append(Row("base (LoRA off)", 0, None, requests, base_tps[requests], 1.0))
+    base_engines: dict[int, LLMEngine] = {}
+    base_tps: dict[int, list[float]] = {}
     cold_ms = None
     for n in levels:
         requests = max(args.requests, n)
-        batch = prompts(requests, args.input_len, vocab)
+        if requests not in base_engines:
+            base_engines[requests] = engine_for(base, requests, None, args.rank)
+            warm(base_engines[requests])
         names = [f"a{i}" for i in range(n)]
+        adapters: list[str | None] = [names[i % n] for i in range(requests)]
         for max_loras in sorted({n, max(1, n // 4)}, reverse=True):
             engine = engine_for(base, requests, max_loras, args.rank)
             for name, path in zip(names, paths, strict=False):
                 engine.add_lora(name, path)
             warm(engine, names[0])
-            tps = run_engine(engine, batch, [names[i % n] for i in range(requests)], args.output_len)
-            rows.append(Row("plinth multi-LoRA", n, max_loras, requests, tps, tps / base_tps[requests]))
+            lora_tps, ratios = [], []
+            for _ in range(args.rounds):
+                seed = 1234 + len(base_tps.get(requests, []))  # fresh prompts for every pair
+                batch = prompts(requests, args.input_len, vocab, seed)
+                alone = run_engine(base_engines[requests], batch, [None] * requests, args.output_len)
+                base_tps.setdefault(requests, []).append(alone)
+                lora_tps.append(run_engine(engine, batch, adapters, args.output_len))
+                ratios.append(lora_tps[-1] / alone)
+            rows.append(Row("plinth multi-LoRA", n, max_loras, requests, median(lora_tps), median(ratios)))
             if cold_ms is None and n >= 8:
                 cold_ms = cold_slot_load_ms(engine, names)
+            del engine
         if str(n) in args.peft_at.split(","):
+            batch = prompts(requests, args.input_len, vocab)
             tps = peft_throughput(base, paths, batch, args.output_len, n)
-            rows.append(Row(PEFT_LABEL, n, None, requests, tps, tps / base_tps[requests]))
-    return rows, cold_ms
+            rows.append(Row(PEFT_LABEL, n, None, requests, tps, tps / median(base_tps[requests])))
+    base_rows = [Row("base (LoRA off)", 0, None, r, median(tps), 1.0) for r, tps in sorted(base_tps.items())]
+    return base_rows + rows, cold_ms
 
 
 def report(
     rows: list[Row], cold_ms: float | None, args: argparse.Namespace, targets: tuple[str, ...], base: Path
 ) -> None:
     print(f"\nmodel={base} rank={args.rank} targets={','.join(targets)} "
-          f"input={args.input_len} output={args.output_len} threads={torch.get_num_threads()}\n")  # fmt: skip
+          f"input={args.input_len} output={args.output_len} threads={torch.get_num_threads()} "
+          f"rounds={args.rounds} (medians; × base: median of paired ratios)\n")  # fmt: skip
     print("| run | N adapters | max_loras | requests | tokens/s | × base |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
