@@ -11,8 +11,10 @@ MiniLM vectors of its pieces and sentences (first 40):
 - ``planted``: the max over sentences of P(attack | sentence) x incongruity (1 - cosine to the centroid
   of the other sentences): a request that does not belong to the text around it.
 
-Three scores, all fixed in advance (no weight is fit, so nothing is tuned on a held-out source):
-``window`` alone, ``max(window, planted)`` (the candidate), and ``planted`` alone. Each is thresholded on
+Scores fixed in advance (no weight is fit, so nothing is tuned on a held-out source): ``window`` alone,
+``max(window, planted)`` (the first candidate), ``planted`` alone, and the max of each signal's quantile
+among the held-out benign documents (the second: two signals on one scale, as separately calibrated
+thresholds would be; it uses the benign documents only, as the thresholds do). Each is thresholded on
 the held-out benign documents at 1 % FPR and at each strength's FPR target; the look-alike benign
 documents (``lookalike_benign.jsonl``, never trained on) flagged at those thresholds are the cost::
 
@@ -45,10 +47,22 @@ DOCUMENTS_CACHE = DEFAULT_CACHE.with_name("guard-documents.npz")
 SENTENCES = 40  # the first sentences of a document: bounds the embedding time of long ones
 SOURCES = ("deepset", "pallms", "bipia")  # the attack sources with planted documents
 TARGETS = {"1 % FPR": 0.01, **{name.upper(): fpr for name, fpr in FPR_BY_STRENGTH.items()}}
-SCORES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "window": lambda window, planted: window,
-    "max(window, planted)": np.maximum,
-    "planted": lambda window, planted: planted,
+
+
+def _quantile(values: np.ndarray, benign: np.ndarray) -> np.ndarray:
+    """Share of the held-out benign documents scoring at or below each value (their empirical CDF)."""
+    return np.searchsorted(np.sort(benign), values, side="right") / len(benign)
+
+
+# Each score sees (window, planted) of the documents it scores and of the held-out benign documents;
+# only the last one uses the benign ones: each signal as a benign quantile, so neither dominates the max.
+SCORES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "window": lambda window, planted, bw, bp: window,
+    "max(window, planted)": lambda window, planted, bw, bp: np.maximum(window, planted),
+    "planted": lambda window, planted, bw, bp: planted,
+    "max of benign quantiles": lambda window, planted, bw, bp: np.maximum(
+        _quantile(window, bw), _quantile(planted, bp)
+    ),
 }
 
 
@@ -106,7 +120,8 @@ def main() -> None:
 
 
 def _rates(score: Callable, attacks: list, benign: list, others: list) -> dict[str, float]:
-    a, b, o = (score(*np.array(pairs, dtype=np.float64).T) for pairs in (attacks, benign, others))
+    bw, bp = np.array(benign, dtype=np.float64).T
+    a, b, o = (score(*np.array(pairs, dtype=np.float64).T, bw, bp) for pairs in (attacks, benign, others))
     out = {"auc": float(roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b]))}
     for name, fpr in TARGETS.items():
         threshold = threshold_at_fpr(b, fpr)
