@@ -182,7 +182,8 @@ def test_a_server_stopped_mid_run_resumes_without_redoing_items(tmp_path) -> Non
     from plinth.control import open_control_plane
     from plinth.server import create_app
 
-    app, key = build_app(tmp_path, [ScriptedServedModel("slow", delay=0.02)])
+    # slow enough that the 40 items outlast a stop on a loaded CI machine (0.02 s a token once finished first)
+    app, key = build_app(tmp_path, [ScriptedServedModel("slow", delay=0.1)])
     with TestClient(app) as client:
         file = upload(client, key, rows(40)).json()
         body = {

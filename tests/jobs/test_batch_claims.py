@@ -34,7 +34,7 @@ def test_a_claim_is_held_renewed_taken_over_after_its_lease_and_released(tmp_pat
 
 def test_one_server_runs_a_batch_and_another_takes_it_over_when_it_dies(tmp_path, monkeypatch):
     lines = [chat_line(f"r{i}", f"q{i}") for i in range(30)]
-    first = ScriptedServedModel(max_model_len=512, delay=0.03)
+    first = ScriptedServedModel(max_model_len=512, delay=0.1)  # outlasts a stop on a loaded CI machine
     second = ScriptedServedModel(max_model_len=512)
     settings = {"batch_max_lines_in_flight": 3, "batch_claim_lease_s": LEASE_S}
     app_a, auth_a, _ = make_app(tmp_path, first, **settings)
