@@ -123,10 +123,9 @@ def _padded(segments: list[tuple[int, int, int]], as_tensor: Callable[[list], to
         index.append([min(start + i, end - 1) for i in range(length)])
         valid.extend(range(k * length, k * length + end - start))
         rows.extend(range(start, end))
-    no_padding = len(valid) == len(segments) * length
     first_row = rows[0] if rows == list(range(rows[0], rows[0] + len(rows))) else None
     slots = as_tensor([slot for _, _, slot in segments])
-    valid_rows = None if no_padding else as_tensor(valid)
+    valid_rows = None if real == len(segments) * length else as_tensor(valid)
     return Padded(slots, as_tensor(index), valid_rows, as_tensor(rows), first_row)
 
 
