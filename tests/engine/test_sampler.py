@@ -39,6 +39,16 @@ def test_greedy_is_argmax_and_fast_path_has_no_logprobs() -> None:
     assert ids == logits.argmax(-1).tolist() and logprobs == [None] * 6
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_greedy_takes_the_first_of_tied_maxima_as_argmax_does(dtype: torch.dtype) -> None:
+    logits = torch.zeros(4, 49152, dtype=dtype)
+    for row, columns in enumerate([[5, 9], [0, 49151], [30000, 30001, 40000], [77]]):
+        logits[row, columns] = 2.0
+    logits[3, 100] = float("nan")  # NaN wins, as in argmax
+    ids, _ = Sampler()(logits, [state(temperature=0.0) for _ in range(4)])
+    assert ids == [5, 0, 30000, 100] == logits.argmax(-1).tolist()
+
+
 def test_repetition_penalty_matches_hand_reference() -> None:
     logits = torch.tensor([[2.0, -1.0, 0.5, 3.0, 1.0]])
     s = state(prompt=[0], output=[1, 1, 2], repetition_penalty=2.0)
