@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -78,30 +79,35 @@ def _group(
     spans: list[SeqSpan], offsets: list[int], block_size: int, context_multiple: int, device: torch.device
 ) -> AttentionGroup:
     """The padded indices and mask of one group; its context is padded to a multiple of
-    ``context_multiple`` tokens (whole blocks; padding reads block 0, masked out)."""
-    q_lens = torch.tensor([s.num_new for s in spans])
-    ctx_lens = torch.tensor([s.start + s.num_new for s in spans])
+    ``context_multiple`` tokens (whole blocks; padding reads block 0, masked out).
+
+    Built in numpy, then handed to torch without a copy: the same ~20 small operations cost a few
+    microseconds each as torch dispatches on a CPU whose caches the step's weights have just evicted
+    (0.2-0.4 ms a step), about a tenth of that in numpy."""
+    q_lens = np.array([s.num_new for s in spans])
+    ctx_lens = np.array([s.start + s.num_new for s in spans])
     q_max, c_max = int(q_lens.max()), int(ctx_lens.max())
-    q_pos = torch.arange(q_max)
+    q_pos = np.arange(q_max)
     valid = q_pos[None, :] < q_lens[:, None]  # [B, Q]
-    query_index = torch.where(valid, torch.tensor(offsets)[:, None] + q_pos[None, :], 0)
+    query_index = np.where(valid, np.array(offsets)[:, None] + q_pos[None, :], 0)
     max_blocks = -(-c_max // context_multiple) * context_multiple // block_size
-    tables = torch.zeros(len(spans), max_blocks, dtype=torch.long)
+    tables = np.zeros((len(spans), max_blocks), dtype=np.int64)
     for row, span in enumerate(spans):
         used = span.block_table[:max_blocks]
-        tables[row, : len(used)] = torch.tensor(used, dtype=torch.long)
-    kv_pos = torch.arange(max_blocks * block_size)
+        tables[row, : len(used)] = used
+    kv_pos = np.arange(max_blocks * block_size)
     # Absolute position of each query; a query sees the context up to and including itself.
     abs_q = (ctx_lens - q_lens)[:, None] + q_pos[None, :]
     mask = kv_pos[None, None, :] <= abs_q[:, :, None]
     mask[:, :, 0] |= ~valid  # padding rows attend to slot 0 so no row is fully masked (no NaNs)
+    as_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     return AttentionGroup(
-        query_index=query_index.to(device),
-        block_tables=tables.to(device),
-        mask=mask.unsqueeze(1).to(device),
+        query_index=as_torch(query_index),
+        block_tables=as_torch(tables),
+        mask=as_torch(mask[:, None]),
         block_size=block_size,
-        valid=None if bool(valid.all()) else valid.to(device),
-        out_index=query_index[valid].to(device),
+        valid=None if bool(valid.all()) else as_torch(valid),
+        out_index=as_torch(query_index[valid]),
     )
 
 
