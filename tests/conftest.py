@@ -1,9 +1,9 @@
 """Shared fixtures: tiny random checkpoints, built once per test session.
 
 ``tiny_checkpoint_factory(arch)`` returns the directory of a tiny (~1M parameter) random checkpoint
-of ``arch`` (llama, mistral, qwen2, qwen3), written on first use and reused for the rest of the
-session. Treat the directories as read-only: other tests share them. Copy one (``shutil.copytree``)
-before changing it.
+of ``arch`` (llama, mistral, qwen2, qwen3, mixtral, qwen3_moe), written on first use and reused for the
+rest of the session. Treat the directories as read-only: other tests share them. Copy one
+(``shutil.copytree``) before changing it.
 """
 
 from __future__ import annotations

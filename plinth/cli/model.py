@@ -23,6 +23,8 @@ class Arch(StrEnum):
     mistral = "mistral"
     qwen2 = "qwen2"
     qwen3 = "qwen3"
+    mixtral = "mixtral"
+    qwen3_moe = "qwen3_moe"
 
 
 class Size(StrEnum):

@@ -176,6 +176,12 @@ def _check_architecture(gguf: GGUFFile) -> None:
             f"{gguf.path}: general.architecture {arch!r} is not supported; Plinth serves GGUF "
             f"{', '.join(GGUF_ARCHS)} (Mistral is written as llama)"
         )
+    experts = gguf.get(f"{arch}.expert_count", 0)
+    if experts:  # llama.cpp writes Mixtral as llama with stacked expert tensors
+        raise UnsupportedModelError(
+            f"{gguf.path}: a mixture-of-experts GGUF ({arch}.expert_count {experts}) is not supported; "
+            "serve the Hugging Face checkpoint instead (Mixtral and Qwen3-MoE are supported there)"
+        )
     if "rope_freqs.weight" in gguf.tensors:
         raise UnsupportedModelError(
             f"{gguf.path}: tensor 'rope_freqs.weight' (Llama 3.1-style RoPE frequency factors) is not "

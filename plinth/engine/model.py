@@ -1,4 +1,5 @@
-"""A compact Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3) written for batched decoding.
+"""A compact Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, and the mixture-of-experts
+Mixtral and Qwen3-MoE) written for batched decoding.
 
 Input is the flat list of new tokens of every request in a step plus their positions; attention reads
 and writes the paged KV cache through :class:`~plinth.engine.attention.AttentionMetadata`. q/k/v and
@@ -8,6 +9,7 @@ tensor names onto the fused layout.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 import torch
@@ -46,6 +48,48 @@ class GatedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
+
+
+class SparseMoe(nn.Module):
+    """A router and ``num_experts`` gated MLPs; each token gets the weighted sum of its top-k experts.
+
+    Tokens are grouped by expert once per call (a stable sort of the step's ``tokens x k`` choices), so
+    each expert chosen in the step runs one pair of matmuls over exactly its tokens, in ascending expert
+    order (the reference's order of summation), and the experts no token chose cost nothing. The
+    experts are ordinary linears, so bf16 prepacking, int8/int4 quantization and batch-invariant row tiles
+    apply to them as to the dense layers. LoRA adapters do not reach them (``lora/adapter.py`` refuses
+    adapters that target them).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.top_k, self.normalize = cfg.num_experts_per_tok, cfg.norm_topk_prob
+        self.float_weights = cfg.router_float32
+        self.gate = nn.Linear(cfg.hidden_size, cfg.num_experts, bias=False)
+        self.experts = nn.ModuleList(
+            GatedMLP(cfg.hidden_size, cfg.moe_intermediate_size, None) for _ in range(cfg.num_experts)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(self.gate(x), dim=-1, dtype=torch.float32)
+        weights, chosen = torch.topk(probs, self.top_k, dim=-1)  # [T, k] each
+        if self.normalize:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        if not self.float_weights:
+            weights = weights.to(x.dtype)
+        flat = chosen.flatten()
+        order = torch.argsort(flat, stable=True)
+        counts = torch.bincount(flat, minlength=len(self.experts)).tolist()
+        tokens, token_weights = order // self.top_k, weights.flatten()[order]
+        out = torch.zeros_like(x)
+        start = 0
+        for expert, count in zip(self.experts, counts, strict=True):
+            if count:
+                rows = tokens[start : start + count]
+                y = expert(x.index_select(0, rows)) * token_weights[start : start + count, None]
+                out.index_add_(0, rows, y.to(x.dtype))
+                start += count
+        return out
 
 
 class Attention(nn.Module):
@@ -87,12 +131,14 @@ class Attention(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, lora: LoraContext | None) -> None:
+    def __init__(self, cfg: ModelConfig, lora: LoraContext | None, sparse: bool = False) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_attn = Attention(cfg, lora)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, lora)
+        self.mlp: GatedMLP | SparseMoe = (
+            SparseMoe(cfg) if sparse else GatedMLP(cfg.hidden_size, cfg.intermediate_size, lora)
+        )
 
     def forward(
         self,
@@ -116,7 +162,9 @@ class CausalLM(nn.Module):
             cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta, cfg.rope_scaling
         )
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, lora) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(
+            DecoderLayer(cfg, lora, index in cfg.sparse_layers) for index in range(cfg.num_layers)
+        )
         for index, layer in enumerate(self.layers):
             for module in layer.modules():
                 if isinstance(module, LoraLinear):
@@ -152,7 +200,7 @@ class CausalLM(nn.Module):
         """Copy Hugging Face-named tensors in, fusing q/k/v and gate/up; every parameter must be set."""
         params = dict(self.named_parameters())
         missing = set(params)
-        for hf_name, tensor in weights:
+        for hf_name, tensor in _per_expert(weights):
             name, rows = self._fused_target(hf_name.removeprefix("model."))
             if name is None:
                 continue
@@ -175,7 +223,12 @@ class CausalLM(nn.Module):
         if "rotary_emb" in name or (name == "lm_head.weight" and self.cfg.tie_word_embeddings):
             return None, None
         cfg = self.cfg
-        q, kv, inter = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size
+        name = name.replace(".block_sparse_moe.", ".mlp.")  # Mixtral's router and experts
+        expert = _MIXTRAL_EXPERT.search(name)
+        if expert is not None:  # w1 = gate, w3 = up, w2 = down
+            name = f"{name[: expert.start(1)]}{_MIXTRAL_NAMES[expert[1]]}.weight"
+        q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+        inter = cfg.moe_intermediate_size if ".experts." in name else cfg.intermediate_size
         shards = {
             "q_proj": ("qkv_proj", (0, q)),
             "k_proj": ("qkv_proj", (q, q + kv)),
@@ -196,3 +249,22 @@ class CausalLM(nn.Module):
                 param.data.fill_(1.0)
             else:
                 param.data.normal_(0.0, 0.02, generator=gen)
+
+
+# ``layers.N.mlp.experts.E.w1.weight`` (Mixtral, after ``block_sparse_moe`` became ``mlp``).
+_MIXTRAL_EXPERT = re.compile(r"\.experts\.\d+\.(w[123])\.weight$")
+_MIXTRAL_NAMES = {"w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}
+# transformers 5 can also write an expert stack as one 3-D tensor per layer.
+_STACKED_EXPERTS = re.compile(r"^(?P<prefix>.*\.experts)\.(?P<kind>gate_up_proj|down_proj)$")
+
+
+def _per_expert(weights: Iterable[tuple[str, torch.Tensor]]) -> Iterable[tuple[str, torch.Tensor]]:
+    """Checkpoint tensors with any stacked expert tensor (``experts.gate_up_proj``: ``[E, 2I, H]``,
+    ``experts.down_proj``: ``[E, H, I]``) split into the per-expert names the hub's files use."""
+    for name, tensor in weights:
+        stacked = _STACKED_EXPERTS.match(name)
+        if stacked is None:
+            yield name, tensor
+            continue
+        for index, matrix in enumerate(tensor):
+            yield f"{stacked['prefix']}.{index}.{stacked['kind']}.weight", matrix

@@ -1,7 +1,9 @@
 """The shape of a Llama-family checkpoint, read from its Hugging Face ``config.json``.
 
 One dataclass covers Llama 2/3, Mistral, Qwen2/2.5 and Qwen3: they differ only in a few switches
-(qkv bias, qk-norm, rope scaling, tied embeddings), so the engine has one model implementation.
+(qkv bias, qk-norm, rope scaling, tied embeddings), so the engine has one model implementation. The
+mixture-of-experts families Mixtral and Qwen3-MoE are the same decoder with a routed set of gated MLPs
+in place of the MLP of some or all layers (:attr:`ModelConfig.sparse_layers`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from typing import Any
 
 from plinth.engine.errors import UnsupportedModelError
 
-ARCHITECTURES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3"}
+ARCHITECTURES = {
+    "llama": "llama",
+    "mistral": "mistral",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "mixtral": "mixtral",
+    "qwen3_moe": "qwen3_moe",
+}
+_MOE = ("mixtral", "qwen3_moe")
 
 
 @dataclass(slots=True)
@@ -49,6 +59,17 @@ class ModelConfig:
     max_model_len: int = 4096
     name: str = ""
     path: Path = field(default_factory=Path)
+    # Mixture of experts (0 experts: a dense model). Each layer in ``sparse_layers`` routes every token to
+    # its ``num_experts_per_tok`` most probable experts (gated MLPs of ``moe_intermediate_size``) and adds
+    # their outputs weighted by those probabilities, renormalized over the chosen ones when
+    # ``norm_topk_prob``; Mixtral keeps the weights in float32 for that product (``router_float32``),
+    # Qwen3-MoE rounds them to the model's dtype first, as their reference implementations do.
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    norm_topk_prob: bool = False
+    router_float32: bool = False
+    sparse_layers: tuple[int, ...] = ()
 
     @classmethod
     def from_pretrained(cls, path: Path, name: str = "", max_model_len: int | None = None) -> ModelConfig:
@@ -92,6 +113,8 @@ class ModelConfig:
             rope = None
         limit = _context_limit(raw)
         eos = tuple(dict.fromkeys(_as_ids(raw.get("eos_token_id")) + extra_eos))
+        experts = int(raw.get("num_local_experts") or raw.get("num_experts") or 0)
+        experts = experts if model_type in _MOE else 0
         return cls(
             arch=ARCHITECTURES[model_type],
             hidden_size=raw["hidden_size"],
@@ -107,12 +130,18 @@ class ModelConfig:
             max_position_embeddings=raw.get("max_position_embeddings", 4096),
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
             attention_bias=raw.get("attention_bias", model_type == "qwen2"),
-            qk_norm=model_type == "qwen3",
+            qk_norm=model_type in ("qwen3", "qwen3_moe"),
             eos_token_ids=eos,
             bos_token_id=raw.get("bos_token_id"),
             torch_dtype=str(raw.get("torch_dtype") or raw.get("dtype") or "float32"),
             is_random=bool(raw.get("plinth_random_weights", False)),
             max_model_len=min(max_model_len or limit, limit),
+            num_experts=experts,
+            num_experts_per_tok=int(raw.get("num_experts_per_tok") or 0) if experts else 0,
+            moe_intermediate_size=int(raw.get("moe_intermediate_size") or raw["intermediate_size"]),
+            norm_topk_prob=model_type == "mixtral" or bool(raw.get("norm_topk_prob", False)),
+            router_float32=model_type == "mixtral",
+            sparse_layers=_sparse_layers(raw, experts),
         )
 
 
@@ -131,11 +160,21 @@ def sampling_defaults(generation_config: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def _sparse_layers(raw: dict[str, Any], experts: int) -> tuple[int, ...]:
+    """The layers whose MLP is a mixture of experts: every layer of Mixtral; in Qwen3-MoE every
+    ``decoder_sparse_step``-th one not listed in ``mlp_only_layers`` (those keep a dense MLP)."""
+    if not experts:
+        return ()
+    step = int(raw.get("decoder_sparse_step") or 1)
+    dense = set(raw.get("mlp_only_layers") or ())
+    return tuple(i for i in range(raw["num_hidden_layers"]) if (i + 1) % step == 0 and i not in dense)
+
+
 def _context_limit(raw: dict[str, Any]) -> int:
     """Longest context served correctly: Mistral v0.1's sliding window caps it (we attend fully)."""
     limit = raw.get("max_position_embeddings", 4096)
     window = raw.get("sliding_window")
-    if window and raw.get("use_sliding_window", raw.get("model_type") == "mistral"):
+    if window and raw.get("use_sliding_window", raw.get("model_type") in ("mistral", "mixtral")):
         limit = min(limit, window)
     return int(limit)
 

@@ -11,7 +11,10 @@ from the hub and exercises the same loading code. Shapes follow the real familie
 
 Family quirks kept on purpose, because the engine must handle them: Qwen2 has q/k/v biases (implied by
 the architecture, not a config field), Qwen3 has q/k RMSNorm and an explicit ``head_dim`` that is not
-``hidden_size / num_attention_heads``, Qwen ties embeddings at small sizes, Llama-3.2-1B ties too.
+``hidden_size / num_attention_heads``, Qwen ties embeddings at small sizes, Llama-3.2-1B ties too. The
+mixture-of-experts families route each token to 2 of their experts; the tiny Qwen3-MoE keeps a dense MLP
+in its first layer (``mlp_only_layers``), so one tiny checkpoint has both kinds of layer; ``7b`` is
+Mixtral-8x7B's shape and Qwen3-30B-A3B's.
 
 Example::
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-ARCHS = ("llama", "mistral", "qwen2", "qwen3")
+ARCHS = ("llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen3_moe")
 SIZES = ("tiny", "small", "1b", "7b")
 
 # The tokenizer trained by checkpoint.py puts its special tokens first, in this order, so the ids
@@ -48,6 +51,13 @@ _FAMILY: dict[str, dict[str, Any]] = {
     "qwen3": {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "rms_norm_eps": 1e-6,
               "rope_theta": 1000000.0, "attention_bias": False, "use_sliding_window": False,
               "sliding_window": None},
+    "mixtral": {"model_type": "mixtral", "architectures": ["MixtralForCausalLM"], "rms_norm_eps": 1e-5,
+                "rope_theta": 1000000.0, "sliding_window": None, "num_local_experts": 8,
+                "num_experts_per_tok": 2, "router_jitter_noise": 0.0},
+    "qwen3_moe": {"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "rms_norm_eps": 1e-6,
+                  "rope_theta": 1000000.0, "attention_bias": False, "use_sliding_window": False,
+                  "sliding_window": None, "num_experts": 8, "num_experts_per_tok": 2, "norm_topk_prob": True,
+                  "decoder_sparse_step": 1, "mlp_only_layers": []},
 }  # fmt: skip
 
 _SHAPE: dict[str, dict[str, Any]] = {
@@ -82,6 +92,19 @@ _OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
                       "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288,
                       "vocab_size": 151936, "max_position_embeddings": 40960,
                       "tie_word_embeddings": False},  # Qwen3-8B (there is no Qwen3-7B)
+    ("mixtral", "tiny"): {"num_local_experts": 4},
+    ("mixtral", "small"): {"num_local_experts": 4, "intermediate_size": 512},  # ~100M, as the others
+    ("mixtral", "7b"): {"num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000,
+                        "max_position_embeddings": 32768},  # Mixtral-8x7B
+    ("qwen3_moe", "tiny"): {"head_dim": 64, "num_experts": 4, "moe_intermediate_size": 96,
+                            "mlp_only_layers": [0]},
+    ("qwen3_moe", "small"): {"head_dim": 128, "moe_intermediate_size": 256},
+    ("qwen3_moe", "1b"): {"head_dim": 128, "vocab_size": 151936, "moe_intermediate_size": 1024},
+    ("qwen3_moe", "7b"): {"hidden_size": 2048, "num_hidden_layers": 48, "num_attention_heads": 32,
+                          "num_key_value_heads": 4, "head_dim": 128, "intermediate_size": 6144,
+                          "moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8,
+                          "vocab_size": 151936, "max_position_embeddings": 40960,
+                          "tie_word_embeddings": False},  # Qwen3-30B-A3B
 }  # fmt: skip
 
 

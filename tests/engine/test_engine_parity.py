@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 
-ARCHS = ["llama", "mistral", "qwen2", "qwen3"]
+ARCHS = ["llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen3_moe"]
 LOGIT_ATOL = 1e-4
 
 

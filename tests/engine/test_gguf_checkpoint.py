@@ -173,6 +173,19 @@ def test_unsupported_architecture_is_refused(tmp_path):
         LLMEngine(EngineConfig(model=str(path)))
 
 
+def test_mixture_of_experts_gguf_is_refused_with_the_way_out(tmp_path):
+    path = tmp_path / "mixtral.gguf"
+    writer = GGUFWriter(path, "llama")  # as llama.cpp writes Mixtral
+    writer.add_expert_count(8)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(
+        UnsupportedModelError, match=r"mixture-of-experts GGUF \(llama.expert_count 8\).*Hugging Face"
+    ):
+        LLMEngine(EngineConfig(model=str(path)))
+
+
 def test_missing_metadata_key_is_named(tmp_path):
     path = tmp_path / "nokeys.gguf"
     writer = GGUFWriter(path, "qwen2")

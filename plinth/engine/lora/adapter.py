@@ -44,7 +44,8 @@ _UNSUPPORTED_FEATURES = {
     "lora_bias": "a bias on lora_B (lora_bias)",
     "use_qalora": "QA-LoRA (use_qalora)",
     "layer_replication": "layer replication",
-    "target_parameters": "LoRA on raw parameters (target_parameters)",
+    "target_parameters": "LoRA on raw parameters (target_parameters; how PEFT targets the experts of a "
+    "mixture-of-experts model, whose experts adapters cannot reach here: target the attention projections)",
     "alora_invocation_tokens": "activated LoRA (alora_invocation_tokens)",
     "trainable_token_indices": "trainable tokens (trainable_token_indices)",
     "arrow_config": "Arrow routing",
@@ -53,6 +54,8 @@ _UNSUPPORTED_FEATURES = {
     "use_bdlora": "block-diagonal LoRA (use_bdlora)",
 }
 _EMBEDDING_MODULES = ("embed_tokens", "lm_head")
+_MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
+_MOE_HINT = "adapters reach only the attention projections (q/k/v/o_proj) and dense MLPs"
 # "<path>.lora_A.weight", or "<path>.lora_A.<adapter name>.weight" as some tools save it.
 _LORA_KEY = re.compile(r"^(?P<path>.+)\.lora_(?P<ab>[AB])(?:\.\w+)?\.weight$")
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
@@ -211,6 +214,10 @@ def _parse_key(key: str, name: str) -> tuple[str, str]:
             raise AdapterError(name, f"a bias on lora_B is not supported (tensor {key!r})")
         raise AdapterError(name, f"unexpected tensor {key!r} (only LoRA A/B weights are served)")
     module_path = match.group("path").removeprefix(_PEFT_PREFIX)
+    if ".experts." in f".{module_path}.":
+        raise AdapterError(
+            name, f"LoRA on mixture-of-experts experts is not supported (tensor {key!r}); {_MOE_HINT}"
+        )
     _check_module(module_path.rsplit(".", 1)[-1], name)
     return module_path, match.group("ab")
 
@@ -227,6 +234,10 @@ def _weights(
     where = f"layer {layer} {module}"
     if layer >= model.num_layers:
         raise AdapterError(name, f"{where}: the base model {model.name!r} has only {model.num_layers} layers")
+    if layer in model.sparse_layers and module in _MLP_MODULES:
+        raise AdapterError(
+            name, f"{where}: layer {layer} of the base model is a mixture of experts; {_MOE_HINT}"
+        )
     if set(ab) != {"A", "B"}:
         raise AdapterError(
             name, f"{where}: lora_{'A' if 'B' in ab else 'B'} is missing (each needs both A and B)"
