@@ -10,7 +10,9 @@ from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 from torch import nn
 
 from plinth.engine import EngineConfig, LLMEngine
-from plinth.engine.quantization import INT4_GROUP, PackedWeight, QuantizedLinear
+from plinth.engine.model import CausalLM
+from plinth.engine.model_config import ModelConfig
+from plinth.engine.quantization import INT4_GROUP, PackedWeight, QuantizedLinear, quantize_linears
 
 STEPS = 6
 PROMPTS = [[5, 17, 300, 42, 9, 77, 8], [1000, 3, 3, 250]]
@@ -39,6 +41,15 @@ def test_stored_weights_are_within_half_a_step(method: str) -> None:
 def test_int4_falls_back_to_int8_where_the_packing_cannot_hold_the_shape() -> None:
     assert PackedWeight(torch.randn(40, 64), "int4").method == "int8"  # 40 rows: not a multiple of 16
     assert PackedWeight(torch.randn(48, 64), "int4").method == "int4"
+
+
+def test_int4_keeps_the_lm_head_in_int8() -> None:
+    config = ModelConfig(arch="llama", hidden_size=64, intermediate_size=128, num_layers=1, num_heads=4,
+                         num_kv_heads=2, head_dim=16, vocab_size=96, tie_word_embeddings=True)  # fmt: skip
+    model = CausalLM(config)
+    quantize_linears(model, "int4")
+    assert model.lm_head.qweight.method == "int8"  # 96 x 64 would pack as int4
+    assert {m.qweight.method for m in model.layers.modules() if isinstance(m, QuantizedLinear)} == {"int4"}
 
 
 def _linears(engine: LLMEngine) -> dict[str, nn.Module]:
