@@ -82,8 +82,8 @@ def _group(
     ``context_multiple`` tokens (whole blocks; padding reads block 0, masked out).
 
     Built in numpy, then handed to torch without a copy: the same ~20 small operations cost a few
-    microseconds each as torch dispatches on a CPU whose caches the step's weights have just evicted
-    (0.2-0.4 ms a step), about a tenth of that in numpy."""
+    microseconds each as torch dispatches, less than one in numpy (the whole build, warm: 62 -> 21 us
+    at one decode request, 152 -> 41 us at 16)."""
     q_lens = np.array([s.num_new for s in spans])
     ctx_lens = np.array([s.start + s.num_new for s in spans])
     q_max, c_max = int(q_lens.max()), int(ctx_lens.max())
