@@ -123,11 +123,11 @@ def paged_attention(
     """Write ``k``/``v`` (``[T, kv_heads, D]``) to the cache, then attend ``q`` (``[T, heads, D]``)."""
     k_cache.index_copy_(0, meta.slot_mapping, k)
     v_cache.index_copy_(0, meta.slot_mapping, v)
+    group = meta.groups[0]
+    decode_only = len(meta.groups) == 1 and group.valid is None and group.query_index.shape[1] == 1
+    if decode_only and not meta.invariant:  # the query rows are the step's rows, in order
+        return _sdpa(q.unsqueeze(1), k_cache, v_cache, group, scale).flatten(0, 1)
     attend = split_kv_attention if meta.invariant else _attend
-    if len(meta.groups) == 1 and meta.groups[0].valid is None and meta.groups[0].query_index.shape[1] == 1:
-        if not meta.invariant:  # decode-only step: the query rows are the step's rows, in order
-            return _sdpa(q.unsqueeze(1), k_cache, v_cache, meta.groups[0], scale).flatten(0, 1)
-        return attend(q, k_cache, v_cache, meta.groups[0], scale).flatten(0, 1)
     out = torch.empty_like(q)
     for group in meta.groups:
         attended = attend(q, k_cache, v_cache, group, scale)
