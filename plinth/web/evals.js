@@ -65,9 +65,9 @@ async function onUpload(event) {
   els.uploadStatus.busy("Uploading and checking the file…");
   try {
     const uploaded = await api("/v1/files", { method: "POST", form });
-    els.uploadStatus.ok(`Uploaded ${uploaded.filename} as ${uploaded.id}.`);
-    await show();
+    await show(); // the new file joins the picker before the page says it is there
     els.dataset.value = uploaded.id;
+    els.uploadStatus.ok(`Uploaded ${uploaded.filename} as ${uploaded.id}.`);
   } catch (err) {
     els.uploadStatus.error(err.message);
   }
@@ -97,8 +97,10 @@ async function refresh() {
   let list;
   try {
     list = await api("/v1/evaluations?limit=50");
-  } catch (err) {
-    return els.createStatus.error(err.message);
+  } catch (err) { // a failed poll (a restart, a blip) is retried while the page is open, not given up
+    els.createStatus.error(err.message);
+    if (document.getElementById("page-evals").hidden === false) timer = setTimeout(refresh, POLL_MS);
+    return;
   }
   fill(els.list, list.data.length ? list.data.map((ev) => h("li", {},
     h("button", { type: "button", class: "link", onclick: () => { selected = ev.id; refresh(); } },

@@ -111,8 +111,10 @@ async function refreshJobs() {
   let list;
   try {
     list = await api("/v1/fine_tuning/jobs?limit=50");
-  } catch (err) {
-    return els.createStatus.error(err.message);
+  } catch (err) { // a failed poll (a restart, a blip) is retried while the page is open, not given up
+    els.createStatus.error(err.message);
+    if (document.getElementById("page-tuning").hidden === false) timer = setTimeout(refreshJobs, POLL_MS);
+    return;
   }
   fill(els.jobs, list.data.length ? list.data.map((job) => h("li", {},
     h("button", { type: "button", class: "link", onclick: () => { selected = job.id; refreshJobs(); } },

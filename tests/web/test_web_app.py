@@ -551,6 +551,7 @@ def test_evaluations_page_runs_an_evaluation_and_opens_its_report(admin_page, se
             "judge": {"model": "tiny-llama", "criteria": ["correctness"], "max_tokens": 96}}  # fmt: skip
     page.get_by_label("Spec (JSON)").fill(json.dumps(spec))
     page.get_by_role("button", name="Start evaluation").click()
+    expect(page.locator("form .status").nth(1)).to_contain_text("created")  # else its error, at once
     detail = page.locator(".job-detail")
     expect(detail.locator("td", has_text="succeeded")).to_have_count(1, timeout=240_000)
     expect(detail.locator("table", has_text="judge.correctness")).to_have_count(1)
@@ -580,6 +581,7 @@ def test_fine_tuning_page_uploads_trains_and_shows_the_loss_curve(admin_page, se
     page.get_by_label("Epochs").fill("2")
     page.get_by_label("Suffix").fill("colours")
     page.get_by_role("button", name="Start fine-tuning").click()
+    expect(page.locator("form .status").nth(1)).to_contain_text("created")
     detail = page.locator(".job-detail")
     expect(detail.locator("td", has_text="succeeded")).to_have_count(1, timeout=240_000)
     expect(detail.locator("figure.chart[data-rendered='true']")).to_have_count(1, timeout=30_000)
