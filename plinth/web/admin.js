@@ -194,11 +194,11 @@ async function createKb(event) {
   k.status.busy("Creating…");
   try {
     await api("/v1/knowledge-bases", { method: "POST", body: { name: k.name.value.trim(), chunking: { strategy: k.chunking.value } } });
-    k.status.ok(`Created ${k.name.value.trim()}. Add a source, then sync it.`);
-    k.kb.dataset.pick = k.name.value.trim();
+    const created = k.name.value.trim();
     k.name.value = "";
-    await refreshKbs();
-    k.kb.value = k.kb.dataset.pick;
+    await refreshKbs(); // the new base is picked in the source form before the page says it exists
+    k.kb.value = created;
+    k.status.ok(`Created ${created}. Add a source, then sync it.`);
   } catch (err) {
     k.status.error(err.message);
   }

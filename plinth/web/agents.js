@@ -125,10 +125,10 @@ async function onCreate(event) {
   els.createStatus.busy("Creating the agent…");
   try {
     const agent = await api("/v1/agents", { method: "POST", body });
-    els.createStatus.ok(`Agent ${agent.name} created (${agent.id}).`);
     selected = agent.id;
     newSession();
     await refreshAgents();
+    els.createStatus.ok(`Agent ${agent.name} created (${agent.id}).`);
   } catch (err) {
     els.createStatus.error(err.message);
   }

@@ -155,7 +155,6 @@ async function onSave(event) {
     const path = editing ? `/v1/guardrails/${encodeURIComponent(editing.id)}` : "/v1/guardrails";
     const saved = await api(path, { method: editing ? "PUT" : "POST", body: body() });
     const id = editing ? editing.id : idOf(saved);
-    els.status.ok(`Saved ${els.name.value.trim()}.`);
     await refresh();
     if (id) els.testGuardrail.value = id;
     if (id) await edit(id);
