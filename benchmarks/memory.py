@@ -8,9 +8,13 @@ start-up in one process and prints, after each stage, the resident set (``VmRSS`
    heavy optional packages it pulled in are listed);
 2. the engine for ``--model`` as ``plinth serve`` builds it (on a thread), split by wrapping the
    runner's steps: the model skeleton, the weights read and converted (GGUF: dequantized), the heap
-   trimmed, the oneDNN prepack, the heap trimmed again, the KV cache allocated.
+   trimmed, the oneDNN prepack, the heap trimmed again, the KV cache allocated;
+3. with ``--streams N``, serving: N requests of ``--prompt-len`` random tokens and ``--output-len`` greedy
+   tokens at once on the engine's thread, with RSS after the first step (the prefill's transient) and at
+   the end (N sequences' KV cache written), under the step budget ``--max-num-batched-tokens``.
 
-Run: ``python benchmarks/memory.py [--model smollm2-135m-instruct] [--dtype auto] [--max-model-len 208]``.
+Run: ``python benchmarks/memory.py [--model smollm2-135m-instruct] [--dtype auto] [--max-model-len 208]
+[--streams 64 --max-num-batched-tokens 512]``. The peak is per process: one budget per run.
 RSS does not depend on load, so no lock is needed. ``--max-model-len 208`` is what ``benchmarks/serve.py``
 gives both servers (128 + 64 + 16 tokens).
 """
@@ -60,11 +64,33 @@ def wrap(owner: Any, name: str, stage: str) -> None:
     setattr(owner, name, measured)
 
 
+def serve(engine: Any, args: argparse.Namespace) -> None:
+    """``args.streams`` requests at once, stepped to the end; RSS after the first step and at the end."""
+    import random
+
+    from plinth.engine import SamplingParams
+
+    rng = random.Random(0)
+    vocab = engine.model_config.vocab_size
+    params = SamplingParams(max_tokens=args.output_len, temperature=0.0, ignore_eos=True)
+    for _ in range(args.streams):
+        engine.add_request([rng.randrange(3, vocab) for _ in range(args.prompt_len)], params)
+    engine.step()
+    mark(f"{args.streams} streams: first step (prefill, budget {args.max_num_batched_tokens} tokens)")
+    while engine.has_unfinished():
+        engine.step()
+    mark(f"{args.streams} streams: all {args.output_len} tokens each")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--max-model-len", type=int, default=208)
+    p.add_argument("--streams", type=int, default=0, help="then serve this many requests at once")
+    p.add_argument("--prompt-len", type=int, default=128)
+    p.add_argument("--output-len", type=int, default=64)
+    p.add_argument("--max-num-batched-tokens", type=int, default=4096, help="the engine's step budget")
     args = p.parse_args()
 
     mark("python started")
@@ -92,10 +118,15 @@ def main() -> None:
     # Built on a thread of its own, as AsyncLLMEngine does in the server: glibc serves that thread
     # from a separate malloc arena, whose peak differs from the main thread's.
     built: list[LLMEngine] = []
-    thread = threading.Thread(target=lambda: built.append(LLMEngine(settings.engine_config(path))))
+    config = settings.engine_config(path)
+    config.max_num_batched_tokens = args.max_num_batched_tokens
+    thread = threading.Thread(target=lambda: built.append(LLMEngine(config)))
     thread.start(), thread.join()
     engine = built[0]
     mark("KV cache allocated (engine built)")
+    if args.streams:  # on a thread of its own again, as the server's engine steps
+        thread = threading.Thread(target=serve, args=(engine, args))
+        thread.start(), thread.join()
     kv = sum(k.nbytes + v.nbytes for k, v in engine.runner.kv_caches)
 
     print(f"model {args.model} dtype {engine.runner.dtype} max_model_len {args.max_model_len}")

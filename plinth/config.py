@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     no_auth: bool = False
     llm_url: str | None = None
     max_num_seqs: int = Field(64, ge=1)
-    max_num_batched_tokens: int = Field(4096, ge=1)
+    max_num_batched_tokens: int = Field(2048, ge=1)
     max_model_len: int | None = Field(None, ge=1)
     kv_cache_memory_gb: float | None = Field(None, gt=0)  # None: by need, capped at 1/4 of free RAM
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"

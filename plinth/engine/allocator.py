@@ -36,6 +36,30 @@ def _glibc() -> ctypes.CDLL | None:
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
+class HeapTrimmer:
+    """Hands the heap's free pages back to the kernel every ``every`` steps, and after any step of at
+    least ``large`` tokens.
+
+    :func:`keep_freed_memory` trades resident memory for speed: what a step frees stays in the process,
+    so the resident set keeps the high-water mark of every step's buffers (a prefill's activations, and
+    the holes a growing decode batch leaves as its gathered contexts outgrow the blocks freed before them),
+    on top of the KV cache. Trimming now and then keeps the speed (a step reuses its predecessor's
+    memory; only the step after a trim faults its pages in again) and gives back what is not reused.
+    """
+
+    def __init__(self, every: int = 32, large: int = 512) -> None:
+        self.every, self.large = every, large
+        self._steps = 0
+
+    def after_step(self, tokens: int) -> bool:
+        """Count a step of ``tokens`` tokens; trims (and returns True) when one is due."""
+        self._steps += 1
+        if tokens < self.large and self._steps < self.every:
+            return False
+        self._steps = 0
+        return release_freed_memory()
+
+
 @functools.cache
 def keep_freed_memory() -> bool:
     """Tell glibc malloc to serve large blocks from the heap and not trim it; once per process.

@@ -23,7 +23,7 @@ class EngineConfig:
     load_format: str = "auto"  # auto | dummy
     revision: str | None = None
     max_num_seqs: int = 64
-    max_num_batched_tokens: int = 4096
+    max_num_batched_tokens: int = 2048
     max_model_len: int | None = None
     block_size: int = 16
     kv_cache_blocks: int | None = None

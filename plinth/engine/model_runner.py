@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plinth.engine.allocator import keep_freed_memory, release_freed_memory
+from plinth.engine.allocator import HeapTrimmer, keep_freed_memory, release_freed_memory
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 from plinth.engine.config import EngineConfig
 from plinth.engine.invariant import tile_rows
@@ -102,8 +102,9 @@ class ModelRunner:
         self.cfg, self.config = model_config, config
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device, model_config.torch_dtype)
-        if self.device.type == "cpu":
-            keep_freed_memory()
+        self.trimmer: HeapTrimmer | None = None
+        if self.device.type == "cpu" and keep_freed_memory():
+            self.trimmer = HeapTrimmer()
         torch.manual_seed(config.seed)
         lora = LoraContext(config.max_lora_rank, config.max_loras, config.batch_invariant)
         self.lora = lora if config.enable_lora else None
@@ -204,4 +205,8 @@ class ModelRunner:
             )
         hidden = self.model(ids, pos, self.kv_caches, meta, interrupt)
         rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)
-        return self.model.compute_logits(hidden[rows]).float()
+        logits = self.model.compute_logits(hidden[rows]).float()
+        del hidden  # the step's activations are all free now
+        if self.trimmer is not None:
+            self.trimmer.after_step(len(input_ids))
+        return logits

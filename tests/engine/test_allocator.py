@@ -29,3 +29,32 @@ def test_freed_memory_stays_until_released() -> None:
     kept = _rss_mb()
     assert release_freed_memory()
     assert _rss_mb() < kept - 128
+
+
+def test_the_trimmer_trims_every_n_steps_and_after_a_large_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from plinth.engine import allocator
+
+    trims: list[int] = []
+    monkeypatch.setattr(allocator, "release_freed_memory", lambda: trims.append(1) or True)
+    trimmer = allocator.HeapTrimmer(every=4, large=100)
+    due = [trimmer.after_step(tokens) for tokens in (1, 1, 1, 1, 1, 150, 1, 1, 1, 99, 1)]
+    assert due == [False, False, False, True, False, True, False, False, False, True, False]
+    assert len(trims) == 3
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/status").exists() or not ctypes.util.find_library("c"), reason="Linux"
+)
+def test_a_large_step_gives_its_freed_activations_back() -> None:
+    if not keep_freed_memory():
+        pytest.skip("not glibc")
+    from plinth.engine.allocator import HeapTrimmer
+
+    trimmer = HeapTrimmer(every=1000, large=512)
+    buffer = torch.ones(256 * 2**20 // 4)  # a prefill's activations, freed when the step ends
+    del buffer
+    kept = _rss_mb()
+    assert not trimmer.after_step(1)  # a decode step: nothing due
+    assert _rss_mb() > kept - 128
+    assert trimmer.after_step(4096)
+    assert _rss_mb() < kept - 128
