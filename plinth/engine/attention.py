@@ -42,6 +42,7 @@ class AttentionGroup:
     block_size: int
     valid: torch.Tensor | None  # [B, Q] real (non-padding) queries; None when there is no padding
     out_index: torch.Tensor  # [num valid] flat rows the outputs go back to
+    first_block: int | None = None  # the tables are blocks first, first + 1, ...: read in place, no gather
 
 
 @dataclass(slots=True)
@@ -100,6 +101,8 @@ def _group(
     abs_q = (ctx_lens - q_lens)[:, None] + q_pos[None, :]
     mask = kv_pos[None, None, :] <= abs_q[:, :, None]
     mask[:, :, 0] |= ~valid  # padding rows attend to slot 0 so no row is fully masked (no NaNs)
+    flat = tables.ravel()
+    in_place = bool((np.diff(flat) == 1).all())  # one run of consecutive blocks (a lone request's, usually)
     as_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     return AttentionGroup(
         query_index=as_torch(query_index),
@@ -108,6 +111,7 @@ def _group(
         block_size=block_size,
         valid=None if bool(valid.all()) else as_torch(valid),
         out_index=as_torch(query_index[valid]),
+        first_block=int(flat[0]) if in_place else None,
     )
 
 
@@ -155,20 +159,28 @@ def _sdpa(
     request over 192 positions took 70 us at 1 request (157 us as two bf16 matmuls over contiguous copies,
     this path until 2026-12-05), 353 us at 16 (520) and 1.3 ms at 64 (5.2 ms); prefill chunks 5-7% less
     than with contiguous copies, with the same results."""
-    blocks = group.block_tables.flatten()
-    keys = _gather_blocks(k_cache, blocks, queries.shape[0], group.block_size)
-    values = _gather_blocks(v_cache, blocks, queries.shape[0], group.block_size)
+    keys, values = _context(k_cache, group), _context(v_cache, group)
     attended = F.scaled_dot_product_attention(
         queries.transpose(1, 2), keys, values, attn_mask=group.mask, scale=scale, enable_gqa=True
     )
     return attended.transpose(1, 2)
 
 
-def _gather_blocks(cache: torch.Tensor, blocks: torch.Tensor, batch: int, block_size: int) -> torch.Tensor:
-    """``[slots, kv_heads, D]`` cache -> ``[B, kv_heads, blocks * block_size, D]`` contexts, a transposed
-    view of whole blocks gathered at a time (one large copy per block, not one per token)."""
-    by_block = cache.view(-1, block_size, *cache.shape[1:])
-    return by_block.index_select(0, blocks).view(batch, -1, *cache.shape[1:]).transpose(1, 2)
+def _context(cache: torch.Tensor, group: AttentionGroup) -> torch.Tensor:
+    """``[slots, kv_heads, D]`` cache -> the group's ``[B, kv_heads, blocks * block_size, D]`` contexts, a
+    transposed view of whole blocks gathered at a time (one large copy per block, not one per token).
+
+    When the group's blocks are one run of consecutive blocks -- a request alone in its group whose
+    blocks were handed out in order, as the free list does while nothing else allocates -- the view is of
+    the cache itself: the same layout and values as the gathered copy, without the copy (two fewer
+    operators a layer; 21 us each at one stream of SmolLM2-135M)."""
+    by_block = cache.view(-1, group.block_size, *cache.shape[1:])
+    batch = group.block_tables.shape[0]
+    if group.first_block is not None:
+        blocks = by_block[group.first_block : group.first_block + group.block_tables.numel()]
+    else:
+        blocks = by_block.index_select(0, group.block_tables.flatten())
+    return blocks.view(batch, -1, *cache.shape[1:]).transpose(1, 2)
 
 
 def split_kv_attention(
@@ -184,10 +196,9 @@ def split_kv_attention(
     added in split order (``cumsum`` is sequential; a padding split adds an exact zero)."""
     batch, q_len = group.query_index.shape
     queries = q.index_select(0, group.query_index.flatten()).view(batch, q_len, *q.shape[1:])
-    blocks = group.block_tables.flatten()
     # Contiguous: batched matmuls over a transposed view ran 2-3x slower on CPU than the copy costs.
-    keys = _gather_blocks(k_cache, blocks, batch, group.block_size).contiguous()
-    values = _gather_blocks(v_cache, blocks, batch, group.block_size).contiguous()
+    keys = _context(k_cache, group).contiguous()
+    values = _context(v_cache, group).contiguous()
     pad_q = -q_len % 4  # the context is a multiple of KV_SPLIT already (AttentionMetadata.build)
     queries, values = F.pad(queries, (0, 0, 0, 0, 0, pad_q)), values.float()
     mask = F.pad(group.mask, (0, 0, 0, pad_q), value=True)
