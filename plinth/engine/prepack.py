@@ -42,6 +42,8 @@ class OneDnnWeight(nn.Module):
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # the engine's activations are [tokens, features]: no reshape and view to dispatch
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
         flat = x.reshape(-1, x.shape[-1])
         y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "")
         return y.view(*x.shape[:-1], self.out_features)
