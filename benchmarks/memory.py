@@ -90,7 +90,7 @@ def main() -> None:
     p.add_argument("--streams", type=int, default=0, help="then serve this many requests at once")
     p.add_argument("--prompt-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=64)
-    p.add_argument("--max-num-batched-tokens", type=int, default=4096, help="the engine's step budget")
+    p.add_argument("--max-num-batched-tokens", type=int, default=None, help="the step budget (the engine's)")
     args = p.parse_args()
 
     mark("python started")
@@ -119,7 +119,8 @@ def main() -> None:
     # from a separate malloc arena, whose peak differs from the main thread's.
     built: list[LLMEngine] = []
     config = settings.engine_config(path)
-    config.max_num_batched_tokens = args.max_num_batched_tokens
+    config.max_num_batched_tokens = args.max_num_batched_tokens or config.max_num_batched_tokens
+    args.max_num_batched_tokens = config.max_num_batched_tokens
     thread = threading.Thread(target=lambda: built.append(LLMEngine(config)))
     thread.start(), thread.join()
     engine = built[0]
