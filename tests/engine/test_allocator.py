@@ -31,14 +31,16 @@ def test_freed_memory_stays_until_released() -> None:
     assert _rss_mb() < kept - 128
 
 
-def test_the_trimmer_trims_every_n_steps_and_after_a_large_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_trimmer_trims_every_n_steps_and_once_large_steps_end(monkeypatch: pytest.MonkeyPatch) -> None:
     from plinth.engine import allocator
 
     trims: list[int] = []
     monkeypatch.setattr(allocator, "release_freed_memory", lambda: trims.append(1) or True)
     trimmer = allocator.HeapTrimmer(every=4, large=100)
-    due = [trimmer.after_step(tokens) for tokens in (1, 1, 1, 1, 1, 150, 1, 1, 1, 99, 1)]
-    assert due == [False, False, False, True, False, True, False, False, False, True, False]
+    steps = (1, 1, 1, 1, 1, 150, 200, 1, 1, 99, 1, 1, 1, 1)
+    due = [trimmer.after_step(tokens) for tokens in steps]
+    # the 4th step; none between the two large ones; the small one after them; then every 4th again
+    assert [i for i, trimmed in enumerate(due) if trimmed] == [3, 7, 11]
     assert len(trims) == 3
 
 
@@ -54,7 +56,7 @@ def test_a_large_step_gives_its_freed_activations_back() -> None:
     buffer = torch.ones(256 * 2**20 // 4)  # a prefill's activations, freed when the step ends
     del buffer
     kept = _rss_mb()
-    assert not trimmer.after_step(1)  # a decode step: nothing due
+    assert not trimmer.after_step(4096)  # a prefill step: the next one may reuse its memory
     assert _rss_mb() > kept - 128
-    assert trimmer.after_step(4096)
+    assert trimmer.after_step(1)  # a decode step after it: the prefill's memory goes back
     assert _rss_mb() < kept - 128
