@@ -158,10 +158,12 @@ class AdapterRegistry:
         base_model: str | None = None,
         label: str | None = None,
         persist: bool = True,
+        preload: bool = True,
     ) -> list[AdapterEntry]:
         """Register every adapter ``source`` holds (or the one called ``name``) for ``tenant``
         (None: public). All or nothing: on any error nothing stays registered. Raises
-        AdapterRegistryError (AdapterConflictError when the name is taken)."""
+        AdapterRegistryError (AdapterConflictError when the name is taken). ``preload=False`` validates
+        it and leaves it on disk until a request needs it (what start-up does)."""
         if name is not None:
             check_adapter_name(name, self.models)
         if base_model is not None and base_model not in self.models:
@@ -173,7 +175,7 @@ class AdapterRegistry:
             try:
                 for adapter_name, folder in found:
                     stored = _Stored(folder, label or source, origin)
-                    entry = self._add(tenant, adapter_name, stored, base_model, persist)
+                    entry = self._add(tenant, adapter_name, stored, base_model, persist, preload)
                     done.append(entry)
             except BaseException:
                 for entry in done:
@@ -215,7 +217,7 @@ class AdapterRegistry:
         tenant = None if row.tenant_id is None else Tenant(row.tenant_id, owner)
         try:
             folder = self._local_folder(row)
-            entry = self._load(tenant, row.name, folder, row.source, row.base_model)
+            entry = self._load(tenant, row.name, folder, row.source, row.base_model, preload=False)
         except (AdapterError, AdapterRegistryError, OSError) as exc:
             log.warning("adapter %s:%s skipped: it no longer loads (%s)", owner, row.name, exc)
             return
@@ -244,20 +246,26 @@ class AdapterRegistry:
         registered = []
         for folder in sorted(p for p in Path(directory).iterdir() if p.is_dir()):
             try:
-                registered += self.register(None, folder.name, str(folder), persist=False)
+                registered += self.register(None, folder.name, str(folder), persist=False, preload=False)
             except (AdapterRegistryError, AdapterError) as exc:
                 log.warning("adapter %s skipped: %s", folder, exc)
         return registered
 
     # --- internals (caller holds the write lock) ----------------------------------------------------
     def _add(
-        self, tenant: Tenant | None, name: str, stored: _Stored, base_model: str | None, persist: bool
+        self,
+        tenant: Tenant | None,
+        name: str,
+        stored: _Stored,
+        base_model: str | None,
+        persist: bool,
+        preload: bool,
     ) -> AdapterEntry:
         check_adapter_name(name, self.models)
         key = (None if tenant is None else tenant.id, name)
         if key in self._entries:
             raise AdapterConflictError(f"an adapter named '{name}' already exists")
-        entry = self._load(tenant, name, stored.folder, stored.source, base_model)
+        entry = self._load(tenant, name, stored.folder, stored.source, base_model, preload)
         if persist:
             try:
                 row = add_adapter(
@@ -276,16 +284,23 @@ class AdapterRegistry:
         return entry
 
     def _load(
-        self, tenant: Tenant | None, name: str, folder: Path, source: str, base_model: str | None
+        self,
+        tenant: Tenant | None,
+        name: str,
+        folder: Path,
+        source: str,
+        base_model: str | None,
+        preload: bool = True,
     ) -> AdapterEntry:
-        """Register ``folder`` in the engine of ``base_model`` (or the first served model it fits)."""
+        """Register ``folder`` in the engine of ``base_model`` (or the first served model it fits);
+        ``preload``: keep its weights in host memory now rather than at its first request."""
         owner = PUBLIC_OWNER if tenant is None else tenant.name
         engine_name = f"{owner}:{name}"
         candidates = self._candidates(folder, base_model)
         errors: list[tuple[str, str]] = []
         for model in candidates:
             try:
-                adapter = model.add_adapter(engine_name, folder)
+                adapter = model.add_adapter(engine_name, folder, preload)
             except AdapterError as exc:  # its message names the engine-level name: rebuild it
                 errors.append((model.name, exc.problem))
                 continue

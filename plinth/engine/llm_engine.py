@@ -108,14 +108,15 @@ class LLMEngine:
         self.scheduler.add(seq)
         return request_id
 
-    def add_lora(self, name: str, path: Path) -> LoraAdapter:
-        """Register (or replace) an adapter; validates it, loads nothing into the compute path.
+    def add_lora(self, name: str, path: Path, preload: bool = True) -> LoraAdapter:
+        """Register (or replace) an adapter; validates it, loads nothing into the compute path, and
+        keeps it in host memory unless ``preload`` is False (then the first request reads it from disk).
 
         Safe to call from any thread while the engine steps.
         """
         if self.lora is None:
             raise ValueError("LoRA is not enabled for this engine (EngineConfig.enable_lora)")
-        return self.lora.register(name, path)
+        return self.lora.register(name, path, preload)
 
     def remove_lora(self, name: str) -> bool:
         """Unregister an adapter: its running requests finish, new ones fail with UnknownAdapterError."""

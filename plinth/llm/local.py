@@ -125,9 +125,9 @@ class LocalModel:
         """Whether this model's engine serves adapters (False for fakes and ``enable_lora=False``)."""
         return self.lora_stats() is not None
 
-    def add_adapter(self, name: str, path: Path) -> Any:
+    def add_adapter(self, name: str, path: Path, preload: bool = True) -> Any:
         """Validate and register a PEFT folder (reads files: call it from a worker thread)."""
-        return self.engine.engine.add_lora(name, Path(path))
+        return self.engine.engine.add_lora(name, Path(path), preload)
 
     def remove_adapter(self, name: str) -> bool:
         """Unregister: running requests finish, new ones for ``name`` fail."""

@@ -135,7 +135,7 @@ class ScriptedServedModel:
     def checkpoint_path(self) -> Path | None:
         return None
 
-    def add_adapter(self, name: str, path: Path) -> LoraAdapter:
+    def add_adapter(self, name: str, path: Path, preload: bool = True) -> LoraAdapter:
         raise AdapterError(name, "this model does not serve adapters")
 
     def remove_adapter(self, name: str) -> bool:

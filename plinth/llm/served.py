@@ -121,8 +121,9 @@ class AdapterHost(ServedModel, Protocol):
         """:meth:`ServedModel.stream`, through the engine-level adapter ``adapter`` when given."""
         ...
 
-    def add_adapter(self, name: str, path: Path) -> LoraAdapter:
-        """Validate and register a PEFT folder under ``name``; raises the engine's AdapterError."""
+    def add_adapter(self, name: str, path: Path, preload: bool = True) -> LoraAdapter:
+        """Validate and register a PEFT folder under ``name``; raises the engine's AdapterError.
+        ``preload``: keep it in host memory now (False: on disk until a request needs it)."""
         ...
 
     def remove_adapter(self, name: str) -> bool:

@@ -215,11 +215,12 @@ def _sql_service(control_plane: ControlPlane, settings: Settings) -> Any:
 def _register_adapters(registry: AdapterRegistry | None, settings: Settings) -> None:
     assert registry is not None
     registry.restore()
-    for name, folder, base in packaged_adapters(registry.models):
+    for name, folder, base in packaged_adapters(registry.models):  # on disk until first used
         try:
             registry.register(
-                None, name, str(folder), base_model=base, label=f"packaged:{name}", persist=False
-            )
+                None, name, str(folder), base_model=base, label=f"packaged:{name}", persist=False,
+                preload=False,
+            )  # fmt: skip
         except (AdapterRegistryError, AdapterError) as exc:  # a name taken by a tenant's own adapter, say
             log.warning("packaged adapter %s skipped: %s", name, exc)
     for directory in settings.adapters:

@@ -124,6 +124,19 @@ def test_evicted_and_reloaded_adapters_still_match(setup):
     assert engine.stats().num_preemptions > 0 and engine.stats().kv_blocks_used == 0
 
 
+def test_adapters_left_on_disk_load_at_first_use_and_match(setup):
+    """Registered without preload (as at start-up), adapters hold no host memory until a request needs
+    one; then each is read from disk once and serves the same tokens."""
+    base, paths, prompts, expected = setup
+    engine = LLMEngine(EngineConfig(model=str(base), enable_lora=True, max_loras=8, max_lora_rank=16))
+    for name, path in paths.items():
+        engine.add_lora(name, path, preload=False)
+    assert {engine.lora.tier(name) for name in paths} == {"disk"}
+    assert engine.lora_stats().in_memory == 0
+    _assert_matches(_run(engine, prompts), expected)
+    assert engine.lora_stats().disk_loads == len(paths)
+
+
 def test_unknown_and_removed_adapters_are_refused(setup):
     base, paths, prompts, _ = setup
     engine = _engine(base, {"qv-r8": paths["qv-r8"]})

@@ -300,12 +300,13 @@ def test_registrations_survive_a_restart(base, peft, tmp_path, caplog):
             caplog.at_level(logging.WARNING),
             TestClient(create_app(Settings(data_dir=tmp_path), [second], cp)) as client,
         ):
-            names = {
-                a["name"]: a["owned_by"]
-                for a in client.get("/v1/adapters", headers=keys.auth("acme")).json()["data"]
-            }
-            assert names == {"mine": "acme", "pub": "public"}
+            cards = client.get("/v1/adapters", headers=keys.auth("acme")).json()["data"]
+            assert {a["name"]: a["owned_by"] for a in cards} == {"mine": "acme", "pub": "public"}
+            # validated at start-up but left on disk: no host memory until a request needs them
+            assert {a["name"]: a["status"] for a in cards} == {"mine": "disk", "pub": "disk"}
             assert _complete(client, keys, "acme", "mine").json()["choices"][0]["text"] == before
+            cards = client.get("/v1/adapters", headers=keys.auth("acme")).json()["data"]
+            assert {a["name"]: a["status"] for a in cards} == {"mine": "resident", "pub": "disk"}
             assert sorted(second.adapters()) == ["acme:mine", "public:pub"]
         assert "gone" in caplog.text and "skipped" in caplog.text
     finally:

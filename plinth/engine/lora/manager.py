@@ -72,13 +72,16 @@ class LoraManager:
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plinth-lora-load")
 
     # --- registry (any thread) -------------------------------------------------------------------
-    def register(self, name: str, path: Path) -> LoraAdapter:
-        """Validate the adapter (raises AdapterError) and make ``name`` usable; replaces a previous one."""
+    def register(self, name: str, path: Path, preload: bool = True) -> LoraAdapter:
+        """Validate the adapter (raises AdapterError) and make ``name`` usable; replaces a previous one.
+        ``preload=False`` leaves it on disk (the first request loads it): adapters found at start-up
+        need no host memory until someone uses them."""
         adapter = load_adapter(path, name, self.model, self.ctx.max_rank)
         entry = _Entry(name, path)
         with self._lock:
             self._registry[name] = self._entries[entry.key] = entry
-            self._remember(entry.key, adapter)
+            if preload:
+                self._remember(entry.key, adapter)
             self.stats.registered = len(self._registry)
         return adapter
 
