@@ -76,7 +76,8 @@ def serve(engine: Any, args: argparse.Namespace) -> None:
     for _ in range(args.streams):
         engine.add_request([rng.randrange(3, vocab) for _ in range(args.prompt_len)], params)
     engine.step()
-    mark(f"{args.streams} streams: first step (prefill, budget {args.max_num_batched_tokens} tokens)")
+    budget = engine.scheduler.max_num_batched_tokens
+    mark(f"{args.streams} streams: first step (prefill, budget {budget} tokens)")
     while engine.has_unfinished():
         engine.step()
     mark(f"{args.streams} streams: all {args.output_len} tokens each")
@@ -120,7 +121,6 @@ def main() -> None:
     built: list[LLMEngine] = []
     config = settings.engine_config(path)
     config.max_num_batched_tokens = args.max_num_batched_tokens or config.max_num_batched_tokens
-    args.max_num_batched_tokens = config.max_num_batched_tokens
     thread = threading.Thread(target=lambda: built.append(LLMEngine(config)))
     thread.start(), thread.join()
     engine = built[0]

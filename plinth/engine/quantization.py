@@ -43,12 +43,15 @@ class PackedWeight(nn.Module):
         self.register_buffer("scales", scales.to(weight.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+        if x.dim() == 2:  # the engine's activations are [tokens, features]: no reshape and view to dispatch
+            return self._matmul(x)
+        y = self._matmul(x.reshape(-1, x.shape[-1]))
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    def _matmul(self, flat: torch.Tensor) -> torch.Tensor:
         if self.method == "int4":
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, INT4_GROUP, self.scales)
-        else:
-            y = torch.ops.aten._weight_int8pack_mm(flat, self.packed, self.scales)
-        return y if x.dim() == 2 else y.view(*x.shape[:-1], y.shape[-1])
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, INT4_GROUP, self.scales)
+        return torch.ops.aten._weight_int8pack_mm(flat, self.packed, self.scales)
 
 
 def _pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
