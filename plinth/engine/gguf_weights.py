@@ -20,7 +20,7 @@ from plinth.engine.gguf_checkpoint import GGUFFile, gguf_hf_config
 from plinth.engine.gguf_dequant import dequantize
 from plinth.engine.gguf_names import hf_tensor_name
 
-__all__ = ["iter_gguf_weights", "unpermute_rows"]
+__all__ = ["drop_pages", "iter_gguf_weights", "unpermute_rows"]
 
 
 def iter_gguf_weights(
@@ -35,14 +35,14 @@ def iter_gguf_weights(
         if name is None:  # open_gguf refuses such files; guard against a reader handed in unchecked
             raise CheckpointError(f"{gguf.path}: unexpected tensor {tensor.name!r}")
         weight = dequantize(tensor, dtype)
-        _drop_pages(gguf, tensor.data_offset, tensor.n_bytes)
+        drop_pages(gguf, tensor.data_offset, tensor.n_bytes)
         kind = tensor.name.split(".")[2] if tensor.name.startswith("blk.") else ""
         if permuted and kind in heads:
             weight = unpermute_rows(weight, heads[kind])
         yield name, weight
 
 
-def _drop_pages(gguf: GGUFFile, offset: int, size: int) -> None:
+def drop_pages(gguf: GGUFFile, offset: int, size: int) -> None:
     """Take a tensor's pages of the mapped file out of the resident set once it is read (they count
     in peak RSS until the reader is closed: ~90 MB for SmolLM2's Q4_1 file); read again, they come
     back from the page cache."""

@@ -15,13 +15,14 @@ from torch import nn
 from plinth.engine.allocator import HeapTrimmer, keep_freed_memory, release_freed_memory
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 from plinth.engine.config import EngineConfig
+from plinth.engine.gguf_embedding import keep_embedding_quantized
 from plinth.engine.invariant import tile_rows
 from plinth.engine.lora.layers import LoraBatch, LoraContext
 from plinth.engine.model import CausalLM
 from plinth.engine.model_config import ModelConfig
 from plinth.engine.prepack import can_prepack, prepack_linears
 from plinth.engine.scheduler import ScheduledSeq
-from plinth.engine.weights import has_weights, iter_weights
+from plinth.engine.weights import has_weights, is_gguf, iter_weights
 
 HOST_KV_SHARE = 0.25  # of available host memory, the most an unconfigured CPU KV cache may take
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -123,6 +124,9 @@ class ModelRunner:
         elif can_prepack(self.device, self.dtype):
             with torch.no_grad():
                 prepack_linears(self.model)
+        if config.load_format != "dummy" and is_gguf(model_config.path):
+            # after the head took its own copy: the table then serves lookups only
+            keep_embedding_quantized(self.model, model_config.path, self.dtype)
         if config.batch_invariant:
             tile_rows(self.model)
         if self.device.type == "cpu":
