@@ -23,6 +23,7 @@ Reproduce (CPU; the ``tiny`` random llama is written under ``.bench/`` on first 
     .venv/bin/python benchmarks/fair_share.py
     .venv/bin/python benchmarks/fair_share.py --requests 100 --flooders 32 --output-len 32
     .venv/bin/python benchmarks/fair_share.py --flood-nice 19   # the flooders in their own process
+    .venv/bin/python benchmarks/fair_share.py --setting gil_switch_interval_ms=1  # a server setting
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--flood-nice", type=int, default=None, metavar="N",
                    help="run the flooders in their own process at nice N (default: in this one)")  # fmt: skip
     p.add_argument("--device", default="cpu")
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="a server setting (PLINTH_NAME=VALUE), e.g. gil_switch_interval_ms=1; repeatable")  # fmt: skip
     p.add_argument("--json", type=Path)
     return p.parse_args(argv)
 
@@ -70,9 +74,12 @@ def plinth(data_dir: Path, *args: str) -> str:
     return subprocess.run(cmd, cwd=REPO, env=_env(), check=True, capture_output=True, text=True).stdout
 
 
-def _env() -> dict[str, str]:
+def _env(settings: Sequence[str] = ()) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
     env["PLINTH_LOG_LEVEL"] = "warning"
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        env[f"PLINTH_{name.upper()}"] = value
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
@@ -195,7 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "--model", str(args.model), "--port", str(port), "--device", args.device]  # fmt: skip
         with open(data_dir / "server.log", "a+b") as server_log:
             proc = subprocess.Popen(
-                cmd, cwd=data_dir, env=_env(), stdout=server_log, stderr=subprocess.STDOUT
+                cmd, cwd=data_dir, env=_env(args.setting), stdout=server_log, stderr=subprocess.STDOUT
             )
             try:
                 url = f"http://127.0.0.1:{port}"
