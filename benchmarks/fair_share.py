@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run the flooders in their own process at nice N (default: in this one)")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
-                   help="a server setting (PLINTH_NAME=VALUE), e.g. gil_switch_interval_ms=1; repeatable")  # fmt: skip
+                   help="a server setting (as PLINTH_NAME=VALUE), e.g. gil_switch_interval_ms=1")  # fmt: skip
     p.add_argument("--json", type=Path)
     return p.parse_args(argv)
 
