@@ -21,7 +21,9 @@ def run(model: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess
 
 
 @pytest.mark.timeout(300)
-def test_fair_share_reports_both_phases(tiny_checkpoint_factory: Callable[[str], Path], tmp_path: Path) -> None:
+def test_fair_share_reports_both_phases(
+    tiny_checkpoint_factory: Callable[[str], Path], tmp_path: Path
+) -> None:
     done = run(tiny_checkpoint_factory("llama"), tmp_path, "--setting", "refusal_delay_ms=10")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
