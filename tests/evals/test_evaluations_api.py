@@ -199,7 +199,9 @@ def test_a_server_stopped_mid_run_resumes_without_redoing_items(tmp_path) -> Non
         started = time.monotonic()
     assert time.monotonic() - started < 10  # the server stopped promptly; the job is left running
     cp = open_control_plane(f"sqlite:///{tmp_path / 'plinth.db'}")
-    again = create_app(Settings(data_dir=tmp_path), [ScriptedServedModel("slow")], cp)
+    # slow too: the restart resumes the job at once, and without a delay its 37 items could all finish
+    # before the first request below (one fresh-clone run saw done == 40 there)
+    again = create_app(Settings(data_dir=tmp_path), [ScriptedServedModel("slow", delay=0.02)], cp)
     with Client(again) as client:
         assert client.get(f"{EV}/{ev_id}", headers=auth(key)).json()["progress"]["done"] < 40
         done = wait(client, key, ev_id)
