@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from plinth.engine import native
 from plinth.engine.allocator import HeapTrimmer, keep_freed_memory, release_freed_memory
 from plinth.engine.attention import AttentionMetadata, SeqSpan
 from plinth.engine.config import EngineConfig
@@ -106,6 +107,8 @@ class ModelRunner:
         self.trimmer: HeapTrimmer | None = None
         if self.device.type == "cpu" and keep_freed_memory():
             self.trimmer = HeapTrimmer()
+        if self.device.type == "cpu":
+            native.available()  # built (first time, ~20 s) or loaded now, not in the first request
         torch.manual_seed(config.seed)
         lora = LoraContext(config.max_lora_rank, config.max_loras, config.batch_invariant)
         self.lora = lora if config.enable_lora else None
