@@ -11,8 +11,9 @@ ninja (the ``ninja`` package is a dependency) into ``~/.cache/plinth/native/<tor
 built for this CPU (``-march=native``), so the folder is named after the CPU's feature flags (a home
 directory shared by different machines gets one build per kind of CPU) and after the sources' text (an
 edited source builds anew). The first build takes ~20 s (``make install`` does it); later processes
-load the built library directly, in milliseconds. Without a compiler, or with ``PLINTH_NATIVE=0``, :func:`available` is False, one warning
-is logged, and callers use their torch path: the engine works either way.
+load the built library directly, in milliseconds. Without a compiler, or with ``PLINTH_NATIVE=0``,
+:func:`available` is False, one warning is logged, and callers use their torch path: the engine works
+either way.
 """
 
 from __future__ import annotations
