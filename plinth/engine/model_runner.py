@@ -108,7 +108,7 @@ class ModelRunner:
         if self.device.type == "cpu" and keep_freed_memory():
             self.trimmer = HeapTrimmer()
         if self.device.type == "cpu":
-            native.available()  # built (first time, ~20 s) or loaded now, not in the first request
+            native.available()  # built (first time, ~7 s) or loaded now, not in the first request
         torch.manual_seed(config.seed)
         lora = LoraContext(config.max_lora_rank, config.max_loras, config.batch_invariant)
         self.lora = lora if config.enable_lora else None

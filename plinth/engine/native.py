@@ -10,7 +10,7 @@ ninja (the ``ninja`` package is a dependency) into ``~/.cache/plinth/native/<tor
 (``PLINTH_NATIVE_DIR`` moves it) and loads the library, which registers ``torch.ops.plinth.*``. It is
 built for this CPU (``-march=native``), so the folder is named after the CPU's feature flags (a home
 directory shared by different machines gets one build per kind of CPU) and after the sources' text (an
-edited source builds anew). The first build takes ~20 s (``make install`` does it); later processes
+edited source builds anew). The first build takes ~7 s (``make install`` does it); later processes
 load the built library directly, in milliseconds. Without a compiler, or with ``PLINTH_NATIVE=0``,
 :func:`available` is False, one warning is logged, and callers use their torch path: the engine works
 either way.
@@ -32,6 +32,9 @@ __all__ = ["available", "build_dir", "report"]
 
 log = logging.getLogger(__name__)
 SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
+OPS = ("rms_norm",)  # what the sources register as torch.ops.plinth.*
+# -ffp-contract=off: no fused multiply-adds, so each product and sum is rounded as torch's operators round
+CFLAGS = ("-O3", "-march=native", "-ffp-contract=off")
 _lock = threading.Lock()
 _loaded: bool | None = None
 
@@ -60,7 +63,7 @@ def _load() -> bool:
     except Exception as exc:  # no compiler, no ninja, a failed build: the torch path still works
         log.warning("native operators unavailable, using torch's (slower on CPU): %s", exc)
         return False
-    return hasattr(torch.ops.plinth, "rms_norm")
+    return all(hasattr(torch.ops.plinth, op) for op in OPS)
 
 
 def _build(folder: Path) -> None:
@@ -73,7 +76,7 @@ def _build(folder: Path) -> None:
     load(
         name="plinth_ops",
         sources=[str(s) for s in SOURCES],
-        extra_cflags=["-O3", "-march=native"],
+        extra_cflags=list(CFLAGS),
         build_directory=str(folder),
         is_python_module=False,
         verbose=False,
@@ -81,9 +84,10 @@ def _build(folder: Path) -> None:
 
 
 def build_dir() -> Path:
-    """Where the library is built: one folder per torch version, CPU feature set and source text."""
+    """Where the library is built: one folder per torch version, CPU feature set, source text and flags."""
     root = Path(os.environ.get("PLINTH_NATIVE_DIR", Path.home() / ".cache" / "plinth" / "native"))
-    sources = hashlib.sha1(b"".join(s.read_bytes() for s in SOURCES)).hexdigest()[:10]
+    text = b"".join(s.read_bytes() for s in SOURCES) + " ".join(CFLAGS).encode()
+    sources = hashlib.sha1(text).hexdigest()[:10]
     return root / f"torch{torch.__version__.split('+')[0]}-cpu{_cpu_tag()}-src{sources}"
 
 
