@@ -20,12 +20,13 @@ class RMSNorm(nn.Module):
     """Root-mean-square norm, computed in float32 as the reference implementations do.
 
     The references upcast to float32, normalize, round to the model's dtype, then scale by the
-    weight. On a CPU that is one operator of Plinth's own (``torch.ops.plinth.rms_norm``,
-    :mod:`plinth.engine.native`): ATen's ``rms_norm`` is a composite of ~25 dispatches there (12 -> 2 us
-    a call for one row of 576, 3.2 -> 0.5 ms for 2,048 rows; equal to the reference formula but for a
-    few elements in 10^5, by one unit in the last place). Elsewhere, or without the native operators,
-    ATen's kernel on the bf16/fp16 input gives the reference's bits (it accumulates and normalizes in
-    float32 and rounds once); both are tested in ``tests/engine/test_layers.py``.
+    weight. For a bf16/fp16 model on a CPU that is one operator of Plinth's own
+    (``torch.ops.plinth.rms_norm``, :mod:`plinth.engine.native`): ATen's ``rms_norm`` is a composite of
+    ~25 dispatches there (12 -> 2 us a call for one row of 576, 3.2 -> 0.5 ms for 2,048 rows; equal to
+    the reference formula but for a few elements in 10^5, by one or two units in the last place).
+    Elsewhere (float32, a GPU, no native operators), ATen's kernel gives the reference's bits (on a
+    bf16/fp16 input it accumulates and normalizes in float32 and rounds once); both are tested in
+    ``tests/engine/test_layers.py``.
     """
 
     def __init__(self, size: int, eps: float) -> None:
@@ -40,13 +41,19 @@ class RMSNorm(nn.Module):
 
 
 def _native_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """The native operator applies: CPU, one dtype, no gradient wanted (it has no backward)."""
+    """The native operator applies: CPU, one of the serving dtypes (bf16, fp16: it rounds to them as
+    the reference does; float32 keeps ATen's arithmetic, the one the parity tests hold to 1e-4), and
+    no gradient wanted (it has no backward)."""
     return (
         x.device.type == "cpu"
+        and x.dtype in _NATIVE_DTYPES
         and x.dtype == weight.dtype
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and native.available()
     )
+
+
+_NATIVE_DTYPES = (torch.bfloat16, torch.float16)
 
 
 class SiluAndMul(nn.Module):

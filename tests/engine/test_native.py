@@ -16,14 +16,14 @@ SCRIPT = """
 import json, logging, sys
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams, native
-engine = LLMEngine(EngineConfig(model=sys.argv[1], dtype="float32", device="cpu"))
+engine = LLMEngine(EngineConfig(model=sys.argv[1], dtype="bfloat16", device="cpu"))
 params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
 print(json.dumps({"native": native.available(), "tokens": engine.generate(json.loads(sys.argv[2]), params)}))
 """
 
 
 def _greedy_here(model: Path) -> list[list[int]]:
-    engine = LLMEngine(EngineConfig(model=str(model), dtype="float32", device="cpu"))
+    engine = LLMEngine(EngineConfig(model=str(model), dtype="bfloat16", device="cpu"))
     return engine.generate(PROMPTS, SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True))
 
 
