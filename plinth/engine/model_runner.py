@@ -105,9 +105,9 @@ class ModelRunner:
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device, model_config.torch_dtype)
         self.trimmer: HeapTrimmer | None = None
-        if self.device.type == "cpu" and keep_freed_memory():
-            self.trimmer = HeapTrimmer()
         if self.device.type == "cpu":
+            if keep_freed_memory():
+                self.trimmer = HeapTrimmer()
             native.available()  # built (first time, ~7 s) or loaded now, not in the first request
         torch.manual_seed(config.seed)
         lora = LoraContext(config.max_lora_rank, config.max_loras, config.batch_invariant)
