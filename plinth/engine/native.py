@@ -3,7 +3,9 @@
 Why native code: a decode step of a small model on a CPU spends about 40% of its time in hundreds of
 small operators between the matmuls, a few microseconds each to dispatch; ``torch.compile`` did not
 remove that cost (its own entry costs as much; ``benchmarks/README.md``). One operator for what the
-reference runs as many (RMSNorm: about 25 on CPU) removes it where it is largest.
+reference runs as many (RMSNorm: about 25 on CPU) removes it where it is largest. And the int4/int8
+weight-only matmuls (``qlinear``: AVX512-BF16 and AMX) read the weights 1.3-1.6x faster than torch's
+CPU kernels for one row and compute 3-6x faster for many (``benchmarks/qlinear.py``).
 
 How: :func:`torch.utils.cpp_extension.load` compiles the sources with the machine's C++ compiler and
 ninja (the ``ninja`` package is a dependency) into ``~/.cache/plinth/native/<torch>-<cpu>-<sources>``
@@ -18,6 +20,7 @@ either way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -28,13 +31,17 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "build_dir", "report"]
+__all__ = ["available", "build_dir", "has", "report"]
 
 log = logging.getLogger(__name__)
 SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
-OPS = ("rms_norm",)  # what the sources register as torch.ops.plinth.*
-# -ffp-contract=off: no fused multiply-adds, so each product and sum is rounded as torch's operators round
-CFLAGS = ("-O3", "-march=native", "-ffp-contract=off")
+OPS = ("rms_norm",)  # what the sources register as torch.ops.plinth.* on every CPU
+# and what they register only where the CPU has the instructions (qlinear: AVX512-BF16, see has())
+OPTIONAL_OPS = ("qlinear",)
+# -ffp-contract=off: no fused multiply-adds the source did not ask for, so each product and sum is
+# rounded as torch's operators round; -fopenmp: at::parallel_for runs on torch's OpenMP threads (without
+# it the loops run on one thread; torch's libgomp is already loaded, so no second runtime is)
+CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp")
 _lock = threading.Lock()
 _loaded: bool | None = None
 
@@ -77,9 +84,26 @@ def _build(folder: Path) -> None:
         name="plinth_ops",
         sources=[str(s) for s in SOURCES],
         extra_cflags=list(CFLAGS),
+        extra_ldflags=["-fopenmp"],
         build_directory=str(folder),
         is_python_module=False,
         verbose=False,
+    )
+
+
+def has(op: str) -> bool:
+    """Whether the native operator ``op`` is there: built, loaded, and registered for this CPU."""
+    return available() and op in _registered()
+
+
+@functools.cache
+def _registered() -> frozenset[str]:
+    # an operator a source declares only under #if (for an instruction set) is absent from the schema
+    # registry elsewhere; hasattr on torch.ops would also find a declared but unimplemented one
+    return frozenset(
+        schema.name.split("::", 1)[1]
+        for schema in torch._C._jit_get_all_schemas()
+        if schema.name.startswith("plinth::")
     )
 
 
@@ -124,5 +148,6 @@ def _ensure_ninja() -> None:
 def report() -> str:
     """One line on the operators' state, building them if needed (``make install`` prints it)."""
     if available():
-        return f"plinth native operators: loaded, built in {build_dir()}"
+        optional = ", ".join(op for op in OPTIONAL_OPS if has(op)) or "none for this CPU"
+        return f"plinth native operators: loaded (optional: {optional}), built in {build_dir()}"
     return "plinth native operators: unavailable (see the warning above); the engine uses torch's"

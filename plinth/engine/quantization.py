@@ -5,11 +5,20 @@ storing weights in 8 or 4 bits and dequantizing inside the matmul kernel reads 2
 bf16. Activations stay in the model's dtype; only weights are quantized, after loading (and after a
 ``merge_lora``), so any checkpoint format works.
 
-- ``int8``: symmetric, one scale per output channel; ``torch.ops.aten._weight_int8pack_mm``.
-- ``int4``: asymmetric, one scale and zero point per group of :data:`INT4_GROUP` inputs (the layout of
-  GGUF's Q4_1); ``_weight_int4pack_mm_for_cpu`` on weights packed by
-  ``_convert_weight_to_int4pack_for_cpu``. That packing needs the output size divisible by 16 and the
-  input size by the group; a matrix that is not is stored as int8 instead.
+- ``int8``: symmetric, one scale per output channel.
+- ``int4``: asymmetric, one scale and minimum per group of :data:`INT4_GROUP` inputs (the layout of
+  GGUF's Q4_1). Its packings need the output size divisible by 16 and the input size by the group; a
+  matrix that is not is stored as int8 instead.
+
+Two kernels, chosen per weight when it is packed (:attr:`PackedWeight.kernel`):
+
+- ``plinth`` (bf16 models on a CPU with AVX512-BF16, the usual case): Plinth's own
+  ``torch.ops.plinth.qlinear`` (``engine/csrc/qlinear.cpp``), on its own packing (:func:`_pack_native`).
+  For one or two rows it streams the weights at the memory's speed; for more it multiplies on the AMX
+  tile unit where there is one. Against torch's kernels on SmolLM2's shapes: 1.3x (int4) and 1.6x
+  (int8 LM head) faster for one row, 3-6x for 16-256 rows (``benchmarks/qlinear.py``).
+- ``aten`` (float32 or fp16 models, other CPUs): ``_weight_int8pack_mm`` and
+  ``_weight_int4pack_mm_for_cpu`` on weights packed by ``_convert_weight_to_int4pack_for_cpu``.
 
 The embedding table stays in the model's dtype (a lookup reads one row per token); a tied LM head gets
 its own quantized copy, as it is the largest matrix a decode step reads; in int8 under ``int4`` too
@@ -24,23 +33,39 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from plinth.engine import native
+
 METHODS = ("int8", "int4")
+KERNELS = ("plinth", "aten")
 INT4_GROUP = 32
 _INT4_N_MULTIPLE = 16
+_NATIVE_BLOCK = 16  # output rows per block of the native packing
 
 
 class PackedWeight(nn.Module):
     """A quantized ``[out, in]`` weight and the kernel that multiplies by it; ``forward`` is ``x @ W.T``."""
 
-    def __init__(self, weight: torch.Tensor, method: str) -> None:
+    def __init__(self, weight: torch.Tensor, method: str, kernel: str | None = None) -> None:
         super().__init__()
         out_features, in_features = weight.shape
         if method == "int4" and (out_features % _INT4_N_MULTIPLE or in_features % INT4_GROUP):
             method = "int8"
         self.method, self.dtype = method, weight.dtype
-        packed, scales = (_pack_int4 if method == "int4" else _pack_int8)(weight.detach().float())
+        self.kernel = kernel or _default_kernel(weight)
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {self.kernel!r}")
+        if self.kernel == "plinth" and not native.has("qlinear"):
+            raise ValueError("the plinth kernel needs the native qlinear operator (AVX512-BF16)")
+        self.bits = 4 if method == "int4" else 8
+        zeros = None
+        if self.kernel == "plinth":
+            packed, scales, zeros = _pack_native(weight.detach().float(), method)
+        else:
+            packed, scales = (_pack_int4 if method == "int4" else _pack_int8)(weight.detach().float())
+            scales = scales.to(weight.dtype)
         self.register_buffer("packed", packed)
-        self.register_buffer("scales", scales.to(weight.dtype))
+        self.register_buffer("scales", scales)
+        self.register_buffer("zeros", zeros)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:  # the engine's activations are [tokens, features]: no reshape and view to dispatch
@@ -49,26 +74,82 @@ class PackedWeight(nn.Module):
         return y.view(*x.shape[:-1], y.shape[-1])
 
     def _matmul(self, flat: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "plinth":
+            return torch.ops.plinth.qlinear(flat, self.packed, self.scales, self.zeros, self.bits)
         if self.method == "int4":
             return torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, INT4_GROUP, self.scales)
         return torch.ops.aten._weight_int8pack_mm(flat, self.packed, self.scales)
 
 
-def _pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _default_kernel(weight: torch.Tensor) -> str:
+    """``plinth`` where its kernel serves the weight (bf16 on a CPU it was built for), else ``aten``."""
+    out_features, in_features = weight.shape
+    fits = out_features % _NATIVE_BLOCK == 0 and in_features % 2 == 0
+    return "plinth" if fits and weight.dtype == torch.bfloat16 and native.has("qlinear") else "aten"
+
+
+def _pack_native(weight: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The packing ``plinth::qlinear`` reads (``engine/csrc/qlinear.cpp``): output rows in blocks of 16,
+    and per block 32 bytes per chunk of inputs, byte ``2r + t`` belonging to the block's row ``r``.
+
+    - int4: a chunk is 4 inputs, byte ``2r + t`` = ``q[4c + t] | q[4c + 2 + t] << 4``; scales and
+      zeros bf16 ``[blocks, groups, 16]``, ``w = (q - 8) * scale + zero``, ``q`` in 0..15.
+    - int8: a chunk is 2 inputs, byte ``2r + t`` = ``q[2c + t]``; scales bf16 ``[blocks, 1, 16]``,
+      ``w = q * scale``, ``q`` in -127..127.
+
+    The values are those of the ``aten`` packing, rounded the same way: the same weights either way."""
+    rows, cols = weight.shape
+    blocks = rows // _NATIVE_BLOCK
+    if method == "int8":
+        q, scales = _quantize_int8(weight)
+        packed = q.view(torch.uint8).view(blocks, _NATIVE_BLOCK, cols // 2, 2).transpose(1, 2)
+        return _interleave(packed.reshape(blocks, cols // 2, 32)), scales.bfloat16().view(blocks, 1, 16), None
+    q, scale, low = _quantize_int4(weight)
+    # [block, row, chunk, half, t]: input 4 * chunk + 2 * half + t
+    quads = q.to(torch.uint8).view(blocks, _NATIVE_BLOCK, cols // 4, 2, 2)
+    packed = (quads[..., 0, :] | (quads[..., 1, :] << 4)).transpose(1, 2).reshape(blocks, cols // 4, 32)
+
+    def per_block(values: torch.Tensor) -> torch.Tensor:
+        return values.bfloat16().view(blocks, _NATIVE_BLOCK, -1).transpose(1, 2).contiguous()
+
+    return _interleave(packed), per_block(scale), per_block(low + 8 * scale)
+
+
+def _interleave(packed: torch.Tensor) -> torch.Tensor:
+    """``[blocks, chunks, 32]`` stored as the kernel streams it: groups of 4 blocks with their chunks
+    side by side (``[group, chunk, 4, 32]``), the last ``blocks % 4`` blocks one after the other. The
+    shape stays ``[blocks, chunks, 32]``; only the order of the bytes in memory changes."""
+    blocks, chunks, width = packed.shape
+    grouped = blocks // 4 * 4
+    head = packed[:grouped].view(grouped // 4, 4, chunks, width).transpose(1, 2).reshape(-1)
+    return torch.cat((head, packed[grouped:].reshape(-1))).view(blocks, chunks, width)
+
+
+def _quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
-    q = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    return torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8), scales
+
+
+def _quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``q`` (int32, 0..15), and the per-group scale and minimum (``w ≈ q * scale + min``)."""
+    rows, cols = weight.shape
+    groups = weight.view(rows, cols // INT4_GROUP, INT4_GROUP)
+    low, high = groups.amin(-1), groups.amax(-1)
+    scale = ((high - low) / 15).clamp(min=1e-12)
+    q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15).to(torch.int32)
+    return q.view(rows, cols), scale, low
+
+
+def _pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q, scales = _quantize_int8(weight)
     return q.contiguous(), scales
 
 
 def _pack_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per group: ``w ≈ q * scale + min`` with ``q`` in 0..15; the kernel wants ``(q - 8) * scale + zero``,
     so ``zero = min + 8 * scale``, and scales/zeros as ``[groups, out, 2]``."""
-    rows, cols = weight.shape
-    groups = weight.view(rows, cols // INT4_GROUP, INT4_GROUP)
-    low, high = groups.amin(-1), groups.amax(-1)
-    scale = ((high - low) / 15).clamp(min=1e-12)
-    q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15).to(torch.int32)
-    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.view(rows, cols), 1)
+    q, scale, low = _quantize_int4(weight)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
     return packed, torch.stack((scale, low + 8 * scale), dim=-1).transpose(0, 1).contiguous()
 
 

@@ -53,3 +53,9 @@ def test_an_unbuildable_library_is_a_warning_not_a_failure(tiny_llama: Path, tmp
     assert got["native"] is False
     assert "native operators unavailable, using torch's" in stderr
     assert got["tokens"] == _greedy_here(tiny_llama)
+
+
+def test_has_names_only_operators_registered_for_this_cpu() -> None:
+    assert native.has("rms_norm")
+    assert not native.has("no_such_operator")
+    assert ("qlinear" in native.report()) == native.has("qlinear")

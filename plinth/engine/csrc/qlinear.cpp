@@ -1,0 +1,361 @@
+// plinth::qlinear(x, packed, scales, zeros, bits): y = x @ W.T for int4/int8 weights, bf16 activations,
+// on AVX512-BF16 CPUs.
+//
+// Why: a decode step of a small quantized model reads every weight once per token, and torch's CPU
+// kernels for it (_weight_int4pack_mm_for_cpu, _weight_int8pack_mm) dequantize each weight to float32
+// and multiply it by one broadcast activation at a time: with the weights streaming from memory they
+// ran at 11-12 GB/s on a 2-core AVX512-BF16 Xeon that reads 22 GB/s (benchmarks/qlinear.py). Here the
+// weights' nibbles become bf16 through one table lookup (vpermw) and every vdpbf16ps multiplies 32 of
+// them by a pair of activations, so a weight costs a fraction of an instruction.
+//
+// Layout (plinth/engine/quantization.py packs it): the output rows in blocks of 16, and per block 32
+// bytes per "chunk" of inputs, so that after zero-extending the bytes to 16-bit words, word 2r + t
+// belongs to row r of the block: exactly the operand vdpbf16ps wants (lane r holds a pair of inputs).
+//   int4: a chunk covers 4 inputs; byte 2r + t = q[r][4c + t] | q[r][4c + 2 + t] << 4, q in 0..15,
+//         w = (q - 8) * scale + zero per group of 32 inputs; scales and zeros bf16 [blocks][groups][16]
+//         (torch's int4 convention: zero = min + 8 * scale is near the group's middle, so rounding it
+//         to bf16 costs less than rounding the min would).
+//   int8: a chunk covers 2 inputs; byte 2r + t = q[r][2c + t] (two's complement), w = q * scale per
+//         row; the byte is split into its low nibble (0..15) and its high one (-8..7, times 16), each
+//         exact in bf16, so both products are exact.
+// Each product of a weight and an activation is exact in float32; the sums run in float32 in a fixed
+// order per output element (chunks in order, then groups in order), independent of the other rows of
+// x, so a row's result does not depend on its batch (engine/invariant.py relies on that).
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/BFloat16.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#include <immintrin.h>
+
+namespace {
+
+constexpr int kBlock = 16;        // output rows per block: one zmm of float32 accumulators
+constexpr int kChunkBytes = 32;   // bytes per chunk and block
+constexpr int kInterleave = 4;    // blocks whose chunks are stored side by side (see chunk())
+constexpr int kInt4Group = 32;    // inputs per int4 scale
+// Up to this many rows of x, the vdpbf16ps path; beyond, AMX tiles where the CPU has them. AMX's fixed
+// cost per block and group (dequantize, store, reload) made it slower below 6 rows, vdpbf16ps's
+// arithmetic made it slower from 6 (benchmarks/qlinear.py: SmolLM2's linears, 13 ms either way at 4-6).
+constexpr int64_t kFewRows = 5;
+
+inline uint16_t bf16_bits(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return static_cast<uint16_t>(u >> 16);  // exact for the small integers of the tables
+}
+
+// What a nibble stands for: an int4 weight's q - 8; an int8 weight's low nibble (0..15) or its high,
+// signed one times 16.
+enum class Nibble { kInt4, kInt8Low, kInt8High };
+
+// vpermw reads 5 bits of each index: the table is 32 entries, entry i standing for what i's low four
+// bits mean (a shifted high nibble has nothing above them).
+inline __m512i table(Nibble kind) {
+  alignas(64) uint16_t t[32];
+  for (int i = 0; i < 32; ++i) {
+    const int nibble = i & 15;
+    const int value = kind == Nibble::kInt4      ? nibble - 8
+                      : kind == Nibble::kInt8Low ? nibble
+                                                 : 16 * (nibble >= 8 ? nibble - 16 : nibble);
+    t[i] = bf16_bits(static_cast<float>(value));
+  }
+  return _mm512_load_si512(t);
+}
+
+inline __m512 load_bf16x16(const c10::BFloat16* p) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
+
+struct Problem {
+  const uint32_t* x;        // [M][K/2] pairs of bf16 activations
+  const float* xsum;        // [M][groups] sums of the activations per group (int4 only)
+  const uint8_t* w;         // [blocks][chunks][32]
+  const c10::BFloat16* scales;  // [blocks][groups][16]
+  const c10::BFloat16* zeros;    // [blocks][groups][16] (int4) or nullptr
+  c10::BFloat16* y;         // [M][N]
+  int64_t M, N, K, chunks, groups, chunks_per_group;
+};
+
+// Where block b's chunk c lies. The blocks go in groups of kInterleave whose chunks are stored side by
+// side ([group][chunk][4 blocks][32 bytes]; the last N/16 % 4 blocks one after the other), so a tile of
+// 4 blocks reads one contiguous stream: with each block's bytes apart (4.6 KB per block for 576 int4
+// inputs) the hardware prefetcher never ramped up, and the kernel read 12 GB/s in a decode step.
+inline const uint8_t* chunk(const Problem& p, int64_t b, int64_t c) {
+  const int64_t grouped = p.N / kBlock / kInterleave * kInterleave;
+  const int64_t at = b < grouped ? ((b / kInterleave) * p.chunks + c) * kInterleave + b % kInterleave
+                                 : grouped * p.chunks + (b - grouped) * p.chunks + c;
+  return p.w + at * kChunkBytes;
+}
+
+// How far ahead of a 4-block tile's stream the few-row path asks for its bytes (16 chunks of 4 blocks)
+constexpr int kPrefetchBytes = 16 * kInterleave * kChunkBytes;
+
+// NB blocks of 16 output rows times MT rows of x: NB * MT float32 accumulators per group and as many
+// for the result, reusing each dequantized chunk MT times and giving the core NB * MT independent
+// chains of vdpbf16ps.
+template <int BITS, int NB, int MT>
+void tile(const Problem& p, int64_t block, int64_t m0) {
+  const __m512i lo_table = table(BITS == 4 ? Nibble::kInt4 : Nibble::kInt8Low);
+  const __m512i hi_table = table(BITS == 4 ? Nibble::kInt4 : Nibble::kInt8High);
+  __m512 acc[NB][MT];
+  for (int b = 0; b < NB; ++b)
+    for (int m = 0; m < MT; ++m) acc[b][m] = _mm512_setzero_ps();
+  const int64_t pairs = p.K / 2;
+  for (int64_t g = 0; g < p.groups; ++g) {
+    __m512 part[NB][MT];
+    for (int b = 0; b < NB; ++b)
+      for (int m = 0; m < MT; ++m) part[b][m] = _mm512_setzero_ps();
+    const int64_t c_end = (g + 1) * p.chunks_per_group;
+    for (int64_t c = g * p.chunks_per_group; c < c_end; ++c) {
+      // the pairs of activations this chunk's low and high nibbles multiply
+      const int64_t lo_pair = BITS == 4 ? 2 * c : c;
+      const int64_t hi_pair = BITS == 4 ? 2 * c + 1 : c;
+      for (int b = 0; b < NB; ++b) {
+        const uint8_t* src = chunk(p, block + b, c);
+        if (b == 0) _mm_prefetch(reinterpret_cast<const char*>(src) + kPrefetchBytes, _MM_HINT_T0);
+        const __m512i words = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+        const __m512bh lo = as_bh(_mm512_permutexvar_epi16(words, lo_table));
+        const __m512bh hi = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16(words, 4), hi_table));
+        for (int m = 0; m < MT; ++m) {
+          const uint32_t* xm = p.x + (m0 + m) * pairs;
+          part[b][m] = _mm512_dpbf16_ps(part[b][m], lo, as_bh(_mm512_set1_epi32(static_cast<int>(xm[lo_pair]))));
+          part[b][m] = _mm512_dpbf16_ps(part[b][m], hi, as_bh(_mm512_set1_epi32(static_cast<int>(xm[hi_pair]))));
+        }
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      const int64_t at = ((block + b) * p.groups + g) * kBlock;
+      const __m512 scale = load_bf16x16(p.scales + at);
+      if constexpr (BITS == 4) {
+        const __m512 zero = load_bf16x16(p.zeros + at);
+        for (int m = 0; m < MT; ++m) {
+          acc[b][m] = _mm512_fmadd_ps(part[b][m], scale, acc[b][m]);
+          acc[b][m] = _mm512_fmadd_ps(zero, _mm512_set1_ps(p.xsum[(m0 + m) * p.groups + g]), acc[b][m]);
+        }
+      } else {
+        for (int m = 0; m < MT; ++m) acc[b][m] = _mm512_fmadd_ps(part[b][m], scale, acc[b][m]);
+      }
+    }
+  }
+  for (int b = 0; b < NB; ++b)
+    for (int m = 0; m < MT; ++m) {
+      const __m256bh out = _mm512_cvtneps_pbh(acc[b][m]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.y + (m0 + m) * p.N + (block + b) * kBlock),
+                          reinterpret_cast<const __m256i&>(out));
+    }
+}
+
+template <int BITS, int NB>
+void rows(const Problem& p, int64_t block) {
+  constexpr int kRowTile = NB >= 4 ? 2 : 4;  // keeps 2 * NB * MT accumulators within the 32 registers
+  int64_t m = 0;
+  for (; m + kRowTile <= p.M; m += kRowTile) tile<BITS, NB, kRowTile>(p, block, m);
+  switch (p.M - m) {
+    case 3: tile<BITS, NB, 3>(p, block, m); break;
+    case 2: tile<BITS, NB, 2>(p, block, m); break;
+    case 1: tile<BITS, NB, 1>(p, block, m); break;
+    default: break;
+  }
+}
+
+template <int BITS>
+void run(const Problem& p) {
+  const int64_t blocks = p.N / kBlock;
+  // NB = 4 blocks per tile for a few rows (four independent chains), 2 for more (reuse of each chunk)
+  const bool few = p.M <= 2;
+  const int64_t nb = few ? 4 : 2;
+  const int64_t tiles = (blocks + nb - 1) / nb;
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t block = t * nb;
+      const int64_t left = blocks - block;
+      if (left >= nb) {
+        few ? rows<BITS, 4>(p, block) : rows<BITS, 2>(p, block);
+      } else {
+        for (int64_t b = block; b < blocks; ++b) rows<BITS, 1>(p, b);
+      }
+    }
+  });
+}
+
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#define PLINTH_AMX 1
+#include <sys/syscall.h>
+#include <unistd.h>
+
+// Linux lends a process the AMX tile registers only once it asks (oneDNN asks too; asking twice is fine).
+bool amx_granted() {
+  static const bool granted = [] {
+    constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
+  }();
+  return granted;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// tmm0/tmm1: C and A of a full 16-row tile of x; tmm3/tmm4: the same for the last, shorter tile;
+// tmm2: B, 32 inputs (16 pairs) by 16 output rows, as the dequantized chunks already lay them out.
+void configure_tiles(int tail_rows) {
+  TileConfig cfg;
+  cfg.rows[0] = cfg.rows[1] = cfg.rows[2] = 16;
+  cfg.rows[3] = cfg.rows[4] = static_cast<uint8_t>(tail_rows > 0 ? tail_rows : 16);
+  for (int t = 0; t < 5; ++t) cfg.colsb[t] = 64;
+  _tile_loadconfig(&cfg);
+}
+
+// Many rows (a prefill, or a decode step of many streams): vdpbf16ps is the bound there, so the
+// dequantized weights go through the AMX tile unit instead: per block of 16 outputs and group of 32
+// inputs, the group's chunks are dequantized once into a B tile, and every 16-row tile of x is
+// multiplied by it; the group's partial sums are scaled (and the zero's share added) in float32, as on
+// the few-row path, into a per-block accumulator of M x 16.
+template <int BITS>
+void amx_run(const Problem& p) {
+  const int64_t blocks = p.N / kBlock;
+  const int64_t pairs = p.K / 2;
+  const int64_t kblocks = p.K / 32;
+  const int64_t full = p.M / 16;
+  const int tail = static_cast<int>(p.M % 16);
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    configure_tiles(tail);
+    alignas(64) uint16_t btile[16 * 32];
+    alignas(64) float ctile[16 * 16];
+    std::vector<float> acc(p.M * kBlock);
+    const __m512i table4 = table(Nibble::kInt4);
+    for (int64_t block = begin; block < end; ++block) {
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t kb = 0; kb < kblocks; ++kb) {
+        if constexpr (BITS == 4) {  // 8 chunks of 4 inputs: rows 2j (low nibbles) and 2j + 1 (high)
+          for (int j = 0; j < 8; ++j) {
+            const uint8_t* src = chunk(p, block, kb * 8 + j);
+            const __m512i words = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+            _mm512_store_si512(btile + (2 * j) * 32, _mm512_permutexvar_epi16(words, table4));
+            _mm512_store_si512(btile + (2 * j + 1) * 32,
+                               _mm512_permutexvar_epi16(_mm512_srli_epi16(words, 4), table4));
+          }
+        } else {  // 16 chunks of 2 inputs: each byte, an int8, is exact in bf16
+          for (int j = 0; j < 16; ++j) {
+            const uint8_t* src = chunk(p, block, kb * 16 + j);
+            const __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
+            const __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16))));
+            const __m512bh both = _mm512_cvtne2ps_pbh(b, a);
+            _mm512_store_si512(btile + j * 32, reinterpret_cast<const __m512i&>(both));
+          }
+        }
+        _tile_loadd(2, btile, 64);
+        const __m512 scale = BITS == 4 ? load_bf16x16(p.scales + (block * p.groups + kb) * kBlock) : _mm512_set1_ps(1.f);
+        const __m512 zero = BITS == 4 ? load_bf16x16(p.zeros + (block * p.groups + kb) * kBlock) : _mm512_setzero_ps();
+        for (int64_t t = 0; t <= full; ++t) {
+          const int rows = t < full ? 16 : tail;
+          if (rows == 0) break;
+          const void* a = p.x + (t * 16) * pairs + kb * 16;
+          if (t < full) {
+            _tile_zero(0);
+            _tile_loadd(1, a, p.K * 2);
+            _tile_dpbf16ps(0, 1, 2);
+            _tile_stored(0, ctile, 64);
+          } else {
+            _tile_zero(3);
+            _tile_loadd(4, a, p.K * 2);
+            _tile_dpbf16ps(3, 4, 2);
+            _tile_stored(3, ctile, 64);
+          }
+          for (int r = 0; r < rows; ++r) {
+            const int64_t m = t * 16 + r;
+            float* out = acc.data() + m * kBlock;
+            __m512 v = _mm512_fmadd_ps(_mm512_load_ps(ctile + r * 16), scale, _mm512_loadu_ps(out));
+            if constexpr (BITS == 4) v = _mm512_fmadd_ps(zero, _mm512_set1_ps(p.xsum[m * p.groups + kb]), v);
+            _mm512_storeu_ps(out, v);
+          }
+        }
+      }
+      const __m512 row_scale = BITS == 8 ? load_bf16x16(p.scales + block * kBlock) : _mm512_set1_ps(1.f);
+      for (int64_t m = 0; m < p.M; ++m) {
+        const __m256bh out = _mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(acc.data() + m * kBlock), row_scale));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.y + m * p.N + block * kBlock),
+                            reinterpret_cast<const __m256i&>(out));
+      }
+    }
+    _tile_release();
+  });
+}
+#endif
+
+at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                   const c10::optional<at::Tensor>& zeros, int64_t bits) {
+  TORCH_CHECK(bits == 4 || bits == 8, "plinth::qlinear: bits must be 4 or 8, got ", bits);
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kBFloat16 && x.dim() == 2,
+              "plinth::qlinear: x must be a 2-D bfloat16 CPU tensor");
+  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 3 && packed.size(2) == kChunkBytes &&
+                  packed.is_contiguous(),
+              "plinth::qlinear: packed must be uint8 [blocks, chunks, 32], contiguous");
+  TORCH_CHECK(scales.scalar_type() == at::kBFloat16 && scales.dim() == 3 && scales.is_contiguous() &&
+                  scales.size(0) == packed.size(0) && scales.size(2) == kBlock,
+              "plinth::qlinear: scales must be bfloat16 [blocks, groups, 16], contiguous");
+  const int64_t M = x.size(0), K = x.size(1), N = packed.size(0) * kBlock;
+  const int64_t per_chunk = bits == 4 ? 4 : 2;
+  TORCH_CHECK(packed.size(1) * per_chunk == K, "plinth::qlinear: x has ", K, " features, the weight ",
+              packed.size(1) * per_chunk);
+  const int64_t groups = scales.size(1);
+  if (bits == 4) {
+    TORCH_CHECK(groups * kInt4Group == K, "plinth::qlinear: int4 needs one scale per 32 inputs");
+    TORCH_CHECK(zeros.has_value() && zeros->sizes() == scales.sizes() && zeros->is_contiguous() &&
+                    zeros->scalar_type() == at::kBFloat16,
+                "plinth::qlinear: int4 needs zeros shaped like the scales");
+  } else {
+    TORCH_CHECK(groups == 1, "plinth::qlinear: int8 takes one scale per output row");
+  }
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = at::empty({M, N}, x.options());
+  if (M == 0 || N == 0) return y;
+  std::vector<float> xsum;
+  if (bits == 4) {  // the zero's share of every output: min * (sum of the group's activations)
+    xsum.assign(M * groups, 0.f);
+    const c10::BFloat16* xp = xc.const_data_ptr<c10::BFloat16>();
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t g = 0; g < groups; ++g) {
+        float s = 0.f;
+        for (int64_t k = g * kInt4Group; k < (g + 1) * kInt4Group; ++k) s += static_cast<float>(xp[m * K + k]);
+        xsum[m * groups + g] = s;
+      }
+  }
+  Problem p{reinterpret_cast<const uint32_t*>(xc.const_data_ptr<c10::BFloat16>()),
+            xsum.data(),
+            packed.const_data_ptr<uint8_t>(),
+            scales.const_data_ptr<c10::BFloat16>(),
+            bits == 4 ? zeros->const_data_ptr<c10::BFloat16>() : nullptr,
+            y.mutable_data_ptr<c10::BFloat16>(),
+            M, N, K, packed.size(1), groups, packed.size(1) / groups};
+#ifdef PLINTH_AMX
+  if (M > kFewRows && K % 32 == 0 && amx_granted()) {
+    bits == 4 ? amx_run<4>(p) : amx_run<8>(p);
+    return y;
+  }
+#endif
+  bits == 4 ? run<4>(p) : run<8>(p);
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(plinth, m) {
+  m.def("qlinear(Tensor x, Tensor packed, Tensor scales, Tensor? zeros, int bits) -> Tensor");
+}
+TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("qlinear", &qlinear); }
+
+#endif  // AVX512-BF16: without it the operator is not registered and quantization uses torch's kernels
