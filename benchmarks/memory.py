@@ -8,7 +8,7 @@ start-up in one process and prints, after each stage, the resident set (``VmRSS`
    heavy optional packages it pulled in are listed);
 2. the engine for ``--model`` as ``plinth serve`` builds it (on a thread), split by wrapping the
    runner's steps: the model skeleton, the weights read and converted (GGUF: dequantized), the heap
-   trimmed, the oneDNN prepack, the heap trimmed again, the KV cache allocated;
+   trimmed, the bf16 prepack, the heap trimmed again, the KV cache allocated;
 3. with ``--streams N``, serving: N requests of ``--prompt-len`` random tokens and ``--output-len`` greedy
    tokens at once on the engine's thread, with RSS after the first step (the prefill's transient) and at
    the end (N sequences' KV cache written), under the step budget ``--max-num-batched-tokens``.
@@ -111,7 +111,7 @@ def main() -> None:
     runner = model_runner.ModelRunner
     wrap(model_runner, "CausalLM", "model skeleton (empty)")
     wrap(runner, "_load_weights", "weights read + converted")
-    wrap(model_runner, "prepack_linears", "oneDNN prepack")
+    wrap(model_runner, "prepack_linears", "bf16 prepack")
     wrap(model_runner, "release_freed_memory", "malloc_trim")
     wrap(runner, "_num_kv_blocks", "(KV size computed)")
     path, _ = resolve(args.model, Path("plinth-data"))

@@ -31,10 +31,10 @@ LAYERS = 30
 HEAD_SHAPE = (49152, 576)
 
 
-def build(kernel: str) -> list[PackedWeight]:
+def build(kernel: str, layers: int) -> list[PackedWeight]:
     generator = torch.Generator().manual_seed(0)
     weights = []
-    for _ in range(LAYERS):
+    for _ in range(layers):
         for shape in LAYER_SHAPES:
             weights.append(PackedWeight(torch.randn(shape, generator=generator).bfloat16(), "int4", kernel))
     weights.append(PackedWeight(torch.randn(HEAD_SHAPE, generator=generator).bfloat16(), "int8", kernel))
@@ -71,10 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", default="1,2,4,16,64,256", help="rows of activations (comma-separated)")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--layers", type=int, default=LAYERS, help="decoder layers (SmolLM2 has 30)")
     args = parser.parse_args()
     if not native.has("qlinear"):
         raise SystemExit("the native qlinear operator is not available on this CPU (needs AVX512-BF16)")
-    kernels = {name: build(name) for name in ("aten", "plinth")}
+    kernels = {name: build(name, args.layers) for name in ("aten", "plinth")}
     load = os.getloadavg()[0]
     print(f"torch threads {torch.get_num_threads()}, load average {load:.2f}, "
           f"packed weights: aten {packed_bytes(kernels['aten']) / 1e6:.1f} MB, "

@@ -35,9 +35,10 @@ __all__ = ["available", "build_dir", "has", "report"]
 
 log = logging.getLogger(__name__)
 SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
+HEADERS = sorted((Path(__file__).parent / "csrc").glob("*.h"))
 OPS = ("rms_norm",)  # what the sources register as torch.ops.plinth.* on every CPU
-# and what they register only where the CPU has the instructions (qlinear: AVX512-BF16, see has())
-OPTIONAL_OPS = ("qlinear",)
+# and what they register only where the CPU has the instructions (AVX512-BF16; see has())
+OPTIONAL_OPS = ("qlinear", "bf16_linear")
 # -ffp-contract=off: no fused multiply-adds the source did not ask for, so each product and sum is
 # rounded as torch's operators round; -fopenmp: at::parallel_for runs on torch's OpenMP threads (without
 # it the loops run on one thread; torch's libgomp is already loaded, so no second runtime is)
@@ -110,7 +111,7 @@ def _registered() -> frozenset[str]:
 def build_dir() -> Path:
     """Where the library is built: one folder per torch version, CPU feature set, source text and flags."""
     root = Path(os.environ.get("PLINTH_NATIVE_DIR", Path.home() / ".cache" / "plinth" / "native"))
-    text = b"".join(s.read_bytes() for s in SOURCES) + " ".join(CFLAGS).encode()
+    text = b"".join(s.read_bytes() for s in SOURCES + HEADERS) + " ".join(CFLAGS).encode()
     sources = hashlib.sha1(text).hexdigest()[:10]
     return root / f"torch{torch.__version__.split('+')[0]}-cpu{_cpu_tag()}-src{sources}"
 

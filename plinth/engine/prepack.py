@@ -1,4 +1,12 @@
-"""bf16 linear weights reordered once, at load, into oneDNN's blocked layout (CPU only).
+"""bf16 linear weights reordered once, at load, into the layout of the kernel that multiplies by them
+(CPU only): Plinth's own (``torch.ops.plinth.bf16_linear``) where it is built, else oneDNN's.
+
+Plinth's kernel (``engine/csrc/bf16_linear.cpp``: AMX tiles read in place, or vdpbf16ps without AMX)
+multiplied by SmolLM2's 121 linears 1.2-1.3x faster than the oneDNN path below for 1-64 rows, at its
+speed for 512-1024 and 0.8x for 256 (``benchmarks/bf16_linear.py``): one stream's decode step reads the
+weights at the memory's speed. Its layout (:func:`pack_native`) holds the same bytes as the weight.
+
+The oneDNN path (CPUs with oneDNN bf16 but no AVX512-BF16 build of Plinth's kernel):
 
 ``F.linear`` on a plain ``[out, in]`` bf16 weight makes oneDNN reorder the weight into its blocked
 layout on every call: for the matrix-vector products of a decode step that reorder costs as much as
@@ -17,19 +25,54 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from plinth.engine import native
 from plinth.engine.allocator import release_freed_memory
-from plinth.engine.quantization import replace_weights
+from plinth.engine.quantization import interleave_blocks, replace_weights
+
+_NATIVE_BLOCK = 16  # output rows per block of the native layout
 
 
 def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
-    """bf16 on a CPU whose oneDNN computes bf16 natively (AVX512-BF16 or AMX); float32 already runs
-    through MKL's GEMV without a per-call reorder, so it is left as it is."""
-    return (
-        device.type == "cpu"
-        and dtype == torch.bfloat16
-        and torch.backends.mkldnn.is_available()
-        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+    """bf16 on a CPU that computes bf16 natively (AVX512-BF16 or AMX): Plinth's kernel, or oneDNN's;
+    float32 already runs through MKL's GEMV without a per-call reorder, so it is left as it is."""
+    if device.type != "cpu" or dtype != torch.bfloat16:
+        return False
+    onednn = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return onednn or native.has("bf16_linear")
+
+
+def pack_weight(weight: torch.Tensor) -> nn.Module:
+    """The weight module for one bf16 ``[out, in]`` weight: Plinth's kernel where it serves the shape
+    (rows a multiple of 16, an even number of inputs), else oneDNN's."""
+    out_features, in_features = weight.shape
+    if native.has("bf16_linear") and out_features % _NATIVE_BLOCK == 0 and in_features % 2 == 0:
+        return NativeBf16Weight(weight)
+    return OneDnnWeight(weight)
+
+
+class NativeBf16Weight(nn.Module):
+    """A ``[out, in]`` bf16 weight in the layout of ``torch.ops.plinth.bf16_linear``; ``forward`` is
+    ``x @ W.T`` (bf16 activations)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.out_features = weight.shape[0]
+        self.register_buffer("packed", pack_native(weight.detach()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # the engine's activations are [tokens, features]: no reshape and view to dispatch
+            return torch.ops.plinth.bf16_linear(x, self.packed)
+        y = torch.ops.plinth.bf16_linear(x.reshape(-1, x.shape[-1]), self.packed)
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def pack_native(weight: torch.Tensor) -> torch.Tensor:
+    """``[out, in]`` as ``bf16_linear`` reads it: output rows in blocks of 16, and per block and pair of
+    inputs 32 values (row ``r``'s pair at ``2r``, ``2r + 1``: a vdpbf16ps operand and an AMX B-tile
+    row), the blocks' pairs interleaved in fours (:func:`~plinth.engine.quantization.interleave_blocks`).
+    Shape ``[out / 16, in / 2, 32]``."""
+    rows, cols = weight.shape
+    return interleave_blocks(weight.view(rows // _NATIVE_BLOCK, _NATIVE_BLOCK, cols // 2, 2).transpose(1, 2))
 
 
 class OneDnnWeight(nn.Module):
@@ -50,7 +93,7 @@ class OneDnnWeight(nn.Module):
 
 
 def prepack_linears(model: nn.Module) -> None:
-    """Reorder every ``nn.Linear`` weight of a bf16 CPU model into oneDNN's layout, in place.
+    """Reorder every ``nn.Linear`` weight of a bf16 CPU model into its kernel's layout, in place.
 
     Layer by layer, handing the freed originals back to the kernel after each: with freed memory kept
     in the process (:func:`~plinth.engine.allocator.keep_freed_memory`) the packed copies did not reuse
@@ -58,6 +101,6 @@ def prepack_linears(model: nn.Module) -> None:
     for SmolLM2-135M (``benchmarks/memory.py``), which issue 18 compares with llama.cpp's."""
     stacks = [module for module in model.modules() if isinstance(module, nn.ModuleList)]
     for layer in (layer for stack in stacks for layer in stack):
-        replace_weights(layer, OneDnnWeight)
+        replace_weights(layer, pack_weight)
         release_freed_memory()
-    replace_weights(model, OneDnnWeight)  # the rest: the LM head
+    replace_weights(model, pack_weight)  # the rest: the LM head

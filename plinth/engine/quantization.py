@@ -28,6 +28,7 @@ its own quantized copy, as it is the largest matrix a decode step reads; in int8
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -103,26 +104,32 @@ def _pack_native(weight: torch.Tensor, method: str) -> tuple[torch.Tensor, torch
     if method == "int8":
         q, scales = _quantize_int8(weight)
         packed = q.view(torch.uint8).view(blocks, _NATIVE_BLOCK, cols // 2, 2).transpose(1, 2)
-        return _interleave(packed.reshape(blocks, cols // 2, 32)), scales.bfloat16().view(blocks, 1, 16), None
+        return interleave_blocks(packed), scales.bfloat16().view(blocks, 1, 16), None
     q, scale, low = _quantize_int4(weight)
     # [block, row, chunk, half, t]: input 4 * chunk + 2 * half + t
     quads = q.to(torch.uint8).view(blocks, _NATIVE_BLOCK, cols // 4, 2, 2)
-    packed = (quads[..., 0, :] | (quads[..., 1, :] << 4)).transpose(1, 2).reshape(blocks, cols // 4, 32)
+    packed = (quads[..., 0, :] | (quads[..., 1, :] << 4)).transpose(1, 2)
 
     def per_block(values: torch.Tensor) -> torch.Tensor:
         return values.bfloat16().view(blocks, _NATIVE_BLOCK, -1).transpose(1, 2).contiguous()
 
-    return _interleave(packed), per_block(scale), per_block(low + 8 * scale)
+    return interleave_blocks(packed), per_block(scale), per_block(low + 8 * scale)
 
 
-def _interleave(packed: torch.Tensor) -> torch.Tensor:
-    """``[blocks, chunks, 32]`` stored as the kernel streams it: groups of 4 blocks with their chunks
-    side by side (``[group, chunk, 4, 32]``), the last ``blocks % 4`` blocks one after the other. The
-    shape stays ``[blocks, chunks, 32]``; only the order of the bytes in memory changes."""
-    blocks, chunks, width = packed.shape
-    grouped = blocks // 4 * 4
-    head = packed[:grouped].view(grouped // 4, 4, chunks, width).transpose(1, 2).reshape(-1)
-    return torch.cat((head, packed[grouped:].reshape(-1))).view(blocks, chunks, width)
+def interleave_blocks(blocks: torch.Tensor) -> torch.Tensor:
+    """``[blocks, chunks, *inner]`` (any strides) stored as the native kernels stream it, in one copy:
+    groups of 4 blocks with their chunks side by side (``[group, chunk, 4, *inner]``), the last
+    ``blocks % 4`` blocks one after the other. Returns ``[blocks, chunks, prod(inner)]``, contiguous,
+    whose memory holds that order (one allocation: the LM head's packing is the start-up peak)."""
+    count, chunks, *inner = blocks.shape
+    width = math.prod(inner)
+    out = torch.empty(count * chunks * width, dtype=blocks.dtype, device=blocks.device)
+    grouped = count // 4 * 4
+    split = grouped * chunks * width
+    side_by_side = blocks[:grouped].unflatten(0, (-1, 4)).transpose(1, 2)
+    out[:split].view(grouped // 4, chunks, 4, *inner).copy_(side_by_side)
+    out[split:].view(count - grouped, chunks, *inner).copy_(blocks[grouped:])
+    return out.view(count, chunks, width)
 
 
 def _quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

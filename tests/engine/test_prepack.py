@@ -1,6 +1,6 @@
-"""bf16 weights prepacked for oneDNN at load: the product is the one ``F.linear`` computes, every linear
-of a bf16 CPU model is packed (LoRA slots kept, applied unmerged on top), and a prepacked engine decodes
-what the same engine without prepacking decodes."""
+"""bf16 weights prepacked at load (Plinth's own kernel where it is built, else oneDNN's): the product is
+the one ``F.linear`` computes, every linear of a bf16 CPU model is packed (LoRA slots kept, applied
+unmerged on top), and a prepacked engine decodes what the same engine without prepacking decodes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 
 import plinth.engine.model_runner as model_runner
-from plinth.engine import EngineConfig, LLMEngine
+from plinth.engine import EngineConfig, LLMEngine, native
 from plinth.engine.lora.layers import LoraLinear
-from plinth.engine.prepack import OneDnnWeight, can_prepack
+from plinth.engine.prepack import NativeBf16Weight, OneDnnWeight, can_prepack
 from plinth.engine.quantization import QuantizedLinear
 
 pytestmark = pytest.mark.skipif(
@@ -21,14 +21,38 @@ pytestmark = pytest.mark.skipif(
 PROMPTS = [[5, 17, 300, 42, 9, 77, 8], [1000, 3, 3, 250]]
 
 
+KINDS = [OneDnnWeight] + ([NativeBf16Weight] if native.has("bf16_linear") else [])
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("rows", [1, 7, 64, 300])
-def test_packed_product_is_the_linear_product(rows: int) -> None:
+@pytest.mark.parametrize("inputs", [80, 128])  # Plinth's kernel: 128 takes AMX tiles where there are some
+def test_packed_product_is_the_linear_product(rows: int, kind: type, inputs: int) -> None:
     gen = torch.Generator().manual_seed(rows)
-    weight = torch.randn(96, 80, generator=gen).bfloat16()
-    x = torch.randn(2, rows, 80, generator=gen).bfloat16()  # 3-d input, as the MLP sees it
-    got = OneDnnWeight(weight)(x)
+    weight = torch.randn(96, inputs, generator=gen).bfloat16()  # 6 blocks of 16: a group of 4, and 2
+    x = torch.randn(2, rows, inputs, generator=gen).bfloat16()  # 3-d input, as the MLP sees it
+    got = kind(weight)(x)
     assert got.shape == (2, rows, 96) and got.dtype == torch.bfloat16
     torch.testing.assert_close(got, F.linear(x, weight))  # bf16 tolerance: blocking may differ
+
+
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16")
+def test_plinths_kernel_gives_a_row_the_same_bits_beside_any_rows() -> None:
+    gen = torch.Generator().manual_seed(5)
+    packed = NativeBf16Weight(torch.randn(96, 128, generator=gen).bfloat16())
+    x = torch.randn(40, 128, generator=gen).bfloat16()
+    alone = packed(x[:1])
+    for rows in (2, 16, 17, 40):
+        assert torch.equal(packed(x[:rows])[:1], alone)
+
+
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16")
+def test_plinths_kernel_refuses_bad_operands_with_a_reason() -> None:
+    packed = NativeBf16Weight(torch.randn(32, 64).bfloat16()).packed
+    with pytest.raises(RuntimeError, match="x has 32 features, the weight 64"):
+        torch.ops.plinth.bf16_linear(torch.randn(1, 32).bfloat16(), packed)
+    with pytest.raises(RuntimeError, match="2-D bfloat16"):
+        torch.ops.plinth.bf16_linear(torch.randn(1, 64), packed)
 
 
 def _decode(engine: LLMEngine, adapter: str | None) -> list[tuple[list[int], list[float]]]:
@@ -46,8 +70,10 @@ def test_prepacked_engine_with_lora_decodes_as_the_unpacked_one(
 
     modules = dict(packed.runner.model.named_modules())
     lora_layers = [m for m in modules.values() if isinstance(m, LoraLinear)]
-    assert lora_layers and all(isinstance(m.qweight, OneDnnWeight) and m.weight is None for m in lora_layers)
+    layer_kind = NativeBf16Weight if native.has("bf16_linear") else OneDnnWeight  # 64/128-wide: it fits
+    assert lora_layers and all(isinstance(m.qweight, layer_kind) and m.weight is None for m in lora_layers)
     assert isinstance(modules["lm_head"], QuantizedLinear)  # a plain linear is swapped whole
+    assert isinstance(modules["lm_head"].qweight, OneDnnWeight)  # 1820 rows: not in blocks of 16
     assert packed.runner.model.embed_tokens.weight.dtype == torch.bfloat16
     assert all(m.qweight is None for m in plain.runner.model.modules() if isinstance(m, LoraLinear))
 

@@ -191,32 +191,17 @@ void run(const Problem& p) {
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #define PLINTH_AMX 1
-#include <sys/syscall.h>
-#include <unistd.h>
-
-// Linux lends a process the AMX tile registers only once it asks (oneDNN asks too; asking twice is fine).
-bool amx_granted() {
-  static const bool granted = [] {
-    constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
-  }();
-  return granted;
-}
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+#include "amx.h"
 
 // tmm0/tmm1: C and A of a full 16-row tile of x; tmm3/tmm4: the same for the last, shorter tile;
 // tmm2: B, 32 inputs (16 pairs) by 16 output rows, as the dequantized chunks already lay them out.
 void configure_tiles(int tail_rows) {
-  TileConfig cfg;
-  cfg.rows[0] = cfg.rows[1] = cfg.rows[2] = 16;
-  cfg.rows[3] = cfg.rows[4] = static_cast<uint8_t>(tail_rows > 0 ? tail_rows : 16);
-  for (int t = 0; t < 5; ++t) cfg.colsb[t] = 64;
-  _tile_loadconfig(&cfg);
+  plinth_amx::TileConfig cfg;
+  const int tail = tail_rows > 0 ? tail_rows : 16;
+  for (int t = 0; t < 3; ++t) cfg.shape(t, 16, 64);
+  cfg.shape(3, tail, 64);
+  cfg.shape(4, tail, 64);
+  cfg.load();
 }
 
 // Many rows (a prefill, or a decode step of many streams): vdpbf16ps is the bound there, so the
@@ -342,7 +327,7 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tens
             y.mutable_data_ptr<c10::BFloat16>(),
             M, N, K, packed.size(1), groups, packed.size(1) / groups};
 #ifdef PLINTH_AMX
-  if (M > kFewRows && K % 32 == 0 && amx_granted()) {
+  if (M > kFewRows && K % 32 == 0 && plinth_amx::granted()) {
     bits == 4 ? amx_run<4>(p) : amx_run<8>(p);
     return y;
   }

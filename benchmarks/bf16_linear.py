@@ -1,0 +1,86 @@
+"""Plinth's bf16 matmul kernel against oneDNN's prepacked one, on the linears of one SmolLM2-135M pass.
+
+Every configuration runs the model's 121 bf16 linears in order (30 layers of fused QKV, output, fused
+gate/up and down projections, then the tied LM head), on ``M`` rows of bf16 activations: one row is a
+one-stream decode step, 16 and 64 decode steps of as many streams, 256-1024 prefill chunks. Both
+kernels get the same weights (random: the speed does not depend on the values), each in its own layout
+(``plinth.engine.prepack``: ``NativeBf16Weight`` and ``OneDnnWeight``), and the same threads, one after
+the other; the ratio is taken in the same run.
+
+    .venv/bin/python benchmarks/bf16_linear.py                  # M = 1, 2, 4, 16, 64, 256, 1024
+    .venv/bin/python benchmarks/bf16_linear.py --rows 1,16 --repeats 50
+
+The weights (270 MB) exceed this machine's last-level cache, so one pass streams them from memory as a
+decode step does; ``GB/s`` is the weight bytes read per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from plinth.engine import native
+from plinth.engine.prepack import NativeBf16Weight, OneDnnWeight
+
+# SmolLM2-135M: hidden 576, 9 heads of 64 with 3 KV heads, MLP 1536, vocabulary 49152
+LAYER_SHAPES = ((960, 576), (576, 576), (3072, 576), (576, 1536))
+LAYERS = 30
+HEAD_SHAPE = (49152, 576)
+KERNELS = {"oneDNN": OneDnnWeight, "plinth": NativeBf16Weight}
+
+
+def build(kind: type[nn.Module], layers: int) -> list[tuple[int, nn.Module]]:
+    """(input features, weight module) for every linear, in the model's order."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = [shape for _ in range(layers) for shape in LAYER_SHAPES] + [HEAD_SHAPE]
+    return [(shape[1], kind(torch.randn(shape, generator=generator).bfloat16())) for shape in shapes]
+
+
+def time_pass(linears: list[tuple[int, nn.Module]], rows: int, repeats: int) -> float:
+    """Median seconds of one pass over all the linears on ``rows`` rows."""
+    xs = {features: torch.randn(rows, features).bfloat16() for features, _ in linears}
+    with torch.inference_mode():
+        for _ in range(2):
+            for features, weight in linears:
+                weight(xs[features])
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for features, weight in linears:
+                weight(xs[features])
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--rows", default="1,2,4,16,64,256,1024", help="rows of activations (comma-separated)"
+    )
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--layers", type=int, default=LAYERS, help="decoder layers (SmolLM2 has 30)")
+    args = parser.parse_args()
+    if not native.has("bf16_linear"):
+        raise SystemExit("the native bf16_linear operator is not available on this CPU (needs AVX512-BF16)")
+    kernels = {name: build(kind, args.layers) for name, kind in KERNELS.items()}
+    layer_bytes = sum(2 * rows * cols for rows, cols in LAYER_SHAPES)
+    weight_bytes = layer_bytes * args.layers + 2 * HEAD_SHAPE[0] * HEAD_SHAPE[1]
+    print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, "
+          f"weights {weight_bytes / 1e6:.0f} MB")  # fmt: skip
+    print("\n| rows | oneDNN ms | Plinth ms | Plinth GB/s | Plinth / oneDNN speed |")
+    print("|---:|---:|---:|---:|---:|")
+    for rows in (int(r) for r in args.rows.split(",")):
+        repeats = max(3, args.repeats // max(1, rows // 16))
+        base = time_pass(kernels["oneDNN"], rows, repeats)
+        ours = time_pass(kernels["plinth"], rows, repeats)
+        rate = weight_bytes / ours / 1e9
+        print(f"| {rows} | {base * 1e3:.2f} | {ours * 1e3:.2f} | {rate:.1f} | {base / ours:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

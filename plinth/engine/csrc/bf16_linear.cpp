@@ -1,0 +1,256 @@
+// plinth::bf16_linear(x, packed): y = x @ W.T for bf16 weights and activations, on AVX512-BF16 CPUs
+// (AMX tiles for many rows where there are some).
+//
+// Why: a one-stream decode step of a small bf16 model reads every weight once per token, and oneDNN's
+// prepacked matrix-vector products (prepack.py) read them at ~65% of the memory's speed on a 2-core
+// AVX512-BF16 Xeon (benchmarks/bf16_linear.py). Here the AMX tile unit reads its B tiles straight from
+// the packed weight, for one row of x as for many, two blocks of outputs by two 16-row tiles of x at a
+// time; on a CPU without AMX, a vdpbf16ps loop multiplies 16 outputs per instruction from the same
+// bytes, which a 4-block tile reads as one stream.
+//
+// Layout (plinth/engine/prepack.py packs it): output rows in blocks of 16; per block and pair of
+// inputs, 64 bytes: row r's two weights at 4r and 4r + 2, which is vdpbf16ps's operand and an AMX B
+// tile row (16 pairs of a block make a B tile, 32 inputs). Blocks go in groups of 4 whose pairs are
+// stored side by side ([group][pair][4][64 bytes]; the last N/16 % 4 blocks one after the other).
+// Sums run in float32 in a fixed order per output element, whatever the other rows of x.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/BFloat16.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#include <immintrin.h>
+
+namespace {
+
+constexpr int kBlock = 16;       // output rows per block
+constexpr int kPairBytes = 64;   // one pair of inputs for a block's 16 rows
+constexpr int kInterleave = 4;   // blocks stored side by side
+// AMX from one row on: reading B tiles in place, it streamed SmolLM2's weights for one row at 21 GB/s,
+// the vdpbf16ps loop at 19.5 (benchmarks/bf16_linear.py); the latter serves CPUs without AMX.
+constexpr int64_t kFewRows = 0;
+
+struct Problem {
+  const uint32_t* x;  // [M][K/2] pairs of bf16 activations
+  const uint8_t* w;   // the packed weight
+  c10::BFloat16* y;   // [M][N]
+  int64_t M, N, K, pairs;
+};
+
+// Where block b's pair j lies, and how far apart consecutive pairs of one block are.
+inline const uint8_t* pair_at(const Problem& p, int64_t b, int64_t j) {
+  const int64_t grouped = p.N / kBlock / kInterleave * kInterleave;
+  const int64_t at = b < grouped ? ((b / kInterleave) * p.pairs + j) * kInterleave + b % kInterleave
+                                 : grouped * p.pairs + (b - grouped) * p.pairs + j;
+  return p.w + at * kPairBytes;
+}
+inline int64_t pair_stride(const Problem& p, int64_t b) {
+  return (b < p.N / kBlock / kInterleave * kInterleave ? kInterleave : 1) * kPairBytes;
+}
+
+inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
+
+inline void store_row(c10::BFloat16* dst, __m512 v) {
+  const __m256bh out = _mm512_cvtneps_pbh(v);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), reinterpret_cast<const __m256i&>(out));
+}
+
+// NB blocks of 16 outputs times MT rows of x, two accumulators per pair (even and odd pairs) so that
+// each chain of vdpbf16ps waits on its latency half as often.
+template <int NB, int MT>
+void tile(const Problem& p, int64_t block, int64_t m0) {
+  __m512 acc[2][NB][MT];
+  for (int h = 0; h < 2; ++h)
+    for (int b = 0; b < NB; ++b)
+      for (int m = 0; m < MT; ++m) acc[h][b][m] = _mm512_setzero_ps();
+  const int64_t stride = pair_stride(p, block);
+  const uint8_t* base[NB];
+  for (int b = 0; b < NB; ++b) base[b] = pair_at(p, block + b, 0);
+  constexpr int kAhead = 8 * kInterleave * kPairBytes;  // 2 KB ahead of a 4-block stream
+  int64_t j = 0;
+  for (; j + 2 <= p.pairs; j += 2) {
+    _mm_prefetch(reinterpret_cast<const char*>(base[0] + j * stride) + kAhead, _MM_HINT_T0);
+    for (int h = 0; h < 2; ++h)
+      for (int b = 0; b < NB; ++b) {
+        const __m512bh w = as_bh(_mm512_loadu_si512(base[b] + (j + h) * stride));
+        for (int m = 0; m < MT; ++m) {
+          const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(p.x[(m0 + m) * p.pairs + j + h])));
+          acc[h][b][m] = _mm512_dpbf16_ps(acc[h][b][m], w, xv);
+        }
+      }
+  }
+  for (; j < p.pairs; ++j)
+    for (int b = 0; b < NB; ++b) {
+      const __m512bh w = as_bh(_mm512_loadu_si512(base[b] + j * stride));
+      for (int m = 0; m < MT; ++m) {
+        const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(p.x[(m0 + m) * p.pairs + j])));
+        acc[0][b][m] = _mm512_dpbf16_ps(acc[0][b][m], w, xv);
+      }
+    }
+  for (int b = 0; b < NB; ++b)
+    for (int m = 0; m < MT; ++m)
+      store_row(p.y + (m0 + m) * p.N + (block + b) * kBlock, _mm512_add_ps(acc[0][b][m], acc[1][b][m]));
+}
+
+template <int NB>
+void rows(const Problem& p, int64_t block) {
+  constexpr int kRowTile = 2;
+  int64_t m = 0;
+  for (; m + kRowTile <= p.M; m += kRowTile) tile<NB, kRowTile>(p, block, m);
+  if (m < p.M) tile<NB, 1>(p, block, m);
+}
+
+void avx512_run(const Problem& p) {
+  const int64_t blocks = p.N / kBlock;
+  const int64_t tiles = (blocks + kInterleave - 1) / kInterleave;
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t block = t * kInterleave;
+      if (blocks - block >= kInterleave) {
+        rows<kInterleave>(p, block);
+      } else {
+        for (int64_t b = block; b < blocks; ++b) rows<1>(p, b);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#define PLINTH_AMX 1
+#include "amx.h"
+
+namespace {
+
+// Tiles C[i][j] = A[i] x B[j] for NM 16-row tiles of x and NB blocks of 16 outputs: C in tmm0-3
+// (i * 2 + j), A in tmm4-5, B in tmm6-7, all 16 rows of 64 bytes; each loaded tile serves 2 products
+// when both are 2, as oneDNN's AMX kernels block theirs. x is padded to whole 16-row tiles.
+void configure_tiles() {
+  plinth_amx::TileConfig cfg;
+  for (int t = 0; t < 8; ++t) cfg.shape(t, 16, 64);
+  cfg.load();
+}
+
+template <int NM, int NB>
+void tiles(const Problem& p, const uint32_t* x, int64_t rows_x, int64_t block, int64_t m0, float* c) {
+  const int64_t kblocks = p.K / 32;
+  const int64_t xstride = p.K * 2;
+  const uint8_t* b0 = pair_at(p, block, 0);
+  const int64_t s0 = pair_stride(p, block);
+  const uint8_t* b1 = NB > 1 ? pair_at(p, block + 1, 0) : b0;
+  const int64_t s1 = NB > 1 ? pair_stride(p, block + 1) : s0;
+  _tile_zero(0);
+  if constexpr (NB > 1) _tile_zero(1);
+  if constexpr (NM > 1) _tile_zero(2);
+  if constexpr (NM > 1 && NB > 1) _tile_zero(3);
+  for (int64_t kb = 0; kb < kblocks; ++kb) {
+    const uint32_t* a = x + m0 * p.pairs + kb * 16;
+    _tile_loadd(4, a, xstride);
+    _tile_loadd(6, b0 + kb * 16 * s0, s0);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (NB > 1) {
+      _tile_loadd(7, b1 + kb * 16 * s1, s1);
+      _tile_dpbf16ps(1, 4, 7);
+    }
+    if constexpr (NM > 1) {
+      _tile_loadd(5, a + 16 * p.pairs, xstride);
+      _tile_dpbf16ps(2, 5, 6);
+      if constexpr (NB > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  auto out = [&](int64_t mt, int64_t b) {  // C of x tile mt, block b, now in c: its real rows to y
+    const int64_t rows = std::min<int64_t>(16, rows_x - mt);
+    for (int64_t r = 0; r < rows; ++r)
+      store_row(p.y + (mt + r) * p.N + b * kBlock, _mm512_load_ps(c + r * 16));
+  };
+  _tile_stored(0, c, 64);
+  out(m0, block);
+  if constexpr (NB > 1) {
+    _tile_stored(1, c, 64);
+    out(m0, block + 1);
+  }
+  if constexpr (NM > 1) {
+    _tile_stored(2, c, 64);
+    out(m0 + 16, block);
+    if constexpr (NB > 1) {
+      _tile_stored(3, c, 64);
+      out(m0 + 16, block + 1);
+    }
+  }
+}
+
+template <int NB>
+void over_rows(const Problem& p, const uint32_t* x, int64_t tiles_x, int64_t block, float* c) {
+  int64_t t = 0;
+  for (; t + 2 <= tiles_x; t += 2) tiles<2, NB>(p, x, p.M, block, t * 16, c);
+  if (t < tiles_x) tiles<1, NB>(p, x, p.M, block, t * 16, c);
+}
+
+void amx_run(const Problem& p) {
+  const int64_t blocks = p.N / kBlock;
+  const int64_t tiles_x = (p.M + 15) / 16;
+  const uint32_t* x = p.x;
+  // whole tiles: the rows past M are zeros, computed and dropped (a plain buffer, not a tensor: at one
+  // row, an allocation through the dispatcher per product was 121 more operators a step)
+  std::vector<uint32_t> padded;
+  if (p.M % 16) {
+    padded.assign(tiles_x * 16 * p.pairs, 0u);
+    std::memcpy(padded.data(), p.x, p.M * p.pairs * sizeof(uint32_t));
+    x = padded.data();
+  }
+  // blocks in pairs, each pair over all of x (x stays in the core's cache; each block's B tiles are
+  // read from memory once); x outermost instead was 0.66-0.97x as fast at 64-1024 rows
+  at::parallel_for(0, (blocks + 1) / 2, 1, [&](int64_t begin, int64_t end) {
+    configure_tiles();
+    alignas(64) float c[16 * 16];
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const int64_t block = pair * 2;
+      block + 1 < blocks ? over_rows<2>(p, x, tiles_x, block, c) : over_rows<1>(p, x, tiles_x, block, c);
+    }
+    _tile_release();
+  });
+}
+
+}  // namespace
+#endif
+
+namespace {
+
+at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& packed) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kBFloat16 && x.dim() == 2,
+              "plinth::bf16_linear: x must be a 2-D bfloat16 CPU tensor");
+  TORCH_CHECK(packed.scalar_type() == at::kBFloat16 && packed.dim() == 3 && packed.size(2) == 32 &&
+                  packed.is_contiguous(),
+              "plinth::bf16_linear: packed must be bfloat16 [blocks, in/2, 32], contiguous");
+  const int64_t M = x.size(0), K = x.size(1), N = packed.size(0) * kBlock;
+  TORCH_CHECK(packed.size(1) * 2 == K, "plinth::bf16_linear: x has ", K, " features, the weight ",
+              packed.size(1) * 2);
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = at::empty({M, N}, x.options());
+  if (M == 0 || N == 0) return y;
+  const Problem p{reinterpret_cast<const uint32_t*>(xc.const_data_ptr<c10::BFloat16>()),
+                  reinterpret_cast<const uint8_t*>(packed.const_data_ptr<c10::BFloat16>()),
+                  y.mutable_data_ptr<c10::BFloat16>(), M, N, K, K / 2};
+#ifdef PLINTH_AMX
+  if (M > kFewRows && K % 32 == 0 && plinth_amx::granted()) {
+    amx_run(p);
+    return y;
+  }
+#endif
+  avx512_run(p);
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(plinth, m) { m.def("bf16_linear(Tensor x, Tensor packed) -> Tensor"); }
+TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("bf16_linear", &bf16_linear); }
+
+#endif  // AVX512-BF16: without it the operator is not registered and bf16 models keep oneDNN's

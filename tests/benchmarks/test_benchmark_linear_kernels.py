@@ -1,0 +1,30 @@
+"""``benchmarks/bf16_linear.py`` and ``benchmarks/qlinear.py`` end to end on two of SmolLM2's layers:
+both kernels run at every row count, and the table holds their times and the ratio between them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plinth.engine import native
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+ROW = re.compile(r"^\| (\d+) \| (\d+\.\d\d) \| (\d+\.\d\d) \| (\d+\.\d) \| (\d+\.\d\d)x \|$", re.M)
+
+
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's matmul kernels need AVX512-BF16")
+@pytest.mark.parametrize("script", ["bf16_linear.py", "qlinear.py"])
+@pytest.mark.timeout(300)
+def test_the_kernel_benchmark_times_both_kernels_and_prints_the_ratio(script: str) -> None:
+    cmd = [sys.executable, str(BENCHMARKS / script), "--rows", "1,3,17", "--repeats", "3", "--layers", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = ROW.findall(run.stdout)
+    assert [int(r[0]) for r in rows] == [1, 3, 17]
+    for _, base, ours, _, ratio in rows:
+        assert float(base) > 0 and float(ours) > 0
+        assert abs(float(ratio) - float(base) / float(ours)) <= 0.01 + 0.01 * float(ratio)
