@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from plinth.engine import native
+
 KV_SPLIT = 64  # context positions per partial product of split_kv_attention
 QUERY_TILE = 256  # queries per score matrix (bounds its memory on long prompts); a multiple of 4
 
@@ -43,6 +45,7 @@ class AttentionGroup:
     valid: torch.Tensor | None  # [B, Q] real (non-padding) queries; None when there is no padding
     out_index: torch.Tensor  # [num valid] flat rows the outputs go back to
     first_block: int | None = None  # the tables are blocks first, first + 1, ...: read in place, no gather
+    context_lens: torch.Tensor | None = None  # [B] positions each request attends over (its own included)
 
 
 @dataclass(slots=True)
@@ -112,6 +115,7 @@ def _group(
         valid=None if bool(valid.all()) else as_torch(valid),
         out_index=as_torch(query_index[valid]),
         first_block=int(flat[0]) if in_place else None,
+        context_lens=as_torch(ctx_lens.astype(np.int64)),
     )
 
 
@@ -125,11 +129,16 @@ def paged_attention(
     scale: float,
 ) -> torch.Tensor:
     """Write ``k``/``v`` (``[T, kv_heads, D]``) to the cache, then attend ``q`` (``[T, heads, D]``)."""
-    k_cache.index_copy_(0, meta.slot_mapping, k)
-    v_cache.index_copy_(0, meta.slot_mapping, v)
     group = meta.groups[0]
     decode_only = len(meta.groups) == 1 and group.valid is None and group.query_index.shape[1] == 1
-    if decode_only and not meta.invariant:  # the query rows are the step's rows, in order
+    if decode_only and not meta.invariant and _native_decode(q):  # the query rows are the step's, in order
+        return torch.ops.plinth.decode_attention(
+            q, k, v, k_cache, v_cache, meta.slot_mapping, group.block_tables, group.context_lens,
+            group.block_size, scale,
+        )  # fmt: skip
+    k_cache.index_copy_(0, meta.slot_mapping, k)
+    v_cache.index_copy_(0, meta.slot_mapping, v)
+    if decode_only and not meta.invariant:
         return _sdpa(q.unsqueeze(1), k_cache, v_cache, group, scale).flatten(0, 1)
     attend = split_kv_attention if meta.invariant else _attend
     out = torch.empty_like(q)
@@ -138,6 +147,18 @@ def paged_attention(
         rows = attended.flatten(0, 1) if group.valid is None else attended[group.valid]
         out.index_copy_(0, group.out_index, rows)
     return out
+
+
+def _native_decode(q: torch.Tensor) -> bool:
+    """Whether Plinth's decode attention (``csrc/decode_attention.cpp``) serves this step: bf16/fp16 on
+    a CPU with AVX-512, heads a multiple of 16 wide. One operator for the cache write and the attention:
+    at one stream of SmolLM2-135M, ~70 -> ~10 us a layer (``benchmarks/decode_profile.py``)."""
+    return (
+        q.device.type == "cpu"
+        and q.dtype in (torch.bfloat16, torch.float16)
+        and q.shape[-1] % 16 == 0
+        and native.has("decode_attention")
+    )
 
 
 def _attend(
