@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -34,11 +36,15 @@ HEAD_SHAPE = (49152, 576)
 KERNELS = {"oneDNN": OneDnnWeight, "plinth": NativeBf16Weight}
 
 
-def build(kind: type[nn.Module], layers: int) -> list[tuple[int, nn.Module]]:
-    """(input features, weight module) for every linear, in the model's order."""
+def build(make: Callable[[torch.Tensor, bool], nn.Module], layers: int) -> list[tuple[int, nn.Module]]:
+    """(input features, ``make(bf16 weight, is_head)``) for every linear, in the model's order (the
+    same random weights for every kernel: the speed does not depend on the values)."""
     generator = torch.Generator().manual_seed(0)
     shapes = [shape for _ in range(layers) for shape in LAYER_SHAPES] + [HEAD_SHAPE]
-    return [(shape[1], kind(torch.randn(shape, generator=generator).bfloat16())) for shape in shapes]
+    return [
+        (shape[1], make(torch.randn(shape, generator=generator).bfloat16(), shape == HEAD_SHAPE))
+        for shape in shapes
+    ]
 
 
 def time_pass(linears: list[tuple[int, nn.Module]], rows: int, repeats: int) -> float:
@@ -57,29 +63,45 @@ def time_pass(linears: list[tuple[int, nn.Module]], rows: int, repeats: int) -> 
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--rows", default="1,2,4,16,64,256,1024", help="rows of activations (comma-separated)"
-    )
+def parse_args(default_rows: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or "").split("\n")[0])
+    parser.add_argument("--rows", default=default_rows, help="rows of activations (comma-separated)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--layers", type=int, default=LAYERS, help="decoder layers (SmolLM2 has 30)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def compare(
+    baseline: str,
+    base: list[tuple[int, nn.Module]],
+    ours: list[tuple[int, nn.Module]],
+    nbytes: int,
+    args: argparse.Namespace,
+) -> None:
+    """The table: both kernels at every row count, one after the other, and Plinth's speed over the
+    baseline's; ``nbytes`` is what Plinth's pass reads (its GB/s)."""
+    print(f"\n| rows | {baseline} ms | Plinth ms | Plinth GB/s | Plinth / {baseline} speed |")
+    print("|---:|---:|---:|---:|---:|")
+    for rows in (int(r) for r in args.rows.split(",")):
+        repeats = max(3, args.repeats // max(1, rows // 16))
+        before, after = time_pass(base, rows, repeats), time_pass(ours, rows, repeats)
+        rate = nbytes / after / 1e9
+        print(f"| {rows} | {before * 1e3:.2f} | {after * 1e3:.2f} | {rate:.1f} | {before / after:.2f}x |")
+
+
+def main() -> None:
+    args = parse_args("1,2,4,16,64,256,1024")
     if not native.has("bf16_linear"):
         raise SystemExit("the native bf16_linear operator is not available on this CPU (needs AVX512-BF16)")
-    kernels = {name: build(kind, args.layers) for name, kind in KERNELS.items()}
+    kernels = {
+        name: build(lambda weight, _head, kind=kind: kind(weight), args.layers)
+        for name, kind in KERNELS.items()
+    }
     layer_bytes = sum(2 * rows * cols for rows, cols in LAYER_SHAPES)
     weight_bytes = layer_bytes * args.layers + 2 * HEAD_SHAPE[0] * HEAD_SHAPE[1]
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, "
           f"weights {weight_bytes / 1e6:.0f} MB")  # fmt: skip
-    print("\n| rows | oneDNN ms | Plinth ms | Plinth GB/s | Plinth / oneDNN speed |")
-    print("|---:|---:|---:|---:|---:|")
-    for rows in (int(r) for r in args.rows.split(",")):
-        repeats = max(3, args.repeats // max(1, rows // 16))
-        base = time_pass(kernels["oneDNN"], rows, repeats)
-        ours = time_pass(kernels["plinth"], rows, repeats)
-        rate = weight_bytes / ours / 1e9
-        print(f"| {rows} | {base * 1e3:.2f} | {ours * 1e3:.2f} | {rate:.1f} | {base / ours:.2f}x |")
+    compare("oneDNN", kernels["oneDNN"], kernels["plinth"], weight_bytes, args)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,7 @@ from torch import nn
 
 from plinth.engine import native
 from plinth.engine.allocator import release_freed_memory
-from plinth.engine.quantization import interleave_blocks, replace_weights
-
-_NATIVE_BLOCK = 16  # output rows per block of the native layout
+from plinth.engine.quantization import NATIVE_BLOCK, interleave_blocks, replace_weights
 
 
 def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
@@ -45,7 +43,7 @@ def pack_weight(weight: torch.Tensor) -> nn.Module:
     """The weight module for one bf16 ``[out, in]`` weight: Plinth's kernel where it serves the shape
     (rows a multiple of 16, an even number of inputs), else oneDNN's."""
     out_features, in_features = weight.shape
-    if native.has("bf16_linear") and out_features % _NATIVE_BLOCK == 0 and in_features % 2 == 0:
+    if native.has("bf16_linear") and out_features % NATIVE_BLOCK == 0 and in_features % 2 == 0:
         return NativeBf16Weight(weight)
     return OneDnnWeight(weight)
 
@@ -72,7 +70,7 @@ def pack_native(weight: torch.Tensor) -> torch.Tensor:
     row), the blocks' pairs interleaved in fours (:func:`~plinth.engine.quantization.interleave_blocks`).
     Shape ``[out / 16, in / 2, 32]``."""
     rows, cols = weight.shape
-    return interleave_blocks(weight.view(rows // _NATIVE_BLOCK, _NATIVE_BLOCK, cols // 2, 2).transpose(1, 2))
+    return interleave_blocks(weight.view(rows // NATIVE_BLOCK, NATIVE_BLOCK, cols // 2, 2).transpose(1, 2))
 
 
 class OneDnnWeight(nn.Module):

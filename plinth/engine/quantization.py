@@ -40,7 +40,7 @@ METHODS = ("int8", "int4")
 KERNELS = ("plinth", "aten")
 INT4_GROUP = 32
 _INT4_N_MULTIPLE = 16
-_NATIVE_BLOCK = 16  # output rows per block of the native packing
+NATIVE_BLOCK = 16  # output rows per block of the native kernels' packings (csrc/simd.h)
 
 
 class PackedWeight(nn.Module):
@@ -85,7 +85,7 @@ class PackedWeight(nn.Module):
 def _default_kernel(weight: torch.Tensor) -> str:
     """``plinth`` where its kernel serves the weight (bf16 on a CPU it was built for), else ``aten``."""
     out_features, in_features = weight.shape
-    fits = out_features % _NATIVE_BLOCK == 0 and in_features % 2 == 0
+    fits = out_features % NATIVE_BLOCK == 0 and in_features % 2 == 0
     return "plinth" if fits and weight.dtype == torch.bfloat16 and native.has("qlinear") else "aten"
 
 
@@ -100,18 +100,18 @@ def _pack_native(weight: torch.Tensor, method: str) -> tuple[torch.Tensor, torch
 
     The values are those of the ``aten`` packing, rounded the same way: the same weights either way."""
     rows, cols = weight.shape
-    blocks = rows // _NATIVE_BLOCK
+    blocks = rows // NATIVE_BLOCK
     if method == "int8":
         q, scales = _quantize_int8(weight)
-        packed = q.view(torch.uint8).view(blocks, _NATIVE_BLOCK, cols // 2, 2).transpose(1, 2)
+        packed = q.view(torch.uint8).view(blocks, NATIVE_BLOCK, cols // 2, 2).transpose(1, 2)
         return interleave_blocks(packed), scales.bfloat16().view(blocks, 1, 16), None
     q, scale, low = _quantize_int4(weight)
     # [block, row, chunk, half, t]: input 4 * chunk + 2 * half + t
-    quads = q.to(torch.uint8).view(blocks, _NATIVE_BLOCK, cols // 4, 2, 2)
+    quads = q.to(torch.uint8).view(blocks, NATIVE_BLOCK, cols // 4, 2, 2)
     packed = (quads[..., 0, :] | (quads[..., 1, :] << 4)).transpose(1, 2)
 
     def per_block(values: torch.Tensor) -> torch.Tensor:
-        return values.bfloat16().view(blocks, _NATIVE_BLOCK, -1).transpose(1, 2).contiguous()
+        return values.bfloat16().view(blocks, NATIVE_BLOCK, -1).transpose(1, 2).contiguous()
 
     return interleave_blocks(packed), per_block(scale), per_block(low + 8 * scale)
 

@@ -25,13 +25,16 @@
 #include <vector>
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
-#include <immintrin.h>
+#include "simd.h"
 
 namespace {
 
+using plinth_simd::as_bh;
+using plinth_simd::store_bf16x16;
+
 constexpr int kBlock = 16;       // output rows per block
 constexpr int kPairBytes = 64;   // one pair of inputs for a block's 16 rows
-constexpr int kInterleave = 4;   // blocks stored side by side
+constexpr int kInterleave = plinth_simd::kInterleave;  // blocks stored side by side (simd.h)
 // AMX from one row on: reading B tiles in place, it streamed SmolLM2's weights for one row at 21 GB/s,
 // the vdpbf16ps loop at 19.5 (benchmarks/bf16_linear.py); the latter serves CPUs without AMX.
 constexpr int64_t kFewRows = 0;
@@ -43,22 +46,13 @@ struct Problem {
   int64_t M, N, K, pairs;
 };
 
-// Where block b's pair j lies, and how far apart consecutive pairs of one block are.
+// Where block b's pair j lies, and how many bytes apart consecutive pairs of one block are (the
+// interleaved layout of simd.h, a pair being a chunk).
 inline const uint8_t* pair_at(const Problem& p, int64_t b, int64_t j) {
-  const int64_t grouped = p.N / kBlock / kInterleave * kInterleave;
-  const int64_t at = b < grouped ? ((b / kInterleave) * p.pairs + j) * kInterleave + b % kInterleave
-                                 : grouped * p.pairs + (b - grouped) * p.pairs + j;
-  return p.w + at * kPairBytes;
+  return p.w + plinth_simd::Interleaved{p.N / kBlock, p.pairs}.at(b, j) * kPairBytes;
 }
 inline int64_t pair_stride(const Problem& p, int64_t b) {
-  return (b < p.N / kBlock / kInterleave * kInterleave ? kInterleave : 1) * kPairBytes;
-}
-
-inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
-
-inline void store_row(c10::BFloat16* dst, __m512 v) {
-  const __m256bh out = _mm512_cvtneps_pbh(v);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), reinterpret_cast<const __m256i&>(out));
+  return plinth_simd::Interleaved{p.N / kBlock, p.pairs}.stride(b) * kPairBytes;
 }
 
 // NB blocks of 16 outputs times MT rows of x, two accumulators per pair (even and odd pairs) so that
@@ -95,7 +89,7 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
     }
   for (int b = 0; b < NB; ++b)
     for (int m = 0; m < MT; ++m)
-      store_row(p.y + (m0 + m) * p.N + (block + b) * kBlock, _mm512_add_ps(acc[0][b][m], acc[1][b][m]));
+      store_bf16x16(p.y + (m0 + m) * p.N + (block + b) * kBlock, _mm512_add_ps(acc[0][b][m], acc[1][b][m]));
 }
 
 template <int NB>
@@ -168,7 +162,7 @@ void tiles(const Problem& p, const uint32_t* x, int64_t rows_x, int64_t block, i
   auto out = [&](int64_t mt, int64_t b) {  // C of x tile mt, block b, now in c: its real rows to y
     const int64_t rows = std::min<int64_t>(16, rows_x - mt);
     for (int64_t r = 0; r < rows; ++r)
-      store_row(p.y + (mt + r) * p.N + b * kBlock, _mm512_load_ps(c + r * 16));
+      store_bf16x16(p.y + (mt + r) * p.N + b * kBlock, _mm512_load_ps(c + r * 16));
   };
   _tile_stored(0, c, 64);
   out(m0, block);

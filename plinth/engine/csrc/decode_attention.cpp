@@ -24,16 +24,13 @@
 #include <vector>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
-#include <immintrin.h>
+#include "simd.h"
 
 extern "C" __m512 Sleef_expf16_u10(__m512);  // libtorch_cpu's, what Vectorized<float>::exp calls
 
 namespace {
 
-inline __m512 load16(const c10::BFloat16* p) {
-  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
+inline __m512 load16(const c10::BFloat16* p) { return plinth_simd::load_bf16x16(p); }
 inline __m512 load16(const c10::Half* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }

@@ -32,13 +32,17 @@
 #include <vector>
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
-#include <immintrin.h>
+#include "simd.h"
 
 namespace {
 
+using plinth_simd::as_bh;
+using plinth_simd::load_bf16x16;
+using plinth_simd::store_bf16x16;
+
 constexpr int kBlock = 16;        // output rows per block: one zmm of float32 accumulators
 constexpr int kChunkBytes = 32;   // bytes per chunk and block
-constexpr int kInterleave = 4;    // blocks whose chunks are stored side by side (see chunk())
+constexpr int kInterleave = plinth_simd::kInterleave;  // blocks whose chunks lie side by side (simd.h)
 constexpr int kInt4Group = 32;    // inputs per int4 scale
 // Up to this many rows of x, the vdpbf16ps path; beyond, AMX tiles where the CPU has them. AMX's fixed
 // cost per block and group (dequantize, store, reload) made it slower below 6 rows, vdpbf16ps's
@@ -69,13 +73,6 @@ inline __m512i table(Nibble kind) {
   return _mm512_load_si512(t);
 }
 
-inline __m512 load_bf16x16(const c10::BFloat16* p) {
-  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
-
-inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
-
 struct Problem {
   const uint32_t* x;        // [M][K/2] pairs of bf16 activations
   const float* xsum;        // [M][groups] sums of the activations per group (int4 only)
@@ -86,15 +83,9 @@ struct Problem {
   int64_t M, N, K, chunks, groups, chunks_per_group;
 };
 
-// Where block b's chunk c lies. The blocks go in groups of kInterleave whose chunks are stored side by
-// side ([group][chunk][4 blocks][32 bytes]; the last N/16 % 4 blocks one after the other), so a tile of
-// 4 blocks reads one contiguous stream: with each block's bytes apart (4.6 KB per block for 576 int4
-// inputs) the hardware prefetcher never ramped up, and the kernel read 12 GB/s in a decode step.
+// Where block b's chunk c lies (the interleaved layout of simd.h).
 inline const uint8_t* chunk(const Problem& p, int64_t b, int64_t c) {
-  const int64_t grouped = p.N / kBlock / kInterleave * kInterleave;
-  const int64_t at = b < grouped ? ((b / kInterleave) * p.chunks + c) * kInterleave + b % kInterleave
-                                 : grouped * p.chunks + (b - grouped) * p.chunks + c;
-  return p.w + at * kChunkBytes;
+  return p.w + plinth_simd::Interleaved{p.N / kBlock, p.chunks}.at(b, c) * kChunkBytes;
 }
 
 // How far ahead of a 4-block tile's stream the few-row path asks for its bytes (16 chunks of 4 blocks)
@@ -148,11 +139,7 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
     }
   }
   for (int b = 0; b < NB; ++b)
-    for (int m = 0; m < MT; ++m) {
-      const __m256bh out = _mm512_cvtneps_pbh(acc[b][m]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.y + (m0 + m) * p.N + (block + b) * kBlock),
-                          reinterpret_cast<const __m256i&>(out));
-    }
+    for (int m = 0; m < MT; ++m) store_bf16x16(p.y + (m0 + m) * p.N + (block + b) * kBlock, acc[b][m]);
 }
 
 template <int BITS, int NB>
@@ -270,11 +257,8 @@ void amx_run(const Problem& p) {
         }
       }
       const __m512 row_scale = BITS == 8 ? load_bf16x16(p.scales + block * kBlock) : _mm512_set1_ps(1.f);
-      for (int64_t m = 0; m < p.M; ++m) {
-        const __m256bh out = _mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(acc.data() + m * kBlock), row_scale));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.y + m * p.N + block * kBlock),
-                            reinterpret_cast<const __m256i&>(out));
-      }
+      for (int64_t m = 0; m < p.M; ++m)
+        store_bf16x16(p.y + m * p.N + block * kBlock, _mm512_mul_ps(_mm512_loadu_ps(acc.data() + m * kBlock), row_scale));
     }
     _tile_release();
   });
