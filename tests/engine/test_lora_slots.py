@@ -92,7 +92,7 @@ def test_decode_tokens_that_are_every_row_of_the_step_add_in_place():
 
 
 def test_prefill_chunks_side_by_side_match_one_by_one():
-    layer, weights = _filled_layer([0, 6])
+    layer, weights = _filled_layer([0, 5, 6])
     x = torch.randn(12, 16)
     chunks = [(0, 4, 6), (4, 3, None), (7, 5, 0)]  # rows 0-3 on slot 6, 4-6 base, 7-11 on slot 0
     token_slots = [6] * 4 + [None] * 3 + [0] * 5
@@ -103,7 +103,12 @@ def test_prefill_chunks_side_by_side_match_one_by_one():
         torch.testing.assert_close(layer(x), _expected(layer, weights, x, token_slots))
     even = LoraBatch.build([(0, 4, 6), (4, 4, 0)], x.device, x.dtype)
     assert even.padded is not None and even.padded.valid is None  # equal chunks: nothing to drop
+    assert even.padded.slot_range is None  # slots 6, 0: gathered
     layer.ctx.batch = even
     torch.testing.assert_close(layer(x[:8]), _expected(layer, weights, x[:8], [6] * 4 + [0] * 4))
+    in_a_row = LoraBatch.build([(0, 4, 5), (4, 4, 6)], x.device, x.dtype)
+    assert in_a_row.padded is not None and in_a_row.padded.slot_range == (5, 7)  # a view of slots 5, 6
+    layer.ctx.batch = in_a_row
+    torch.testing.assert_close(layer(x[:8]), _expected(layer, weights, x[:8], [5] * 4 + [6] * 4))
     uneven = LoraBatch.build([(0, 20, 6), (20, 2, 0), (22, 2, 6)], x.device, x.dtype)
     assert uneven.padded is None and len(uneven.segments) == 3  # 60 padded rows for 24: one by one

@@ -48,25 +48,6 @@ inline void prefetch_row(const void* p, int64_t bytes) {
   for (int64_t at = 0; at < bytes; at += 64) _mm_prefetch(c + at, _MM_HINT_T0);
 }
 
-// 16 vectors to one: lane i of the result is the sum of v[i]'s 16 lanes (a transposing tree of adds,
-// ~3 operations a sum where _mm512_reduce_add_ps takes ~9).
-inline __m512 reduce16(const __m512* v) {
-  __m512 a[8], b[4], c[2];
-  for (int i = 0; i < 8; ++i)  // 256-bit halves: lanes 0-7 partials of v[2i], 8-15 of v[2i + 1]
-    a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
-                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
-  for (int i = 0; i < 4; ++i)  // 128-bit lane k: 4 partials of v[4i + k]
-    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x88),
-                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xDD));
-  for (int i = 0; i < 2; ++i)  // lane k: 2 partials of v[8i + k], 2 of v[8i + 4 + k]
-    c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44),
-                         _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xEE));
-  // lane k: the sums of v[k], v[4 + k], v[8 + k], v[12 + k]
-  const __m512 d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
-  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-  return _mm512_permutexvar_ps(order, d);
-}
-
 // One request and KV head at a time; V = head size / 16. Scores 16 positions at a time (one reduce16
 // per query head), the softmax in place, then the values with the accumulators in registers, up to 16
 // of them (the query heads in chunks of 16 / V).
@@ -115,7 +96,7 @@ void attend(const T* q, const T* k, const T* v, T* k_cache, T* v_cache, const in
         }
         const __mmask16 live = static_cast<__mmask16>((1u << n) - 1);
         for (int64_t g = 0; g < group; ++g)
-          _mm512_mask_storeu_ps(&scores[g * ctx + p0], live, _mm512_mul_ps(reduce16(&parts[g * 16]), _mm512_set1_ps(scale)));
+          _mm512_mask_storeu_ps(&scores[g * ctx + p0], live, _mm512_mul_ps(plinth_simd::reduce16(&parts[g * 16]), _mm512_set1_ps(scale)));
       }
       totals.resize(group);
       for (int64_t g = 0; g < group; ++g) {  // softmax numerators in place, and their sum

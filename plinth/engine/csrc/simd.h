@@ -1,4 +1,4 @@
-// AVX-512 helpers and the weight layout shared by Plinth's CPU kernels (qlinear.cpp, bf16_linear.cpp,
+// AVX-512 helpers and the weight layout shared by Plinth's CPU kernels (qlinear.cpp, bf16_linear.cpp, lora_add.cpp,
 // decode_attention.cpp). Included where the compiler targets AVX-512 (-march=native on such a CPU).
 #pragma once
 
@@ -13,6 +13,25 @@ namespace plinth_simd {
 inline __m512 load_bf16x16(const c10::BFloat16* p) {
   const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+// 16 vectors to one: lane i of the result is the sum of v[i]'s 16 lanes (a transposing tree of adds,
+// ~3 operations a sum where _mm512_reduce_add_ps takes ~9).
+inline __m512 reduce16(const __m512* v) {
+  __m512 a[8], b[4], c[2];
+  for (int i = 0; i < 8; ++i)  // 256-bit halves: lanes 0-7 partials of v[2i], 8-15 of v[2i + 1]
+    a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+  for (int i = 0; i < 4; ++i)  // 128-bit lane k: 4 partials of v[4i + k]
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xDD));
+  for (int i = 0; i < 2; ++i)  // lane k: 2 partials of v[8i + k], 2 of v[8i + 4 + k]
+    c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xEE));
+  // lane k: the sums of v[k], v[4 + k], v[8 + k], v[12 + k]
+  const __m512 d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  return _mm512_permutexvar_ps(order, d);
 }
 
 #if defined(__AVX512BF16__)

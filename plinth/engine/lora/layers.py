@@ -4,7 +4,9 @@ Adapters live in fixed *slots* (stacked A and B buffers per projection, padded t
 scaling folded into B), so one batch mixes the base model and many adapters (S-LoRA/Punica style).
 A step's :class:`LoraBatch` says which slot each token uses:
 
-- decode tokens (one per request) take one of two paths, whichever a step's shape makes cheaper:
+- decode tokens (one per request) of a bf16 model on a CPU with AVX512-BF16 take Plinth's operator
+  (``csrc/lora_add.cpp``): each token reads its own slot's A and B where they lie and does only its own
+  products; elsewhere they take one of two torch paths, whichever a step's shape makes cheaper:
   - *dense*: every slot in the span the step's tokens use is applied to every token in two plain
     matmuls over the span's A and B as they lie in memory, a one-hot mask keeping each token's own
     slot; no copy, so it wins while the span is no wider than the number of tokens (each slot's
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plinth.engine import native
 from plinth.engine.invariant import row_tiled
 
 # The widest slot span the dense decode path covers: measured on a 2-core AVX512/AMX Xeon
@@ -55,6 +58,7 @@ class Padded:
     valid: torch.Tensor | None  # [m] flat positions of the real rows in the padded block (None: no padding)
     rows: torch.Tensor  # [m] the rows the real ones add to
     first_row: int | None  # rows are first_row, first_row + 1, ...: a slice, not a gather or scatter
+    slot_range: tuple[int, int] | None  # the chunks' slots are first, first + 1, ...: a slice of the slots
 
 
 # Padding may at most double the rows the padded path multiplies, or chunks go one by one.
@@ -68,6 +72,7 @@ class LoraBatch:
     segments: list[tuple[int, int, int]]  # (start row, end row, slot) of prefill chunks
     dense: Dense | None = None  # set when the decode tokens take the dense path
     padded: Padded | None = None  # set when the prefill chunks take the padded path (segments is then [])
+    native: bool = False  # the decode tokens take plinth::lora_add_ (neither dense nor gathered)
 
     @classmethod
     def build(
@@ -95,6 +100,8 @@ class LoraBatch:
             segments = []
         if not rows:
             return cls(None, None, segments, None, padded)
+        if _native(device, dtype):  # per token, so batch-invariant as well
+            return cls(as_tensor(rows), as_tensor(slots), segments, None, padded, native=True)
         first, end = min(slots), max(slots) + 1
         dense = None
         if not invariant and end - first <= min(len(rows), DENSE_MAX_SPAN):
@@ -106,6 +113,10 @@ class LoraBatch:
     @property
     def empty(self) -> bool:
         return self.rows is None and not self.segments and self.padded is None
+
+
+def _native(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype == torch.bfloat16 and native.has("lora_add_")
 
 
 def _padded(segments: list[tuple[int, int, int]], as_tensor: Callable[[list], torch.Tensor]) -> Padded | None:
@@ -124,9 +135,11 @@ def _padded(segments: list[tuple[int, int, int]], as_tensor: Callable[[list], to
         valid.extend(range(k * length, k * length + end - start))
         rows.extend(range(start, end))
     first_row = rows[0] if rows == list(range(rows[0], rows[0] + len(rows))) else None
-    slots = as_tensor([slot for _, _, slot in segments])
+    slot_list = [slot for _, _, slot in segments]
+    in_a_row = slot_list == list(range(slot_list[0], slot_list[0] + len(slot_list)))
+    slot_range = (slot_list[0], slot_list[0] + len(slot_list)) if in_a_row else None
     valid_rows = None if real == len(segments) * length else as_tensor(valid)
-    return Padded(slots, as_tensor(index), valid_rows, as_tensor(rows), first_row)
+    return Padded(as_tensor(slot_list), as_tensor(index), valid_rows, as_tensor(rows), first_row, slot_range)
 
 
 @dataclass(slots=True)
@@ -186,7 +199,9 @@ class LoraLinear(nn.Linear):
             if not users:
                 continue
             out = y[:, self.offsets[j] : self.offsets[j] + self.sub_sizes[j]]
-            if batch.rows is not None and batch.dense is not None:
+            if batch.native:
+                torch.ops.plinth.lora_add_(out, x, batch.rows, batch.slots, self.lora_a(j), self.lora_b(j))
+            elif batch.rows is not None and batch.dense is not None:
                 self._add_dense(j, x, out, batch.rows, batch.dense)
             elif batch.rows is not None and batch.slots is not None:
                 self._add_gathered(j, x, out, batch.rows, batch.slots)
@@ -206,13 +221,20 @@ class LoraLinear(nn.Linear):
 
     def _add_padded(self, j: int, x: torch.Tensor, out: torch.Tensor, padded: Padded) -> None:
         """Prefill chunks: each chunk's rows times its slot's A, then B, as two batched matmuls."""
-        a = self.lora_a(j).index_select(0, padded.slots)  # [k, rank, in]
-        bt = self.lora_b(j).index_select(0, padded.slots)  # [k, rank, out]
-        first, (k, length), m = padded.first_row, padded.index.shape, len(padded.rows)
-        if first is not None and padded.valid is None:  # back-to-back equal chunks: a view of x
-            chunks = x[first : first + m].view(k, length, -1)
+        a, bt = self.lora_a(j), self.lora_b(j)
+        if padded.slot_range is not None:  # the chunks' slots in a row: a view of the slots, no copy
+            a, bt = a[slice(*padded.slot_range)], bt[slice(*padded.slot_range)]
         else:
-            chunks = x[padded.index]
+            a, bt = a.index_select(0, padded.slots), bt.index_select(0, padded.slots)  # [k, rank, in / out]
+        first, (k, length), m = padded.first_row, padded.index.shape, len(padded.rows)
+        if first is not None and padded.valid is None:  # back-to-back equal chunks: views of x and out
+            chunks = x[first : first + m].view(k, length, -1)
+            # added in place: one rounding, and no [rows, out] delta written and read back (32 chunks of
+            # 64 rows, all seven projections of the `small` llama: 7.6 -> 5.7 ms a layer)
+            shrunk = torch.bmm(chunks, a.transpose(1, 2))
+            out[first : first + m].unflatten(0, (k, length)).baddbmm_(shrunk, bt)
+            return
+        chunks = x[padded.index]
         delta = torch.bmm(torch.bmm(chunks, a.transpose(1, 2)), bt)  # [k, length, out]
         flat = delta.view(k * length, -1)
         real = flat if padded.valid is None else flat.index_select(0, padded.valid)
