@@ -170,7 +170,7 @@ class QuantizedLinear(nn.Module):
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.qweight(x)
+        y = self.qweight.forward(x)  # not the module call: ~1 us less of hook checks, ~120 times a step
         return y if self.bias is None else y + self.bias
 
 

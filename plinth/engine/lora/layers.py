@@ -191,9 +191,14 @@ class LoraLinear(nn.Linear):
         return buffer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias) if self.qweight is None else self._quantized(x)
+        qweight, bias = self.qweight, self.bias  # each a module attribute lookup (~0.3 us)
+        if qweight is None:
+            y = F.linear(x, self.weight, bias)
+        else:  # forward, not the module call: ~1 us less of hook checks, 120 times a step
+            y = qweight.forward(x)
+            y = y if bias is None else y + bias
         batch = self.ctx.batch
-        if batch is None or batch.empty:
+        if batch is None:  # no adapter token in this step
             return y
         for j, users in enumerate(self.users):
             if not users:
@@ -242,11 +247,6 @@ class LoraLinear(nn.Linear):
             out[first : first + m] += real
         else:
             out.index_add_(0, padded.rows, real)
-
-    def _quantized(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.qweight is not None
-        y: torch.Tensor = self.qweight(x)
-        return y if self.bias is None else y + self.bias
 
     def _add_gathered(
         self, j: int, x: torch.Tensor, out: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor
