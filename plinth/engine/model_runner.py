@@ -207,10 +207,8 @@ class ModelRunner:
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         if self.lora is not None:
-            batch = LoraBatch.build(
-                lora_spans, self.device, self.dtype, invariant=self.config.batch_invariant
-            )
-            self.lora.batch = None if batch.empty else batch  # no adapter token: the layers skip at once
+            lora = LoraBatch.build(lora_spans, self.device, self.dtype, invariant=self.config.batch_invariant)
+            self.lora.batch = None if lora.empty else lora  # no adapter token: the layers skip at once
         hidden = self.model(ids, pos, self.kv_caches, meta, interrupt)
         rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)
         logits = self.model.compute_logits(hidden[rows]).float()
