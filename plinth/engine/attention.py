@@ -130,15 +130,15 @@ def paged_attention(
 ) -> torch.Tensor:
     """Write ``k``/``v`` (``[T, kv_heads, D]``) to the cache, then attend ``q`` (``[T, heads, D]``)."""
     group = meta.groups[0]
-    decode_only = len(meta.groups) == 1 and group.valid is None and group.query_index.shape[1] == 1
-    if decode_only and not meta.invariant and _native_decode(q):  # the query rows are the step's, in order
+    decode = decode_only(meta)
+    if decode and not meta.invariant and _native_decode(q):  # the query rows are the step's, in order
         return torch.ops.plinth.decode_attention(
             q, k, v, k_cache, v_cache, meta.slot_mapping, group.block_tables, group.context_lens,
             group.block_size, scale,
         )  # fmt: skip
     k_cache.index_copy_(0, meta.slot_mapping, k)
     v_cache.index_copy_(0, meta.slot_mapping, v)
-    if decode_only and not meta.invariant:
+    if decode and not meta.invariant:
         return _sdpa(q.unsqueeze(1), k_cache, v_cache, group, scale).flatten(0, 1)
     attend = split_kv_attention if meta.invariant else _attend
     out = torch.empty_like(q)
@@ -147,6 +147,12 @@ def paged_attention(
         rows = attended.flatten(0, 1) if group.valid is None else attended[group.valid]
         out.index_copy_(0, group.out_index, rows)
     return out
+
+
+def decode_only(meta: AttentionMetadata) -> bool:
+    """Whether the step is one new token per request, the requests' rows in order."""
+    group = meta.groups[0]
+    return len(meta.groups) == 1 and group.valid is None and group.query_index.shape[1] == 1
 
 
 def _native_decode(q: torch.Tensor) -> bool:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from plinth.engine.attention import AttentionMetadata, paged_attention
+from plinth.engine.decode_layer import FusedLayer, fuse, step_allows
 from plinth.engine.layers import RMSNorm, RotaryEmbedding, SiluAndMul
 from plinth.engine.lora.layers import LoraContext, LoraLinear
 from plinth.engine.model_config import ModelConfig
@@ -173,6 +174,12 @@ class CausalLM(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
+        self.fused: list[FusedLayer | None] = []  # per layer, once fuse_decode_layers ran
+
+    def fuse_decode_layers(self) -> None:
+        """Take each layer's operands for ``plinth::decode_layer`` (:mod:`plinth.engine.decode_layer`);
+        once the weights are in their final form (packed), as the operands are those very tensors."""
+        self.fused = [fuse(layer) for layer in self.layers]
 
     def forward(
         self,
@@ -187,10 +194,13 @@ class CausalLM(nn.Module):
         arrived higher-class one within a layer's time instead of a whole step's)."""
         x = self.embed_tokens(input_ids)
         rope = self.rotary.table(positions)  # looked up once per step, used by every layer
-        for layer, kv in zip(self.layers, kv_caches, strict=True):
+        adapters = self.lora is not None and self.lora.batch is not None
+        fused = self.fused if self.fused and step_allows(meta, adapters, x.dtype) else None
+        for index, (layer, kv) in enumerate(zip(self.layers, kv_caches, strict=True)):
             if interrupt is not None and interrupt():
                 raise StepInterrupted
-            x = layer(x, rope, kv, meta)
+            native = fused[index] if fused is not None else None
+            x = layer(x, rope, kv, meta) if native is None else native(x, rope, kv, meta)
         return self.norm(x)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:

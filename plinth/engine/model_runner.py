@@ -132,6 +132,7 @@ class ModelRunner:
             keep_embedding_quantized(self.model, model_config.path, self.dtype)
         if config.batch_invariant:
             tile_rows(self.model)
+        self.model.fuse_decode_layers()
         if self.device.type == "cpu":
             release_freed_memory()  # the load's transient float buffers
         self.model.eval()

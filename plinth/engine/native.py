@@ -38,7 +38,7 @@ SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
 HEADERS = sorted((Path(__file__).parent / "csrc").glob("*.h"))
 OPS = ("rms_norm",)  # what the sources register as torch.ops.plinth.* on every CPU
 # and what they register only where the CPU has the instructions (AVX512-BF16; see has())
-OPTIONAL_OPS = ("qlinear", "bf16_linear", "decode_attention", "lora_add_")
+OPTIONAL_OPS = ("qlinear", "bf16_linear", "decode_attention", "lora_add_", "decode_layer")
 # -ffp-contract=off: no fused multiply-adds the source did not ask for, so each product and sum is
 # rounded as torch's operators round; -fopenmp: at::parallel_for runs on torch's OpenMP threads (without
 # it the loops run on one thread; torch's libgomp is already loaded, so no second runtime is)

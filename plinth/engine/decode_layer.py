@@ -1,0 +1,93 @@
+"""A decoder layer's decode step as one native operator (``csrc/decode_layer.cpp``), where a step allows it.
+
+Why: at one stream of a small model, a decode step's time outside the matmuls is mostly the interpreter:
+per layer, a dozen module calls and ~20 operators dispatched from Python. ``plinth::decode_layer`` runs
+the same operators in the same order from C++, so its output is bitwise the Python layer's
+(``tests/engine/test_decode_layer.py``), and a step of SmolLM2-135M at one stream takes ~3 ms less
+(``benchmarks/decode_profile.py``).
+
+When: the layer must be the plain Llama shape Plinth's kernels serve (bf16 projections packed for
+``plinth::bf16_linear``, no biases, no q/k norms, a dense MLP), and the step must be decode-only,
+without adapter tokens and outside batch-invariant mode. Anything else runs the Python layer, which
+stays the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from plinth.engine import native
+from plinth.engine.attention import AttentionMetadata, decode_only
+from plinth.engine.layers import RMSNorm
+from plinth.engine.prepack import NativeBf16Weight
+from plinth.engine.quantization import QuantizedLinear
+
+__all__ = ["FusedLayer", "fuse", "step_allows"]
+
+
+@dataclass(frozen=True, slots=True)
+class FusedLayer:
+    """One layer's operands for ``plinth::decode_layer``, taken once after the weights are packed."""
+
+    weights: tuple[torch.Tensor, ...]  # input norm, qkv, o, post-attention norm, gate/up, down
+    heads: int
+    kv_heads: int
+    eps: float
+    scale: float
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        kv: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        group = meta.groups[0]
+        norm1, qkv, o, norm2, gate_up, down = self.weights
+        return torch.ops.plinth.decode_layer(
+            x, norm1, qkv, o, norm2, gate_up, down, rope[0], rope[1], kv[0], kv[1], meta.slot_mapping,
+            group.block_tables, group.context_lens, group.block_size, self.heads, self.kv_heads, self.eps,
+            self.scale,
+        )  # fmt: skip
+
+
+def fuse(layer: nn.Module) -> FusedLayer | None:
+    """``layer``'s operands if it is a ``DecoderLayer`` the operator serves, else None."""
+    if not native.has("decode_layer"):
+        return None
+    attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+    norms = (getattr(layer, "input_layernorm", None), getattr(layer, "post_attention_layernorm", None))
+    if attn is None or mlp is None or not all(isinstance(n, RMSNorm) for n in norms):
+        return None
+    if attn.q_norm is not None or attn.head_dim % 16 or not hasattr(mlp, "gate_up_proj"):
+        return None
+    packed = [_packed(p) for p in (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)]
+    weights = [n.weight for n in norms]  # type: ignore[union-attr]
+    if any(p is None for p in packed) or any(w.dtype != torch.bfloat16 for w in weights):
+        return None
+    qkv, o, gate_up, down = packed
+    eps = norms[0].eps  # type: ignore[union-attr]
+    if norms[1].eps != eps:  # type: ignore[union-attr]
+        return None
+    return FusedLayer(
+        (weights[0], qkv, o, weights[1], gate_up, down),  # type: ignore[arg-type]
+        attn.num_heads, attn.num_kv_heads, eps, attn.scale,
+    )  # fmt: skip
+
+
+def _packed(projection: nn.Module) -> torch.Tensor | None:
+    """The packed weight behind a projection (a prepacked linear, or a LoRA layer's base), if it has no
+    bias and Plinth's bf16 kernel serves it."""
+    weight = getattr(projection, "qweight", None)
+    if not isinstance(projection, QuantizedLinear | nn.Linear) or projection.bias is not None:
+        return None
+    return weight.packed if isinstance(weight, NativeBf16Weight) else None
+
+
+def step_allows(meta: AttentionMetadata, adapters: bool, dtype: torch.dtype) -> bool:
+    """Whether this step's layers may run as ``plinth::decode_layer``: decode tokens only, none of them
+    on an adapter, bf16, and not in batch-invariant mode (its attention splits the context its own way)."""
+    return dtype == torch.bfloat16 and not adapters and not meta.invariant and decode_only(meta)

@@ -1,0 +1,72 @@
+"""The native decode layer (``plinth::decode_layer``) gives the Python layer's bits, and serves exactly the
+steps and models it is made for: bf16 Llama-shaped layers with packed weights, decode-only steps without
+adapter tokens, outside batch-invariant mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lora_fixtures import make_peft_adapter
+
+from plinth.engine import EngineConfig, LLMEngine, SamplingParams, native
+
+pytestmark = pytest.mark.skipif(not native.has("decode_layer"), reason="built for CPUs with AVX512-BF16")
+
+
+def _engine(path, **overrides) -> LLMEngine:
+    return LLMEngine(EngineConfig(model=str(path), dtype="bfloat16", **overrides))
+
+
+def _generate(engine: LLMEngine, prompts: list[list[int]], adapters: list[str | None] | None = None):
+    params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True, logprobs=0)
+    names = adapters or [None] * len(prompts)
+    ids = [engine.add_request(p, params, adapter=a) for p, a in zip(prompts, names, strict=True)]
+    got: dict[str, tuple[list[int], list[float]]] = {i: ([], []) for i in ids}
+    with torch.profiler.profile() as prof:
+        while engine.has_unfinished():
+            for out in engine.step():
+                got[out.request_id][0].extend(out.new_token_ids)
+                got[out.request_id][1].extend(lp.logprob for lp in out.new_logprobs or [])
+    calls = sum(e.count for e in prof.key_averages() if e.key == "plinth::decode_layer")
+    return [got[i] for i in ids], calls
+
+
+PROMPTS = [[5, 9, 11, 40, 3], [7] * 12, list(range(20, 53))]
+
+
+def test_decode_steps_give_the_python_layers_tokens_and_logprobs_bitwise(tiny_llama) -> None:
+    fused = _engine(tiny_llama)
+    assert all(layer is not None for layer in fused.runner.model.fused)
+    python = _engine(tiny_llama)
+    python.runner.model.fused = []  # every layer through model.py
+    want, none = _generate(python, PROMPTS)
+    got, calls = _generate(fused, PROMPTS)
+    assert none == 0 and calls >= 7 * len(fused.runner.model.layers)  # the decode steps, every layer
+    assert got == want  # tokens and float logprobs, exactly
+
+
+def test_steps_with_adapter_tokens_prefills_and_invariant_mode_keep_the_python_layers(
+    tiny_llama, tmp_path
+) -> None:
+    adapter = make_peft_adapter(
+        tiny_llama, tmp_path / "a", seed=1, r=4, alpha=8, targets=("q_proj", "v_proj")
+    )
+    engine = _engine(tiny_llama, enable_lora=True, max_loras=1, max_lora_rank=8)
+    engine.add_lora("a", adapter)
+    _, calls = _generate(engine, PROMPTS[:1], ["a"])
+    assert calls == 0  # every decode step had the adapter's token
+    _, calls = _generate(engine, PROMPTS[:1])
+    assert calls > 0  # LoRA slots alone do not stop it: a base-model step takes it
+    _, calls = _generate(_engine(tiny_llama, batch_invariant=True), PROMPTS[:1])
+    assert calls == 0
+
+
+@pytest.mark.parametrize(
+    ("arch", "overrides"), [("qwen3", {}), ("qwen2", {}), ("llama", {"quantization": "int4"})]
+)
+def test_layers_it_does_not_serve_are_left_to_python(tiny_checkpoint_factory, arch, overrides) -> None:
+    """q/k norms (Qwen3), projection biases (Qwen2), quantized weights: no operands, the Python layer."""
+    engine = _engine(tiny_checkpoint_factory(arch), **overrides)
+    assert engine.runner.model.fused == [None] * len(engine.runner.model.layers)
+    _, calls = _generate(engine, PROMPTS[:1])
+    assert calls == 0
