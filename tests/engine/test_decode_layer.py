@@ -4,6 +4,10 @@ adapter tokens, outside batch-invariant mode."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from lora_fixtures import make_peft_adapter
@@ -34,10 +38,23 @@ def _generate(engine: LLMEngine, prompts: list[list[int]], adapters: list[str | 
 PROMPTS = [[5, 9, 11, 40, 3], [7] * 12, list(range(20, 53))]
 
 
-def test_decode_steps_give_the_python_layers_tokens_and_logprobs_bitwise(tiny_llama) -> None:
-    fused = _engine(tiny_llama)
+@pytest.fixture(params=["tiny", "odd-mlp"])
+def llama(request, tiny_llama, tmp_path) -> tuple[Path, dict]:
+    """The tiny llama; and its shape with a 336-wide MLP in random ``dummy`` weights, so that SiLU runs
+    ATen's scalar tail (336 is not a multiple of its 32-element chunks)."""
+    if request.param == "tiny":
+        return tiny_llama, {}
+    shutil.copytree(tiny_llama, tmp_path / "odd", ignore=shutil.ignore_patterns("*.safetensors"))
+    config = json.loads((tmp_path / "odd" / "config.json").read_text())
+    (tmp_path / "odd" / "config.json").write_text(json.dumps({**config, "intermediate_size": 336}))
+    return tmp_path / "odd", {"load_format": "dummy"}
+
+
+def test_decode_steps_give_the_python_layers_tokens_and_logprobs_bitwise(llama) -> None:
+    path, overrides = llama
+    fused = _engine(path, **overrides)
     assert all(layer is not None for layer in fused.runner.model.fused)
-    python = _engine(tiny_llama)
+    python = _engine(path, **overrides)
     python.runner.model.fused = []  # every layer through model.py
     want, none = _generate(python, PROMPTS)
     got, calls = _generate(fused, PROMPTS)

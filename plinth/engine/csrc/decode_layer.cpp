@@ -8,15 +8,104 @@
 // in the same order as plinth/engine/model.py's DecoderLayer (Plinth's RMSNorm, matmul and decode
 // attention through the dispatcher, ATen's mul/roll/add/silu for the rest), called from C++: the same
 // bits, without the interpreter. plinth/engine/decode_layer.py says when a step can take it.
+//
+// The element-wise steps between them (rotary, residual adds, SiLU-and-mul) are loops here rather than
+// ATen's ~15 operators a layer, with ATen's arithmetic: bf16 operands widened to float32, each product
+// and sum rounded to bf16 where ATen's operator would round it, SiLU as x / (1 + exp(-x)) with the
+// exp ATen's vectorized kernel uses (Sleef) on 32-element chunks of a row and std::exp on the rest, as
+// its scalar tail does. tests/engine/test_decode_layer.py holds the result to the Python layer's bits.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include <cmath>
+
 #if defined(__AVX512BF16__)  // where bf16_linear and decode_attention are registered
+#include "simd.h"
+
+extern "C" __m512 Sleef_expf16_u10(__m512);  // libtorch_cpu's, what Vectorized<float>::exp calls
 
 namespace {
 
 using Tensor = at::Tensor;
+using bf16 = c10::BFloat16;
+using plinth_simd::load_bf16x16;
+using plinth_simd::store_bf16x16;
+
+// float32 -> bf16 -> float32: the rounding an ATen bf16 operator applies to its result.
+inline __m512 round_bf16(__m512 v) {
+  const __m256bh b = _mm512_cvtneps_pbh(v);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(b)), 16));
+}
+
+// x * cos + roll(x, dim / 2) * sin_signed for each head of each token (RotaryEmbedding.rotate): q and k
+// heads of qkv's first columns, into a new [tokens, heads, dim] tensor.
+Tensor rotate(const Tensor& qkv, const Tensor& cos, const Tensor& sin_signed, int64_t heads, int64_t dim) {
+  const int64_t tokens = qkv.size(0), half = dim / 2;
+  Tensor out = at::empty({tokens, heads, dim}, qkv.options());
+  const bf16* src = qkv.const_data_ptr<bf16>();
+  const bf16* c = cos.const_data_ptr<bf16>();
+  const bf16* s = sin_signed.const_data_ptr<bf16>();
+  bf16* dst = out.mutable_data_ptr<bf16>();
+  const int64_t row = qkv.stride(0), table = cos.stride(0);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < heads; ++h) {
+      const bf16* x = src + t * row + h * dim;
+      bf16* y = dst + (t * heads + h) * dim;
+      for (int64_t i = 0; i < dim; i += 16) {
+        const int64_t j = i < half ? i + half : i - half;  // roll: y[i] takes x[i - dim / 2] (mod dim)
+        const __m512 a = round_bf16(_mm512_mul_ps(load_bf16x16(x + i), load_bf16x16(c + t * table + i)));
+        const __m512 b = round_bf16(_mm512_mul_ps(load_bf16x16(x + j), load_bf16x16(s + t * table + i)));
+        store_bf16x16(y + i, _mm512_add_ps(a, b));
+      }
+    }
+  return out;
+}
+
+// y = x + y, in place (the residual adds; y is a fresh matmul output, contiguous like x).
+void add_into(const Tensor& x, Tensor& y) {
+  const bf16* a = x.const_data_ptr<bf16>();
+  bf16* b = y.mutable_data_ptr<bf16>();
+  const int64_t n = y.numel();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) store_bf16x16(b + i, _mm512_add_ps(load_bf16x16(a + i), load_bf16x16(b + i)));
+  for (; i < n; ++i) b[i] = static_cast<bf16>(static_cast<float>(a[i]) + static_cast<float>(b[i]));
+}
+
+// silu(gate) * up of a fused [tokens, 2 * width] gate/up output (SiluAndMul.forward), rows in parallel
+// as ATen splits them.
+Tensor silu_and_mul(const Tensor& gate_up) {
+  const int64_t tokens = gate_up.size(0), width = gate_up.size(1) / 2;
+  Tensor out = at::empty({tokens, width}, gate_up.options());
+  const bf16* src = gate_up.const_data_ptr<bf16>();
+  bf16* dst = out.mutable_data_ptr<bf16>();
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 sign = _mm512_set1_ps(-0.f);
+  at::parallel_for(0, tokens, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const bf16* gate = src + t * 2 * width;
+      const bf16* up = gate + width;
+      bf16* y = dst + t * width;
+      auto sixteen = [&](int64_t i) {
+        const __m512 g = load_bf16x16(gate + i);
+        const __m512 act = round_bf16(_mm512_div_ps(g, _mm512_add_ps(one, Sleef_expf16_u10(_mm512_xor_ps(g, sign)))));
+        store_bf16x16(y + i, _mm512_mul_ps(act, load_bf16x16(up + i)));
+      };
+      int64_t i = 0;
+      for (; i + 32 <= width; i += 32) {  // ATen's chunks: 32 bf16, each as two float halves
+        sixteen(i);
+        sixteen(i + 16);
+      }
+      for (; i < width; ++i) {  // ATen's scalar tail
+        const float g = static_cast<float>(gate[i]);
+        const bf16 act = static_cast<bf16>(g / (1.0f + std::exp(-g)));
+        y[i] = static_cast<bf16>(static_cast<float>(act) * static_cast<float>(up[i]));
+      }
+    }
+  });
+  return out;
+}
 
 Tensor norm(const Tensor& x, const Tensor& weight, double eps) {
   static const auto op = c10::Dispatcher::singleton()
@@ -50,17 +139,22 @@ Tensor decode_layer(const Tensor& x, const Tensor& norm1, const Tensor& qkv_w, c
                     int64_t kv_heads, double eps, double scale) {
   TORCH_CHECK(x.dim() == 2 && k_cache.dim() == 3, "plinth::decode_layer: x [tokens, hidden], cache [slots, kv_heads, dim]");
   const int64_t tokens = x.size(0), dim = k_cache.size(2);
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.is_contiguous() && dim % 16 == 0 && cos.size(-1) == dim &&
+                  cos.scalar_type() == at::kBFloat16 && sin_signed.scalar_type() == at::kBFloat16 &&
+                  cos.stride(-1) == 1 && sin_signed.strides() == cos.strides() && cos.size(0) == tokens,
+              "plinth::decode_layer: bf16 x, head size a multiple of 16, a cos/sin row per token");
   // attention block (model.py Attention.forward, RotaryEmbedding.rotate)
   const Tensor qkv = packed_linear(norm(x, norm1, eps), qkv_w);
-  const Tensor qk = qkv.narrow(1, 0, (heads + kv_heads) * dim).view({tokens, heads + kv_heads, dim});
-  const Tensor rotated = at::add(at::mul(qk, cos), at::mul(at::roll(qk, {dim / 2}, {-1}), sin_signed));
+  const Tensor rotated = rotate(qkv, cos, sin_signed, heads + kv_heads, dim);
   const Tensor v = qkv.narrow(1, (heads + kv_heads) * dim, kv_heads * dim).reshape({tokens, kv_heads, dim});
   const Tensor out = attend(rotated.narrow(1, 0, heads), rotated.narrow(1, heads, kv_heads), v, k_cache, v_cache,
                             slots, block_tables, context_lens, block_size, scale);
-  const Tensor h = at::add(x, packed_linear(out.reshape({-1, heads * dim}), o_w));
+  Tensor h = packed_linear(out.reshape({-1, heads * dim}), o_w);
+  add_into(x, h);
   // MLP block (GatedMLP.forward, SiluAndMul.forward)
-  const std::vector<Tensor> gate_up = packed_linear(norm(h, norm2, eps), gate_up_w).chunk(2, -1);
-  return at::add(h, packed_linear(at::mul(at::silu(gate_up[0]), gate_up[1]), down_w));
+  Tensor y = packed_linear(silu_and_mul(packed_linear(norm(h, norm2, eps), gate_up_w)), down_w);
+  add_into(h, y);
+  return y;
 }
 
 }  // namespace
