@@ -7,7 +7,8 @@ the same operators in the same order from C++, so its output is bitwise the Pyth
 (``benchmarks/decode_profile.py``).
 
 When: the layer must be the plain Llama shape Plinth's kernels serve (bf16 projections packed for
-``plinth::bf16_linear``, no biases, no q/k norms, a dense MLP), and the step must be decode-only,
+``plinth::bf16_linear``, or all quantized to int8 or int4 for ``plinth::qlinear``; no biases, no q/k
+norms, a dense MLP), and the step must be decode-only,
 without adapter tokens and outside batch-invariant mode. Anything else runs the Python layer, which
 stays the reference.
 """
@@ -23,7 +24,7 @@ from plinth.engine import native
 from plinth.engine.attention import AttentionMetadata, decode_only
 from plinth.engine.layers import RMSNorm
 from plinth.engine.prepack import NativeBf16Weight
-from plinth.engine.quantization import QuantizedLinear
+from plinth.engine.quantization import PackedWeight, QuantizedLinear
 
 __all__ = ["FusedLayer", "fuse", "step_allows"]
 
@@ -32,7 +33,9 @@ __all__ = ["FusedLayer", "fuse", "step_allows"]
 class FusedLayer:
     """One layer's operands for ``plinth::decode_layer``, taken once after the weights are packed."""
 
-    weights: tuple[torch.Tensor, ...]  # input norm, qkv, o, post-attention norm, gate/up, down
+    norms: tuple[torch.Tensor, torch.Tensor]  # input, post-attention
+    projections: tuple[list[torch.Tensor], ...]  # qkv, o, gate/up, down: what the kernel reads of each
+    bits: int  # 16: bf16_linear; 8 or 4: qlinear
     heads: int
     kv_heads: int
     eps: float
@@ -46,9 +49,9 @@ class FusedLayer:
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         group = meta.groups[0]
-        norm1, qkv, o, norm2, gate_up, down = self.weights
+        (norm1, norm2), (qkv, o, gate_up, down) = self.norms, self.projections
         return torch.ops.plinth.decode_layer(
-            x, norm1, qkv, o, norm2, gate_up, down, rope[0], rope[1], kv[0], kv[1], meta.slot_mapping,
+            x, norm1, qkv, o, norm2, gate_up, down, self.bits, rope[0], rope[1], kv[0], kv[1], meta.slot_mapping,
             group.block_tables, group.context_lens, group.block_size, self.heads, self.kv_heads, self.eps,
             self.scale,
         )  # fmt: skip
@@ -68,23 +71,28 @@ def fuse(layer: nn.Module) -> FusedLayer | None:
     weights = [n.weight for n in norms]  # type: ignore[union-attr]
     if any(p is None for p in packed) or any(w.dtype != torch.bfloat16 for w in weights):
         return None
-    qkv, o, gate_up, down = packed
+    bits = {b for _, b in packed}  # type: ignore[misc]
     eps = norms[0].eps  # type: ignore[union-attr]
-    if norms[1].eps != eps:  # type: ignore[union-attr]
+    if len(bits) != 1 or norms[1].eps != eps:  # type: ignore[union-attr]
         return None
     return FusedLayer(
-        (weights[0], qkv, o, weights[1], gate_up, down),  # type: ignore[arg-type]
+        (weights[0], weights[1]), tuple(tensors for tensors, _ in packed), bits.pop(),  # type: ignore[misc]
         attn.num_heads, attn.num_kv_heads, eps, attn.scale,
     )  # fmt: skip
 
 
-def _packed(projection: nn.Module) -> torch.Tensor | None:
-    """The packed weight behind a projection (a prepacked linear, or a LoRA layer's base), if it has no
-    bias and Plinth's bf16 kernel serves it."""
+def _packed(projection: nn.Module) -> tuple[list[torch.Tensor], int] | None:
+    """What Plinth's kernel reads of a projection (a packed or quantized linear, or a LoRA layer's base)
+    and its bits, if it has no bias and the kernel serves it."""
     weight = getattr(projection, "qweight", None)
     if not isinstance(projection, QuantizedLinear | nn.Linear) or projection.bias is not None:
         return None
-    return weight.packed if isinstance(weight, NativeBf16Weight) else None
+    if isinstance(weight, NativeBf16Weight):
+        return [weight.packed], 16
+    if isinstance(weight, PackedWeight) and weight.kernel == "plinth":
+        zeros = [] if weight.zeros is None else [weight.zeros]
+        return [weight.packed, weight.scales, *zeros], weight.bits
+    return None
 
 
 def step_allows(meta: AttentionMetadata, adapters: bool, dtype: torch.dtype) -> bool:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not native.has("decode_layer"), reason="built fo
 
 
 def _engine(path, **overrides) -> LLMEngine:
-    return LLMEngine(EngineConfig(model=str(path), dtype="bfloat16", **overrides))
+    return LLMEngine(EngineConfig(model=str(path), **{"dtype": "bfloat16", **overrides}))
 
 
 def _generate(engine: LLMEngine, prompts: list[list[int]], adapters: list[str | None] | None = None):
@@ -38,12 +38,12 @@ def _generate(engine: LLMEngine, prompts: list[list[int]], adapters: list[str | 
 PROMPTS = [[5, 9, 11, 40, 3], [7] * 12, list(range(20, 53))]
 
 
-@pytest.fixture(params=["tiny", "odd-mlp"])
+@pytest.fixture(params=["tiny", "odd-mlp", "int8", "int4"])
 def llama(request, tiny_llama, tmp_path) -> tuple[Path, dict]:
-    """The tiny llama; and its shape with a 336-wide MLP in random ``dummy`` weights, so that SiLU runs
-    ATen's scalar tail (336 is not a multiple of its 32-element chunks)."""
-    if request.param == "tiny":
-        return tiny_llama, {}
+    """The tiny llama in bf16, int8 and int4; and its shape with a 336-wide MLP in random ``dummy``
+    weights, so that SiLU runs ATen's scalar tail (336 is not a multiple of its 32-element chunks)."""
+    if request.param != "odd-mlp":
+        return tiny_llama, {} if request.param == "tiny" else {"quantization": request.param}
     shutil.copytree(tiny_llama, tmp_path / "odd", ignore=shutil.ignore_patterns("*.safetensors"))
     config = json.loads((tmp_path / "odd" / "config.json").read_text())
     (tmp_path / "odd" / "config.json").write_text(json.dumps({**config, "intermediate_size": 336}))
@@ -53,12 +53,14 @@ def llama(request, tiny_llama, tmp_path) -> tuple[Path, dict]:
 def test_decode_steps_give_the_python_layers_tokens_and_logprobs_bitwise(llama) -> None:
     path, overrides = llama
     fused = _engine(path, **overrides)
-    assert all(layer is not None for layer in fused.runner.model.fused)
+    layers = fused.runner.model.fused
+    assert all(layer is not None for layer in layers)
+    assert {layer.bits for layer in layers} == {{"int8": 8, "int4": 4}.get(overrides.get("quantization"), 16)}
     python = _engine(path, **overrides)
     python.runner.model.fused = []  # every layer through model.py
     want, none = _generate(python, PROMPTS)
     got, calls = _generate(fused, PROMPTS)
-    assert none == 0 and calls >= 7 * len(fused.runner.model.layers)  # the decode steps, every layer
+    assert none == 0 and calls >= 7 * len(layers)  # the decode steps, every layer
     assert got == want  # tokens and float logprobs, exactly
 
 
@@ -79,10 +81,12 @@ def test_steps_with_adapter_tokens_prefills_and_invariant_mode_keep_the_python_l
 
 
 @pytest.mark.parametrize(
-    ("arch", "overrides"), [("qwen3", {}), ("qwen2", {}), ("llama", {"quantization": "int4"})]
+    ("arch", "overrides"),
+    [("qwen3", {}), ("qwen2", {}), ("qwen3_moe", {}), ("llama", {"dtype": "float32"})],
 )
 def test_layers_it_does_not_serve_are_left_to_python(tiny_checkpoint_factory, arch, overrides) -> None:
-    """q/k norms (Qwen3), projection biases (Qwen2), quantized weights: no operands, the Python layer."""
+    """q/k norms (Qwen3), projection biases (Qwen2), experts (and q/k norms: Qwen3-MoE), float32: no
+    operands, the Python layer."""
     engine = _engine(tiny_checkpoint_factory(arch), **overrides)
     assert engine.runner.model.fused == [None] * len(engine.runner.model.layers)
     _, calls = _generate(engine, PROMPTS[:1])

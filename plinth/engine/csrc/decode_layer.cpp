@@ -1,11 +1,13 @@
 // plinth::decode_layer(x, norm1, qkv, o, norm2, gate_up, down, cos, sin_signed, k_cache, v_cache, slots,
 // block_tables, context_lens, block_size, heads, kv_heads, eps, scale): one Llama decoder layer for a
-// decode-only step of a bf16 model whose projections are packed for plinth::bf16_linear.
+// decode-only step of a bf16 model whose projections are packed for plinth::bf16_linear (bits = 16) or
+// quantized for plinth::qlinear (bits = 4 or 8: each projection's packed weight, scales and, for int4,
+// zeros).
 //
 // Why: at one stream of SmolLM2-135M a decode step spent ~5 ms of its ~19 outside the matmuls, most of
 // it in the interpreter between them: 30 layers of module calls, views and ~20 operators each, a few
 // microseconds apiece from Python (benchmarks/decode_profile.py). Here the layer is the same operators
-// in the same order as plinth/engine/model.py's DecoderLayer (Plinth's RMSNorm, matmul and decode
+// in the same order as plinth/engine/model.py's DecoderLayer (Plinth's RMSNorm, matmuls and decode
 // attention through the dispatcher, ATen's mul/roll/add/silu for the rest), called from C++: the same
 // bits, without the interpreter. plinth/engine/decode_layer.py says when a step can take it.
 //
@@ -121,6 +123,16 @@ Tensor packed_linear(const Tensor& x, const Tensor& packed) {
   return op.call(x, packed);
 }
 
+Tensor project(const Tensor& x, at::TensorList weight, int64_t bits) {
+  if (bits == 16) return packed_linear(x, weight[0]);
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("plinth::qlinear", "")
+          .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const std::optional<Tensor>&, int64_t)>();
+  const std::optional<Tensor> zeros = weight.size() > 2 ? std::optional<Tensor>(weight[2]) : std::nullopt;
+  return op.call(x, weight[0], weight[1], zeros, bits);
+}
+
 Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& k_cache, Tensor& v_cache,
               const Tensor& slots, const Tensor& block_tables, const Tensor& context_lens, int64_t block_size,
               double scale) {
@@ -132,27 +144,31 @@ Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& k_cache
   return op.call(q, k, v, k_cache, v_cache, slots, block_tables, context_lens, block_size, scale);
 }
 
-Tensor decode_layer(const Tensor& x, const Tensor& norm1, const Tensor& qkv_w, const Tensor& o_w,
-                    const Tensor& norm2, const Tensor& gate_up_w, const Tensor& down_w, const Tensor& cos,
+Tensor decode_layer(const Tensor& x, const Tensor& norm1, at::TensorList qkv_w, at::TensorList o_w,
+                    const Tensor& norm2, at::TensorList gate_up_w, at::TensorList down_w, int64_t bits, const Tensor& cos,
                     const Tensor& sin_signed, Tensor& k_cache, Tensor& v_cache, const Tensor& slots,
                     const Tensor& block_tables, const Tensor& context_lens, int64_t block_size, int64_t heads,
                     int64_t kv_heads, double eps, double scale) {
   TORCH_CHECK(x.dim() == 2 && k_cache.dim() == 3, "plinth::decode_layer: x [tokens, hidden], cache [slots, kv_heads, dim]");
   const int64_t tokens = x.size(0), dim = k_cache.size(2);
+  const size_t parts = bits == 16 ? 1 : 2;
+  TORCH_CHECK((bits == 16 || bits == 8 || bits == 4) && qkv_w.size() >= parts && o_w.size() >= parts &&
+                  gate_up_w.size() >= parts && down_w.size() >= parts,
+              "plinth::decode_layer: bits 16 ([packed]), 8 or 4 ([packed, scales] or [packed, scales, zeros])");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.is_contiguous() && dim % 16 == 0 && cos.size(-1) == dim &&
                   cos.scalar_type() == at::kBFloat16 && sin_signed.scalar_type() == at::kBFloat16 &&
                   cos.stride(-1) == 1 && sin_signed.strides() == cos.strides() && cos.size(0) == tokens,
               "plinth::decode_layer: bf16 x, head size a multiple of 16, a cos/sin row per token");
   // attention block (model.py Attention.forward, RotaryEmbedding.rotate)
-  const Tensor qkv = packed_linear(norm(x, norm1, eps), qkv_w);
+  const Tensor qkv = project(norm(x, norm1, eps), qkv_w, bits);
   const Tensor rotated = rotate(qkv, cos, sin_signed, heads + kv_heads, dim);
   const Tensor v = qkv.narrow(1, (heads + kv_heads) * dim, kv_heads * dim).reshape({tokens, kv_heads, dim});
   const Tensor out = attend(rotated.narrow(1, 0, heads), rotated.narrow(1, heads, kv_heads), v, k_cache, v_cache,
                             slots, block_tables, context_lens, block_size, scale);
-  Tensor h = packed_linear(out.reshape({-1, heads * dim}), o_w);
+  Tensor h = project(out.reshape({-1, heads * dim}), o_w, bits);
   add_into(x, h);
   // MLP block (GatedMLP.forward, SiluAndMul.forward)
-  Tensor y = packed_linear(silu_and_mul(packed_linear(norm(h, norm2, eps), gate_up_w)), down_w);
+  Tensor y = project(silu_and_mul(project(norm(h, norm2, eps), gate_up_w, bits)), down_w, bits);
   add_into(h, y);
   return y;
 }
@@ -161,8 +177,8 @@ Tensor decode_layer(const Tensor& x, const Tensor& norm1, const Tensor& qkv_w, c
 
 TORCH_LIBRARY_FRAGMENT(plinth, m) {
   m.def(
-      "decode_layer(Tensor x, Tensor norm1, Tensor qkv, Tensor o, Tensor norm2, Tensor gate_up, Tensor down, "
-      "Tensor cos, Tensor sin_signed, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor slots, Tensor block_tables, "
+      "decode_layer(Tensor x, Tensor norm1, Tensor[] qkv, Tensor[] o, Tensor norm2, Tensor[] gate_up, Tensor[] down, "
+      "int bits, Tensor cos, Tensor sin_signed, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor slots, Tensor block_tables, "
       "Tensor context_lens, int block_size, int heads, int kv_heads, float eps, float scale) -> Tensor");
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("decode_layer", &decode_layer); }
