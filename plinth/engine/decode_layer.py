@@ -51,9 +51,9 @@ class FusedLayer:
         group = meta.groups[0]
         (norm1, norm2), (qkv, o, gate_up, down) = self.norms, self.projections
         return torch.ops.plinth.decode_layer(
-            x, norm1, qkv, o, norm2, gate_up, down, self.bits, rope[0], rope[1], kv[0], kv[1], meta.slot_mapping,
-            group.block_tables, group.context_lens, group.block_size, self.heads, self.kv_heads, self.eps,
-            self.scale,
+            x, norm1, qkv, o, norm2, gate_up, down, self.bits, rope[0], rope[1], kv[0], kv[1],
+            meta.slot_mapping, group.block_tables, group.context_lens, group.block_size, self.heads,
+            self.kv_heads, self.eps, self.scale,
         )  # fmt: skip
 
 
