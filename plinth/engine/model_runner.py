@@ -21,6 +21,7 @@ from plinth.engine.invariant import tile_rows
 from plinth.engine.lora.layers import LoraBatch, LoraContext
 from plinth.engine.model import CausalLM
 from plinth.engine.model_config import ModelConfig
+from plinth.engine.packed_embedding import embed_from_packed_head
 from plinth.engine.prepack import can_prepack, prepack_linears
 from plinth.engine.scheduler import ScheduledSeq
 from plinth.engine.weights import has_weights, is_gguf, iter_weights
@@ -127,6 +128,7 @@ class ModelRunner:
         elif can_prepack(self.device, self.dtype):
             with torch.no_grad():
                 prepack_linears(self.model)
+            embed_from_packed_head(self.model)  # a tied table: its rows read from the packed head
         if config.load_format != "dummy" and is_gguf(model_config.path):
             # after the head took its own copy: the table then serves lookups only
             keep_embedding_quantized(self.model, model_config.path, self.dtype)

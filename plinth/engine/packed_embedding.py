@@ -1,0 +1,73 @@
+"""Token embeddings looked up in the packed LM head of a model whose head and embedding are tied.
+
+Why: a tied model's embedding table and LM head are one matrix. Once the head is packed for
+``plinth::bf16_linear`` (its own copy, in the kernel's layout), the table is a second full copy held only
+for lookups: 57 MB of bf16 for SmolLM2-135M's 49,152 x 576 table (30 MB as the GGUF's Q8_0 blocks, which
+:mod:`plinth.engine.gguf_embedding` kept). A lookup reads one row per token, so it can read it where
+the packed head holds it, and the table is dropped (issue 18: peak RSS against llama.cpp's).
+
+Exact: the packing moves bf16 values without changing them, so the rows equal the table's bit for bit
+(``tests/engine/test_packed_embedding.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from plinth.engine.prepack import NativeBf16Weight
+from plinth.engine.quantization import NATIVE_BLOCK, QuantizedLinear
+
+__all__ = ["PackedHeadEmbedding", "embed_from_packed_head"]
+
+_GROUP = 4  # blocks stored side by side (quantization.interleave_blocks)
+
+
+class PackedHeadEmbedding(nn.Module):
+    """``nn.Embedding``'s lookup over the rows of a ``[vocab, hidden]`` weight packed by
+    :func:`~plinth.engine.prepack.pack_native`: ``[vocab / 16, hidden / 2, 32]``, blocks of 16 rows, per
+    block and pair of columns the rows' two values side by side, the blocks' pairs in groups of 4."""
+
+    def __init__(self, packed: torch.Tensor) -> None:
+        super().__init__()
+        blocks, pairs, _ = packed.shape
+        self.num_embeddings, self.embedding_dim = blocks * NATIVE_BLOCK, pairs * 2
+        flat = packed.view(-1)  # the head's storage, shared: no copy
+        self.grouped = blocks // _GROUP * _GROUP
+        split = self.grouped * pairs * 2 * NATIVE_BLOCK
+        # [group, block in group, row, pair, value] and [block, row, pair, value]: views of the storage
+        self.register_buffer(
+            "groups",
+            flat[:split].view(-1, pairs, _GROUP, NATIVE_BLOCK, 2).permute(0, 2, 3, 1, 4),
+            persistent=False,
+        )
+        self.register_buffer(
+            "rest", flat[split:].view(-1, pairs, NATIVE_BLOCK, 2).permute(0, 2, 1, 3), persistent=False
+        )
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        block, row = ids // NATIVE_BLOCK, ids % NATIVE_BLOCK
+        if self.grouped == self.num_embeddings // NATIVE_BLOCK:  # every block in a group of 4
+            rows = self.groups[block // _GROUP, block % _GROUP, row]
+        else:
+            rows = ids.new_empty((*ids.shape, self.embedding_dim // 2, 2), dtype=self.groups.dtype)
+            grouped = block < self.grouped
+            b, r = block[grouped], row[grouped]
+            rows[grouped] = self.groups[b // _GROUP, b % _GROUP, r]
+            rows[~grouped] = self.rest[block[~grouped] - self.grouped, row[~grouped]]
+        return rows.reshape(*ids.shape, self.embedding_dim)
+
+
+def embed_from_packed_head(model: nn.Module) -> bool:
+    """Give ``model`` (a :class:`~plinth.engine.model.CausalLM`) a :class:`PackedHeadEmbedding` in place of
+    its table when the head is tied to it and packed for Plinth's bf16 kernel. Returns whether it did."""
+    embed, head = getattr(model, "embed_tokens", None), getattr(model, "lm_head", None)
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(embed, nn.Embedding) or not getattr(cfg, "tie_word_embeddings", False):
+        return False
+    if not isinstance(head, QuantizedLinear) or not isinstance(head.qweight, NativeBf16Weight):
+        return False
+    if embed.weight.shape != (head.out_features, head.in_features) or embed.weight.dtype != torch.bfloat16:
+        return False
+    model.embed_tokens = PackedHeadEmbedding(head.qweight.packed)
+    return True
