@@ -28,6 +28,9 @@ class PackedHeadEmbedding(nn.Module):
     :func:`~plinth.engine.prepack.pack_native`: ``[vocab / 16, hidden / 2, 32]``, blocks of 16 rows, per
     block and pair of columns the rows' two values side by side, the blocks' pairs in groups of 4."""
 
+    groups: torch.Tensor
+    rest: torch.Tensor
+
     def __init__(self, packed: torch.Tensor) -> None:
         super().__init__()
         blocks, pairs, _ = packed.shape

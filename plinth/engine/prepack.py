@@ -52,6 +52,8 @@ class NativeBf16Weight(nn.Module):
     """A ``[out, in]`` bf16 weight in the layout of ``torch.ops.plinth.bf16_linear``; ``forward`` is
     ``x @ W.T`` (bf16 activations)."""
 
+    packed: torch.Tensor
+
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         self.out_features = weight.shape[0]
