@@ -2,15 +2,16 @@
 
 Why: at one stream of a small model, a decode step's time outside the matmuls is mostly the interpreter:
 per layer, a dozen module calls and ~20 operators dispatched from Python. ``plinth::decode_layer`` runs
-the same operators in the same order from C++, so its output is bitwise the Python layer's
-(``tests/engine/test_decode_layer.py``), and a step of SmolLM2-135M at one stream takes ~3 ms less
-(``benchmarks/decode_profile.py``).
+the same operators in the same order from C++ (the element-wise ones as loops with ATen's rounding), so
+its output is bitwise the Python layer's (``tests/engine/test_decode_layer.py``), and a one-stream step
+of SmolLM2-135M takes ~3 ms less (``benchmarks/decode_profile.py``).
 
 When: the layer must be the plain Llama shape Plinth's kernels serve (bf16 projections packed for
 ``plinth::bf16_linear``, or all quantized to int8 or int4 for ``plinth::qlinear``; no biases, no q/k
-norms, a dense MLP), and the step must be decode-only,
-without adapter tokens and outside batch-invariant mode. Anything else runs the Python layer, which
-stays the reference.
+norms, a dense MLP), and the step decode-only, outside batch-invariant mode; its adapter tokens, if
+any, on ``plinth::lora_add_`` (bf16 on AVX512-BF16), which the operator calls for each targeted
+sub-projection as :class:`~plinth.engine.lora.layers.LoraLinear` does. Anything else runs the Python
+layer, which stays the reference.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 from plinth.engine import native
 from plinth.engine.attention import AttentionMetadata, decode_only
 from plinth.engine.layers import RMSNorm
+from plinth.engine.lora.layers import LoraBatch, LoraLinear
 from plinth.engine.prepack import NativeBf16Weight
 from plinth.engine.quantization import PackedWeight, QuantizedLinear
 
@@ -40,6 +42,7 @@ class FusedLayer:
     kv_heads: int
     eps: float
     scale: float
+    adapted: tuple[LoraLinear | None, ...]  # the projections that hold adapter slots
 
     def __call__(
         self,
@@ -47,13 +50,22 @@ class FusedLayer:
         rope: tuple[torch.Tensor, torch.Tensor],
         kv: tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
+        lora: LoraBatch | None = None,
     ) -> torch.Tensor:
         group = meta.groups[0]
         (norm1, norm2), (qkv, o, gate_up, down) = self.norms, self.projections
+        weights: list[torch.Tensor] = []
+        where: list[int] = []  # (projection, first column, width) per targeted sub-projection
+        if lora is not None:
+            for which, projection in enumerate(self.adapted):
+                for column, width, a, bt in projection.targeted() if projection is not None else ():
+                    where += (which, column, width)
+                    weights += (a, bt)
+        rows, slots = (lora.rows, lora.slots) if lora is not None else (None, None)
         return torch.ops.plinth.decode_layer(
             x, norm1, qkv, o, norm2, gate_up, down, self.bits, rope[0], rope[1], kv[0], kv[1],
             meta.slot_mapping, group.block_tables, group.context_lens, group.block_size, self.heads,
-            self.kv_heads, self.eps, self.scale,
+            self.kv_heads, self.eps, self.scale, rows, slots, weights, where,
         )  # fmt: skip
 
 
@@ -67,7 +79,8 @@ def fuse(layer: nn.Module) -> FusedLayer | None:
         return None
     if attn.q_norm is not None or attn.head_dim % 16 or not hasattr(mlp, "gate_up_proj"):
         return None
-    packed = [_packed(p) for p in (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)]
+    projections = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
+    packed = [_packed(p) for p in projections]
     weights = [n.weight for n in norms]  # type: ignore[union-attr]
     if any(p is None for p in packed) or any(w.dtype != torch.bfloat16 for w in weights):
         return None
@@ -78,6 +91,7 @@ def fuse(layer: nn.Module) -> FusedLayer | None:
     return FusedLayer(
         (weights[0], weights[1]), tuple(tensors for tensors, _ in packed), bits.pop(),  # type: ignore[misc]
         attn.num_heads, attn.num_kv_heads, eps, attn.scale,
+        tuple(p if isinstance(p, LoraLinear) else None for p in projections),
     )  # fmt: skip
 
 
@@ -95,7 +109,9 @@ def _packed(projection: nn.Module) -> tuple[list[torch.Tensor], int] | None:
     return None
 
 
-def step_allows(meta: AttentionMetadata, adapters: bool, dtype: torch.dtype) -> bool:
-    """Whether this step's layers may run as ``plinth::decode_layer``: decode tokens only, none of them
-    on an adapter, bf16, and not in batch-invariant mode (its attention splits the context its own way)."""
-    return dtype == torch.bfloat16 and not adapters and not meta.invariant and decode_only(meta)
+def step_allows(meta: AttentionMetadata, lora: LoraBatch | None, dtype: torch.dtype) -> bool:
+    """Whether this step's layers may run as ``plinth::decode_layer``: bf16, decode tokens only, their
+    adapters (if any) on ``plinth::lora_add_``, and not in batch-invariant mode (its attention splits the
+    context its own way)."""
+    adapters_native = lora is None or (lora.native and not lora.segments and lora.padded is None)
+    return dtype == torch.bfloat16 and adapters_native and not meta.invariant and decode_only(meta)

@@ -194,13 +194,13 @@ class CausalLM(nn.Module):
         arrived higher-class one within a layer's time instead of a whole step's)."""
         x = self.embed_tokens(input_ids)
         rope = self.rotary.table(positions)  # looked up once per step, used by every layer
-        adapters = self.lora is not None and self.lora.batch is not None
-        fused = self.fused if self.fused and step_allows(meta, adapters, x.dtype) else None
+        lora = self.lora.batch if self.lora is not None else None
+        fused = self.fused if self.fused and step_allows(meta, lora, x.dtype) else None
         for index, (layer, kv) in enumerate(zip(self.layers, kv_caches, strict=True)):
             if interrupt is not None and interrupt():
                 raise StepInterrupted
             native = fused[index] if fused is not None else None
-            x = layer(x, rope, kv, meta) if native is None else native(x, rope, kv, meta)
+            x = layer(x, rope, kv, meta) if native is None else native(x, rope, kv, meta, lora)
         return self.norm(x)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 from lora_fixtures import make_peft_adapter
 
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams, native
+from plinth.engine.lora import TARGETS
 
 pytestmark = pytest.mark.skipif(not native.has("decode_layer"), reason="built for CPUs with AVX512-BF16")
 
@@ -64,18 +65,39 @@ def test_decode_steps_give_the_python_layers_tokens_and_logprobs_bitwise(llama) 
     assert got == want  # tokens and float logprobs, exactly
 
 
-def test_steps_with_adapter_tokens_prefills_and_invariant_mode_keep_the_python_layers(
-    tiny_llama, tmp_path
-) -> None:
-    adapter = make_peft_adapter(
-        tiny_llama, tmp_path / "a", seed=1, r=4, alpha=8, targets=("q_proj", "v_proj")
-    )
-    engine = _engine(tiny_llama, enable_lora=True, max_loras=1, max_lora_rank=8)
-    engine.add_lora("a", adapter)
-    _, calls = _generate(engine, PROMPTS[:1], ["a"])
-    assert calls == 0  # every decode step had the adapter's token
-    _, calls = _generate(engine, PROMPTS[:1])
-    assert calls > 0  # LoRA slots alone do not stop it: a base-model step takes it
+def test_adapter_tokens_get_the_python_layers_bits_too(tiny_llama, tmp_path) -> None:
+    """Requests on three adapters (q/v, every projection, the MLP and o) and one on the base model, in
+    the same decode steps: each projection adds its deltas through plinth::lora_add_ as LoraLinear does."""
+    specs = {
+        "qv": ("q_proj", "v_proj"),
+        "all": TARGETS,
+        "mlp": ("gate_proj", "up_proj", "down_proj", "o_proj"),
+    }
+    adapters = {name: make_peft_adapter(tiny_llama, tmp_path / name, seed=i + 1, r=4 + 4 * i, alpha=8,
+                                        targets=targets)
+                for i, (name, targets) in enumerate(specs.items())}  # fmt: skip
+
+    def engine() -> LLMEngine:
+        built = _engine(tiny_llama, enable_lora=True, max_loras=4, max_lora_rank=16)
+        for name, path in adapters.items():
+            built.add_lora(name, path)
+        return built
+
+    fused, python = engine(), engine()
+    python.runner.model.fused = []
+    prompts, names = [*PROMPTS, [4, 8, 15, 16, 23, 42]], ["qv", None, "all", "mlp"]
+    want, _ = _generate(python, prompts, names)
+    got, calls = _generate(fused, prompts, names)
+    assert calls >= 7 * len(fused.runner.model.layers)
+    assert got == want
+
+
+def test_prefills_and_invariant_mode_keep_the_python_layers(tiny_llama) -> None:
+    engine = _engine(tiny_llama)
+    engine.add_request(PROMPTS[2], SamplingParams(max_tokens=1, temperature=0.0))
+    with torch.profiler.profile() as prof:
+        engine.step()  # the prompt: a prefill step
+    assert not any(e.key == "plinth::decode_layer" for e in prof.key_averages())
     _, calls = _generate(_engine(tiny_llama, batch_invariant=True), PROMPTS[:1])
     assert calls == 0
 

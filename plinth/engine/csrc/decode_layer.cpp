@@ -2,7 +2,8 @@
 // block_tables, context_lens, block_size, heads, kv_heads, eps, scale): one Llama decoder layer for a
 // decode-only step of a bf16 model whose projections are packed for plinth::bf16_linear (bits = 16) or
 // quantized for plinth::qlinear (bits = 4 or 8: each projection's packed weight, scales and, for int4,
-// zeros).
+// zeros); with the step's adapter tokens (lora_rows, lora_slots), each projection then adds their LoRA
+// deltas through plinth::lora_add_, as LoraLinear.forward does.
 //
 // Why: at one stream of SmolLM2-135M a decode step spent ~5 ms of its ~19 outside the matmuls, most of
 // it in the interpreter between them: 30 layers of module calls, views and ~20 operators each, a few
@@ -133,6 +134,22 @@ Tensor project(const Tensor& x, at::TensorList weight, int64_t bits) {
   return op.call(x, weight[0], weight[1], zeros, bits);
 }
 
+// The LoRA deltas of projection `which` (0 qkv, 1 o, 2 gate/up, 3 down) into its output y, in the
+// order LoraLinear.forward adds them: `where` holds (projection, first column, width) per sub-projection
+// that an adapter targets, `weights` its A and Bt.
+void adapt(int64_t which, const Tensor& input, Tensor& y, const std::optional<Tensor>& rows,
+           const std::optional<Tensor>& slots, at::TensorList weights, at::IntArrayRef where) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("plinth::lora_add_", "")
+                             .typed<void(Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                         const Tensor&)>();
+  for (size_t e = 0; e + 2 < where.size(); e += 3) {
+    if (where[e] != which) continue;
+    Tensor out = y.narrow(1, where[e + 1], where[e + 2]);
+    op.call(out, input, *rows, *slots, weights[2 * (e / 3)], weights[2 * (e / 3) + 1]);
+  }
+}
+
 Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& k_cache, Tensor& v_cache,
               const Tensor& slots, const Tensor& block_tables, const Tensor& context_lens, int64_t block_size,
               double scale) {
@@ -148,27 +165,37 @@ Tensor decode_layer(const Tensor& x, const Tensor& norm1, at::TensorList qkv_w, 
                     const Tensor& norm2, at::TensorList gate_up_w, at::TensorList down_w, int64_t bits, const Tensor& cos,
                     const Tensor& sin_signed, Tensor& k_cache, Tensor& v_cache, const Tensor& slots,
                     const Tensor& block_tables, const Tensor& context_lens, int64_t block_size, int64_t heads,
-                    int64_t kv_heads, double eps, double scale) {
+                    int64_t kv_heads, double eps, double scale, const std::optional<Tensor>& lora_rows,
+                    const std::optional<Tensor>& lora_slots, at::TensorList lora_weights,
+                    at::IntArrayRef lora_where) {
   TORCH_CHECK(x.dim() == 2 && k_cache.dim() == 3, "plinth::decode_layer: x [tokens, hidden], cache [slots, kv_heads, dim]");
   const int64_t tokens = x.size(0), dim = k_cache.size(2);
   const size_t parts = bits == 16 ? 1 : 2;
   TORCH_CHECK((bits == 16 || bits == 8 || bits == 4) && qkv_w.size() >= parts && o_w.size() >= parts &&
                   gate_up_w.size() >= parts && down_w.size() >= parts,
               "plinth::decode_layer: bits 16 ([packed]), 8 or 4 ([packed, scales] or [packed, scales, zeros])");
+  TORCH_CHECK(lora_where.size() % 3 == 0 && lora_weights.size() * 3 == lora_where.size() * 2 &&
+                  (lora_where.empty() || (lora_rows.has_value() && lora_slots.has_value())),
+              "plinth::decode_layer: per adapted sub-projection (projection, column, width) and A, Bt; rows and slots");
+  auto project_adapted = [&](int64_t which, const Tensor& input, at::TensorList weight) {
+    Tensor y = project(input, weight, bits);
+    if (!lora_where.empty()) adapt(which, input, y, lora_rows, lora_slots, lora_weights, lora_where);
+    return y;
+  };
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.is_contiguous() && dim % 16 == 0 && cos.size(-1) == dim &&
                   cos.scalar_type() == at::kBFloat16 && sin_signed.scalar_type() == at::kBFloat16 &&
                   cos.stride(-1) == 1 && sin_signed.strides() == cos.strides() && cos.size(0) == tokens,
               "plinth::decode_layer: bf16 x, head size a multiple of 16, a cos/sin row per token");
   // attention block (model.py Attention.forward, RotaryEmbedding.rotate)
-  const Tensor qkv = project(norm(x, norm1, eps), qkv_w, bits);
+  const Tensor qkv = project_adapted(0, norm(x, norm1, eps), qkv_w);
   const Tensor rotated = rotate(qkv, cos, sin_signed, heads + kv_heads, dim);
   const Tensor v = qkv.narrow(1, (heads + kv_heads) * dim, kv_heads * dim).reshape({tokens, kv_heads, dim});
   const Tensor out = attend(rotated.narrow(1, 0, heads), rotated.narrow(1, heads, kv_heads), v, k_cache, v_cache,
                             slots, block_tables, context_lens, block_size, scale);
-  Tensor h = project(out.reshape({-1, heads * dim}), o_w, bits);
+  Tensor h = project_adapted(1, out.reshape({-1, heads * dim}), o_w);
   add_into(x, h);
   // MLP block (GatedMLP.forward, SiluAndMul.forward)
-  Tensor y = project(silu_and_mul(project(norm(h, norm2, eps), gate_up_w, bits)), down_w, bits);
+  Tensor y = project_adapted(3, silu_and_mul(project_adapted(2, norm(h, norm2, eps), gate_up_w)), down_w);
   add_into(h, y);
   return y;
 }
@@ -179,7 +206,8 @@ TORCH_LIBRARY_FRAGMENT(plinth, m) {
   m.def(
       "decode_layer(Tensor x, Tensor norm1, Tensor[] qkv, Tensor[] o, Tensor norm2, Tensor[] gate_up, Tensor[] down, "
       "int bits, Tensor cos, Tensor sin_signed, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor slots, Tensor block_tables, "
-      "Tensor context_lens, int block_size, int heads, int kv_heads, float eps, float scale) -> Tensor");
+      "Tensor context_lens, int block_size, int heads, int kv_heads, float eps, float scale, Tensor? lora_rows, "
+      "Tensor? lora_slots, Tensor[] lora_weights, int[] lora_where) -> Tensor");
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("decode_layer", &decode_layer); }
 

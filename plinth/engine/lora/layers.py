@@ -170,6 +170,7 @@ class LoraLinear(nn.Linear):
         self.qweight: nn.Module | None = None  # the base weight, when quantized (weight is then None)
         self.offsets = [sum(sub_sizes[:j]) for j in range(len(sub_sizes))]
         self.users: list[set[int]] = [set() for _ in sub_sizes]  # slots whose adapter targets sub j
+        self._targeted: list[tuple[int, int, torch.Tensor, torch.Tensor]] | None = None
         # Until an adapter is written here the slots are one zero broadcast to their shape: a server
         # with LoRA enabled but no adapter loaded does not hold ~80 MB of zeros (SmolLM2-135M, 8 slots
         # of rank 16; issue 18's peak RSS). ``set_slot`` allocates them on first use.
@@ -271,10 +272,23 @@ class LoraLinear(nn.Linear):
         else:
             out.index_add_(0, rows, delta)
 
+    def targeted(self) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
+        """(first column, width, A, Bt) of each sub-projection a resident adapter targets, in order: what
+        ``plinth::decode_layer`` adds through ``plinth::lora_add_`` (as :meth:`forward` does); kept until
+        a slot changes."""
+        if self._targeted is None:
+            self._targeted = [
+                (self.offsets[j], self.sub_sizes[j], self.lora_a(j), self.lora_b(j))
+                for j, users in enumerate(self.users)
+                if users
+            ]
+        return self._targeted
+
     @torch.no_grad()
     def set_slot(self, slot: int, subs: Sequence[tuple[torch.Tensor, torch.Tensor, float] | None]) -> None:
         """Write one adapter's (A, B, scaling) per sub-projection into ``slot`` (None: not targeted)."""
         self.allocate_slots()
+        self._targeted = None
         for j, sub in enumerate(subs):
             a, b = self.lora_a(j)[slot], self.lora_b(j)[slot]
             a.zero_()
