@@ -157,14 +157,20 @@ def decode_only(meta: AttentionMetadata) -> bool:
 
 def _native_decode(q: torch.Tensor) -> bool:
     """Whether Plinth's decode attention (``csrc/decode_attention.cpp``) serves this step: bf16/fp16 on
-    a CPU with AVX-512, heads a multiple of 16 wide. One operator for the cache write and the attention:
-    at one stream of SmolLM2-135M, ~70 -> ~10 us a layer (``benchmarks/decode_profile.py``)."""
+    a CPU with AVX-512, heads it is built for (:func:`native_head_dim`). One operator for the cache write
+    and the attention: at one stream of SmolLM2-135M, ~70 -> ~10 us a layer
+    (``benchmarks/decode_profile.py``)."""
     return (
         q.device.type == "cpu"
         and q.dtype in (torch.bfloat16, torch.float16)
-        and q.shape[-1] % 16 == 0
+        and native_head_dim(q.shape[-1])
         and native.has("decode_attention")
     )
+
+
+def native_head_dim(dim: int) -> bool:
+    """The head sizes the native decode attention is compiled for: multiples of 16 up to 128, and 256."""
+    return (dim % 16 == 0 and 16 <= dim <= 128) or dim == 256
 
 
 def _attend(

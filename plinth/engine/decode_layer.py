@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from plinth.engine import native
-from plinth.engine.attention import AttentionMetadata, decode_only
+from plinth.engine.attention import AttentionMetadata, decode_only, native_head_dim
 from plinth.engine.layers import RMSNorm
 from plinth.engine.lora.layers import LoraBatch, LoraLinear
 from plinth.engine.prepack import NativeBf16Weight
@@ -77,7 +77,7 @@ def fuse(layer: nn.Module) -> FusedLayer | None:
     norms = (getattr(layer, "input_layernorm", None), getattr(layer, "post_attention_layernorm", None))
     if attn is None or mlp is None or not all(isinstance(n, RMSNorm) for n in norms):
         return None
-    if attn.q_norm is not None or attn.head_dim % 16 or not hasattr(mlp, "gate_up_proj"):
+    if attn.q_norm is not None or not native_head_dim(attn.head_dim) or not hasattr(mlp, "gate_up_proj"):
         return None
     projections = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
     packed = [_packed(p) for p in projections]

@@ -39,16 +39,21 @@ def _generate(engine: LLMEngine, prompts: list[list[int]], adapters: list[str | 
 PROMPTS = [[5, 9, 11, 40, 3], [7] * 12, list(range(20, 53))]
 
 
-@pytest.fixture(params=["tiny", "odd-mlp", "int8", "int4"])
+RESHAPED = {"odd-mlp": {"intermediate_size": 336}, "head-48": {"head_dim": 48}}
+
+
+@pytest.fixture(params=["tiny", "int8", "int4", *RESHAPED])
 def llama(request, tiny_llama, tmp_path) -> tuple[Path, dict]:
-    """The tiny llama in bf16, int8 and int4; and its shape with a 336-wide MLP in random ``dummy``
-    weights, so that SiLU runs ATen's scalar tail (336 is not a multiple of its 32-element chunks)."""
-    if request.param != "odd-mlp":
+    """The tiny llama in bf16, int8 and int4; and its shape in random ``dummy`` weights with a 336-wide
+    MLP, so that SiLU runs ATen's scalar tail (336 is not a multiple of its 32-element chunks), or with
+    48-wide heads, whose rotary roll straddles 16-lane vectors."""
+    if request.param not in RESHAPED:
         return tiny_llama, {} if request.param == "tiny" else {"quantization": request.param}
-    shutil.copytree(tiny_llama, tmp_path / "odd", ignore=shutil.ignore_patterns("*.safetensors"))
-    config = json.loads((tmp_path / "odd" / "config.json").read_text())
-    (tmp_path / "odd" / "config.json").write_text(json.dumps({**config, "intermediate_size": 336}))
-    return tmp_path / "odd", {"load_format": "dummy"}
+    path = tmp_path / request.param
+    shutil.copytree(tiny_llama, path, ignore=shutil.ignore_patterns("*.safetensors"))
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, **RESHAPED[request.param]}))
+    return path, {"load_format": "dummy"}
 
 
 def test_decode_steps_give_the_python_layers_tokens_and_logprobs_bitwise(llama) -> None:
@@ -113,3 +118,16 @@ def test_layers_it_does_not_serve_are_left_to_python(tiny_checkpoint_factory, ar
     assert engine.runner.model.fused == [None] * len(engine.runner.model.layers)
     _, calls = _generate(engine, PROMPTS[:1])
     assert calls == 0
+
+
+def test_heads_the_native_attention_is_not_built_for_run_the_python_layer(tiny_llama, tmp_path) -> None:
+    """160-wide heads: a multiple of 16, but not a size decode_attention is compiled for; both the decode
+    layer and the attention operator leave them to torch, and the engine decodes."""
+    path = tmp_path / "head-160"
+    shutil.copytree(tiny_llama, path, ignore=shutil.ignore_patterns("*.safetensors"))
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "head_dim": 160}))
+    engine = _engine(path, load_format="dummy")
+    assert engine.runner.model.fused == [None] * len(engine.runner.model.layers)
+    [(tokens, _)], calls = _generate(engine, PROMPTS[:1])
+    assert calls == 0 and len(tokens) == 8

@@ -56,11 +56,22 @@ Tensor rotate(const Tensor& qkv, const Tensor& cos, const Tensor& sin_signed, in
     for (int64_t h = 0; h < heads; ++h) {
       const bf16* x = src + t * row + h * dim;
       bf16* y = dst + (t * heads + h) * dim;
-      for (int64_t i = 0; i < dim; i += 16) {
-        const int64_t j = i < half ? i + half : i - half;  // roll: y[i] takes x[i - dim / 2] (mod dim)
-        const __m512 a = round_bf16(_mm512_mul_ps(load_bf16x16(x + i), load_bf16x16(c + t * table + i)));
-        const __m512 b = round_bf16(_mm512_mul_ps(load_bf16x16(x + j), load_bf16x16(s + t * table + i)));
-        store_bf16x16(y + i, _mm512_add_ps(a, b));
+      const bf16* ct = c + t * table;
+      const bf16* st = s + t * table;
+      if (half % 16 == 0) {  // 16 lanes never straddle the roll's wrap
+        for (int64_t i = 0; i < dim; i += 16) {
+          const int64_t j = i < half ? i + half : i - half;  // roll: y[i] takes x[i - dim / 2] (mod dim)
+          const __m512 a = round_bf16(_mm512_mul_ps(load_bf16x16(x + i), load_bf16x16(ct + i)));
+          const __m512 b = round_bf16(_mm512_mul_ps(load_bf16x16(x + j), load_bf16x16(st + i)));
+          store_bf16x16(y + i, _mm512_add_ps(a, b));
+        }
+        continue;
+      }
+      for (int64_t i = 0; i < dim; ++i) {  // e.g. 48- or 80-wide heads: element by element, same roundings
+        const int64_t j = i < half ? i + half : i - half;
+        const bf16 a = static_cast<bf16>(static_cast<float>(x[i]) * static_cast<float>(ct[i]));
+        const bf16 b = static_cast<bf16>(static_cast<float>(x[j]) * static_cast<float>(st[i]));
+        y[i] = static_cast<bf16>(static_cast<float>(a) + static_cast<float>(b));
       }
     }
   return out;
