@@ -88,14 +88,16 @@ def _randomise_lora_b(model: torch.nn.Module, seed: int) -> None:
 
 
 def greedy_tokens_and_logprobs(
-    engine: Any, prompts: list[list[int]], max_tokens: int, adapter: str | None
+    engine: Any, prompts: list[list[int]], max_tokens: int, adapter: str | None | list[str | None]
 ) -> list[tuple[list[int], list[float]]]:
     """Each prompt's greedy tokens and their logprobs, decoded together in one engine (``LLMEngine``):
-    what two engines that must agree (packed or quantized against plain) are compared on."""
+    what two engines that must agree (packed or quantized against plain) are compared on. ``adapter``:
+    one for every prompt, or one per prompt."""
     from plinth.engine import SamplingParams
 
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True, logprobs=0)
-    ids = [engine.add_request(p, params, adapter=adapter) for p in prompts]
+    adapters = adapter if isinstance(adapter, list) else [adapter] * len(prompts)
+    ids = [engine.add_request(p, params, adapter=a) for p, a in zip(prompts, adapters, strict=True)]
     got: dict[str, tuple[list[int], list[float]]] = {i: ([], []) for i in ids}
     while engine.has_unfinished():
         for out in engine.step():

@@ -16,11 +16,9 @@ import torch
 from torch import nn
 
 from plinth.engine.prepack import NativeBf16Weight
-from plinth.engine.quantization import NATIVE_BLOCK, QuantizedLinear
+from plinth.engine.quantization import INTERLEAVE, NATIVE_BLOCK, QuantizedLinear, interleaved_blocks
 
 __all__ = ["PackedHeadEmbedding", "embed_from_packed_head"]
-
-_GROUP = 4  # blocks stored side by side (quantization.interleave_blocks)
 
 
 class PackedHeadEmbedding(nn.Module):
@@ -35,28 +33,23 @@ class PackedHeadEmbedding(nn.Module):
         super().__init__()
         blocks, pairs, _ = packed.shape
         self.num_embeddings, self.embedding_dim = blocks * NATIVE_BLOCK, pairs * 2
-        flat = packed.view(-1)  # the head's storage, shared: no copy
-        self.grouped = blocks // _GROUP * _GROUP
-        split = self.grouped * pairs * 2 * NATIVE_BLOCK
-        # [group, block in group, row, pair, value] and [block, row, pair, value]: views of the storage
+        groups, rest = interleaved_blocks(packed)  # views of the head's storage: no copy
+        self.grouped = INTERLEAVE * groups.shape[0]
+        # [group, block in group, row, pair, value] and [block, row, pair, value]
         self.register_buffer(
-            "groups",
-            flat[:split].view(-1, pairs, _GROUP, NATIVE_BLOCK, 2).permute(0, 2, 3, 1, 4),
-            persistent=False,
+            "groups", groups.unflatten(-1, (NATIVE_BLOCK, 2)).transpose(2, 3), persistent=False
         )
-        self.register_buffer(
-            "rest", flat[split:].view(-1, pairs, NATIVE_BLOCK, 2).permute(0, 2, 1, 3), persistent=False
-        )
+        self.register_buffer("rest", rest.unflatten(-1, (NATIVE_BLOCK, 2)).transpose(1, 2), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         block, row = ids // NATIVE_BLOCK, ids % NATIVE_BLOCK
         if self.grouped == self.num_embeddings // NATIVE_BLOCK:  # every block in a group of 4
-            rows = self.groups[block // _GROUP, block % _GROUP, row]
+            rows = self.groups[block // INTERLEAVE, block % INTERLEAVE, row]
         else:
             rows = ids.new_empty((*ids.shape, self.embedding_dim // 2, 2), dtype=self.groups.dtype)
             grouped = block < self.grouped
             b, r = block[grouped], row[grouped]
-            rows[grouped] = self.groups[b // _GROUP, b % _GROUP, r]
+            rows[grouped] = self.groups[b // INTERLEAVE, b % INTERLEAVE, r]
             rows[~grouped] = self.rest[block[~grouped] - self.grouped, row[~grouped]]
         return rows.reshape(*ids.shape, self.embedding_dim)
 

@@ -41,6 +41,7 @@ KERNELS = ("plinth", "aten")
 INT4_GROUP = 32
 _INT4_N_MULTIPLE = 16
 NATIVE_BLOCK = 16  # output rows per block of the native kernels' packings (csrc/simd.h)
+INTERLEAVE = 4  # blocks stored side by side in those packings (csrc/simd.h, kInterleave)
 
 
 class PackedWeight(nn.Module):
@@ -118,18 +119,29 @@ def _pack_native(weight: torch.Tensor, method: str) -> tuple[torch.Tensor, torch
 
 def interleave_blocks(blocks: torch.Tensor) -> torch.Tensor:
     """``[blocks, chunks, *inner]`` (any strides) stored as the native kernels stream it, in one copy:
-    groups of 4 blocks with their chunks side by side (``[group, chunk, 4, *inner]``), the last
-    ``blocks % 4`` blocks one after the other. Returns ``[blocks, chunks, prod(inner)]``, contiguous,
-    whose memory holds that order (one allocation: the LM head's packing is the start-up peak)."""
+    groups of :data:`INTERLEAVE` blocks with their chunks side by side (``[group, chunk, 4, *inner]``),
+    the last ``blocks % 4`` blocks one after the other. Returns ``[blocks, chunks, prod(inner)]``,
+    contiguous, whose memory holds that order (one allocation: the LM head's packing is the start-up
+    peak); :func:`interleaved_blocks` reads it back."""
     count, chunks, *inner = blocks.shape
     width = math.prod(inner)
     out = torch.empty(count * chunks * width, dtype=blocks.dtype, device=blocks.device)
-    grouped = count // 4 * 4
+    grouped = count // INTERLEAVE * INTERLEAVE
     split = grouped * chunks * width
-    side_by_side = blocks[:grouped].unflatten(0, (-1, 4)).transpose(1, 2)
-    out[:split].view(grouped // 4, chunks, 4, *inner).copy_(side_by_side)
+    side_by_side = blocks[:grouped].unflatten(0, (-1, INTERLEAVE)).transpose(1, 2)
+    out[:split].view(grouped // INTERLEAVE, chunks, INTERLEAVE, *inner).copy_(side_by_side)
     out[split:].view(count - grouped, chunks, *inner).copy_(blocks[grouped:])
     return out.view(count, chunks, width)
+
+
+def interleaved_blocks(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`interleave_blocks` wrote, as views of its storage (no copy): the grouped blocks as
+    ``[group, block in group, chunk, width]`` and the blocks after them as ``[block, chunk, width]``."""
+    count, chunks, width = packed.shape
+    grouped = count // INTERLEAVE * INTERLEAVE
+    flat, split = packed.view(-1), grouped * chunks * width
+    groups = flat[:split].view(-1, chunks, INTERLEAVE, width).transpose(1, 2)
+    return groups, flat[split:].view(-1, chunks, width)
 
 
 def _quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lora_fixtures import make_peft_adapter
+from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams, native
 from plinth.engine.lora import TARGETS
@@ -23,17 +23,10 @@ def _engine(path, **overrides) -> LLMEngine:
 
 
 def _generate(engine: LLMEngine, prompts: list[list[int]], adapters: list[str | None] | None = None):
-    params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True, logprobs=0)
-    names = adapters or [None] * len(prompts)
-    ids = [engine.add_request(p, params, adapter=a) for p, a in zip(prompts, names, strict=True)]
-    got: dict[str, tuple[list[int], list[float]]] = {i: ([], []) for i in ids}
+    """Greedy tokens and logprobs per prompt, and how many times a layer ran as plinth::decode_layer."""
     with torch.profiler.profile() as prof:
-        while engine.has_unfinished():
-            for out in engine.step():
-                got[out.request_id][0].extend(out.new_token_ids)
-                got[out.request_id][1].extend(lp.logprob for lp in out.new_logprobs or [])
-    calls = sum(e.count for e in prof.key_averages() if e.key == "plinth::decode_layer")
-    return [got[i] for i in ids], calls
+        got = greedy_tokens_and_logprobs(engine, prompts, 8, adapters or None)
+    return got, sum(e.count for e in prof.key_averages() if e.key == "plinth::decode_layer")
 
 
 PROMPTS = [[5, 9, 11, 40, 3], [7] * 12, list(range(20, 53))]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lora_fixtures import make_peft_adapter
+from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 
-from plinth.engine import EngineConfig, LLMEngine, SamplingParams, native
+from plinth.engine import EngineConfig, LLMEngine, native
 from plinth.engine.lora import TARGETS
 from plinth.engine.lora import layers as lora_layers
 from plinth.engine.lora.layers import LoraBatch, LoraContext, LoraLinear
@@ -81,18 +81,6 @@ def test_bf16_decode_tokens_take_it_and_agree_with_the_gathered_path(monkeypatch
     torch.testing.assert_close(got.float(), want.float(), atol=0.05, rtol=2**-6)
 
 
-def _generate(engine: LLMEngine, prompts: dict) -> dict:
-    params = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True, logprobs=0)
-    ids = {engine.add_request(prompt, params, adapter=name): name for name, prompt in prompts.items()}
-    got: dict = {name: ([], []) for name in prompts}
-    while engine.has_unfinished():
-        for out in engine.step():
-            tokens, logprobs = got[ids[out.request_id]]
-            tokens.extend(out.new_token_ids)
-            logprobs.extend(lp.logprob for lp in out.new_logprobs or [])
-    return got
-
-
 def test_a_bf16_engine_serves_the_same_tokens_on_it_as_on_the_torch_paths(
     tiny_checkpoint_factory, tmp_path, monkeypatch
 ) -> None:
@@ -113,7 +101,9 @@ def test_a_bf16_engine_serves_the_same_tokens_on_it_as_on_the_torch_paths(
         engine = LLMEngine(config)
         for name, path in paths.items():
             engine.add_lora(name, path)
-        return _generate(engine, prompts)
+        return dict(
+            zip(prompts, greedy_tokens_and_logprobs(engine, [*prompts.values()], 6, [*prompts]), strict=True)
+        )
 
     with torch.profiler.profile() as prof:
         got = run()

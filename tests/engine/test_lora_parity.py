@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lora_fixtures import live_peft_model, make_peft_adapter
+from lora_fixtures import greedy_tokens_and_logprobs, live_peft_model, make_peft_adapter
 from transformers import AutoModelForCausalLM
 
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams, UnknownAdapterError
@@ -76,15 +76,8 @@ def _reference(base, adapter_path, prompt: list[int]) -> tuple[list[int], list[f
 
 
 def _run(engine: LLMEngine, prompts: dict) -> dict:
-    params = SamplingParams(max_tokens=STEPS, temperature=0.0, ignore_eos=True, logprobs=0)
-    ids = {engine.add_request(prompt, params, adapter=name): name for name, prompt in prompts.items()}
-    got: dict = {name: ([], []) for name in prompts}
-    while engine.has_unfinished():
-        for out in engine.step():
-            tokens, logprobs = got[ids[out.request_id]]
-            tokens.extend(out.new_token_ids)
-            logprobs.extend(lp.logprob for lp in out.new_logprobs or [])
-    return got
+    outputs = greedy_tokens_and_logprobs(engine, [*prompts.values()], STEPS, [*prompts])
+    return dict(zip(prompts, outputs, strict=True))
 
 
 def _assert_matches(got: dict, expected: dict) -> None:
