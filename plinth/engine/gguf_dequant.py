@@ -22,7 +22,7 @@ from gguf import quants
 
 __all__ = ["dequantize"]
 
-CHUNK_VALUES = 1 << 20  # float32 values per chunk: 4 MB, a few times that in the library's intermediates
+CHUNK_VALUES = 1 << 18  # float32 values per chunk: 1 MB, a few times that in the library's intermediates
 
 
 def dequantize(tensor: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Stream a GGUF checkpoint's tensors as torch tensors under Hugging Face names.
 
 Contract: ``iter_gguf_weights(gguf, dtype)`` yields ``(hf_name, tensor)`` one tensor at a time,
-dequantized straight to ``dtype`` (:func:`plinth.engine.gguf_dequant.dequantize`), so peak memory is
-the model being filled plus one tensor of the model's dtype. llama.cpp's converter permutes the rows
+dequantized straight to ``dtype`` (:func:`plinth.engine.gguf_dequant.dequantize`), each a fresh
+tensor nothing else holds, so ``CausalLM.load_weights(..., adopt=True)`` takes it as the parameter:
+peak memory is the model plus one dequantized chunk, and for a tensor fused with others (q/k/v,
+gate/up), one tensor of the model's dtype. llama.cpp's converter permutes the rows
 of Q and K for the ``llama`` architecture (Llama and Mistral) to suit its RoPE kernel; that is undone
 here. qwen2/qwen3 files are written unpermuted (the converter's Qwen classes do not permute;
 transformers' GGUF loader agrees).

@@ -206,8 +206,13 @@ class CausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)
 
-    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Copy Hugging Face-named tensors in, fusing q/k/v and gate/up; every parameter must be set."""
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]], adopt: bool = False) -> None:
+        """Copy Hugging Face-named tensors in, fusing q/k/v and gate/up; every parameter must be set.
+
+        ``adopt=True`` says each tensor is a fresh buffer nobody else holds (a GGUF's dequantized
+        tensors): one that fills a whole parameter in its dtype becomes that parameter's storage
+        instead of being copied, so the load never holds a tensor twice. The 57 MB embedding table of
+        SmolLM2 and its copy were the start-up peak (``benchmarks/memory.py``)."""
         params = dict(self.named_parameters())
         missing = set(params)
         for hf_name, tensor in _per_expert(weights):
@@ -221,7 +226,10 @@ class CausalLM(nn.Module):
                 raise ValueError(
                     f"{hf_name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(target.shape)}"
                 )
-            target.copy_(tensor)
+            if adopt and rows is None and _adoptable(tensor, target):
+                params[name].data = tensor
+            else:
+                target.copy_(tensor)
             missing.discard(name)
         if self.cfg.tie_word_embeddings:
             missing.discard("lm_head.weight")
@@ -266,6 +274,17 @@ _MIXTRAL_EXPERT = re.compile(r"\.experts\.\d+\.(w[123])\.weight$")
 _MIXTRAL_NAMES = {"w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}
 # transformers 5 can also write an expert stack as one 3-D tensor per layer.
 _STACKED_EXPERTS = re.compile(r"^(?P<prefix>.*\.experts)\.(?P<kind>gate_up_proj|down_proj)$")
+
+
+def _adoptable(tensor: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether ``tensor`` can stand in for ``target``'s storage: same kind, and all of its own storage."""
+    return (
+        tensor.dtype == target.dtype
+        and tensor.device == target.device
+        and tensor.is_contiguous()
+        and tensor.storage_offset() == 0
+        and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    )
 
 
 def _per_expert(weights: Iterable[tuple[str, torch.Tensor]]) -> Iterable[tuple[str, torch.Tensor]]:

@@ -126,9 +126,9 @@ class ModelRunner:
         if config.quantization is not None:
             self._quantize(config.quantization)
         elif can_prepack(self.device, self.dtype):
+            embed_from_packed_head(self.model)  # a tied head packed over its table, rows read from it
             with torch.no_grad():
                 prepack_linears(self.model)
-            embed_from_packed_head(self.model)  # a tied table: its rows read from the packed head
         if config.load_format != "dummy" and is_gguf(model_config.path):
             # after the head took its own copy: the table then serves lookups only
             keep_embedding_quantized(self.model, model_config.path, self.dtype)
@@ -156,7 +156,11 @@ class ModelRunner:
                 "benchmark it with random weights generated in memory"
             )
         with torch.no_grad():
-            self.model.load_weights(iter_weights(self.cfg.path, self.dtype))
+            # a GGUF's tensors are dequantized into fresh buffers: the model takes them as they are
+            weights = iter_weights(self.cfg.path, self.dtype)
+            if self.device.type == "cpu":
+                weights = _trimmed(weights)
+            self.model.load_weights(weights, adopt=is_gguf(self.cfg.path))
         if self.config.merge_lora is not None:
             from plinth.engine.lora.merge import merge_adapter_dir
 
@@ -219,3 +223,21 @@ class ModelRunner:
         if self.trimmer is not None:
             self.trimmer.after_step(len(input_ids))
         return logits
+
+
+def _trimmed(
+    weights: Iterator[tuple[str, torch.Tensor]], every: int = 16 << 20
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``weights``, handing the heap's free pages back after every ``every`` bytes loaded.
+
+    With freed memory kept in the process (:func:`~plinth.engine.allocator.keep_freed_memory`), each
+    tensor's transient buffers (a GGUF's dequantization chunks, a fused tensor's copy) leave touched
+    pages behind that the next tensors do not all reuse: loading SmolLM2 grew 55 MB past the model
+    before the trim after it, and that was the start-up peak (``benchmarks/memory.py``)."""
+    loaded = 0
+    for name, tensor in weights:
+        yield name, tensor
+        loaded += tensor.nbytes
+        if loaded >= every:
+            release_freed_memory()
+            loaded = 0

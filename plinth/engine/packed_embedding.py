@@ -1,10 +1,12 @@
 """Token embeddings looked up in the packed LM head of a model whose head and embedding are tied.
 
-Why: a tied model's embedding table and LM head are one matrix. Once the head is packed for
-``plinth::bf16_linear`` (its own copy, in the kernel's layout), the table is a second full copy held only
-for lookups: 57 MB of bf16 for SmolLM2-135M's 49,152 x 576 table (30 MB as the GGUF's Q8_0 blocks, which
+Why: a tied model's embedding table and LM head are one matrix. Packed for ``plinth::bf16_linear`` as
+a copy, the head would leave the table a second full copy held only for lookups: 57 MB of bf16 for
+SmolLM2-135M's 49,152 x 576 table (30 MB as the GGUF's Q8_0 blocks, which
 :mod:`plinth.engine.gguf_embedding` kept). A lookup reads one row per token, so it can read it where
-the packed head holds it, and the table is dropped (issue 18: peak RSS against llama.cpp's).
+the packed head holds it: the head is packed over the table's own memory and the table's layout is
+gone (issue 18: peak RSS against llama.cpp's; packing a copy first and dropping the table after still
+held both for a moment, and that moment was the start-up peak).
 
 Exact: the packing moves bf16 values without changing them, so the rows equal the table's bit for bit
 (``tests/engine/test_packed_embedding.py``).
@@ -15,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plinth.engine.prepack import NativeBf16Weight
+from plinth.engine.prepack import NativeBf16Weight, native_fits
 from plinth.engine.quantization import INTERLEAVE, NATIVE_BLOCK, QuantizedLinear, interleaved_blocks
 
 __all__ = ["PackedHeadEmbedding", "embed_from_packed_head"]
@@ -55,15 +57,19 @@ class PackedHeadEmbedding(nn.Module):
 
 
 def embed_from_packed_head(model: nn.Module) -> bool:
-    """Give ``model`` (a :class:`~plinth.engine.model.CausalLM`) a :class:`PackedHeadEmbedding` in place of
-    its table when the head is tied to it and packed for Plinth's bf16 kernel. Returns whether it did."""
+    """Pack a tied LM head of ``model`` (a :class:`~plinth.engine.model.CausalLM`) for Plinth's bf16
+    kernel over the table's own memory, and give the model a :class:`PackedHeadEmbedding` over it in
+    place of the table: one copy of the matrix at every moment. Run it before
+    :func:`~plinth.engine.prepack.prepack_linears`. Returns whether it did (else nothing changed)."""
     embed, head = getattr(model, "embed_tokens", None), getattr(model, "lm_head", None)
     cfg = getattr(model, "cfg", None)
     if not isinstance(embed, nn.Embedding) or not getattr(cfg, "tie_word_embeddings", False):
         return False
-    if not isinstance(head, QuantizedLinear) or not isinstance(head.qweight, NativeBf16Weight):
+    if type(head) is not nn.Linear or head.weight is not embed.weight or head.bias is not None:
         return False
-    if embed.weight.shape != (head.out_features, head.in_features) or embed.weight.dtype != torch.bfloat16:
+    if embed.weight.dtype != torch.bfloat16 or not native_fits(embed.weight):
         return False
-    model.embed_tokens = PackedHeadEmbedding(head.qweight.packed)
+    with torch.no_grad():
+        model.lm_head = QuantizedLinear(head, NativeBf16Weight(embed.weight, in_place=True))
+    model.embed_tokens = PackedHeadEmbedding(model.lm_head.qweight.packed)
     return True

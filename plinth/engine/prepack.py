@@ -22,12 +22,14 @@ head gets its own packed copy beside the embedding table.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
 from plinth.engine import native
 from plinth.engine.allocator import release_freed_memory
-from plinth.engine.quantization import NATIVE_BLOCK, interleave_blocks, replace_weights
+from plinth.engine.quantization import INTERLEAVE, NATIVE_BLOCK, interleave_blocks, replace_weights
 
 
 def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
@@ -39,12 +41,17 @@ def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
     return onednn or native.has("bf16_linear")
 
 
-def pack_weight(weight: torch.Tensor) -> nn.Module:
-    """The weight module for one bf16 ``[out, in]`` weight: Plinth's kernel where it serves the shape
-    (rows a multiple of 16, an even number of inputs), else oneDNN's."""
+def native_fits(weight: torch.Tensor) -> bool:
+    """Whether Plinth's kernel serves this ``[out, in]`` weight: rows a multiple of 16, inputs even."""
     out_features, in_features = weight.shape
-    if native.has("bf16_linear") and out_features % NATIVE_BLOCK == 0 and in_features % 2 == 0:
-        return NativeBf16Weight(weight)
+    return native.has("bf16_linear") and out_features % NATIVE_BLOCK == 0 and in_features % 2 == 0
+
+
+def pack_weight(weight: torch.Tensor, in_place: bool = False) -> nn.Module:
+    """The weight module for one bf16 ``[out, in]`` weight: Plinth's kernel where it serves the shape
+    (:func:`native_fits`), else oneDNN's (which always copies). ``in_place``: see :func:`pack_native`."""
+    if native_fits(weight):
+        return NativeBf16Weight(weight, in_place)
     return OneDnnWeight(weight)
 
 
@@ -54,10 +61,10 @@ class NativeBf16Weight(nn.Module):
 
     packed: torch.Tensor
 
-    def __init__(self, weight: torch.Tensor) -> None:
+    def __init__(self, weight: torch.Tensor, in_place: bool = False) -> None:
         super().__init__()
         self.out_features = weight.shape[0]
-        self.register_buffer("packed", pack_native(weight.detach()))
+        self.register_buffer("packed", pack_native(weight.detach(), in_place))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:  # the engine's activations are [tokens, features]: no reshape and view to dispatch
@@ -66,13 +73,38 @@ class NativeBf16Weight(nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
 
-def pack_native(weight: torch.Tensor) -> torch.Tensor:
+def pack_native(weight: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """``[out, in]`` as ``bf16_linear`` reads it: output rows in blocks of 16, and per block and pair of
     inputs 32 values (row ``r``'s pair at ``2r``, ``2r + 1``: a vdpbf16ps operand and an AMX B-tile
     row), the blocks' pairs interleaved in fours (:func:`~plinth.engine.quantization.interleave_blocks`).
-    Shape ``[out / 16, in / 2, 32]``."""
+    Shape ``[out / 16, in / 2, 32]``.
+
+    ``in_place=True`` reorders ``weight``'s own memory (it must be contiguous; its old layout is gone)
+    and returns a view of it. Each group of four blocks is stored where its 64 rows were, so the
+    groups are rewritten a slice at a time through a copy of that slice: packing a tied 57 MB LM head
+    beside its table was the start-up peak (``benchmarks/memory.py``)."""
     rows, cols = weight.shape
-    return interleave_blocks(weight.view(rows // NATIVE_BLOCK, NATIVE_BLOCK, cols // 2, 2).transpose(1, 2))
+    if not in_place:
+        return interleave_blocks(_as_blocks(weight))
+    if not weight.is_contiguous():
+        raise ValueError("an in-place packing needs a contiguous weight")
+    step = INTERLEAVE * NATIVE_BLOCK * max(1, _SLICE_BYTES // (INTERLEAVE * NATIVE_BLOCK * cols * 2))
+    grouped = rows // (INTERLEAVE * NATIVE_BLOCK) * (INTERLEAVE * NATIVE_BLOCK)
+    bounds = [(start, min(start + step, grouped)) for start in range(0, grouped, step)]
+    bounds += [(grouped, rows)] if grouped < rows else []  # the last blocks, one after the other
+    flat = weight.view(-1)
+    for start, end in bounds:
+        flat[start * cols : end * cols].copy_(interleave_blocks(_as_blocks(weight[start:end])).view(-1))
+    return flat.view(rows // NATIVE_BLOCK, cols // 2, 2 * NATIVE_BLOCK)
+
+
+_SLICE_BYTES = 1 << 20  # an in-place packing's copy: a few groups at a time
+
+
+def _as_blocks(weight: torch.Tensor) -> torch.Tensor:
+    """``[out, in]`` as ``[block, pair of inputs, row in block, 2]`` (a view)."""
+    rows, cols = weight.shape
+    return weight.view(rows // NATIVE_BLOCK, NATIVE_BLOCK, cols // 2, 2).transpose(1, 2)
 
 
 class OneDnnWeight(nn.Module):
@@ -95,12 +127,34 @@ class OneDnnWeight(nn.Module):
 def prepack_linears(model: nn.Module) -> None:
     """Reorder every ``nn.Linear`` weight of a bf16 CPU model into its kernel's layout, in place.
 
-    Layer by layer, handing the freed originals back to the kernel after each: with freed memory kept
-    in the process (:func:`~plinth.engine.allocator.keep_freed_memory`) the packed copies did not reuse
-    the originals' holes, and packing the whole model at once raised the start-up peak RSS by ~85 MB
-    for SmolLM2-135M (``benchmarks/memory.py``), which issue 18 compares with llama.cpp's."""
+    Plinth's layout is written over the weight's own memory (:func:`pack_native`) unless another
+    parameter or buffer lies in it (a tied embedding); oneDNN's, and those, are copies. Layer by layer,
+    handing the freed originals back to the kernel after each: with freed memory kept in the process
+    (:func:`~plinth.engine.allocator.keep_freed_memory`) the packed copies did not reuse the
+    originals' holes, and packing the whole model at once raised the start-up peak RSS by ~85 MB for
+    SmolLM2-135M (``benchmarks/memory.py``), which issue 18 compares with llama.cpp's."""
+    shared = _shared_storages(model)
+
+    def pack(weight: torch.Tensor) -> nn.Module:
+        own = weight.is_contiguous() and weight.untyped_storage().data_ptr() not in shared
+        return pack_weight(weight, in_place=own)
+
     stacks = [module for module in model.modules() if isinstance(module, nn.ModuleList)]
     for layer in (layer for stack in stacks for layer in stack):
-        replace_weights(layer, pack_weight)
+        replace_weights(layer, pack)
         release_freed_memory()
-    replace_weights(model, pack_weight)  # the rest: the LM head
+    replace_weights(model, pack)  # the rest: the LM head (a tied one packs a copy, unless already packed)
+
+
+def _shared_storages(model: nn.Module) -> set[int]:
+    """The storages that more than one of ``model``'s parameters and buffers lie in: a weight there is
+    read by something else (a tied embedding), so it is packed into a copy."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+    named = itertools.chain(
+        model.named_parameters(remove_duplicate=False), model.named_buffers(remove_duplicate=False)
+    )
+    for _, tensor in named:
+        pointer = tensor.untyped_storage().data_ptr()
+        (shared if pointer in seen else seen).add(pointer)
+    return shared

@@ -9,7 +9,9 @@ features use the :class:`~plinth.llm.base.ChatModel` view from :meth:`LocalModel
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import gc
 import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +29,8 @@ from plinth.engine import (
     SamplingParams,
     TokenLogprob,
 )
+from plinth.engine.allocator import release_freed_memory
+from plinth.engine.weights import resolve_checkpoint
 from plinth.llm.base import ChatModel, ChatOptions, ChatResult, Message, Usage
 from plinth.llm.detokenizer import IncrementalDetokenizer, StopMatcher
 from plinth.llm.grammar import GrammarCompiler, GrammarSpec
@@ -84,12 +88,21 @@ class LocalModel:
     @classmethod
     def load(cls, config: EngineConfig, name: str | None = None) -> LocalModel:
         """Load the checkpoint named by ``config.model`` (a directory, hub id or ``.gguf``) and start
-        the engine's background stepping."""
-        engine = AsyncLLMEngine.from_config(config)
+        the engine's background stepping.
+
+        The tokenizer is loaded first, and the heap trimmed after it: reading it (a GGUF's vocabulary
+        and merges converted by transformers) leaves ~25 MB of transient Python objects, which on top
+        of a loaded engine were the server's peak RSS (issue 18 compares it with llama.cpp's)."""
+        path = resolve_checkpoint(config.model, config.revision)
+        tokenizer = load_tokenizer(path)
+        gc.collect()
+        release_freed_memory()
+        resolved = dataclasses.replace(config, model=str(path))
+        engine = AsyncLLMEngine.from_config(resolved, name or config.model)
         mc = engine.model_config
         return cls(
             engine,
-            load_tokenizer(mc.path),
+            tokenizer,
             name=name or mc.name,
             max_model_len=mc.max_model_len,
             is_random=mc.is_random,

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
+from torch import nn
 
 import plinth.engine.model_runner as model_runner
-from plinth.engine import EngineConfig, LLMEngine, native
+from plinth.engine import EngineConfig, LLMEngine, native, prepack
 from plinth.engine.lora.layers import LoraLinear
 from plinth.engine.prepack import NativeBf16Weight, OneDnnWeight, can_prepack
 from plinth.engine.quantization import QuantizedLinear
@@ -85,3 +86,40 @@ def test_prepacked_engine_with_lora_decodes_as_the_unpacked_one(
         ):
             assert tokens == want_tokens
             torch.testing.assert_close(logprobs, want_logprobs, atol=2e-2, rtol=0)
+
+
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16")
+# one block; three (no group of four); one group; one and two; nine and two
+@pytest.mark.parametrize("rows", [16, 48, 64, 96, 64 * 9 + 32])
+def test_packing_in_place_writes_the_copys_layout_over_the_weights_memory(
+    rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prepack, "_SLICE_BYTES", 3 * 64 * 40 * 2)  # several slices, the last one short
+    weight = torch.randn(rows, 40, generator=torch.Generator().manual_seed(rows)).bfloat16()
+    copy = prepack.pack_native(weight)
+    pointer = weight.data_ptr()
+    packed = prepack.pack_native(weight, in_place=True)
+    assert packed.data_ptr() == pointer and torch.equal(packed, copy)
+
+
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16")
+def test_prepack_packs_a_weight_in_place_unless_another_tensor_reads_its_memory() -> None:
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(64, 32, bias=False)])
+            self.shared = nn.Linear(64, 32, bias=False)
+            self.reader = nn.Embedding(32, 64)
+            self.reader.weight = self.shared.weight  # tied: the table must stay as it is
+
+    model = Model().bfloat16()
+    own_pointer, table = model.layers[0].weight.data_ptr(), model.reader.weight.detach().clone()
+    x = torch.randn(3, 64).bfloat16()
+    want = (F.linear(x, model.layers[0].weight), F.linear(x, model.shared.weight))
+    with torch.no_grad():
+        prepack.prepack_linears(model)
+    assert model.layers[0].qweight.packed.data_ptr() == own_pointer
+    assert model.shared.qweight.packed.data_ptr() != model.reader.weight.data_ptr()
+    assert torch.equal(model.reader.weight, table)
+    torch.testing.assert_close(model.layers[0](x), want[0])
+    torch.testing.assert_close(model.shared(x), want[1])

@@ -10,6 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from plinth.engine.model import CausalLM
+from plinth.engine.model_config import ModelConfig
 from plinth.engine.weights import CheckpointError, has_weights, iter_weights, resolve_checkpoint
 
 
@@ -91,3 +93,22 @@ def test_offline_hub_id_gives_a_helpful_error(tmp_path, monkeypatch):
     assert "Hugging Face hub" in message
     assert "plinth model init-random --arch llama --size small --out DIR" in message
     assert isinstance(caught.value, RuntimeError)
+
+
+def test_adopting_load_takes_whole_tensors_as_parameters_and_copies_fused_ones(tiny_llama):
+    """``load_weights(adopt=True)`` (a GGUF's freshly dequantized tensors): a tensor that is a whole
+    parameter becomes its storage (no second copy during the load); q/k/v and gate/up are copied into
+    their fused parameter; the model is the one a copying load gives."""
+    cfg = ModelConfig.from_pretrained(tiny_llama)
+    fresh = {name: tensor.clone() for name, tensor in iter_weights(tiny_llama)}
+    adopted, copied = CausalLM(cfg), CausalLM(cfg)
+    adopted.load_weights(fresh.items(), adopt=True)
+    copied.load_weights(fresh.items())
+    embed, o_proj = "model.embed_tokens.weight", "model.layers.0.self_attn.o_proj.weight"
+    assert adopted.embed_tokens.weight.data_ptr() == fresh[embed].data_ptr()
+    assert adopted.layers[0].self_attn.o_proj.weight.data_ptr() == fresh[o_proj].data_ptr()
+    assert copied.embed_tokens.weight.data_ptr() != fresh[embed].data_ptr()
+    q_proj = fresh["model.layers.0.self_attn.q_proj.weight"]
+    assert adopted.layers[0].self_attn.qkv_proj.weight.data_ptr() != q_proj.data_ptr()
+    want = copied.state_dict()
+    assert all(torch.equal(tensor, want[name]) for name, tensor in adopted.state_dict().items())
