@@ -55,7 +55,7 @@ GOAL_RATIO = 1.5
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=".bench/llama-tiny",
-                   help="checkpoint dir, .gguf file or packaged name, e.g. smollm2-135m-instruct")  # fmt: skip
+                   help="checkpoint dir, .gguf file or packaged name (smollm2-135m-instruct)")  # fmt: skip
     p.add_argument("--requests", type=int, default=60, help="quiet requests per phase")
     p.add_argument("--flooders", type=int, default=16, help="noisy closed-loop clients")
     p.add_argument("--noisy-concurrency", type=int, default=2, help="noisy's concurrent_requests limit")
