@@ -24,6 +24,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.masking_utils import create_bidirectional_mask
 
 from plinth.llm.embedder import bundled_model_path
+from plinth.llm.quiet_loading import without_progress_bars
 
 __all__ = ["MAX_TOKENS", "STAGE_MARKERS", "TUNED_LAYERS", "AttackEncoder", "Batch", "base_model_dir"]
 
@@ -77,7 +78,8 @@ class AttackEncoder(nn.Module):
         """A fresh encoder (untrained head) over the bundled MiniLM, or over the model at ``path``
         (tests use a tiny random one)."""
         source = path or base_model_dir()
-        base = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+        with without_progress_bars():
+            base = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
         return cls(base, AutoTokenizer.from_pretrained(str(source)), tuned_layers, source)
 
     @property

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from plinth.llm.embedding import Embedder
+from plinth.llm.quiet_loading import without_progress_bars
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "SentenceEmbedder", "bundled_model_path", "resolve_model"]
 
@@ -52,7 +53,8 @@ class SentenceEmbedder(Embedder):
                 if self._model is None:
                     from sentence_transformers import SentenceTransformer
 
-                    self._model = SentenceTransformer(resolve_model(self.name), device=self.device)
+                    with without_progress_bars():
+                        self._model = SentenceTransformer(resolve_model(self.name), device=self.device)
         return self._model
 
     @property

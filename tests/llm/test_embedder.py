@@ -9,6 +9,7 @@ import pytest
 
 from plinth.llm import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
 from plinth.llm.embedder import bundled_model_path, resolve_model
+from plinth.llm.quiet_loading import without_progress_bars
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,20 @@ def test_lazy_load_happens_once_across_threads(monkeypatch):
     for t in threads:
         t.join()
     assert built == [("some/model", "cpu")]
+
+
+def test_loading_draws_no_progress_bar_and_leaves_the_setting_as_it_was(capfd):
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    try:
+        hf_logging.enable_progress_bar()
+        assert SentenceEmbedder.load().dimensions == 384
+        assert "Loading weights" not in capfd.readouterr().err
+        assert hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        with without_progress_bars():
+            pass
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()
