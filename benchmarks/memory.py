@@ -87,6 +87,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--quantization", choices=["int8", "int4"], default=None, help="weight-only, as the server's")
     p.add_argument("--max-model-len", type=int, default=208)
     p.add_argument("--streams", type=int, default=0, help="then serve this many requests at once")
     p.add_argument("--prompt-len", type=int, default=128)
@@ -112,10 +113,13 @@ def main() -> None:
     wrap(model_runner, "CausalLM", "model skeleton (empty)")
     wrap(runner, "_load_weights", "weights read + converted")
     wrap(model_runner, "prepack_linears", "bf16 prepack")
+    wrap(runner, "_quantize", f"{args.quantization} quantization")
     wrap(model_runner, "release_freed_memory", "malloc_trim")
     wrap(runner, "_num_kv_blocks", "(KV size computed)")
     path, _ = resolve(args.model, Path("plinth-data"))
-    settings = Settings(dtype=args.dtype, device="cpu", max_model_len=args.max_model_len)
+    settings = Settings(
+        dtype=args.dtype, device="cpu", max_model_len=args.max_model_len, quantization=args.quantization
+    )
     # Built on a thread of its own, as AsyncLLMEngine does in the server: glibc serves that thread
     # from a separate malloc arena, whose peak differs from the main thread's.
     built: list[LLMEngine] = []
@@ -130,7 +134,8 @@ def main() -> None:
         thread.start(), thread.join()
     kv = sum(k.nbytes + v.nbytes for k, v in engine.runner.kv_caches)
 
-    print(f"model {args.model} dtype {engine.runner.dtype} max_model_len {args.max_model_len}")
+    print(f"model {args.model} dtype {engine.runner.dtype} quantization {args.quantization} "
+          f"max_model_len {args.max_model_len}")  # fmt: skip
     print(f"heavy packages imported by the server: {', '.join(heavy) or 'none'}")
     print(f"KV cache: {engine.runner.num_blocks} blocks, {kv / MB:.1f} MB mapped (resident as written)")
     print("| stage | VmRSS MB | +MB | of which files MB | VmHWM MB | s |\n|---|---:|---:|---:|---:|---:|")

@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from plinth.engine import native
-from plinth.engine.allocator import release_freed_memory
-from plinth.engine.quantization import INTERLEAVE, NATIVE_BLOCK, interleave_blocks, replace_weights
+from plinth.engine.quantization import INTERLEAVE, NATIVE_BLOCK, interleave_blocks, replace_weights_by_layer
 
 
 def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
@@ -139,11 +138,7 @@ def prepack_linears(model: nn.Module) -> None:
         own = weight.is_contiguous() and weight.untyped_storage().data_ptr() not in shared
         return pack_weight(weight, in_place=own)
 
-    stacks = [module for module in model.modules() if isinstance(module, nn.ModuleList)]
-    for layer in (layer for stack in stacks for layer in stack):
-        replace_weights(layer, pack)
-        release_freed_memory()
-    replace_weights(model, pack)  # the rest: the LM head (a tied one packs a copy, unless already packed)
+    replace_weights_by_layer(model, pack)  # a tied head packs a copy, unless embed_from_packed_head ran
 
 
 def _shared_storages(model: nn.Module) -> set[int]:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from plinth.engine import native
+from plinth.engine.allocator import release_freed_memory
 
 METHODS = ("int8", "int4")
 KERNELS = ("plinth", "aten")
@@ -61,7 +62,7 @@ class PackedWeight(nn.Module):
         self.bits = 4 if method == "int4" else 8
         zeros = None
         if self.kernel == "plinth":
-            packed, scales, zeros = _pack_native(weight.detach().float(), method)
+            packed, scales, zeros = _pack_native_by_rows(weight.detach(), method)
         else:
             packed, scales = (_pack_int4 if method == "int4" else _pack_int8)(weight.detach().float())
             scales = scales.to(weight.dtype)
@@ -88,6 +89,33 @@ def _default_kernel(weight: torch.Tensor) -> str:
     out_features, in_features = weight.shape
     fits = out_features % NATIVE_BLOCK == 0 and in_features % 2 == 0
     return "plinth" if fits and weight.dtype == torch.bfloat16 and native.has("qlinear") else "aten"
+
+
+_SLICE_ROWS = 64 * NATIVE_BLOCK  # rows quantized at a time: whole groups of INTERLEAVE blocks
+
+
+def _pack_native_by_rows(
+    weight: torch.Tensor, method: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`_pack_native` of ``weight`` (any float dtype), ``_SLICE_ROWS`` rows at a time, written into
+    the whole result: each row's scale depends on that row only, and a slice of whole groups of four
+    blocks is a contiguous part of the packing, so the bytes are the whole matrix's. Why: the float32
+    copy and the quantization's intermediates of a whole 49,152-row LM head were ~170 MB above the
+    loaded model, the start-up peak of an int4 or int8 server (``benchmarks/memory.py``)."""
+    rows = weight.shape[0]
+    outputs: list[torch.Tensor | None] = []
+    for start in range(0, rows, _SLICE_ROWS):
+        parts = _pack_native(weight[start : start + _SLICE_ROWS].float(), method)
+        if not outputs:  # sized from the first slice: the packing's shapes per block
+            blocks = rows // NATIVE_BLOCK
+            outputs = [None if p is None else p.new_empty((blocks, *p.shape[1:])) for p in parts]
+        first = start // NATIVE_BLOCK
+        for out, part in zip(outputs, parts, strict=True):
+            if out is not None and part is not None:
+                out[first : first + part.shape[0]] = part
+    packed, scales, zeros = outputs
+    assert packed is not None and scales is not None
+    return packed, scales, zeros
 
 
 def _pack_native(weight: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -199,7 +227,25 @@ def quantize_linears(model: nn.Module, method: str) -> None:
         raise ValueError(f"quantization must be one of {', '.join(METHODS)}; got {method!r}")
     head = getattr(model, "lm_head", None)
     head_weight = head.weight if isinstance(head, nn.Linear) else None
-    replace_weights(model, lambda weight: PackedWeight(weight, "int8" if weight is head_weight else method))
+    replace_weights_by_layer(
+        model, lambda weight: PackedWeight(weight, "int8" if weight is head_weight else method)
+    )
+
+
+def replace_weights_by_layer(model: nn.Module, make: Callable[[torch.Tensor], nn.Module]) -> None:
+    """:func:`replace_weights` one decoder layer at a time, then the rest (the LM head), handing the
+    heap's free pages back after each.
+
+    Why: with freed memory kept in the process (:func:`~plinth.engine.allocator.keep_freed_memory`),
+    the replaced weights and each conversion's float32 copy stayed resident until one trim at the end,
+    and new weights did not reuse their holes: quantizing SmolLM2 to int4 all at once peaked 329 MB
+    above the loaded bf16 model, packing it for bf16 ~85 MB (``benchmarks/memory.py``)."""
+    stacks = [module for module in model.modules() if isinstance(module, nn.ModuleList)]
+    for layer in (layer for stack in stacks for layer in stack):
+        replace_weights(layer, make)
+        release_freed_memory()
+    replace_weights(model, make)
+    release_freed_memory()
 
 
 def replace_weights(model: nn.Module, make: Callable[[torch.Tensor], nn.Module]) -> None:
