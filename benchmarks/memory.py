@@ -87,7 +87,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--quantization", choices=["int8", "int4"], default=None, help="weight-only, as the server's")
+    p.add_argument("--quantization", choices=["int8", "int4"], help="weight-only, as the server's")
     p.add_argument("--max-model-len", type=int, default=208)
     p.add_argument("--streams", type=int, default=0, help="then serve this many requests at once")
     p.add_argument("--prompt-len", type=int, default=128)

@@ -9,7 +9,8 @@ import torch
 from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 from torch import nn
 
-from plinth.engine import EngineConfig, LLMEngine, native, quantization
+from plinth.engine import EngineConfig, LLMEngine, native
+from plinth.engine import quantization as quantization_module
 from plinth.engine.model import CausalLM
 from plinth.engine.model_config import ModelConfig
 from plinth.engine.quantization import INT4_GROUP, PackedWeight, QuantizedLinear, quantize_linears
@@ -103,9 +104,9 @@ def test_quantization_refuses_unknown_methods(tiny_llama) -> None:
 @pytest.mark.parametrize("method", ["int8", "int4"])
 def test_packing_a_slice_of_rows_at_a_time_gives_the_whole_matrixs_bytes(method, monkeypatch) -> None:
     """Three slices of 64 rows and one of 48 (the last blocks outside a group of four)."""
-    monkeypatch.setattr(quantization, "_SLICE_ROWS", 64)
+    monkeypatch.setattr(quantization_module, "_SLICE_ROWS", 64)
     weight = torch.randn(3 * 64 + 48, 2 * INT4_GROUP, generator=torch.Generator().manual_seed(3)).bfloat16()
-    whole = quantization._pack_native(weight.float(), method)
-    sliced = quantization._pack_native_by_rows(weight, method)
+    whole = quantization_module._pack_native(weight.float(), method)
+    sliced = quantization_module._pack_native_by_rows(weight, method)
     for want, got in zip(whole, sliced, strict=True):
         assert (want is None and got is None) or torch.equal(want, got)
