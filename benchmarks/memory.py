@@ -14,7 +14,8 @@ start-up in one process and prints, after each stage, the resident set (``VmRSS`
    the end (N sequences' KV cache written), under the step budget ``--max-num-batched-tokens``.
 
 Run: ``python benchmarks/memory.py [--model smollm2-135m-instruct] [--dtype auto]
-[--quantization int4|int8] [--max-model-len 208] [--streams 64 --max-num-batched-tokens 512]``. The peak is per process: one budget per run.
+[--quantization int4|int8] [--max-model-len 208] [--streams 64 --max-num-batched-tokens 512]``.
+The peak is per process: one budget per run.
 RSS does not depend on load, so no lock is needed. ``--max-model-len 208`` is what ``benchmarks/serve.py``
 gives both servers (128 + 64 + 16 tokens).
 """
