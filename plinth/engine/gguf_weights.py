@@ -22,7 +22,7 @@ from plinth.engine.gguf_checkpoint import GGUFFile, gguf_hf_config
 from plinth.engine.gguf_dequant import dequantize
 from plinth.engine.gguf_names import hf_tensor_name
 
-__all__ = ["drop_pages", "iter_gguf_weights", "unpermute_rows"]
+__all__ = ["drop_pages", "gguf_weight_names", "iter_gguf_weights", "unpermute_rows"]
 
 
 def iter_gguf_weights(
@@ -42,6 +42,12 @@ def iter_gguf_weights(
         if permuted and kind in heads:
             weight = unpermute_rows(weight, heads[kind])
         yield name, weight
+
+
+def gguf_weight_names(gguf: GGUFFile) -> list[str | None]:
+    """The Hugging Face names :func:`iter_gguf_weights` yields, in its order, read from the header
+    alone (None for a tensor it would refuse)."""
+    return [hf_tensor_name(tensor.name) for tensor in gguf.reader.tensors]
 
 
 def drop_pages(gguf: GGUFFile, offset: int, size: int) -> None:

@@ -213,21 +213,22 @@ class CausalLM(nn.Module):
         tensors): one that fills a whole parameter in its dtype becomes that parameter's storage
         instead of being copied, so the load never holds a tensor twice. The 57 MB embedding table of
         SmolLM2 and its copy were the start-up peak (``benchmarks/memory.py``)."""
-        params = dict(self.named_parameters())
-        missing = set(params)
+        names = {name for name, _ in self.named_parameters()}  # names only: a layer quantized while
+        missing = set(names)  # loading (ModelRunner._quantized_as_read) must be able to free its floats
         for hf_name, tensor in _per_expert(weights):
             name, rows = self._fused_target(hf_name.removeprefix("model."))
             if name is None:
                 continue
-            if name not in params:
+            if name not in names:
                 raise ValueError(f"unexpected tensor {hf_name!r} in checkpoint")
-            target = params[name].data if rows is None else params[name].data[rows[0] : rows[1]]
+            param = self.get_parameter(name)
+            target = param.data if rows is None else param.data[rows[0] : rows[1]]
             if target.shape != tensor.shape:
                 raise ValueError(
                     f"{hf_name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(target.shape)}"
                 )
             if adopt and rows is None and _adoptable(tensor, target):
-                params[name].data = tensor
+                param.data = tensor
             else:
                 target.copy_(tensor)
             missing.discard(name)

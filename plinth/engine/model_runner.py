@@ -6,6 +6,7 @@ import contextlib
 import math
 import mmap
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -155,16 +156,39 @@ class ModelRunner:
                 f"{self.cfg.path} has no weight files; pass load_format='dummy' (--load-format dummy) to "
                 "benchmark it with random weights generated in memory"
             )
+        gguf = is_gguf(self.cfg.path)
         with torch.no_grad():
-            # a GGUF's tensors are dequantized into fresh buffers: the model takes them as they are
             weights = iter_weights(self.cfg.path, self.dtype)
             if self.device.type == "cpu":
                 weights = _trimmed(weights)
-            self.model.load_weights(weights, adopt=is_gguf(self.cfg.path))
+                if gguf and self.config.quantization is not None and self.config.merge_lora is None:
+                    weights = self._quantized_as_read(weights, self.config.quantization)
+            # a GGUF's tensors are dequantized into fresh buffers: the model takes them as they are
+            self.model.load_weights(weights, adopt=gguf)
         if self.config.merge_lora is not None:
             from plinth.engine.lora.merge import merge_adapter_dir
 
             merge_adapter_dir(self.model, Path(self.config.merge_lora))
+
+    def _quantized_as_read(
+        self, weights: Iterator[tuple[str, torch.Tensor]], method: str
+    ) -> Iterator[tuple[str, torch.Tensor]]:
+        """``weights`` (a GGUF's), quantizing each decoder layer once its last tensor is in, so the
+        whole float model is never resident: an int4 server's start-up peak was the bf16 load
+        (``benchmarks/memory.py``). Where a layer's tensors end is read from the file's header."""
+        from plinth.engine.gguf_checkpoint import open_gguf
+        from plinth.engine.gguf_weights import gguf_weight_names
+        from plinth.engine.quantization import quantizer, replace_weights
+
+        make = quantizer(self.model, method)
+        names = gguf_weight_names(open_gguf(Path(self.cfg.path)))
+        last = {_layer_index(name): at for at, name in enumerate(names) if _layer_index(name) is not None}
+        for at, (name, tensor) in enumerate(weights):
+            yield name, tensor
+            index = _layer_index(name)
+            if index is not None and last.get(index) == at:  # the layer is whole: quantize it now
+                replace_weights(self.model.layers[index], make)
+                release_freed_memory()
 
     def _quantize(self, method: str) -> None:
         if self.device.type != "cpu":
@@ -223,6 +247,15 @@ class ModelRunner:
         if self.trimmer is not None:
             self.trimmer.after_step(len(input_ids))
         return logits
+
+
+def _layer_index(name: str | None) -> int | None:
+    """``i`` for a Hugging Face name ``model.layers.{i}.…``, else None."""
+    match = _LAYER.match(name or "")
+    return int(match[1]) if match else None
+
+
+_LAYER = re.compile(r"model\.layers\.(\d+)\.")
 
 
 def _trimmed(

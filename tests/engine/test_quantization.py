@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gguf_fixtures import write_gguf
 from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 from torch import nn
 
+import plinth.engine.model_runner as model_runner
 from plinth.engine import EngineConfig, LLMEngine, native
 from plinth.engine import quantization as quantization_module
 from plinth.engine.model import CausalLM
@@ -110,3 +112,29 @@ def test_packing_a_slice_of_rows_at_a_time_gives_the_whole_matrixs_bytes(method,
     sliced = quantization_module._pack_native_by_rows(weight, method)
     for want, got in zip(whole, sliced, strict=True):
         assert (want is None and got is None) or torch.equal(want, got)
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_a_gguf_quantized_layer_by_layer_as_it_is_read_decodes_as_one_quantized_after(
+    method, tiny_checkpoint_factory, tmp_path, monkeypatch
+) -> None:
+    """Each decoder layer is quantized as soon as its last tensor is in (never the whole float model),
+    and the engine decodes exactly what one quantized after the whole load decodes."""
+    path = write_gguf(tiny_checkpoint_factory("llama"), tmp_path / "llama.gguf", "Q8_0")
+    config = EngineConfig(model=str(path), dtype="bfloat16", quantization=method)
+    quantized_when: list[bool] = []  # per layer: already quantized when the next layer's tensors came in
+    reading = model_runner.ModelRunner._quantized_as_read
+
+    def watched(self, weights, how):
+        for name, tensor in reading(self, weights, how):
+            if name.startswith("model.layers.1."):
+                quantized_when.append(isinstance(self.model.layers[0].mlp.down_proj, QuantizedLinear))
+            yield name, tensor
+
+    monkeypatch.setattr(model_runner.ModelRunner, "_quantized_as_read", watched)
+    as_read = LLMEngine(config)
+    assert quantized_when and all(quantized_when)
+    monkeypatch.setattr(model_runner.ModelRunner, "_quantized_as_read", lambda self, weights, how: weights)
+    after = LLMEngine(config)
+    want = greedy_tokens_and_logprobs(after, PROMPTS, 6, None)
+    assert greedy_tokens_and_logprobs(as_read, PROMPTS, 6, None) == want
