@@ -245,25 +245,27 @@ def replace_weights_by_layer(model: nn.Module, make: Callable[[torch.Tensor], nn
     and new weights did not reuse their holes: quantizing SmolLM2 to int4 all at once peaked 329 MB
     above the loaded bf16 model, packing it for bf16 ~85 MB (``benchmarks/memory.py``)."""
     stacks = [module for module in model.modules() if isinstance(module, nn.ModuleList)]
-    for layer in (layer for stack in stacks for layer in stack):
-        replace_weights(layer, make)
-        release_freed_memory()
-    replace_weights(model, make)
-    release_freed_memory()
+    for module in [*(layer for stack in stacks for layer in stack), model]:
+        if replace_weights(module, make):  # a trim walks the whole heap: only after a change
+            release_freed_memory()
 
 
-def replace_weights(model: nn.Module, make: Callable[[torch.Tensor], nn.Module]) -> None:
+def replace_weights(model: nn.Module, make: Callable[[torch.Tensor], nn.Module]) -> int:
     """Give every ``nn.Linear`` of ``model`` the weight module ``make(weight)`` (``forward`` is
-    ``x @ W.T``) in place of its float weight.
+    ``x @ W.T``) in place of its float weight; returns how many it replaced.
 
     A plain linear is swapped for :class:`QuantizedLinear`. A subclass that declares a ``qweight``
     slot (LoRA layers: they keep their class, adapter slots and names) gets the new weight there and
     drops its float one; one that already dropped it (its weight replaced before) is left as it is.
     """
+    replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
                 setattr(parent, name, QuantizedLinear(child, make(child.weight)))
+                replaced += 1
             elif isinstance(child, nn.Linear) and hasattr(child, "qweight") and child.weight is not None:
                 child.qweight = make(child.weight)
                 child.register_parameter("weight", None)
+                replaced += 1
+    return replaced
