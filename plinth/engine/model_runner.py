@@ -181,8 +181,8 @@ class ModelRunner:
         from plinth.engine.quantization import quantizer, replace_weights
 
         make = quantizer(self.model, method)
-        names = gguf_weight_names(open_gguf(Path(self.cfg.path)))
-        last = {_layer_index(name): at for at, name in enumerate(names) if _layer_index(name) is not None}
+        layers = [_layer_index(name) for name in gguf_weight_names(open_gguf(Path(self.cfg.path)))]
+        last = {index: at for at, index in enumerate(layers) if index is not None}
         for at, (name, tensor) in enumerate(weights):
             yield name, tensor
             index = _layer_index(name)

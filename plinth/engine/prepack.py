@@ -87,12 +87,11 @@ def pack_native(weight: torch.Tensor, in_place: bool = False) -> torch.Tensor:
         return interleave_blocks(_as_blocks(weight))
     if not weight.is_contiguous():
         raise ValueError("an in-place packing needs a contiguous weight")
-    step = INTERLEAVE * NATIVE_BLOCK * max(1, _SLICE_BYTES // (INTERLEAVE * NATIVE_BLOCK * cols * 2))
-    grouped = rows // (INTERLEAVE * NATIVE_BLOCK) * (INTERLEAVE * NATIVE_BLOCK)
-    bounds = [(start, min(start + step, grouped)) for start in range(0, grouped, step)]
-    bounds += [(grouped, rows)] if grouped < rows else []  # the last blocks, one after the other
+    group = INTERLEAVE * NATIVE_BLOCK  # rows; slices start on a group, so the last one holds the odd blocks
+    step = group * max(1, _SLICE_BYTES // (group * cols * 2))
     flat = weight.view(-1)
-    for start, end in bounds:
+    for start in range(0, rows, step):
+        end = min(start + step, rows)
         flat[start * cols : end * cols].copy_(interleave_blocks(_as_blocks(weight[start:end])).view(-1))
     return flat.view(rows // NATIVE_BLOCK, cols // 2, 2 * NATIVE_BLOCK)
 
