@@ -1,11 +1,13 @@
-"""Plinth's bf16 matmul kernel against oneDNN's prepacked one, on the linears of one SmolLM2-135M pass.
+"""Plinth's bf16 matmul kernel against what the CPU would run without it, on the linears of one SmolLM2-135M
+pass: oneDNN's prepacked bf16 kernel where oneDNN has one (AVX512-BF16, AMX), else ATen's float32
+matmul (MKL), which ``--dtype auto`` chose on such a CPU (AVX2) before Plinth's kernel served it.
 
 Every configuration runs the model's 121 bf16 linears in order (30 layers of fused QKV, output, fused
 gate/up and down projections, then the tied LM head), on ``M`` rows of bf16 activations: one row is a
 one-stream decode step, 16 and 64 decode steps of as many streams, 256-1024 prefill chunks. Both
 kernels get the same weights (random: the speed does not depend on the values), each in its own layout
-(``plinth.engine.prepack``: ``NativeBf16Weight`` and ``OneDnnWeight``), and the same threads, one after
-the other; the ratio is taken in the same run.
+(``plinth.engine.prepack``: ``NativeBf16Weight`` and ``OneDnnWeight``; float32 weights as they are), and
+the same threads, one after the other; the ratio is taken in the same run.
 
     .venv/bin/python benchmarks/bf16_linear.py                  # M = 1, 2, 4, 16, 64, 256, 1024
     .venv/bin/python benchmarks/bf16_linear.py --rows 1,16 --repeats 50
@@ -27,13 +29,23 @@ import torch
 from torch import nn
 
 from plinth.engine import native
-from plinth.engine.prepack import NativeBf16Weight, OneDnnWeight
+from plinth.engine.prepack import NativeBf16Weight, OneDnnWeight, PlainWeight, onednn_bf16
 
 # SmolLM2-135M: hidden 576, 9 heads of 64 with 3 KV heads, MLP 1536, vocabulary 49152
 LAYER_SHAPES = ((960, 576), (576, 576), (3072, 576), (576, 1536))
 LAYERS = 30
 HEAD_SHAPE = (49152, 576)
-KERNELS = {"oneDNN": OneDnnWeight, "plinth": NativeBf16Weight}
+
+
+def float32_weight(weight: torch.Tensor) -> nn.Module:
+    return PlainWeight(weight.float())
+
+
+def baseline() -> tuple[str, Callable[[torch.Tensor], nn.Module], torch.dtype]:
+    """The kernel, and activations' dtype, a bf16 model's linears would run on this CPU without Plinth's."""
+    if onednn_bf16():
+        return "oneDNN", OneDnnWeight, torch.bfloat16
+    return "ATen float32", float32_weight, torch.float32
 
 
 def build(make: Callable[[torch.Tensor, bool], nn.Module], layers: int) -> list[tuple[int, nn.Module]]:
@@ -47,9 +59,11 @@ def build(make: Callable[[torch.Tensor, bool], nn.Module], layers: int) -> list[
     ]
 
 
-def time_pass(linears: list[tuple[int, nn.Module]], rows: int, repeats: int) -> float:
-    """Median seconds of one pass over all the linears on ``rows`` rows."""
-    xs = {features: torch.randn(rows, features).bfloat16() for features, _ in linears}
+def time_pass(
+    linears: list[tuple[int, nn.Module]], rows: int, repeats: int, dtype: torch.dtype = torch.bfloat16
+) -> float:
+    """Median seconds of one pass over all the linears on ``rows`` rows of ``dtype`` activations."""
+    xs = {features: torch.randn(rows, features).to(dtype) for features, _ in linears}
     with torch.inference_mode():
         for _ in range(2):
             for features, weight in linears:
@@ -77,14 +91,15 @@ def compare(
     ours: list[tuple[int, nn.Module]],
     nbytes: int,
     args: argparse.Namespace,
+    base_dtype: torch.dtype = torch.bfloat16,
 ) -> None:
     """The table: both kernels at every row count, one after the other, and Plinth's speed over the
-    baseline's; ``nbytes`` is what Plinth's pass reads (its GB/s)."""
+    baseline's (fed ``base_dtype`` activations); ``nbytes`` is what Plinth's pass reads (its GB/s)."""
     print(f"\n| rows | {baseline} ms | Plinth ms | Plinth GB/s | Plinth / {baseline} speed |")
     print("|---:|---:|---:|---:|---:|")
     for rows in (int(r) for r in args.rows.split(",")):
         repeats = max(3, args.repeats // max(1, rows // 16))
-        before, after = time_pass(base, rows, repeats), time_pass(ours, rows, repeats)
+        before, after = time_pass(base, rows, repeats, base_dtype), time_pass(ours, rows, repeats)
         rate = nbytes / after / 1e9
         print(f"| {rows} | {before * 1e3:.2f} | {after * 1e3:.2f} | {rate:.1f} | {before / after:.2f}x |")
 
@@ -92,16 +107,17 @@ def compare(
 def main() -> None:
     args = parse_args("1,2,4,16,64,256,1024")
     if not native.has("bf16_linear"):
-        raise SystemExit("the native bf16_linear operator is not available on this CPU (needs AVX512-BF16)")
-    kernels = {
-        name: build(lambda weight, _head, kind=kind: kind(weight), args.layers)
-        for name, kind in KERNELS.items()
-    }
+        raise SystemExit(
+            "the native bf16_linear operator is not available on this CPU (needs AVX512-BF16 or AVX2)"
+        )
+    name, make, dtype = baseline()
+    base = build(lambda weight, _head: make(weight), args.layers)
+    ours = build(lambda weight, _head: NativeBf16Weight(weight), args.layers)
     layer_bytes = sum(2 * rows * cols for rows, cols in LAYER_SHAPES)
     weight_bytes = layer_bytes * args.layers + 2 * HEAD_SHAPE[0] * HEAD_SHAPE[1]
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, "
           f"weights {weight_bytes / 1e6:.0f} MB")  # fmt: skip
-    compare("oneDNN", kernels["oneDNN"], kernels["plinth"], weight_bytes, args)
+    compare(name, base, ours, weight_bytes, args, dtype)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from plinth.engine import native
@@ -36,8 +37,13 @@ def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
     float32 already runs through MKL's GEMV without a per-call reorder, so it is left as it is."""
     if device.type != "cpu" or dtype != torch.bfloat16:
         return False
-    onednn = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return onednn or native.has("bf16_linear")
+    return onednn_bf16() or native.has("bf16_linear")
+
+
+def onednn_bf16() -> bool:
+    """Whether this CPU's oneDNN multiplies bf16 (AVX512-BF16, AMX, or AVX-NE-CONVERT); on plain AVX2 it
+    refuses to reorder a bf16 weight."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def native_fits(weight: torch.Tensor) -> bool:
@@ -48,10 +54,13 @@ def native_fits(weight: torch.Tensor) -> bool:
 
 def pack_weight(weight: torch.Tensor, in_place: bool = False) -> nn.Module:
     """The weight module for one bf16 ``[out, in]`` weight: Plinth's kernel where it serves the shape
-    (:func:`native_fits`), else oneDNN's (which always copies). ``in_place``: see :func:`pack_native`."""
+    (:func:`native_fits`), else oneDNN's (which always copies), else the weight as it is (an AVX2 CPU,
+    a shape Plinth's kernel does not serve). ``in_place``: see :func:`pack_native`."""
     if native_fits(weight):
         return NativeBf16Weight(weight, in_place)
-    return OneDnnWeight(weight)
+    if onednn_bf16():
+        return OneDnnWeight(weight)
+    return PlainWeight(weight)
 
 
 class NativeBf16Weight(nn.Module):
@@ -120,6 +129,19 @@ class OneDnnWeight(nn.Module):
         flat = x.reshape(-1, x.shape[-1])
         y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "")
         return y.view(*x.shape[:-1], self.out_features)
+
+
+class PlainWeight(nn.Module):
+    """A ``[out, in]`` weight left as it is; ``forward`` is ATen's ``F.linear``."""
+
+    weight: torch.Tensor
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
 
 
 def prepack_linears(model: nn.Module) -> None:

@@ -15,7 +15,9 @@ from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams, native
 from plinth.engine.lora import TARGETS
 
-pytestmark = pytest.mark.skipif(not native.has("decode_layer"), reason="built for CPUs with AVX512-BF16")
+pytestmark = pytest.mark.skipif(
+    not native.has("decode_layer"), reason="built for CPUs with AVX512-BF16 or AVX2"
+)
 
 
 def _engine(path, **overrides) -> LLMEngine:
@@ -32,14 +34,17 @@ def _generate(engine: LLMEngine, prompts: list[list[int]], adapters: list[str | 
 PROMPTS = [[5, 9, 11, 40, 3], [7] * 12, list(range(20, 53))]
 
 
-RESHAPED = {"odd-mlp": {"intermediate_size": 336}, "head-48": {"head_dim": 48}}
+RESHAPED = {"odd-mlp": {"intermediate_size": 344}, "head-48": {"head_dim": 48}}
+QUANTIZED = pytest.mark.skipif(not native.has("qlinear"), reason="plinth::qlinear needs AVX512-BF16")
 
 
-@pytest.fixture(params=["tiny", "int8", "int4", *RESHAPED])
+@pytest.fixture(
+    params=["tiny", pytest.param("int8", marks=QUANTIZED), pytest.param("int4", marks=QUANTIZED), *RESHAPED]
+)
 def llama(request, tiny_llama, tmp_path) -> tuple[Path, dict]:
-    """The tiny llama in bf16, int8 and int4; and its shape in random ``dummy`` weights with a 336-wide
-    MLP, so that SiLU runs ATen's scalar tail (336 is not a multiple of its 32-element chunks), or with
-    48-wide heads, whose rotary roll straddles 16-lane vectors."""
+    """The tiny llama in bf16, int8 and int4; and its shape in random ``dummy`` weights with a 344-wide
+    MLP, so that SiLU runs ATen's scalar tail (344 is a multiple of neither its 32- nor its 16-element
+    chunks), or with 48-wide heads, whose rotary roll straddles 16-lane vectors."""
     if request.param not in RESHAPED:
         return tiny_llama, {} if request.param == "tiny" else {"quantization": request.param}
     path = tmp_path / request.param

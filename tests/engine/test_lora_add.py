@@ -14,7 +14,7 @@ from plinth.engine.lora import TARGETS
 from plinth.engine.lora import layers as lora_layers
 from plinth.engine.lora.layers import LoraBatch, LoraContext, LoraLinear
 
-pytestmark = pytest.mark.skipif(not native.has("lora_add_"), reason="built for CPUs with AVX512-BF16")
+pytestmark = pytest.mark.skipif(not native.has("lora_add_"), reason="built for CPUs with AVX512-BF16 or AVX2")
 BF16_STEP = 2.0**-8  # one rounding to bf16: at most half of 2^-7 relative
 
 

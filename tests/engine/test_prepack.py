@@ -13,16 +13,18 @@ from torch import nn
 import plinth.engine.model_runner as model_runner
 from plinth.engine import EngineConfig, LLMEngine, native, prepack
 from plinth.engine.lora.layers import LoraLinear
-from plinth.engine.prepack import NativeBf16Weight, OneDnnWeight, can_prepack
+from plinth.engine.prepack import NativeBf16Weight, OneDnnWeight, PlainWeight, can_prepack, onednn_bf16
 from plinth.engine.quantization import QuantizedLinear
 
 pytestmark = pytest.mark.skipif(
-    not can_prepack(torch.device("cpu"), torch.bfloat16), reason="this CPU's oneDNN has no native bf16"
+    not can_prepack(torch.device("cpu"), torch.bfloat16),
+    reason="no oneDNN bf16, no Plinth kernel",
 )
 PROMPTS = [[5, 17, 300, 42, 9, 77, 8], [1000, 3, 3, 250]]
 
 
-KINDS = [OneDnnWeight] + ([NativeBf16Weight] if native.has("bf16_linear") else [])
+KINDS = [OneDnnWeight] * onednn_bf16() + [NativeBf16Weight] * native.has("bf16_linear")
+UNFIT = OneDnnWeight if onednn_bf16() else PlainWeight  # what a shape Plinth's kernel does not serve gets
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -37,7 +39,7 @@ def test_packed_product_is_the_linear_product(rows: int, kind: type, inputs: int
     torch.testing.assert_close(got, F.linear(x, weight))  # bf16 tolerance: blocking may differ
 
 
-@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16")
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
 def test_plinths_kernel_gives_a_row_the_same_bits_beside_any_rows() -> None:
     gen = torch.Generator().manual_seed(5)
     packed = NativeBf16Weight(torch.randn(96, 128, generator=gen).bfloat16())
@@ -47,7 +49,7 @@ def test_plinths_kernel_gives_a_row_the_same_bits_beside_any_rows() -> None:
         assert torch.equal(packed(x[:rows])[:1], alone)
 
 
-@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16")
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
 def test_plinths_kernel_refuses_bad_operands_with_a_reason() -> None:
     packed = NativeBf16Weight(torch.randn(32, 64).bfloat16()).packed
     with pytest.raises(RuntimeError, match="x has 32 features, the weight 64"):
@@ -74,7 +76,7 @@ def test_prepacked_engine_with_lora_decodes_as_the_unpacked_one(
     layer_kind = NativeBf16Weight if native.has("bf16_linear") else OneDnnWeight  # 64/128-wide: it fits
     assert lora_layers and all(isinstance(m.qweight, layer_kind) and m.weight is None for m in lora_layers)
     assert isinstance(modules["lm_head"], QuantizedLinear)  # a plain linear is swapped whole
-    assert isinstance(modules["lm_head"].qweight, OneDnnWeight)  # 1820 rows: not in blocks of 16
+    assert isinstance(modules["lm_head"].qweight, UNFIT)  # 1820 rows: not in blocks of 16
     assert packed.runner.model.embed_tokens.weight.dtype == torch.bfloat16
     assert all(m.qweight is None for m in plain.runner.model.modules() if isinstance(m, LoraLinear))
 
@@ -88,7 +90,7 @@ def test_prepacked_engine_with_lora_decodes_as_the_unpacked_one(
             torch.testing.assert_close(logprobs, want_logprobs, atol=2e-2, rtol=0)
 
 
-@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16")
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
 # one block; three (no group of four); one group; one and two; nine and two
 @pytest.mark.parametrize("rows", [16, 48, 64, 96, 64 * 9 + 32])
 def test_packing_in_place_writes_the_copys_layout_over_the_weights_memory(
@@ -102,7 +104,7 @@ def test_packing_in_place_writes_the_copys_layout_over_the_weights_memory(
     assert packed.data_ptr() == pointer and torch.equal(packed, copy)
 
 
-@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16")
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
 def test_prepack_packs_a_weight_in_place_unless_another_tensor_reads_its_memory() -> None:
     class Model(nn.Module):
         def __init__(self) -> None:

@@ -1,12 +1,13 @@
 // plinth::bf16_linear(x, packed): y = x @ W.T for bf16 weights and activations, on AVX512-BF16 CPUs
-// (AMX tiles for many rows where there are some).
+// (AMX tiles for many rows where there are some) and on AVX2 ones (vdpbf16ps's arithmetic in FMAs, simd.h).
 //
 // Why: a one-stream decode step of a small bf16 model reads every weight once per token, and oneDNN's
 // prepacked matrix-vector products (prepack.py) read them at ~65% of the memory's speed on a 2-core
 // AVX512-BF16 Xeon (benchmarks/bf16_linear.py). Here the AMX tile unit reads its B tiles straight from
 // the packed weight, for one row of x as for many, two blocks of outputs by two 16-row tiles of x at a
 // time; on a CPU without AMX, a vdpbf16ps loop multiplies 16 outputs per instruction from the same
-// bytes, which a 4-block tile reads as one stream.
+// bytes, which a 4-block tile reads as one stream (on AVX2, four FMAs per 16 outputs: still far more
+// than one stream's memory can feed).
 //
 // Layout (plinth/engine/prepack.py packs it): output rows in blocks of 16; per block and pair of
 // inputs, 64 bytes: row r's two weights at 4r and 4r + 2, which is vdpbf16ps's operand and an AMX B
@@ -24,20 +25,25 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
 #include "simd.h"
+#ifdef PLINTH_SIMD
 
 namespace {
 
-using plinth_simd::as_bh;
-using plinth_simd::store_bf16x16;
+namespace simd = plinth_simd;
+using simd::F32x16;
 
 constexpr int kBlock = 16;       // output rows per block
 constexpr int kPairBytes = 64;   // one pair of inputs for a block's 16 rows
-constexpr int kInterleave = plinth_simd::kInterleave;  // blocks stored side by side (simd.h)
+constexpr int kInterleave = simd::kInterleave;  // blocks stored side by side (simd.h)
 // AMX from one row on: reading B tiles in place, it streamed SmolLM2's weights for one row at 21 GB/s,
 // the vdpbf16ps loop at 19.5 (benchmarks/bf16_linear.py); the latter serves CPUs without AMX.
 constexpr int64_t kFewRows = 0;
+// Accumulators per output vector: two (even and odd pairs) where vdpbf16ps is one instruction, so
+// that each chain waits on its latency half as often; one on AVX2, whose emulation is already two
+// FMAs in a chain and whose 16 registers the 4 blocks' accumulators fill.
+constexpr int kChains = simd::kRegisters >= 32 ? 2 : 1;
+constexpr int kRowTile = simd::kRegisters >= 32 ? 2 : 1;  // rows of x per register tile
 
 struct Problem {
   const uint32_t* x;  // [M][K/2] pairs of bf16 activations
@@ -49,58 +55,61 @@ struct Problem {
 // Where block b's pair j lies, and how many bytes apart consecutive pairs of one block are (the
 // interleaved layout of simd.h, a pair being a chunk).
 inline const uint8_t* pair_at(const Problem& p, int64_t b, int64_t j) {
-  return p.w + plinth_simd::Interleaved{p.N / kBlock, p.pairs}.at(b, j) * kPairBytes;
+  return p.w + simd::Interleaved{p.N / kBlock, p.pairs}.at(b, j) * kPairBytes;
 }
 inline int64_t pair_stride(const Problem& p, int64_t b) {
-  return plinth_simd::Interleaved{p.N / kBlock, p.pairs}.stride(b) * kPairBytes;
+  return simd::Interleaved{p.N / kBlock, p.pairs}.stride(b) * kPairBytes;
 }
 
-// NB blocks of 16 outputs times MT rows of x, two accumulators per pair (even and odd pairs) so that
-// each chain of vdpbf16ps waits on its latency half as often.
+// NB blocks of 16 outputs times MT rows of x, kChains accumulators per output vector (pair j feeds
+// chain j % kChains; the chains are added at the end).
 template <int NB, int MT>
 void tile(const Problem& p, int64_t block, int64_t m0) {
-  __m512 acc[2][NB][MT];
-  for (int h = 0; h < 2; ++h)
+  F32x16 acc[kChains][NB][MT];
+  for (int h = 0; h < kChains; ++h)
     for (int b = 0; b < NB; ++b)
-      for (int m = 0; m < MT; ++m) acc[h][b][m] = _mm512_setzero_ps();
+      for (int m = 0; m < MT; ++m) acc[h][b][m] = simd::zero();
   const int64_t stride = pair_stride(p, block);
   const uint8_t* base[NB];
   for (int b = 0; b < NB; ++b) base[b] = pair_at(p, block + b, 0);
   constexpr int kAhead = 8 * kInterleave * kPairBytes;  // 2 KB ahead of a 4-block stream
+  auto step = [&](int h, int64_t j) {
+    uint32_t xs[MT];
+    for (int m = 0; m < MT; ++m) xs[m] = p.x[(m0 + m) * p.pairs + j];
+    for (int b = 0; b < NB; ++b)
+      for (int m = 0; m < MT; ++m) acc[h][b][m] = simd::dot_pairs(acc[h][b][m], base[b] + j * stride, xs[m]);
+  };
   int64_t j = 0;
-  for (; j + 2 <= p.pairs; j += 2) {
+  for (; j + kChains <= p.pairs; j += kChains) {
     _mm_prefetch(reinterpret_cast<const char*>(base[0] + j * stride) + kAhead, _MM_HINT_T0);
-    for (int h = 0; h < 2; ++h)
-      for (int b = 0; b < NB; ++b) {
-        const __m512bh w = as_bh(_mm512_loadu_si512(base[b] + (j + h) * stride));
-        for (int m = 0; m < MT; ++m) {
-          const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(p.x[(m0 + m) * p.pairs + j + h])));
-          acc[h][b][m] = _mm512_dpbf16_ps(acc[h][b][m], w, xv);
-        }
-      }
+    for (int h = 0; h < kChains; ++h) step(h, j + h);
   }
-  for (; j < p.pairs; ++j)
-    for (int b = 0; b < NB; ++b) {
-      const __m512bh w = as_bh(_mm512_loadu_si512(base[b] + j * stride));
-      for (int m = 0; m < MT; ++m) {
-        const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(p.x[(m0 + m) * p.pairs + j])));
-        acc[0][b][m] = _mm512_dpbf16_ps(acc[0][b][m], w, xv);
-      }
-    }
+  for (; j < p.pairs; ++j) step(0, j);
   for (int b = 0; b < NB; ++b)
-    for (int m = 0; m < MT; ++m)
-      store_bf16x16(p.y + (m0 + m) * p.N + (block + b) * kBlock, _mm512_add_ps(acc[0][b][m], acc[1][b][m]));
+    for (int m = 0; m < MT; ++m) {
+      F32x16 sum = acc[0][b][m];
+      for (int h = 1; h < kChains; ++h) sum = simd::add(sum, acc[h][b][m]);
+      simd::store_bf16(p.y + (m0 + m) * p.N + (block + b) * kBlock, sum);
+    }
 }
 
 template <int NB>
 void rows(const Problem& p, int64_t block) {
-  constexpr int kRowTile = 2;
   int64_t m = 0;
+  if constexpr (kRowTile == 1 && NB == 4) {
+    // AVX2's 16 registers hold 4 blocks' accumulators for one row, or 2 blocks' for two rows, which
+    // loads each weight once for both: 1.3x as fast for prefill-sized x (each element's sums keep
+    // their order, so a row's result is the same either way)
+    for (; m + 2 <= p.M; m += 2) {
+      tile<2, 2>(p, block, m);
+      tile<2, 2>(p, block + 2, m);
+    }
+  }
   for (; m + kRowTile <= p.M; m += kRowTile) tile<NB, kRowTile>(p, block, m);
-  if (m < p.M) tile<NB, 1>(p, block, m);
+  for (; m < p.M; ++m) tile<NB, 1>(p, block, m);
 }
 
-void avx512_run(const Problem& p) {
+void vector_run(const Problem& p) {
   const int64_t blocks = p.N / kBlock;
   const int64_t tiles = (blocks + kInterleave - 1) / kInterleave;
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
@@ -117,7 +126,7 @@ void avx512_run(const Problem& p) {
 
 }  // namespace
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#if PLINTH_SIMD == 512 && defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #define PLINTH_AMX 1
 #include "amx.h"
 
@@ -162,7 +171,7 @@ void tiles(const Problem& p, const uint32_t* x, int64_t rows_x, int64_t block, i
   auto out = [&](int64_t mt, int64_t b) {  // C of x tile mt, block b, now in c: its real rows to y
     const int64_t rows = std::min<int64_t>(16, rows_x - mt);
     for (int64_t r = 0; r < rows; ++r)
-      store_bf16x16(p.y + (mt + r) * p.N + b * kBlock, _mm512_load_ps(c + r * 16));
+      simd::store_bf16(p.y + (mt + r) * p.N + b * kBlock, {_mm512_load_ps(c + r * 16)});
   };
   _tile_stored(0, c, 64);
   out(m0, block);
@@ -238,7 +247,7 @@ at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& packed) {
     return y;
   }
 #endif
-  avx512_run(p);
+  vector_run(p);
   return y;
 }
 
@@ -247,4 +256,5 @@ at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& packed) {
 TORCH_LIBRARY_FRAGMENT(plinth, m) { m.def("bf16_linear(Tensor x, Tensor packed) -> Tensor"); }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("bf16_linear", &bf16_linear); }
 
-#endif  // AVX512-BF16: without it the operator is not registered and bf16 models keep oneDNN's
+#endif  // PLINTH_SIMD: without AVX512-BF16 or AVX2 the operator is not registered and bf16 models keep
+        // oneDNN's or ATen's matmuls

@@ -23,21 +23,20 @@
 #include <limits>
 #include <vector>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__)
 #include "simd.h"
-
-extern "C" __m512 Sleef_expf16_u10(__m512);  // libtorch_cpu's, what Vectorized<float>::exp calls
+#ifdef PLINTH_SIMD
 
 namespace {
 
-inline __m512 load16(const c10::BFloat16* p) { return plinth_simd::load_bf16x16(p); }
-inline __m512 load16(const c10::Half* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
+namespace simd = plinth_simd;
+using simd::F32x16;
+
+inline F32x16 load16(const c10::BFloat16* p) { return simd::load_bf16(p); }
+inline F32x16 load16(const c10::Half* p) { return simd::load_half(p); }
 template <typename T>
-inline void store16(T* p, __m512 v) {
+inline void store16(T* p, F32x16 v) {
   alignas(64) float tmp[16];
-  _mm512_store_ps(tmp, v);
+  simd::storeu(tmp, v);
   for (int i = 0; i < 16; ++i) p[i] = static_cast<T>(tmp[i]);  // round to nearest even, as torch does
 }
 
@@ -49,18 +48,19 @@ inline void prefetch_row(const void* p, int64_t bytes) {
 }
 
 // One request and KV head at a time; V = head size / 16. Scores 16 positions at a time (one reduce16
-// per query head), the softmax in place, then the values with the accumulators in registers, up to 16
-// of them (the query heads in chunks of 16 / V).
+// per query head), the softmax in place, then the values with the accumulators in registers, up to
+// half the register file of them (the query heads in chunks of that / V).
 template <typename T, int V>
 void attend(const T* q, const T* k, const T* v, T* k_cache, T* v_cache, const int64_t* slots,
             const int64_t* tables, const int64_t* lens, T* out, int64_t batch, int64_t heads,
             int64_t kv_heads, int64_t table_width, int64_t block_size, float scale) {
   constexpr int64_t dim = 16 * V;
-  constexpr int kChunk = V >= 16 ? 1 : 16 / V;  // query heads per pass over the values
+  constexpr int kHeld = simd::kRegisters / 2;  // 16-lane accumulators a pass over the values holds
+  constexpr int kChunk = V >= kHeld ? 1 : kHeld / V;  // query heads per pass over the values
   const int64_t group = heads / kv_heads;     // query heads per KV head
   at::parallel_for(0, batch * kv_heads, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> queries, scores, totals;
-    std::vector<__m512> parts;
+    std::vector<F32x16> parts;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / kv_heads, h = task % kv_heads;
       const int64_t ctx = lens[b];
@@ -73,7 +73,7 @@ void attend(const T* q, const T* k, const T* v, T* k_cache, T* v_cache, const in
       queries.resize(group * dim);
       for (int64_t g = 0; g < group; ++g)
         for (int j = 0; j < V; ++j)
-          _mm512_storeu_ps(&queries[g * dim + j * 16], load16(q + ((b * heads + h * group + g) * dim + j * 16)));
+          simd::storeu(&queries[g * dim + j * 16], load16(q + ((b * heads + h * group + g) * dim + j * 16)));
       scores.resize(group * ctx);
       parts.resize(group * 16);
       for (int64_t p0 = 0; p0 < ctx; p0 += 16) {
@@ -82,56 +82,69 @@ void attend(const T* q, const T* k, const T* v, T* k_cache, T* v_cache, const in
           prefetch_row(k_cache + row(i) * dim, dim * sizeof(T));
         for (int64_t i = 0; i < 16; ++i) {
           if (i >= n) {
-            for (int64_t g = 0; g < group; ++g) parts[g * 16 + i] = _mm512_setzero_ps();
+            for (int64_t g = 0; g < group; ++g) parts[g * 16 + i] = simd::zero();
             continue;
           }
           const T* key = k_cache + row(p0 + i) * dim;
-          __m512 kf[V];
+          F32x16 kf[V];
           for (int j = 0; j < V; ++j) kf[j] = load16(key + j * 16);
           for (int64_t g = 0; g < group; ++g) {
-            __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(&queries[g * dim]), kf[0]);
-            for (int j = 1; j < V; ++j) sum = _mm512_fmadd_ps(_mm512_loadu_ps(&queries[g * dim + j * 16]), kf[j], sum);
+            F32x16 sum = simd::mul(simd::loadu(&queries[g * dim]), kf[0]);
+            for (int j = 1; j < V; ++j) sum = simd::fmadd(simd::loadu(&queries[g * dim + j * 16]), kf[j], sum);
             parts[g * 16 + i] = sum;
           }
         }
-        const __mmask16 live = static_cast<__mmask16>((1u << n) - 1);
-        for (int64_t g = 0; g < group; ++g)
-          _mm512_mask_storeu_ps(&scores[g * ctx + p0], live, _mm512_mul_ps(plinth_simd::reduce16(&parts[g * 16]), _mm512_set1_ps(scale)));
+        for (int64_t g = 0; g < group; ++g) {
+          const F32x16 scaled = simd::mul(simd::reduce16(&parts[g * 16]), simd::set1(scale));
+          if (n == 16) {
+            simd::storeu(&scores[g * ctx + p0], scaled);
+          } else {
+            simd::store_first(&scores[g * ctx + p0], scaled, n);
+          }
+        }
       }
       totals.resize(group);
       for (int64_t g = 0; g < group; ++g) {  // softmax numerators in place, and their sum
         float* s = &scores[g * ctx];
         const float top = *std::max_element(s, s + ctx);
-        __m512 total = _mm512_setzero_ps();
+        F32x16 total = simd::zero();
         for (int64_t p = 0; p < ctx; p += 16) {
-          const __mmask16 live = static_cast<__mmask16>((1u << std::min<int64_t>(16, ctx - p)) - 1);
-          const __m512 x = _mm512_maskz_loadu_ps(live, s + p);
-          const __m512 e = _mm512_maskz_mov_ps(live, Sleef_expf16_u10(_mm512_sub_ps(x, _mm512_set1_ps(top))));
-          _mm512_mask_storeu_ps(s + p, live, e);
-          total = _mm512_add_ps(total, e);
+          const int64_t n = std::min<int64_t>(16, ctx - p);
+          if (n == 16) {
+            const F32x16 e = simd::exp(simd::sub(simd::loadu(s + p), simd::set1(top)));
+            simd::storeu(s + p, e);
+            total = simd::add(total, e);
+          } else {  // the lanes past the context are -inf: exp gives them 0, as a masked lane would be
+            alignas(64) float tail[16];
+            std::fill_n(tail, 16, -std::numeric_limits<float>::infinity());
+            std::copy_n(s + p, n, tail);
+            const F32x16 e = simd::exp(simd::sub(simd::loadu(tail), simd::set1(top)));
+            simd::store_first(s + p, e, n);
+            total = simd::add(total, e);
+          }
         }
-        totals[g] = _mm512_reduce_add_ps(total);
+        totals[g] = simd::reduce_add(total);
       }
       for (int64_t g0 = 0; g0 < group; g0 += kChunk) {
         const int64_t count = std::min<int64_t>(kChunk, group - g0);
-        __m512 acc[kChunk][V];
+        F32x16 acc[kChunk][V];
         for (int c = 0; c < kChunk; ++c)
-          for (int j = 0; j < V; ++j) acc[c][j] = _mm512_setzero_ps();
+          for (int j = 0; j < V; ++j) acc[c][j] = simd::zero();
         for (int64_t p = 0; p < ctx; ++p) {
           if (p + 8 < ctx) prefetch_row(v_cache + row(p + 8) * dim, dim * sizeof(T));
           const T* value = v_cache + row(p) * dim;
-          __m512 vf[V];
+          F32x16 vf[V];
           for (int j = 0; j < V; ++j) vf[j] = load16(value + j * 16);
           for (int c = 0; c < kChunk; ++c) {
             if (c >= count) break;
-            const __m512 weight = _mm512_set1_ps(scores[(g0 + c) * ctx + p]);
-            for (int j = 0; j < V; ++j) acc[c][j] = _mm512_fmadd_ps(weight, vf[j], acc[c][j]);
+            const F32x16 weight = simd::set1(scores[(g0 + c) * ctx + p]);
+            for (int j = 0; j < V; ++j) acc[c][j] = simd::fmadd(weight, vf[j], acc[c][j]);
           }
         }
         for (int c = 0; c < count; ++c) {
-          const __m512 inv = _mm512_set1_ps(1.f / totals[g0 + c]);
+          const F32x16 inv = simd::set1(1.f / totals[g0 + c]);
           T* o = out + (b * heads + h * group + g0 + c) * dim;
-          for (int j = 0; j < V; ++j) store16(o + j * 16, _mm512_mul_ps(acc[c][j], inv));
+          for (int j = 0; j < V; ++j) store16(o + j * 16, simd::mul(acc[c][j], inv));
         }
       }
     }
@@ -217,4 +230,5 @@ TORCH_LIBRARY_FRAGMENT(plinth, m) {
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("decode_attention", &decode_attention); }
 
-#endif  // AVX-512: without it the operator is not registered and decode attention keeps torch's path
+#endif  // PLINTH_SIMD: without AVX512-BF16 or AVX2 the operator is not registered and decode attention keeps
+        // torch's path

@@ -15,8 +15,8 @@
 // The element-wise steps between them (rotary, residual adds, SiLU-and-mul) are loops here rather than
 // ATen's ~15 operators a layer, with ATen's arithmetic: bf16 operands widened to float32, each product
 // and sum rounded to bf16 where ATen's operator would round it, SiLU as x / (1 + exp(-x)) with the
-// exp ATen's vectorized kernel uses (Sleef) on 32-element chunks of a row and std::exp on the rest, as
-// its scalar tail does. tests/engine/test_decode_layer.py holds the result to the Python layer's bits.
+// exp ATen's vectorized kernel uses (Sleef) on ATen's chunks of a row (32 elements on AVX-512, 16 on
+// AVX2) and std::exp on the rest, as its scalar tail does. tests/engine/test_decode_layer.py holds the result to the Python layer's bits.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -24,23 +24,15 @@
 
 #include <cmath>
 
-#if defined(__AVX512BF16__)  // where bf16_linear and decode_attention are registered
 #include "simd.h"
-
-extern "C" __m512 Sleef_expf16_u10(__m512);  // libtorch_cpu's, what Vectorized<float>::exp calls
+#ifdef PLINTH_SIMD  // where bf16_linear and decode_attention are registered
 
 namespace {
 
+namespace simd = plinth_simd;
 using Tensor = at::Tensor;
 using bf16 = c10::BFloat16;
-using plinth_simd::load_bf16x16;
-using plinth_simd::store_bf16x16;
-
-// float32 -> bf16 -> float32: the rounding an ATen bf16 operator applies to its result.
-inline __m512 round_bf16(__m512 v) {
-  const __m256bh b = _mm512_cvtneps_pbh(v);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(b)), 16));
-}
+using simd::F32x16;
 
 // x * cos + roll(x, dim / 2) * sin_signed for each head of each token (RotaryEmbedding.rotate): q and k
 // heads of qkv's first columns, into a new [tokens, heads, dim] tensor.
@@ -61,9 +53,9 @@ Tensor rotate(const Tensor& qkv, const Tensor& cos, const Tensor& sin_signed, in
       if (half % 16 == 0) {  // 16 lanes never straddle the roll's wrap
         for (int64_t i = 0; i < dim; i += 16) {
           const int64_t j = i < half ? i + half : i - half;  // roll: y[i] takes x[i - dim / 2] (mod dim)
-          const __m512 a = round_bf16(_mm512_mul_ps(load_bf16x16(x + i), load_bf16x16(ct + i)));
-          const __m512 b = round_bf16(_mm512_mul_ps(load_bf16x16(x + j), load_bf16x16(st + i)));
-          store_bf16x16(y + i, _mm512_add_ps(a, b));
+          const F32x16 a = simd::round_bf16(simd::mul(simd::load_bf16(x + i), simd::load_bf16(ct + i)));
+          const F32x16 b = simd::round_bf16(simd::mul(simd::load_bf16(x + j), simd::load_bf16(st + i)));
+          simd::store_bf16(y + i, simd::add(a, b));
         }
         continue;
       }
@@ -83,7 +75,7 @@ void add_into(const Tensor& x, Tensor& y) {
   bf16* b = y.mutable_data_ptr<bf16>();
   const int64_t n = y.numel();
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) store_bf16x16(b + i, _mm512_add_ps(load_bf16x16(a + i), load_bf16x16(b + i)));
+  for (; i + 16 <= n; i += 16) simd::store_bf16(b + i, simd::add(simd::load_bf16(a + i), simd::load_bf16(b + i)));
   for (; i < n; ++i) b[i] = static_cast<bf16>(static_cast<float>(a[i]) + static_cast<float>(b[i]));
 }
 
@@ -94,23 +86,19 @@ Tensor silu_and_mul(const Tensor& gate_up) {
   Tensor out = at::empty({tokens, width}, gate_up.options());
   const bf16* src = gate_up.const_data_ptr<bf16>();
   bf16* dst = out.mutable_data_ptr<bf16>();
-  const __m512 one = _mm512_set1_ps(1.f);
-  const __m512 sign = _mm512_set1_ps(-0.f);
+  const F32x16 one = simd::set1(1.f);
   at::parallel_for(0, tokens, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const bf16* gate = src + t * 2 * width;
       const bf16* up = gate + width;
       bf16* y = dst + t * width;
-      auto sixteen = [&](int64_t i) {
-        const __m512 g = load_bf16x16(gate + i);
-        const __m512 act = round_bf16(_mm512_div_ps(g, _mm512_add_ps(one, Sleef_expf16_u10(_mm512_xor_ps(g, sign)))));
-        store_bf16x16(y + i, _mm512_mul_ps(act, load_bf16x16(up + i)));
-      };
       int64_t i = 0;
-      for (; i + 32 <= width; i += 32) {  // ATen's chunks: 32 bf16, each as two float halves
-        sixteen(i);
-        sixteen(i + 16);
-      }
+      for (; i + simd::kAtenChunk <= width; i += simd::kAtenChunk)  // ATen's chunks of bf16, 16 floats at a time
+        for (int64_t k = i; k < i + simd::kAtenChunk; k += 16) {
+          const F32x16 g = simd::load_bf16(gate + k);
+          const F32x16 act = simd::round_bf16(simd::div(g, simd::add(one, simd::exp(simd::neg(g)))));
+          simd::store_bf16(y + k, simd::mul(act, simd::load_bf16(up + k)));
+        }
       for (; i < width; ++i) {  // ATen's scalar tail
         const float g = static_cast<float>(gate[i]);
         const bf16 act = static_cast<bf16>(g / (1.0f + std::exp(-g)));
@@ -222,4 +210,5 @@ TORCH_LIBRARY_FRAGMENT(plinth, m) {
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("decode_layer", &decode_layer); }
 
-#endif  // AVX512-BF16: without it the operator is not registered and every layer runs in Python
+#endif  // PLINTH_SIMD: without AVX512-BF16 or AVX2 the operator is not registered and every layer runs in
+        // Python

@@ -7,8 +7,8 @@
 // the other slots' products away (two GEMMs tokens x span x rank wide, a one-hot multiply and an add:
 // ~9 ms of a 32-token step of the `small` llama with q/v adapters, benchmarks/lora.py). Here each token
 // reads its slot's A and B where they lie, once, and does only its own products: the shrink on
-// vdpbf16ps (16 ranks' sums side by side, one reduce16), the expand in float32 registers over 256
-// outputs at a time, the sum added to the base output and rounded to bf16 once.
+// vdpbf16ps or its AVX2 form (simd.h; 16 ranks' sums side by side, one reduce16), the expand in float32
+// over 16 outputs at a time, the sum added to the base output and rounded to bf16 once.
 //
 // Each token's delta depends on nothing but its own row and slot, so the operator is batch-invariant.
 #include <ATen/Parallel.h>
@@ -20,15 +20,14 @@
 #include <cstdint>
 #include <vector>
 
-#if defined(__AVX512BF16__)
 #include "simd.h"
+#ifdef PLINTH_SIMD
 
 namespace {
 
+namespace simd = plinth_simd;
 using bf16 = c10::BFloat16;
-using plinth_simd::as_bh;
-using plinth_simd::load_bf16x16;
-using plinth_simd::store_bf16x16;
+using simd::F32x16;
 
 // The next token's rows into L2 while this token's are read: each token's A and B are a fresh 48 KB
 // (rank 16) somewhere in memory, and the hardware prefetcher alone read them at ~16 GB/s.
@@ -38,30 +37,34 @@ inline void prefetch(const void* p, int64_t bytes) {
 }
 
 // h[r] = A[r] · x, one row of A after the other (A is read front to back, as it lies), 32 inputs per
-// vdpbf16ps (the tail masked); the rank's sums in groups of 16, one reduce16 each.
+// pair product (the tail zero-padded); the rank's sums in groups of 16, one reduce16 each.
 void shrink(const bf16* a, const bf16* x, int64_t rank, int64_t in, float* h, const bf16* next) {
+  const int64_t whole = in / 32 * 32;
+  alignas(64) bf16 x_tail[32] = {};
+  std::copy(x + whole, x + in, x_tail);
   for (int64_t r0 = 0; r0 < rank; r0 += 16) {
     const int64_t rows = std::min<int64_t>(16, rank - r0);
-    __m512 acc[16];
-    for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+    F32x16 acc[16];
+    for (int r = 0; r < 16; ++r) acc[r] = simd::zero();
     for (int64_t r = 0; r < rows; ++r) {
       const bf16* row = a + (r0 + r) * in;
       if (next) prefetch(next + (r0 + r) * in, in * sizeof(bf16));
-      __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+      F32x16 sum[2] = {simd::zero(), simd::zero()};
       int64_t i = 0;
       for (; i + 64 <= in; i += 64) {
-        sum[0] = _mm512_dpbf16_ps(sum[0], as_bh(_mm512_loadu_si512(row + i)), as_bh(_mm512_loadu_si512(x + i)));
-        sum[1] = _mm512_dpbf16_ps(sum[1], as_bh(_mm512_loadu_si512(row + i + 32)), as_bh(_mm512_loadu_si512(x + i + 32)));
+        sum[0] = simd::dot_pairs(sum[0], row + i, x + i);
+        sum[1] = simd::dot_pairs(sum[1], row + i + 32, x + i + 32);
       }
-      for (; i < in; i += 32) {
-        const __mmask32 live = in - i >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << (in - i)) - 1);
-        sum[0] = _mm512_dpbf16_ps(sum[0], as_bh(_mm512_maskz_loadu_epi16(live, row + i)),
-                                  as_bh(_mm512_maskz_loadu_epi16(live, x + i)));
+      if (i < whole) sum[0] = simd::dot_pairs(sum[0], row + i, x + i);
+      if (whole < in) {
+        alignas(64) bf16 row_tail[32] = {};
+        std::copy(row + whole, row + in, row_tail);
+        sum[0] = simd::dot_pairs(sum[0], row_tail, x_tail);
       }
-      acc[r] = _mm512_add_ps(sum[0], sum[1]);
+      acc[r] = simd::add(sum[0], sum[1]);
     }
     alignas(64) float sums[16];
-    _mm512_store_ps(sums, plinth_simd::reduce16(acc));
+    simd::storeu(sums, simd::reduce16(acc));
     std::copy_n(sums, rows, h + r0);
   }
 }
@@ -69,27 +72,20 @@ void shrink(const bf16* a, const bf16* x, int64_t rank, int64_t in, float* h, co
 // y += sum_r h[r] * bt[r] in float32 (acc: width floats), one row of Bt after the other, then rounded to
 // bf16 once.
 void expand(const float* h, const bf16* bt, int64_t rank, int64_t width, bf16* y, float* acc, const bf16* next) {
-  const int64_t whole = width / 16 * 16;
-  const __mmask16 tail = static_cast<__mmask16>((1u << (width - whole)) - 1);
-  auto load_tail = [tail](const bf16* p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(tail, p)), 16));
-  };
-  for (int64_t j = 0; j < whole; j += 16) _mm512_storeu_ps(acc + j, load_bf16x16(y + j));
-  if (tail) _mm512_storeu_ps(acc + whole, load_tail(y + whole));
+  const int64_t whole = width / 16 * 16, tail = width - whole;
+  for (int64_t j = 0; j < whole; j += 16) simd::storeu(acc + j, simd::load_bf16(y + j));
+  if (tail) simd::storeu(acc + whole, simd::load_bf16_first(y + whole, tail));
   for (int64_t r = 0; r < rank; ++r) {
-    const __m512 weight = _mm512_set1_ps(h[r]);
+    const F32x16 weight = simd::set1(h[r]);
     const bf16* row = bt + r * width;
     if (next) prefetch(next + r * width, width * sizeof(bf16));
     for (int64_t j = 0; j < whole; j += 16)
-      _mm512_storeu_ps(acc + j, _mm512_fmadd_ps(weight, load_bf16x16(row + j), _mm512_loadu_ps(acc + j)));
+      simd::storeu(acc + j, simd::fmadd(weight, simd::load_bf16(row + j), simd::loadu(acc + j)));
     if (tail)
-      _mm512_storeu_ps(acc + whole, _mm512_fmadd_ps(weight, load_tail(row + whole), _mm512_loadu_ps(acc + whole)));
+      simd::storeu(acc + whole, simd::fmadd(weight, simd::load_bf16_first(row + whole, tail), simd::loadu(acc + whole)));
   }
-  for (int64_t j = 0; j < whole; j += 16) store_bf16x16(y + j, _mm512_loadu_ps(acc + j));
-  if (tail) {
-    const __m256bh rounded = _mm512_cvtneps_pbh(_mm512_loadu_ps(acc + whole));
-    _mm256_mask_storeu_epi16(y + whole, tail, reinterpret_cast<const __m256i&>(rounded));
-  }
+  for (int64_t j = 0; j < whole; j += 16) simd::store_bf16(y + j, simd::loadu(acc + j));
+  if (tail) simd::store_bf16_first(y + whole, simd::loadu(acc + whole), tail);
 }
 
 void lora_add_(at::Tensor& out, const at::Tensor& x, const at::Tensor& rows, const at::Tensor& slots,
@@ -139,4 +135,5 @@ TORCH_LIBRARY_FRAGMENT(plinth, m) {
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("lora_add_", &lora_add_); }
 
-#endif  // AVX512-BF16: without it the operator is not registered and decode tokens keep the torch paths
+#endif  // PLINTH_SIMD: without AVX512-BF16 or AVX2 the operator is not registered and decode tokens keep the
+        // torch paths

@@ -37,8 +37,9 @@
 namespace {
 
 using plinth_simd::as_bh;
-using plinth_simd::load_bf16x16;
-using plinth_simd::store_bf16x16;
+
+inline __m512 load_bf16x16(const c10::BFloat16* p) { return plinth_simd::load_bf16(p).v; }
+inline void store_bf16x16(c10::BFloat16* p, __m512 v) { plinth_simd::store_bf16(p, {v}); }
 
 constexpr int kBlock = 16;        // output rows per block: one zmm of float32 accumulators
 constexpr int kChunkBytes = 32;   // bytes per chunk and block
