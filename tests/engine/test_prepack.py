@@ -125,3 +125,15 @@ def test_prepack_packs_a_weight_in_place_unless_another_tensor_reads_its_memory(
     assert torch.equal(model.reader.weight, table)
     torch.testing.assert_close(model.layers[0](x), want[0])
     torch.testing.assert_close(model.shared(x), want[1])
+
+
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
+def test_auto_dtype_keeps_a_bf16_checkpoint_in_bf16_where_plinths_kernel_multiplies_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(prepack, "onednn_bf16", lambda: False)  # an AVX2 CPU: oneDNN refuses bf16
+    assert model_runner.resolve_dtype("auto", cpu, "bfloat16") == torch.bfloat16
+    assert model_runner.resolve_dtype("auto", cpu, "float32") == torch.float32
+    monkeypatch.setattr(native, "has", lambda op: False)  # and without Plinth's kernel: float32
+    assert model_runner.resolve_dtype("auto", cpu, "bfloat16") == torch.float32
