@@ -73,6 +73,9 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
   const uint8_t* base[NB];
   for (int b = 0; b < NB; ++b) base[b] = pair_at(p, block + b, 0);
   constexpr int kAhead = 8 * kInterleave * kPairBytes;  // 2 KB ahead of a 4-block stream
+  // lines asked for per step: one on AVX-512 (as measured there); on AVX2 every line the step reads
+  // (one stream of SmolLM2's linears: 12.3-12.9 -> 10.9-12.0 ms a pass on a Zen 3, benchmarks/bf16_linear.py)
+  constexpr int kPrefetches = simd::kRegisters >= 32 ? 1 : kChains * NB;
   auto step = [&](int h, int64_t j) {
     uint32_t xs[MT];
     for (int m = 0; m < MT; ++m) xs[m] = p.x[(m0 + m) * p.pairs + j];
@@ -81,7 +84,8 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
   };
   int64_t j = 0;
   for (; j + kChains <= p.pairs; j += kChains) {
-    _mm_prefetch(reinterpret_cast<const char*>(base[0] + j * stride) + kAhead, _MM_HINT_T0);
+    for (int l = 0; l < kPrefetches; ++l)
+      _mm_prefetch(reinterpret_cast<const char*>(base[0] + j * stride) + kAhead + 64 * l, _MM_HINT_T0);
     for (int h = 0; h < kChains; ++h) step(h, j + h);
   }
   for (; j < p.pairs; ++j) step(0, j);
