@@ -157,8 +157,8 @@ def decode_only(meta: AttentionMetadata) -> bool:
 
 def _native_decode(q: torch.Tensor) -> bool:
     """Whether Plinth's decode attention (``csrc/decode_attention.cpp``) serves this step: bf16/fp16 on
-    a CPU with AVX-512, heads it is built for (:func:`native_head_dim`). One operator for the cache write
-    and the attention: at one stream of SmolLM2-135M, ~70 -> ~10 us a layer
+    a CPU with AVX512-BF16 or AVX2, heads it is built for (:func:`native_head_dim`). One operator for
+    the cache write and the attention: at one stream of SmolLM2-135M, ~70 -> ~10 us a layer
     (``benchmarks/decode_profile.py``)."""
     return (
         q.device.type == "cpu"

@@ -9,7 +9,7 @@ of SmolLM2-135M takes ~3 ms less (``benchmarks/decode_profile.py``).
 When: the layer must be the plain Llama shape Plinth's kernels serve (bf16 projections packed for
 ``plinth::bf16_linear``, or all quantized to int8 or int4 for ``plinth::qlinear``; no biases, no q/k
 norms, a dense MLP), and the step decode-only, outside batch-invariant mode; its adapter tokens, if
-any, on ``plinth::lora_add_`` (bf16 on AVX512-BF16), which the operator calls for each targeted
+any, on ``plinth::lora_add_`` (bf16), which the operator calls for each targeted
 sub-projection as :class:`~plinth.engine.lora.layers.LoraLinear` does. Anything else runs the Python
 layer, which stays the reference.
 """

@@ -7,6 +7,11 @@ reference runs as many (RMSNorm: about 25 on CPU) removes it where it is largest
 weight-only matmuls (``qlinear``: AVX512-BF16 and AMX) read the weights 1.3-1.6x faster than torch's
 CPU kernels for one row and compute 3-6x faster for many (``benchmarks/qlinear.py``).
 
+Which CPUs: the vector operators are written once against ``csrc/simd.h``'s 16-lane float vector, one
+zmm register on AVX512-BF16 and two ymm on AVX2 with FMA and F16C (AMD before Zen 4, Intel's client
+cores), so the fused bf16 decode path runs on both; ``qlinear`` is AVX512-BF16 only, and a CPU without
+AVX2 gets ``rms_norm`` alone.
+
 How: :func:`torch.utils.cpp_extension.load` compiles the sources with the machine's C++ compiler and
 ninja (the ``ninja`` package is a dependency) into ``~/.cache/plinth/native/<torch>-<cpu>-<sources>``
 (``PLINTH_NATIVE_DIR`` moves it) and loads the library, which registers ``torch.ops.plinth.*``. It is

@@ -4,7 +4,7 @@ Adapters live in fixed *slots* (stacked A and B buffers per projection, padded t
 scaling folded into B), so one batch mixes the base model and many adapters (S-LoRA/Punica style).
 A step's :class:`LoraBatch` says which slot each token uses:
 
-- decode tokens (one per request) of a bf16 model on a CPU with AVX512-BF16 take Plinth's operator
+- decode tokens (one per request) of a bf16 model on a CPU with AVX512-BF16 or AVX2 take Plinth's operator
   (``csrc/lora_add.cpp``): each token reads its own slot's A and B where they lie and does only its own
   products; elsewhere they take one of two torch paths, whichever a step's shape makes cheaper:
   - *dense*: every slot in the span the step's tokens use is applied to every token in two plain
