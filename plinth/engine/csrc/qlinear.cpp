@@ -31,15 +31,13 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
 #include "simd.h"
+#ifdef PLINTH_SIMD
 
 namespace {
 
-using plinth_simd::as_bh;
-
-inline __m512 load_bf16x16(const c10::BFloat16* p) { return plinth_simd::load_bf16(p).v; }
-inline void store_bf16x16(c10::BFloat16* p, __m512 v) { plinth_simd::store_bf16(p, {v}); }
+namespace simd = plinth_simd;
+using simd::F32x16;
 
 constexpr int kBlock = 16;        // output rows per block: one zmm of float32 accumulators
 constexpr int kChunkBytes = 32;   // bytes per chunk and block
@@ -49,6 +47,32 @@ constexpr int kInt4Group = 32;    // inputs per int4 scale
 // cost per block and group (dequantize, store, reload) made it slower below 6 rows, vdpbf16ps's
 // arithmetic made it slower from 6 (benchmarks/qlinear.py: SmolLM2's linears, 13 ms either way at 4-6).
 constexpr int64_t kFewRows = 5;
+
+struct Problem {
+  const uint32_t* x;        // [M][K/2] pairs of bf16 activations
+  const float* xsum;        // [M][groups] sums of the activations per group (int4 only)
+  const float* x_even;      // [M][K/2] x's even and odd inputs in float32 (AVX2 only: broadcast loads)
+  const float* x_odd;
+  const uint8_t* w;         // [blocks][chunks][32]
+  const c10::BFloat16* scales;  // [blocks][groups][16]
+  const c10::BFloat16* zeros;    // [blocks][groups][16] (int4) or nullptr
+  c10::BFloat16* y;         // [M][N]
+  int64_t M, N, K, chunks, groups, chunks_per_group;
+};
+
+// Where block b's chunk c lies (the interleaved layout of simd.h).
+inline const uint8_t* chunk(const Problem& p, int64_t b, int64_t c) {
+  return p.w + plinth_simd::Interleaved{p.N / kBlock, p.chunks}.at(b, c) * kChunkBytes;
+}
+
+// How far ahead of a 4-block tile's stream the few-row path asks for its bytes (16 chunks of 4 blocks)
+constexpr int kPrefetchBytes = 16 * kInterleave * kChunkBytes;
+
+#if PLINTH_SIMD == 512
+using simd::as_bh;
+
+inline __m512 load_bf16x16(const c10::BFloat16* p) { return simd::load_bf16(p).v; }
+inline void store_bf16x16(c10::BFloat16* p, __m512 v) { simd::store_bf16(p, {v}); }
 
 inline uint16_t bf16_bits(float v) {
   uint32_t u;
@@ -73,24 +97,6 @@ inline __m512i table(Nibble kind) {
   }
   return _mm512_load_si512(t);
 }
-
-struct Problem {
-  const uint32_t* x;        // [M][K/2] pairs of bf16 activations
-  const float* xsum;        // [M][groups] sums of the activations per group (int4 only)
-  const uint8_t* w;         // [blocks][chunks][32]
-  const c10::BFloat16* scales;  // [blocks][groups][16]
-  const c10::BFloat16* zeros;    // [blocks][groups][16] (int4) or nullptr
-  c10::BFloat16* y;         // [M][N]
-  int64_t M, N, K, chunks, groups, chunks_per_group;
-};
-
-// Where block b's chunk c lies (the interleaved layout of simd.h).
-inline const uint8_t* chunk(const Problem& p, int64_t b, int64_t c) {
-  return p.w + plinth_simd::Interleaved{p.N / kBlock, p.chunks}.at(b, c) * kChunkBytes;
-}
-
-// How far ahead of a 4-block tile's stream the few-row path asks for its bytes (16 chunks of 4 blocks)
-constexpr int kPrefetchBytes = 16 * kInterleave * kChunkBytes;
 
 // NB blocks of 16 output rows times MT rows of x: NB * MT float32 accumulators per group and as many
 // for the result, reusing each dequantized chunk MT times and giving the core NB * MT independent
@@ -143,31 +149,112 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
     for (int m = 0; m < MT; ++m) store_bf16x16(p.y + (m0 + m) * p.N + (block + b) * kBlock, acc[b][m]);
 }
 
+#else  // AVX2: no bf16 dot product and no 16-bit table lookup
+
+// Lane r of each 8-lane half of a chunk: bytes 2r and 2r + 1 of that half (its row r's two inputs), as
+// byte 2r | byte 2r + 1 << 8. Their nibbles (int4) or bytes (int8) become float32 in registers, exact
+// (small integers), and are multiplied by the activations (split into float32 once per call, so each
+// is one broadcast load) with FMAs in vdpbf16ps's order (a pair's odd input first): each product is
+// exact and the sums run in a fixed order per output element.
+
+// NB blocks of 16 output rows times MT rows of x, as the AVX-512 tile above, with 2 * NB * MT
+// accumulators of two ymm registers each.
+template <int BITS, int NB, int MT>
+void tile(const Problem& p, int64_t block, int64_t m0) {
+  const __m256i nibble = _mm256_set1_epi32(0xF);
+  const __m256 eight = _mm256_set1_ps(8.f);
+  auto int4 = [&](__m256i w, int shift) {  // q - 8 of the nibble `shift` bits up in each lane
+    return _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(w, shift), nibble)), eight);
+  };
+  auto int8 = [](__m256i w, int byte) {  // the signed byte `byte` (0 or 1) of each lane
+    return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 24 - 8 * byte), 24));
+  };
+  F32x16 acc[NB][MT];
+  for (int b = 0; b < NB; ++b)
+    for (int m = 0; m < MT; ++m) acc[b][m] = simd::zero();
+  const int64_t pairs = p.K / 2;
+  for (int64_t g = 0; g < p.groups; ++g) {
+    F32x16 part[NB][MT];
+    for (int b = 0; b < NB; ++b)
+      for (int m = 0; m < MT; ++m) part[b][m] = simd::zero();
+    const int64_t c_end = (g + 1) * p.chunks_per_group;
+    for (int64_t c = g * p.chunks_per_group; c < c_end; ++c) {
+      const int64_t lo_pair = BITS == 4 ? 2 * c : c;
+      for (int b = 0; b < NB; ++b) {
+        const uint8_t* src = chunk(p, block + b, c);
+        if (b == 0) _mm_prefetch(reinterpret_cast<const char*>(src) + kPrefetchBytes, _MM_HINT_T0);
+        for (int half = 0; half < 2; ++half) {
+          const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16 * half)));
+          if constexpr (BITS == 4) {  // low nibbles: pair 2c (inputs 4c, 4c + 1); high ones: pair 2c + 1
+            const __m256 lo_odd = int4(w, 8), lo_even = int4(w, 0), hi_odd = int4(w, 12), hi_even = int4(w, 4);
+            for (int m = 0; m < MT; ++m) {
+              const int64_t at = (m0 + m) * pairs + lo_pair;
+              __m256& a = half == 0 ? part[b][m].lo : part[b][m].hi;
+              a = _mm256_fmadd_ps(lo_odd, _mm256_broadcast_ss(p.x_odd + at), a);
+              a = _mm256_fmadd_ps(lo_even, _mm256_broadcast_ss(p.x_even + at), a);
+              a = _mm256_fmadd_ps(hi_odd, _mm256_broadcast_ss(p.x_odd + at + 1), a);
+              a = _mm256_fmadd_ps(hi_even, _mm256_broadcast_ss(p.x_even + at + 1), a);
+            }
+          } else {  // the two bytes: pair c
+            const __m256 odd = int8(w, 1), even = int8(w, 0);
+            for (int m = 0; m < MT; ++m) {
+              const int64_t at = (m0 + m) * pairs + lo_pair;
+              __m256& a = half == 0 ? part[b][m].lo : part[b][m].hi;
+              a = _mm256_fmadd_ps(odd, _mm256_broadcast_ss(p.x_odd + at), a);
+              a = _mm256_fmadd_ps(even, _mm256_broadcast_ss(p.x_even + at), a);
+            }
+          }
+        }
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      const int64_t at = ((block + b) * p.groups + g) * kBlock;
+      const F32x16 scale = simd::load_bf16(p.scales + at);
+      if constexpr (BITS == 4) {
+        const F32x16 zero = simd::load_bf16(p.zeros + at);
+        for (int m = 0; m < MT; ++m) {
+          acc[b][m] = simd::fmadd(part[b][m], scale, acc[b][m]);
+          acc[b][m] = simd::fmadd(zero, simd::set1(p.xsum[(m0 + m) * p.groups + g]), acc[b][m]);
+        }
+      } else {
+        for (int m = 0; m < MT; ++m) acc[b][m] = simd::fmadd(part[b][m], scale, acc[b][m]);
+      }
+    }
+  }
+  for (int b = 0; b < NB; ++b)
+    for (int m = 0; m < MT; ++m) simd::store_bf16(p.y + (m0 + m) * p.N + (block + b) * kBlock, acc[b][m]);
+}
+#endif
+
 template <int BITS, int NB>
 void rows(const Problem& p, int64_t block) {
-  constexpr int kRowTile = NB >= 4 ? 2 : 4;  // keeps 2 * NB * MT accumulators within the 32 registers
+  // 2 * NB * MT accumulators within the vector registers (AVX-512: 32 of one register, AVX2: 16 of two)
+  constexpr int kRowTile = simd::kRegisters < 32 ? 2 : NB >= 4 ? 2 : 4;
   int64_t m = 0;
   for (; m + kRowTile <= p.M; m += kRowTile) tile<BITS, NB, kRowTile>(p, block, m);
-  switch (p.M - m) {
-    case 3: tile<BITS, NB, 3>(p, block, m); break;
-    case 2: tile<BITS, NB, 2>(p, block, m); break;
-    case 1: tile<BITS, NB, 1>(p, block, m); break;
-    default: break;
+  if constexpr (kRowTile > 2) {
+    if (p.M - m == 3) tile<BITS, NB, 3>(p, block, m);
+    if (p.M - m == 2) tile<BITS, NB, 2>(p, block, m);
   }
+  if (p.M - m == 1) tile<BITS, NB, 1>(p, block, m);
 }
 
 template <int BITS>
 void run(const Problem& p) {
   const int64_t blocks = p.N / kBlock;
-  // NB = 4 blocks per tile for a few rows (four independent chains), 2 for more (reuse of each chunk)
+  // NB = 4 blocks per tile for a few rows (four independent chains), 2 for more (reuse of each chunk);
+  // one on AVX2, whose accumulators take two registers each
+  constexpr bool kOneBlock = simd::kRegisters < 32;
   const bool few = p.M <= 2;
-  const int64_t nb = few ? 4 : 2;
+  const int64_t nb = kOneBlock ? 1 : few ? 4 : 2;
   const int64_t tiles = (blocks + nb - 1) / nb;
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t block = t * nb;
       const int64_t left = blocks - block;
-      if (left >= nb) {
+      if constexpr (kOneBlock) {
+        rows<BITS, 1>(p, block);
+      } else if (left >= nb) {
         few ? rows<BITS, 4>(p, block) : rows<BITS, 2>(p, block);
       } else {
         for (int64_t b = block; b < blocks; ++b) rows<BITS, 1>(p, b);
@@ -177,7 +264,7 @@ void run(const Problem& p) {
 }
 
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#if PLINTH_SIMD == 512 && defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #define PLINTH_AMX 1
 #include "amx.h"
 
@@ -304,8 +391,21 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tens
         xsum[m * groups + g] = s;
       }
   }
-  Problem p{reinterpret_cast<const uint32_t*>(xc.const_data_ptr<c10::BFloat16>()),
+  const uint32_t* pairs = reinterpret_cast<const uint32_t*>(xc.const_data_ptr<c10::BFloat16>());
+  std::vector<float> x_even, x_odd;
+  if (simd::kRegisters < 32) {  // AVX2's tile reads x's inputs as float32
+    x_even.resize(M * K / 2);
+    x_odd.resize(M * K / 2);
+    for (int64_t i = 0; i < M * K / 2; ++i) {
+      const uint32_t even = pairs[i] << 16, odd = pairs[i] & 0xFFFF0000u;
+      std::memcpy(&x_even[i], &even, sizeof even);
+      std::memcpy(&x_odd[i], &odd, sizeof odd);
+    }
+  }
+  Problem p{pairs,
             xsum.data(),
+            x_even.data(),
+            x_odd.data(),
             packed.const_data_ptr<uint8_t>(),
             scales.const_data_ptr<c10::BFloat16>(),
             bits == 4 ? zeros->const_data_ptr<c10::BFloat16>() : nullptr,
@@ -328,4 +428,5 @@ TORCH_LIBRARY_FRAGMENT(plinth, m) {
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("qlinear", &qlinear); }
 
-#endif  // AVX512-BF16: without it the operator is not registered and quantization uses torch's kernels
+#endif  // PLINTH_SIMD: without AVX512-BF16 or AVX2 the operator is not registered and quantization uses
+        // torch's kernels
