@@ -38,7 +38,7 @@ def packed_bytes(linears: list[tuple[int, nn.Module]]) -> int:
 def main() -> None:
     args = parse_args("1,2,4,16,64,256")
     if not native.has("qlinear"):
-        raise SystemExit("the native qlinear operator is not available on this CPU (needs AVX512-BF16)")
+        raise SystemExit("the native qlinear operator is not available on this CPU (needs AVX2 or AVX-512)")
     kernels = {kernel: build(packer(kernel), args.layers) for kernel in ("aten", "plinth")}
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, "
           f"packed weights: aten {packed_bytes(kernels['aten']) / 1e6:.1f} MB, "

@@ -35,7 +35,7 @@ PROMPTS = [[5, 9, 11, 40, 3], [7] * 12, list(range(20, 53))]
 
 
 RESHAPED = {"odd-mlp": {"intermediate_size": 344}, "head-48": {"head_dim": 48}}
-QUANTIZED = pytest.mark.skipif(not native.has("qlinear"), reason="plinth::qlinear needs AVX512-BF16")
+QUANTIZED = pytest.mark.skipif(not native.has("qlinear"), reason="plinth::qlinear needs AVX2 or AVX-512")
 
 
 @pytest.fixture(

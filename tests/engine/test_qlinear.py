@@ -1,5 +1,6 @@
 """Plinth's int4/int8 matmul (``torch.ops.plinth.qlinear``, ``engine/csrc/qlinear.cpp``): it multiplies by
-the weights its packing stands for, on both of its paths (few rows: vdpbf16ps; many: AMX tiles), a row's
+the weights its packing stands for, on both of its paths (few rows: vdpbf16ps, or FMAs on AVX2; many:
+AMX tiles, or on AVX2 each group dequantized once for all rows), a row's
 result does not depend on the rows beside it within a path, it agrees with torch's kernels on the same
 quantized weights, and a bf16 engine serves through it, LoRA on top."""
 
@@ -14,9 +15,9 @@ from plinth.engine import EngineConfig, LLMEngine, native
 from plinth.engine.quantization import PackedWeight
 
 pytestmark = pytest.mark.skipif(
-    not native.has("qlinear"), reason="plinth::qlinear is built only for CPUs with AVX512-BF16"
+    not native.has("qlinear"), reason="plinth::qlinear is built for CPUs with AVX512-BF16 or AVX2"
 )
-FEW_ROWS = (1, 2, 3, 5)  # the vdpbf16ps path (kFewRows = 5)
+FEW_ROWS = (1, 2, 3, 5)  # the vdpbf16ps path (kFewRows = 5; on AVX2 up to 4 rows, 5 the dequantized path)
 MANY_ROWS = (6, 16, 17, 40)  # AMX tiles where the CPU has them, 16-row tiles and a shorter last one
 # output rows: 4-block groups only, groups and a leftover block, leftover blocks only (see chunk())
 SHAPES = [(64, 64), (80, 96), (48, 128), (576, 576)]

@@ -102,7 +102,7 @@ def test_quantization_refuses_unknown_methods(tiny_llama) -> None:
         LLMEngine(EngineConfig(model=str(tiny_llama), dtype="float32", quantization="int3"))
 
 
-@pytest.mark.skipif(not native.has("qlinear"), reason="Plinth's int4/int8 kernel needs AVX512-BF16")
+@pytest.mark.skipif(not native.has("qlinear"), reason="Plinth's int4/int8 kernel needs AVX2 or AVX-512")
 @pytest.mark.parametrize("method", ["int8", "int4"])
 def test_packing_a_slice_of_rows_at_a_time_gives_the_whole_matrixs_bytes(method, monkeypatch) -> None:
     """Three slices of 64 rows and one of 48 (the last blocks outside a group of four)."""

@@ -1,5 +1,5 @@
 // plinth::qlinear(x, packed, scales, zeros, bits): y = x @ W.T for int4/int8 weights, bf16 activations,
-// on AVX512-BF16 CPUs.
+// on AVX512-BF16 CPUs, and on AVX2 ones (the AVX2 section below).
 //
 // Why: a decode step of a small quantized model reads every weight once per token, and torch's CPU
 // kernels for it (_weight_int4pack_mm_for_cpu, _weight_int8pack_mm) dequantize each weight to float32
@@ -224,6 +224,85 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
   for (int b = 0; b < NB; ++b)
     for (int m = 0; m < MT; ++m) simd::store_bf16(p.y + (m0 + m) * p.N + (block + b) * kBlock, acc[b][m]);
 }
+
+// More than kTileRows rows on AVX2: each block's group is dequantized once into float32 (its pairs'
+// odd and even inputs for the 16 rows, as the tile above computes them), then every row of x is
+// multiplied by it, 4 rows at a time (8 chains of FMAs). Per output element the products are added in
+// the tile's order (pairs in order, a pair's odd input first), so a row's result does not depend on
+// how many rows there are; the tile alone re-dequantized each chunk for every 2 rows, and at 16 rows
+// was slower than torch's kernel.
+constexpr int64_t kTileRows = 4;
+
+template <int BITS, int MT>
+void group_rows(const Problem& p, const float* w, int64_t pairs_in_group, int64_t first_pair, int64_t m0,
+                F32x16 scale, F32x16 zero, int64_t g, float* acc) {
+  const int64_t pairs = p.K / 2;
+  __m256 part[MT][2];
+  for (int m = 0; m < MT; ++m) part[m][0] = part[m][1] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < pairs_in_group; ++j) {
+    const float* wj = w + j * 32;  // [odd: 16 rows][even: 16 rows]
+    const __m256 odd0 = _mm256_loadu_ps(wj), odd1 = _mm256_loadu_ps(wj + 8);
+    const __m256 even0 = _mm256_loadu_ps(wj + 16), even1 = _mm256_loadu_ps(wj + 24);
+    for (int m = 0; m < MT; ++m) {
+      const int64_t at = (m0 + m) * pairs + first_pair + j;
+      const __m256 xo = _mm256_broadcast_ss(p.x_odd + at), xe = _mm256_broadcast_ss(p.x_even + at);
+      part[m][0] = _mm256_fmadd_ps(even0, xe, _mm256_fmadd_ps(odd0, xo, part[m][0]));
+      part[m][1] = _mm256_fmadd_ps(even1, xe, _mm256_fmadd_ps(odd1, xo, part[m][1]));
+    }
+  }
+  for (int m = 0; m < MT; ++m) {
+    float* a = acc + (m0 + m) * kBlock;
+    F32x16 sum = simd::fmadd(F32x16{part[m][0], part[m][1]}, scale, simd::loadu(a));
+    if constexpr (BITS == 4) sum = simd::fmadd(zero, simd::set1(p.xsum[(m0 + m) * p.groups + g]), sum);
+    simd::storeu(a, sum);
+  }
+}
+
+template <int BITS>
+void dequantized_run(const Problem& p) {
+  const int64_t pairs_in_group = p.chunks_per_group * (BITS == 4 ? 2 : 1);
+  at::parallel_for(0, p.N / kBlock, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> w(pairs_in_group * 32), acc(p.M * kBlock);
+    const __m256i nibble = _mm256_set1_epi32(0xF);
+    const __m256 eight = _mm256_set1_ps(8.f);
+    for (int64_t block = begin; block < end; ++block) {
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t g = 0; g < p.groups; ++g) {
+        for (int64_t k = 0; k < p.chunks_per_group; ++k) {
+          const uint8_t* src = chunk(p, block, g * p.chunks_per_group + k);
+          for (int half = 0; half < 2; ++half) {
+            const __m256i q = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16 * half)));
+            auto put = [&](int64_t pair, __m256 odd, __m256 even) {
+              _mm256_storeu_ps(w.data() + pair * 32 + 8 * half, odd);
+              _mm256_storeu_ps(w.data() + pair * 32 + 16 + 8 * half, even);
+            };
+            if constexpr (BITS == 4) {
+              auto int4 = [&](int shift) {
+                return _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q, shift), nibble)), eight);
+              };
+              put(2 * k, int4(8), int4(0));
+              put(2 * k + 1, int4(12), int4(4));
+            } else {
+              put(k, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 16), 24)),
+                  _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 24), 24)));
+            }
+          }
+        }
+        const int64_t at = (block * p.groups + g) * kBlock;
+        const F32x16 scale = simd::load_bf16(p.scales + at);
+        const F32x16 zero = BITS == 4 ? simd::load_bf16(p.zeros + at) : simd::zero();
+        const int64_t first_pair = g * pairs_in_group;
+        int64_t m = 0;
+        for (; m + 4 <= p.M; m += 4)
+          group_rows<BITS, 4>(p, w.data(), pairs_in_group, first_pair, m, scale, zero, g, acc.data());
+        for (; m < p.M; ++m)
+          group_rows<BITS, 1>(p, w.data(), pairs_in_group, first_pair, m, scale, zero, g, acc.data());
+      }
+      for (int64_t m = 0; m < p.M; ++m)
+        simd::store_bf16(p.y + m * p.N + block * kBlock, simd::loadu(acc.data() + m * kBlock));
+    }
+  });
+}
 #endif
 
 template <int BITS, int NB>
@@ -414,6 +493,12 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tens
 #ifdef PLINTH_AMX
   if (M > kFewRows && K % 32 == 0 && plinth_amx::granted()) {
     bits == 4 ? amx_run<4>(p) : amx_run<8>(p);
+    return y;
+  }
+#endif
+#if PLINTH_SIMD == 256
+  if (M > kTileRows) {
+    bits == 4 ? dequantized_run<4>(p) : dequantized_run<8>(p);
     return y;
   }
 #endif
