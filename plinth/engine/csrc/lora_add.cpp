@@ -74,7 +74,7 @@ void shrink(const bf16* a, const bf16* x, int64_t rank, int64_t in, float* h, co
 void expand(const float* h, const bf16* bt, int64_t rank, int64_t width, bf16* y, float* acc, const bf16* next) {
   const int64_t whole = width / 16 * 16, tail = width - whole;
   for (int64_t j = 0; j < whole; j += 16) simd::storeu(acc + j, simd::load_bf16(y + j));
-  if (tail) simd::storeu(acc + whole, simd::load_bf16_first(y + whole, tail));
+  if (tail) simd::storeu(acc + whole, simd::load_first(y + whole, tail));
   for (int64_t r = 0; r < rank; ++r) {
     const F32x16 weight = simd::set1(h[r]);
     const bf16* row = bt + r * width;
@@ -82,10 +82,10 @@ void expand(const float* h, const bf16* bt, int64_t rank, int64_t width, bf16* y
     for (int64_t j = 0; j < whole; j += 16)
       simd::storeu(acc + j, simd::fmadd(weight, simd::load_bf16(row + j), simd::loadu(acc + j)));
     if (tail)
-      simd::storeu(acc + whole, simd::fmadd(weight, simd::load_bf16_first(row + whole, tail), simd::loadu(acc + whole)));
+      simd::storeu(acc + whole, simd::fmadd(weight, simd::load_first(row + whole, tail), simd::loadu(acc + whole)));
   }
   for (int64_t j = 0; j < whole; j += 16) simd::store_bf16(y + j, simd::loadu(acc + j));
-  if (tail) simd::store_bf16_first(y + whole, simd::loadu(acc + whole), tail);
+  if (tail) simd::store_first(y + whole, simd::loadu(acc + whole), tail);
 }
 
 void lora_add_(at::Tensor& out, const at::Tensor& x, const at::Tensor& rows, const at::Tensor& slots,

@@ -216,26 +216,22 @@ inline F32x16 reduce16(const F32x16* v) {
 #endif
 
 // The first n (< 16) lanes, the rest zero / only the first n stored: the tails of rows that are not
-// a multiple of 16 long.
-inline F32x16 load_first(const float* p, int64_t n) {
-  alignas(64) float tmp[16] = {0.f};
-  std::memcpy(tmp, p, n * sizeof(float));
-  return loadu(tmp);
+// a multiple of 16 long, float32 or bf16.
+inline F32x16 load(const float* p) { return loadu(p); }
+inline F32x16 load(const bf16* p) { return load_bf16(p); }
+inline void store(float* p, F32x16 a) { storeu(p, a); }
+inline void store(bf16* p, F32x16 a) { store_bf16(p, a); }
+template <typename T>
+inline F32x16 load_first(const T* p, int64_t n) {
+  alignas(64) T tmp[16] = {};
+  std::memcpy(tmp, p, n * sizeof(T));
+  return load(tmp);
 }
-inline void store_first(float* p, F32x16 a, int64_t n) {
-  alignas(64) float tmp[16];
-  storeu(tmp, a);
-  std::memcpy(p, tmp, n * sizeof(float));
-}
-inline F32x16 load_bf16_first(const bf16* p, int64_t n) {
-  alignas(64) bf16 tmp[16] = {};
-  std::memcpy(tmp, p, n * sizeof(bf16));
-  return load_bf16(tmp);
-}
-inline void store_bf16_first(bf16* p, F32x16 a, int64_t n) {
-  alignas(64) bf16 tmp[16];
-  store_bf16(tmp, a);
-  std::memcpy(p, tmp, n * sizeof(bf16));
+template <typename T>
+inline void store_first(T* p, F32x16 a, int64_t n) {
+  alignas(64) T tmp[16];
+  store(tmp, a);
+  std::memcpy(p, tmp, n * sizeof(T));
 }
 
 // The packed weights' layout (plinth.engine.quantization.interleave_blocks writes it): output rows in
