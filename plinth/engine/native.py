@@ -9,8 +9,8 @@ CPU kernels for one row and compute 3-6x faster for many (``benchmarks/qlinear.p
 
 Which CPUs: the vector operators are written once against ``csrc/simd.h``'s 16-lane float vector, one
 zmm register on AVX512-BF16 and two ymm on AVX2 with FMA and F16C (AMD before Zen 4, Intel's client
-cores), so the fused bf16 decode path runs on both; ``qlinear`` is AVX512-BF16 only, and a CPU without
-AVX2 gets ``rms_norm`` alone.
+cores), so the fused bf16 decode path runs on both (``qlinear`` has its own AVX2 tile), and a CPU
+without AVX2 gets ``rms_norm`` alone.
 
 How: :func:`torch.utils.cpp_extension.load` compiles the sources with the machine's C++ compiler and
 ninja (the ``ninja`` package is a dependency) into ``~/.cache/plinth/native/<torch>-<cpu>-<sources>``
@@ -43,7 +43,7 @@ SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
 HEADERS = sorted((Path(__file__).parent / "csrc").glob("*.h"))
 OPS = ("rms_norm",)  # what the sources register as torch.ops.plinth.* on every CPU
 # and what they register only where the CPU has the vector instructions (AVX512-BF16, or AVX2 with FMA and
-# F16C for all but qlinear; see has() and csrc/simd.h)
+# F16C; see has() and csrc/simd.h)
 OPTIONAL_OPS = ("qlinear", "bf16_linear", "decode_attention", "lora_add_", "decode_layer")
 # -ffp-contract=off: no fused multiply-adds the source did not ask for, so each product and sum is
 # rounded as torch's operators round; -fopenmp: at::parallel_for runs on torch's OpenMP threads (without

@@ -157,18 +157,32 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
 // is one broadcast load) with FMAs in vdpbf16ps's order (a pair's odd input first): each product is
 // exact and the sums run in a fixed order per output element.
 
+// Pairs of inputs per chunk: int4's low nibbles are pair 2c (inputs 4c, 4c + 1), its high ones pair
+// 2c + 1; int8's two bytes are pair c.
+template <int BITS>
+constexpr int kChunkPairs = BITS == 4 ? 2 : 1;
+
+// One half of a chunk (16 bytes: 8 rows) as float32: v[2k] the odd and v[2k + 1] the even inputs of the
+// chunk's pair k, one lane per row.
+template <int BITS>
+inline void dequantize_half(const uint8_t* src, __m256* v) {
+  const __m256i q = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+  if constexpr (BITS == 4) {  // q - 8 of the nibble `shift` bits up in each lane
+    auto int4 = [&](int shift) {
+      const __m256i nibble = _mm256_and_si256(_mm256_srli_epi32(q, shift), _mm256_set1_epi32(0xF));
+      return _mm256_sub_ps(_mm256_cvtepi32_ps(nibble), _mm256_set1_ps(8.f));
+    };
+    v[0] = int4(8), v[1] = int4(0), v[2] = int4(12), v[3] = int4(4);
+  } else {  // the signed byte 1 (odd) and 0 (even) of each lane
+    v[0] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 16), 24));
+    v[1] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 24), 24));
+  }
+}
+
 // NB blocks of 16 output rows times MT rows of x, as the AVX-512 tile above, with 2 * NB * MT
 // accumulators of two ymm registers each.
 template <int BITS, int NB, int MT>
 void tile(const Problem& p, int64_t block, int64_t m0) {
-  const __m256i nibble = _mm256_set1_epi32(0xF);
-  const __m256 eight = _mm256_set1_ps(8.f);
-  auto int4 = [&](__m256i w, int shift) {  // q - 8 of the nibble `shift` bits up in each lane
-    return _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(w, shift), nibble)), eight);
-  };
-  auto int8 = [](__m256i w, int byte) {  // the signed byte `byte` (0 or 1) of each lane
-    return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 24 - 8 * byte), 24));
-  };
   F32x16 acc[NB][MT];
   for (int b = 0; b < NB; ++b)
     for (int m = 0; m < MT; ++m) acc[b][m] = simd::zero();
@@ -179,29 +193,18 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
       for (int m = 0; m < MT; ++m) part[b][m] = simd::zero();
     const int64_t c_end = (g + 1) * p.chunks_per_group;
     for (int64_t c = g * p.chunks_per_group; c < c_end; ++c) {
-      const int64_t lo_pair = BITS == 4 ? 2 * c : c;
       for (int b = 0; b < NB; ++b) {
         const uint8_t* src = chunk(p, block + b, c);
         if (b == 0) _mm_prefetch(reinterpret_cast<const char*>(src) + kPrefetchBytes, _MM_HINT_T0);
         for (int half = 0; half < 2; ++half) {
-          const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16 * half)));
-          if constexpr (BITS == 4) {  // low nibbles: pair 2c (inputs 4c, 4c + 1); high ones: pair 2c + 1
-            const __m256 lo_odd = int4(w, 8), lo_even = int4(w, 0), hi_odd = int4(w, 12), hi_even = int4(w, 4);
-            for (int m = 0; m < MT; ++m) {
-              const int64_t at = (m0 + m) * pairs + lo_pair;
-              __m256& a = half == 0 ? part[b][m].lo : part[b][m].hi;
-              a = _mm256_fmadd_ps(lo_odd, _mm256_broadcast_ss(p.x_odd + at), a);
-              a = _mm256_fmadd_ps(lo_even, _mm256_broadcast_ss(p.x_even + at), a);
-              a = _mm256_fmadd_ps(hi_odd, _mm256_broadcast_ss(p.x_odd + at + 1), a);
-              a = _mm256_fmadd_ps(hi_even, _mm256_broadcast_ss(p.x_even + at + 1), a);
-            }
-          } else {  // the two bytes: pair c
-            const __m256 odd = int8(w, 1), even = int8(w, 0);
-            for (int m = 0; m < MT; ++m) {
-              const int64_t at = (m0 + m) * pairs + lo_pair;
-              __m256& a = half == 0 ? part[b][m].lo : part[b][m].hi;
-              a = _mm256_fmadd_ps(odd, _mm256_broadcast_ss(p.x_odd + at), a);
-              a = _mm256_fmadd_ps(even, _mm256_broadcast_ss(p.x_even + at), a);
+          __m256 v[2 * kChunkPairs<BITS>];
+          dequantize_half<BITS>(src + 16 * half, v);
+          for (int m = 0; m < MT; ++m) {
+            const int64_t at = (m0 + m) * pairs + c * kChunkPairs<BITS>;
+            __m256& a = half == 0 ? part[b][m].lo : part[b][m].hi;
+            for (int k = 0; k < kChunkPairs<BITS>; ++k) {
+              a = _mm256_fmadd_ps(v[2 * k], _mm256_broadcast_ss(p.x_odd + at + k), a);
+              a = _mm256_fmadd_ps(v[2 * k + 1], _mm256_broadcast_ss(p.x_even + at + k), a);
             }
           }
         }
@@ -260,31 +263,21 @@ void group_rows(const Problem& p, const float* w, int64_t pairs_in_group, int64_
 
 template <int BITS>
 void dequantized_run(const Problem& p) {
-  const int64_t pairs_in_group = p.chunks_per_group * (BITS == 4 ? 2 : 1);
+  const int64_t pairs_in_group = p.chunks_per_group * kChunkPairs<BITS>;
   at::parallel_for(0, p.N / kBlock, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> w(pairs_in_group * 32), acc(p.M * kBlock);
-    const __m256i nibble = _mm256_set1_epi32(0xF);
-    const __m256 eight = _mm256_set1_ps(8.f);
     for (int64_t block = begin; block < end; ++block) {
       std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t g = 0; g < p.groups; ++g) {
-        for (int64_t k = 0; k < p.chunks_per_group; ++k) {
-          const uint8_t* src = chunk(p, block, g * p.chunks_per_group + k);
+        for (int64_t c = 0; c < p.chunks_per_group; ++c) {
+          const uint8_t* src = chunk(p, block, g * p.chunks_per_group + c);
           for (int half = 0; half < 2; ++half) {
-            const __m256i q = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16 * half)));
-            auto put = [&](int64_t pair, __m256 odd, __m256 even) {
-              _mm256_storeu_ps(w.data() + pair * 32 + 8 * half, odd);
-              _mm256_storeu_ps(w.data() + pair * 32 + 16 + 8 * half, even);
-            };
-            if constexpr (BITS == 4) {
-              auto int4 = [&](int shift) {
-                return _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q, shift), nibble)), eight);
-              };
-              put(2 * k, int4(8), int4(0));
-              put(2 * k + 1, int4(12), int4(4));
-            } else {
-              put(k, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 16), 24)),
-                  _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 24), 24)));
+            __m256 v[2 * kChunkPairs<BITS>];
+            dequantize_half<BITS>(src + 16 * half, v);
+            for (int k = 0; k < kChunkPairs<BITS>; ++k) {  // pair j: [odd: 16 rows][even: 16 rows]
+              float* pair = w.data() + (c * kChunkPairs<BITS> + k) * 32;
+              _mm256_storeu_ps(pair + 8 * half, v[2 * k]);
+              _mm256_storeu_ps(pair + 16 + 8 * half, v[2 * k + 1]);
             }
           }
         }
