@@ -81,13 +81,19 @@ def guard_train(
     cap: Annotated[
         int | None, typer.Option("--cap", min=20, help="Rows per attack source (default: the corpus's).")
     ] = None,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment", help="Also train on benign tables and planted orders (measured, not shipped)."
+        ),
+    ] = False,
 ) -> None:
     """Train the prompt-attack model, calibrate its thresholds and evaluate it leave-one-source-out
     (writes a DATA_CARD.md beside it). Deterministic: the same data gives the same bytes."""
     from plinth.evals.guard import ATTACK_CAP, train
 
     _need_dir(data)
-    typer.echo(train(data, out, kind=model.value, cap=cap or ATTACK_CAP).format())
+    typer.echo(train(data, out, kind=model.value, cap=cap or ATTACK_CAP, augment=augment).format())
 
 
 @guard_app.command("eval")
@@ -100,17 +106,28 @@ def guard_eval(
     cap: Annotated[
         int | None, typer.Option("--cap", min=20, help="Rows per attack source (default: the corpus's).")
     ] = None,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment", help="Also train on benign tables and planted orders (measured, not shipped)."
+        ),
+    ] = False,
 ) -> None:
-    """Leave-one-source-out prompt-attack evaluation, false alarms of the shipped model on the look-alike
-    benign set, then (with --pii) PII precision and recall."""
-    from plinth.evals.guard import ATTACK_CAP, evaluate, evaluate_lookalikes, load_corpus, trainer
+    """Leave-one-source-out prompt-attack evaluation, false alarms on the look-alike benign set (of the
+    shipped model; with --augment, of one trained and calibrated on the augmented corpus), then (with
+    --pii) PII precision and recall."""
+    from plinth.evals.guard import ATTACK_CAP, calibrate, evaluate, evaluate_lookalikes, load_corpus, trainer
     from plinth.guard import shipped_classifier
 
     _need_dir(data)
-    rows = load_corpus(data, cap=cap or ATTACK_CAP)
-    typer.echo(evaluate(data, build=trainer(model.value), rows=rows).format())
+    rows = load_corpus(data, cap=cap or ATTACK_CAP, augment=augment)
+    build = trainer(model.value)
+    typer.echo(evaluate(data, build=build, rows=rows).format())
     typer.echo("")
-    typer.echo(evaluate_lookalikes(shipped_classifier()).format())
+    if augment:
+        scorer = build([r for r in rows if r.label == 1 or r.split == "train"])
+        calibrate(scorer, rows)
+    typer.echo(evaluate_lookalikes(scorer if augment else shipped_classifier()).format())
     if pii:
         from plinth.evals.guard import evaluate_pii
 

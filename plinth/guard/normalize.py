@@ -124,7 +124,9 @@ def normalise(text: str) -> Normalised:
     clean = _TAGS.sub("", _INVISIBLE.sub("", text))
     clean = unicodedata.normalize("NFKC", clean)
     clean, confusables = _fold_confusables(clean)
-    folded = " ".join(clean.split())
+    # Runs of spaces fold to one, but line breaks stay: a document's lines (table rows, a planted order
+    # on a line of its own) are the sentences the classifier was trained to score.
+    folded = "\n".join(" ".join(line.split()) for line in clean.splitlines() if line.strip())
     result = Normalised(text=folded, variants=[folded], invisible=invisible, confusables=confusables)
     if tags.strip():
         _add_decoded(result, tags, "tags")

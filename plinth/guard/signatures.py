@@ -188,7 +188,7 @@ class SignatureDetector:
         """The best hit per signature name over all variants (spans from the first variant that matched)."""
         best: dict[str, SignatureHit] = {}
         for index, variant in enumerate(variants):
-            for hit in self.scan(variant):
+            for hit in self.scan(" ".join(variant.split())):  # a move may span a line break
                 if hit.name not in best or hit.score > best[hit.name].score:
                     best[hit.name] = SignatureHit(hit.name, hit.score, hit.start, hit.end, index)
         return sorted(best.values(), key=lambda h: -h.score)
@@ -196,7 +196,8 @@ class SignatureDetector:
     def detect(self, text: str, context: DetectContext) -> list[Finding]:
         """Findings for ``text`` and its normalised variants; spans only when they index ``text`` itself."""
         normalised = normalise(text)
-        exact = normalised.text == text  # spans index ``text`` only when normalising changed nothing
+        # spans index ``text`` only when normalising changed nothing but line breaks (scans join lines)
+        exact = " ".join(normalised.text.split()) == text
         return [
             Finding(
                 detector="prompt_attack",

@@ -191,3 +191,25 @@ def test_training_the_head_is_byte_for_byte_reproducible(tmp_path: Path) -> None
         head.save(tmp_path / f"{run}.npz")
         saved.append((tmp_path / f"{run}.npz").read_bytes())
     assert saved[0] == saved[1]
+
+
+def test_augmented_corpus_adds_training_only_tables_and_planted_orders() -> None:
+    import csv
+
+    from plinth.evals.guard import planted
+
+    rows = load_corpus(DATA, augment=True)
+    orders = [r for r in rows if r.source == planted.SOURCE]
+    tables = [r for r in rows if r.source == "tables"]
+    assert len(orders) >= 500 and len(tables) >= 300
+    assert all(r.label == 1 and r.stage == "data" and r.payload and r.payload in r.text for r in orders)
+    assert all(r.label == 0 and r.stage == "data" and r.split == "train" for r in tables)
+    for table in (r.text for r in tables if "|" not in r.text and "\t" not in r.text):  # the CSV form
+        widths = {len(line) for line in csv.reader(table.splitlines())}
+        assert len(widths) == 1  # every row has the header's columns
+    # never a held-out fold, so in every fold's training; never in an evaluation set
+    assert planted.SOURCE not in ATTACK_SOURCES and "tables" not in ATTACK_SOURCES
+    split = fold(rows, "bipia")
+    assert set(orders) <= set(split.train) and not set(tables) & set(split.benign)
+    default = load_corpus(DATA)
+    assert not {r.source for r in default} & {planted.SOURCE, "tables"}

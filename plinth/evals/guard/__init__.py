@@ -11,7 +11,7 @@ from plinth.evals.guard.corpus import ATTACK_CAP, ATTACK_SOURCES, LabelledText, 
 from plinth.evals.guard.evaluate import EvalReport, SourceResult, evaluate
 from plinth.evals.guard.lookalike import LookalikeReport, evaluate_lookalikes
 from plinth.evals.guard.pii import PIIReport, evaluate_pii, generate_pii_set
-from plinth.evals.guard.train import TrainReport, train
+from plinth.evals.guard.train import TrainReport, calibrate, train
 from plinth.evals.guard.trainers import MODELS, trainer
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "PIIReport",
     "SourceResult",
     "TrainReport",
+    "calibrate",
     "evaluate",
     "evaluate_lookalikes",
     "evaluate_pii",

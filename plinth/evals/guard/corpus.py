@@ -27,7 +27,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from plinth.evals.guard import planted
 from plinth.evals.guard.hardneg import hard_negatives
+from plinth.evals.guard.hardneg_docs import imperative_documents
+from plinth.evals.guard.tables import tables
 from plinth.evals.guard.texts import LabelledText, movies_with_plots
 
 __all__ = [
@@ -54,6 +57,9 @@ LICENCES = {
     "scifact": "ODC-By 1.0 (BEIR SciFact corpus)",
     "hard_negative": "templates written for Plinth, filled with the sources above; CUR query library "
     "how-to pages (aws-samples, CC BY-SA 4.0)",
+    "tables": "tables of the movies and FOCUS sources above, built for Plinth",
+    planted.SOURCE: "templates written for Plinth and Self-Instruct seed tasks, planted in the benign "
+    "training documents above",
 }
 # Stand-ins for pallms' {NEW_INSTRUCTION} placeholder: what such payloads ask for in the wild.
 _NEW_INSTRUCTIONS = (
@@ -83,6 +89,7 @@ BENIGN_CAPS = {
     ("scifact", "data"): 600,
     ("hard_negative", "input"): 600,  # training rows only (hardneg.py), whatever the attack cap
     ("hard_negative", "data"): 600,
+    ("tables", "data"): 400,  # training rows only (tables.py), with ``augment``
 }
 # How users wrap a pasted text (a movie plot) in a request: input-stage benign text about wars and crimes.
 _PASTE_TEMPLATES = (
@@ -97,9 +104,13 @@ _PASTE_TEMPLATES = (
 )
 
 
-def load_corpus(data: Path, *, cap: int = ATTACK_CAP, seed: int = 0) -> list[LabelledText]:
+def load_corpus(
+    data: Path, *, cap: int = ATTACK_CAP, seed: int = 0, augment: bool = False
+) -> list[LabelledText]:
     """Every source under ``data`` (``shared/data``), each capped to ``cap`` rows, deduplicated on a
-    normalised prefix so the same prompt never counts for two sources."""
+    normalised prefix so the same prompt never counts for two sources. ``augment`` adds two training-only
+    sources, measured and not shipped (README, Measured): benign tables (:mod:`~plinth.evals.guard.tables`)
+    and orders planted for the reading AI (:mod:`~plinth.evals.guard.planted`)."""
     assert (data / "injection").is_dir(), f"no injection data under {data}"
 
     def rng(name: str) -> random.Random:  # one stream per loader: growing one source never reshuffles another
@@ -118,6 +129,10 @@ def load_corpus(data: Path, *, cap: int = ATTACK_CAP, seed: int = 0) -> list[Lab
         benign_docs,
         hard_negatives(data, rng("hard_negative")),
     ]
+    if augment:
+        loaders.insert(6, _planted_orders(data, planting_hosts, rng("planted_orders")))
+        extra = tables(data, rng("tables"), BENIGN_CAPS[("tables", "data")])
+        loaders.append(LabelledText(text, 0, "tables", "data", "train") for text in extra)
     rows: list[LabelledText] = []
     seen: set[str] = set()
     per_source: dict[tuple[str, int, str], int] = {}
@@ -247,6 +262,19 @@ def _planted(data: Path, hosts: list[str], rng: random.Random) -> Iterator[Label
             position = rng.choice(("start", "middle", "end"))
             text = plant(attack, _words(rng.choice(hosts), 150), position)
             yield LabelledText(text, 1, source, "data", payload=attack)
+
+
+def _planted_orders(data: Path, hosts: list[str], rng: random.Random) -> Iterator[LabelledText]:
+    """Orders aimed at the reading AI (:mod:`~plinth.evals.guard.planted`) planted in benign training
+    documents and in imperative ones: a training-only attack source, never held out."""
+    seeds = (data / "benign/self-instruct-seed-tasks.jsonl").read_text(encoding="utf-8").splitlines()
+    tasks = [json.loads(line)["instruction"] for line in seeds]
+    documents = hosts + list(imperative_documents(rng, movies_with_plots(data), 200))
+    documents += list(tables(data, rng, 300))
+    for payload in planted.payloads(tasks, rng, ATTACK_CAP):
+        position = rng.choice(("start", "middle", "end"))
+        text = plant(payload, _words(rng.choice(documents), 150), position)
+        yield LabelledText(text, 1, planted.SOURCE, "data", payload=payload)
 
 
 def _benign_prompts(data: Path, rng: random.Random) -> Iterator[LabelledText]:

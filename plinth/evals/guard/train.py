@@ -71,13 +71,15 @@ def train(
     cap: int = ATTACK_CAP,
     eval_summary: str | None = None,
     evaluate_too: bool = True,
+    augment: bool = False,
 ) -> TrainReport:
     """Train a ``kind`` model on all sources, calibrate thresholds, write ``out`` (default: the shipped
     file of that kind) and a ``DATA_CARD.md`` next to it. The card carries ``eval_summary``, else
-    (``evaluate_too``) a fresh leave-one-source-out evaluation of this very code and data."""
+    (``evaluate_too``) a fresh leave-one-source-out evaluation of this very code and data. ``augment`` adds
+    the corpus's measured, unshipped training sources (tables, planted orders)."""
     started = time.perf_counter()
     out = out or (TUNED_MODEL_PATH if kind == "tuned" else DEFAULT_MODEL_PATH)
-    rows = load_corpus(shared_data, cap=cap)
+    rows = load_corpus(shared_data, cap=cap, augment=augment)
     training = [r for r in rows if r.label == 1 or r.split == "train"]
     model = trainer(kind, cache=cache)(training)
     calibration = calibrate(model, rows)
