@@ -1,5 +1,5 @@
-"""The previous learned layer, kept as the baseline: all-MiniLM-L6-v2 sentence embeddings + a logistic head
-(the shipped model is :mod:`plinth.guard.tuned`; ``plinth guard train --model logistic`` refits this one).
+"""The shipped prompt-attack model: all-MiniLM-L6-v2 sentence embeddings + a logistic head, refit by
+``plinth guard train`` (the fine-tuned :mod:`plinth.guard.tuned` is a measured variant, not shipped).
 
 Long texts are cut into overlapping windows of ``WINDOW_WORDS`` words and a text scores the *maximum* over
 its windows, so one planted instruction in a 2,000-token document is not diluted by the prose around it.
