@@ -34,7 +34,7 @@ PUBLIC = {
     "plinth.evals.guard": [
         "ATTACK_SOURCES", "EvalReport", "LabelledText", "LookalikeReport", "PIIReport", "SourceResult",
         "TrainReport", "evaluate", "evaluate_lookalikes", "evaluate_pii", "generate_pii_set", "load_corpus",
-        "train", "ATTACK_CAP", "MODELS", "trainer",
+        "train", "ATTACK_CAP", "MODELS", "trainer", "calibrate",
     ],
     "plinth.guard": [
         "DEFAULT_MODEL_PATH", "FPR_BY_STRENGTH", "SUPPORTED_TYPES", "AttackClassifier", "AuditEntry",
