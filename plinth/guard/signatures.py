@@ -107,7 +107,13 @@ SIGNATURES: tuple[Signature, ...] = (
     ),
     _sig(
         "persona_jailbreak",
-        r"\bdo anything now\b|\b(?:developer|god|jailbreak|dan|unrestricted|unfiltered) mode\b",
+        # "Developer mode" is also a setting of phones and browsers: it counts only when the model is
+        # put into it ("you are in developer mode", "developer mode enabled", "enable developer mode and
+        # confirm"), not when a device is ("turn on developer mode on my Pixel").
+        r"\bdo anything now\b|\b(?:jailbreak|dan|unrestricted|unfiltered) mode\b"
+        r"|\b(?:with|in|into|simulate|emulate|enable|enter|activate|switch to)\s+(?:the\s+|a\s+)?"
+        r"(?:developer|god) mode\b(?!\s+(?:on|in|for)\b)"
+        r"|\b(?:developer|god) mode (?:enabled|activated|output|response)",
         0.9,
     ),
     _sig(
