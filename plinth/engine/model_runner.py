@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import mmap
 import os
@@ -29,6 +30,8 @@ from plinth.engine.weights import has_weights, is_gguf, iter_weights
 
 HOST_KV_SHARE = 0.25  # of available host memory, the most an unconfigured CPU KV cache may take
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -178,10 +181,20 @@ class ModelRunner:
         """``weights`` (a GGUF's), quantizing each decoder layer once its last tensor is in, so the
         whole float model is never resident: an int4 server's start-up peak was the bf16 load
         (``benchmarks/memory.py``). Where a layer's tensors end is read from the file's header."""
-        from plinth.engine.gguf_checkpoint import open_gguf
+        from plinth.engine.gguf_checkpoint import open_gguf, read_gguf_metadata
         from plinth.engine.gguf_weights import gguf_weight_names
         from plinth.engine.quantization import quantizer, replace_weights
 
+        stored = read_gguf_metadata(Path(self.cfg.path)).quantization
+        if method == "int8" and stored in _FOUR_BIT_GGUF:
+            # Measured on the packaged SmolLM2 (Q4_1): int4's groups of 32 hold every weight exactly,
+            # int8's one scale per output channel adds 0.8-1.2 % relative error to each linear, and
+            # its greedy answers degenerate ("1. **1.1.1...").
+            log.warning(
+                "--quantization int8 rounds this %s file's 4-bit weights again, one scale per output "
+                "channel (about 1 %% error a linear); --quantization int4 keeps a Q4_1 file's groups exactly",
+                stored,
+            )
         make = quantizer(self.model, method)
         layers = [_layer_index(name) for name in gguf_weight_names(open_gguf(Path(self.cfg.path)))]
         last = {index: at for at, index in enumerate(layers) if index is not None}
@@ -258,6 +271,7 @@ def _layer_index(name: str | None) -> int | None:
 
 
 _LAYER = re.compile(r"model\.layers\.(\d+)\.")
+_FOUR_BIT_GGUF = ("Q4_0", "Q4_1", "Q4_K")  # matrix types int8 re-rounds (see _quantized_as_read)
 
 
 def _trimmed(

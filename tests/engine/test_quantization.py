@@ -138,3 +138,36 @@ def test_a_gguf_quantized_layer_by_layer_as_it_is_read_decodes_as_one_quantized_
     after = LLMEngine(config)
     want = greedy_tokens_and_logprobs(after, PROMPTS, 6, None)
     assert greedy_tokens_and_logprobs(as_read, PROMPTS, 6, None) == want
+
+
+@pytest.mark.parametrize(
+    ("stored", "method", "warned"),
+    [("Q4_1", "int8", True), ("Q4_1", "int4", False), ("Q8_0", "int8", False)],
+)
+def test_int8_on_a_four_bit_gguf_warns_that_int4_keeps_its_weights(
+    stored, method, warned, tiny_checkpoint_factory, tmp_path, caplog
+) -> None:
+    """A 4-bit GGUF's groups are exact in int4; int8's per-channel scales round them again (about 1 %
+    error a linear on SmolLM2's Q4_1, enough to make its greedy answers degenerate), so say so."""
+    path = write_gguf(tiny_checkpoint_factory("llama"), tmp_path / f"{stored}.gguf", stored)
+    with caplog.at_level("WARNING", logger="plinth.engine.model_runner"):
+        LLMEngine(EngineConfig(model=str(path), dtype="bfloat16", quantization=method))
+    said = [r.getMessage() for r in caplog.records if "--quantization int4 keeps" in r.getMessage()]
+    assert bool(said) == warned
+    if warned:
+        assert f"this {stored} file" in said[0]
+
+
+def test_int4_reproduces_a_q4_1_files_weights_exactly() -> None:
+    """Why int4 is the method for a Q4_1 file: its groups of 32 (scale and minimum) are int4's own, so
+    quantizing the dequantized weights gives them back bit for bit; int8's per-channel scales do not."""
+    from gguf import GGMLQuantizationType, quants
+
+    weight = torch.randn(48, 4 * INT4_GROUP, generator=torch.Generator().manual_seed(5)).numpy()
+    kind = GGMLQuantizationType.Q4_1
+    stored = torch.from_numpy(quants.dequantize(quants.quantize(weight, kind), kind)).float()
+    q, scale, low = quantization_module._quantize_int4(stored)
+    back = q.float().view(48, -1, INT4_GROUP) * scale[..., None] + low[..., None]
+    torch.testing.assert_close(back.view_as(stored), stored, rtol=0, atol=1e-6)
+    q8, scales = quantization_module._quantize_int8(stored)
+    assert (q8.float() * scales[:, None] - stored).abs().max() > 1e-3
