@@ -35,6 +35,7 @@ __all__ = [
     "GGUFSummary",
     "generation_defaults",
     "gguf_hf_config",
+    "matrix_type",
     "open_gguf",
     "read_gguf_metadata",
 ]
@@ -259,17 +260,22 @@ def _compute_dtype(gguf: GGUFFile) -> str:
     return {GGMLQuantizationType.F32: "float32", GGMLQuantizationType.F16: "float16"}.get(main, "bfloat16")
 
 
+def matrix_type(gguf: GGUFFile) -> str:
+    """The file's quantization: the most common type of its matrices ("Q4_1", "Q8_0", ...)."""
+    counts = Counter(t.tensor_type.name for t in gguf.reader.tensors if len(t.shape) > 1)
+    return counts.most_common(1)[0][0] if counts else "F32"
+
+
 def read_gguf_metadata(path: str | Path) -> GGUFSummary:
     """Architecture, parameter count, quantization (most common matrix type) and licence of a GGUF."""
     gguf = open_gguf(Path(path))
     arch = gguf.architecture
-    counts = Counter(t.tensor_type.name for t in gguf.reader.tensors if len(t.shape) > 1)
     return GGUFSummary(
         path=Path(path),
         architecture=arch,
         name=str(gguf.get("general.name", Path(path).stem)),
         parameters=sum(int(t.n_elements) for t in gguf.reader.tensors),
-        quantization=counts.most_common(1)[0][0] if counts else "F32",
+        quantization=matrix_type(gguf),
         license=gguf.get("general.license", None),
         context_length=int(gguf.get(f"{arch}.context_length")),
     )

@@ -181,12 +181,12 @@ class ModelRunner:
         """``weights`` (a GGUF's), quantizing each decoder layer once its last tensor is in, so the
         whole float model is never resident: an int4 server's start-up peak was the bf16 load
         (``benchmarks/memory.py``). Where a layer's tensors end is read from the file's header."""
-        from plinth.engine.gguf_checkpoint import open_gguf, read_gguf_metadata
+        from plinth.engine.gguf_checkpoint import matrix_type, open_gguf
         from plinth.engine.gguf_weights import gguf_weight_names
         from plinth.engine.quantization import quantizer, replace_weights
 
-        stored = read_gguf_metadata(Path(self.cfg.path)).quantization
-        if method == "int8" and stored in _FOUR_BIT_GGUF:
+        gguf = open_gguf(Path(self.cfg.path))
+        if method == "int8" and (stored := matrix_type(gguf)) in _FOUR_BIT_GGUF:
             # Measured on the packaged SmolLM2 (Q4_1): int4's groups of 32 hold every weight exactly,
             # int8's one scale per output channel adds 0.8-1.2 % relative error to each linear, and
             # its greedy answers degenerate ("1. **1.1.1...").
@@ -196,7 +196,7 @@ class ModelRunner:
                 stored,
             )
         make = quantizer(self.model, method)
-        layers = [_layer_index(name) for name in gguf_weight_names(open_gguf(Path(self.cfg.path)))]
+        layers = [_layer_index(name) for name in gguf_weight_names(gguf)]
         last = {index: at for at, index in enumerate(layers) if index is not None}
         for at, (name, tensor) in enumerate(weights):
             yield name, tensor

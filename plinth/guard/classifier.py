@@ -203,7 +203,12 @@ class EmbeddingCache:
         self._vectors: dict[bytes, np.ndarray] = {}
         if path.is_file():
             with np.load(path, allow_pickle=False) as saved:
-                self._vectors = dict(zip(saved["keys"].tolist(), saved["vectors"], strict=True))
+                keys = saved["keys"]
+                # uint8 rows; older files stored bytes strings, which drop a digest's trailing zero bytes:
+                # such a key never matched (its text was embedded again on every run), so it is dropped
+                names = [row.tobytes() for row in keys] if keys.dtype == np.uint8 else keys.tolist()
+                pairs = zip(names, saved["vectors"], strict=True)
+                self._vectors = {key: vector for key, vector in pairs if len(key) == 32}
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         keys = [hashlib.sha256(f"{self.model_id}\n{t}".encode()).digest() for t in texts]
@@ -217,7 +222,7 @@ class EmbeddingCache:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        keys = np.array(list(self._vectors), dtype="S32")
+        keys = np.frombuffer(b"".join(self._vectors), dtype=np.uint8).reshape(-1, 32)
         tmp = self.path.with_suffix(".tmp.npz")
         np.savez(tmp, keys=keys, vectors=np.stack(list(self._vectors.values())))
         tmp.replace(self.path)

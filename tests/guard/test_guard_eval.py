@@ -213,3 +213,21 @@ def test_augmented_corpus_adds_training_only_tables_and_planted_orders() -> None
     assert set(orders) <= set(split.train) and not set(tables) & set(split.benign)
     default = load_corpus(DATA)
     assert not {r.source for r in default} & {planted.SOURCE, "tables"}
+
+
+def test_embedding_cache_reads_back_every_key_even_one_ending_in_a_zero_byte(tmp_path: Path) -> None:
+    model = "m"
+    texts = [f"text {i}" for i in range(2000)]
+    zero = next(t for t in texts if hashlib.sha256(f"{model}\n{t}".encode()).digest()[-1] == 0)
+    calls: list[str] = []
+
+    def embed(batch: list[str]) -> np.ndarray:
+        calls.extend(batch)
+        return np.ones((len(batch), 4), dtype=np.float32) * np.arange(len(batch))[:, None]
+
+    first = EmbeddingCache(tmp_path / "emb.npz", embed, model_id=model)
+    want = first(["plain", zero])
+    assert calls == ["plain", zero]
+    again = EmbeddingCache(tmp_path / "emb.npz", embed, model_id=model)
+    np.testing.assert_array_equal(again(["plain", zero]), want)
+    assert calls == ["plain", zero]  # nothing embedded twice
