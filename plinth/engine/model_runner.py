@@ -24,7 +24,7 @@ from plinth.engine.lora.layers import LoraBatch, LoraContext
 from plinth.engine.model import CausalLM
 from plinth.engine.model_config import ModelConfig
 from plinth.engine.packed_embedding import embed_from_packed_head
-from plinth.engine.prepack import can_prepack, prepack_linears
+from plinth.engine.prepack import can_prepack, onednn_bf16, prepack_linears
 from plinth.engine.scheduler import ScheduledSeq
 from plinth.engine.weights import has_weights, is_gguf, iter_weights
 
@@ -118,6 +118,8 @@ class ModelRunner:
             native.available()  # built (first time, ~7 s) or loaded now, not in the first request
         torch.manual_seed(config.seed)
         lora = LoraContext(config.max_lora_rank, config.max_loras, config.batch_invariant)
+        cpu_bf16 = self.device.type == "cpu" and self.dtype == torch.bfloat16
+        lora.float32_products = cpu_bf16 and not onednn_bf16()
         self.lora = lora if config.enable_lora else None
         with _default_dtype(self.dtype), self.device, _no_random_init():
             self.model = CausalLM(model_config, self.lora)

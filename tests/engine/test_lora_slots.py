@@ -112,3 +112,31 @@ def test_prefill_chunks_side_by_side_match_one_by_one():
     torch.testing.assert_close(layer(x[:8]), _expected(layer, weights, x[:8], [5] * 4 + [6] * 4))
     uneven = LoraBatch.build([(0, 20, 6), (20, 2, 0), (22, 2, 6)], x.device, x.dtype)
     assert uneven.padded is None and len(uneven.segments) == 3  # 60 padded rows for 24: one by one
+
+
+def _half_ulps(y: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """|y - exact| in halves of a bf16 unit in the last place at ``exact``: at most 1 for a rounding."""
+    binade = torch.floor(torch.log2(exact.abs().clamp_min(1e-30)))
+    return (y.double() - exact).abs() / torch.exp2(binade - 8)
+
+
+def test_float32_products_round_a_bf16_prefill_once():
+    """Where bf16 matmuls are slow (an AVX2 CPU) prefill products run in float32: each output is its
+    bf16 base plus the exact delta, rounded once; bf16 products round the rank-sized inner product too."""
+    layer, weights = _filled_layer([0, 5, 6])
+    layer.to(torch.bfloat16)
+    x = torch.randn(12, 16).to(torch.bfloat16)
+    base = torch.nn.functional.linear(x, layer.weight).double()
+    exact = base.clone()
+    token_slots = [6] * 4 + [None] * 4 + [0] * 4
+    for row, slot in enumerate(token_slots):
+        if slot is not None:
+            a, b = (w.to(torch.bfloat16).double() for w in weights[slot])
+            exact[row, :12] += 2.0 * (b @ (a @ x[row].double()))
+    chunks = [(0, 4, 6), (4, 4, None), (8, 4, 0)]
+    for invariant in (False, True):  # the padded path, then one chunk at a time
+        layer.ctx.float32_products = True
+        layer.ctx.batch = LoraBatch.build(chunks, x.device, x.dtype, invariant=invariant)
+        assert _half_ulps(layer(x), exact).max() <= 1.01
+        layer.ctx.float32_products = False
+        assert _half_ulps(layer(x), exact).max() > 1.01

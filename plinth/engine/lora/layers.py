@@ -15,7 +15,9 @@ A step's :class:`LoraBatch` says which slot each token uses:
     which costs in proportion to the tokens alone, for a few tokens over many slots;
 - prefill chunks share one adapter per request: side by side, padded to the longest, they take two
   batched matmuls for the whole step (the *padded* path); one chunk, or chunks so uneven that padding
-  would more than double the rows, take two plain matmuls each (the *segment* path).
+  would more than double the rows, take two plain matmuls each (the *segment* path). A bf16 model on a
+  CPU whose oneDNN does not multiply bf16 (AVX2 without AVX512-BF16) does these products in float32
+  (:attr:`LoraContext.float32_products`).
 
 Base-model tokens are simply left out, and a step without adapter tokens costs nothing extra.
 """
@@ -149,6 +151,11 @@ class LoraContext:
     max_rank: int
     num_slots: int
     batch_invariant: bool = False  # prefill segments' products run on fixed-size row tiles
+    # Prefill products in float32, added to the bf16 output: where oneDNN refuses bf16 (an AVX2 CPU)
+    # ATen's bf16 bmm is a scalar loop. On a Zen 3, 32 chunks of 64 rows into 1,536 outputs: 44 ms in
+    # bf16 against 1.3 ms in float32; all seven projections of 32 adapters made a 2,048-token prefill
+    # step 3.1x the base model's (``benchmarks/lora.py``).
+    float32_products: bool = False
     batch: LoraBatch | None = None
     layers: list[LoraLinear] = field(default_factory=list)
 
@@ -201,6 +208,8 @@ class LoraLinear(nn.Linear):
         batch = self.ctx.batch
         if batch is None:  # no adapter token in this step
             return y
+        prefill = batch.padded is not None or bool(batch.segments)
+        xp = x.float() if prefill and self.ctx.float32_products else x  # once for every sub-projection
         for j, users in enumerate(self.users):
             if not users:
                 continue
@@ -212,10 +221,11 @@ class LoraLinear(nn.Linear):
             elif batch.rows is not None and batch.slots is not None:
                 self._add_gathered(j, x, out, batch.rows, batch.slots)
             if batch.padded is not None:
-                self._add_padded(j, x, out, batch.padded)
+                self._add_padded(j, xp, out, batch.padded)
             for start, end, slot in batch.segments:
                 if slot in users:
-                    out[start:end] += self._segment(x[start:end], self.lora_a(j)[slot], self.lora_b(j)[slot])
+                    a, bt = self.lora_a(j)[slot], self.lora_b(j)[slot]
+                    out[start:end] += self._segment(xp[start:end], a.to(xp.dtype), bt.to(xp.dtype))
         return y
 
     def _segment(self, x: torch.Tensor, a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
@@ -226,28 +236,33 @@ class LoraLinear(nn.Linear):
         return (x @ a.T) @ bt
 
     def _add_padded(self, j: int, x: torch.Tensor, out: torch.Tensor, padded: Padded) -> None:
-        """Prefill chunks: each chunk's rows times its slot's A, then B, as two batched matmuls."""
+        """Prefill chunks: each chunk's rows times its slot's A, then B, as two batched matmuls. ``x`` may
+        be ``out``'s dtype or float32 (:attr:`LoraContext.float32_products`)."""
         a, bt = self.lora_a(j), self.lora_b(j)
         if padded.slot_range is not None:  # the chunks' slots in a row: a view of the slots, no copy
             a, bt = a[slice(*padded.slot_range)], bt[slice(*padded.slot_range)]
         else:
             a, bt = a.index_select(0, padded.slots), bt.index_select(0, padded.slots)  # [k, rank, in / out]
+        a, bt = a.to(x.dtype), bt.to(x.dtype)
         first, (k, length), m = padded.first_row, padded.index.shape, len(padded.rows)
-        if first is not None and padded.valid is None:  # back-to-back equal chunks: views of x and out
+        if first is not None and padded.valid is None and x.dtype == out.dtype:  # views of x and out
             chunks = x[first : first + m].view(k, length, -1)
             # added in place: one rounding, and no [rows, out] delta written and read back (32 chunks of
             # 64 rows, all seven projections of the `small` llama: 7.6 -> 5.7 ms a layer)
             shrunk = torch.bmm(chunks, a.transpose(1, 2))
             out[first : first + m].unflatten(0, (k, length)).baddbmm_(shrunk, bt)
             return
-        chunks = x[padded.index]
+        if first is not None and padded.valid is None:  # float32 products of back-to-back equal chunks
+            chunks = x[first : first + m].view(k, length, -1)
+        else:
+            chunks = x[padded.index]
         delta = torch.bmm(torch.bmm(chunks, a.transpose(1, 2)), bt)  # [k, length, out]
         flat = delta.view(k * length, -1)
         real = flat if padded.valid is None else flat.index_select(0, padded.valid)
         if first is not None:
             out[first : first + m] += real
-        else:
-            out.index_add_(0, padded.rows, real)
+        else:  # each row is one chunk's: a gather, add and scatter, rounded once where ``real`` is float32
+            out[padded.rows] += real
 
     def _add_gathered(
         self, j: int, x: torch.Tensor, out: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor
