@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from plinth.engine.prepack import NativeBf16Weight, native_fits
-from plinth.engine.quantization import INTERLEAVE, NATIVE_BLOCK, QuantizedLinear, interleaved_blocks
+from plinth.engine.quantization import NATIVE_BLOCK, QuantizedLinear, interleave, interleaved_blocks
 
 __all__ = ["PackedHeadEmbedding", "embed_from_packed_head"]
 
@@ -26,7 +26,8 @@ __all__ = ["PackedHeadEmbedding", "embed_from_packed_head"]
 class PackedHeadEmbedding(nn.Module):
     """``nn.Embedding``'s lookup over the rows of a ``[vocab, hidden]`` weight packed by
     :func:`~plinth.engine.prepack.pack_native`: ``[vocab / 16, hidden / 2, 32]``, blocks of 16 rows, per
-    block and pair of columns the rows' two values side by side, the blocks' pairs in groups of 4."""
+    block and pair of columns the rows' two values side by side, the blocks' pairs in groups
+    (:func:`~plinth.engine.quantization.interleave`)."""
 
     groups: torch.Tensor
     rest: torch.Tensor
@@ -36,7 +37,8 @@ class PackedHeadEmbedding(nn.Module):
         blocks, pairs, _ = packed.shape
         self.num_embeddings, self.embedding_dim = blocks * NATIVE_BLOCK, pairs * 2
         groups, rest = interleaved_blocks(packed)  # views of the head's storage: no copy
-        self.grouped = INTERLEAVE * groups.shape[0]
+        self.group = interleave()
+        self.grouped = self.group * groups.shape[0]
         # [group, block in group, row, pair, value] and [block, row, pair, value]
         self.register_buffer(
             "groups", groups.unflatten(-1, (NATIVE_BLOCK, 2)).transpose(2, 3), persistent=False
@@ -45,13 +47,14 @@ class PackedHeadEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         block, row = ids // NATIVE_BLOCK, ids % NATIVE_BLOCK
-        if self.grouped == self.num_embeddings // NATIVE_BLOCK:  # every block in a group of 4
-            rows = self.groups[block // INTERLEAVE, block % INTERLEAVE, row]
+        group = self.group
+        if self.grouped == self.num_embeddings // NATIVE_BLOCK:  # every block in a whole group
+            rows = self.groups[block // group, block % group, row]
         else:
             rows = ids.new_empty((*ids.shape, self.embedding_dim // 2, 2), dtype=self.groups.dtype)
             grouped = block < self.grouped
             b, r = block[grouped], row[grouped]
-            rows[grouped] = self.groups[b // INTERLEAVE, b % INTERLEAVE, r]
+            rows[grouped] = self.groups[b // group, b % group, r]
             rows[~grouped] = self.rest[block[~grouped] - self.grouped, row[~grouped]]
         return rows.reshape(*ids.shape, self.embedding_dim)
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plinth.engine import native
-from plinth.engine.quantization import INTERLEAVE, NATIVE_BLOCK, interleave_blocks, replace_weights_by_layer
+from plinth.engine.quantization import NATIVE_BLOCK, interleave, interleave_blocks, replace_weights_by_layer
 
 
 def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
@@ -87,11 +87,11 @@ class NativeBf16Weight(nn.Module):
 def pack_native(weight: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """``[out, in]`` as ``bf16_linear`` reads it: output rows in blocks of 16, and per block and pair of
     inputs 32 values (row ``r``'s pair at ``2r``, ``2r + 1``: a vdpbf16ps operand and an AMX B-tile
-    row), the blocks' pairs interleaved in fours (:func:`~plinth.engine.quantization.interleave_blocks`).
+    row), the blocks' pairs interleaved in groups (:func:`~plinth.engine.quantization.interleave_blocks`).
     Shape ``[out / 16, in / 2, 32]``.
 
     ``in_place=True`` reorders ``weight``'s own memory (it must be contiguous; its old layout is gone)
-    and returns a view of it. Each group of four blocks is stored where its 64 rows were, so the
+    and returns a view of it. Each group of blocks is stored where its rows were, so the
     groups are rewritten a slice at a time through a copy of that slice: packing a tied 57 MB LM head
     beside its table was the start-up peak (``benchmarks/memory.py``)."""
     rows, cols = weight.shape
@@ -99,7 +99,7 @@ def pack_native(weight: torch.Tensor, in_place: bool = False) -> torch.Tensor:
         return interleave_blocks(_as_blocks(weight))
     if not weight.is_contiguous():
         raise ValueError("an in-place packing needs a contiguous weight")
-    group = INTERLEAVE * NATIVE_BLOCK  # rows; slices start on a group, so the last one holds the odd blocks
+    group = interleave() * NATIVE_BLOCK  # rows; slices start on a group, so the last one holds the odd blocks
     step = group * max(1, _SLICE_BYTES // (group * cols * 2))
     flat = weight.view(-1)
     for start in range(0, rows, step):

@@ -30,6 +30,7 @@ its own quantized copy, as it is the largest matrix a decode step reads; in int8
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -44,7 +45,14 @@ KERNELS = ("plinth", "aten")
 INT4_GROUP = 32
 _INT4_N_MULTIPLE = 16
 NATIVE_BLOCK = 16  # output rows per block of the native kernels' packings (csrc/simd.h)
-INTERLEAVE = 4  # blocks stored side by side in those packings (csrc/simd.h, kInterleave)
+
+
+@functools.cache
+def interleave() -> int:
+    """Blocks stored side by side in the native kernels' packings: what the built library was compiled
+    with (``csrc/simd.h``, ``kInterleave``: 4 on AVX-512, 2 on AVX2), 4 where it is not built (nothing
+    then reads the packing but Python)."""
+    return int(torch.ops.plinth.interleave()) if native.has("interleave") else 4
 
 
 class PackedWeight(nn.Module):
@@ -93,7 +101,7 @@ def _default_kernel(weight: torch.Tensor) -> str:
     return "plinth" if fits and weight.dtype == torch.bfloat16 and native.has("qlinear") else "aten"
 
 
-_SLICE_ROWS = 64 * NATIVE_BLOCK  # rows quantized at a time: whole groups of INTERLEAVE blocks
+_SLICE_ROWS = 64 * NATIVE_BLOCK  # rows quantized at a time: whole groups of interleave() blocks
 
 
 def _pack_native_by_rows(
@@ -149,17 +157,18 @@ def _pack_native(weight: torch.Tensor, method: str) -> tuple[torch.Tensor, torch
 
 def interleave_blocks(blocks: torch.Tensor) -> torch.Tensor:
     """``[blocks, chunks, *inner]`` (any strides) stored as the native kernels stream it, in one copy:
-    groups of :data:`INTERLEAVE` blocks with their chunks side by side (``[group, chunk, 4, *inner]``),
-    the last ``blocks % 4`` blocks one after the other. Returns ``[blocks, chunks, prod(inner)]``,
-    contiguous, whose memory holds that order (one allocation: the LM head's packing is the start-up
-    peak); :func:`interleaved_blocks` reads it back."""
+    groups of :func:`interleave` blocks with their chunks side by side (``[group, chunk, interleave,
+    *inner]``), the blocks after the last whole group one after the other. Returns ``[blocks, chunks,
+    prod(inner)]``, contiguous, whose memory holds that order (one allocation: the LM head's packing is
+    the start-up peak); :func:`interleaved_blocks` reads it back."""
     count, chunks, *inner = blocks.shape
     width = math.prod(inner)
     out = torch.empty(count * chunks * width, dtype=blocks.dtype, device=blocks.device)
-    grouped = count // INTERLEAVE * INTERLEAVE
+    group = interleave()
+    grouped = count // group * group
     split = grouped * chunks * width
-    side_by_side = blocks[:grouped].unflatten(0, (-1, INTERLEAVE)).transpose(1, 2)
-    out[:split].view(grouped // INTERLEAVE, chunks, INTERLEAVE, *inner).copy_(side_by_side)
+    side_by_side = blocks[:grouped].unflatten(0, (-1, group)).transpose(1, 2)
+    out[:split].view(grouped // group, chunks, group, *inner).copy_(side_by_side)
     out[split:].view(count - grouped, chunks, *inner).copy_(blocks[grouped:])
     return out.view(count, chunks, width)
 
@@ -168,9 +177,10 @@ def interleaved_blocks(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """What :func:`interleave_blocks` wrote, as views of its storage (no copy): the grouped blocks as
     ``[group, block in group, chunk, width]`` and the blocks after them as ``[block, chunk, width]``."""
     count, chunks, width = packed.shape
-    grouped = count // INTERLEAVE * INTERLEAVE
+    group = interleave()
+    grouped = count // group * group
     flat, split = packed.view(-1), grouped * chunks * width
-    groups = flat[:split].view(-1, chunks, INTERLEAVE, width).transpose(1, 2)
+    groups = flat[:split].view(-1, chunks, group, width).transpose(1, 2)
     return groups, flat[split:].view(-1, chunks, width)
 
 

@@ -11,7 +11,7 @@ from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 from torch import nn
 
 import plinth.engine.model_runner as model_runner
-from plinth.engine import EngineConfig, LLMEngine, native, prepack
+from plinth.engine import EngineConfig, LLMEngine, native, prepack, quantization
 from plinth.engine.lora.layers import LoraLinear
 from plinth.engine.prepack import NativeBf16Weight, OneDnnWeight, PlainWeight, can_prepack, onednn_bf16
 from plinth.engine.quantization import QuantizedLinear
@@ -27,26 +27,57 @@ KINDS = [OneDnnWeight] * onednn_bf16() + [NativeBf16Weight] * native.has("bf16_l
 UNFIT = OneDnnWeight if onednn_bf16() else PlainWeight  # what a shape Plinth's kernel does not serve gets
 
 
+# 6 blocks of 16 (a group of 4 and 2 more on AVX-512, three groups of 2 on AVX2), and 7 (a block after the
+# groups either way)
+OUTPUTS = [96, 112]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("rows", [1, 7, 64, 300])
 @pytest.mark.parametrize("inputs", [80, 128])  # Plinth's kernel: 128 takes AMX tiles where there are some
-def test_packed_product_is_the_linear_product(rows: int, kind: type, inputs: int) -> None:
+@pytest.mark.parametrize("outputs", OUTPUTS)
+def test_packed_product_is_the_linear_product(rows: int, kind: type, inputs: int, outputs: int) -> None:
     gen = torch.Generator().manual_seed(rows)
-    weight = torch.randn(96, inputs, generator=gen).bfloat16()  # 6 blocks of 16: a group of 4, and 2
+    weight = torch.randn(outputs, inputs, generator=gen).bfloat16()
     x = torch.randn(2, rows, inputs, generator=gen).bfloat16()  # 3-d input, as the MLP sees it
     got = kind(weight)(x)
-    assert got.shape == (2, rows, 96) and got.dtype == torch.bfloat16
+    assert got.shape == (2, rows, outputs) and got.dtype == torch.bfloat16
     torch.testing.assert_close(got, F.linear(x, weight))  # bf16 tolerance: blocking may differ
 
 
 @pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
-def test_plinths_kernel_gives_a_row_the_same_bits_beside_any_rows() -> None:
+@pytest.mark.parametrize("outputs", OUTPUTS)
+def test_plinths_kernel_gives_a_row_the_same_bits_beside_any_rows(outputs: int) -> None:
     gen = torch.Generator().manual_seed(5)
-    packed = NativeBf16Weight(torch.randn(96, 128, generator=gen).bfloat16())
+    packed = NativeBf16Weight(torch.randn(outputs, 128, generator=gen).bfloat16())
     x = torch.randn(40, 128, generator=gen).bfloat16()
-    alone = packed(x[:1])
-    for rows in (2, 16, 17, 40):
-        assert torch.equal(packed(x[:rows])[:1], alone)
+    alone = [packed(x[i : i + 1]) for i in range(3)]
+    for rows in (2, 3, 16, 17, 40):  # AVX2: rows in tiles of 2, an odd one alone
+        together = packed(x[:rows])
+        for i in range(min(rows, 3)):
+            assert torch.equal(together[i : i + 1], alone[i])
+
+
+@pytest.mark.parametrize("group", [2, 4])
+def test_interleaved_blocks_read_back_what_interleave_blocks_wrote(
+    group: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Python packers follow the library's group size (``torch.ops.plinth.interleave``: 4 on
+    AVX-512, 2 on AVX2); each group's chunks lie side by side, the blocks after the groups in order."""
+    monkeypatch.setattr(quantization, "interleave", lambda: group)
+    blocks = torch.arange(7 * 3 * 2).view(7, 3, 2)  # 7 blocks of 3 chunks of 2 values
+    packed = quantization.interleave_blocks(blocks)
+    flat = packed.view(-1).tolist()
+    assert flat[: 2 * group] == [v for b in range(group) for v in blocks[b, 0].tolist()]  # chunk 0 of a group
+    groups, rest = quantization.interleaved_blocks(packed)
+    grouped = 7 // group * group
+    assert torch.equal(groups.reshape(grouped, 3, 2), blocks[:grouped])
+    assert torch.equal(rest.reshape(7 - grouped, 3, 2), blocks[grouped:])
+
+
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
+def test_the_library_says_how_many_blocks_it_interleaves() -> None:
+    assert quantization.interleave() == torch.ops.plinth.interleave() in (2, 4)
 
 
 @pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")

@@ -6,13 +6,14 @@
 // AVX512-BF16 Xeon (benchmarks/bf16_linear.py). Here the AMX tile unit reads its B tiles straight from
 // the packed weight, for one row of x as for many, two blocks of outputs by two 16-row tiles of x at a
 // time; on a CPU without AMX, a vdpbf16ps loop multiplies 16 outputs per instruction from the same
-// bytes, which a 4-block tile reads as one stream (on AVX2, four FMAs per 16 outputs: still far more
-// than one stream's memory can feed).
+// bytes, which a tile of one block group reads as one stream (on AVX2, four FMAs per 16 outputs: still
+// far more than one stream's memory can feed).
 //
 // Layout (plinth/engine/prepack.py packs it): output rows in blocks of 16; per block and pair of
 // inputs, 64 bytes: row r's two weights at 4r and 4r + 2, which is vdpbf16ps's operand and an AMX B
-// tile row (16 pairs of a block make a B tile, 32 inputs). Blocks go in groups of 4 whose pairs are
-// stored side by side ([group][pair][4][64 bytes]; the last N/16 % 4 blocks one after the other).
+// tile row (16 pairs of a block make a B tile, 32 inputs). Blocks go in groups of kInterleave (4 on
+// AVX-512, 2 on AVX2; simd.h) whose pairs are stored side by side ([group][pair][kInterleave][64
+// bytes]; the blocks after the last whole group one after the other).
 // Sums run in float32 in a fixed order per output element, whatever the other rows of x.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -41,7 +42,7 @@ constexpr int kInterleave = simd::kInterleave;  // blocks stored side by side (s
 constexpr int64_t kFewRows = 0;
 // Accumulators per output vector: two (even and odd pairs) where vdpbf16ps is one instruction, so
 // that each chain waits on its latency half as often; one on AVX2, whose emulation is already two
-// FMAs in a chain and whose 16 registers the 4 blocks' accumulators fill.
+// FMAs in a chain.
 constexpr int kChains = simd::kRegisters >= 32 ? 2 : 1;
 constexpr int kRowTile = simd::kRegisters >= 32 ? 2 : 1;  // rows of x per register tile
 
@@ -72,7 +73,7 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
   const int64_t stride = pair_stride(p, block);
   const uint8_t* base[NB];
   for (int b = 0; b < NB; ++b) base[b] = pair_at(p, block + b, 0);
-  constexpr int kAhead = 8 * kInterleave * kPairBytes;  // 2 KB ahead of a 4-block stream
+  constexpr int kAhead = 8 * kInterleave * kPairBytes;  // 2 KB ahead on AVX-512, 1 KB on AVX2
   // lines asked for per step: one on AVX-512 (as measured there); on AVX2 every line the step reads
   // (one stream of SmolLM2's linears: 12.3-12.9 -> 10.9-12.0 ms a pass on a Zen 3, benchmarks/bf16_linear.py)
   constexpr int kPrefetches = simd::kRegisters >= 32 ? 1 : kChains * NB;
@@ -104,7 +105,83 @@ void rows(const Problem& p, int64_t block) {
   for (; m < p.M; ++m) tile<NB, 1>(p, block, m);
 }
 
+#if PLINTH_SIMD == 256
+// AVX2, two rows of x or more. The one-row tile converts each weight vector to float32 (an AND and a
+// shift per 8 lanes) for every row, and its accumulators fill the 16 registers, so M rows stream each
+// block group M times: once from memory, then from L2 with the FMA units busy alone. Here a tile is a
+// 2-block group by 2 rows (8 accumulators; 3 rows spilled them to the stack): each weight vector is
+// converted once for both rows, and x is split into float32 once per call, so a row's pair costs two
+// broadcasts and no integer operation. The sums are the one-row tile's, FMA for FMA (the odd
+// element's product, then the even one's, pair after pair), so a row gets the same bits beside any.
+constexpr int kSplitRows = 2;
+
+template <int NB, int MT>
+void split_tile(const Problem& p, const float* xf, int64_t block, int64_t m0) {
+  __m256 acc[NB][MT][2];
+  for (int b = 0; b < NB; ++b)
+    for (int m = 0; m < MT; ++m) acc[b][m][0] = acc[b][m][1] = _mm256_setzero_ps();
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  const int64_t stride = pair_stride(p, block);  // a tile is one group, or one block after the groups
+  const uint8_t* base[NB];
+  for (int b = 0; b < NB; ++b) base[b] = pair_at(p, block + b, 0);
+  const float* xr[MT];
+  for (int m = 0; m < MT; ++m) xr[m] = xf + (m0 + m) * p.K;
+  constexpr int kAhead = 16 * kInterleave * kPairBytes;  // 2 KB ahead of a 2-block stream
+  for (int64_t j = 0; j < p.pairs; ++j) {
+    for (int b = 0; b < NB; ++b)
+      _mm_prefetch(reinterpret_cast<const char*>(base[b] + j * stride) + kAhead, _MM_HINT_T0);
+    for (int b = 0; b < NB; ++b)
+      for (int h = 0; h < 2; ++h) {
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base[b] + j * stride) + h);
+        const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(w, high));
+        const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+        for (int m = 0; m < MT; ++m) {
+          acc[b][m][h] = _mm256_fmadd_ps(odd, _mm256_broadcast_ss(xr[m] + 2 * j + 1), acc[b][m][h]);
+          acc[b][m][h] = _mm256_fmadd_ps(even, _mm256_broadcast_ss(xr[m] + 2 * j), acc[b][m][h]);
+        }
+      }
+  }
+  for (int b = 0; b < NB; ++b)
+    for (int m = 0; m < MT; ++m)
+      simd::store_bf16(p.y + (m0 + m) * p.N + (block + b) * kBlock, F32x16{acc[b][m][0], acc[b][m][1]});
+}
+
+template <int NB>
+void split_rows(const Problem& p, const float* xf, int64_t block) {
+  int64_t m = 0;
+  for (; m + kSplitRows <= p.M; m += kSplitRows) split_tile<NB, kSplitRows>(p, xf, block, m);
+  for (; m < p.M; ++m) split_tile<NB, 1>(p, xf, block, m);
+}
+
+void split_run(const Problem& p) {
+  // x's bf16 values as float32, [M][K] (exact: a bf16 is the top half of a float32)
+  std::vector<float> xf(p.M * p.K);
+  const uint16_t* x = reinterpret_cast<const uint16_t*>(p.x);
+  for (int64_t i = 0; i < p.M * p.K; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+    std::memcpy(&xf[i], &bits, sizeof(float));
+  }
+  const int64_t blocks = p.N / kBlock;
+  at::parallel_for(0, (blocks + kInterleave - 1) / kInterleave, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t block = t * kInterleave;
+      if (blocks - block >= kInterleave) {
+        split_rows<kInterleave>(p, xf.data(), block);
+      } else {
+        for (int64_t b = block; b < blocks; ++b) split_rows<1>(p, xf.data(), b);
+      }
+    }
+  });
+}
+#endif
+
 void vector_run(const Problem& p) {
+#if PLINTH_SIMD == 256
+  if (p.M >= 2) {
+    split_run(p);
+    return;
+  }
+#endif
   const int64_t blocks = p.N / kBlock;
   const int64_t tiles = (blocks + kInterleave - 1) / kInterleave;
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
@@ -246,9 +323,15 @@ at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& packed) {
   return y;
 }
 
+// How many blocks the packed layouts interleave on this build (simd.h): the Python packers ask.
+int64_t interleave() { return plinth_simd::kInterleave; }
+
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(plinth, m) { m.def("bf16_linear(Tensor x, Tensor packed) -> Tensor"); }
+TORCH_LIBRARY_FRAGMENT(plinth, m) {
+  m.def("bf16_linear(Tensor x, Tensor packed) -> Tensor");
+  m.def("interleave() -> int", &interleave);
+}
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("bf16_linear", &bf16_linear); }
 
 #endif  // PLINTH_SIMD: without AVX512-BF16 or AVX2 the operator is not registered and bf16 models keep

@@ -65,7 +65,7 @@ inline const uint8_t* chunk(const Problem& p, int64_t b, int64_t c) {
   return p.w + plinth_simd::Interleaved{p.N / kBlock, p.chunks}.at(b, c) * kChunkBytes;
 }
 
-// How far ahead of a 4-block tile's stream the few-row path asks for its bytes (16 chunks of 4 blocks)
+// How far ahead of a tile's stream the few-row path asks for its bytes (16 chunks of a block group)
 constexpr int kPrefetchBytes = 16 * kInterleave * kChunkBytes;
 
 #if PLINTH_SIMD == 512

@@ -236,10 +236,19 @@ inline void store_first(T* p, F32x16 a, int64_t n) {
 
 // The packed weights' layout (plinth.engine.quantization.interleave_blocks writes it): output rows in
 // blocks of 16, each block a run of equal-size chunks of inputs, the blocks in groups of kInterleave
-// whose chunks are stored side by side ([group][chunk][4 blocks]; the last blocks % 4 one after the
-// other), so that a tile of 4 blocks reads one contiguous stream: with each block's bytes apart the
-// hardware prefetcher never ramped up (the int4 kernel read 12 GB/s in a decode step).
+// whose chunks are stored side by side ([group][chunk][kInterleave blocks]; the blocks after the last
+// whole group one after the other), so that a tile of kInterleave blocks reads one contiguous stream: with each block's bytes
+// apart the hardware prefetcher never ramped up (the int4 kernel read 12 GB/s in a decode step).
+// Four on AVX-512, whose 32 registers hold a 4-block tile's accumulators for two rows; two on AVX2,
+// whose 16 hold 2 blocks by 2 rows: a 2-row tile over half of a 4-block group read the group in two
+// strided passes and was no faster than one row at a time, while over whole 2-block groups it made
+// SmolLM2's bf16 linears 1.15-1.35x as fast at 1-64 rows, and int4's 1.1x at 1-2 (a Zen 3,
+// benchmarks/bf16_linear.py and qlinear.py). Python reads it through torch.ops.plinth.interleave.
+#if PLINTH_SIMD == 512
 constexpr int64_t kInterleave = 4;
+#else
+constexpr int64_t kInterleave = 2;
+#endif
 
 struct Interleaved {
   int64_t blocks, chunks;
