@@ -110,13 +110,13 @@ void rows(const Problem& p, int64_t block) {
 // shift per 8 lanes) for every row, and its accumulators fill the 16 registers, so M rows stream each
 // block group M times: once from memory, then from L2 with the FMA units busy alone. Here a tile is a
 // 2-block group by 2 rows (8 accumulators; 3 rows spilled them to the stack): each weight vector is
-// converted once for both rows, and x is split into float32 once per call, so a row's pair costs two
-// broadcasts and no integer operation. The sums are the one-row tile's, FMA for FMA (the odd
+// converted once for both rows, and x is split into float32 once per call (simd::split_pairs), so a
+// row's pair costs two broadcasts and no integer operation. The sums are the one-row tile's, FMA for FMA (the odd
 // element's product, then the even one's, pair after pair), so a row gets the same bits beside any.
 constexpr int kSplitRows = 2;
 
 template <int NB, int MT>
-void split_tile(const Problem& p, const float* xf, int64_t block, int64_t m0) {
+void split_tile(const Problem& p, const simd::SplitPairs& xf, int64_t block, int64_t m0) {
   __m256 acc[NB][MT][2];
   for (int b = 0; b < NB; ++b)
     for (int m = 0; m < MT; ++m) acc[b][m][0] = acc[b][m][1] = _mm256_setzero_ps();
@@ -124,8 +124,12 @@ void split_tile(const Problem& p, const float* xf, int64_t block, int64_t m0) {
   const int64_t stride = pair_stride(p, block);  // a tile is one group, or one block after the groups
   const uint8_t* base[NB];
   for (int b = 0; b < NB; ++b) base[b] = pair_at(p, block + b, 0);
-  const float* xr[MT];
-  for (int m = 0; m < MT; ++m) xr[m] = xf + (m0 + m) * p.K;
+  const float* xo[MT];
+  const float* xe[MT];
+  for (int m = 0; m < MT; ++m) {
+    xo[m] = xf.odd.get() + (m0 + m) * p.pairs;
+    xe[m] = xf.even.get() + (m0 + m) * p.pairs;
+  }
   constexpr int kAhead = 16 * kInterleave * kPairBytes;  // 2 KB ahead of a 2-block stream
   for (int64_t j = 0; j < p.pairs; ++j) {
     for (int b = 0; b < NB; ++b)
@@ -136,8 +140,8 @@ void split_tile(const Problem& p, const float* xf, int64_t block, int64_t m0) {
         const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(w, high));
         const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
         for (int m = 0; m < MT; ++m) {
-          acc[b][m][h] = _mm256_fmadd_ps(odd, _mm256_broadcast_ss(xr[m] + 2 * j + 1), acc[b][m][h]);
-          acc[b][m][h] = _mm256_fmadd_ps(even, _mm256_broadcast_ss(xr[m] + 2 * j), acc[b][m][h]);
+          acc[b][m][h] = _mm256_fmadd_ps(odd, _mm256_broadcast_ss(xo[m] + j), acc[b][m][h]);
+          acc[b][m][h] = _mm256_fmadd_ps(even, _mm256_broadcast_ss(xe[m] + j), acc[b][m][h]);
         }
       }
   }
@@ -147,28 +151,22 @@ void split_tile(const Problem& p, const float* xf, int64_t block, int64_t m0) {
 }
 
 template <int NB>
-void split_rows(const Problem& p, const float* xf, int64_t block) {
+void split_rows(const Problem& p, const simd::SplitPairs& xf, int64_t block) {
   int64_t m = 0;
   for (; m + kSplitRows <= p.M; m += kSplitRows) split_tile<NB, kSplitRows>(p, xf, block, m);
   for (; m < p.M; ++m) split_tile<NB, 1>(p, xf, block, m);
 }
 
 void split_run(const Problem& p) {
-  // x's bf16 values as float32, [M][K] (exact: a bf16 is the top half of a float32)
-  std::vector<float> xf(p.M * p.K);
-  const uint16_t* x = reinterpret_cast<const uint16_t*>(p.x);
-  for (int64_t i = 0; i < p.M * p.K; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
-    std::memcpy(&xf[i], &bits, sizeof(float));
-  }
+  const simd::SplitPairs xf = simd::split_pairs(p.x, p.M, p.pairs);
   const int64_t blocks = p.N / kBlock;
   at::parallel_for(0, (blocks + kInterleave - 1) / kInterleave, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t block = t * kInterleave;
       if (blocks - block >= kInterleave) {
-        split_rows<kInterleave>(p, xf.data(), block);
+        split_rows<kInterleave>(p, xf, block);
       } else {
-        for (int64_t b = block; b < blocks; ++b) split_rows<1>(p, xf.data(), b);
+        for (int64_t b = block; b < blocks; ++b) split_rows<1>(p, xf, b);
       }
     }
   });

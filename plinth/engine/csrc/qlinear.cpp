@@ -464,20 +464,12 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tens
       }
   }
   const uint32_t* pairs = reinterpret_cast<const uint32_t*>(xc.const_data_ptr<c10::BFloat16>());
-  std::vector<float> x_even, x_odd;
-  if (simd::kRegisters < 32) {  // AVX2's tile reads x's inputs as float32
-    x_even.resize(M * K / 2);
-    x_odd.resize(M * K / 2);
-    for (int64_t i = 0; i < M * K / 2; ++i) {
-      const uint32_t even = pairs[i] << 16, odd = pairs[i] & 0xFFFF0000u;
-      std::memcpy(&x_even[i], &even, sizeof even);
-      std::memcpy(&x_odd[i], &odd, sizeof odd);
-    }
-  }
+  // AVX2's tile reads x's inputs as float32
+  const simd::SplitPairs split = simd::kRegisters < 32 ? simd::split_pairs(pairs, M, K / 2) : simd::SplitPairs{};
   Problem p{pairs,
             xsum.data(),
-            x_even.data(),
-            x_odd.data(),
+            split.even.get(),
+            split.odd.get(),
             packed.const_data_ptr<uint8_t>(),
             scales.const_data_ptr<c10::BFloat16>(),
             bits == 4 ? zeros->const_data_ptr<c10::BFloat16>() : nullptr,

@@ -15,12 +15,15 @@
 // Vectorized<float> calls at that width. A CPU with neither gets no optional operator (native.py).
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
 #define PLINTH_SIMD 512
@@ -237,8 +240,9 @@ inline void store_first(T* p, F32x16 a, int64_t n) {
 // The packed weights' layout (plinth.engine.quantization.interleave_blocks writes it): output rows in
 // blocks of 16, each block a run of equal-size chunks of inputs, the blocks in groups of kInterleave
 // whose chunks are stored side by side ([group][chunk][kInterleave blocks]; the blocks after the last
-// whole group one after the other), so that a tile of kInterleave blocks reads one contiguous stream: with each block's bytes
-// apart the hardware prefetcher never ramped up (the int4 kernel read 12 GB/s in a decode step).
+// whole group one after the other), so that a tile of kInterleave blocks reads one contiguous stream:
+// with each block's bytes apart the hardware prefetcher never ramped up (the int4 kernel read 12 GB/s
+// in a decode step).
 // Four on AVX-512, whose 32 registers hold a 4-block tile's accumulators for two rows; two on AVX2,
 // whose 16 hold 2 blocks by 2 rows: a 2-row tile over half of a 4-block group read the group in two
 // strided passes and was no faster than one row at a time, while over whole 2-block groups it made
@@ -249,6 +253,27 @@ constexpr int64_t kInterleave = 4;
 #else
 constexpr int64_t kInterleave = 2;
 #endif
+
+// x's bf16 pairs as float32, the even and the odd input of each pair apart ([rows][pairs] each; exact:
+// a bf16 is the top half of a float32): what AVX2's tiles broadcast, one load per input, where
+// vdpbf16ps would read the pair as it is. Rows in parallel and nothing zero-filled first: for a
+// 2,048-token prefill the one-thread split of a std::vector cost ~6 ms a linear.
+struct SplitPairs {
+  std::unique_ptr<float[]> even, odd;
+};
+inline SplitPairs split_pairs(const uint32_t* x, int64_t rows, int64_t pairs) {
+  // new float[n]: default-initialized, so not zero-filled (make_unique would zero it)
+  SplitPairs s{std::unique_ptr<float[]>(new float[rows * pairs]), std::unique_ptr<float[]>(new float[rows * pairs])};
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(pairs, 1));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin * pairs; i < end * pairs; ++i) {
+      const uint32_t even = x[i] << 16, odd = x[i] & 0xFFFF0000u;
+      std::memcpy(&s.even[i], &even, sizeof even);
+      std::memcpy(&s.odd[i], &odd, sizeof odd);
+    }
+  });
+  return s;
+}
 
 struct Interleaved {
   int64_t blocks, chunks;
