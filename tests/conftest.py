@@ -15,8 +15,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from plinth.engine.checkpoint import init_random
+
+# Without a GPU, Triton's kernels (plinth/engine/lora/triton_ops.py) run on its interpreter, on CPU
+# tensors; Triton reads the flag when it is first imported, so it is set before any test imports it.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")

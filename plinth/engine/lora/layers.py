@@ -19,13 +19,20 @@ A step's :class:`LoraBatch` says which slot each token uses:
   CPU whose oneDNN does not multiply bf16 (AVX2 without AVX512-BF16) does these products in float32
   (:attr:`LoraContext.float32_products`).
 
+On a CUDA device with Triton, every adapter token of a step, decode or prefill, takes instead two
+Triton kernels that group the tokens by slot (``lora/triton_ops.py``, SGMV), one launch per product.
+
 Base-model tokens are simply left out, and a step without adapter tokens costs nothing extra.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +40,9 @@ from torch import nn
 
 from plinth.engine import native
 from plinth.engine.invariant import row_tiled
+
+if TYPE_CHECKING:
+    from plinth.engine.lora.triton_ops import Grouped
 
 # The widest slot span the dense decode path covers: measured on a 2-core AVX512/AMX Xeon
 # (``benchmarks/lora.py``'s shapes, rank 16, all seven projections), dense beat gathered at every span up to
@@ -75,6 +85,7 @@ class LoraBatch:
     dense: Dense | None = None  # set when the decode tokens take the dense path
     padded: Padded | None = None  # set when the prefill chunks take the padded path (segments is then [])
     native: bool = False  # the decode tokens take plinth::lora_add_ (neither dense nor gathered)
+    grouped: Grouped | None = None  # set when every adapter token takes the Triton kernels (then alone)
 
     @classmethod
     def build(
@@ -87,6 +98,8 @@ class LoraBatch:
         """``spans``: (first row, number of tokens, slot or None for the base model) per request.
         ``invariant``: keep each token's products independent of the step's other tokens (batch-invariant
         mode): decode tokens on the gathered path, prefill chunks one by one."""
+        if not invariant and _triton(device):
+            return cls(None, None, [], grouped=_triton_ops().Grouped.build(spans, device))
         rows, slots, segments = [], [], []
         for start, count, slot in spans:
             if slot is None:
@@ -114,7 +127,22 @@ class LoraBatch:
 
     @property
     def empty(self) -> bool:
-        return self.rows is None and not self.segments and self.padded is None
+        return self.rows is None and not self.segments and self.padded is None and self.grouped is None
+
+
+def _triton(device: torch.device) -> bool:
+    """Whether ``device``'s steps take the Triton kernels: a CUDA device with Triton installed (CUDA
+    builds of torch bring it). Not in batch-invariant mode, where a token's products must not share
+    a tile with other tokens'."""
+    return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+
+
+@functools.cache
+def _triton_ops() -> ModuleType:
+    """``lora/triton_ops.py``, imported on first use: it imports Triton, which a CPU install may lack."""
+    from plinth.engine.lora import triton_ops
+
+    return triton_ops
 
 
 def _native(device: torch.device, dtype: torch.dtype) -> bool:
@@ -214,7 +242,9 @@ class LoraLinear(nn.Linear):
             if not users:
                 continue
             out = y[:, self.offsets[j] : self.offsets[j] + self.sub_sizes[j]]
-            if batch.native:
+            if batch.grouped is not None:
+                _triton_ops().add_(out, x, self.lora_a(j), self.lora_b(j), batch.grouped)
+            elif batch.native:
                 torch.ops.plinth.lora_add_(out, x, batch.rows, batch.slots, self.lora_a(j), self.lora_b(j))
             elif batch.rows is not None and batch.dense is not None:
                 self._add_dense(j, x, out, batch.rows, batch.dense)
