@@ -7,13 +7,19 @@ a common prefix, so a cached system prompt costs nothing to reuse.
 
 Each step writes the new tokens' K/V into their slots, then gathers every request's context from the
 cache into a padded batch and runs one masked SDPA call per group (decodes together, prefill chunks
-together), so padding stays small and the same code serves CPU and CUDA.
+together), so padding stays small and the same code serves CPU and CUDA. Two kinds of decode step skip
+the gather: on a CPU with AVX512-BF16 or AVX2, Plinth's ``decode_attention`` operator; on a CUDA
+device with Triton, the split-KV kernels of ``engine/triton_attention.py``. Both read each request's
+blocks where they lie.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -139,6 +145,11 @@ def paged_attention(
     k_cache.index_copy_(0, meta.slot_mapping, k)
     v_cache.index_copy_(0, meta.slot_mapping, v)
     if decode and not meta.invariant:
+        if _triton_decode(q, group.block_size):
+            assert group.context_lens is not None
+            return _triton_attention().decode(
+                q, k_cache, v_cache, group.block_tables, group.context_lens, group.block_size, scale
+            )
         return _sdpa(q.unsqueeze(1), k_cache, v_cache, group, scale).flatten(0, 1)
     attend = split_kv_attention if meta.invariant else _attend
     out = torch.empty_like(q)
@@ -166,6 +177,24 @@ def _native_decode(q: torch.Tensor) -> bool:
         and native_head_dim(q.shape[-1])
         and native.has("decode_attention")
     )
+
+
+def _triton_decode(q: torch.Tensor, block_size: int) -> bool:
+    """Whether the Triton decode kernels (``engine/triton_attention.py``) serve this step: on a CUDA
+    device with Triton installed (CUDA builds of torch bring it), reading each request's blocks in place
+    where the torch path below gathers them into a padded copy first."""
+    if q.device.type != "cuda" or importlib.util.find_spec("triton") is None:
+        return False
+    return bool(_triton_attention().supports(q, block_size))
+
+
+@functools.cache
+def _triton_attention() -> ModuleType:
+    """``engine/triton_attention.py``, imported on first use: it imports Triton, which a CPU install may
+    lack."""
+    from plinth.engine import triton_attention
+
+    return triton_attention
 
 
 def native_head_dim(dim: int) -> bool:
