@@ -1,0 +1,104 @@
+"""The prompt-attack head over MiniLM's final mean vector *and* the mean of an intermediate layer.
+
+The shipped head reads one normalised mean of all-MiniLM-L6-v2's last hidden states per piece. The
+lower layers keep more of a text's surface: its mood, who it addresses, its register, which the last
+layer trades for topic. This runs ``plinth guard eval``'s protocol (leave-one-source-out) with the
+shipped head and recipe (:func:`~plinth.evals.guard.trainers.logistic`) over ``[final mean, layer L
+mean]`` (768 features, both unit vectors, from one forward pass at serving time), then trains one model
+on everything, calibrates it as ``plinth guard train`` does, and reports its false alarms on the
+look-alike benign set. Each argument is a set of layers, ``+``-joined::
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/guard_layers.py 3 4 2+4
+
+Final-layer means come from ``~/.cache/plinth/guard-embeddings.npz`` (as ``plinth guard eval`` fills
+it); the means of layers 2-5 are cached in ``~/.cache/plinth/guard-layers.npz`` (float16, ~10 min to
+fill on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from plinth.evals.guard import calibrate, evaluate, evaluate_lookalikes, load_corpus
+from plinth.evals.guard.fit import DEFAULT_CACHE, cached_vectorizer
+from plinth.evals.guard.trainers import logistic
+from plinth.guard import EmbeddingCache, Vectorize
+from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
+from plinth.llm.embedders import get_embedder
+
+LAYERS = (2, 3, 4, 5)  # the intermediate layers cached (of 6); hidden_states[0] is the embeddings
+LAYER_CACHE = Path.home() / ".cache" / "plinth" / "guard-layers.npz"
+LAYER_MODEL = f"{DEFAULT_EMBEDDING_MODEL}#layers2345"  # the cache's key prefix
+WIDTH = 384
+
+
+def layer_means(model: Any, batch_size: int = 32) -> Vectorize:
+    """Per text, the normalised masked mean of each of :data:`LAYERS`' hidden states, side by side
+    (float16), from a sentence-transformers ``model``'s transformer, longest texts batched together."""
+    transformer, tokenizer = model[0].auto_model, model.tokenizer
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), WIDTH * len(LAYERS)), dtype=np.float16)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        with torch.inference_mode():
+            for at in range(0, len(texts), batch_size):
+                picked = order[at : at + batch_size]
+                batch = tokenizer([texts[i] for i in picked], padding=True, truncation=True,
+                                  max_length=model.max_seq_length, return_tensors="pt")  # fmt: skip
+                states = transformer(**batch, output_hidden_states=True).hidden_states
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                means = [(states[layer] * mask).sum(1) / mask.sum(1) for layer in LAYERS]
+                vectors = torch.cat([torch.nn.functional.normalize(m, dim=-1) for m in means], dim=-1)
+                out[picked] = vectors.numpy().astype(np.float16)
+        return out
+
+    return embed
+
+
+class MeanAndLayers:
+    """``[final mean, mean of each chosen layer]``, each block a unit vector."""
+
+    def __init__(
+        self, layers: Sequence[int], cache: Path | None = LAYER_CACHE, mean_cache: Path | None = DEFAULT_CACHE
+    ) -> None:
+        unknown = set(layers) - set(LAYERS)
+        if unknown:
+            raise ValueError(f"layers must be among {LAYERS}; got {sorted(unknown)}")
+        computed = layer_means(get_embedder(DEFAULT_EMBEDDING_MODEL).model)
+        self.mean = cached_vectorizer(mean_cache)
+        self.layers = EmbeddingCache(cache, computed, model_id=LAYER_MODEL) if cache else computed
+        self.columns = [LAYERS.index(layer) for layer in layers]
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        stacked = np.asarray(self.layers(texts), dtype=np.float32)
+        blocks = [stacked[:, WIDTH * c : WIDTH * (c + 1)] for c in self.columns]
+        return np.hstack([self.mean(texts), *blocks])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("layers", nargs="*", default=["4"], help="layer sets, e.g. 3 4 2+4")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    args = parser.parse_args()
+    rows = load_corpus(args.data)
+    for spec in args.layers:
+        layers = [int(layer) for layer in spec.split("+")]
+        start = time.perf_counter()
+        build = logistic(MeanAndLayers(layers))  # the shipped head and recipe, over the wider vectors
+        print(f"== final mean + layer(s) {spec}")
+        print(evaluate(args.data, build=build, rows=rows).format())
+        model = build([r for r in rows if r.label == 1 or r.split == "train"])
+        calibrate(model, rows)
+        print(evaluate_lookalikes(model).format())
+        print(f"({time.perf_counter() - start:.0f} s)\n")
+
+
+if __name__ == "__main__":
+    main()
