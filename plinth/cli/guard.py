@@ -73,7 +73,7 @@ def guard_train(
         ModelChoice,
         typer.Option(
             "--model",
-            help="logistic: a head over frozen MiniLM embeddings (the shipped model, .npz); tuned: "
+            help="logistic: a head over frozen MiniLM features (the shipped model, .npz); tuned: "
             "fine-tune MiniLM's top layer and a head (a measured variant, .safetensors, written under "
             "~/.cache/plinth/guard-tuned unless --out).",
         ),

@@ -39,13 +39,12 @@ if TYPE_CHECKING:
         AttackClassifier,
         AttackScorer,
         EmbeddingCache,
-        Vectorize,
-        embedder_for,
         sentence_groups,
         split_sentences,
         windows,
     )
     from plinth.guard.encoder import TUNED_LAYERS, AttackEncoder
+    from plinth.guard.features import ATTACK_FEATURES, Features, Vectorize, embedder_for
     from plinth.guard.hook import GuardHook
     from plinth.guard.pii import PIIDetector
     from plinth.guard.pii_recognizers import SUPPORTED_TYPES
@@ -65,6 +64,7 @@ if TYPE_CHECKING:
     from plinth.guard.verdict import Decision, GuardResult
 
 __all__ = [
+    "ATTACK_FEATURES",
     "AUDIT_KEY_FILE",
     "CONTENT_FILTER",
     "DEFAULT_MODEL_PATH",
@@ -84,6 +84,7 @@ __all__ = [
     "DetectContext",
     "DetectorError",
     "EmbeddingCache",
+    "Features",
     "Finding",
     "Guard",
     "GuardHook",
@@ -159,8 +160,10 @@ _SOURCES = {
     "pad_states": "tuned",
     "tuned_windows": "tuned",
     "EmbeddingCache": "classifier",
-    "Vectorize": "classifier",
-    "embedder_for": "classifier",
+    "ATTACK_FEATURES": "features",
+    "Features": "features",
+    "Vectorize": "features",
+    "embedder_for": "features",
     "sentence_groups": "classifier",
     "split_sentences": "classifier",
     "windows": "classifier",

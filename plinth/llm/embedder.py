@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from plinth.llm.embedding import Embedder
 from plinth.llm.quiet_loading import without_progress_bars
 
@@ -83,6 +85,33 @@ class SentenceEmbedder(Embedder):
             )
         rows: list[list[float]] = vectors.tolist()
         return rows
+
+    def layer_means(self, texts: Sequence[str], layers: Sequence[int], *, batch_size: int) -> np.ndarray:
+        """Per text, the unit-length masked mean of the hidden states after each of ``layers`` (0 is the
+        embedding layer, -1 the last), shape ``(texts, layers, width)``, float32, from one forward pass
+        per batch. The sentence vector reads only the last layer, which keeps a text's topic and loses
+        some of its form (mood, whom it addresses); the guard reads a middle layer beside it. For a
+        mean-pooled model such as all-MiniLM-L6-v2, layer -1 is :meth:`embed`'s vector. Texts are
+        tokenized and truncated as :meth:`embed` does and batched longest first."""
+        import torch
+
+        texts = [str(text).strip() for text in texts]
+        width = self.model[0].auto_model.config.hidden_size
+        out = np.empty((len(texts), len(layers), width), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        model = self.model
+        transformer, tokenizer = model[0].auto_model, model.tokenizer
+        with self._run_lock, torch.inference_mode():
+            for at in range(0, len(texts), batch_size):
+                picked = order[at : at + batch_size]
+                batch = tokenizer([texts[i] for i in picked], padding=True, truncation=True,
+                                  max_length=model.max_seq_length, return_tensors="pt")  # fmt: skip
+                states = transformer(**batch, output_hidden_states=True).hidden_states
+                mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+                means = [(states[layer] * mask).sum(1) / mask.sum(1).clamp(min=1e-9) for layer in layers]
+                stacked = torch.nn.functional.normalize(torch.stack(means, dim=1), dim=-1)
+                out[picked] = stacked.float().numpy()
+        return out
 
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads for ``texts`` (special tokens in, truncated as ``embed`` truncates)."""

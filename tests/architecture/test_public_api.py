@@ -47,6 +47,7 @@ PUBLIC = {
         "blocked_events", "guard_choices", "guard_events", "output_context", "screen_messages",
         "screen_prompts", "with_canary", "AttackScorer", "AttackEncoder", "TUNED_LAYERS", "TUNED_MODEL_PATH",
         "TUNED_WINDOW_WORDS", "TunedClassifier", "pad_states", "shipped_classifier", "tuned_windows",
+        "ATTACK_FEATURES", "Features",
     ],
     "plinth.jobs": [
         "Checker", "FileError", "FineTuneRequest", "JobContext", "JobKind", "JobStopped", "JobSupervisor",

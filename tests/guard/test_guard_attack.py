@@ -12,6 +12,7 @@ import pytest
 
 from plinth.guard.attack import PromptAttackDetector, shipped_classifier
 from plinth.guard.classifier import DEFAULT_MODEL_PATH, STRENGTHS, AttackClassifier
+from plinth.guard.features import ATTACK_FEATURES
 from plinth.guard.tuned import TunedClassifier
 from plinth.guard.types import DetectContext, DetectorError
 
@@ -47,7 +48,8 @@ def plots() -> list[str]:
 
 def test_the_shipped_model_is_plain_arrays_with_thresholds_for_both_stages() -> None:
     with np.load(DEFAULT_MODEL_PATH, allow_pickle=False) as saved:
-        assert saved["coef"].shape == (384,)
+        assert saved["coef"].shape == (768,)  # the sentence vector and layer 4's mean
+        assert str(saved["model_id"]) == ATTACK_FEATURES
     model = AttackClassifier.load(DEFAULT_MODEL_PATH)
     for stage in ("input", "data"):
         table = model.thresholds[stage]

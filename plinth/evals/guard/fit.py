@@ -1,12 +1,13 @@
 """The prompt-attack head as training and evaluation both fit it: the pieces a labelled text trains on,
 source- and class-balanced weights, a fixed C, and thresholds set at a target false-positive rate::
 
-    head = fit(rows, cached_vectorizer(DEFAULT_CACHE))
+    head = fit(rows, cached_vectorizer(cache_for(ATTACK_FEATURES), ATTACK_FEATURES))
     threshold = threshold_at_fpr(benign_scores, 0.01)
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_CACHE",
     "TRAIN_GROUPS",
     "TRAIN_WINDOWS",
+    "cache_for",
     "cached_vectorizer",
     "fit",
     "threshold_at_fpr",
@@ -42,8 +44,11 @@ TRAIN_GROUPS = 2  # sentence groups per benign document (evenly spaced); the det
 C = 10.0
 
 
-def fit(rows: list[LabelledText], embed: Vectorize, C: float = C) -> AttackClassifier:
-    """Train the head on the windows of ``rows`` (source- and class-balanced weights)."""
+def fit(
+    rows: list[LabelledText], embed: Vectorize, C: float = C, model_id: str = DEFAULT_EMBEDDING_MODEL
+) -> AttackClassifier:
+    """Train the head on the windows of ``rows`` (source- and class-balanced weights), as vectorised by
+    ``embed``, which computes the features ``model_id`` names."""
     groups = Counter((r.label, r.source, r.stage) for r in rows)
     per_class = Counter(label for label, _, _ in groups)
     texts, labels, weights = [], [], []
@@ -54,7 +59,9 @@ def fit(rows: list[LabelledText], embed: Vectorize, C: float = C) -> AttackClass
         labels += [row.label] * len(parts)
         weights += [share] * len(parts)
     w = np.asarray(weights) * len(weights) / np.sum(weights)
-    return AttackClassifier.fit(embed(texts), np.asarray(labels), w, C=C)
+    head = AttackClassifier.fit(embed(texts), np.asarray(labels), w, C=C)
+    head.model_id = model_id
+    return head
 
 
 def training_pieces(row: LabelledText) -> list[str]:
@@ -80,8 +87,15 @@ def threshold_at_fpr(benign_scores: np.ndarray, fpr: float) -> float:
     return float(ordered[min(int(fpr * len(ordered)), len(ordered) - 1)])
 
 
-def cached_vectorizer(cache: Path | None) -> Vectorize:
-    """The default model's vectors, through an on-disk :class:`EmbeddingCache` at ``cache`` when given
-    (training and evaluation embed ~10k windows; a rerun then embeds only new texts)."""
-    embed = embedder_for(DEFAULT_EMBEDDING_MODEL)
-    return EmbeddingCache(cache, embed) if cache else embed
+def cached_vectorizer(cache: Path | None, model_id: str = DEFAULT_EMBEDDING_MODEL) -> Vectorize:
+    """The features ``model_id`` names, through an on-disk :class:`EmbeddingCache` at ``cache`` when
+    given (training and evaluation embed ~20k pieces; a rerun then embeds only new texts)."""
+    embed = embedder_for(model_id)
+    return EmbeddingCache(cache, embed, model_id) if cache else embed
+
+
+def cache_for(model_id: str) -> Path:
+    """The cache file of ``model_id``'s features: one file per model id (a file holds rows of one width)."""
+    if model_id == DEFAULT_EMBEDDING_MODEL:
+        return DEFAULT_CACHE
+    return DEFAULT_CACHE.with_name(f"guard-embeddings-{re.sub(r'[^A-Za-z0-9]+', '-', model_id)}.npz")

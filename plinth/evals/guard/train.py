@@ -27,12 +27,14 @@ from plinth.evals.guard.fit import TRAIN_GROUPS, TRAIN_WINDOWS, C, threshold_at_
 from plinth.evals.guard.lookalike import evaluate_lookalikes
 from plinth.evals.guard.trainers import ModelKind, trainer
 from plinth.guard import (
+    ATTACK_FEATURES,
     DEFAULT_MODEL_PATH,
     FPR_BY_STRENGTH,
     TUNED_LAYERS,
     TUNED_MODEL_PATH,
     TUNED_WINDOW_WORDS,
     AttackScorer,
+    Features,
     SignatureDetector,
     layered_scores,
 )
@@ -221,7 +223,9 @@ def _model_line(report: TrainReport) -> str:
         )
     return (
         f"- Model: {name} — logistic regression (C={C}, source- and class-balanced weights) over "
-        f"{DEFAULT_EMBEDDING_MODEL} embeddings of ≤{TRAIN_WINDOWS} windows of ~180 words per text; "
+        f"`{ATTACK_FEATURES}` features (the sentence vector and the unit-length mean of layer "
+        f"{Features.parse(ATTACK_FEATURES).layer}'s hidden states, side by side, from one forward pass) "
+        f"of ≤{TRAIN_WINDOWS} windows of ~180 words per text; "
         "documents (data stage) also train on groups of two sentences (the "
         f"{TRAIN_GROUPS} evenly spaced groups of a benign document; of a planted attack, the groups holding "
         "the instruction), and the detector scores a document as the max over all its windows and groups; "

@@ -1,5 +1,6 @@
 """The two prompt-attack models ``plinth guard train`` and ``plinth guard eval`` can build from labelled rows:
-``logistic`` (a head over frozen MiniLM embeddings, :mod:`~plinth.evals.guard.fit`), the shipped kind, and
+``logistic`` (a head over frozen MiniLM features, :data:`~plinth.guard.ATTACK_FEATURES`;
+:mod:`~plinth.evals.guard.fit`), the shipped kind, and
 ``tuned`` (MiniLM's top layer fine-tuned with a head, :mod:`~plinth.evals.guard.finetune`), a measured
 variant that did not beat it on this machine (README, Measured)::
 
@@ -13,9 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from plinth.evals.guard.finetune import DEFAULT_STATES, Recipe, StateCache, finetune
-from plinth.evals.guard.fit import DEFAULT_CACHE, cached_vectorizer, fit
+from plinth.evals.guard.fit import cache_for, cached_vectorizer, fit
 from plinth.evals.guard.texts import LabelledText
-from plinth.guard import AttackClassifier, AttackEncoder, AttackScorer, Vectorize
+from plinth.guard import ATTACK_FEATURES, AttackClassifier, AttackEncoder, AttackScorer, Vectorize
+from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
 
 __all__ = ["MODELS", "ModelKind", "Trainer", "logistic", "trainer", "tuned"]
 
@@ -29,16 +31,20 @@ def trainer(kind: ModelKind = "logistic", *, cache: bool = True) -> Trainer:
     caches when ``cache`` (a rerun then computes only new texts)."""
     if kind == "tuned":
         return tuned(StateCache(AttackEncoder.from_base(), DEFAULT_STATES if cache else None))
-    return logistic(cached_vectorizer(DEFAULT_CACHE if cache else None))
+    return logistic(
+        cached_vectorizer(cache_for(ATTACK_FEATURES) if cache else None, ATTACK_FEATURES), ATTACK_FEATURES
+    )
 
 
 def tuned(states: StateCache, recipe: Recipe | None = None) -> Trainer:
     return lambda rows: finetune(rows, states, recipe or Recipe())
 
 
-def logistic(embed: Vectorize) -> Trainer:
+def logistic(embed: Vectorize, model_id: str = DEFAULT_EMBEDDING_MODEL) -> Trainer:
+    """A head over the features ``model_id`` names, computed by ``embed`` (a cache of them, in training)."""
+
     def build(rows: Sequence[LabelledText]) -> AttackClassifier:
-        head = fit(list(rows), embed)
-        return AttackClassifier(head.coef, head.intercept, embed=embed)
+        head = fit(list(rows), embed, model_id=model_id)
+        return AttackClassifier(head.coef, head.intercept, model_id=model_id, embed=embed)
 
     return build
