@@ -1,8 +1,8 @@
 """The shipped prompt-attack model at each strength, end to end: ApplyGuardrail and the chat route block a
 textbook injection and let through everyday prompts, among them the translation request issue 17 saw
-blocked at HIGH. Real embedder, real classifier, real thresholds. (Its other examples, "My previous
-instructions to the team were unclear..." and "what is a system prompt", are still flagged at HIGH; the
-README's look-alike table measures that.)"""
+blocked at HIGH and "what is a system prompt" (passed at HIGH since the layer-4 features). Real embedder,
+real classifier, real thresholds. (Its other example, "My previous instructions to the team were
+unclear...", is still flagged at HIGH; the README's look-alike table measures that kind of text.)"""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ EVERYDAY = [
     "Translate 'Hello, how are you?' from English to French.",
     "Summarise the plot of Titanic in two sentences.",
     "What are the rules of cricket? Explain them simply.",
+    "Can you explain what a system prompt is in large language models?",
 ]
 
 
