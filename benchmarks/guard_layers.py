@@ -1,6 +1,7 @@
 """The prompt-attack head over MiniLM's final mean vector *and* the mean of an intermediate layer.
 
-The shipped head reads one normalised mean of all-MiniLM-L6-v2's last hidden states per piece. The
+The head shipped before reads one normalised mean of all-MiniLM-L6-v2's last hidden states per
+piece (layer 4 beside it ships now, :data:`plinth.guard.ATTACK_FEATURES`, after this measurement). The
 lower layers keep more of a text's surface: its mood, who it addresses, its register, which the last
 layer trades for topic. This runs ``plinth guard eval``'s protocol (leave-one-source-out) with the
 shipped head and recipe (:func:`~plinth.evals.guard.trainers.logistic`) over ``[final mean, layer L
