@@ -22,16 +22,14 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
 from plinth.evals.guard import calibrate, evaluate, evaluate_lookalikes, load_corpus
 from plinth.evals.guard.fit import DEFAULT_CACHE, cached_vectorizer
 from plinth.evals.guard.trainers import logistic
 from plinth.guard import EmbeddingCache, Vectorize
-from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
+from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
 from plinth.llm.embedders import get_embedder
 
 LAYERS = (2, 3, 4, 5)  # the intermediate layers cached (of 6); hidden_states[0] is the embeddings
@@ -40,25 +38,13 @@ LAYER_MODEL = f"{DEFAULT_EMBEDDING_MODEL}#layers2345"  # the cache's key prefix
 WIDTH = 384
 
 
-def layer_means(model: Any, batch_size: int = 32) -> Vectorize:
-    """Per text, the normalised masked mean of each of :data:`LAYERS`' hidden states, side by side
-    (float16), from a sentence-transformers ``model``'s transformer, longest texts batched together."""
-    transformer, tokenizer = model[0].auto_model, model.tokenizer
+def layer_means(embedder: SentenceEmbedder, batch_size: int = 32) -> Vectorize:
+    """Per text, :meth:`~plinth.llm.embedder.SentenceEmbedder.layer_means` of :data:`LAYERS` side by
+    side, stored as float16 (the cache holds four layers of ~26k pieces)."""
 
     def embed(texts: list[str]) -> np.ndarray:
-        out = np.empty((len(texts), WIDTH * len(LAYERS)), dtype=np.float16)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        with torch.inference_mode():
-            for at in range(0, len(texts), batch_size):
-                picked = order[at : at + batch_size]
-                batch = tokenizer([texts[i] for i in picked], padding=True, truncation=True,
-                                  max_length=model.max_seq_length, return_tensors="pt")  # fmt: skip
-                states = transformer(**batch, output_hidden_states=True).hidden_states
-                mask = batch["attention_mask"].unsqueeze(-1).float()
-                means = [(states[layer] * mask).sum(1) / mask.sum(1) for layer in LAYERS]
-                vectors = torch.cat([torch.nn.functional.normalize(m, dim=-1) for m in means], dim=-1)
-                out[picked] = vectors.numpy().astype(np.float16)
-        return out
+        means = embedder.layer_means(texts, LAYERS, batch_size=batch_size)
+        return means.reshape(len(texts), WIDTH * len(LAYERS)).astype(np.float16)
 
     return embed
 
@@ -72,7 +58,9 @@ class MeanAndLayers:
         unknown = set(layers) - set(LAYERS)
         if unknown:
             raise ValueError(f"layers must be among {LAYERS}; got {sorted(unknown)}")
-        computed = layer_means(get_embedder(DEFAULT_EMBEDDING_MODEL).model)
+        embedder = get_embedder(DEFAULT_EMBEDDING_MODEL)
+        assert isinstance(embedder, SentenceEmbedder)
+        computed = layer_means(embedder)
         self.mean = cached_vectorizer(mean_cache)
         self.layers = EmbeddingCache(cache, computed, model_id=LAYER_MODEL) if cache else computed
         self.columns = [LAYERS.index(layer) for layer in layers]
