@@ -16,7 +16,6 @@ blocks where they lie.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from dataclasses import dataclass
 from types import ModuleType
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from plinth.engine import native
+from plinth.engine.triton_support import triton_device
 
 KV_SPLIT = 64  # context positions per partial product of split_kv_attention
 QUERY_TILE = 256  # queries per score matrix (bounds its memory on long prompts); a multiple of 4
@@ -183,9 +183,7 @@ def _triton_decode(q: torch.Tensor, block_size: int) -> bool:
     """Whether the Triton decode kernels (``engine/triton_attention.py``) serve this step: on a CUDA
     device with Triton installed (CUDA builds of torch bring it), reading each request's blocks in place
     where the torch path below gathers them into a padded copy first."""
-    if q.device.type != "cuda" or importlib.util.find_spec("triton") is None:
-        return False
-    return bool(_triton_attention().supports(q, block_size))
+    return triton_device(q.device) and bool(_triton_attention().supports(q, block_size))
 
 
 @functools.cache

@@ -124,12 +124,18 @@ class AttackClassifier:
 
     @classmethod
     def fit(
-        cls, vectors: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None, C: float = 1.0
+        cls,
+        vectors: np.ndarray,
+        labels: np.ndarray,
+        weights: np.ndarray | None = None,
+        C: float = 1.0,
+        model_id: str = DEFAULT_EMBEDDING_MODEL,
     ) -> AttackClassifier:
-        """Train the head on window embeddings; ``weights`` balance sources and classes."""
+        """Train the head on window features (those ``model_id`` names); ``weights`` balance sources and
+        classes."""
         model = LogisticRegression(C=C, max_iter=2000)
         model.fit(vectors, labels, sample_weight=weights)
-        return cls(model.coef_[0], float(model.intercept_[0]))
+        return cls(model.coef_[0], float(model.intercept_[0]), model_id=model_id)
 
     def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """P(attack) per embedding row."""

@@ -28,7 +28,6 @@ Base-model tokens are simply left out, and a step without adapter tokens costs n
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -40,6 +39,7 @@ from torch import nn
 
 from plinth.engine import native
 from plinth.engine.invariant import row_tiled
+from plinth.engine.triton_support import triton_device as _triton  # a name benchmarks can swap
 
 if TYPE_CHECKING:
     from plinth.engine.lora.triton_ops import Grouped
@@ -128,13 +128,6 @@ class LoraBatch:
     @property
     def empty(self) -> bool:
         return self.rows is None and not self.segments and self.padded is None and self.grouped is None
-
-
-def _triton(device: torch.device) -> bool:
-    """Whether ``device``'s steps take the Triton kernels: a CUDA device with Triton installed (CUDA
-    builds of torch bring it). Not in batch-invariant mode, where a token's products must not share
-    a tile with other tokens'."""
-    return device.type == "cuda" and importlib.util.find_spec("triton") is not None
 
 
 @functools.cache

@@ -59,9 +59,7 @@ def fit(
         labels += [row.label] * len(parts)
         weights += [share] * len(parts)
     w = np.asarray(weights) * len(weights) / np.sum(weights)
-    head = AttackClassifier.fit(embed(texts), np.asarray(labels), w, C=C)
-    head.model_id = model_id
-    return head
+    return AttackClassifier.fit(embed(texts), np.asarray(labels), w, C=C, model_id=model_id)
 
 
 def training_pieces(row: LabelledText) -> list[str]:
