@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|")
     for name, rows, seconds, work in phases:
         rate = work / seconds
-        cells = f"{1000 * seconds:.1f} | {work / 1e9:.3g} | {rate / 1e9:.3g} | {rate / peak:.3g}"
+        cells = f"{1000 * seconds:.5g} | {work / 1e9:.3g} | {rate / 1e9:.3g} | {rate / peak:.3g}"
         print(f"| {name} | {rows} | {cells} |")
 
     # The wave's decode steps are counted at their mean context but timed at the prompt's length, where
