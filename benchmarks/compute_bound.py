@@ -37,6 +37,9 @@ import torch
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams
 from plinth.engine.model_config import ModelConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from decode_profile import start_decoding, timed_steps  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Flops:
@@ -104,17 +107,8 @@ def time_prefill(engine: LLMEngine, streams: int, length: int, rng: random.Rando
 def time_decode(engine: LLMEngine, streams: int, length: int, steps: int, rng: random.Random) -> float:
     """Median seconds of a decode step of ``streams`` streams, after their prefill and 3 warm-up steps."""
     params = SamplingParams(max_tokens=steps + 5, temperature=0, ignore_eos=True)
-    for prompt in prompts(streams, length, engine.model_config.vocab_size, rng):
-        engine.add_request(prompt, params)
-    while engine.stats().last_batch_tokens != streams:
-        engine.step()
-    for _ in range(3):
-        engine.step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        engine.step()
-        times.append(time.perf_counter() - start)
+    start_decoding(engine, prompts(streams, length, engine.model_config.vocab_size, rng), params, warmup=3)
+    times = timed_steps(engine, steps)
     while engine.has_unfinished():
         engine.step()
     return statistics.median(times)

@@ -27,22 +27,34 @@ from torch.profiler import ProfilerActivity, profile
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams
 
 
-def decode_steps(engine: LLMEngine, streams: int, warmup: int, steps: int) -> tuple[list[float], profile]:
-    """Median-ready times of ``steps`` unprofiled decode steps, then ``steps`` profiled ones."""
-    rng = random.Random(streams)
-    vocab = min(engine.model_config.vocab_size, 49000)  # SmolLM2's prompts as before; a tiny model's fit
-    params = SamplingParams(max_tokens=warmup + 2 * steps + 2, temperature=0, ignore_eos=True)
-    for _ in range(streams):
-        engine.add_request([rng.randrange(16, vocab) for _ in range(128)], params)
-    while engine.stats().last_batch_tokens != streams:  # prefill until every stream decodes
+def start_decoding(engine: LLMEngine, prompts: list[list[int]], params: SamplingParams, warmup: int) -> None:
+    """Add ``prompts`` and step until every one decodes (their prefill done), then ``warmup`` steps more."""
+    for prompt in prompts:
+        engine.add_request(prompt, params)
+    while engine.stats().last_batch_tokens != len(prompts):
         engine.step()
     for _ in range(warmup):
         engine.step()
+
+
+def timed_steps(engine: LLMEngine, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` engine steps."""
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         engine.step()
         times.append(time.perf_counter() - start)
+    return times
+
+
+def decode_steps(engine: LLMEngine, streams: int, warmup: int, steps: int) -> tuple[list[float], profile]:
+    """Median-ready times of ``steps`` unprofiled decode steps, then ``steps`` profiled ones."""
+    rng = random.Random(streams)
+    vocab = min(engine.model_config.vocab_size, 49000)  # SmolLM2's prompts as before; a tiny model's fit
+    params = SamplingParams(max_tokens=warmup + 2 * steps + 2, temperature=0, ignore_eos=True)
+    prompts = [[rng.randrange(16, vocab) for _ in range(128)] for _ in range(streams)]
+    start_decoding(engine, prompts, params, warmup)
+    times = timed_steps(engine, steps)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             engine.step()
