@@ -71,3 +71,29 @@ def test_bad_operands_are_refused_with_a_reason() -> None:
         call(torch.tensor([[0]]), q=torch.zeros(1, 4, 8, dtype=torch.bfloat16))
     with pytest.raises(RuntimeError, match="bfloat16 or float16"):
         call(torch.tensor([[0]]), q=q.float())
+
+
+def test_views_of_a_fused_projection_give_the_bits_of_contiguous_copies() -> None:
+    """The decode layer passes q, k and v as views of one fused row per request (rows apart, heads
+    packed); they must read as their contiguous copies do, and a view whose heads are not packed too."""
+    heads, kv_heads, dim, block = 9, 3, 64, 16
+    gen = torch.Generator().manual_seed(7)
+    fused = torch.randn(len(SPANS), (heads + 2 * kv_heads) * dim, generator=gen).to(torch.bfloat16)
+    q = fused[:, : heads * dim].view(len(SPANS), heads, dim)
+    k = fused[:, heads * dim : (heads + kv_heads) * dim].view(len(SPANS), kv_heads, dim)
+    v = fused[:, (heads + kv_heads) * dim :].view(len(SPANS), kv_heads, dim)
+    assert not q.is_contiguous() and not k.is_contiguous() and not v.is_contiguous()
+    cache = torch.randn(64 * block, kv_heads, dim, generator=gen).to(torch.bfloat16)
+    meta = AttentionMetadata.build(SPANS, block, torch.device("cpu"))
+    group = meta.groups[0]
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        k_cache, v_cache = cache.clone(), cache.clone()
+        out = torch.ops.plinth.decode_attention(
+            q, k, v, k_cache, v_cache, meta.slot_mapping, group.block_tables, group.context_lens, block, 0.125
+        )
+        return out, k_cache, v_cache
+
+    want = run(q.contiguous(), k.contiguous(), v.contiguous())
+    for got in (run(q, k, v), run(q.transpose(1, 2).contiguous().transpose(1, 2), k, v)):
+        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))

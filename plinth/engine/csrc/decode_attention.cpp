@@ -47,11 +47,18 @@ inline void prefetch_row(const void* p, int64_t bytes) {
   for (int64_t at = 0; at < bytes; at += 64) _mm_prefetch(c + at, _MM_HINT_T0);
 }
 
+// Elements from one request's q (k, v) row to the next's: the decode layer passes views of its fused
+// projection's output, whose rows are (heads + 2 * kv_heads) * dim apart; copying them contiguous cost
+// three clones a layer, ~0.3 ms of a few-stream SmolLM2 step (benchmarks/decode_profile.py).
+struct Rows {
+  int64_t q, k, v;
+};
+
 // One request and KV head at a time; V = head size / 16. Scores 16 positions at a time (one reduce16
 // per query head), the softmax in place, then the values with the accumulators in registers, up to
 // half the register file of them (the query heads in chunks of that / V).
 template <typename T, int V>
-void attend(const T* q, const T* k, const T* v, T* k_cache, T* v_cache, const int64_t* slots,
+void attend(const T* q, const T* k, const T* v, Rows rows, T* k_cache, T* v_cache, const int64_t* slots,
             const int64_t* tables, const int64_t* lens, T* out, int64_t batch, int64_t heads,
             int64_t kv_heads, int64_t table_width, int64_t block_size, float scale) {
   constexpr int64_t dim = 16 * V;
@@ -68,12 +75,12 @@ void attend(const T* q, const T* k, const T* v, T* k_cache, T* v_cache, const in
       auto row = [&](int64_t pos) { return (table[pos / block_size] * block_size + pos % block_size) * kv_heads + h; };
       // the new token's K/V first: this task reads only head h of request b's context
       const int64_t new_row = (slots[b] * kv_heads + h) * dim;
-      std::copy_n(k + (b * kv_heads + h) * dim, dim, k_cache + new_row);
-      std::copy_n(v + (b * kv_heads + h) * dim, dim, v_cache + new_row);
+      std::copy_n(k + b * rows.k + h * dim, dim, k_cache + new_row);
+      std::copy_n(v + b * rows.v + h * dim, dim, v_cache + new_row);
       queries.resize(group * dim);
       for (int64_t g = 0; g < group; ++g)
         for (int j = 0; j < V; ++j)
-          simd::storeu(&queries[g * dim + j * 16], load16(q + ((b * heads + h * group + g) * dim + j * 16)));
+          simd::storeu(&queries[g * dim + j * 16], load16(q + b * rows.q + (h * group + g) * dim + j * 16));
       scores.resize(group * ctx);
       parts.resize(group * 16);
       for (int64_t p0 = 0; p0 < ctx; p0 += 16) {
@@ -152,11 +159,11 @@ void attend(const T* q, const T* k, const T* v, T* k_cache, T* v_cache, const in
 }
 
 template <typename T>
-void dispatch(int64_t dim, const T* q, const T* k, const T* v, T* k_cache, T* v_cache, const int64_t* slots,
+void dispatch(int64_t dim, const T* q, const T* k, const T* v, Rows rows, T* k_cache, T* v_cache, const int64_t* slots,
               const int64_t* tables, const int64_t* lens, T* out, int64_t batch, int64_t heads,
               int64_t kv_heads, int64_t table_width, int64_t block_size, float scale) {
 #define PLINTH_ATTEND(V) \
-  attend<T, V>(q, k, v, k_cache, v_cache, slots, tables, lens, out, batch, heads, kv_heads, table_width, block_size, scale)
+  attend<T, V>(q, k, v, rows, k_cache, v_cache, slots, tables, lens, out, batch, heads, kv_heads, table_width, block_size, scale)
   switch (dim / 16) {
     case 1: PLINTH_ATTEND(1); break;
     case 2: PLINTH_ATTEND(2); break;
@@ -192,7 +199,10 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
                   context_lens.scalar_type() == at::kLong && slots.numel() == batch &&
                   block_tables.dim() == 2 && block_tables.size(0) == batch && context_lens.numel() == batch,
               "plinth::decode_attention: int64 slots [B], block_tables [B, N], context_lens [B]");
-  const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  // rows may be apart (views of a fused projection), heads within a row must be packed
+  auto packed_heads = [](const at::Tensor& t) { return t.stride(2) == 1 && t.stride(1) == t.size(2) ? t : t.contiguous(); };
+  const at::Tensor qc = packed_heads(q), kc = packed_heads(k), vc = packed_heads(v);
+  const Rows rows{qc.stride(0), kc.stride(0), vc.stride(0)};
   const at::Tensor sc = slots.contiguous(), tc = block_tables.contiguous(), lc = context_lens.contiguous();
   const int64_t width = tc.size(1), cache_blocks = k_cache.size(0) / block_size;
   for (int64_t b = 0; b < batch; ++b) {  // what the loops index, checked once: no read outside the cache
@@ -207,13 +217,13 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
   const float s = static_cast<float>(scale);
   if (dtype == at::kBFloat16) {
     using T = c10::BFloat16;
-    dispatch<T>(dim, qc.const_data_ptr<T>(), kc.const_data_ptr<T>(), vc.const_data_ptr<T>(),
+    dispatch<T>(dim, qc.const_data_ptr<T>(), kc.const_data_ptr<T>(), vc.const_data_ptr<T>(), rows,
                 k_cache.mutable_data_ptr<T>(), v_cache.mutable_data_ptr<T>(), sc.const_data_ptr<int64_t>(),
                 tc.const_data_ptr<int64_t>(), lc.const_data_ptr<int64_t>(), out.mutable_data_ptr<T>(), batch,
                 heads, kv_heads, width, block_size, s);
   } else {
     using T = c10::Half;
-    dispatch<T>(dim, qc.const_data_ptr<T>(), kc.const_data_ptr<T>(), vc.const_data_ptr<T>(),
+    dispatch<T>(dim, qc.const_data_ptr<T>(), kc.const_data_ptr<T>(), vc.const_data_ptr<T>(), rows,
                 k_cache.mutable_data_ptr<T>(), v_cache.mutable_data_ptr<T>(), sc.const_data_ptr<int64_t>(),
                 tc.const_data_ptr<int64_t>(), lc.const_data_ptr<int64_t>(), out.mutable_data_ptr<T>(), batch,
                 heads, kv_heads, width, block_size, s);
