@@ -48,8 +48,9 @@ inline void prefetch_row(const void* p, int64_t bytes) {
 }
 
 // Elements from one request's q (k, v) row to the next's: the decode layer passes views of its fused
-// projection's output, whose rows are (heads + 2 * kv_heads) * dim apart; copying them contiguous cost
-// three clones a layer, ~0.3 ms of a few-stream SmolLM2 step (benchmarks/decode_profile.py).
+// projection's output, whose rows are (heads + 2 * kv_heads) * dim apart. Made contiguous, they cost three
+// clones a layer from two rows on (90 dispatches a SmolLM2 step); 30 calls with SmolLM2's heads took
+// 0.42 ms as views against 0.69 ms after Python-made copies at 3 rows, 1.58 against 1.90 ms at 16.
 struct Rows {
   int64_t q, k, v;
 };
