@@ -50,7 +50,7 @@ def load(model_name: str = MODEL) -> tuple[Any, Any]:
 
     gguf = Path(resolve(model_name, Path(".bench"))[0])
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     model.model.layers = model.model.layers[: max(LAYERS)]  # the layers above are never read
     return tokenizer, model.eval()
 
