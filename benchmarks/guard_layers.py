@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from plinth.evals.guard import calibrate, evaluate, evaluate_lookalikes, load_corpus
+from plinth.evals.guard.corpus import LabelledText
 from plinth.evals.guard.fit import DEFAULT_CACHE, cached_vectorizer
-from plinth.evals.guard.trainers import logistic
+from plinth.evals.guard.trainers import Trainer, logistic
 from plinth.guard import EmbeddingCache, Vectorize
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
 from plinth.llm.embedders import get_embedder
@@ -71,6 +72,15 @@ class MeanAndLayers:
         return np.hstack([self.mean(texts), *blocks])
 
 
+def probe(build: Trainer, rows: list[LabelledText], data: Path) -> None:
+    """Print ``plinth guard eval``'s held-out table for ``build``, then train one model on everything,
+    calibrate it as ``plinth guard train`` does, and print its look-alike false alarms."""
+    print(evaluate(data, build=build, rows=rows).format())
+    model = build([r for r in rows if r.label == 1 or r.split == "train"])
+    calibrate(model, rows)
+    print(evaluate_lookalikes(model).format())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("layers", nargs="*", default=["4"], help="layer sets, e.g. 3 4 2+4")
@@ -80,12 +90,8 @@ def main() -> None:
     for spec in args.layers:
         layers = [int(layer) for layer in spec.split("+")]
         start = time.perf_counter()
-        build = logistic(MeanAndLayers(layers))  # the shipped head and recipe, over the wider vectors
         print(f"== final mean + layer(s) {spec}")
-        print(evaluate(args.data, build=build, rows=rows).format())
-        model = build([r for r in rows if r.label == 1 or r.split == "train"])
-        calibrate(model, rows)
-        print(evaluate_lookalikes(model).format())
+        probe(logistic(MeanAndLayers(layers)), rows, args.data)  # the shipped head over the wider vectors
         print(f"({time.perf_counter() - start:.0f} s)\n")
 
 

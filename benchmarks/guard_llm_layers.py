@@ -20,16 +20,20 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from plinth.evals.guard import calibrate, evaluate, evaluate_lookalikes, load_corpus
+from plinth.evals.guard import load_corpus
 from plinth.evals.guard.fit import cache_for, cached_vectorizer
 from plinth.evals.guard.trainers import logistic
 from plinth.guard import ATTACK_FEATURES, EmbeddingCache, Vectorize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from guard_layers import probe  # noqa: E402
 
 LAYERS = (4, 8, 12, 16)  # decoder layers cached (hidden_states[0] is the embeddings)
 CACHE = Path.home() / ".cache" / "plinth" / "guard-llm-layers.npz"
@@ -122,12 +126,8 @@ def main() -> None:
     rows = load_corpus(args.data)
     for spec in args.specs:
         start = time.perf_counter()
-        build = logistic(LlmLayers(spec))
         print(f"== SmolLM2 layer(s) {spec}")
-        print(evaluate(args.data, build=build, rows=rows).format())
-        model = build([r for r in rows if r.label == 1 or r.split == "train"])
-        calibrate(model, rows)
-        print(evaluate_lookalikes(model).format())
+        probe(logistic(LlmLayers(spec)), rows, args.data)
         print(f"({time.perf_counter() - start:.0f} s)\n")
 
 

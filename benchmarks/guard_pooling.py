@@ -16,18 +16,22 @@ max-pooled ones are cached in ``~/.cache/plinth/guard-maxpooled.npz`` (~17 min t
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from plinth.evals.guard import calibrate, evaluate, evaluate_lookalikes, load_corpus
+from plinth.evals.guard import load_corpus
 from plinth.evals.guard.fit import DEFAULT_CACHE, cached_vectorizer
 from plinth.evals.guard.trainers import logistic
 from plinth.guard import EmbeddingCache, Vectorize
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
 from plinth.llm.embedders import get_embedder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from guard_layers import probe  # noqa: E402
 
 MAX_CACHE = Path.home() / ".cache" / "plinth" / "guard-maxpooled.npz"
 MAX_MODEL = f"{DEFAULT_EMBEDDING_MODEL}#max-pooled"  # the cache's key prefix: not the mean's vectors
@@ -59,12 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
-    build = logistic(MeanAndMax())  # the shipped head and recipe, over [mean, max] vectors
-    rows = load_corpus(args.data)
-    print(evaluate(args.data, build=build, rows=rows).format())
-    model = build([r for r in rows if r.label == 1 or r.split == "train"])
-    calibrate(model, rows)
-    print(evaluate_lookalikes(model).format())
+    # the shipped head and recipe, over [mean, max] vectors
+    probe(logistic(MeanAndMax()), load_corpus(args.data), args.data)
 
 
 if __name__ == "__main__":
