@@ -11,6 +11,11 @@ the same threads, one after the other; the ratio is taken in the same run.
 
     .venv/bin/python benchmarks/bf16_linear.py                  # M = 1, 2, 4, 16, 64, 256, 1024
     .venv/bin/python benchmarks/bf16_linear.py --rows 1,16 --repeats 50
+    .venv/bin/python benchmarks/bf16_linear.py --baseline tiles --rows 128,256,512,2048
+
+``--baseline tiles`` compares Plinth's kernel against itself held to its register tiles at every row
+count (``gemm_rows`` past it): on an AVX2 CPU, from 256 rows the kernel multiplies through MKL's
+float32 GEMM over the weight converted a panel at a time (``csrc/bf16_linear.cpp``, ``gemm_run``).
 
 The weights (270 MB) exceed this machine's last-level cache, so one pass streams them from memory as a
 decode step does; ``GB/s`` is the weight bytes read per second.
@@ -41,8 +46,22 @@ def float32_weight(weight: torch.Tensor) -> nn.Module:
     return PlainWeight(weight.float())
 
 
-def baseline() -> tuple[str, Callable[[torch.Tensor], nn.Module], torch.dtype]:
-    """The kernel, and activations' dtype, a bf16 model's linears would run on this CPU without Plinth's."""
+class RegisterTiles(nn.Module):
+    """Plinth's kernel held to its register tiles for any number of rows (no float32 GEMM)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.packed = NativeBf16Weight(weight).packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.plinth.bf16_linear(x, self.packed, gemm_rows=1 << 62)
+
+
+def baseline(kind: str = "auto") -> tuple[str, Callable[[torch.Tensor], nn.Module], torch.dtype]:
+    """The kernel, and activations' dtype, a bf16 model's linears would run on this CPU without Plinth's
+    (``auto``), or Plinth's own register tiles (``tiles``)."""
+    if kind == "tiles":
+        return "register tiles", RegisterTiles, torch.bfloat16
     if onednn_bf16():
         return "oneDNN", OneDnnWeight, torch.bfloat16
     return "ATen float32", float32_weight, torch.float32
@@ -77,11 +96,18 @@ def time_pass(
     return statistics.median(times)
 
 
-def parse_args(default_rows: str) -> argparse.Namespace:
+def parse_args(default_rows: str, baseline_option: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or "").split("\n")[0])
     parser.add_argument("--rows", default=default_rows, help="rows of activations (comma-separated)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--layers", type=int, default=LAYERS, help="decoder layers (SmolLM2 has 30)")
+    if baseline_option:  # this script's (qlinear.py shares the options above)
+        parser.add_argument(
+            "--baseline",
+            choices=("auto", "tiles"),
+            default="auto",
+            help="auto: what the CPU runs without Plinth's kernel; tiles: Plinth's register tiles only",
+        )
     return parser.parse_args()
 
 
@@ -105,12 +131,12 @@ def compare(
 
 
 def main() -> None:
-    args = parse_args("1,2,4,16,64,256,1024")
+    args = parse_args("1,2,4,16,64,256,1024", baseline_option=True)
     if not native.has("bf16_linear"):
         raise SystemExit(
             "the native bf16_linear operator is not available on this CPU (needs AVX512-BF16 or AVX2)"
         )
-    name, make, dtype = baseline()
+    name, make, dtype = baseline(args.baseline)
     base = build(lambda weight, _head: make(weight), args.layers)
     ours = build(lambda weight, _head: NativeBf16Weight(weight), args.layers)
     layer_bytes = sum(2 * rows * cols for rows, cols in LAYER_SHAPES)

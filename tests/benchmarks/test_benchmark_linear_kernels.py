@@ -16,22 +16,33 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 ROW = re.compile(r"^\| (\d+) \| (\d+\.\d\d) \| (\d+\.\d\d) \| (\d+\.\d) \| (\d+\.\d\d)x \|$", re.M)
 
 
+NO_BF16 = pytest.mark.skipif(not native.has("bf16_linear"), reason="no AVX2")
+
+
 @pytest.mark.parametrize(
-    "script",
+    ("script", "options", "levels"),
     [
+        pytest.param("bf16_linear.py", [], [1, 3, 17], marks=NO_BF16),
+        # Plinth's register tiles against its float32 GEMM path, across gemm_rows (256)
+        pytest.param("bf16_linear.py", ["--baseline", "tiles"], [17, 300], marks=NO_BF16),
         pytest.param(
-            "bf16_linear.py", marks=pytest.mark.skipif(not native.has("bf16_linear"), reason="no AVX2")
+            "qlinear.py",
+            [],
+            [1, 3, 17],
+            marks=pytest.mark.skipif(not native.has("qlinear"), reason="no AVX2"),
         ),
-        pytest.param("qlinear.py", marks=pytest.mark.skipif(not native.has("qlinear"), reason="no AVX2")),
     ],
 )
 @pytest.mark.timeout(300)
-def test_the_kernel_benchmark_times_both_kernels_and_prints_the_ratio(script: str) -> None:
-    cmd = [sys.executable, str(BENCHMARKS / script), "--rows", "1,3,17", "--repeats", "3", "--layers", "2"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
+def test_the_kernel_benchmark_times_both_kernels_and_prints_the_ratio(
+    script: str, options: list[str], levels: list[int]
+) -> None:
+    rows_option = ",".join(map(str, levels))
+    cmd = [sys.executable, str(BENCHMARKS / script), "--rows", rows_option, "--repeats", "3", "--layers", "2"]
+    run = subprocess.run([*cmd, *options], capture_output=True, text=True, timeout=280)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = ROW.findall(run.stdout)
-    assert [int(r[0]) for r in rows] == [1, 3, 17]
+    assert [int(r[0]) for r in rows] == levels
     for _, base, ours, _, ratio in rows:
         assert float(base) > 0 and float(ours) > 0
         assert abs(float(ratio) - float(base) / float(ours)) <= 0.01 + 0.01 * float(ratio)

@@ -56,6 +56,33 @@ def test_plinths_kernel_gives_a_row_the_same_bits_beside_any_rows(outputs: int) 
         assert torch.equal(packed(x[:rows]), alone[:rows])
 
 
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
+def test_many_rows_through_the_float32_gemm_give_the_linear_product() -> None:
+    """From ``gemm_rows`` rows (256 by default) an AVX2 build converts the weight to float32 a panel at a
+    time and multiplies with MKL: 71 blocks of 1,024 inputs are five panels (four of 16 blocks, then 7, the
+    last one after the groups), 1,100 rows three calls of at most 512. The product is F.linear's, and the register
+    tiles' (``gemm_rows`` past the count) up to a bf16 rounding: MKL sums in its own order."""
+    gen = torch.Generator().manual_seed(11)
+    weight = torch.randn(71 * 16, 1024, generator=gen).bfloat16()
+    x = torch.randn(1100, 1024, generator=gen).bfloat16()
+    packed = NativeBf16Weight(weight).packed
+    got = torch.ops.plinth.bf16_linear(x, packed)
+    tiles = torch.ops.plinth.bf16_linear(x, packed, gemm_rows=1 << 40)
+    reference = F.linear(x.float(), weight.float())
+    for product in (got, tiles):
+        torch.testing.assert_close(product.float(), reference, rtol=2**-7, atol=1e-3)
+    torch.testing.assert_close(got, tiles)
+
+
+@pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
+def test_with_gemm_rows_past_the_count_many_rows_keep_the_one_row_bits() -> None:
+    gen = torch.Generator().manual_seed(12)
+    packed = NativeBf16Weight(torch.randn(112, 64, generator=gen).bfloat16()).packed
+    x = torch.randn(300, 64, generator=gen).bfloat16()
+    alone = torch.cat([torch.ops.plinth.bf16_linear(x[i : i + 1], packed) for i in range(300)])
+    assert torch.equal(torch.ops.plinth.bf16_linear(x, packed, gemm_rows=301), alone)
+
+
 @pytest.mark.parametrize("group", [2, 4])
 def test_interleaved_blocks_read_back_what_interleave_blocks_wrote(
     group: int, monkeypatch: pytest.MonkeyPatch

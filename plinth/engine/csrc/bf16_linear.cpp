@@ -14,16 +14,19 @@
 // tile row (16 pairs of a block make a B tile, 32 inputs). Blocks go in groups of kInterleave (4 on
 // AVX-512, 2 on AVX2; simd.h) whose pairs are stored side by side ([group][pair][kInterleave][64
 // bytes]; the blocks after the last whole group one after the other).
-// Sums run in float32 in a fixed order per output element, whatever the other rows of x.
+// Sums run in float32 in a fixed order per output element, whatever the other rows of x, except on
+// AVX2 from `gemm_rows` rows on, where MKL's float32 GEMM multiplies a converted copy (gemm_run).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
 #include <c10/util/BFloat16.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "simd.h"
@@ -216,6 +219,62 @@ void split_run(const Problem& p) {
     }
   });
 }
+
+// AVX2, a prefill's many rows: MKL's float32 GEMM over the weight, converted to float32 a panel at a
+// time. From a few hundred rows every product here is bound by the FMA units, and MKL's register
+// tiles keep them busier than the 2-row tiles above, whose every weight vector also pays its
+// conversion. SmolLM2's four layer shapes on a Zen 3, each alternately both ways in one process,
+// conversions included: 1.01-1.16x as fast at 192 rows, 1.14-1.24x at 256, 1.11-1.31x at 384,
+// 1.11-1.60x at 2,048 (benchmarks/README.md, "Many rows through MKL"). Each product is still exact
+// in float32 and each output rounds once to bf16, but MKL sums in its own order, which depends on
+// the shape: a row's bits then depend on how many rows came with it (batch-invariant mode tiles rows
+// by 16 and never comes here). The operator's `gemm_rows` (simd.h's kGemmRows by default: the fewest
+// rows that go this way) lets a benchmark or a test keep the register tiles for any count.
+//
+// A panel is 1 MB of float32 weights, which each GEMM call of up to 512 rows reads again from L2:
+// 4 MB panels ran 0.97-1.15x at 384 rows where 1 MB ones ran 1.11-1.31x; 256 KB ones, and calls of
+// 256 or 2,048 rows, did no better.
+constexpr int64_t kPanelFloats = int64_t{1} << 18;
+constexpr int64_t kRowChunk = 512;
+
+// Blocks [b0, b0 + nb) of the packed weight as float32, W.T's columns: out[k][n] for n in the blocks.
+void unpack_panel(const Problem& p, int64_t b0, int64_t nb, float* out) {
+  const int64_t ld = nb * kBlock;
+  at::parallel_for(0, p.pairs, 16, [&](int64_t j0, int64_t j1) {
+    const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+    for (int64_t j = j0; j < j1; ++j) {
+      float* even = out + 2 * j * ld;  // input 2j: the low half of each row's pair
+      float* odd = even + ld;          // input 2j + 1: the high half
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* pair = pair_at(p, b0 + b, j);
+        for (int h = 0; h < 2; ++h) {  // rows 8h .. 8h + 7 of the block
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pair) + h);
+          _mm256_storeu_ps(even + b * kBlock + 8 * h, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+          _mm256_storeu_ps(odd + b * kBlock + 8 * h, _mm256_castsi256_ps(_mm256_and_si256(w, high)));
+        }
+      }
+    }
+  });
+}
+
+void gemm_run(const Problem& p, const at::Tensor& x, at::Tensor& y) {
+  const at::Tensor xf = x.to(at::kFloat);
+  const int64_t blocks = p.N / kBlock;
+  const int64_t panel_blocks = std::clamp<int64_t>(kPanelFloats / (p.K * kBlock), 1, blocks);
+  at::Tensor panel = at::empty({p.K * panel_blocks * kBlock}, xf.options());
+  at::Tensor out = at::empty({std::min(p.M, kRowChunk) * panel_blocks * kBlock}, xf.options());
+  for (int64_t b0 = 0; b0 < blocks; b0 += panel_blocks) {
+    const int64_t nb = std::min(panel_blocks, blocks - b0), n = nb * kBlock;
+    const at::Tensor w = panel.narrow(0, 0, p.K * n).view({p.K, n});
+    unpack_panel(p, b0, nb, w.data_ptr<float>());
+    for (int64_t m0 = 0; m0 < p.M; m0 += kRowChunk) {
+      const int64_t rows = std::min(kRowChunk, p.M - m0);
+      at::Tensor o = out.narrow(0, 0, rows * n).view({rows, n});
+      at::mm_out(o, xf.narrow(0, m0, rows), w);
+      y.narrow(0, m0, rows).narrow(1, b0 * kBlock, n).copy_(o);
+    }
+  }
+}
 #endif
 
 void vector_run(const Problem& p) {
@@ -341,7 +400,7 @@ void amx_run(const Problem& p) {
 
 namespace {
 
-at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& packed) {
+at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& packed, [[maybe_unused]] int64_t gemm_rows) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kBFloat16 && x.dim() == 2,
               "plinth::bf16_linear: x must be a 2-D bfloat16 CPU tensor");
   TORCH_CHECK(packed.scalar_type() == at::kBFloat16 && packed.dim() == 3 && packed.size(2) == 32 &&
@@ -362,6 +421,12 @@ at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& packed) {
     return y;
   }
 #endif
+#if PLINTH_SIMD == 256
+  if (M >= gemm_rows) {
+    gemm_run(p, xc, y);
+    return y;
+  }
+#endif
   vector_run(p);
   return y;
 }
@@ -372,7 +437,9 @@ int64_t interleave() { return plinth_simd::kInterleave; }
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(plinth, m) {
-  m.def("bf16_linear(Tensor x, Tensor packed) -> Tensor");
+  const std::string schema = "bf16_linear(Tensor x, Tensor packed, int gemm_rows=" +
+                           std::to_string(plinth_simd::kGemmRows) + ") -> Tensor";
+  m.def(schema.c_str());
   m.def("interleave() -> int", &interleave);
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("bf16_linear", &bf16_linear); }

@@ -119,8 +119,8 @@ Tensor norm(const Tensor& x, const Tensor& weight, double eps) {
 Tensor packed_linear(const Tensor& x, const Tensor& packed) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("plinth::bf16_linear", "")
-                             .typed<Tensor(const Tensor&, const Tensor&)>();
-  return op.call(x, packed);
+                             .typed<Tensor(const Tensor&, const Tensor&, int64_t)>();
+  return op.call(x, packed, plinth_simd::kGemmRows);
 }
 
 Tensor project(const Tensor& x, at::TensorList weight, int64_t bits) {

@@ -275,6 +275,10 @@ inline SplitPairs split_pairs(const uint32_t* x, int64_t rows, int64_t pairs) {
   return s;
 }
 
+// plinth::bf16_linear's default `gemm_rows`: from this many rows an AVX2 build multiplies through MKL's
+// float32 GEMM (bf16_linear.cpp, gemm_run); decode_layer.cpp passes it too.
+constexpr int64_t kGemmRows = 256;
+
 struct Interleaved {
   int64_t blocks, chunks;
 
