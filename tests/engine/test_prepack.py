@@ -58,10 +58,11 @@ def test_plinths_kernel_gives_a_row_the_same_bits_beside_any_rows(outputs: int) 
 
 @pytest.mark.skipif(not native.has("bf16_linear"), reason="Plinth's bf16 kernel needs AVX512-BF16 or AVX2")
 def test_many_rows_through_the_float32_gemm_give_the_linear_product() -> None:
-    """From ``gemm_rows`` rows (256 by default) an AVX2 build converts the weight to float32 a panel at a
-    time and multiplies with MKL: 71 blocks of 1,024 inputs are five panels (four of 16 blocks, then 7, the
-    last one after the groups), 1,100 rows three calls of at most 512. The product is F.linear's, and the register
-    tiles' (``gemm_rows`` past the count) up to a bf16 rounding: MKL sums in its own order."""
+    """From ``gemm_rows`` rows (256 by default) an AVX2 build converts the weight to float32 a panel at
+    a time and multiplies with MKL: 71 blocks of 1,024 inputs are five panels (four of 16 blocks, then 7,
+    the last one after the groups), 1,100 rows three calls of at most 512. The product is F.linear's,
+    and the register tiles' (``gemm_rows`` past the count) up to a bf16 rounding: MKL sums in its own
+    order."""
     gen = torch.Generator().manual_seed(11)
     weight = torch.randn(71 * 16, 1024, generator=gen).bfloat16()
     x = torch.randn(1100, 1024, generator=gen).bfloat16()
