@@ -7,7 +7,9 @@ multiplied by SmolLM2's 121 linears 1.2-1.3x faster than the oneDNN path below f
 speed for 512-1024 and 0.8x for 256 (``benchmarks/bf16_linear.py``): one stream's decode step reads the
 weights at the memory's speed. Its layout (:func:`pack_native`) holds the same bytes as the weight. On
 an AVX2 CPU, where oneDNN refuses bf16, the same kernel (vdpbf16ps's arithmetic in FMAs) read them for
-one row 3.1-3.6x as fast as ATen's float32 matmul, and at 0.75-1.0x its speed for 64-256 rows.
+one row 3.1-3.6x as fast as ATen's float32 matmul, and at 0.75-1.0x its speed for 64-256 rows. So
+there, from 256 rows (a prefill chunk), it converts the weight to float32 a 1 MB panel at a time and
+multiplies with MKL's GEMM: 1.1-1.6x as fast as its own register tiles from 256 to 2,048 rows.
 
 The oneDNN path (CPUs with oneDNN bf16 but no build of Plinth's kernel):
 
