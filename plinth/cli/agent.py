@@ -8,15 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from plinth.cli.common import build_settings, fail
+from plinth.cli.common import ApiKey, Url, build_settings, fail
 
 agent_app = typer.Typer(
     help="Agents on a running server (an HTTP client: --url, --api-key or PLINTH_API_KEY).",
     no_args_is_help=True,
 )
 
-Url = Annotated[str | None, typer.Option("--url", help="Server URL (default http://127.0.0.1:8000).")]
-ApiKey = Annotated[str | None, typer.Option("--api-key", help="API key (default: PLINTH_API_KEY).")]
 AgentId = Annotated[str, typer.Argument(help="The agent's id (agent_...).")]
 
 

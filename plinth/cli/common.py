@@ -16,10 +16,13 @@ from pydantic import ValidationError
 
 from plinth.config import Settings
 
-__all__ = ["ConfigFile", "DataDir", "adapter_model", "build_settings", "fail"]
+__all__ = ["ApiKey", "ConfigFile", "DataDir", "Url", "adapter_model", "build_settings", "fail"]
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./plinth-data).")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="plinth.toml to read.")]
+# the HTTP-client commands' (adapters, agent): which server, with which key
+Url = Annotated[str | None, typer.Option("--url", help="Server URL (default http://127.0.0.1:8000).")]
+ApiKey = Annotated[str | None, typer.Option("--api-key", help="API key (default: PLINTH_API_KEY).")]
 
 
 def build_settings(ctx: typer.Context, **flags: Any) -> Settings:

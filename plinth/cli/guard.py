@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 guard_app = typer.Typer(help="Guardrails: check text, train and evaluate detectors.", no_args_is_help=True)
 
 DataPath = Annotated[Path, typer.Option("--data", help="The labelled corpus (shared/data).")]
+Cap = Annotated[
+    int | None, typer.Option("--cap", min=20, help="Rows per attack source (default: the corpus's).")
+]
+Augment = Annotated[
+    bool,
+    typer.Option("--augment", help="Also train on benign tables and planted orders (measured, not shipped)."),
+]
 
 
 class ModelChoice(StrEnum):  # plinth.evals.guard.trainers.MODELS, without importing torch to parse flags
@@ -78,15 +85,8 @@ def guard_train(
             "~/.cache/plinth/guard-tuned unless --out).",
         ),
     ] = ModelChoice.logistic,
-    cap: Annotated[
-        int | None, typer.Option("--cap", min=20, help="Rows per attack source (default: the corpus's).")
-    ] = None,
-    augment: Annotated[
-        bool,
-        typer.Option(
-            "--augment", help="Also train on benign tables and planted orders (measured, not shipped)."
-        ),
-    ] = False,
+    cap: Cap = None,
+    augment: Augment = False,
 ) -> None:
     """Train the prompt-attack model, calibrate its thresholds and evaluate it leave-one-source-out
     (writes a DATA_CARD.md beside it). Deterministic: the same data gives the same bytes."""
@@ -103,15 +103,8 @@ def guard_eval(
     model: Annotated[
         ModelChoice, typer.Option("--model", help="Which kind of model each fold trains.")
     ] = ModelChoice.logistic,
-    cap: Annotated[
-        int | None, typer.Option("--cap", min=20, help="Rows per attack source (default: the corpus's).")
-    ] = None,
-    augment: Annotated[
-        bool,
-        typer.Option(
-            "--augment", help="Also train on benign tables and planted orders (measured, not shipped)."
-        ),
-    ] = False,
+    cap: Cap = None,
+    augment: Augment = False,
 ) -> None:
     """Leave-one-source-out prompt-attack evaluation, false alarms on the look-alike benign set (of the
     shipped model; with --augment, of one trained and calibrated on the augmented corpus), then (with
