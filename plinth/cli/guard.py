@@ -29,7 +29,12 @@ Cap = Annotated[
 ]
 Augment = Annotated[
     bool,
-    typer.Option("--augment", help="Also train on benign tables and planted orders (measured, not shipped)."),
+    typer.Option(
+        "--augment/--no-augment",
+        help="The input stage's head also trains on benign tables and orders planted for the reading AI, "
+        "the data stage's head without them (shipped); --no-augment: one head without them (the model "
+        "before).",
+    ),
 ]
 
 
@@ -86,7 +91,7 @@ def guard_train(
         ),
     ] = ModelChoice.logistic,
     cap: Cap = None,
-    augment: Augment = False,
+    augment: Augment = True,
 ) -> None:
     """Train the prompt-attack model, calibrate its thresholds and evaluate it leave-one-source-out
     (writes a DATA_CARD.md beside it). Deterministic: the same data gives the same bytes."""
@@ -104,11 +109,11 @@ def guard_eval(
         ModelChoice, typer.Option("--model", help="Which kind of model each fold trains.")
     ] = ModelChoice.logistic,
     cap: Cap = None,
-    augment: Augment = False,
+    augment: Augment = True,
 ) -> None:
     """Leave-one-source-out prompt-attack evaluation, false alarms on the look-alike benign set (of the
-    shipped model; with --augment, of one trained and calibrated on the augmented corpus), then (with
-    --pii) PII precision and recall."""
+    shipped model; with --no-augment, of one trained and calibrated without the augmenting sources), then
+    (with --pii) PII precision and recall."""
     from plinth.evals.guard import ATTACK_CAP, calibrate, evaluate, evaluate_lookalikes, load_corpus, trainer
     from plinth.guard import shipped_classifier
 
@@ -117,10 +122,10 @@ def guard_eval(
     build = trainer(model.value)
     typer.echo(evaluate(data, build=build, rows=rows).format())
     typer.echo("")
-    if augment:
+    if not augment:
         scorer = build([r for r in rows if r.label == 1 or r.split == "train"])
         calibrate(scorer, rows)
-    typer.echo(evaluate_lookalikes(scorer if augment else shipped_classifier()).format())
+    typer.echo(evaluate_lookalikes(shipped_classifier() if augment else scorer).format())
     if pii:
         from plinth.evals.guard import evaluate_pii
 

@@ -105,7 +105,12 @@ def pieces(text: str, *, limit: int = MAX_WINDOWS, sentences: bool = False) -> l
 
 class AttackClassifier:
     """Logistic regression over a text's features (:func:`~plinth.guard.features.embedder_for` of
-    ``model_id``); ``score`` is P(attack) in [0, 1]."""
+    ``model_id``); ``score`` is P(attack) in [0, 1].
+
+    A stage may have a head of its own (``heads``: stage -> (coef, intercept)); the others use ``coef``
+    and ``intercept``. The shipped model's data stage does: a head that also learned from tables and
+    orders planted for the reading AI flags fewer everyday prompts, but more how-to documents, so
+    documents keep the head trained without them (README, Measured). Both read the same features."""
 
     def __init__(
         self,
@@ -114,9 +119,14 @@ class AttackClassifier:
         thresholds: dict[str, dict[str, float]] | None = None,
         model_id: str = DEFAULT_EMBEDDING_MODEL,
         embed: Vectorize | None = None,
+        heads: dict[str, tuple[np.ndarray, float]] | None = None,
     ) -> None:
         self.coef = np.asarray(coef, dtype=np.float32).reshape(-1)
         self.intercept = float(intercept)
+        self.heads = {
+            stage: (np.asarray(c, dtype=np.float32).reshape(-1), float(b))
+            for stage, (c, b) in (heads or {}).items()
+        }
         # stage ("input" | "data") -> strength -> threshold on the layered score (see plinth.guard.attack)
         self.thresholds = thresholds or {}
         self.model_id = model_id
@@ -137,9 +147,10 @@ class AttackClassifier:
         model.fit(vectors, labels, sample_weight=weights)
         return cls(model.coef_[0], float(model.intercept_[0]), model_id=model_id)
 
-    def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        """P(attack) per embedding row."""
-        logits = vectors @ self.coef + self.intercept
+    def score_vectors(self, vectors: np.ndarray, stage: str = "input") -> np.ndarray:
+        """P(attack) per embedding row, by ``stage``'s head."""
+        coef, intercept = self.heads.get(stage, (self.coef, self.intercept))
+        logits = vectors @ coef + intercept
         return 1.0 / (1.0 + np.exp(-logits))
 
     def score(self, texts: Sequence[str], *, stage: str = "input", limit: int = MAX_WINDOWS) -> np.ndarray:
@@ -149,7 +160,7 @@ class AttackClassifier:
             return np.zeros(0, dtype=np.float32)
         split = [pieces(text, limit=limit, sentences=stage == "data") for text in texts]
         flat = [piece for parts in split for piece in parts]
-        scores = self.score_vectors(self.embed(flat))
+        scores = self.score_vectors(self.embed(flat), stage)
         out, at = np.empty(len(texts), dtype=np.float32), 0
         for index, parts in enumerate(split):
             out[index] = scores[at : at + len(parts)].max()
@@ -165,18 +176,24 @@ class AttackClassifier:
             raise DetectorError(f"prompt-attack embedder failed: {error}") from error
 
     def save(self, path: Path) -> None:
-        """Plain arrays only: coef, intercept, per-stage thresholds (LOW, MEDIUM, HIGH), model id."""
+        """Plain arrays only: coef, intercept, per-stage thresholds (LOW, MEDIUM, HIGH), model id, and
+        the stages' own heads if any (``head_stages``, ``head_coef``, ``head_intercept``)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         stages = sorted(self.thresholds)
         table = np.array([[self.thresholds[s][k] for k in STRENGTHS] for s in stages], dtype=np.float64)
-        np.savez(
-            path,
-            coef=self.coef,
-            intercept=np.array([self.intercept]),
-            stages=np.array(stages, dtype=str),
-            thresholds=table.reshape(len(stages), len(STRENGTHS)),
-            model_id=np.array(self.model_id),
-        )
+        own = sorted(self.heads)
+        arrays: dict[str, np.ndarray] = {
+            "coef": self.coef,
+            "intercept": np.array([self.intercept]),
+            "stages": np.array(stages, dtype=str),
+            "thresholds": table.reshape(len(stages), len(STRENGTHS)),
+            "model_id": np.array(self.model_id),
+        }
+        if own:
+            arrays["head_stages"] = np.array(own, dtype=str)
+            arrays["head_coef"] = np.stack([self.heads[s][0] for s in own])
+            arrays["head_intercept"] = np.array([self.heads[s][1] for s in own])
+        np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stubs type **kwds as its bool flag
 
     @classmethod
     def load(cls, path: Path, embed: Vectorize | None = None) -> AttackClassifier:
@@ -187,7 +204,13 @@ class AttackClassifier:
                 str(stage): dict(zip(STRENGTHS, map(float, row), strict=True))
                 for stage, row in zip(saved["stages"], saved["thresholds"], strict=True)
             }
-            return cls(saved["coef"], float(saved["intercept"][0]), thresholds, str(saved["model_id"]), embed)
+            heads = {}
+            if "head_stages" in saved.files:
+                rows = zip(saved["head_stages"], saved["head_coef"], saved["head_intercept"], strict=True)
+                heads = {str(stage): (coef, float(b)) for stage, coef, b in rows}
+            return cls(
+                saved["coef"], float(saved["intercept"][0]), thresholds, str(saved["model_id"]), embed, heads
+            )
 
 
 class EmbeddingCache:

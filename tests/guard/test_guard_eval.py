@@ -177,20 +177,51 @@ def test_leave_one_source_out_on_a_subset(tmp_path: Path) -> None:
 
 def test_training_the_head_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
     # A small config: 40 rows, vectors derived from each text's hash, the real fit and save.
-    def embed(texts: list[str]) -> np.ndarray:
-        seeds = [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) for t in texts]
-        vectors = np.stack([np.random.default_rng(seed).normal(size=16) for seed in seeds])
-        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-
     rows = [LabelledText(f"attack {i} ignore it", 1, "pallms") for i in range(20)]
     rows += [LabelledText(f"benign {i} hello", 0, "movies", split="train") for i in range(20)]
     saved = []
     for run in range(2):
-        head = fit(rows, embed)
+        head = fit(rows, _hashed_vectors)
         head.thresholds = {"input": {"LOW": 0.9, "MEDIUM": 0.8, "HIGH": 0.7}}
         head.save(tmp_path / f"{run}.npz")
         saved.append((tmp_path / f"{run}.npz").read_bytes())
     assert saved[0] == saved[1]
+
+
+def _hashed_vectors(texts: list[str]) -> np.ndarray:
+    """16-d unit vectors derived from each text's hash: the fit's input without an encoder."""
+    seeds = [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) for t in texts]
+    vectors = np.stack([np.random.default_rng(seed).normal(size=16) for seed in seeds])
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_input_only_rows_train_the_input_head_and_the_data_stage_gets_its_own(tmp_path: Path) -> None:
+    from plinth.evals.guard import planted
+    from plinth.guard import AttackClassifier
+
+    rows = [LabelledText(f"attack {i} ignore it", 1, "pallms") for i in range(20)]
+    rows += [LabelledText(f"benign {i} hello", 0, "movies", split="train") for i in range(20)]
+    extra = [LabelledText(f"order {i} for the AI", 1, planted.SOURCE, "data") for i in range(10)]
+    extra += [LabelledText(f"| a | {i} |", 0, "tables", "data", "train") for i in range(10)]
+    plain = logistic(_hashed_vectors)(rows)
+    staged = logistic(_hashed_vectors)(rows + extra)
+    assert plain.heads == {} and set(staged.heads) == {"data"}
+    # the data head is the head fit without the input-only rows; the input head learned from them
+    data_coef, data_intercept = staged.heads["data"]
+    assert np.array_equal(data_coef, plain.coef) and data_intercept == plain.intercept
+    assert not np.array_equal(staged.coef, plain.coef)
+    vectors = _hashed_vectors(["a text to score"])
+    assert staged.score_vectors(vectors, "data") == pytest.approx(plain.score_vectors(vectors))
+    assert staged.score_vectors(vectors, "input") != pytest.approx(plain.score_vectors(vectors))
+    # the heads survive a save and a load, and a file without them still loads with one head
+    staged.thresholds = {stage: {"LOW": 0.9, "MEDIUM": 0.8, "HIGH": 0.7} for stage in ("input", "data")}
+    staged.save(tmp_path / "staged.npz")
+    again = AttackClassifier.load(tmp_path / "staged.npz")
+    for stage in ("input", "data"):
+        assert np.array_equal(again.score_vectors(vectors, stage), staged.score_vectors(vectors, stage))
+    plain.thresholds = staged.thresholds
+    plain.save(tmp_path / "plain.npz")
+    assert AttackClassifier.load(tmp_path / "plain.npz").heads == {}
 
 
 def test_augmented_corpus_adds_training_only_tables_and_planted_orders() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plinth.evals.guard import planted
 from plinth.evals.guard.corpus import LabelledText
 from plinth.guard import (
     AttackClassifier,
@@ -28,6 +29,7 @@ from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
 __all__ = [
     "C",
     "DEFAULT_CACHE",
+    "INPUT_ONLY_SOURCES",
     "TRAIN_GROUPS",
     "TRAIN_WINDOWS",
     "cache_for",
@@ -42,6 +44,11 @@ TRAIN_WINDOWS = 3  # per text: the first ~450 words of a long jailbreak carry it
 TRAIN_GROUPS = 2  # sentence groups per benign document (evenly spaced); the detector scores all of them
 # Fixed in advance, never tuned on a held-out source: the inputs are unit vectors, so a small C underfits.
 C = 10.0
+# Training-only sources (``load_corpus(augment=True)``: benign tables, orders planted for the reading AI)
+# that the input stage's head learns from and the data stage's does not (trainers.logistic): with them,
+# a head flagged 1.3 % of the look-alike prompts at MEDIUM instead of 4.5 %, but 6.1 % of the look-alike
+# documents instead of 2.4 %, and long runs of movie plots (README, Measured).
+INPUT_ONLY_SOURCES = frozenset({"tables", planted.SOURCE})
 
 
 def fit(

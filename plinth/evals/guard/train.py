@@ -23,7 +23,14 @@ import numpy as np
 from plinth.evals.guard.corpus import ATTACK_CAP, LICENCES, LabelledText, bare_goal_prompts, load_corpus
 from plinth.evals.guard.evaluate import evaluate
 from plinth.evals.guard.finetune import Recipe, training_examples
-from plinth.evals.guard.fit import TRAIN_GROUPS, TRAIN_WINDOWS, C, threshold_at_fpr, training_pieces
+from plinth.evals.guard.fit import (
+    INPUT_ONLY_SOURCES,
+    TRAIN_GROUPS,
+    TRAIN_WINDOWS,
+    C,
+    threshold_at_fpr,
+    training_pieces,
+)
 from plinth.evals.guard.lookalike import evaluate_lookalikes
 from plinth.evals.guard.trainers import ModelKind, trainer
 from plinth.guard import (
@@ -73,12 +80,13 @@ def train(
     cap: int = ATTACK_CAP,
     eval_summary: str | None = None,
     evaluate_too: bool = True,
-    augment: bool = False,
+    augment: bool = True,
 ) -> TrainReport:
     """Train a ``kind`` model on all sources, calibrate thresholds, write ``out`` (default: the shipped
     file of that kind) and a ``DATA_CARD.md`` next to it. The card carries ``eval_summary``, else
     (``evaluate_too``) a fresh leave-one-source-out evaluation of this very code and data. ``augment`` adds
-    the corpus's measured, unshipped training sources (tables, planted orders)."""
+    the corpus's training-only sources (tables, planted orders), which the logistic model's input head
+    learns from and its data head does not (:data:`~plinth.evals.guard.fit.INPUT_ONLY_SOURCES`)."""
     started = time.perf_counter()
     out = out or (TUNED_MODEL_PATH if kind == "tuned" else DEFAULT_MODEL_PATH)
     rows = load_corpus(shared_data, cap=cap, augment=augment)
@@ -229,5 +237,7 @@ def _model_line(report: TrainReport) -> str:
         "documents (data stage) also train on groups of two sentences (the "
         f"{TRAIN_GROUPS} evenly spaced groups of a benign document; of a planted attack, the groups holding "
         "the instruction), and the detector scores a document as the max over all its windows and groups; "
+        f"the rows of {', '.join(sorted(INPUT_ONLY_SOURCES))} train the input stage's head only, and the "
+        "data stage has a head of its own fit without them (`head_stages`, `head_coef`, `head_intercept`); "
         "plain numpy arrays (`coef`, `intercept`, `stages`, `thresholds`, `model_id`)."
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from plinth.evals.guard.finetune import DEFAULT_STATES, Recipe, StateCache, finetune
-from plinth.evals.guard.fit import cache_for, cached_vectorizer, fit
+from plinth.evals.guard.fit import INPUT_ONLY_SOURCES, cache_for, cached_vectorizer, fit
 from plinth.evals.guard.texts import LabelledText
 from plinth.guard import ATTACK_FEATURES, AttackClassifier, AttackEncoder, AttackScorer, Vectorize
 from plinth.llm.embedder import DEFAULT_EMBEDDING_MODEL
@@ -37,14 +37,23 @@ def trainer(kind: ModelKind = "logistic", *, cache: bool = True) -> Trainer:
 
 
 def tuned(states: StateCache, recipe: Recipe | None = None) -> Trainer:
-    return lambda rows: finetune(rows, states, recipe or Recipe())
+    """The fine-tuned variant, on the rows it was measured on: without the input-only sources."""
+    return lambda rows: finetune(
+        [r for r in rows if r.source not in INPUT_ONLY_SOURCES], states, recipe or Recipe()
+    )
 
 
 def logistic(embed: Vectorize, model_id: str = DEFAULT_EMBEDDING_MODEL) -> Trainer:
-    """A head over the features ``model_id`` names, computed by ``embed`` (a cache of them, in training)."""
+    """A head over the features ``model_id`` names, computed by ``embed`` (a cache of them, in training).
+    Rows of :data:`~plinth.evals.guard.fit.INPUT_ONLY_SOURCES` train the input stage's head only: when
+    there are any, the data stage gets a head of its own, fit without them."""
 
     def build(rows: Sequence[LabelledText]) -> AttackClassifier:
         head = fit(list(rows), embed, model_id=model_id)
-        return AttackClassifier(head.coef, head.intercept, model_id=model_id, embed=embed)
+        heads = {}
+        if any(r.source in INPUT_ONLY_SOURCES for r in rows):
+            data = fit([r for r in rows if r.source not in INPUT_ONLY_SOURCES], embed, model_id=model_id)
+            heads["data"] = (data.coef, data.intercept)
+        return AttackClassifier(head.coef, head.intercept, model_id=model_id, embed=embed, heads=heads)
 
     return build
