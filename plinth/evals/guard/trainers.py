@@ -37,7 +37,8 @@ def trainer(kind: ModelKind = "logistic", *, cache: bool = True) -> Trainer:
 
 
 def tuned(states: StateCache, recipe: Recipe | None = None) -> Trainer:
-    """The fine-tuned variant, on the rows it was measured on: without the input-only sources."""
+    """The fine-tuned variant, never on the input-only sources (it was measured without them; its
+    figures come from the corpus without them too: ``--no-augment``)."""
     return lambda rows: finetune(
         [r for r in rows if r.source not in INPUT_ONLY_SOURCES], states, recipe or Recipe()
     )
