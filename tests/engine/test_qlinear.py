@@ -1,6 +1,7 @@
 """Plinth's int4/int8 matmul (``torch.ops.plinth.qlinear``, ``engine/csrc/qlinear.cpp``): it multiplies by
-the weights its packing stands for, on both of its paths (few rows: vdpbf16ps, or FMAs on AVX2; many:
-AMX tiles, or on AVX2 each group dequantized once for all rows), a row's
+the weights its packing stands for, on each of its paths (few rows: vdpbf16ps, or FMAs on AVX2; many:
+AMX tiles, or on AVX2 each group dequantized once for all rows; from 256 rows on AVX2, MKL's GEMM over
+float32 panels), a row's
 result does not depend on the rows beside it within a path, it agrees with torch's kernels on the same
 quantized weights, and a bf16 engine serves through it, LoRA on top."""
 
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.skipif(
 )
 FEW_ROWS = (1, 2, 3, 5)  # the vdpbf16ps path (kFewRows = 5; on AVX2 up to 4 rows, 5 the dequantized path)
 MANY_ROWS = (6, 16, 17, 40)  # AMX tiles where the CPU has them, 16-row tiles and a shorter last one
+GEMM_ROWS = (256, 700)  # on AVX2, MKL from gemm_rows (256); 700 rows are two GEMM calls (512 and 188)
 # output rows: 4-block groups only, groups and a leftover block, leftover blocks only (see chunk())
 SHAPES = [(64, 64), (80, 96), (48, 128), (576, 576)]
 
@@ -43,7 +45,7 @@ def test_it_multiplies_by_the_weights_its_packing_stands_for(method: str, shape:
     weight = torch.randn(shape, generator=generator)
     packed = PackedWeight(weight.bfloat16(), method, kernel="plinth")
     expected_weight = _reference(weight.bfloat16().float(), method)
-    for rows in FEW_ROWS + MANY_ROWS:
+    for rows in FEW_ROWS + MANY_ROWS + GEMM_ROWS:  # (576, 576): two panels of output blocks on AVX2
         x = torch.randn(rows, shape[1], generator=generator).bfloat16()
         got = packed(x).double()
         exact = x.double() @ expected_weight.T
@@ -61,6 +63,17 @@ def test_a_rows_result_does_not_depend_on_the_rows_beside_it(method: str) -> Non
         results = [packed(x[:rows]) for rows in path]
         for result in results[1:]:
             assert torch.equal(result[: path[0]], results[0])  # bit for bit
+
+
+@pytest.mark.parametrize("method", ["int4", "int8"])
+def test_with_gemm_rows_past_the_count_many_rows_keep_the_tiles_bits(method: str) -> None:
+    generator = torch.Generator().manual_seed(2)
+    packed = PackedWeight(torch.randn(80, 96, generator=generator).bfloat16(), method, kernel="plinth")
+    x = torch.randn(300, 96, generator=generator).bfloat16()
+    tiles = torch.ops.plinth.qlinear(
+        x, packed.packed, packed.scales, packed.zeros, packed.bits, gemm_rows=301
+    )
+    assert torch.equal(tiles[:40], packed(x[:40]))  # the 40-row product takes the tiles whatever gemm_rows
 
 
 @pytest.mark.parametrize("method", ["int4", "int8"])

@@ -15,11 +15,10 @@
 // AVX-512, 2 on AVX2; simd.h) whose pairs are stored side by side ([group][pair][kInterleave][64
 // bytes]; the blocks after the last whole group one after the other).
 // Sums run in float32 in a fixed order per output element, whatever the other rows of x, except on
-// AVX2 from `gemm_rows` rows on, where MKL's float32 GEMM multiplies a converted copy (gemm_run).
+// AVX2 from `gemm_rows` rows on, where MKL's float32 GEMM multiplies a converted copy (panel_gemm.h).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
 #include <c10/util/BFloat16.h>
 #include <torch/library.h>
 
@@ -29,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "panel_gemm.h"
 #include "simd.h"
 #ifdef PLINTH_SIMD
 
@@ -220,23 +220,9 @@ void split_run(const Problem& p) {
   });
 }
 
-// AVX2, a prefill's many rows: MKL's float32 GEMM over the weight, converted to float32 a panel at a
-// time. From a few hundred rows every product here is bound by the FMA units, and MKL's register
-// tiles keep them busier than the 2-row tiles above, whose every weight vector also pays its
-// conversion. SmolLM2's four layer shapes on a Zen 3, each alternately both ways in one process,
-// conversions included: 1.01-1.16x as fast at 192 rows, 1.14-1.24x at 256, 1.11-1.31x at 384,
-// 1.11-1.60x at 2,048 (benchmarks/README.md, "Many rows through MKL"). Each product is still exact
-// in float32 and each output rounds once to bf16, but MKL sums in its own order, which depends on
-// the shape: a row's bits then depend on how many rows came with it (batch-invariant mode tiles rows
-// by 16 and never comes here). The operator's `gemm_rows` (simd.h's kGemmRows by default: the fewest
-// rows that go this way) lets a benchmark or a test keep the register tiles for any count.
-//
-// A panel is 1 MB of float32 weights, which each GEMM call of up to 512 rows reads again from L2:
-// 4 MB panels ran 0.97-1.15x at 384 rows where 1 MB ones ran 1.11-1.31x; 256 KB ones, and calls of
-// 256 or 2,048 rows, did no better.
-constexpr int64_t kPanelFloats = int64_t{1} << 18;
-constexpr int64_t kRowChunk = 512;
-
+// AVX2, a prefill's many rows: MKL's float32 GEMM over the weight converted a panel at a time
+// (panel_gemm.h). The operator's `gemm_rows` (simd.h's kGemmRows by default: the fewest rows that go
+// this way) lets a benchmark or a test keep the register tiles for any count.
 // Blocks [b0, b0 + nb) of the packed weight as float32, W.T's columns: out[k][n] for n in the blocks.
 void unpack_panel(const Problem& p, int64_t b0, int64_t nb, float* out) {
   const int64_t ld = nb * kBlock;
@@ -258,22 +244,7 @@ void unpack_panel(const Problem& p, int64_t b0, int64_t nb, float* out) {
 }
 
 void gemm_run(const Problem& p, const at::Tensor& x, at::Tensor& y) {
-  const at::Tensor xf = x.to(at::kFloat);
-  const int64_t blocks = p.N / kBlock;
-  const int64_t panel_blocks = std::clamp<int64_t>(kPanelFloats / (p.K * kBlock), 1, blocks);
-  at::Tensor panel = at::empty({p.K * panel_blocks * kBlock}, xf.options());
-  at::Tensor out = at::empty({std::min(p.M, kRowChunk) * panel_blocks * kBlock}, xf.options());
-  for (int64_t b0 = 0; b0 < blocks; b0 += panel_blocks) {
-    const int64_t nb = std::min(panel_blocks, blocks - b0), n = nb * kBlock;
-    const at::Tensor w = panel.narrow(0, 0, p.K * n).view({p.K, n});
-    unpack_panel(p, b0, nb, w.data_ptr<float>());
-    for (int64_t m0 = 0; m0 < p.M; m0 += kRowChunk) {
-      const int64_t rows = std::min(kRowChunk, p.M - m0);
-      at::Tensor o = out.narrow(0, 0, rows * n).view({rows, n});
-      at::mm_out(o, xf.narrow(0, m0, rows), w);
-      y.narrow(0, m0, rows).narrow(1, b0 * kBlock, n).copy_(o);
-    }
-  }
+  plinth_panel::gemm(x, y, p.N / kBlock, [&](int64_t b0, int64_t nb, float* out) { unpack_panel(p, b0, nb, out); });
 }
 #endif
 

@@ -20,7 +20,9 @@
 //         exact in bf16, so both products are exact.
 // Each product of a weight and an activation is exact in float32; the sums run in float32 in a fixed
 // order per output element (chunks in order, then groups in order), independent of the other rows of
-// x, so a row's result does not depend on its batch (engine/invariant.py relies on that).
+// x, so a row's result does not depend on its batch (engine/invariant.py relies on that), except on
+// AVX2 from `gemm_rows` rows (default simd.h's kGemmRows), where MKL's GEMM multiplies the weight
+// dequantized to float32 (panel_gemm.h, unpack_panel).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -29,8 +31,10 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "panel_gemm.h"
 #include "simd.h"
 #ifdef PLINTH_SIMD
 
@@ -296,6 +300,36 @@ void dequantized_run(const Problem& p) {
     }
   });
 }
+
+// From `gemm_rows` rows (a prefill): blocks [b0, b0 + nb) dequantized to float32 W.T columns for MKL's
+// GEMM (panel_gemm.h), each weight as its group's (q - 8) * scale + zero (int4; one FMA, one rounding)
+// or q * scale (int8, exact). With bf16 going that way, the tiles above took 2.9x bf16's time at 2,048
+// rows of SmolLM2's layer shapes (benchmarks/README.md, "Many rows through MKL").
+template <int BITS>
+void unpack_panel(const Problem& p, int64_t b0, int64_t nb, float* out) {
+  const int64_t ld = nb * kBlock;
+  at::parallel_for(0, nb, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b)
+      for (int64_t g = 0; g < p.groups; ++g) {
+        const int64_t at = ((b0 + b) * p.groups + g) * kBlock;
+        const F32x16 scale = simd::load_bf16(p.scales + at);
+        const F32x16 zero = BITS == 4 ? simd::load_bf16(p.zeros + at) : simd::zero();
+        for (int64_t c = g * p.chunks_per_group; c < (g + 1) * p.chunks_per_group; ++c)
+          for (int half = 0; half < 2; ++half) {  // rows 8 * half .. 8 * half + 7 of the block
+            __m256 v[2 * kChunkPairs<BITS>];
+            dequantize_half<BITS>(chunk(p, b0 + b, c) + 16 * half, v);
+            const __m256 s = half == 0 ? scale.lo : scale.hi, z = half == 0 ? zero.lo : zero.hi;
+            for (int k = 0; k < kChunkPairs<BITS>; ++k) {  // pair c * pairs + k: inputs 2 * pair, 2 * pair + 1
+              float* even = out + 2 * (c * kChunkPairs<BITS> + k) * ld + b * kBlock + 8 * half;
+              for (int odd = 0; odd < 2; ++odd) {
+                const __m256 q = v[2 * k + 1 - odd];
+                _mm256_storeu_ps(even + odd * ld, BITS == 4 ? _mm256_fmadd_ps(q, s, z) : _mm256_mul_ps(q, s));
+              }
+            }
+          }
+      }
+  });
+}
 #endif
 
 template <int BITS, int NB>
@@ -426,7 +460,7 @@ void amx_run(const Problem& p) {
 #endif
 
 at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
-                   const c10::optional<at::Tensor>& zeros, int64_t bits) {
+                   const c10::optional<at::Tensor>& zeros, int64_t bits, [[maybe_unused]] int64_t gemm_rows) {
   TORCH_CHECK(bits == 4 || bits == 8, "plinth::qlinear: bits must be 4 or 8, got ", bits);
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kBFloat16 && x.dim() == 2,
               "plinth::qlinear: x must be a 2-D bfloat16 CPU tensor");
@@ -452,6 +486,23 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tens
   const at::Tensor xc = x.contiguous();
   at::Tensor y = at::empty({M, N}, x.options());
   if (M == 0 || N == 0) return y;
+  Problem p{nullptr,
+            nullptr,
+            nullptr,
+            nullptr,
+            packed.const_data_ptr<uint8_t>(),
+            scales.const_data_ptr<c10::BFloat16>(),
+            bits == 4 ? zeros->const_data_ptr<c10::BFloat16>() : nullptr,
+            y.mutable_data_ptr<c10::BFloat16>(),
+            M, N, K, packed.size(1), groups, packed.size(1) / groups};
+#if PLINTH_SIMD == 256
+  if (M >= gemm_rows) {
+    plinth_panel::gemm(xc, y, N / kBlock, [&](int64_t b0, int64_t nb, float* out) {
+      bits == 4 ? unpack_panel<4>(p, b0, nb, out) : unpack_panel<8>(p, b0, nb, out);
+    });
+    return y;
+  }
+#endif
   std::vector<float> xsum;
   if (bits == 4) {  // the zero's share of every output: min * (sum of the group's activations)
     xsum.assign(M * groups, 0.f);
@@ -466,15 +517,7 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tens
   const uint32_t* pairs = reinterpret_cast<const uint32_t*>(xc.const_data_ptr<c10::BFloat16>());
   // AVX2's tile reads x's inputs as float32
   const simd::SplitPairs split = simd::kRegisters < 32 ? simd::split_pairs(pairs, M, K / 2) : simd::SplitPairs{};
-  Problem p{pairs,
-            xsum.data(),
-            split.even.get(),
-            split.odd.get(),
-            packed.const_data_ptr<uint8_t>(),
-            scales.const_data_ptr<c10::BFloat16>(),
-            bits == 4 ? zeros->const_data_ptr<c10::BFloat16>() : nullptr,
-            y.mutable_data_ptr<c10::BFloat16>(),
-            M, N, K, packed.size(1), groups, packed.size(1) / groups};
+  p.x = pairs, p.xsum = xsum.data(), p.x_even = split.even.get(), p.x_odd = split.odd.get();
 #ifdef PLINTH_AMX
   if (M > kFewRows && K % 32 == 0 && plinth_amx::granted()) {
     bits == 4 ? amx_run<4>(p) : amx_run<8>(p);
@@ -494,7 +537,9 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tens
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(plinth, m) {
-  m.def("qlinear(Tensor x, Tensor packed, Tensor scales, Tensor? zeros, int bits) -> Tensor");
+  const std::string schema = "qlinear(Tensor x, Tensor packed, Tensor scales, Tensor? zeros, int bits, int gemm_rows=" +
+                             std::to_string(plinth_simd::kGemmRows) + ") -> Tensor";
+  m.def(schema.c_str());
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("qlinear", &qlinear); }
 

@@ -275,8 +275,8 @@ inline SplitPairs split_pairs(const uint32_t* x, int64_t rows, int64_t pairs) {
   return s;
 }
 
-// plinth::bf16_linear's default `gemm_rows`: from this many rows an AVX2 build multiplies through MKL's
-// float32 GEMM (bf16_linear.cpp, gemm_run); decode_layer.cpp passes it too.
+// plinth::bf16_linear's and plinth::qlinear's default `gemm_rows`: from this many rows an AVX2 build
+// multiplies through MKL's float32 GEMM (panel_gemm.h); decode_layer.cpp passes it too.
 constexpr int64_t kGemmRows = 256;
 
 struct Interleaved {
