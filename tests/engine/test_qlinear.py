@@ -1,11 +1,13 @@
 """Plinth's int4/int8 matmul (``torch.ops.plinth.qlinear``, ``engine/csrc/qlinear.cpp``): it multiplies by
 the weights its packing stands for, on each of its paths (few rows: vdpbf16ps, or FMAs on AVX2; many:
-AMX tiles, or on AVX2 each group dequantized once for all rows; from 256 rows on AVX2, MKL's GEMM over
-float32 panels), a row's
+AMX tiles, or on AVX2 each group dequantized once for all rows; on AVX2 from 64 rows (int4) or 256 (int8),
+MKL's GEMM over float32 panels), a row's
 result does not depend on the rows beside it within a path, it agrees with torch's kernels on the same
 quantized weights, and a bf16 engine serves through it, LoRA on top."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,9 +22,16 @@ pytestmark = pytest.mark.skipif(
 )
 FEW_ROWS = (1, 2, 3, 5)  # the vdpbf16ps path (kFewRows = 5; on AVX2 up to 4 rows, 5 the dequantized path)
 MANY_ROWS = (6, 16, 17, 40)  # AMX tiles where the CPU has them, 16-row tiles and a shorter last one
-GEMM_ROWS = (256, 700)  # on AVX2, MKL from gemm_rows (256); 700 rows are two GEMM calls (512 and 188)
+GEMM_ROWS = (64, 256, 700)  # on AVX2, MKL from 64 rows (int4) or 256; 700 rows are two GEMM calls (512, 188)
 # output rows: 4-block groups only, groups and a leftover block, leftover blocks only (see chunk())
 SHAPES = [(64, 64), (80, 96), (48, 128), (576, 576)]
+
+
+def _avx2_build() -> bool:
+    """Whether the operators were built for AVX2 (simd.h takes AVX-512 where the CPU has AVX512-BF16)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
+    return "avx512_bf16" not in flags.split()
 
 
 def _reference(weight: torch.Tensor, method: str) -> torch.Tensor:
@@ -74,6 +83,22 @@ def test_with_gemm_rows_past_the_count_many_rows_keep_the_tiles_bits(method: str
         x, packed.packed, packed.scales, packed.zeros, packed.bits, gemm_rows=301
     )
     assert torch.equal(tiles[:40], packed(x[:40]))  # the 40-row product takes the tiles whatever gemm_rows
+
+
+@pytest.mark.skipif(not _avx2_build(), reason="the thresholds of an AVX2 build (AVX-512 has no GEMM path)")
+@pytest.mark.parametrize(("method", "gemm_from"), [("int4", 64), ("int8", 256)])
+def test_by_default_int4_takes_mkls_gemm_from_64_rows_and_int8_from_256(method: str, gemm_from: int) -> None:
+    """int4's own tiles unpack every nibble once per row tile, so MKL's GEMM over dequantized panels
+    overtakes them sooner (48-64 rows on a Zen 3) than int8's (~192)."""
+    generator = torch.Generator().manual_seed(3)
+    packed = PackedWeight(torch.randn(576, 576, generator=generator).bfloat16(), method, kernel="plinth")
+    qlinear = torch.ops.plinth.qlinear
+    for rows in (gemm_from - 1, gemm_from):
+        x = torch.randn(rows, 576, generator=generator).bfloat16()
+        gemm = qlinear(x, packed.packed, packed.scales, packed.zeros, packed.bits, gemm_rows=1)
+        tiles = qlinear(x, packed.packed, packed.scales, packed.zeros, packed.bits, gemm_rows=1 << 40)
+        assert not torch.equal(gemm, tiles)  # the two paths sum in different orders: the bits tell them apart
+        assert torch.equal(packed(x), gemm if rows >= gemm_from else tiles), f"{method}, {rows} rows"
 
 
 @pytest.mark.parametrize("method", ["int4", "int8"])

@@ -130,7 +130,7 @@ Tensor project(const Tensor& x, at::TensorList weight, int64_t bits) {
           .findSchemaOrThrow("plinth::qlinear", "")
           .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const std::optional<Tensor>&, int64_t, int64_t)>();
   const std::optional<Tensor> zeros = weight.size() > 2 ? std::optional<Tensor>(weight[2]) : std::nullopt;
-  return op.call(x, weight[0], weight[1], zeros, bits, plinth_simd::kGemmRows);
+  return op.call(x, weight[0], weight[1], zeros, bits, -1);  // the threshold for the weight's bits
 }
 
 // The LoRA deltas of projection `which` (0 qkv, 1 o, 2 gate/up, 3 down) into its output y, in the

@@ -21,8 +21,8 @@
 // Each product of a weight and an activation is exact in float32; the sums run in float32 in a fixed
 // order per output element (chunks in order, then groups in order), independent of the other rows of
 // x, so a row's result does not depend on its batch (engine/invariant.py relies on that), except on
-// AVX2 from `gemm_rows` rows (default simd.h's kGemmRows), where MKL's GEMM multiplies the weight
-// dequantized to float32 (panel_gemm.h, unpack_panel).
+// AVX2 from `gemm_rows` rows (by default, -1, simd.h's kInt4GemmRows for int4 and kGemmRows for int8),
+// where MKL's GEMM multiplies the weight dequantized to float32 (panel_gemm.h, unpack_panel).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -31,7 +31,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <string>
 #include <vector>
 
 #include "panel_gemm.h"
@@ -496,7 +495,7 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tens
             y.mutable_data_ptr<c10::BFloat16>(),
             M, N, K, packed.size(1), groups, packed.size(1) / groups};
 #if PLINTH_SIMD == 256
-  if (M >= gemm_rows) {
+  if (M >= (gemm_rows >= 0 ? gemm_rows : bits == 4 ? simd::kInt4GemmRows : simd::kGemmRows)) {
     plinth_panel::gemm(xc, y, N / kBlock, [&](int64_t b0, int64_t nb, float* out) {
       bits == 4 ? unpack_panel<4>(p, b0, nb, out) : unpack_panel<8>(p, b0, nb, out);
     });
@@ -537,9 +536,8 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& packed, const at::Tens
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(plinth, m) {
-  const std::string schema = "qlinear(Tensor x, Tensor packed, Tensor scales, Tensor? zeros, int bits, int gemm_rows=" +
-                             std::to_string(plinth_simd::kGemmRows) + ") -> Tensor";
-  m.def(schema.c_str());
+  // gemm_rows -1: the threshold for the weight's bits (kInt4GemmRows or kGemmRows)
+  m.def("qlinear(Tensor x, Tensor packed, Tensor scales, Tensor? zeros, int bits, int gemm_rows=-1) -> Tensor");
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("qlinear", &qlinear); }
 

@@ -276,8 +276,12 @@ inline SplitPairs split_pairs(const uint32_t* x, int64_t rows, int64_t pairs) {
 }
 
 // plinth::bf16_linear's and plinth::qlinear's default `gemm_rows`: from this many rows an AVX2 build
-// multiplies through MKL's float32 GEMM (panel_gemm.h); decode_layer.cpp passes it too.
+// multiplies through MKL's float32 GEMM (panel_gemm.h); decode_layer.cpp passes it too. int4 weights
+// take that path sooner: their own tiles unpack two nibbles per weight for every row tile, and over
+// SmolLM2's 30 layers (Zen 3) the GEMM path ran 0.93x their speed at 32 rows, 1.01x at 48, 1.26x at
+// 64, 1.39x at 96 and 1.65x at 128; int8's tiles held out to 128 rows (0.97x) and lost at 192 (1.20x).
 constexpr int64_t kGemmRows = 256;
+constexpr int64_t kInt4GemmRows = 64;
 
 struct Interleaved {
   int64_t blocks, chunks;
