@@ -55,7 +55,7 @@ def build_against(source: Path) -> Callable[..., torch.Tensor]:
     return torch.ops.plinth_against.decode_attention
 
 
-def run(streams: int, context: int, rounds: int, against: Path | None) -> None:
+def run(streams: int, context: int, rounds: int, older: Callable[..., torch.Tensor] | None) -> None:
     rng = random.Random(streams)
     blocks = -(-context // BLOCK)
     order = list(range(streams * blocks))
@@ -86,8 +86,7 @@ def run(streams: int, context: int, rounds: int, against: Path | None) -> None:
         configs["plinth"] = lambda kc, vc: torch.ops.plinth.decode_attention(
             q, k, v, kc, vc, slots, tables, lens, BLOCK, scale
         )
-    if against is not None:
-        older = build_against(against)
+    if older is not None:
         configs["against"] = lambda kc, vc: older(q, k, v, kc, vc, slots, tables, lens, BLOCK, scale)
     want = configs["torch"](*caches[0])
     for name, fn in configs.items():  # the same result within a bf16 rounding, before any timing
@@ -126,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(speed against torch's path)\n")  # fmt: skip
     print("| streams | context | " + " | ".join(names) + " |")
     print("|---:|---:|" + "---:|" * len(names))
+    older = build_against(args.against) if args.against else None  # once: every level times the same build
     for streams in (int(s) for s in args.streams.split(",")):
-        run(streams, args.context, args.rounds, args.against)
+        run(streams, args.context, args.rounds, older)
     return 0
 
 

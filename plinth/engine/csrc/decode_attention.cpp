@@ -88,15 +88,11 @@ void attend(const T* q, const T* k, const T* v, Rows rows, T* k_cache, T* v_cach
     offsets(begin, next);
     for (int64_t i = 0; i < std::min<int64_t>(16, static_cast<int64_t>(next.size())); ++i)
       prefetch_row(k_cache + next[i], dim * sizeof(T));
-    int64_t previous_ctx = 0;
+    int64_t prefetched = 16;  // the current task's key rows asked for already
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / kv_heads, h = task % kv_heads;
       const int64_t ctx = lens[b];
       std::swap(at, next);
-      // K rows asked for already: the first 16 before the first task, then what the last task's values
-      // pass asked for
-      const int64_t prefetched = task == begin ? 16 : previous_ctx;
-      previous_ctx = ctx;
       // the new token's K/V first: this task reads only head h of request b's context
       const int64_t new_row = (slots[b] * kv_heads + h) * dim;
       std::copy_n(k + b * rows.k + h * dim, dim, k_cache + new_row);
@@ -184,6 +180,7 @@ void attend(const T* q, const T* k, const T* v, Rows rows, T* k_cache, T* v_cach
           for (int j = 0; j < V; ++j) store16(o + j * 16, simd::mul(acc[c][j], inv));
         }
       }
+      prefetched = ctx;  // the values pass asked for the next task's first ctx key rows
     }
   });
 }
