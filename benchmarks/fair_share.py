@@ -106,8 +106,19 @@ async def quiet_phase(
 
 async def flood(client: httpx.AsyncClient, key: str, args: argparse.Namespace, done: asyncio.Event,
                 statuses: Counter) -> None:  # fmt: skip
+    """One closed-loop client. A request whose connection the server drops counts as status 0 and the
+    client goes on, as a real flood's would (before, one such drop ended the flooding process and left
+    the run waiting for its counts)."""
     while not done.is_set():
-        r = await client.post("/v1/completions", json=body(args), headers={"Authorization": f"Bearer {key}"})
+        try:
+            r = await client.post(
+                "/v1/completions",
+                json=body(args),
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        except httpx.TransportError:
+            statuses[0] += 1
+            continue
         statuses[r.status_code] += 1
 
 

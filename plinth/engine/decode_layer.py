@@ -8,7 +8,8 @@ of SmolLM2-135M takes ~3 ms less (``benchmarks/decode_profile.py``).
 
 When: the layer must be the plain Llama shape Plinth's kernels serve (bf16 projections packed for
 ``plinth::bf16_linear``, or all quantized to int8 or int4 for ``plinth::qlinear``; no biases, no q/k
-norms, a dense MLP), and the step decode-only, outside batch-invariant mode; its adapter tokens, if
+norms, a dense MLP), and the step's tokens attended row by row (decode tokens, or prefill chunks of a
+few tokens: ``AttentionMetadata.rows``), outside batch-invariant mode; its adapter tokens, if
 any, on ``plinth::lora_add_`` (bf16), which the operator calls for each targeted
 sub-projection as :class:`~plinth.engine.lora.layers.LoraLinear` does. Anything else runs the Python
 layer, which stays the reference.
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from plinth.engine import native
-from plinth.engine.attention import AttentionMetadata, decode_only, native_head_dim
+from plinth.engine.attention import AttentionMetadata, native_head_dim
 from plinth.engine.layers import RMSNorm
 from plinth.engine.lora.layers import LoraBatch, LoraLinear
 from plinth.engine.prepack import NativeBf16Weight
@@ -52,7 +53,8 @@ class FusedLayer:
         meta: AttentionMetadata,
         lora: LoraBatch | None = None,
     ) -> torch.Tensor:
-        group = meta.groups[0]
+        group = meta.rows
+        assert group is not None, "step_allows said no"
         (norm1, norm2), (qkv, o, gate_up, down) = self.norms, self.projections
         weights: list[torch.Tensor] = []
         where: list[int] = []  # (projection, first column, width) per targeted sub-projection
@@ -110,8 +112,9 @@ def _packed(projection: nn.Module) -> tuple[list[torch.Tensor], int] | None:
 
 
 def step_allows(meta: AttentionMetadata, lora: LoraBatch | None, dtype: torch.dtype) -> bool:
-    """Whether this step's layers may run as ``plinth::decode_layer``: bf16, decode tokens only, their
-    adapters (if any) on ``plinth::lora_add_``, and not in batch-invariant mode (its attention splits the
-    context its own way)."""
+    """Whether this step's layers may run as ``plinth::decode_layer``: bf16, its tokens attended row by
+    row (decode tokens, and prefill chunks short enough: ``AttentionMetadata.rows``, never in
+    batch-invariant mode, whose attention splits the context its own way), their adapters (if any) on
+    ``plinth::lora_add_``."""
     adapters_native = lora is None or (lora.native and not lora.segments and lora.padded is None)
-    return dtype == torch.bfloat16 and adapters_native and not meta.invariant and decode_only(meta)
+    return dtype == torch.bfloat16 and adapters_native and meta.rows is not None

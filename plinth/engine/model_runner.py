@@ -255,7 +255,8 @@ class ModelRunner:
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         if self.lora is not None:
-            lora = LoraBatch.build(lora_spans, self.device, self.dtype, invariant=self.config.batch_invariant)
+            lora = LoraBatch.build(lora_spans, self.device, self.dtype, self.config.batch_invariant,
+                                   row_wise=meta.rows is not None)  # fmt: skip
             self.lora.batch = None if lora.empty else lora  # no adapter token: the layers skip at once
         hidden = self.model(ids, pos, self.kv_caches, meta, interrupt)
         rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)

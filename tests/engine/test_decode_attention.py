@@ -1,6 +1,7 @@
-"""Plinth's decode attention (``torch.ops.plinth.decode_attention``): one operator writes a decode step's
-K/V into the paged cache and attends, with torch's path's cache and its results to a rounding, for
-grouped and plain heads, scattered and consecutive blocks, bf16 and fp16; bad operands are refused."""
+"""Plinth's decode attention (``torch.ops.plinth.decode_attention``): one operator writes a step's K/V into
+the paged cache and attends, with torch's path's cache and its results to a rounding, for grouped and
+plain heads, scattered and consecutive blocks, bf16 and fp16, decode steps and steps with short prefill
+chunks laid out row by row; bad operands are refused."""
 
 from __future__ import annotations
 
@@ -21,14 +22,35 @@ SPANS = [  # decodes: a long context over consecutive blocks, one over scattered
 ]
 
 
+# A step with prefill chunks beside the decodes: a new prompt over scattered blocks, a turn after a
+# cached prefix (its chunk crossing a block boundary), a two-token chunk; each chunk's rows read the rows
+# of the same chunk before them, written in the same call.
+MIXED = [
+    SPANS[0],
+    SeqSpan(block_table=[12, 3], start=0, num_new=11),
+    SPANS[1],
+    SeqSpan(block_table=[20, 21, 22, 23], start=45, num_new=7),
+    SeqSpan(block_table=[30], start=0, num_new=2),
+]
+
+
 def _step(
-    heads: int, kv_heads: int, dim: int, block: int, dtype: torch.dtype, native_path: bool, monkeypatch
+    heads: int,
+    kv_heads: int,
+    dim: int,
+    block: int,
+    dtype: torch.dtype,
+    native_path: bool,
+    monkeypatch,
+    spans: list[SeqSpan] = SPANS,
 ):
     gen = torch.Generator().manual_seed(heads * dim + block)
+    tokens = sum(s.num_new for s in spans)
     k_cache, v_cache = (torch.randn(64 * block, kv_heads, dim, generator=gen).to(dtype) for _ in range(2))
-    q = torch.randn(len(SPANS), heads, dim, generator=gen).to(dtype)
-    k, v = (torch.randn(len(SPANS), kv_heads, dim, generator=gen).to(dtype) for _ in range(2))
-    meta = AttentionMetadata.build(SPANS, block, torch.device("cpu"))
+    q = torch.randn(tokens, heads, dim, generator=gen).to(dtype)
+    k, v = (torch.randn(tokens, kv_heads, dim, generator=gen).to(dtype) for _ in range(2))
+    meta = AttentionMetadata.build(spans, block, torch.device("cpu"))
+    assert meta.rows is not None
     with monkeypatch.context() as patch:
         if not native_path:
             patch.setattr(attention, "_native_decode", lambda q: False)
@@ -38,20 +60,43 @@ def _step(
     return out, k_cache, v_cache
 
 
+@pytest.mark.parametrize("spans", [SPANS, MIXED], ids=["decode", "mixed"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize(
     ("heads", "kv_heads", "dim", "block"), [(9, 3, 64, 16), (4, 4, 32, 16), (8, 2, 128, 32)]
 )
 def test_it_writes_the_cache_and_attends_as_torchs_path(
-    heads, kv_heads, dim, block, dtype, monkeypatch
+    heads, kv_heads, dim, block, dtype, spans, monkeypatch
 ) -> None:
-    got, got_k, got_v = _step(heads, kv_heads, dim, block, dtype, True, monkeypatch)
-    want, want_k, want_v = _step(heads, kv_heads, dim, block, dtype, False, monkeypatch)
+    got, got_k, got_v = _step(heads, kv_heads, dim, block, dtype, True, monkeypatch, spans)
+    want, want_k, want_v = _step(heads, kv_heads, dim, block, dtype, False, monkeypatch, spans)
     assert torch.equal(got_k, want_k) and torch.equal(got_v, want_v)
-    assert got.shape == want.shape == (len(SPANS), heads, dim) and got.dtype == dtype
+    tokens = sum(s.num_new for s in spans)
+    assert got.shape == want.shape == (tokens, heads, dim) and got.dtype == dtype
     # float32 sums in another order, then one rounding to the dtype: within one unit in the last place
     ulp = 2.0**-7 if dtype == torch.bfloat16 else 2.0**-10
     assert bool(((got.float() - want.float()).abs() <= ulp * want.float().abs().clamp(min=1)).all())
+
+
+def test_long_prefills_and_invariant_mode_are_not_laid_out_row_by_row(monkeypatch) -> None:
+    """Row by row costs a read of the context per prompt token: past ROW_WISE_PREFILL tokens, or
+    ROW_WISE_POSITIONS positions attended, a step's prefill goes to SDPA; batch-invariant mode never."""
+    monkeypatch.setattr(attention, "ROW_WISE_PREFILL", 20)
+    monkeypatch.setattr(attention, "ROW_WISE_POSITIONS", 400)
+    cpu = torch.device("cpu")
+
+    def rows(*spans: SeqSpan, invariant: bool = False) -> attention.AttentionGroup | None:
+        return AttentionMetadata.build(list(spans), 16, cpu, invariant).rows
+
+    chunk = SeqSpan(block_table=[1, 2], start=0, num_new=20)  # 20 tokens, 210 positions
+    assert rows(chunk) is not None and rows(chunk, SPANS[2]) is not None
+    assert rows(SeqSpan(block_table=[1, 2], start=0, num_new=21)) is None  # 21 tokens
+    assert rows(chunk, SeqSpan(block_table=[3], start=0, num_new=2)) is None  # 22 tokens
+    assert rows(SeqSpan(block_table=[1, 2, 3, 4], start=45, num_new=8)) is not None  # 8 * 45 + 36 = 396
+    assert rows(SeqSpan(block_table=[1, 2, 3, 4], start=46, num_new=8)) is None  # 8 * 46 + 36 = 404
+    decode = AttentionMetadata.build(SPANS, 16, cpu)
+    assert decode.rows is decode.groups[0]
+    assert rows(*SPANS, invariant=True) is None and rows(chunk, invariant=True) is None
 
 
 def test_bad_operands_are_refused_with_a_reason() -> None:

@@ -1,6 +1,6 @@
 """The native decode layer (``plinth::decode_layer``) gives the Python layer's bits, and serves exactly the
-steps and models it is made for: bf16 Llama-shaped layers with packed weights, decode-only steps without
-adapter tokens, outside batch-invariant mode."""
+steps and models it is made for: bf16 Llama-shaped layers with packed weights, decode steps and steps with
+short prefill chunks (their tokens attended row by row), outside batch-invariant mode."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 
-from plinth.engine import EngineConfig, LLMEngine, SamplingParams, native
+from plinth.engine import EngineConfig, LLMEngine, SamplingParams, attention, native
 from plinth.engine.lora import TARGETS
 
 pytestmark = pytest.mark.skipif(
@@ -95,14 +95,46 @@ def test_adapter_tokens_get_the_python_layers_bits_too(tiny_llama, tmp_path) -> 
     assert got == want
 
 
-def test_prefills_and_invariant_mode_keep_the_python_layers(tiny_llama) -> None:
-    engine = _engine(tiny_llama)
-    engine.add_request(PROMPTS[2], SamplingParams(max_tokens=1, temperature=0.0))
-    with torch.profiler.profile() as prof:
-        engine.step()  # the prompt: a prefill step
-    assert not any(e.key == "plinth::decode_layer" for e in prof.key_averages())
+def test_short_prefills_take_the_operator_long_ones_and_invariant_mode_the_python_layers(tiny_llama) -> None:
+    """A step whose prompt tokens are attended row by row (``AttentionMetadata.rows``: a short prompt)
+    runs every layer as plinth::decode_layer; a longer prompt's step, and every step in batch-invariant
+    mode, runs the Python layers."""
+
+    def prefill_calls(prompt: list[int]) -> int:
+        engine = _engine(tiny_llama)
+        engine.add_request(prompt, SamplingParams(max_tokens=1, temperature=0.0))
+        with torch.profiler.profile() as prof:
+            engine.step()  # the prompt: a prefill step
+        return sum(e.count for e in prof.key_averages() if e.key == "plinth::decode_layer")
+
+    layers = len(_engine(tiny_llama).runner.model.layers)
+    assert prefill_calls(PROMPTS[2]) == layers
+    assert prefill_calls(list(range(20, 21 + attention.ROW_WISE_PREFILL))) == 0
     _, calls = _generate(_engine(tiny_llama, batch_invariant=True), PROMPTS[:1])
     assert calls == 0
+
+
+def test_row_by_row_prefills_give_sdpas_first_tokens(llama, monkeypatch) -> None:
+    """Short prompts prefilled row by row (the operator) against the same prompts through SDPA (the row
+    limit set to 0): the same first token, its logprob to bf16's rounding, beside a running decode."""
+    path, overrides = llama
+
+    def first_tokens() -> list[tuple[int, float]]:
+        engine = _engine(path, **overrides)
+        engine.add_request([3, 1, 4, 1, 5], SamplingParams(max_tokens=50, temperature=0.0, ignore_eos=True))
+        engine.step()  # a decode beside the prompts below
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=0)
+        ids = [engine.add_request(prompt, params) for prompt in PROMPTS]
+        [step] = [engine.step()]  # the three prompts and the decode, in one step
+        got = {out.request_id: (out.new_token_ids[0], out.new_logprobs[0].logprob)
+               for out in step if out.request_id in ids}  # fmt: skip
+        return [got[i] for i in ids]
+
+    rows = first_tokens()
+    monkeypatch.setattr(attention, "ROW_WISE_PREFILL", 0)
+    sdpa = first_tokens()
+    assert [token for token, _ in rows] == [token for token, _ in sdpa]
+    assert [lp for _, lp in rows] == pytest.approx([lp for _, lp in sdpa], abs=0.01)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 // plinth::decode_attention(q, k, v, k_cache, v_cache, slots, block_tables, context_lens, scale):
-// one new token per request: write its K/V into the paged cache, then attend its query heads over the
-// request's context, for bf16/fp16 CPU tensors whose head size is a multiple of 16.
+// one query row per entry, each with its own context: write every row's K/V into the paged cache, then
+// attend each row's query heads over its context, for bf16/fp16 CPU tensors whose head size is a multiple
+// of 16. A row is a request's decode token, or one token of a short prefill chunk (its context ending at
+// itself: plinth/engine/attention.py lays such a step out row by row).
 //
 // Why: a one-stream decode step of SmolLM2 attends 30 times over ~200 positions, ~0.2 M multiply-adds
 // each, and the torch path (two index_copy_ for the cache, views of the blocks, SDPA's flash kernel
@@ -81,6 +83,14 @@ void attend(const T* q, const T* k, const T* v, Rows rows, T* k_cache, T* v_cach
       for (int64_t slot = table[i] * block_size, o = 0; o < block_size && p < ctx; ++o, ++p)
         at[p] = ((slot + o) * kv_heads + h) * dim;
   };
+  // every row's K/V into the cache before any row attends: the rows of a short prefill chunk each read
+  // the rows of the same chunk before them (a few hundred bytes a row, so one thread writes them all)
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      const int64_t new_row = (slots[b] * kv_heads + h) * dim;
+      std::copy_n(k + b * rows.k + h * dim, dim, k_cache + new_row);
+      std::copy_n(v + b * rows.v + h * dim, dim, v_cache + new_row);
+    }
   at::parallel_for(0, batch * kv_heads, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> queries, scores, totals;
     std::vector<F32x16> parts;
@@ -93,10 +103,6 @@ void attend(const T* q, const T* k, const T* v, Rows rows, T* k_cache, T* v_cach
       const int64_t b = task / kv_heads, h = task % kv_heads;
       const int64_t ctx = lens[b];
       std::swap(at, next);
-      // the new token's K/V first: this task reads only head h of request b's context
-      const int64_t new_row = (slots[b] * kv_heads + h) * dim;
-      std::copy_n(k + b * rows.k + h * dim, dim, k_cache + new_row);
-      std::copy_n(v + b * rows.v + h * dim, dim, v_cache + new_row);
       if (task + 1 < end) {
         offsets(task + 1, next);
       } else {

@@ -79,12 +79,13 @@ MAX_PADDING = 2.0
 
 @dataclass(slots=True)
 class LoraBatch:
-    rows: torch.Tensor | None  # [n] flat token rows of decode tokens that use an adapter
+    rows: torch.Tensor | None  # [n] flat rows of the tokens that use an adapter one by one (see native)
     slots: torch.Tensor | None  # [n] their slots
     segments: list[tuple[int, int, int]]  # (start row, end row, slot) of prefill chunks
     dense: Dense | None = None  # set when the decode tokens take the dense path
     padded: Padded | None = None  # set when the prefill chunks take the padded path (segments is then [])
-    native: bool = False  # the decode tokens take plinth::lora_add_ (neither dense nor gathered)
+    native: bool = False  # rows take plinth::lora_add_ (neither dense nor gathered): decode tokens, and
+    # the tokens of short prefill chunks when the step is attended row by row (build's row_wise)
     grouped: Grouped | None = None  # set when every adapter token takes the Triton kernels (then alone)
 
     @classmethod
@@ -94,19 +95,24 @@ class LoraBatch:
         device: torch.device,
         dtype: torch.dtype = torch.float32,
         invariant: bool = False,
+        row_wise: bool = False,
     ) -> LoraBatch:
         """``spans``: (first row, number of tokens, slot or None for the base model) per request.
         ``invariant``: keep each token's products independent of the step's other tokens (batch-invariant
-        mode): decode tokens on the gathered path, prefill chunks one by one."""
+        mode): decode tokens on the gathered path, prefill chunks one by one. ``row_wise``: the step's
+        attention takes its tokens row by row (``AttentionMetadata.rows``); then, on ``plinth::lora_add_``,
+        its short prefill chunks' tokens go per token like decode tokens, so the whole step can run as
+        ``plinth::decode_layer``."""
         if not invariant and _triton(device):
             return cls(None, None, [], grouped=_triton_ops().Grouped.build(spans, device))
+        per_token = row_wise and _native(device, dtype)
         rows, slots, segments = [], [], []
         for start, count, slot in spans:
             if slot is None:
                 continue
-            if count == 1:
-                rows.append(start)
-                slots.append(slot)
+            if count == 1 or per_token:
+                rows.extend(range(start, start + count))
+                slots.extend([slot] * count)
             else:
                 segments.append((start, start + count, slot))
         as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731

@@ -1,0 +1,107 @@
+"""A step with a short prefill chunk beside running decodes: its tokens attended row by row (Plinth's decode
+attention, the whole layer as ``plinth::decode_layer``) against SDPA and the Python layers, in one engine.
+
+Why it matters: a new request's prompt, or a short turn after a cached prefix, joins the decode steps
+of the requests already running, and every one of them waits for that step. With ``ROW_WISE_PREFILL``
+and ``ROW_WISE_POSITIONS`` (``plinth/engine/attention.py``) the engine lays such a step out row by row:
+each prompt token is a query of its own over the context up to itself. Each round adds one request of
+``--tokens`` new prompt tokens (after ``--cached`` tokens already in the prefix cache) beside
+``--decodes`` running requests and times that step, once row by row and once through SDPA (the limits
+set to 0: what ran before), alternating which goes first. The report gives the median step of each and
+SDPA's time over the row-by-row one, measured in the same run, and which way the engine's limits send
+that step.
+
+    .venv/bin/python benchmarks/short_prefill.py                                # 4 to 256 new tokens
+    .venv/bin/python benchmarks/short_prefill.py --tokens 16,64,256 --cached 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import plinth.engine.attention as attention
+from plinth.engine import EngineConfig, LLMEngine, SamplingParams
+from plinth.engine.attention import SeqSpan
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m-instruct", help="packaged name or checkpoint dir")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--quantization", choices=["int8", "int4"])
+    p.add_argument("--tokens", default="4,8,16,32,64,128,256", help="new prompt tokens of the chunk")
+    p.add_argument("--cached", type=int, default=0, help="prompt tokens before them, in the prefix cache")
+    p.add_argument("--decodes", type=int, default=2, help="running requests the chunk joins")
+    p.add_argument("--rounds", type=int, default=8)
+    return p.parse_args(argv)
+
+
+def engine_for(args: argparse.Namespace) -> LLMEngine:
+    model = args.model
+    if not Path(model).exists():
+        from plinth.llm.catalog import resolve
+
+        model = str(resolve(model, Path(".bench"))[0])
+    max_len = args.cached + max(int(t) for t in args.tokens.split(",")) + 64
+    config = EngineConfig(model=model, dtype=args.dtype, device="cpu", quantization=args.quantization,
+                          max_model_len=max(max_len, 256), enable_prefix_caching=True)  # fmt: skip
+    return LLMEngine(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    engine = engine_for(args)
+    vocab = min(engine.model_config.vocab_size, 40000)
+    rng = random.Random(0)
+    prompt = lambda n: [rng.randrange(100, vocab) for _ in range(n)]  # noqa: E731
+    length = engine.model_config.max_model_len // 2
+    running = SamplingParams(max_tokens=length, temperature=0, ignore_eos=True)
+    for _ in range(args.decodes):
+        engine.add_request(prompt(8), running)
+    for _ in range(3):
+        engine.step()
+    prefix = prompt(args.cached)
+    if args.cached:  # into the prefix cache, its blocks kept by the cache after the request ends
+        engine.add_request([*prefix, 1], SamplingParams(max_tokens=1, temperature=0))
+        while engine.stats().num_waiting or engine.stats().num_running > args.decodes:
+            engine.step()
+    limits = attention.ROW_WISE_PREFILL, attention.ROW_WISE_POSITIONS
+    print(f"{Path(args.model).name}, {args.dtype}, quantization {args.quantization}, {args.decodes} running "
+          f"decodes, {args.cached} cached prompt tokens, torch threads {torch.get_num_threads()}, load "
+          f"average {os.getloadavg()[0]:.2f}; the engine's limits: {limits[0]} tokens, {limits[1]} "
+          f"positions\n")  # fmt: skip
+    print("| new tokens | row by row, ms | SDPA, ms | SDPA / row by row | the engine takes |")
+    print("|---:|---:|---:|---:|---|")
+    for tokens in (int(t) for t in args.tokens.split(",")):
+        times: dict[str, list[float]] = {"rows": [], "sdpa": []}
+        for round_ in range(args.rounds):
+            for way in ("rows", "sdpa") if round_ % 2 else ("sdpa", "rows"):
+                unlimited = way == "rows"
+                attention.ROW_WISE_PREFILL = 1 << 30 if unlimited else 0
+                attention.ROW_WISE_POSITIONS = 1 << 62 if unlimited else 0
+                engine.add_request([*prefix, *prompt(tokens)], SamplingParams(max_tokens=1, temperature=0))
+                start = time.perf_counter()
+                engine.step()
+                times[way].append(time.perf_counter() - start)
+                ran = engine.stats().last_batch_tokens
+                if ran != args.decodes + tokens:
+                    raise SystemExit(
+                        f"the step ran {ran} tokens, not {args.decodes + tokens}: prefix not cached?"
+                    )
+        attention.ROW_WISE_PREFILL, attention.ROW_WISE_POSITIONS = limits
+        rows, sdpa = (1000 * statistics.median(times[w]) for w in ("rows", "sdpa"))
+        takes = "row by row" if attention.row_wise([SeqSpan([], args.cached, tokens)]) else "SDPA"
+        print(f"| {tokens} | {rows:.1f} | {sdpa:.1f} | {sdpa / rows:.2f}x | {takes} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""``benchmarks/short_prefill.py`` end to end on the tiny llama: both ways run for each chunk size, each
+ratio is SDPA's time over the row-by-row one, and the last column says what the engine's limits pick."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plinth.engine import attention, native
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+ROW = re.compile(r"^\| (\d+) \| (\d+\.\d) \| (\d+\.\d) \| (\d+\.\d\d)x \| (row by row|SDPA) \|$", re.M)
+
+
+@pytest.mark.skipif(not native.has("decode_layer"), reason="no AVX2")
+@pytest.mark.timeout(300)
+def test_it_times_a_short_chunk_both_ways_and_says_which_the_engine_takes(tiny_llama) -> None:
+    too_long = attention.ROW_WISE_PREFILL + 1
+    cmd = [sys.executable, str(BENCHMARKS / "short_prefill.py"), "--model", str(tiny_llama),
+           "--tokens", f"4,{too_long}", "--cached", "32", "--rounds", "2"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = ROW.findall(run.stdout)
+    assert [(int(r[0]), r[4]) for r in rows] == [(4, "row by row"), (too_long, "SDPA")], run.stdout
+    for _, by_rows, sdpa, ratio, _ in rows:
+        assert float(by_rows) > 0 and float(sdpa) > 0
+        assert abs(float(ratio) - float(sdpa) / float(by_rows)) <= 0.02 + 0.02 * float(ratio)
