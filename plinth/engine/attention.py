@@ -100,8 +100,8 @@ class AttentionMetadata:
         if not invariant and not prefill:
             rows = groups[0]
         elif not invariant and row_wise(spans):
-            positions = [(s, p) for s in spans for p in range(s.start, s.start + s.num_new)]
-            tokens = [SeqSpan(span.block_table, p, 1) for span, p in positions]
+            each = [(s.block_table, p) for s in spans for p in range(s.start, s.start + s.num_new)]
+            tokens = [SeqSpan(table, p, 1) for table, p in each]
             rows = _group(tokens, list(range(total)), block_size, block_size, device)
         return cls(torch.tensor(slots, dtype=torch.long, device=device), groups, invariant, rows)
 
@@ -166,10 +166,10 @@ def paged_attention(
 ) -> torch.Tensor:
     """Write ``k``/``v`` (``[T, kv_heads, D]``) to the cache, then attend ``q`` (``[T, heads, D]``)."""
     if meta.rows is not None and _native_decode(q):  # the query rows are the step's, in order
-        rows = meta.rows
+        one_by_one = meta.rows
         return torch.ops.plinth.decode_attention(
-            q, k, v, k_cache, v_cache, meta.slot_mapping, rows.block_tables, rows.context_lens,
-            rows.block_size, scale,
+            q, k, v, k_cache, v_cache, meta.slot_mapping, one_by_one.block_tables, one_by_one.context_lens,
+            one_by_one.block_size, scale,
         )  # fmt: skip
     group = meta.groups[0]
     decode = decode_only(meta)

@@ -106,7 +106,9 @@ class LoraBatch:
         if not invariant and _triton(device):
             return cls(None, None, [], grouped=_triton_ops().Grouped.build(spans, device))
         per_token = row_wise and _native(device, dtype)
-        rows, slots, segments = [], [], []
+        rows: list[int] = []
+        slots: list[int] = []
+        segments: list[tuple[int, int, int]] = []
         for start, count, slot in spans:
             if slot is None:
                 continue
