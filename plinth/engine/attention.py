@@ -72,8 +72,8 @@ class AttentionMetadata:
     groups: list[AttentionGroup]
     invariant: bool = False  # batch-invariant mode: attend with a fixed KV split (split_kv_attention)
     # Every token a one-query group of its own, in step order, its context ending at itself: what
-    # Plinth's CPU decode attention reads. Set for decode-only steps (then ``groups[0]``) and for steps
-    # of at most ROW_WISE_PREFILL prefill tokens, outside batch-invariant mode.
+    # Plinth's CPU decode attention reads. Set for decode-only steps (then ``groups[0]``) and, on a CPU,
+    # for steps whose prefill is short (:func:`row_wise`), outside batch-invariant mode.
     rows: AttentionGroup | None = None
 
     @classmethod
@@ -99,7 +99,7 @@ class AttentionMetadata:
         rows = None
         if not invariant and not prefill:
             rows = groups[0]
-        elif not invariant and row_wise(spans):
+        elif not invariant and device.type == "cpu" and row_wise(spans):  # CUDA's kernels take groups
             each = [(s.block_table, p) for s in spans for p in range(s.start, s.start + s.num_new)]
             tokens = [SeqSpan(table, p, 1) for table, p in each]
             rows = _group(tokens, list(range(total)), block_size, block_size, device)
