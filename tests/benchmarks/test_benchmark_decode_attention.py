@@ -33,4 +33,7 @@ def test_it_times_the_operator_torchs_path_and_an_older_source() -> None:
         assert float(row[2]) == 1.0
         for us, ratio in ((row[3], row[4]), (row[5], row[6])):
             assert float(us) > 0
-            assert abs(float(ratio) - base / float(us)) <= 0.02 + 0.02 * float(ratio)
+            # the times are printed to the microsecond and the ratio to 0.01: it must lie within what
+            # those roundings allow (a few microseconds on this short context)
+            low, high = (base - 0.5) / (float(us) + 0.5), (base + 0.5) / max(float(us) - 0.5, 0.01)
+            assert low - 0.005 <= float(ratio) <= high + 0.005
