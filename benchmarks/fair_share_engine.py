@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams
+from plinth.llm.catalog import resolve
 
 PROMPT_TOKENS = 6  # fair_share.py's prompt, "the quick brown fox jumps over", in SmolLM2's tokenizer
 
@@ -79,11 +80,7 @@ class Phase:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    model = args.model
-    if not Path(model).exists():
-        from plinth.llm.catalog import resolve
-
-        model = str(resolve(model, Path(".bench"))[0])
+    model = resolve(args.model, Path(".bench"))[0]  # a packaged name, or a path as it is
     engine = LLMEngine(EngineConfig(model=model, dtype=args.dtype, device="cpu", max_model_len=256))
     prompt = random.Random(0).sample(range(100, min(engine.model_config.vocab_size, 40000)), PROMPT_TOKENS)
     params = SamplingParams(max_tokens=args.output_len, temperature=0, ignore_eos=True)

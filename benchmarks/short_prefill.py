@@ -30,6 +30,7 @@ import torch
 import plinth.engine.attention as attention
 from plinth.engine import EngineConfig, LLMEngine, SamplingParams
 from plinth.engine.attention import SeqSpan
+from plinth.llm.catalog import resolve
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,11 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def engine_for(args: argparse.Namespace) -> LLMEngine:
-    model = args.model
-    if not Path(model).exists():
-        from plinth.llm.catalog import resolve
-
-        model = str(resolve(model, Path(".bench"))[0])
+    model = resolve(args.model, Path(".bench"))[0]  # a packaged name, or a path as it is
     max_len = args.cached + max(int(t) for t in args.tokens.split(",")) + 64
     config = EngineConfig(model=model, dtype=args.dtype, device="cpu", quantization=args.quantization,
                           max_model_len=max(max_len, 256), enable_prefix_caching=True)  # fmt: skip
