@@ -48,6 +48,16 @@ constexpr int64_t kFewRows = 0;
 // FMAs in a chain.
 constexpr int kChains = simd::kRegisters >= 32 ? 2 : 1;
 constexpr int kRowTile = simd::kRegisters >= 32 ? 2 : 1;  // rows of x per register tile
+// How far ahead a tile asks for its weights: 2 KB on AVX-512 (1 KB on AVX2), and 16 KB for one row on
+// AVX-512 (a one-stream decode step), whose tiles also read kStreams block groups side by side, each
+// its own stream of memory. SmolLM2's 121 linears for one row on a 2-core Zen 4 (AVX512-BF16, no AMX),
+// the two builds in alternate processes (benchmarks/bf16_linear.py, six pairs): 8.7-10.3 ms a pass
+// before, 5.8-8.2 ms so, each pair faster. Two rows 16 KB ahead were no faster (7.3-9.6 ms against
+// 7.2-9.6) and 16 rows slower (18.0 against 17.1 ms), so they keep 2 KB. The sums keep their order,
+// so the bits are the same.
+constexpr int64_t kAheadNear = 8 * kInterleave * kPairBytes;
+constexpr int64_t kAheadFar = 256 * kPairBytes;
+constexpr int kStreams = 4;
 
 struct Problem {
   const uint32_t* x;  // [M][K/2] pairs of bf16 activations
@@ -68,7 +78,7 @@ inline int64_t pair_stride(const Problem& p, int64_t b) {
 // NB blocks of 16 outputs times MT rows of x, kChains accumulators per output vector (pair j feeds
 // chain j % kChains; the chains are added at the end).
 template <int NB, int MT>
-void tile(const Problem& p, int64_t block, int64_t m0) {
+void tile(const Problem& p, int64_t block, int64_t m0, int64_t ahead) {
   F32x16 acc[kChains][NB][MT];
   for (int h = 0; h < kChains; ++h)
     for (int b = 0; b < NB; ++b)
@@ -76,10 +86,10 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
   const int64_t stride = pair_stride(p, block);
   const uint8_t* base[NB];
   for (int b = 0; b < NB; ++b) base[b] = pair_at(p, block + b, 0);
-  constexpr int kAhead = 8 * kInterleave * kPairBytes;  // 2 KB ahead on AVX-512, 1 KB on AVX2
-  // lines asked for per step: one on AVX-512 (as measured there); on AVX2 every line the step reads
-  // (one stream of SmolLM2's linears: 12.3-12.9 -> 10.9-12.0 ms a pass on a Zen 3, benchmarks/bf16_linear.py)
-  constexpr int kPrefetches = simd::kRegisters >= 32 ? 1 : kChains * NB;
+  // On AVX-512 one line per group and step, `ahead` bytes ahead (see kAheadFar); on AVX2 every line
+  // the step reads (one stream of SmolLM2's linears: 12.3-12.9 -> 10.9-12.0 ms a pass on a Zen 3,
+  // benchmarks/bf16_linear.py)
+  constexpr bool kWide = simd::kRegisters >= 32;
   auto step = [&](int h, int64_t j) {
     uint32_t xs[MT];
     for (int m = 0; m < MT; ++m) xs[m] = p.x[(m0 + m) * p.pairs + j];
@@ -88,8 +98,13 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
   };
   int64_t j = 0;
   for (; j + kChains <= p.pairs; j += kChains) {
-    for (int l = 0; l < kPrefetches; ++l)
-      _mm_prefetch(reinterpret_cast<const char*>(base[0] + j * stride) + kAhead + 64 * l, _MM_HINT_T0);
+    if constexpr (kWide) {
+      for (int b = 0; b < NB; b += kInterleave)
+        _mm_prefetch(reinterpret_cast<const char*>(base[b] + j * stride) + ahead, _MM_HINT_T0);
+    } else {
+      for (int l = 0; l < kChains * NB; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(base[0] + j * stride) + ahead + 64 * l, _MM_HINT_T0);
+    }
     for (int h = 0; h < kChains; ++h) step(h, j + h);
   }
   for (; j < p.pairs; ++j) step(0, j);
@@ -103,9 +118,10 @@ void tile(const Problem& p, int64_t block, int64_t m0) {
 
 template <int NB>
 void rows(const Problem& p, int64_t block) {
+  const int64_t ahead = simd::kRegisters >= 32 && p.M == 1 ? kAheadFar : kAheadNear;
   int64_t m = 0;
-  for (; m + kRowTile <= p.M; m += kRowTile) tile<NB, kRowTile>(p, block, m);
-  for (; m < p.M; ++m) tile<NB, 1>(p, block, m);
+  for (; m + kRowTile <= p.M; m += kRowTile) tile<NB, kRowTile>(p, block, m, ahead);
+  for (; m < p.M; ++m) tile<NB, 1>(p, block, m, ahead);
 }
 
 #if PLINTH_SIMD == 256
@@ -258,7 +274,13 @@ void vector_run(const Problem& p) {
   const int64_t blocks = p.N / kBlock;
   const int64_t tiles = (blocks + kInterleave - 1) / kInterleave;
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
+    int64_t t = begin;
+#if PLINTH_SIMD == 512
+    if (p.M == 1)
+      for (; t + kStreams <= end && (t + kStreams) * kInterleave <= blocks; t += kStreams)
+        tile<kInterleave * kStreams, 1>(p, t * kInterleave, 0, kAheadFar);
+#endif
+    for (; t < end; ++t) {
       const int64_t block = t * kInterleave;
       if (blocks - block >= kInterleave) {
         rows<kInterleave>(p, block);
