@@ -43,18 +43,15 @@ constexpr int kInterleave = simd::kInterleave;  // blocks stored side by side (s
 // AMX from one row on: reading B tiles in place, it streamed SmolLM2's weights for one row at 21 GB/s,
 // the vdpbf16ps loop at 19.5 (benchmarks/bf16_linear.py); the latter serves CPUs without AMX.
 constexpr int64_t kFewRows = 0;
-// Accumulators per output vector: two (even and odd pairs) where vdpbf16ps is one instruction, so
-// that each chain waits on its latency half as often; one on AVX2, whose emulation is already two
-// FMAs in a chain.
-constexpr int kChains = simd::kRegisters >= 32 ? 2 : 1;
-constexpr int kRowTile = simd::kRegisters >= 32 ? 2 : 1;  // rows of x per register tile
+// Rows of x per register tile: 4 on AVX-512 (16 accumulators for a group of 4 blocks, each weight
+// vector read once for 4 rows), 1 on AVX2 (whose many-row tiles are split_tile's, below).
+constexpr int kRowTile = simd::kRegisters >= 32 ? 4 : 1;
 // How far ahead a tile asks for its weights: 2 KB on AVX-512 (1 KB on AVX2), and 16 KB for one row on
 // AVX-512 (a one-stream decode step), whose tiles also read kStreams block groups side by side, each
 // its own stream of memory. SmolLM2's 121 linears for one row on a 2-core Zen 4 (AVX512-BF16, no AMX),
 // the two builds in alternate processes (benchmarks/bf16_linear.py, six pairs): 8.7-10.3 ms a pass
 // before, 5.8-8.2 ms so, each pair faster. Two rows 16 KB ahead were no faster (7.3-9.6 ms against
-// 7.2-9.6) and 16 rows slower (18.0 against 17.1 ms), so they keep 2 KB. The sums keep their order,
-// so the bits are the same.
+// 7.2-9.6) and 16 rows slower (18.0 against 17.1 ms), so they keep 2 KB.
 constexpr int64_t kAheadNear = 8 * kInterleave * kPairBytes;
 constexpr int64_t kAheadFar = 256 * kPairBytes;
 constexpr int kStreams = 4;
@@ -75,53 +72,100 @@ inline int64_t pair_stride(const Problem& p, int64_t b) {
   return simd::Interleaved{p.N / kBlock, p.pairs}.stride(b) * kPairBytes;
 }
 
-// NB blocks of 16 outputs times MT rows of x, kChains accumulators per output vector (pair j feeds
-// chain j % kChains; the chains are added at the end).
+// Block groups, the blocks after the last whole group counting as one.
+inline int64_t group_count(const Problem& p) { return (p.N / kBlock + kInterleave - 1) / kInterleave; }
+
+// Groups [t, end) of a thread's share, in order: whole(block, next, next_bytes) for each whole group,
+// `next` being the thread's next whole group (null for its last), and rest(block) for each block after
+// the last whole group (they are small).
+template <typename Whole, typename Rest>
+void each_group(const Problem& p, int64_t t, int64_t end, const Whole& whole, const Rest& rest) {
+  const int64_t blocks = p.N / kBlock, groups = blocks / kInterleave;
+  for (; t < end; ++t) {
+    const int64_t block = t * kInterleave;
+    if (t < groups) {
+      const bool ahead = t + 1 < end && t + 1 < groups;
+      whole(block, ahead ? pair_at(p, block + kInterleave, 0) : nullptr, ahead ? p.pairs * kInterleave * kPairBytes : 0);
+    } else {
+      for (int64_t b = block; b < blocks; ++b) rest(b);
+    }
+  }
+}
+
+// Where a row tile's share of the next group's bytes lies: `lines` cache lines from `at`, asked for
+// into L2 evenly over the tile's pairs (Bresenham), so that the next group's first tile finds them there.
+struct Ahead {
+  const char* at = nullptr;
+  int64_t lines = 0;
+};
+
+// Tile `tile` of `tiles`'s share of the `bytes` at `next` (none when one tile is the only pass).
+inline Ahead share_of(const uint8_t* next, int64_t bytes, int64_t tile, int64_t tiles) {
+  if (next == nullptr || tiles < 2) return {};
+  const int64_t lines = (bytes + 63) / 64;
+  const int64_t first = lines * tile / tiles;
+  return {reinterpret_cast<const char*>(next) + first * 64, lines * (tile + 1) / tiles - first};
+}
+
+// NB blocks of 16 outputs times MT rows of x, one accumulator per output vector: each output's sum runs
+// pair after pair in the same order in every tile, so a row gets the same bits beside any rows.
 template <int NB, int MT>
-void tile(const Problem& p, int64_t block, int64_t m0, int64_t ahead) {
-  F32x16 acc[kChains][NB][MT];
-  for (int h = 0; h < kChains; ++h)
-    for (int b = 0; b < NB; ++b)
-      for (int m = 0; m < MT; ++m) acc[h][b][m] = simd::zero();
+void tile(const Problem& p, int64_t block, int64_t m0, int64_t ahead, Ahead next = {}) {
+  F32x16 acc[NB][MT];
+  for (int b = 0; b < NB; ++b)
+    for (int m = 0; m < MT; ++m) acc[b][m] = simd::zero();
   const int64_t stride = pair_stride(p, block);
   const uint8_t* base[NB];
   for (int b = 0; b < NB; ++b) base[b] = pair_at(p, block + b, 0);
-  // On AVX-512 one line per group and step, `ahead` bytes ahead (see kAheadFar); on AVX2 every line
-  // the step reads (one stream of SmolLM2's linears: 12.3-12.9 -> 10.9-12.0 ms a pass on a Zen 3,
+  // On AVX-512 one line per group every other pair, `ahead` bytes ahead (see kAheadFar); on AVX2 every
+  // line the pair reads (one stream of SmolLM2's linears: 12.3-12.9 -> 10.9-12.0 ms a pass on a Zen 3,
   // benchmarks/bf16_linear.py)
   constexpr bool kWide = simd::kRegisters >= 32;
-  auto step = [&](int h, int64_t j) {
+  int64_t owed = 0;
+  for (int64_t j = 0; j < p.pairs; ++j) {
+    if constexpr (kWide) {
+      if (j % 2 == 0)
+        for (int b = 0; b < NB; b += kInterleave)
+          _mm_prefetch(reinterpret_cast<const char*>(base[b] + j * stride) + ahead, _MM_HINT_T0);
+    } else {
+      for (int l = 0; l < NB; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(base[0] + j * stride) + ahead + 64 * l, _MM_HINT_T0);
+    }
+    for (owed += next.lines; owed >= p.pairs; owed -= p.pairs) {
+      _mm_prefetch(next.at, _MM_HINT_T1);
+      next.at += 64;
+    }
     uint32_t xs[MT];
     for (int m = 0; m < MT; ++m) xs[m] = p.x[(m0 + m) * p.pairs + j];
     for (int b = 0; b < NB; ++b)
-      for (int m = 0; m < MT; ++m) acc[h][b][m] = simd::dot_pairs(acc[h][b][m], base[b] + j * stride, xs[m]);
-  };
-  int64_t j = 0;
-  for (; j + kChains <= p.pairs; j += kChains) {
-    if constexpr (kWide) {
-      for (int b = 0; b < NB; b += kInterleave)
-        _mm_prefetch(reinterpret_cast<const char*>(base[b] + j * stride) + ahead, _MM_HINT_T0);
-    } else {
-      for (int l = 0; l < kChains * NB; ++l)
-        _mm_prefetch(reinterpret_cast<const char*>(base[0] + j * stride) + ahead + 64 * l, _MM_HINT_T0);
-    }
-    for (int h = 0; h < kChains; ++h) step(h, j + h);
+      for (int m = 0; m < MT; ++m) acc[b][m] = simd::dot_pairs(acc[b][m], base[b] + j * stride, xs[m]);
   }
-  for (; j < p.pairs; ++j) step(0, j);
   for (int b = 0; b < NB; ++b)
-    for (int m = 0; m < MT; ++m) {
-      F32x16 sum = acc[0][b][m];
-      for (int h = 1; h < kChains; ++h) sum = simd::add(sum, acc[h][b][m]);
-      simd::store_bf16(p.y + (m0 + m) * p.N + (block + b) * kBlock, sum);
-    }
+    for (int m = 0; m < MT; ++m) simd::store_bf16(p.y + (m0 + m) * p.N + (block + b) * kBlock, acc[b][m]);
 }
 
+// All rows of x times NB blocks. Past one row tile the first tile streams the group from memory and the
+// others read it again from L2, so each tile also asks for its share of `next` (the group this thread
+// multiplies next, `next_bytes` long) to be brought into L2, as split_rows does on AVX2. SmolLM2's
+// linears on a 2-core Zen 4, a stand-alone copy of the loop, alternately in one process: 16 rows 16.7 ms
+// with 2-row tiles of two chains (the kernel before), 15.2 with 4-row tiles, 12.9 with 4-row tiles and
+// the next group in L2; 64 rows 48.7, 45.6, 42.8 ms.
 template <int NB>
-void rows(const Problem& p, int64_t block) {
+void rows(const Problem& p, int64_t block, const uint8_t* next = nullptr, int64_t next_bytes = 0) {
   const int64_t ahead = simd::kRegisters >= 32 && p.M == 1 ? kAheadFar : kAheadNear;
+  const int64_t tiles = (p.M + kRowTile - 1) / kRowTile;
   int64_t m = 0;
-  for (; m + kRowTile <= p.M; m += kRowTile) tile<NB, kRowTile>(p, block, m, ahead);
-  for (; m < p.M; ++m) tile<NB, 1>(p, block, m, ahead);
+  for (; m + kRowTile <= p.M; m += kRowTile)
+    tile<NB, kRowTile>(p, block, m, ahead, share_of(next, next_bytes, m / kRowTile, tiles));
+  if constexpr (kRowTile > 1) {
+    const Ahead last = share_of(next, next_bytes, m / kRowTile, tiles);
+    switch (p.M - m) {
+      case 3: return tile<NB, 3>(p, block, m, ahead, last);
+      case 2: return tile<NB, 2>(p, block, m, ahead, last);
+      case 1: return tile<NB, 1>(p, block, m, ahead, last);
+      default: return;
+    }
+  }
 }
 
 #if PLINTH_SIMD == 256
@@ -145,13 +189,6 @@ inline V fresh(V v) {
   if constexpr (kFresh) asm volatile("" : "+x"(v));  // the optimiser no longer knows v's origin
   return v;
 }
-
-// Where a row tile's share of the next group's bytes lies (see split_rows): `lines` cache lines from
-// `at`, spread evenly over the tile's pairs.
-struct Ahead {
-  const char* at = nullptr;
-  int64_t lines = 0;
-};
 
 template <int NB, int MT>
 void split_tile(const Problem& p, const simd::SplitPairs& xf, int64_t block, int64_t m0, Ahead ahead = {}) {
@@ -206,33 +243,18 @@ void split_rows(const Problem& p, const simd::SplitPairs& xf, int64_t block, con
                 int64_t next_bytes = 0) {
   if (p.M == 3) return split_tile<NB, 3>(p, xf, block, 0);
   const int64_t tiles = p.M / 2 + p.M % 2;
-  const int64_t lines = (next_bytes + 63) / 64;
-  auto share = [&](int64_t tile) -> Ahead {
-    if (next == nullptr || tiles < 2) return {};
-    const int64_t first = lines * tile / tiles;
-    return {reinterpret_cast<const char*>(next) + first * 64, lines * (tile + 1) / tiles - first};
-  };
   int64_t m = 0;
-  for (; m + 2 <= p.M; m += 2) split_tile<NB, 2>(p, xf, block, m, share(m / 2));
-  if (m < p.M) split_tile<NB, 1>(p, xf, block, m, share(m / 2));
+  for (; m + 2 <= p.M; m += 2) split_tile<NB, 2>(p, xf, block, m, share_of(next, next_bytes, m / 2, tiles));
+  if (m < p.M) split_tile<NB, 1>(p, xf, block, m, share_of(next, next_bytes, m / 2, tiles));
 }
 
 void split_run(const Problem& p) {
   const simd::SplitPairs xf = simd::split_pairs(p.x, p.M, p.pairs);
-  const int64_t blocks = p.N / kBlock;
-  const int64_t groups = blocks / kInterleave;
-  at::parallel_for(0, (blocks + kInterleave - 1) / kInterleave, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t block = t * kInterleave;
-      if (blocks - block >= kInterleave) {
-        // the next whole group of this thread's range, if any (the blocks after the groups are small)
-        const bool ahead = t + 1 < end && t + 1 < groups;
-        split_rows<kInterleave>(p, xf, block, ahead ? pair_at(p, block + kInterleave, 0) : nullptr,
-                                ahead ? p.pairs * kInterleave * kPairBytes : 0);
-      } else {
-        for (int64_t b = block; b < blocks; ++b) split_rows<1>(p, xf, b);
-      }
-    }
+  at::parallel_for(0, group_count(p), 1, [&](int64_t begin, int64_t end) {
+    each_group(
+        p, begin, end,
+        [&](int64_t block, const uint8_t* next, int64_t bytes) { split_rows<kInterleave>(p, xf, block, next, bytes); },
+        [&](int64_t b) { split_rows<1>(p, xf, b); });
   });
 }
 
@@ -271,23 +293,16 @@ void vector_run(const Problem& p) {
     return;
   }
 #endif
-  const int64_t blocks = p.N / kBlock;
-  const int64_t tiles = (blocks + kInterleave - 1) / kInterleave;
-  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, group_count(p), 1, [&](int64_t begin, int64_t end) {
     int64_t t = begin;
 #if PLINTH_SIMD == 512
     if (p.M == 1)
-      for (; t + kStreams <= end && (t + kStreams) * kInterleave <= blocks; t += kStreams)
+      for (; t + kStreams <= end && (t + kStreams) * kInterleave <= p.N / kBlock; t += kStreams)
         tile<kInterleave * kStreams, 1>(p, t * kInterleave, 0, kAheadFar);
 #endif
-    for (; t < end; ++t) {
-      const int64_t block = t * kInterleave;
-      if (blocks - block >= kInterleave) {
-        rows<kInterleave>(p, block);
-      } else {
-        for (int64_t b = block; b < blocks; ++b) rows<1>(p, b);
-      }
-    }
+    each_group(
+        p, t, end, [&](int64_t block, const uint8_t* next, int64_t bytes) { rows<kInterleave>(p, block, next, bytes); },
+        [&](int64_t b) { rows<1>(p, b); });
   });
 }
 
