@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import BENCHMARKS, ratio_as_printed
 
 from plinth.engine import attention, native
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 ROW = re.compile(r"^\| (\d+) \| (\d+\.\d) \| (\d+\.\d) \| (\d+\.\d\d)x \| (row by row|SDPA) \|$", re.M)
 
 
@@ -28,7 +27,4 @@ def test_it_times_a_short_chunk_both_ways_and_says_which_the_engine_takes(tiny_l
     assert [(int(r[0]), r[4]) for r in rows] == [(4, "row by row"), (too_long, "SDPA")], run.stdout
     for _, by_rows, sdpa, ratio, _ in rows:
         assert float(by_rows) > 0 and float(sdpa) > 0
-        # times printed to 0.1 ms, the ratio to 0.01: it must lie within what those roundings allow
-        rows_ms, sdpa_ms = float(by_rows), float(sdpa)
-        low, high = (sdpa_ms - 0.05) / (rows_ms + 0.05), (sdpa_ms + 0.05) / max(rows_ms - 0.05, 0.001)
-        assert low - 0.005 <= float(ratio) <= high + 0.005
+        assert ratio_as_printed(ratio, sdpa, by_rows, time_step=0.1)  # SDPA's time over the rows' time
