@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import BENCHMARKS
 
 from plinth.engine import native
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 ROW = re.compile(r"^\| (\d+) \| (\d+\.\d\d) \| (\d+\.\d\d) \| (\d+\.\d) \| (\d+\.\d\d)x \|$", re.M)
 
 
