@@ -43,9 +43,10 @@ constexpr int kInterleave = simd::kInterleave;  // blocks stored side by side (s
 // AMX from one row on: reading B tiles in place, it streamed SmolLM2's weights for one row at 21 GB/s,
 // the vdpbf16ps loop at 19.5 (benchmarks/bf16_linear.py); the latter serves CPUs without AMX.
 constexpr int64_t kFewRows = 0;
+constexpr bool kWide = simd::kRegisters >= 32;  // AVX-512: 32 vector registers, vdpbf16ps
 // Rows of x per register tile: 4 on AVX-512 (16 accumulators for a group of 4 blocks, each weight
 // vector read once for 4 rows), 1 on AVX2 (whose many-row tiles are split_tile's, below).
-constexpr int kRowTile = simd::kRegisters >= 32 ? 4 : 1;
+constexpr int kRowTile = kWide ? 4 : 1;
 // How far ahead a tile asks for its weights: 2 KB on AVX-512 (1 KB on AVX2), and 16 KB for one row on
 // AVX-512 (a one-stream decode step), whose tiles also read kStreams block groups side by side, each
 // its own stream of memory. SmolLM2's 121 linears for one row on a 2-core Zen 4 (AVX512-BF16, no AMX),
@@ -120,7 +121,6 @@ void tile(const Problem& p, int64_t block, int64_t m0, int64_t ahead, Ahead next
   // On AVX-512 one line per group every other pair, `ahead` bytes ahead (see kAheadFar); on AVX2 every
   // line the pair reads (one stream of SmolLM2's linears: 12.3-12.9 -> 10.9-12.0 ms a pass on a Zen 3,
   // benchmarks/bf16_linear.py)
-  constexpr bool kWide = simd::kRegisters >= 32;
   int64_t owed = 0;
   for (int64_t j = 0; j < p.pairs; ++j) {
     if constexpr (kWide) {
@@ -152,7 +152,7 @@ void tile(const Problem& p, int64_t block, int64_t m0, int64_t ahead, Ahead next
 // the next group in L2; 64 rows 48.7, 45.6, 42.8 ms.
 template <int NB>
 void rows(const Problem& p, int64_t block, const uint8_t* next = nullptr, int64_t next_bytes = 0) {
-  const int64_t ahead = simd::kRegisters >= 32 && p.M == 1 ? kAheadFar : kAheadNear;
+  const int64_t ahead = kWide && p.M == 1 ? kAheadFar : kAheadNear;
   const int64_t tiles = (p.M + kRowTile - 1) / kRowTile;
   int64_t m = 0;
   for (; m + kRowTile <= p.M; m += kRowTile)
@@ -296,8 +296,9 @@ void vector_run(const Problem& p) {
   at::parallel_for(0, group_count(p), 1, [&](int64_t begin, int64_t end) {
     int64_t t = begin;
 #if PLINTH_SIMD == 512
+    const int64_t whole = p.N / kBlock / kInterleave;  // whole groups: a one-row tile reads kStreams of them
     if (p.M == 1)
-      for (; t + kStreams <= end && (t + kStreams) * kInterleave <= p.N / kBlock; t += kStreams)
+      for (; t + kStreams <= std::min(end, whole); t += kStreams)
         tile<kInterleave * kStreams, 1>(p, t * kInterleave, 0, kAheadFar);
 #endif
     each_group(
