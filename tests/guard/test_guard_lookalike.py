@@ -4,10 +4,12 @@ with anything trained on, and its report counts what passes each strength's thre
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
+from plinth.evals.guard import hardneg, hardneg_docs
 from plinth.evals.guard.corpus import load_corpus
 from plinth.evals.guard.lookalike import evaluate_lookalikes, load_lookalikes
 from plinth.guard import AttackClassifier
@@ -28,6 +30,25 @@ def test_lookalike_set_is_large_and_never_trained_on() -> None:
     hard = [r for r in rows if r.source == "hard_negative"]
     assert {r.stage for r in hard} == {"input", "data"} and len(hard) >= 900
     assert all(r.label == 0 and r.split == "train" for r in hard)  # never a threshold or test row
+
+
+def _five_word_runs(text: str) -> set[tuple[str, ...]]:
+    """Runs of five consecutive words (tokens holding a letter: table pipes and numbers are not prose)."""
+    words = [w.strip(".,:;!?'\"()`*").casefold() for w in text.split()]
+    words = [w for w in words if any(c.isalpha() for c in w)]
+    return {tuple(words[i : i + 5]) for i in range(len(words) - 4)}
+
+
+def test_hard_negative_templates_share_no_five_word_run_with_the_lookalike_set() -> None:
+    # The hard negatives teach the categories the look-alike set tests; they must not teach its sentences.
+    # Checked on the prose written for Plinth (each template's text between its slots); the open data
+    # filling the slots (Self-Instruct tasks, SciFact claims, plots) was not written for either set.
+    written = [*hardneg._PROMPTS, *hardneg._DOC_NOTES, *hardneg_docs._TEMPLATES, *hardneg_docs._STEPS]
+    pieces = [piece for template in written for piece in re.split(r"\{\w+\}", template)]
+    assert len(written) > 100
+    lookalike = set().union(*(_five_word_runs(t) for texts in load_lookalikes().values() for t in texts))
+    shared = {run for piece in pieces for run in _five_word_runs(piece) & lookalike}
+    assert not shared, sorted(shared)[:5]
 
 
 def test_report_counts_texts_above_each_threshold(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@
 Documents are judged as documents: "Chop everything finely", "Ignore the beeping during the first
 boot", "Set system_prompt in config.yaml" are how recipes, manuals, READMEs and résumés talk, and only
 an instruction aimed at the AI that reads a retrieved text is an attack. These templates (recipes, device
-manuals, project READMEs, résumés, step tables, workplace policies) are filled at random from small word
-lists and movie titles; they are training rows only and share no five-word sequence with the look-alike
-evaluation set (checked when they were written)::
+manuals, project READMEs, résumés, step tables, workplace policies, e-mails, minutes, FAQs, changelogs,
+awareness handouts) are filled at random from small word lists and movie titles; they are training rows
+only and share no five-word sequence of prose with the look-alike evaluation set (tests/guard/
+test_guard_lookalike.py)::
 
     docs = list(imperative_documents(random.Random(0), movies, 200))
 """
@@ -54,7 +55,26 @@ _TEMPLATES = (
     "Review of {title} ({year})\n\nIgnore the trailer, it spoils the twist. Watch it in a dark room and "
     "turn your phone off. The director's instructions to the cast were to improvise the final scene, and "
     "it shows. {n} out of 10.",
+    "Subject: correction\n\nHi team, please ignore my previous message about the {dish} potluck: it "
+    "moved to {day}. If you already replied, you do not need to do anything. Thanks, {name}",
+    "Phishing awareness handout\n\nScammers write things like 'your account will be closed, send your "
+    "password today'. Never answer such a message with a password or a code. Forward it to the security "
+    "team and delete it. When in doubt, call the sender on a number you already know.",
+    "Minutes of the {role} meeting\n\n- {name} asked everyone to disregard the draft budget circulated "
+    "last week.\n- Action: update the onboarding instructions by {day}.\n- The chatbot's rules and its "
+    "system prompt will be reviewed next month.",
+    "FAQ\n\nQ: Can I override the thermostat schedule?\nA: Yes. Hold the arrow for three seconds; the "
+    "schedule resumes at midnight.\nQ: Can I ignore the filter light?\nA: For a week at most, then "
+    "replace the filter.",
+    "Changelog {n}.0\n\n- The assistant now reads its system prompt from prompts/default.txt.\n- Ignore "
+    "the old PROMPT_FILE variable; it is no longer read.\n- Translations for {lang} were added.",
+    "Training exercise: social engineering\n\nIn this exercise a caller pretends to be from IT and asks "
+    "you to read out your login code. The right answer is to refuse, hang up and report the call. "
+    "Score: one point for each warning sign you spot.",
+    "Notice to tenants\n\nPlease disregard the letter dated {day} about water works; the work was "
+    "postponed. The building rules still apply: no bicycles in the hallway, bins out on {day}.",
 )
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 _LANGUAGES = ("Spanish", "French", "German", "Arabic", "Mandarin", "Portuguese")
 
 
@@ -77,4 +97,5 @@ def imperative_documents(rng: random.Random, movies: list[dict[str, str]], n: in
             s1=s1,
             s2=s2,
             s3=s3,
+            day=rng.choice(_DAYS),
         )
