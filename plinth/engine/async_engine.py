@@ -31,6 +31,7 @@ from plinth.engine.config import EngineConfig
 from plinth.engine.llm_engine import LLMEngine
 from plinth.engine.outputs import RequestOutput
 from plinth.engine.sampling_params import SamplingParams
+from plinth.engine.threads import engine_thread
 
 log = logging.getLogger(__name__)
 _NONE = 1 << 30  # no request waiting to be added
@@ -63,13 +64,14 @@ class AsyncLLMEngine:
         built: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
 
         def build_then_loop() -> None:
-            try:
-                self.engine = LLMEngine(config, name)
-            except BaseException as exc:
-                built.put(exc)
-                return
-            built.put(None)
-            self._loop()
+            with engine_thread():  # the matmuls' threads are this thread's team, the only one (threads.py)
+                try:
+                    self.engine = LLMEngine(config, name)
+                except BaseException as exc:
+                    built.put(exc)
+                    return
+                built.put(None)
+                self._run()
 
         self._thread = threading.Thread(target=build_then_loop, name="plinth-engine", daemon=True)
         self._thread.start()
@@ -128,10 +130,14 @@ class AsyncLLMEngine:
     def _ensure_thread(self) -> None:
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="plinth-engine", daemon=True)
+                self._thread = threading.Thread(target=self._stepping, name="plinth-engine", daemon=True)
                 self._thread.start()
 
-    def _loop(self) -> None:
+    def _stepping(self) -> None:
+        with engine_thread():
+            self._run()
+
+    def _run(self) -> None:
         while not self._stopped.is_set():
             self._apply_commands()
             if not self.engine.has_unfinished():

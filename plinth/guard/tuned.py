@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from plinth.engine.threads import share_cores
 from plinth.guard.classifier import MAX_WINDOWS, STRENGTHS, windows
 from plinth.guard.encoder import AttackEncoder
 from plinth.guard.types import DetectorError
@@ -82,6 +83,7 @@ class TunedClassifier:
             return np.zeros(0, dtype=np.float32)
         split = [tuned_windows(text, limit=limit) for text in texts]
         flat = [piece for parts in split for piece in parts]
+        share_cores()  # one thread beside a serving engine (plinth/engine/threads.py)
         try:
             scores = self.score_states(self._lower(flat, stage))
         except Exception as error:  # the model failed to load or run: the policy decides (fail closed)

@@ -1,0 +1,91 @@
+"""``plinth.engine.threads``: while an engine thread runs, torch work on any other thread runs on one
+thread, so the engine's OpenMP team stays the only one; with no engine nothing changes. The timing
+effect is measured by ``benchmarks/shared_cores.py``, not here."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from plinth.engine.threads import DEFAULT_THREADS, engine_thread, engines_running, share_cores
+
+
+def on_new_thread(job: Callable[[], object]) -> object:
+    """``job``'s result, run on a thread of its own (torch counts threads per thread)."""
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(job()))
+    thread.start()
+    thread.join()
+    return out[0]
+
+
+@contextmanager
+def an_engine_thread() -> Iterator[None]:
+    """A thread inside ``engine_thread`` for the block, as AsyncLLMEngine's stepping thread is."""
+    inside, leave = threading.Event(), threading.Event()
+
+    def run() -> None:
+        with engine_thread():
+            inside.set()
+            leave.wait()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    inside.wait()
+    try:
+        yield
+    finally:
+        leave.set()
+        thread.join()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    # share_cores lowers the count new threads start with; the rest of the session keeps torch's own
+    yield
+    torch.set_num_threads(DEFAULT_THREADS)
+
+
+def _shared_count() -> int:
+    share_cores()
+    return torch.get_num_threads()
+
+
+def test_without_an_engine_every_thread_keeps_torchs_threads() -> None:
+    assert DEFAULT_THREADS >= 1 and not engines_running()
+    assert on_new_thread(_shared_count) == DEFAULT_THREADS
+
+
+def test_beside_an_engine_another_threads_torch_work_runs_on_one_thread() -> None:
+    with an_engine_thread():
+        assert engines_running()
+        assert on_new_thread(_shared_count) == 1
+    assert not engines_running()
+
+
+def test_the_engine_thread_keeps_its_threads_even_after_others_took_one() -> None:
+    with an_engine_thread():
+        assert on_new_thread(_shared_count) == 1  # lowers the count later threads start with
+
+    def engine_then_share() -> int:
+        with engine_thread(threads=DEFAULT_THREADS):
+            return _shared_count()
+
+    assert on_new_thread(engine_then_share) == DEFAULT_THREADS
+
+
+def test_the_embedder_shares_the_cores_with_a_serving_engine() -> None:
+    from plinth.llm.embedder import SentenceEmbedder
+
+    embedder = SentenceEmbedder()
+
+    def embed_then_count() -> int:
+        assert len(embedder.embed(["a sentence beside a serving engine"])[0]) == 384
+        return torch.get_num_threads()
+
+    with an_engine_thread():
+        assert on_new_thread(embed_then_count) == 1
