@@ -57,11 +57,12 @@ class EngineThread:
 
     def _run(self, model: str) -> None:
         from plinth.engine import EngineConfig, LLMEngine
-        from plinth.engine.threads import engine_thread
+        from plinth.engine.threads import engine_thread, hold_engine_threads
 
         with engine_thread():
             engine = LLMEngine(EngineConfig(model=model, dtype="bfloat16", device="cpu", max_model_len=256))
             while (item := self._jobs.get()) is not None:
+                hold_engine_threads()
                 job, done = item
                 try:
                     done.put(job(engine))

@@ -31,7 +31,7 @@ from plinth.engine.config import EngineConfig
 from plinth.engine.llm_engine import LLMEngine
 from plinth.engine.outputs import RequestOutput
 from plinth.engine.sampling_params import SamplingParams
-from plinth.engine.threads import engine_thread
+from plinth.engine.threads import engine_thread, hold_engine_threads, share_cores
 
 log = logging.getLogger(__name__)
 _NONE = 1 << 30  # no request waiting to be added
@@ -78,6 +78,7 @@ class AsyncLLMEngine:
         error = built.get()
         if error is not None:
             raise error
+        share_cores()  # the caller's own torch work, if any, from now on beside the engine (threads.py)
         return self
 
     @property
@@ -144,6 +145,7 @@ class AsyncLLMEngine:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
+            hold_engine_threads()
             try:
                 outputs = self.engine.step(self._arrived_class)
             except Exception as exc:  # a scheduler bug must not hang every client: fail them, keep serving

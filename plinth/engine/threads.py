@@ -15,21 +15,31 @@ alone: it keeps the engine's team the only one::
     share_cores()                  # anywhere else, before torch work: one thread while an engine runs
 
 A process with no engine (the command line, an evaluation) keeps torch's threads for everyone.
+
+Taking one thread is not enough for a thread that already ran torch on more: libgomp keeps that thread's
+idle workers, counted, for as long as the thread lives. Its ``omp_pause_resource_all`` frees them, so
+:func:`share_cores` calls it too (the libgomp torch loaded, found in ``/proc/self/maps``). A main thread
+that had run one 2-thread torch op before the engine started kept the engine's step at 14.3-15.2 ms;
+after the pause, 7.6-9.7 ms. The thread that starts an engine shares the cores from then on.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_THREADS", "engine_thread", "engines_running", "share_cores"]
+__all__ = ["DEFAULT_THREADS", "engine_thread", "engines_running", "hold_engine_threads", "share_cores"]
 
 _lock = threading.Lock()
 _engines: set[int] = set()  # threading.get_ident() of each running engine thread
 _shared = threading.local()  # .done: this thread already runs torch on one thread
+_engine = threading.local()  # .threads: this engine thread's count
 # torch's own count before anyone lowered it: torch.set_num_threads(1) on one thread also lowers the
 # count that threads starting later begin with, so an engine thread sets this one back for itself
 DEFAULT_THREADS = torch.get_num_threads()
@@ -39,15 +49,27 @@ DEFAULT_THREADS = torch.get_num_threads()
 def engine_thread(threads: int | None = None) -> Iterator[None]:
     """Mark the calling thread as an engine's for the block: its torch ops use ``threads`` (default:
     torch's count at start-up), and every other thread's :func:`share_cores` takes one."""
-    torch.set_num_threads(threads or DEFAULT_THREADS)
+    _engine.threads = threads or DEFAULT_THREADS
+    _set_own_count(_engine.threads)
     me = threading.get_ident()
     with _lock:
         _engines.add(me)
     try:
         yield
     finally:
+        _engine.threads = None
         with _lock:
             _engines.discard(me)
+
+
+def hold_engine_threads() -> None:
+    """On an engine thread, before a step: its count back if something lowered it. Each library built
+    on torch (Plinth's native ops among them) sets a thread's count on its own first parallel op there,
+    from the count last set by any thread, so the first step after another thread's :func:`share_cores`
+    took 1: one stream served at 12.2 ms a step instead of 8.1 until this was checked."""
+    threads = getattr(_engine, "threads", None)
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def engines_running() -> bool:
@@ -63,5 +85,31 @@ def share_cores() -> None:
         return
     if threading.get_ident() in _engines:
         return
-    torch.set_num_threads(1)
+    _set_own_count(1)
+    release = _omp_pause()
+    if release is not None:
+        release(1)  # omp_pause_soft: frees the calling thread's idle workers; -1 inside a parallel region
     _shared.done = True
+
+
+def _set_own_count(threads: int) -> None:
+    """This thread's torch thread count. torch sets a thread's count on its first parallel op from the
+    count last set by *any* thread, unless it was read before: so it is read first."""
+    torch.get_num_threads()  # torch's per-thread first-use set-up, done now
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def _omp_pause() -> Callable[[int], int] | None:
+    """``omp_pause_resource_all`` of the GNU OpenMP runtime torch runs on, if this process has loaded
+    one (none on builds with another OpenMP, or none)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = [line.split()[-1] for line in maps.splitlines() if "/libgomp" in line]
+    if not paths:
+        return None
+    pause = ctypes.CDLL(paths[0]).omp_pause_resource_all
+    pause.argtypes, pause.restype = [ctypes.c_int], ctypes.c_int
+    return pause

@@ -4,14 +4,22 @@ effect is measured by ``benchmarks/shared_cores.py``, not here."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 import torch
 
-from plinth.engine.threads import DEFAULT_THREADS, engine_thread, engines_running, share_cores
+from plinth.engine.threads import (
+    DEFAULT_THREADS,
+    engine_thread,
+    engines_running,
+    hold_engine_threads,
+    share_cores,
+)
 
 
 def on_new_thread(job: Callable[[], object]) -> object:
@@ -89,3 +97,41 @@ def test_the_embedder_shares_the_cores_with_a_serving_engine() -> None:
 
     with an_engine_thread():
         assert on_new_thread(embed_then_count) == 1
+
+
+def _threads_of_this_process() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="an OpenMP team needs two CPUs")
+def test_sharing_frees_the_idle_workers_a_thread_already_had() -> None:
+    # libgomp keeps a thread's team workers, counted against the CPUs, for the thread's whole life: a
+    # thread that ran torch on two threads before an engine started must give its worker back
+    def team_then_share() -> tuple[int, int]:
+        torch.set_num_threads(2)
+        torch.ones(1 << 20).add_(1.0)  # a parallel region: libgomp starts a worker for this thread
+        with_worker = _threads_of_this_process()
+        share_cores()
+        deadline = time.monotonic() + 5
+        while _threads_of_this_process() >= with_worker and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return with_worker, _threads_of_this_process()
+
+    with an_engine_thread():
+        with_worker, after = on_new_thread(team_then_share)
+    assert after == with_worker - 1
+
+
+def test_an_engine_thread_gets_its_count_back_before_a_step() -> None:
+    # a library's first parallel op on a thread sets that thread's count from the count any thread set
+    # last (share_cores' 1); the stepping loop holds the engine's count
+    def lowered_then_held() -> tuple[int, int]:
+        with engine_thread(threads=DEFAULT_THREADS):
+            torch.set_num_threads(1)  # what that first op does
+            lowered = torch.get_num_threads()
+            hold_engine_threads()
+            return lowered, torch.get_num_threads()
+
+    assert on_new_thread(lowered_then_held) == (1, DEFAULT_THREADS)
+    hold_engine_threads()  # off an engine thread: nothing to hold
+    assert torch.get_num_threads() == DEFAULT_THREADS
