@@ -11,7 +11,9 @@ torch work on any other thread (the embedder, the guard's encoder) therefore run
 alone: it keeps the engine's team the only one::
 
     with engine_thread():          # on the thread that builds and steps an engine
-        ...
+        while serving:
+            hold_engine_threads()  # before each step: the engine's count, whatever another thread set
+            engine.step()
     share_cores()                  # anywhere else, before torch work: one thread while an engine runs
 
 A process with no engine (the command line, an evaluation) keeps torch's threads for everyone.
