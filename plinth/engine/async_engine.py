@@ -31,7 +31,7 @@ from plinth.engine.config import EngineConfig
 from plinth.engine.llm_engine import LLMEngine
 from plinth.engine.outputs import RequestOutput
 from plinth.engine.sampling_params import SamplingParams
-from plinth.engine.threads import engine_thread, hold_engine_threads, share_cores
+from plinth.engine.threads import engine_thread, hold_engine_threads, release_idle_workers
 
 log = logging.getLogger(__name__)
 _NONE = 1 << 30  # no request waiting to be added
@@ -78,7 +78,7 @@ class AsyncLLMEngine:
         error = built.get()
         if error is not None:
             raise error
-        share_cores()  # the caller's own torch work, if any, from now on beside the engine (threads.py)
+        release_idle_workers()  # the caller's OpenMP workers, if it had any, beside the engine's (threads.py)
         return self
 
     @property

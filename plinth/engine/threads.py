@@ -19,10 +19,9 @@ alone: it keeps the engine's team the only one::
 A process with no engine (the command line, an evaluation) keeps torch's threads for everyone.
 
 Taking one thread is not enough for a thread that already ran torch on more: libgomp keeps that thread's
-idle workers, counted, for as long as the thread lives. Its ``omp_pause_resource_all`` frees them, so
-:func:`share_cores` calls it too (the libgomp torch loaded, found in ``/proc/self/maps``). A main thread
-that had run one 2-thread torch op before the engine started kept the engine's step at 14.3-15.2 ms;
-after the pause, 7.6-9.7 ms. The thread that starts an engine shares the cores from then on.
+idle workers, counted, for as long as the thread lives. Its ``omp_pause_resource_all`` frees them
+(:func:`release_idle_workers`, the libgomp torch loaded, found in ``/proc/self/maps``), which
+:func:`share_cores` and the thread that starts an engine call.
 """
 
 from __future__ import annotations
@@ -36,7 +35,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_THREADS", "engine_thread", "engines_running", "hold_engine_threads", "share_cores"]
+__all__ = [
+    "DEFAULT_THREADS",
+    "engine_thread",
+    "engines_running",
+    "hold_engine_threads",
+    "release_idle_workers",
+    "share_cores",
+]
 
 _lock = threading.Lock()
 _engines: set[int] = set()  # threading.get_ident() of each running engine thread
@@ -82,16 +88,28 @@ def engines_running() -> bool:
 
 def share_cores() -> None:
     """Before torch work off an engine thread: while an engine runs, this thread's torch ops run on one
-    thread (for the rest of its life: a server's worker threads are reused). Cheap to call again."""
-    if getattr(_shared, "done", False) or not engines_running():
-        return
+    thread, and the idle workers it had are freed; once no engine runs, its next call gives it torch's
+    count back (a test process or a command that stopped its engine). Cheap to call again."""
     if threading.get_ident() in _engines:
         return
-    _set_own_count(1)
+    shared = getattr(_shared, "done", False)
+    if engines_running() and not shared:
+        _set_own_count(1)
+        release_idle_workers()
+        _shared.done = True
+    elif shared and not engines_running():
+        _set_own_count(DEFAULT_THREADS)
+        _shared.done = False
+
+
+def release_idle_workers() -> None:
+    """Free the OpenMP workers the calling thread keeps between parallel regions (libgomp counts them
+    against the CPUs for as long as the thread lives). The thread that starts an engine calls it: a
+    main thread that had run one 2-thread op before kept the engine's step at 14.3-15.2 ms, 7.9-10.1 ms
+    once freed."""
     release = _omp_pause()
     if release is not None:
-        release(1)  # omp_pause_soft: frees the calling thread's idle workers; -1 inside a parallel region
-    _shared.done = True
+        release(1)  # omp_pause_soft; -1 (nothing done) inside a parallel region
 
 
 def _set_own_count(threads: int) -> None:

@@ -75,6 +75,25 @@ def test_beside_an_engine_another_threads_torch_work_runs_on_one_thread() -> Non
     assert not engines_running()
 
 
+def test_a_thread_gets_torchs_count_back_once_no_engine_runs() -> None:
+    # a test process, or a command that stopped its engine, must not stay on one thread
+    step, leave, counts = threading.Event(), threading.Event(), []
+
+    def neighbour() -> None:
+        counts.append(_shared_count())  # beside the engine
+        step.set()
+        leave.wait()
+        counts.append(_shared_count())  # after it stopped
+
+    with an_engine_thread():
+        thread = threading.Thread(target=neighbour)
+        thread.start()
+        step.wait()
+    leave.set()
+    thread.join()
+    assert counts == [1, DEFAULT_THREADS]
+
+
 def test_the_engine_thread_keeps_its_threads_even_after_others_took_one() -> None:
     with an_engine_thread():
         assert on_new_thread(_shared_count) == 1  # lowers the count later threads start with
