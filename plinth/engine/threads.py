@@ -20,7 +20,7 @@ A process with no engine (the command line, an evaluation) keeps torch's threads
 
 Taking one thread is not enough for a thread that already ran torch on more: libgomp keeps that thread's
 idle workers, counted, for as long as the thread lives. Its ``omp_pause_resource_all`` frees them
-(:func:`release_idle_workers`, the libgomp torch loaded, found in ``/proc/self/maps``), which
+(:func:`release_idle_workers`, torch's libgomp, found in ``/proc/self/maps``), which
 :func:`share_cores` and the thread that starts an engine call.
 """
 
@@ -122,12 +122,18 @@ def _set_own_count(threads: int) -> None:
 @functools.cache
 def _omp_pause() -> Callable[[int], int] | None:
     """``omp_pause_resource_all`` of the GNU OpenMP runtime torch runs on, if this process has loaded
-    one (none on builds with another OpenMP, or none)."""
+    one. Other wheels bring their own copies (scikit-learn's ``scikit_learn.libs/libgomp-*.so``, loaded
+    by the server too), and pausing one of those frees nothing of torch's: so torch's own copy (in its
+    package, or its wheel's ``torch.libs``), else a system one, else none."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return None
-    paths = [line.split()[-1] for line in maps.splitlines() if "/libgomp" in line]
+    loaded = {line.split()[-1] for line in maps.splitlines() if "/libgomp" in line}
+    here = Path(torch.__file__).resolve().parent
+    torchs = sorted(p for p in loaded if p.startswith((f"{here}/", f"{here.parent}/torch.libs/")))
+    system = sorted(p for p in loaded if ".libs/" not in p and "site-packages" not in p)
+    paths = torchs or system
     if not paths:
         return None
     pause = ctypes.CDLL(paths[0]).omp_pause_resource_all

@@ -4,9 +4,11 @@ effect is measured by ``benchmarks/shared_cores.py``, not here."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -118,27 +120,55 @@ def test_the_embedder_shares_the_cores_with_a_serving_engine() -> None:
         assert on_new_thread(embed_then_count) == 1
 
 
-def _threads_of_this_process() -> int:
+# In a fresh process: the test process's own threads come and go (servers, tokenizers) and would blur
+# the count. A thread ran torch on two threads (libgomp starts a worker for it and keeps it), then an
+# engine started beside it, then the thread shared the cores.
+_FREED_WORKER = """
+import json, os, threading, time
+import torch
+from plinth.engine.threads import engine_thread, share_cores
+
+def threads():
     return len(os.listdir("/proc/self/task"))
+
+inside, leave, out = threading.Event(), threading.Event(), {}
+
+def engine():
+    with engine_thread():
+        inside.set()
+        leave.wait()
+
+def neighbour():
+    torch.set_num_threads(2)
+    torch.ones(1 << 20).add_(1.0)
+    out["with_worker"] = threads()
+    engine_thread_ = threading.Thread(target=engine)
+    engine_thread_.start()
+    inside.wait()
+    out["engine_started"] = threads()
+    share_cores()
+    deadline = time.monotonic() + 5
+    while threads() >= out["engine_started"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    out["shared"] = threads()
+    leave.set()
+    engine_thread_.join()
+
+worker = threading.Thread(target=neighbour)
+worker.start()
+worker.join()
+print(json.dumps(out))
+"""
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="an OpenMP team needs two CPUs")
 def test_sharing_frees_the_idle_workers_a_thread_already_had() -> None:
-    # libgomp keeps a thread's team workers, counted against the CPUs, for the thread's whole life: a
-    # thread that ran torch on two threads before an engine started must give its worker back
-    def team_then_share() -> tuple[int, int]:
-        torch.set_num_threads(2)
-        torch.ones(1 << 20).add_(1.0)  # a parallel region: libgomp starts a worker for this thread
-        with_worker = _threads_of_this_process()
-        share_cores()
-        deadline = time.monotonic() + 5
-        while _threads_of_this_process() >= with_worker and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return with_worker, _threads_of_this_process()
-
-    with an_engine_thread():
-        with_worker, after = on_new_thread(team_then_share)
-    assert after == with_worker - 1
+    run = subprocess.run([sys.executable, "-c", _FREED_WORKER], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    counts = json.loads(run.stdout.splitlines()[-1])
+    # the engine thread adds one; sharing frees the neighbour's worker
+    assert counts["engine_started"] == counts["with_worker"] + 1
+    assert counts["shared"] == counts["engine_started"] - 1
 
 
 def test_an_engine_thread_gets_its_count_back_before_a_step() -> None:
