@@ -45,9 +45,9 @@ __all__ = [
 ]
 
 _lock = threading.Lock()
-_engines: set[int] = set()  # threading.get_ident() of each running engine thread
+_engines = 0  # engine threads running, in this process
 _shared = threading.local()  # .done: this thread already runs torch on one thread
-_engine = threading.local()  # .threads: this engine thread's count
+_engine = threading.local()  # .threads: this engine thread's count (unset or None off engine threads)
 # torch's own count before anyone lowered it: torch.set_num_threads(1) on one thread also lowers the
 # count that threads starting later begin with, so an engine thread sets this one back for itself
 DEFAULT_THREADS = torch.get_num_threads()
@@ -57,17 +57,17 @@ DEFAULT_THREADS = torch.get_num_threads()
 def engine_thread(threads: int | None = None) -> Iterator[None]:
     """Mark the calling thread as an engine's for the block: its torch ops use ``threads`` (default:
     torch's count at start-up), and every other thread's :func:`share_cores` takes one."""
+    global _engines
     _engine.threads = threads or DEFAULT_THREADS
     _set_own_count(_engine.threads)
-    me = threading.get_ident()
     with _lock:
-        _engines.add(me)
+        _engines += 1
     try:
         yield
     finally:
         _engine.threads = None
         with _lock:
-            _engines.discard(me)
+            _engines -= 1
 
 
 def hold_engine_threads() -> None:
@@ -83,14 +83,14 @@ def hold_engine_threads() -> None:
 def engines_running() -> bool:
     """Whether some thread of this process is inside :func:`engine_thread`."""
     with _lock:
-        return bool(_engines)
+        return _engines > 0
 
 
 def share_cores() -> None:
     """Before torch work off an engine thread: while an engine runs, this thread's torch ops run on one
     thread, and the idle workers it had are freed; once no engine runs, its next call gives it torch's
     count back (a test process or a command that stopped its engine). Cheap to call again."""
-    if threading.get_ident() in _engines:
+    if getattr(_engine, "threads", None):
         return
     shared = getattr(_shared, "done", False)
     if engines_running() and not shared:

@@ -52,9 +52,10 @@ class SentenceEmbedder(Embedder):
 
     @property
     def model(self) -> Any:
-        """The ``SentenceTransformer``, loaded on first access (thread-safe, exactly once)."""
+        """The ``SentenceTransformer``, loaded on first access (thread-safe, exactly once). Every use of
+        the model goes through here, so here the thread also shares the cores with a serving engine."""
+        share_cores()
         if self._model is None:
-            share_cores()  # loading runs torch too: no team of this thread's beside a serving engine's
             with self._load_lock:
                 if self._model is None:
                     from sentence_transformers import SentenceTransformer
@@ -83,7 +84,6 @@ class SentenceEmbedder(Embedder):
         if not texts:
             return []
         model = self.model
-        share_cores()
         with self._run_lock:
             vectors = model.encode(
                 texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
@@ -105,7 +105,6 @@ class SentenceEmbedder(Embedder):
         out = np.empty((len(texts), len(layers), width), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         model = self.model
-        share_cores()
         transformer, tokenizer = model[0].auto_model, model.tokenizer
         with self._run_lock, torch.inference_mode():
             for at in range(0, len(texts), batch_size):
