@@ -12,6 +12,13 @@ the same threads, one after the other; the ratio is taken in the same run.
     .venv/bin/python benchmarks/bf16_linear.py                  # M = 1, 2, 4, 16, 64, 256, 1024
     .venv/bin/python benchmarks/bf16_linear.py --rows 1,16 --repeats 50
     .venv/bin/python benchmarks/bf16_linear.py --baseline tiles --rows 128,256,512,2048
+    .venv/bin/python benchmarks/bf16_linear.py --rows 16,64 --shapes   # also Plinth's kernel per layer shape
+
+``--against FILE.cpp`` also builds an older ``bf16_linear.cpp`` beside the current one (``against.py``) and
+times the two on the same packed weights, alternated round by round in this process::
+
+    git show HEAD~1:plinth/engine/csrc/bf16_linear.cpp > /tmp/old.cpp
+    .venv/bin/python benchmarks/bf16_linear.py --rows 16,64 --against /tmp/old.cpp --rounds 20
 
 ``--baseline tiles`` compares Plinth's kernel against itself held to its register tiles at every row
 count (``gemm_rows`` past it): on an AVX2 CPU, from 256 rows the kernel multiplies through MKL's
@@ -29,8 +36,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
+from against import build_against
 from torch import nn
 
 from plinth.engine import native
@@ -103,6 +113,11 @@ def parse_args(default_rows: str, baseline_option: bool = False) -> argparse.Nam
     parser.add_argument("--layers", type=int, default=LAYERS, help="decoder layers (SmolLM2 has 30)")
     if baseline_option:  # this script's (qlinear.py shares the options above)
         parser.add_argument(
+            "--shapes", action="store_true", help="also time Plinth's kernel on each layer shape alone"
+        )
+        parser.add_argument("--against", type=Path, help="an older bf16_linear.cpp to time beside this one")
+        parser.add_argument("--rounds", type=int, default=20, help="alternated rounds with --against")
+        parser.add_argument(
             "--baseline",
             choices=("auto", "tiles"),
             default="auto",
@@ -130,6 +145,66 @@ def compare(
         print(f"| {rows} | {before * 1e3:.2f} | {after * 1e3:.2f} | {rate:.1f} | {before / after:.2f}x |")
 
 
+def per_shape(ours: list[tuple[int, nn.Module]], layers: int, args: argparse.Namespace) -> None:
+    """Plinth's kernel on each layer shape's linears alone (all layers' copies, streamed as in the pass):
+    where a shape's share of the time exceeds its share of the work, its split over the threads or its
+    tiles cost it. The shapes' 64-output groups are what a thread's share was cut into before 2026-12-07."""
+    print("\n| rows | shape (out x in) | 64-output groups | ms, all layers | GFLOP/s |")
+    print("|---:|---|---:|---:|---:|")
+    for rows in (int(r) for r in args.rows.split(",")):
+        repeats = max(3, args.repeats // max(1, rows // 16))
+        for k, (n, inputs) in enumerate(LAYER_SHAPES):
+            linears = ours[k : layers * len(LAYER_SHAPES) : len(LAYER_SHAPES)]
+            seconds = time_pass(linears, rows, repeats)
+            rate = 2 * rows * n * inputs * layers / seconds / 1e9
+            print(f"| {rows} | {n} x {inputs} | {n / 64:g} | {seconds * 1e3:.3f} | {rate:.1f} |")
+
+
+class Operator(nn.Module):
+    """A build's operator over a packed weight of the current layout, called as directly for either build
+    (through NativeBf16Weight's checks instead, the current build lost 2-3 % against itself)."""
+
+    def __init__(self, packed: torch.Tensor, op: Any) -> None:
+        super().__init__()
+        self.packed, self.op = packed, op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x, self.packed)
+
+
+def alternate(ours: list[tuple[int, nn.Module]], source: Path, args: argparse.Namespace) -> None:
+    """The older source's kernel and the current one on the same weights, one pass each per round, in
+    alternating order; the medians, their ratio and the rounds the current one won."""
+    op = build_against(source).bf16_linear
+    older: list[tuple[int, nn.Module]] = []
+    current: list[tuple[int, nn.Module]] = []
+    for features, weight in ours:  # NativeBf16Weight's packed layout, which the older source reads too
+        assert isinstance(weight.packed, torch.Tensor)
+        older.append((features, Operator(weight.packed, op)))
+        current.append((features, Operator(weight.packed, torch.ops.plinth.bf16_linear)))
+    print("\n| rows | older source ms | Plinth ms | older / Plinth | Plinth faster in rounds | same bits |")
+    print("|---:|---:|---:|---:|---:|---|")
+    for rows in (int(r) for r in args.rows.split(",")):
+        xs = {features: torch.randn(rows, features).bfloat16() for features, _ in ours}
+        kernels = {"older": older, "plinth": current}
+        times: dict[str, list[float]] = {name: [] for name in kernels}
+        with torch.inference_mode():
+            same = all(torch.equal(a(xs[f]), b(xs[f])) for (f, a), (_, b) in zip(older, current, strict=True))
+            for name in kernels:  # warm up
+                for features, weight in kernels[name]:
+                    weight(xs[features])
+            for r in range(args.rounds):
+                for name in ("older", "plinth") if r % 2 == 0 else ("plinth", "older"):
+                    start = time.perf_counter()
+                    for features, weight in kernels[name]:
+                        weight(xs[features])
+                    times[name].append(time.perf_counter() - start)
+        before, after = statistics.median(times["older"]), statistics.median(times["plinth"])
+        won = sum(p < o for p, o in zip(times["plinth"], times["older"], strict=True))
+        cells = f"{before * 1e3:.2f} | {after * 1e3:.2f} | {before / after:.3f}x | {won} of {args.rounds}"
+        print(f"| {rows} | {cells} | {'yes' if same else 'no'} |")
+
+
 def main() -> None:
     args = parse_args("1,2,4,16,64,256,1024", baseline_option=True)
     if not native.has("bf16_linear"):
@@ -144,6 +219,10 @@ def main() -> None:
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, "
           f"weights {weight_bytes / 1e6:.0f} MB")  # fmt: skip
     compare(name, base, ours, weight_bytes, args, dtype)
+    if args.shapes:
+        per_shape(ours, args.layers, args)
+    if args.against:
+        alternate(ours, args.against, args)
 
 
 if __name__ == "__main__":

@@ -19,40 +19,22 @@ in the same rounds, to measure a change of the kernel itself::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from against import build_against
 
 import plinth.engine.attention as attention
 from plinth.engine import native
 from plinth.engine.attention import AttentionMetadata, SeqSpan, paged_attention
 
 HEADS, KV_HEADS, DIM, BLOCK, LAYERS = 9, 3, 64, 16, 30
-CSRC = Path(native.__file__).parent / "csrc"
-
-
-def build_against(source: Path) -> Callable[..., torch.Tensor]:
-    """``source`` compiled as ``torch.ops.plinth_against.decode_attention`` (the flags of native.py)."""
-    from torch.utils.cpp_extension import load
-
-    text = source.read_text()
-    for kind in ("TORCH_LIBRARY_FRAGMENT(plinth, m)", "TORCH_LIBRARY_IMPL(plinth, CPU, m)"):
-        text = text.replace(kind, kind.replace("plinth", "plinth_against"))
-    text = text.replace('#include "simd.h"', f'#include "{CSRC / "simd.h"}"')
-    folder = Path(tempfile.gettempdir()) / f"plinth-against-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
-    folder.mkdir(exist_ok=True)
-    (folder / "against.cpp").write_text(text)
-    load(name="plinth_against", sources=[str(folder / "against.cpp")], extra_cflags=list(native.CFLAGS),
-         extra_ldflags=["-fopenmp"], build_directory=str(folder), is_python_module=False)  # fmt: skip
-    return torch.ops.plinth_against.decode_attention
 
 
 def run(streams: int, context: int, rounds: int, older: Callable[..., torch.Tensor] | None) -> None:
@@ -125,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(speed against torch's path)\n")  # fmt: skip
     print("| streams | context | " + " | ".join(names) + " |")
     print("|---:|---:|" + "---:|" * len(names))
-    older = build_against(args.against) if args.against else None  # once: every level times the same build
+    # built once: every level times the same build
+    older = build_against(args.against).decode_attention if args.against else None
     for streams in (int(s) for s in args.streams.split(",")):
         run(streams, args.context, args.rounds, older)
     return 0

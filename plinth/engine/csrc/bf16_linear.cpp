@@ -76,21 +76,51 @@ inline int64_t pair_stride(const Problem& p, int64_t b) {
 // Block groups, the blocks after the last whole group counting as one.
 inline int64_t group_count(const Problem& p) { return (p.N / kBlock + kInterleave - 1) / kInterleave; }
 
-// Groups [t, end) of a thread's share, in order: whole(block, next, next_bytes) for each whole group,
-// `next` being the thread's next whole group (null for its last), and rest(block) for each block after
-// the last whole group (they are small).
-template <typename Whole, typename Rest>
-void each_group(const Problem& p, int64_t t, int64_t end, const Whole& whole, const Rest& rest) {
-  const int64_t blocks = p.N / kBlock, groups = blocks / kInterleave;
-  for (; t < end; ++t) {
-    const int64_t block = t * kInterleave;
-    if (t < groups) {
-      const bool ahead = t + 1 < end && t + 1 < groups;
-      whole(block, ahead ? pair_at(p, block + kInterleave, 0) : nullptr, ahead ? p.pairs * kInterleave * kPairBytes : 0);
-    } else {
-      for (int64_t b = block; b < blocks; ++b) rest(b);
-    }
+// Blocks [b, end) of a thread's share, in order: part(block, count) for the blocks of a whole group the
+// share starts or ends inside, whole(block, next, next_bytes) for each whole group, `next` being the
+// share's next whole group (null for its last), and rest(block) for each block after the last whole
+// group (they are small). Shares are cut at blocks, not groups, so that two threads get the same work:
+// SmolLM2's output and down projections have 9 groups of 4 blocks, and a 5-4 split of them left one
+// core idle for a ninth of each (see vector_run).
+template <typename Whole, typename Part, typename Rest>
+void each_block(const Problem& p, int64_t b, int64_t end, const Whole& whole, const Part& part, const Rest& rest) {
+  const int64_t grouped = std::min(end, p.N / kBlock / kInterleave * kInterleave);  // blocks in whole groups
+  if (b < grouped && b % kInterleave) {
+    const int64_t stop = std::min(grouped, (b / kInterleave + 1) * kInterleave);
+    part(b, stop - b);
+    b = stop;
   }
+  const int64_t last = grouped / kInterleave * kInterleave;  // where a part of a group after them starts
+  for (; b < last; b += kInterleave) {
+    const bool ahead = b + kInterleave < last;
+    whole(b, ahead ? pair_at(p, b + kInterleave, 0) : nullptr, ahead ? p.pairs * kInterleave * kPairBytes : 0);
+  }
+  if (b < grouped) {
+    part(b, grouped - b);
+    b = grouped;
+  }
+  for (; b < end; ++b) rest(b);
+}
+
+// Runs walk(begin, end) over each thread's share of the blocks (each_block walks one). From
+// kBlockShareRows rows, shares are cut at blocks, so that the threads get the same work: SmolLM2's
+// output and down projections have 9 groups, and a 5-4 split of them left one core idle for a ninth of
+// each. On a 2-core Zen 4, the source before beside this one, alternated in one process
+// (benchmarks/bf16_linear.py --against, 30 rounds, twice): a pass over the model's 121 linears
+// 1.017-1.028x as fast at 64 rows (21 and 26 rounds of 30), 0.99x at 16 (the one core left working has
+// the memory to itself). With more cores it matters more (not measured here: shares of whole groups
+// leave 7 of 16 threads idle on a 576-output projection). For fewer rows, where the product is bound by
+// memory, shares stay whole groups: cut inside a group, a share leaves the rest of the group's lines to
+// the other core, and 4 rows ran 0.98x as fast.
+constexpr int64_t kBlockShareRows = 16;
+
+template <typename Walk>
+void in_shares(const Problem& p, const Walk& walk) {
+  const int64_t blocks = p.N / kBlock;
+  if (p.M >= kBlockShareRows) return at::parallel_for(0, blocks, 1, walk);
+  at::parallel_for(0, group_count(p), 1, [&](int64_t begin, int64_t end) {
+    walk(begin * kInterleave, std::min(end * kInterleave, blocks));
+  });
 }
 
 // Where a row tile's share of the next group's bytes lies: `lines` cache lines from `at`, asked for
@@ -250,10 +280,13 @@ void split_rows(const Problem& p, const simd::SplitPairs& xf, int64_t block, con
 
 void split_run(const Problem& p) {
   const simd::SplitPairs xf = simd::split_pairs(p.x, p.M, p.pairs);
-  at::parallel_for(0, group_count(p), 1, [&](int64_t begin, int64_t end) {
-    each_group(
+  in_shares(p, [&](int64_t begin, int64_t end) {
+    each_block(
         p, begin, end,
         [&](int64_t block, const uint8_t* next, int64_t bytes) { split_rows<kInterleave>(p, xf, block, next, bytes); },
+        [&](int64_t block, int64_t count) {
+          for (int64_t b = block; b < block + count; ++b) split_rows<1>(p, xf, b);
+        },
         [&](int64_t b) { split_rows<1>(p, xf, b); });
   });
 }
@@ -286,6 +319,16 @@ void gemm_run(const Problem& p, const at::Tensor& x, at::Tensor& y) {
 }
 #endif
 
+// A part of a group: `count` (1 to kInterleave - 1) of its blocks.
+void part_rows(const Problem& p, int64_t block, int64_t count) {
+  switch (count) {
+    case 1: return rows<1>(p, block);
+    case 2: return rows<2>(p, block);
+    case 3: return rows<3>(p, block);
+    default: TORCH_CHECK(false, "plinth::bf16_linear: a part of ", count, " blocks");
+  }
+}
+
 void vector_run(const Problem& p) {
 #if PLINTH_SIMD == 256
   if (p.M >= 2) {
@@ -293,17 +336,17 @@ void vector_run(const Problem& p) {
     return;
   }
 #endif
-  at::parallel_for(0, group_count(p), 1, [&](int64_t begin, int64_t end) {
-    int64_t t = begin;
+  in_shares(p, [&](int64_t b, int64_t end) {
 #if PLINTH_SIMD == 512
-    const int64_t whole = p.N / kBlock / kInterleave;  // whole groups: a one-row tile reads kStreams of them
-    if (p.M == 1)
-      for (; t + kStreams <= std::min(end, whole); t += kStreams)
-        tile<kInterleave * kStreams, 1>(p, t * kInterleave, 0, kAheadFar);
+    if (p.M == 1) {  // whole groups, kStreams of them a tile (a share of one row starts at a group)
+      const int64_t grouped = p.N / kBlock / kInterleave * kInterleave;
+      for (; b + kInterleave * kStreams <= std::min(end, grouped); b += kInterleave * kStreams)
+        tile<kInterleave * kStreams, 1>(p, b, 0, kAheadFar);
+    }
 #endif
-    each_group(
-        p, t, end, [&](int64_t block, const uint8_t* next, int64_t bytes) { rows<kInterleave>(p, block, next, bytes); },
-        [&](int64_t b) { rows<1>(p, b); });
+    each_block(
+        p, b, end, [&](int64_t block, const uint8_t* next, int64_t bytes) { rows<kInterleave>(p, block, next, bytes); },
+        [&](int64_t block, int64_t count) { part_rows(p, block, count); }, [&](int64_t r) { rows<1>(p, r); });
   });
 }
 
