@@ -7,12 +7,15 @@ and ``ROW_WISE_POSITIONS`` (``plinth/engine/attention.py``) the engine lays such
 each prompt token is a query of its own over the context up to itself. Each round adds one request of
 ``--tokens`` new prompt tokens (after ``--cached`` tokens already in the prefix cache) beside
 ``--decodes`` running requests and times that step, once row by row and once through SDPA (the limits
-set to 0: what ran before), alternating which goes first. The report gives the median step of each and
-SDPA's time over the row-by-row one, measured in the same run, and which way the engine's limits send
-that step.
+set to 0: what ran before), alternating which goes first. ``--requests N`` makes the chunk N prompts of
+``--tokens`` each, as a wave of new requests is prefilled in one step (``ROW_WISE_MEAN_CONTEXT``: a long
+prefill whose rows attend over few positions each goes row by row too). The report gives the median
+step of each and SDPA's time over the row-by-row one, measured in the same run, and which way the
+engine's limits send that step.
 
     .venv/bin/python benchmarks/short_prefill.py                                # 4 to 256 new tokens
     .venv/bin/python benchmarks/short_prefill.py --tokens 16,64,256 --cached 1024
+    .venv/bin/python benchmarks/short_prefill.py --requests 16 --tokens 64,128 --decodes 0
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tokens", default="4,8,16,32,64,128,256", help="new prompt tokens of the chunk")
     p.add_argument("--cached", type=int, default=0, help="prompt tokens before them, in the prefix cache")
     p.add_argument("--decodes", type=int, default=2, help="running requests the chunk joins")
+    p.add_argument("--requests", type=int, default=1, help="prompts of --tokens each in the chunk")
     p.add_argument("--rounds", type=int, default=8)
     return p.parse_args(argv)
 
@@ -48,8 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def engine_for(args: argparse.Namespace) -> LLMEngine:
     model = resolve(args.model, Path(".bench"))[0]  # a packaged name, or a path as it is
     max_len = args.cached + max(int(t) for t in args.tokens.split(",")) + 64
+    budget = max(2048, args.decodes + args.requests * max(int(t) for t in args.tokens.split(",")))
     config = EngineConfig(model=model, dtype=args.dtype, device="cpu", quantization=args.quantization,
-                          max_model_len=max(max_len, 256), enable_prefix_caching=True)  # fmt: skip
+                          max_model_len=max(max_len, 256), enable_prefix_caching=True,
+                          max_num_batched_tokens=budget)  # fmt: skip
     return LLMEngine(config)
 
 
@@ -70,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         engine.add_request([*prefix, 1], SamplingParams(max_tokens=1, temperature=0))
         while engine.stats().num_waiting or engine.stats().num_running > args.decodes:
             engine.step()
-    limits = attention.ROW_WISE_PREFILL, attention.ROW_WISE_POSITIONS
+    limits = attention.ROW_WISE_PREFILL, attention.ROW_WISE_POSITIONS, attention.ROW_WISE_MEAN_CONTEXT
     print(f"{Path(args.model).name}, {args.dtype}, quantization {args.quantization}, {args.decodes} running "
-          f"decodes, {args.cached} cached prompt tokens, torch threads {torch.get_num_threads()}, load "
-          f"average {os.getloadavg()[0]:.2f}; the engine's limits: {limits[0]} tokens, {limits[1]} "
-          f"positions\n")  # fmt: skip
+          f"decodes, {args.requests} prompts a chunk, {args.cached} cached prompt tokens, torch threads "
+          f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}; the engine's limits: "
+          f"{limits[0]} tokens, {limits[1]} positions, or {limits[2]} positions a token\n")  # fmt: skip
     print("| new tokens | row by row, ms | SDPA, ms | SDPA / row by row | the engine takes |")
     print("|---:|---:|---:|---:|---|")
     for tokens in (int(t) for t in args.tokens.split(",")):
@@ -84,18 +90,20 @@ def main(argv: list[str] | None = None) -> int:
                 unlimited = way == "rows"
                 attention.ROW_WISE_PREFILL = 1 << 30 if unlimited else 0
                 attention.ROW_WISE_POSITIONS = 1 << 62 if unlimited else 0
-                engine.add_request([*prefix, *prompt(tokens)], SamplingParams(max_tokens=1, temperature=0))
+                attention.ROW_WISE_MEAN_CONTEXT = 1 << 30 if unlimited else 0
+                once = SamplingParams(max_tokens=1, temperature=0)
+                for _ in range(args.requests):
+                    engine.add_request([*prefix, *prompt(tokens)], once)
                 start = time.perf_counter()
                 engine.step()
                 times[way].append(time.perf_counter() - start)
-                ran = engine.stats().last_batch_tokens
-                if ran != args.decodes + tokens:
-                    raise SystemExit(
-                        f"the step ran {ran} tokens, not {args.decodes + tokens}: prefix not cached?"
-                    )
-        attention.ROW_WISE_PREFILL, attention.ROW_WISE_POSITIONS = limits
+                ran, want = engine.stats().last_batch_tokens, args.decodes + args.requests * tokens
+                if ran != want:
+                    raise SystemExit(f"the step ran {ran} tokens, not {want}: prefix not cached?")
+        attention.ROW_WISE_PREFILL, attention.ROW_WISE_POSITIONS, attention.ROW_WISE_MEAN_CONTEXT = limits
         rows, sdpa = (1000 * statistics.median(times[w]) for w in ("rows", "sdpa"))
-        takes = "row by row" if attention.row_wise([SeqSpan([], args.cached, tokens)]) else "SDPA"
+        chunk = [SeqSpan([], args.cached, tokens)] * args.requests
+        takes = "row by row" if attention.row_wise(chunk) else "SDPA"
         print(f"| {tokens} | {rows:.1f} | {sdpa:.1f} | {sdpa / rows:.2f}x | {takes} |")
     return 0
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from plinth.engine import native
 from plinth.engine.allocator import HeapTrimmer, keep_freed_memory, release_freed_memory
-from plinth.engine.attention import AttentionMetadata, SeqSpan
+from plinth.engine.attention import AttentionMetadata, SeqSpan, short_prefill
 from plinth.engine.config import EngineConfig
 from plinth.engine.gguf_embedding import keep_embedding_quantized
 from plinth.engine.invariant import tile_rows
@@ -256,7 +256,7 @@ class ModelRunner:
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         if self.lora is not None:
             lora = LoraBatch.build(lora_spans, self.device, self.dtype, self.config.batch_invariant,
-                                   row_wise=meta.rows is not None)  # fmt: skip
+                                   row_wise=meta.rows is not None and short_prefill(spans))  # fmt: skip
             self.lora.batch = None if lora.empty else lora  # no adapter token: the layers skip at once
         hidden = self.model(ids, pos, self.kv_caches, meta, interrupt)
         rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)

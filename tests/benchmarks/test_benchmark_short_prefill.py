@@ -18,9 +18,10 @@ ROW = re.compile(r"^\| (\d+) \| (\d+\.\d) \| (\d+\.\d) \| (\d+\.\d\d)x \| (row b
 @pytest.mark.skipif(not native.has("decode_layer"), reason="no AVX2")
 @pytest.mark.timeout(300)
 def test_it_times_a_short_chunk_both_ways_and_says_which_the_engine_takes(tiny_llama) -> None:
-    too_long = attention.ROW_WISE_PREFILL + 1
+    too_long = attention.ROW_WISE_PREFILL + 1  # and after 2 * ROW_WISE_MEAN_CONTEXT cached positions
+    cached = 2 * attention.ROW_WISE_MEAN_CONTEXT
     cmd = [sys.executable, str(BENCHMARKS / "short_prefill.py"), "--model", str(tiny_llama),
-           "--tokens", f"4,{too_long}", "--cached", "32", "--rounds", "2"]  # fmt: skip
+           "--tokens", f"4,{too_long}", "--cached", str(cached), "--rounds", "2"]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = ROW.findall(run.stdout)
@@ -28,3 +29,18 @@ def test_it_times_a_short_chunk_both_ways_and_says_which_the_engine_takes(tiny_l
     for _, by_rows, sdpa, ratio, _ in rows:
         assert float(by_rows) > 0 and float(sdpa) > 0
         assert ratio_as_printed(ratio, sdpa, by_rows, time_step=0.1)  # SDPA's time over the rows' time
+
+
+@pytest.mark.skipif(not native.has("decode_layer"), reason="no AVX2")
+@pytest.mark.timeout(300)
+def test_a_wave_of_prompts_is_one_chunk_and_goes_row_by_row_when_its_rows_attend_over_few_positions(
+    tiny_llama,
+) -> None:
+    tokens = str(attention.ROW_WISE_PREFILL)  # 3 x 128 tokens: past the short limit, 64.5 positions a row
+    cmd = [sys.executable, str(BENCHMARKS / "short_prefill.py"), "--model", str(tiny_llama),
+           "--requests", "3", "--tokens", tokens, "--decodes", "1", "--rounds", "2"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "3 prompts a chunk" in run.stdout
+    rows = ROW.findall(run.stdout)
+    assert [(int(r[0]), r[4]) for r in rows] == [(attention.ROW_WISE_PREFILL, "row by row")], run.stdout

@@ -80,9 +80,11 @@ def test_it_writes_the_cache_and_attends_as_torchs_path(
 
 def test_long_prefills_and_invariant_mode_are_not_laid_out_row_by_row(monkeypatch) -> None:
     """Row by row costs a read of the context per prompt token: past ROW_WISE_PREFILL tokens, or
-    ROW_WISE_POSITIONS positions attended, a step's prefill goes to SDPA; batch-invariant mode never."""
+    ROW_WISE_POSITIONS positions attended, a step's prefill goes to SDPA unless its rows attend over
+    ROW_WISE_MEAN_CONTEXT positions or fewer on average; batch-invariant mode never."""
     monkeypatch.setattr(attention, "ROW_WISE_PREFILL", 20)
     monkeypatch.setattr(attention, "ROW_WISE_POSITIONS", 400)
+    monkeypatch.setattr(attention, "ROW_WISE_MEAN_CONTEXT", 0)
     cpu = torch.device("cpu")
 
     def rows(*spans: SeqSpan, invariant: bool = False) -> attention.AttentionGroup | None:
@@ -94,6 +96,12 @@ def test_long_prefills_and_invariant_mode_are_not_laid_out_row_by_row(monkeypatc
     assert rows(chunk, SeqSpan(block_table=[3], start=0, num_new=2)) is None  # 22 tokens
     assert rows(SeqSpan(block_table=[1, 2, 3, 4], start=45, num_new=8)) is not None  # 8 * 45 + 36 = 396
     assert rows(SeqSpan(block_table=[1, 2, 3, 4], start=46, num_new=8)) is None  # 8 * 46 + 36 = 404
+    monkeypatch.setattr(attention, "ROW_WISE_MEAN_CONTEXT", 12)
+    assert rows(SeqSpan(block_table=[1, 2], start=0, num_new=23)) is not None  # 276 positions: 12 a token
+    assert rows(SeqSpan(block_table=[1, 2], start=0, num_new=24)) is None  # 300 positions: 12.5 a token
+    assert rows(chunk, SeqSpan(block_table=[3], start=0, num_new=2)) is not None  # 213 of 22 tokens
+    assert rows(SeqSpan(block_table=[1, 2, 3, 4], start=46, num_new=8)) is None  # 404 positions
+    assert attention.short_prefill([chunk]) and not attention.short_prefill([SeqSpan([1, 2], 0, 23)])
     decode = AttentionMetadata.build(SPANS, 16, cpu)
     assert decode.rows is decode.groups[0]
     assert rows(*SPANS, invariant=True) is None and rows(chunk, invariant=True) is None

@@ -96,9 +96,10 @@ def test_adapter_tokens_get_the_python_layers_bits_too(tiny_llama, tmp_path) -> 
 
 
 def test_short_prefills_take_the_operator_long_ones_and_invariant_mode_the_python_layers(tiny_llama) -> None:
-    """A step whose prompt tokens are attended row by row (``AttentionMetadata.rows``: a short prompt)
-    runs every layer as plinth::decode_layer; a longer prompt's step, and every step in batch-invariant
-    mode, runs the Python layers."""
+    """A step whose prompt tokens are attended row by row (``AttentionMetadata.rows``: a short prompt, or
+    a longer one whose rows attend over few positions each) runs every layer as plinth::decode_layer; a
+    prompt whose rows attend over more than ROW_WISE_MEAN_CONTEXT positions on average, and every step in
+    batch-invariant mode, runs the Python layers."""
 
     def prefill_calls(prompt: list[int]) -> int:
         engine = _engine(tiny_llama)
@@ -109,7 +110,9 @@ def test_short_prefills_take_the_operator_long_ones_and_invariant_mode_the_pytho
 
     layers = len(_engine(tiny_llama).runner.model.layers)
     assert prefill_calls(PROMPTS[2]) == layers
-    assert prefill_calls(list(range(20, 21 + attention.ROW_WISE_PREFILL))) == 0
+    assert prefill_calls(list(range(20, 21 + attention.ROW_WISE_PREFILL))) == layers
+    long = 2 * attention.ROW_WISE_MEAN_CONTEXT + 2  # its rows attend over (long + 1) / 2 positions on average
+    assert prefill_calls([20 + i % 200 for i in range(long)]) == 0
     _, calls = _generate(_engine(tiny_llama, batch_invariant=True), PROMPTS[:1])
     assert calls == 0
 
@@ -132,6 +135,7 @@ def test_row_by_row_prefills_give_sdpas_first_tokens(llama, monkeypatch) -> None
 
     rows = first_tokens()
     monkeypatch.setattr(attention, "ROW_WISE_PREFILL", 0)
+    monkeypatch.setattr(attention, "ROW_WISE_MEAN_CONTEXT", 0)
     sdpa = first_tokens()
     assert [token for token, _ in rows] == [token for token, _ in sdpa]
     assert [lp for _, lp in rows] == pytest.approx([lp for _, lp in sdpa], abs=0.01)
