@@ -79,9 +79,7 @@ inline int64_t group_count(const Problem& p) { return (p.N / kBlock + kInterleav
 // Blocks [b, end) of a thread's share, in order: part(block, count) for the blocks of a whole group the
 // share starts or ends inside, whole(block, next, next_bytes) for each whole group, `next` being the
 // share's next whole group (null for its last), and rest(block) for each block after the last whole
-// group (they are small). Shares are cut at blocks, not groups, so that two threads get the same work:
-// SmolLM2's output and down projections have 9 groups of 4 blocks, and a 5-4 split of them left one
-// core idle for a ninth of each (see vector_run).
+// group (they are small). A share may start or end inside a group (in_shares says when).
 template <typename Whole, typename Part, typename Rest>
 void each_block(const Problem& p, int64_t b, int64_t end, const Whole& whole, const Part& part, const Rest& rest) {
   const int64_t grouped = std::min(end, p.N / kBlock / kInterleave * kInterleave);  // blocks in whole groups
@@ -117,10 +115,13 @@ constexpr int64_t kBlockShareRows = 16;
 template <typename Walk>
 void in_shares(const Problem& p, const Walk& walk) {
   const int64_t blocks = p.N / kBlock;
-  if (p.M >= kBlockShareRows) return at::parallel_for(0, blocks, 1, walk);
-  at::parallel_for(0, group_count(p), 1, [&](int64_t begin, int64_t end) {
-    walk(begin * kInterleave, std::min(end * kInterleave, blocks));
-  });
+  if (p.M >= kBlockShareRows) {
+    at::parallel_for(0, blocks, 1, walk);
+  } else {
+    at::parallel_for(0, group_count(p), 1, [&](int64_t begin, int64_t end) {
+      walk(begin * kInterleave, std::min(end * kInterleave, blocks));
+    });
+  }
 }
 
 // Where a row tile's share of the next group's bytes lies: `lines` cache lines from `at`, asked for
