@@ -165,3 +165,41 @@ def test_heads_the_native_attention_is_not_built_for_run_the_python_layer(tiny_l
     assert engine.runner.model.fused == [None] * len(engine.runner.model.layers)
     [(tokens, _)], calls = _generate(engine, PROMPTS[:1])
     assert calls == 0 and len(tokens) == 8
+
+
+def test_a_long_prefill_on_adapters_attends_row_by_row_with_the_adapters_by_chunk(
+    tiny_llama, tmp_path, monkeypatch
+) -> None:
+    """Three 100-token prompts (two on adapters) in one step: past the short-prefill limit, but attending
+    over ~50 positions a row, so the rows go through plinth::decode_attention while the adapters go by
+    chunk and the layers stay Python's (attention.short_prefill); first tokens as through SDPA."""
+    specs = {"all": TARGETS, "qv": ("q_proj", "v_proj")}
+    adapters = {
+        name: make_peft_adapter(tiny_llama, tmp_path / name, seed=i + 1, r=8, alpha=16, targets=targets)
+        for i, (name, targets) in enumerate(specs.items())
+    }
+    prompts = [[(7 * i + 13 * j) % 900 + 20 for j in range(100)] for i in range(3)]
+
+    def first_step() -> tuple[list[tuple[int, float]], dict[str, int]]:
+        engine = _engine(tiny_llama, enable_lora=True, max_loras=4, max_lora_rank=16)
+        for name, path in adapters.items():
+            engine.add_lora(name, path)
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=0)
+        ids = [
+            engine.add_request(p, params, adapter=a)
+            for p, a in zip(prompts, ["all", None, "qv"], strict=True)
+        ]
+        with torch.profiler.profile() as prof:
+            [step] = [engine.step()]
+        calls = {e.key: e.count for e in prof.key_averages()}
+        got = {o.request_id: (o.new_token_ids[0], o.new_logprobs[0].logprob) for o in step}
+        return [got[i] for i in ids], calls
+
+    layers = len(_engine(tiny_llama).runner.model.layers)
+    rows, calls = first_step()
+    assert calls.get("plinth::decode_attention") == layers and "plinth::decode_layer" not in calls
+    monkeypatch.setattr(attention, "ROW_WISE_MEAN_CONTEXT", 0)
+    sdpa, calls = first_step()
+    assert "plinth::decode_attention" not in calls
+    assert [token for token, _ in rows] == [token for token, _ in sdpa]
+    assert [lp for _, lp in rows] == pytest.approx([lp for _, lp in sdpa], abs=0.01)
