@@ -51,8 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def engine_for(args: argparse.Namespace) -> LLMEngine:
     model = resolve(args.model, Path(".bench"))[0]  # a packaged name, or a path as it is
-    max_len = args.cached + max(int(t) for t in args.tokens.split(",")) + 64
-    budget = max(2048, args.decodes + args.requests * max(int(t) for t in args.tokens.split(",")))
+    longest = max(int(t) for t in args.tokens.split(","))
+    max_len = args.cached + longest + 64
+    budget = max(2048, args.decodes + args.requests * longest)  # the whole chunk in one step
     config = EngineConfig(model=model, dtype=args.dtype, device="cpu", quantization=args.quantization,
                           max_model_len=max(max_len, 256), enable_prefix_caching=True,
                           max_num_batched_tokens=budget)  # fmt: skip

@@ -117,7 +117,7 @@ def row_wise(spans: list[SeqSpan]) -> bool:
     """Whether a step's prefill attends row by row: it is short (:func:`short_prefill`), or, however many
     its tokens, they attend over few enough positions each on average (:data:`ROW_WISE_MEAN_CONTEXT`)."""
     tokens, positions = _prefill_size(spans)
-    return short_prefill(spans) or positions <= ROW_WISE_MEAN_CONTEXT * tokens
+    return _short(tokens, positions) or positions <= ROW_WISE_MEAN_CONTEXT * tokens
 
 
 def short_prefill(spans: list[SeqSpan]) -> bool:
@@ -125,7 +125,10 @@ def short_prefill(spans: list[SeqSpan]) -> bool:
     go one by one too and the whole step runs as ``plinth::decode_layer`` (:data:`ROW_WISE_PREFILL`,
     :data:`ROW_WISE_POSITIONS`). A longer prefill's adapters go by chunk: one by one, 32 adapters on
     every projection of a small llama fell from 0.81-0.85x the base model's throughput to 0.75-0.77x."""
-    tokens, positions = _prefill_size(spans)
+    return _short(*_prefill_size(spans))
+
+
+def _short(tokens: int, positions: int) -> bool:
     return tokens <= ROW_WISE_PREFILL and positions <= ROW_WISE_POSITIONS
 
 

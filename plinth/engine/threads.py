@@ -92,12 +92,12 @@ def share_cores() -> None:
     count back (a test process or a command that stopped its engine). Cheap to call again."""
     if getattr(_engine, "threads", None):
         return
-    shared = getattr(_shared, "done", False)
-    if engines_running() and not shared:
+    shared, running = getattr(_shared, "done", False), engines_running()
+    if running and not shared:
         _set_own_count(1)
         release_idle_workers()
         _shared.done = True
-    elif shared and not engines_running():
+    elif shared and not running:
         _set_own_count(DEFAULT_THREADS)
         _shared.done = False
 
