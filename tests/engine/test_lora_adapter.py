@@ -67,8 +67,9 @@ PARITY_CASES = {
             alpha_pattern={"down_proj": 3, r"layers\.0\.mlp\.up_proj": 5},
         ),
     ),
-    # Overlapping patterns: PEFT takes the first match in the order of the *saved* config, which it writes
-    # with sorted keys, so after a reload layer 1's q_proj gets alpha 6 (not 2, as while training).
+    # Overlapping patterns: PEFT takes the first match in the order of the *saved* config. PEFT before
+    # 0.22 wrote it with sorted keys, so a reload gave layer 1's q_proj alpha 6 (2 while training); later
+    # versions keep the order. The loader must agree with whichever PEFT is installed.
     "overlapping alpha patterns": (
         "mistral",
         dict(r=4, alpha=8, alpha_pattern={"q_proj": 2, "layers.1.self_attn.q_proj": 6}),
@@ -125,10 +126,15 @@ def test_pattern_case_really_varies_scaling(
 def test_overlapping_rank_patterns_fail_as_in_peft(
     llama: Path, llama_config: ModelConfig, tmp_path: Path
 ) -> None:
-    """PEFT saves this adapter but cannot reload it (its sorted config now picks rank 6): neither can we."""
+    """Overlapping rank patterns resolve in the saved config's order. PEFT before 0.22 saved them sorted,
+    which put layer 1's pattern first (rank 6) over weights trained at rank 2: PEFT cannot reload such an
+    adapter, and neither can we, with the reason named."""
     path = make_peft_adapter(
         llama, tmp_path / "o", r=4, rank_pattern={"q_proj": 2, "layers.1.self_attn.q_proj": 6}
     )
+    _edit_config(rank_pattern={"layers.1.self_attn.q_proj": 6, "q_proj": 2})(path)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        live_peft_model(llama, path)
     with pytest.raises(AdapterError, match=r"layer 1 q_proj: .*rank 2/2 in the weights but r=6"):
         load_adapter(path, "o", llama_config, max_rank=8)
 
