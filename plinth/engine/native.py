@@ -44,7 +44,7 @@ HEADERS = sorted((Path(__file__).parent / "csrc").glob("*.h"))
 OPS = ("rms_norm",)  # what the sources register as torch.ops.plinth.* on every CPU
 # and what they register only where the CPU has the vector instructions (AVX512-BF16, or AVX2 with FMA and
 # F16C; see has() and csrc/simd.h)
-OPTIONAL_OPS = ("qlinear", "bf16_linear", "decode_attention", "lora_add_", "decode_layer")
+OPTIONAL_OPS = ("qlinear", "bf16_linear", "decode_attention", "lora_add_", "decode_layer", "argmax")
 # -ffp-contract=off: no fused multiply-adds the source did not ask for, so each product and sum is
 # rounded as torch's operators round; -fopenmp: at::parallel_for runs on torch's OpenMP threads (without
 # it the loops run on one thread; torch's libgomp is already loaded, so no second runtime is)
