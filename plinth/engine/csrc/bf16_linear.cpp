@@ -44,9 +44,14 @@ constexpr int kInterleave = simd::kInterleave;  // blocks stored side by side (s
 // the vdpbf16ps loop at 19.5 (benchmarks/bf16_linear.py); the latter serves CPUs without AMX.
 constexpr int64_t kFewRows = 0;
 constexpr bool kWide = simd::kRegisters >= 32;  // AVX-512: 32 vector registers, vdpbf16ps
-// Rows of x per register tile: 4 on AVX-512 (16 accumulators for a group of 4 blocks, each weight
-// vector read once for 4 rows), 1 on AVX2 (whose many-row tiles are split_tile's, below).
-constexpr int kRowTile = kWide ? 4 : 1;
+// Rows of x per register tile: up to 6 on AVX-512 (24 accumulators for a group of 4 blocks, each weight
+// vector read once for 6 rows; with the 4 weight vectors and a broadcast, 29 of the 32 registers), 1 on
+// AVX2 (whose many-row tiles are split_tile's, below). Against 4-row tiles, SmolLM2's 121 linears on a
+// 2-core Zen 4, the two builds alternated in one process (benchmarks/bf16_linear.py --against): 16 rows
+// 1.04-1.07x as fast (three runs), 64 rows 1.06x, 1.06x and 0.98x, a 2,048-row prefill 1.05x, 1-8 rows
+// even; same bits. rows() makes the tiles of a pass as even as it can: a 6-row tile and a 2-row one
+// for 8 rows ran 0.88x as fast as two of 4.
+constexpr int kRowTile = kWide ? 6 : 1;
 // How far ahead a tile asks for its weights: 2 KB on AVX-512 (1 KB on AVX2), and 16 KB for one row on
 // AVX-512 (a one-stream decode step), whose tiles also read kStreams block groups side by side, each
 // its own stream of memory. SmolLM2's 121 linears for one row on a 2-core Zen 4 (AVX512-BF16, no AMX),
@@ -175,6 +180,15 @@ void tile(const Problem& p, int64_t block, int64_t m0, int64_t ahead, Ahead next
     for (int m = 0; m < MT; ++m) simd::store_bf16(p.y + (m0 + m) * p.N + (block + b) * kBlock, acc[b][m]);
 }
 
+// tile<NB, size> for a size of 1 to kRowTile, counted up at compile time.
+template <int NB, int MT = kRowTile>
+void tile_of(int64_t size, const Problem& p, int64_t block, int64_t m0, int64_t ahead, Ahead next) {
+  if constexpr (MT > 1) {
+    if (size < MT) return tile_of<NB, MT - 1>(size, p, block, m0, ahead, next);
+  }
+  tile<NB, MT>(p, block, m0, ahead, next);
+}
+
 // All rows of x times NB blocks. Past one row tile the first tile streams the group from memory and the
 // others read it again from L2, so each tile also asks for its share of `next` (the group this thread
 // multiplies next, `next_bytes` long) to be brought into L2, as split_rows does on AVX2. SmolLM2's
@@ -185,17 +199,10 @@ template <int NB>
 void rows(const Problem& p, int64_t block, const uint8_t* next = nullptr, int64_t next_bytes = 0) {
   const int64_t ahead = kWide && p.M == 1 ? kAheadFar : kAheadNear;
   const int64_t tiles = (p.M + kRowTile - 1) / kRowTile;
-  int64_t m = 0;
-  for (; m + kRowTile <= p.M; m += kRowTile)
-    tile<NB, kRowTile>(p, block, m, ahead, share_of(next, next_bytes, m / kRowTile, tiles));
-  if constexpr (kRowTile > 1) {
-    const Ahead last = share_of(next, next_bytes, m / kRowTile, tiles);
-    switch (p.M - m) {
-      case 3: return tile<NB, 3>(p, block, m, ahead, last);
-      case 2: return tile<NB, 2>(p, block, m, ahead, last);
-      case 1: return tile<NB, 1>(p, block, m, ahead, last);
-      default: return;
-    }
+  for (int64_t t = 0, m = 0; t < tiles; ++t) {  // tiles of as even a size as the rows allow
+    const int64_t size = p.M / tiles + (t < p.M % tiles);
+    tile_of<NB>(size, p, block, m, ahead, share_of(next, next_bytes, t, tiles));
+    m += size;
   }
 }
 
