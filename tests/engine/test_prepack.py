@@ -56,7 +56,7 @@ def test_plinths_kernel_gives_a_row_the_same_bits_beside_any_rows(outputs: int) 
     x = torch.randn(40, 128, generator=gen).bfloat16()
     alone = torch.cat([packed(x[i : i + 1]) for i in range(40)])
     # AVX2: tiles of 2 rows, an odd one alone, 3 rows in one tile; AVX-512: tiles of 1-6 rows, as even
-    # as the count allows (7: 4 + 3, 8: 4 + 4, 13: 5 + 4 + 4, 16: 6 + 5 + 5, 40: 6 x 4 + 4 x 4)
+    # as the count allows (7: 4 + 3, 8: 4 + 4, 13: 5 + 4 + 4, 16: 6 + 5 + 5, 40: 6 x 5 + 5 x 2)
     for rows in (2, 3, 4, 5, 6, 7, 8, 13, 16, 17, 40):
         assert torch.equal(packed(x[:rows]), alone[:rows])
 
