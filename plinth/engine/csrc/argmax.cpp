@@ -17,6 +17,7 @@
 #include <c10/util/Half.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -43,7 +44,9 @@ int64_t row_argmax(const T* x, int64_t n) {
     nan |= simd::mask_nan(v);
     lanes = simd::max(v, lanes);  // a NaN in v keeps the lane as it was: NaNs are counted above
   }
-  float top = simd::reduce_max(lanes);
+  alignas(64) float lane[16];  // once a row: no need for a vector reduction of its own
+  simd::storeu(lane, lanes);
+  float top = *std::max_element(lane, lane + 16);
   for (int64_t i = whole; i < n; ++i) {
     const float v = static_cast<float>(x[i]);
     nan |= v != v;

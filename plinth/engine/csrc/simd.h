@@ -64,9 +64,8 @@ inline F32x16 fmadd(F32x16 a, F32x16 b, F32x16 c) { return {_mm512_fmadd_ps(a.v,
 inline F32x16 neg(F32x16 a) { return {_mm512_xor_ps(a.v, _mm512_set1_ps(-0.f))}; }
 inline F32x16 exp(F32x16 a) { return {Sleef_expf16_u10(a.v)}; }
 inline float reduce_add(F32x16 a) { return _mm512_reduce_add_ps(a.v); }
-// max(a, b) lane by lane (b where either is NaN), and the largest lane; bit i of a mask is lane i.
+// max(a, b) lane by lane (b where either is NaN); bit i of a mask is lane i.
 inline F32x16 max(F32x16 a, F32x16 b) { return {_mm512_max_ps(a.v, b.v)}; }
-inline float reduce_max(F32x16 a) { return _mm512_reduce_max_ps(a.v); }
 inline unsigned mask_equal(F32x16 a, F32x16 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
 inline unsigned mask_nan(F32x16 a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
 
@@ -158,13 +157,6 @@ inline float reduce_add(F32x16 a) {
   return _mm_cvtss_f32(q);
 }
 inline F32x16 max(F32x16 a, F32x16 b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
-inline float reduce_max(F32x16 a) {
-  const __m256 s = _mm256_max_ps(a.lo, a.hi);
-  __m128 q = _mm_max_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  q = _mm_max_ps(q, _mm_movehl_ps(q, q));
-  q = _mm_max_ss(q, _mm_movehdup_ps(q));
-  return _mm_cvtss_f32(q);
-}
 inline unsigned mask_equal(F32x16 a, F32x16 b) {
   return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a.lo, b.lo, _CMP_EQ_OQ))) |
          static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a.hi, b.hi, _CMP_EQ_OQ))) << 8;
