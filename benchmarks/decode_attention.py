@@ -6,12 +6,14 @@ from memory as they do between a step's matmuls. Per round, each configuration w
 and attends over every layer once; configurations alternate round by round in one process, and the
 report gives the median microseconds a layer and each one's speed against torch's path (the index
 copies into the cache, then SDPA over the gathered blocks with a mask: what runs where the operator is
-not built) measured in the same run.
+not built) measured in the same run. ``--prefill 16x128`` also times prefill waves: 16 prompts of 128
+tokens in one step, laid out row by row as the engine lays out a step of short prompts (the operator
+attends each prompt's rows as a block there; torch's path is SDPA over the padded prompts).
 
 ``--against FILE.cpp`` also builds an older ``decode_attention.cpp`` under another namespace and times it
 in the same rounds, to measure a change of the kernel itself::
 
-    .venv/bin/python benchmarks/decode_attention.py                       # 1, 16 and 64 streams
+    .venv/bin/python benchmarks/decode_attention.py        # 1, 16 and 64 streams, a 16 x 128 wave
     git show HEAD~1:plinth/engine/csrc/decode_attention.cpp > /tmp/old.cpp
     .venv/bin/python benchmarks/decode_attention.py --streams 16,64 --against /tmp/old.cpp
 """
@@ -37,22 +39,27 @@ from plinth.engine.attention import AttentionMetadata, SeqSpan, paged_attention
 HEADS, KV_HEADS, DIM, BLOCK, LAYERS = 9, 3, 64, 16, 30
 
 
-def run(streams: int, context: int, rounds: int, older: Callable[..., torch.Tensor] | None) -> None:
+def run(streams: int, context: int, new: int, rounds: int, older: Callable[..., torch.Tensor] | None) -> None:
+    """``streams`` requests of ``context`` positions, each with its last ``new`` tokens in the step: 1, a
+    decode step; the whole context, a prefill wave (laid out row by row, as the engine steps one)."""
     rng = random.Random(streams)
     blocks = -(-context // BLOCK)
     order = list(range(streams * blocks))
     rng.shuffle(order)  # a served cache's blocks are scattered
     tables = torch.tensor(order).view(streams, blocks)
-    spans = [SeqSpan(block_table=tables[b].tolist(), start=context - 1, num_new=1) for b in range(streams)]
+    spans = [SeqSpan(tables[b].tolist(), start=context - new, num_new=new) for b in range(streams)]
     meta = AttentionMetadata.build(spans, BLOCK, torch.device("cpu"))
-    lens = torch.full((streams,), context, dtype=torch.long)
+    if meta.rows is None or meta.rows.context_lens is None:
+        raise SystemExit(f"{streams} x {new} new tokens are not laid out row by row")
+    tables, lens = meta.rows.block_tables, meta.rows.context_lens
     slots = meta.slot_mapping
     caches = [
         tuple(torch.randn(streams * blocks * BLOCK, KV_HEADS, DIM).bfloat16() for _ in range(2))
         for _ in range(LAYERS)
     ]
-    q = torch.randn(streams, HEADS, DIM).bfloat16()
-    k, v = (torch.randn(streams, KV_HEADS, DIM).bfloat16() for _ in range(2))
+    tokens = streams * new
+    q = torch.randn(tokens, HEADS, DIM).bfloat16()
+    k, v = (torch.randn(tokens, KV_HEADS, DIM).bfloat16() for _ in range(2))
     scale = 1 / math.sqrt(DIM)
 
     def torch_path(kc: torch.Tensor, vc: torch.Tensor) -> torch.Tensor:
@@ -88,7 +95,7 @@ def run(streams: int, context: int, rounds: int, older: Callable[..., torch.Tens
     cells = " | ".join(
         f"{statistics.median(times[n]):.0f} us ({base / statistics.median(times[n]):.2f}x)" for n in configs
     )
-    print(f"| {streams} | {context} | {cells} |")
+    print(f"| {streams} | {context} | {cells} |" if new == 1 else f"| {streams} | {new} | {cells} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", default="1,16,64", help="requests a decode step (comma-separated)")
     p.add_argument("--context", type=int, default=160, help="positions each attends over")
     p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--prefill", default="16x128", help="prefill waves, PROMPTSxTOKENS (comma-separated)")
     p.add_argument("--against", type=Path, help="an older decode_attention.cpp to time as well")
     args = p.parse_args(argv)
+    waves = [tuple(int(n) for n in w.split("x")) for w in args.prefill.split(",") if w]
     names = (
         ["torch"]
         + (["plinth"] if native.has("decode_attention") else [])
@@ -110,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     # built once: every level times the same build
     older = build_against(args.against).decode_attention if args.against else None
     for streams in (int(s) for s in args.streams.split(",")):
-        run(streams, args.context, args.rounds, older)
+        run(streams, args.context, 1, args.rounds, older)
+    if waves:
+        print("\nA prefill wave, its prompts' tokens in one step:\n")
+        print("| prompts | tokens | " + " | ".join(names) + " |")
+        print("|---:|---:|" + "---:|" * len(names))
+    for prompts, length in waves:
+        run(prompts, length, length, args.rounds, older)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Plinth's decode attention (``torch.ops.plinth.decode_attention``): one operator writes a step's K/V into
 the paged cache and attends, with torch's path's cache and its results to a rounding, for grouped and
-plain heads, scattered and consecutive blocks, bf16 and fp16, decode steps and steps with short prefill
-chunks laid out row by row; bad operands are refused."""
+plain heads, scattered and consecutive blocks, bf16 and fp16, decode steps and steps with prefill chunks
+laid out row by row (short chunks beside decodes, and a wave of prompts); bad operands are refused."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ MIXED = [
     SeqSpan(block_table=[30], start=0, num_new=2),
 ]
 
+# Prompts in one step (rows one by one, as the engine lays out a step of short prompts): a prompt longer
+# than a unit of rows; a decode, then a chunk whose positions go on from the decode's over other blocks
+# (another request: never one run with it); a turn after a cached prefix; a chunk too short to be a run.
+WAVE = [
+    SeqSpan(block_table=[5, 6, 7, 8, 9], start=0, num_new=75),
+    SeqSpan(block_table=[40, 2, 33], start=37, num_new=1),
+    SeqSpan(block_table=[41, 42, 43], start=38, num_new=8),
+    SeqSpan(block_table=[20, 21], start=3, num_new=25),
+    SeqSpan(block_table=[30], start=0, num_new=3),
+]
+
 
 def _step(
     heads: int,
@@ -60,7 +71,7 @@ def _step(
     return out, k_cache, v_cache
 
 
-@pytest.mark.parametrize("spans", [SPANS, MIXED], ids=["decode", "mixed"])
+@pytest.mark.parametrize("spans", [SPANS, MIXED, WAVE], ids=["decode", "mixed", "wave"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize(
     ("heads", "kv_heads", "dim", "block"), [(9, 3, 64, 16), (4, 4, 32, 16), (8, 2, 128, 32)]
@@ -73,7 +84,9 @@ def test_it_writes_the_cache_and_attends_as_torchs_path(
     assert torch.equal(got_k, want_k) and torch.equal(got_v, want_v)
     tokens = sum(s.num_new for s in spans)
     assert got.shape == want.shape == (tokens, heads, dim) and got.dtype == dtype
-    # float32 sums in another order, then one rounding to the dtype: within one unit in the last place
+    # float32 sums in another order (and for a bf16 prompt's rows, its softmax numerators rounded to
+    # bf16 before they weigh the values, as in torch's flash kernel), then one rounding to the dtype:
+    # within one unit in the last place
     ulp = 2.0**-7 if dtype == torch.bfloat16 else 2.0**-10
     assert bool(((got.float() - want.float()).abs() <= ulp * want.float().abs().clamp(min=1)).all())
 

@@ -26,7 +26,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "simd.h"
@@ -120,6 +122,237 @@ void sum_values_of(int64_t count, const T* v_cache, const int64_t* at, int64_t c
   sum_values<T, V, C>(v_cache, at, ctx, scores, totals, k_cache, ahead, out);
 }
 
+// A prompt's rows attend as a block. Laid out row by row, each row of a 16-prompt, 128-token wave read
+// its context again and scored it one query head at a time: ~50 GFLOP/s, 13 % of the wave's time. Rows
+// of one request that each hold the next position over the same blocks (a "run") share their context,
+// so a unit of up to kUnitRows of them copies the context out of the cache once (keys as they are,
+// values two positions an element) and takes its query heads 16 at a time, one a lane: kScoreRows
+// positions' scores are as many accumulators of 16 lanes, one vdpbf16ps per pair of head dimensions
+// with the key's pair broadcast, so nothing is reduced across lanes; the softmax runs down the lanes,
+// and its numerators, rounded to bf16 as torch's flash kernel rounds them, weigh two positions' values
+// a vdpbf16ps. SmolLM2's heads over 30 layers' caches (benchmarks/decode_attention.py --against, the
+// row-by-row source alternated in one process, 2-core Zen 4): a 16 x 128 wave 4,926 -> 2,312 us a
+// layer, 4 x 128 1,438 -> 631, 16 x 32 615 -> 379.
+constexpr int64_t kMinRun = 4;     // fewer consecutive rows go one by one
+constexpr int64_t kUnitRows = 32;  // rows a unit holds at most: units of the same size spread over the threads
+constexpr int kScoreRows = simd::kRegisters / 4;  // positions scored at once (accumulators in registers)
+
+struct Unit {
+  int64_t first, rows, head;  // the unit's first row, its row count (1: a row on its own) and KV head
+  int64_t run;                // the first row of its run
+};
+
+// Whether row `next` continues row `row`'s run: one position further over the same blocks.
+inline bool continues(const int64_t* tables, const int64_t* lens, int64_t width, int64_t block_size, int64_t row,
+                      int64_t next) {
+  if (lens[next] != lens[row] + 1) return false;
+  const int64_t blocks = (lens[next] + block_size - 1) / block_size;
+  return std::equal(tables + row * width, tables + row * width + blocks, tables + next * width);
+}
+
+// The step's rows as units of work, in row order: a run of kMinRun rows or more once per KV head, in
+// units of up to kUnitRows, one after the other (a thread that takes the next adds only its new
+// positions to the context it holds); every other row once per KV head.
+inline std::vector<Unit> units_of(const int64_t* tables, const int64_t* lens, int64_t batch, int64_t kv_heads,
+                                  int64_t width, int64_t block_size, bool runs = true) {
+  std::vector<Unit> units;
+  for (int64_t b = 0; b < batch;) {
+    int64_t n = 1;
+    while (runs && b + n < batch && continues(tables, lens, width, block_size, b + n - 1, b + n)) ++n;
+    if (n >= kMinRun) {
+      for (int64_t h = 0; h < kv_heads; ++h)
+        for (int64_t i = 0; i < n; i += kUnitRows) units.push_back({b + i, std::min(kUnitRows, n - i), h, b});
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t h = 0; h < kv_heads; ++h) units.push_back({b + i, 1, h, b + i});
+    }
+    b += n;
+  }
+  return units;
+}
+
+// A unit's context and a 16-lane block of query heads, reused from unit to unit by a thread.
+struct UnitScratch {
+  // bf16 pairs: keys [ctx + kScoreRows][dim / 2], values [ctx / 2][dim] (two positions an element),
+  // queries [dim / 2][16 lanes], weights [ctx / 2][16 lanes]
+  std::vector<uint32_t> keys, values, queries, weights;
+  std::vector<float> probs;               // [ctx + kScoreRows][16 lanes]
+  int64_t run = -1, head = -1, held = 0;  // whose context it holds, and how many of its positions
+};
+
+// The scores of positions p0.. p0 + kScoreRows - 1 for the 16 query heads in `queries`, scaled, into
+// probs' rows p0...: position by lane, so nothing is reduced across lanes. Each step multiplies a pair
+// of the key's elements, broadcast, with the same pair of the 16 heads (vdpbf16ps: the products exact,
+// summed in float32 as a multiply-add over one dimension at a time would).
+template <int V>
+inline void score_rows(const uint32_t* keys, const uint32_t* queries, int64_t p0, float scale, float* probs) {
+  constexpr int64_t pairs = 8 * V;
+  F32x16 acc[kScoreRows];
+#pragma GCC unroll 16
+  for (int i = 0; i < kScoreRows; ++i) acc[i] = simd::zero();
+  const uint32_t* key = keys + p0 * pairs;
+  for (int64_t m = 0; m < pairs; ++m) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kScoreRows; ++i) acc[i] = simd::dot_pairs(acc[i], queries + m * 16, key[i * pairs + m]);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < kScoreRows; ++i) simd::storeu(probs + (p0 + i) * 16, simd::mul(acc[i], simd::set1(scale)));
+}
+
+// The weighted sum of the values for C lanes from `lane`, into their rows of the output: `weights` holds
+// their softmax numerators in bf16, two positions a lane ([pair][16 lanes]), and `totals` their float32
+// sums; `values` holds the context's values two positions an element ([pair][dim]), so one vdpbf16ps adds
+// two positions. Each lane runs to the longest context of the C: a position past a lane's own context
+// has weight 0 there, and adds exactly nothing (the values are finite).
+template <int V, int C>
+void sum_lanes(const uint32_t* values, const uint32_t* weights, const int64_t* lens, const float* totals, int lane,
+               c10::BFloat16* const* outs) {
+  constexpr int64_t dim = 16 * V;
+  F32x16 acc[C][V];
+#pragma GCC unroll 16
+  for (int c = 0; c < C; ++c)
+#pragma GCC unroll 16
+    for (int j = 0; j < V; ++j) acc[c][j] = simd::zero();
+  int64_t longest = lens[lane];
+  for (int c = 1; c < C; ++c) longest = std::max(longest, lens[lane + c]);
+  for (int64_t pair = 0; pair < (longest + 1) / 2; ++pair) {
+    const uint32_t* value = values + pair * dim;
+#pragma GCC unroll 16
+    for (int c = 0; c < C; ++c) {
+      const uint32_t weight = weights[pair * 16 + lane + c];
+#pragma GCC unroll 16
+      for (int j = 0; j < V; ++j) acc[c][j] = simd::dot_pairs(acc[c][j], value + j * 16, weight);
+    }
+  }
+#pragma GCC unroll 16
+  for (int c = 0; c < C; ++c) {
+    if (!outs[lane + c]) continue;  // a lane that repeats the block's last head
+    const F32x16 inv = simd::set1(1.f / totals[lane + c]);
+#pragma GCC unroll 16
+    for (int j = 0; j < V; ++j) store16(outs[lane + c] + j * 16, simd::mul(acc[c][j], inv));
+  }
+}
+
+template <int V, int C = 1>
+void sum_lanes_of(int count, const uint32_t* values, const uint32_t* weights, const int64_t* lens, const float* totals,
+                  int lane, c10::BFloat16* const* outs) {
+  if constexpr (C < kChunk<V>) {
+    if (count > C) return sum_lanes_of<V, C + 1>(count, values, weights, lens, totals, lane, outs);
+  }
+  sum_lanes<V, C>(values, weights, lens, totals, lane, outs);
+}
+
+// Each lane's softmax numerators down the first n rows of 16 lanes, in place. Apart from the sums
+// (sum_rows): the exp is a call, across which no vector register survives, and a running total
+// beside it went to the stack and back every row, as did the running maximum while both shared a function.
+__attribute__((noinline)) void softmax_lanes(float* rows, int64_t n) {
+  F32x16 top = simd::set1(-std::numeric_limits<float>::infinity());
+  for (int64_t p = 0; p < n; ++p) top = simd::max(top, simd::loadu(rows + p * 16));
+  alignas(64) float tops[16];
+  simd::storeu(tops, top);
+  for (int64_t p = 0; p < n; ++p) simd::storeu(rows + p * 16, simd::exp(simd::sub(simd::loadu(rows + p * 16), simd::loadu(tops))));
+}
+
+inline F32x16 sum_rows(const float* rows, int64_t n) {
+  F32x16 total = simd::zero();
+  for (int64_t p = 0; p < n; ++p) total = simd::add(total, simd::loadu(rows + p * 16));
+  return total;
+}
+
+// Two bf16 rows as one row of pairs: element d of `even` in the low half, of `odd` in the high half.
+inline void pair_rows(const c10::BFloat16* even, const c10::BFloat16* odd, int64_t dim, uint32_t* out) {
+  uint16_t lo[256], hi[256];  // dim <= 256
+  std::memcpy(lo, even, dim * sizeof(uint16_t));
+  std::memcpy(hi, odd, dim * sizeof(uint16_t));
+  for (int64_t d = 0; d < dim; ++d) out[d] = lo[d] | static_cast<uint32_t>(hi[d]) << 16;
+}
+
+// One unit of a run: its rows' query heads of KV head `h` over the context of its last row (`at`: where
+// each position's row starts in the caches). bf16 only: fp16 rows go one by one.
+template <int V>
+__attribute__((noinline)) void attend_unit(const c10::BFloat16* q, Rows rows, const c10::BFloat16* k_cache, const c10::BFloat16* v_cache,
+                 const std::vector<int64_t>& at, const int64_t* lens, c10::BFloat16* out, const Unit& unit,
+                 int64_t heads, int64_t group, float scale, UnitScratch& s) {
+  constexpr int64_t dim = 16 * V, pairs = 8 * V;
+  const int64_t ctx = static_cast<int64_t>(at.size());
+  if (s.run != unit.run || s.head != unit.head) {
+    s.run = unit.run;
+    s.head = unit.head;
+    s.held = 0;
+  }
+  s.held -= s.held % 2;  // an odd last position was paired with zeros: pair it again with the next
+  s.keys.resize((ctx + kScoreRows) * pairs);
+  s.values.resize((ctx + 1) / 2 * dim);
+  constexpr int64_t kAhead = 8;  // positions whose rows are asked for ahead: scattered, and read once
+  for (int64_t p = s.held; p < std::min(ctx, s.held + kAhead); ++p) {
+    prefetch_row(k_cache + at[p], dim * sizeof(c10::BFloat16));
+    prefetch_row(v_cache + at[p], dim * sizeof(c10::BFloat16));
+  }
+  for (int64_t p = s.held; p < ctx; ++p) {
+    if (p + kAhead < ctx) {
+      prefetch_row(k_cache + at[p + kAhead], dim * sizeof(c10::BFloat16));
+      prefetch_row(v_cache + at[p + kAhead], dim * sizeof(c10::BFloat16));
+    }
+    std::memcpy(&s.keys[p * pairs], k_cache + at[p], dim * sizeof(c10::BFloat16));
+    if (p % 2 == 1) pair_rows(v_cache + at[p - 1], v_cache + at[p], dim, &s.values[p / 2 * dim]);
+  }
+  if (ctx % 2 == 1) {
+    static const c10::BFloat16 zeros[256] = {};
+    pair_rows(v_cache + at[ctx - 1], zeros, dim, &s.values[ctx / 2 * dim]);
+  }
+  std::fill(s.keys.begin() + ctx * pairs, s.keys.end(), 0);  // past the context: the last block scores them
+  s.held = ctx;
+  s.queries.resize(pairs * 16);
+  s.probs.resize((ctx + kScoreRows) * 16);
+  s.weights.resize((ctx + 1) / 2 * 16);
+  const int64_t count = unit.rows * group;  // the unit's query heads, row by row
+  auto query_of = [&](int64_t i) {
+    return q + (unit.first + i / group) * rows.q + (unit.head * group + i % group) * dim;
+  };
+  // a block's query heads are asked for while the block before it is attended: the step's q rows
+  // (2,048 x 960 for a 16-prompt wave) are not in cache, and loading them cost a fifth of the unit
+  for (int64_t i = 0; i < std::min<int64_t>(16, count); ++i) prefetch_row(query_of(i), dim * sizeof(c10::BFloat16));
+  for (int64_t first = 0; first < count; first += 16) {
+    for (int64_t i = first + 16; i < std::min(first + 32, count); ++i)
+      prefetch_row(query_of(i), dim * sizeof(c10::BFloat16));
+    alignas(64) int64_t lane_lens[16];
+    c10::BFloat16* outs[16];
+    int64_t b = unit.first + first / group, g = first % group;  // the first lane's row and head of the group
+    for (int lane = 0; lane < 16; ++lane) {  // lanes past the last head repeat it and are not written
+      const int64_t head = unit.head * group + g;
+      lane_lens[lane] = lens[b];
+      outs[lane] = first + lane < count ? out + (b * heads + head) * dim : nullptr;
+      uint32_t query[pairs];
+      std::memcpy(query, q + b * rows.q + head * dim, sizeof query);
+      for (int64_t m = 0; m < pairs; ++m) s.queries[m * 16 + lane] = query[m];
+      if (first + lane + 1 < count && ++g == group) {
+        g = 0;
+        ++b;
+      }
+    }
+    const int64_t shortest = lane_lens[0], longest = lane_lens[15];  // rows in order: contexts ascend
+    for (int64_t p0 = 0; p0 < longest; p0 += kScoreRows)
+      score_rows<V>(s.keys.data(), s.queries.data(), p0, scale, s.probs.data());
+    const float minus_inf = -std::numeric_limits<float>::infinity();
+    for (int64_t p = shortest; p < longest; ++p)
+      for (int lane = 0; lane < 16; ++lane)
+        if (p >= lane_lens[lane]) s.probs[p * 16 + lane] = minus_inf;
+    softmax_lanes(s.probs.data(), longest);
+    alignas(64) float totals[16];
+    simd::storeu(totals, sum_rows(s.probs.data(), longest));
+    for (int64_t pair = 0; pair < (longest + 1) / 2; ++pair) {  // the numerators in bf16, as torch's flash kernel
+      alignas(64) c10::BFloat16 even[16], odd[16];
+      simd::store_bf16(even, simd::loadu(&s.probs[2 * pair * 16]));
+      simd::store_bf16(odd, 2 * pair + 1 < longest ? simd::loadu(&s.probs[(2 * pair + 1) * 16]) : simd::zero());
+      pair_rows(even, odd, 16, &s.weights[pair * 16]);
+    }
+    const int lanes = static_cast<int>(std::min<int64_t>(16, count - first));
+    for (int lane = 0; lane < lanes; lane += kChunk<V>)
+      sum_lanes_of<V>(std::min(kChunk<V>, lanes - lane), s.values.data(), s.weights.data(), lane_lens, totals, lane,
+                      outs);
+  }
+}
+
 // One request and KV head at a time; V = head size / 16. Scores 16 positions at a time (one reduce16
 // per query head), the softmax in place, then the values with the accumulators in registers, up to
 // half the register file of them (the query heads in chunks of that / V).
@@ -131,8 +364,8 @@ void attend(const T* q, const T* k, const T* v, Rows rows, T* k_cache, T* v_cach
   const int64_t group = heads / kv_heads;     // query heads per KV head
   // where each position's row of a task's head starts in the caches, block by block: the prefetches
   // reach rows a task ahead, and a division per position (block_size is not a constant here) is saved
-  auto offsets = [&](int64_t task, std::vector<int64_t>& at) {
-    const int64_t b = task / kv_heads, h = task % kv_heads, ctx = lens[b];
+  auto offsets = [&](const Unit& unit, std::vector<int64_t>& at) {
+    const int64_t b = unit.first + unit.rows - 1, h = unit.head, ctx = lens[b];
     const int64_t* table = tables + b * table_width;
     at.resize(ctx);
     for (int64_t p = 0, i = 0; p < ctx; ++i)
@@ -147,20 +380,36 @@ void attend(const T* q, const T* k, const T* v, Rows rows, T* k_cache, T* v_cach
       std::copy_n(k + b * rows.k + h * dim, dim, k_cache + new_row);
       std::copy_n(v + b * rows.v + h * dim, dim, v_cache + new_row);
     }
-  at::parallel_for(0, batch * kv_heads, 1, [&](int64_t begin, int64_t end) {
+  const std::vector<Unit> units = std::is_same_v<T, c10::BFloat16>
+                                      ? units_of(tables, lens, batch, kv_heads, table_width, block_size)
+                                      : units_of(tables, lens, batch, kv_heads, table_width, block_size, false);
+  at::parallel_for(0, static_cast<int64_t>(units.size()), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> queries, scores, totals;
     std::vector<F32x16> parts;
     std::vector<int64_t> at, next;
-    offsets(begin, next);
-    for (int64_t i = 0; i < std::min<int64_t>(16, static_cast<int64_t>(next.size())); ++i)
-      prefetch_row(k_cache + next[i], dim * sizeof(T));
-    int64_t prefetched = 16;  // the current task's key rows asked for already
+    UnitScratch scratch;
+    int64_t prefetched = 0;  // the current task's key rows asked for already
+    auto ask_first_keys = [&](int64_t task) {  // a row's first 16 key rows, before its task starts
+      offsets(units[task], next);
+      for (int64_t i = 0; i < std::min<int64_t>(16, static_cast<int64_t>(next.size())); ++i)
+        prefetch_row(k_cache + next[i], dim * sizeof(T));
+      prefetched = 16;
+    };
+    if (units[begin].rows == 1) ask_first_keys(begin);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / kv_heads, h = task % kv_heads;
+      if constexpr (std::is_same_v<T, c10::BFloat16>) {
+        if (units[task].rows > 1) {
+          offsets(units[task], at);
+          attend_unit<V>(q, rows, k_cache, v_cache, at, lens, out, units[task], heads, group, scale, scratch);
+          if (task + 1 < end && units[task + 1].rows == 1) ask_first_keys(task + 1);
+          continue;
+        }
+      }
+      const int64_t b = units[task].first, h = units[task].head;
       const int64_t ctx = lens[b];
       std::swap(at, next);
-      if (task + 1 < end) {
-        offsets(task + 1, next);
+      if (task + 1 < end && units[task + 1].rows == 1) {
+        offsets(units[task + 1], next);
       } else {
         next.clear();
       }
