@@ -6,12 +6,13 @@ of the requests already running, and every one of them waits for that step. With
 and ``ROW_WISE_POSITIONS`` (``plinth/engine/attention.py``) the engine lays such a step out row by row:
 each prompt token is a query of its own over the context up to itself. Each round adds one request of
 ``--tokens`` new prompt tokens (after ``--cached`` tokens already in the prefix cache) beside
-``--decodes`` running requests and times that step, once row by row and once through SDPA (the limits
-set to 0: what ran before), alternating which goes first. ``--requests N`` makes the chunk N prompts of
-``--tokens`` each, as a wave of new requests is prefilled in one step (``ROW_WISE_MEAN_CONTEXT``: a long
-prefill whose rows attend over few positions each goes row by row too). The report gives the median
-step of each and SDPA's time over the row-by-row one, measured in the same run, and which way the
-engine's limits send that step.
+``--decodes`` running requests and times that step, once row by row and once through SDPA (the limits set to
+0: what ran before), alternating which goes first. In bf16, where the operator attends a prompt's rows as a
+block, the engine takes every prefill row by row (``prompt_blocks``). ``--requests N`` makes the chunk N
+prompts of ``--tokens`` each, as a wave of new requests is prefilled in one step (``ROW_WISE_MEAN_CONTEXT``: a
+long prefill whose rows attend over few positions each goes row by row too). The report gives the median step
+of each and SDPA's time over the row-by-row one, measured in the same run, and which way the engine sends that
+step.
 
     .venv/bin/python benchmarks/short_prefill.py                                # 4 to 256 new tokens
     .venv/bin/python benchmarks/short_prefill.py --tokens 16,64,256 --cached 1024
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         while engine.stats().num_waiting or engine.stats().num_running > args.decodes:
             engine.step()
     limits = attention.ROW_WISE_PREFILL, attention.ROW_WISE_POSITIONS, attention.ROW_WISE_MEAN_CONTEXT
+    blocks = engine.runner.prompt_blocks  # every prefill row by row (bf16 on a CPU with the operator)
     print(f"{Path(args.model).name}, {args.dtype}, quantization {args.quantization}, {args.decodes} running "
           f"decodes, {args.requests} prompts a chunk, {args.cached} cached prompt tokens, torch threads "
           f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}; the engine's limits: "
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for way in ("rows", "sdpa") if round_ % 2 else ("sdpa", "rows"):
                 unlimited = way == "rows"
+                engine.runner.prompt_blocks = blocks and unlimited
                 attention.ROW_WISE_PREFILL = 1 << 30 if unlimited else 0
                 attention.ROW_WISE_POSITIONS = 1 << 62 if unlimited else 0
                 attention.ROW_WISE_MEAN_CONTEXT = 1 << 30 if unlimited else 0
@@ -102,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                 if ran != want:
                     raise SystemExit(f"the step ran {ran} tokens, not {want}: prefix not cached?")
         attention.ROW_WISE_PREFILL, attention.ROW_WISE_POSITIONS, attention.ROW_WISE_MEAN_CONTEXT = limits
+        engine.runner.prompt_blocks = blocks
         rows, sdpa = (1000 * statistics.median(times[w]) for w in ("rows", "sdpa"))
         chunk = [SeqSpan([], args.cached, tokens)] * args.requests
-        takes = "row by row" if attention.row_wise(chunk) else "SDPA"
+        takes = "row by row" if blocks or attention.row_wise(chunk) else "SDPA"
         print(f"| {tokens} | {rows:.1f} | {sdpa:.1f} | {sdpa / rows:.2f}x | {takes} |")
     return 0
 

@@ -12,7 +12,8 @@ the gather: on a CPU with AVX512-BF16 or AVX2, Plinth's ``decode_attention`` ope
 device with Triton, the split-KV kernels of ``engine/triton_attention.py``. Both read each request's
 blocks where they lie. The CPU operator also takes steps whose prefill chunks are short (a new request's
 few prompt tokens beside running decodes, a short turn after a cached prefix), laid out row by row: each
-prompt token is a query of its own over the context up to itself (:attr:`AttentionMetadata.rows`).
+prompt token is a query of its own over the context up to itself (:attr:`AttentionMetadata.rows`). In
+bf16 it attends a prompt's rows as a block, so there every prefill goes row by row (:func:`prompt_blocks`).
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from plinth.engine.triton_support import triton_device
 
 KV_SPLIT = 64  # context positions per partial product of split_kv_attention
 QUERY_TILE = 256  # queries per score matrix (bounds its memory on long prompts); a multiple of 4
-# A step's prefill tokens, and the context positions they attend over in all, at most for its rows to
-# be attended one by one (AttentionMetadata.rows). Each row then reads its context again, which costs
-# little beside a short chunk's matmuls; a long chunk, or one over a long context, belongs in one SDPA
-# call. SmolLM2 in bf16 on a 2-core Zen 3, a chunk beside two decodes, SDPA's step time over the row by
-# row one (benchmarks/short_prefill.py): 4-16 new tokens 1.57-1.80x, 64 1.17x, 128 1.10x, 256 1.05x;
-# after 1,024 cached tokens, 16 new 1.21x, 32 1.17x, 64 1.03x, 256 0.81x.
+# A step's prefill tokens, and the context positions they attend over in all, at most for its rows to be
+# attended one by one (AttentionMetadata.rows) where the operator takes each row on its own (fp16: bf16
+# attends a prompt's rows as a block, and lays out every prefill so, see prompt_blocks; these limits also say
+# which prefills' adapter tokens go one by one, short_prefill). Each row then reads its context again, which
+# costs little beside a short chunk's matmuls; a long chunk, or one over a long context, belongs in one SDPA
+# call. SmolLM2 in bf16 on a 2-core Zen 3, a chunk beside two decodes, SDPA's step time over the row by row
+# one (benchmarks/short_prefill.py): 4-16 new tokens 1.57-1.80x, 64 1.17x, 128 1.10x, 256 1.05x; after 1,024
+# cached tokens, 16 new 1.21x, 32 1.17x, 64 1.03x, 256 0.81x.
 ROW_WISE_PREFILL = 128
 ROW_WISE_POSITIONS = 65_536
 # A prefill of more tokens still goes row by row while its rows attend over this many positions or fewer
@@ -85,8 +88,15 @@ class AttentionMetadata:
 
     @classmethod
     def build(
-        cls, spans: list[SeqSpan], block_size: int, device: torch.device, invariant: bool = False
+        cls,
+        spans: list[SeqSpan],
+        block_size: int,
+        device: torch.device,
+        invariant: bool = False,
+        prompt_blocks: bool = False,
     ) -> AttentionMetadata:
+        """``prompt_blocks``: the step's attention attends a prompt's rows as a block (:func:`prompt_blocks`),
+        so every prefill is laid out row by row, however long."""
         offsets: list[int] = []
         slots: list[int] = []
         total = 0
@@ -106,16 +116,15 @@ class AttentionMetadata:
         rows = None
         if not invariant and not prefill:
             rows = groups[0]
-        elif not invariant and device.type == "cpu" and row_wise(spans):  # CUDA's kernels take groups
-            each = [(s.block_table, p) for s in spans for p in range(s.start, s.start + s.num_new)]
-            tokens = [SeqSpan(table, p, 1) for table, p in each]
-            rows = _group(tokens, list(range(total)), block_size, block_size, device)
+        elif not invariant and device.type == "cpu" and (prompt_blocks or row_wise(spans)):  # CUDA: groups
+            rows = _rows(spans, block_size, device)
         return cls(torch.tensor(slots, dtype=torch.long, device=device), groups, invariant, rows)
 
 
 def row_wise(spans: list[SeqSpan]) -> bool:
-    """Whether a step's prefill attends row by row: it is short (:func:`short_prefill`), or, however many
-    its tokens, they attend over few enough positions each on average (:data:`ROW_WISE_MEAN_CONTEXT`)."""
+    """Whether a step's prefill attends row by row where the operator takes each row on its own (fp16;
+    bf16 goes row by row always, :func:`prompt_blocks`): it is short (:func:`short_prefill`), or, however
+    many its tokens, they attend over few enough positions each on average (:data:`ROW_WISE_MEAN_CONTEXT`)."""
     tokens, positions = _prefill_size(spans)
     return _short(tokens, positions) or positions <= ROW_WISE_MEAN_CONTEXT * tokens
 
@@ -137,6 +146,28 @@ def _prefill_size(spans: list[SeqSpan]) -> tuple[int, int]:
     chunks = [s for s in spans if s.num_new > 1]
     tokens = sum(s.num_new for s in chunks)
     return tokens, sum(s.num_new * s.start + s.num_new * (s.num_new + 1) // 2 for s in chunks)
+
+
+def _rows(spans: list[SeqSpan], block_size: int, device: torch.device) -> AttentionGroup:
+    """Every token of the step a row, its context ending at itself: what the native operator reads (the
+    block tables and context lengths, so the mask is left empty). A request's rows share its table."""
+    lens = [s.num_new for s in spans]
+    width = max(-(-(s.start + s.num_new) // block_size) for s in spans)
+    tables = np.zeros((len(spans), width), dtype=np.int64)
+    for row, span in enumerate(spans):
+        used = span.block_table[:width]
+        tables[row, : len(used)] = used
+    context = np.concatenate([np.arange(s.start + 1, s.start + s.num_new + 1) for s in spans])
+    index = torch.arange(sum(lens), device=device)
+    return AttentionGroup(
+        query_index=index[:, None],
+        block_tables=torch.from_numpy(np.repeat(tables, lens, axis=0)).to(device),
+        mask=torch.empty(0, dtype=torch.bool, device=device),
+        block_size=block_size,
+        valid=None,
+        out_index=index,
+        context_lens=torch.from_numpy(context.astype(np.int64)).to(device),
+    )
 
 
 def _group(
@@ -248,6 +279,19 @@ def _triton_attention() -> ModuleType:
     from plinth.engine import triton_attention
 
     return triton_attention
+
+
+def prompt_blocks(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether Plinth's decode attention attends a prompt's rows as a block (bf16 on a CPU where it is
+    built): then a prefill of any length goes row by row (:meth:`AttentionMetadata.build`). A 2,000-token
+    prompt of SmolLM2 on a 2-core Zen 4 prefilled in 1.91 s against 3.74 s through SDPA, 2 of 1,000 in
+    1.51 against 2.46 s (steps alternated in one engine)."""
+    return (
+        device.type == "cpu"
+        and dtype == torch.bfloat16
+        and native_head_dim(head_dim)
+        and native.has("decode_attention")
+    )
 
 
 def native_head_dim(dim: int) -> bool:

@@ -16,7 +16,7 @@ from torch import nn
 
 from plinth.engine import native
 from plinth.engine.allocator import HeapTrimmer, keep_freed_memory, release_freed_memory
-from plinth.engine.attention import AttentionMetadata, SeqSpan, short_prefill
+from plinth.engine.attention import AttentionMetadata, SeqSpan, prompt_blocks, short_prefill
 from plinth.engine.config import EngineConfig
 from plinth.engine.gguf_embedding import keep_embedding_quantized
 from plinth.engine.invariant import tile_rows
@@ -147,6 +147,7 @@ class ModelRunner:
             release_freed_memory()  # the load's transient float buffers
         self.model.eval()
         self.block_size = config.block_size
+        self.prompt_blocks = prompt_blocks(self.device, self.dtype, model_config.head_dim)
         self.num_blocks = self._num_kv_blocks()
         shape = (self.num_blocks * self.block_size, model_config.num_kv_heads, model_config.head_dim)
         self.kv_caches = [
@@ -251,7 +252,8 @@ class ModelRunner:
             spans.append(SeqSpan(item.seq.block_table, start, item.num_new))
             if item.samples:
                 sample_rows.append(len(input_ids) - 1)
-        meta = AttentionMetadata.build(spans, self.block_size, self.device, self.config.batch_invariant)
+        meta = AttentionMetadata.build(spans, self.block_size, self.device, self.config.batch_invariant,
+                                       self.prompt_blocks)  # fmt: skip
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         if self.lora is not None:

@@ -17,15 +17,20 @@ ROW = re.compile(r"^\| (\d+) \| (\d+\.\d) \| (\d+\.\d) \| (\d+\.\d\d)x \| (row b
 
 @pytest.mark.skipif(not native.has("decode_layer"), reason="no AVX2")
 @pytest.mark.timeout(300)
-def test_it_times_a_short_chunk_both_ways_and_says_which_the_engine_takes(tiny_llama) -> None:
+@pytest.mark.parametrize(("dtype", "long_way"), [("bfloat16", "row by row"), ("float16", "SDPA")])
+def test_it_times_a_short_chunk_both_ways_and_says_which_the_engine_takes(
+    tiny_llama, dtype: str, long_way: str
+) -> None:
+    """bf16 prompts always go row by row (their rows attended as a block); fp16 ones only within the
+    limits (each row on its own)."""
     too_long = attention.ROW_WISE_PREFILL + 1  # and after 2 * ROW_WISE_MEAN_CONTEXT cached positions
     cached = 2 * attention.ROW_WISE_MEAN_CONTEXT
-    cmd = [sys.executable, str(BENCHMARKS / "short_prefill.py"), "--model", str(tiny_llama),
+    cmd = [sys.executable, str(BENCHMARKS / "short_prefill.py"), "--model", str(tiny_llama), "--dtype", dtype,
            "--tokens", f"4,{too_long}", "--cached", str(cached), "--rounds", "2"]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = ROW.findall(run.stdout)
-    assert [(int(r[0]), r[4]) for r in rows] == [(4, "row by row"), (too_long, "SDPA")], run.stdout
+    assert [(int(r[0]), r[4]) for r in rows] == [(4, "row by row"), (too_long, long_way)], run.stdout
     for _, by_rows, sdpa, ratio, _ in rows:
         assert float(by_rows) > 0 and float(sdpa) > 0
         assert ratio_as_printed(ratio, sdpa, by_rows, time_step=0.1)  # SDPA's time over the rows' time

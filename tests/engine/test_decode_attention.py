@@ -92,9 +92,10 @@ def test_it_writes_the_cache_and_attends_as_torchs_path(
 
 
 def test_long_prefills_and_invariant_mode_are_not_laid_out_row_by_row(monkeypatch) -> None:
-    """Row by row costs a read of the context per prompt token: past ROW_WISE_PREFILL tokens, or
-    ROW_WISE_POSITIONS positions attended, a step's prefill goes to SDPA unless its rows attend over
-    ROW_WISE_MEAN_CONTEXT positions or fewer on average; batch-invariant mode never."""
+    """Row by row, each row on its own, costs a read of the context per prompt token: past
+    ROW_WISE_PREFILL tokens, or ROW_WISE_POSITIONS positions attended, a step's prefill goes to SDPA
+    unless its rows attend over ROW_WISE_MEAN_CONTEXT positions or fewer on average, or the operator
+    attends a prompt's rows as a block; batch-invariant mode never."""
     monkeypatch.setattr(attention, "ROW_WISE_PREFILL", 20)
     monkeypatch.setattr(attention, "ROW_WISE_POSITIONS", 400)
     monkeypatch.setattr(attention, "ROW_WISE_MEAN_CONTEXT", 0)
@@ -118,6 +119,14 @@ def test_long_prefills_and_invariant_mode_are_not_laid_out_row_by_row(monkeypatc
     decode = AttentionMetadata.build(SPANS, 16, cpu)
     assert decode.rows is decode.groups[0]
     assert rows(*SPANS, invariant=True) is None and rows(chunk, invariant=True) is None
+    # where the operator attends a prompt's rows as a block (bf16), every prefill goes row by row: each
+    # token a row with its request's blocks, its context ending at itself
+    long = SeqSpan(block_table=[7, 8, 9, 4], start=46, num_new=8)
+    blocks = AttentionMetadata.build([long, SPANS[1]], 16, cpu, prompt_blocks=True)
+    assert blocks.rows is not None and blocks.rows.context_lens is not None
+    assert blocks.rows.context_lens.tolist() == [*range(47, 55), 38]
+    assert blocks.rows.block_tables.tolist() == [[7, 8, 9, 4]] * 8 + [[40, 2, 33, 0]]
+    assert AttentionMetadata.build([long], 16, cpu, invariant=True, prompt_blocks=True).rows is None
 
 
 def test_bad_operands_are_refused_with_a_reason() -> None:

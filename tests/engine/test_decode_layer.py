@@ -12,7 +12,7 @@ import pytest
 import torch
 from lora_fixtures import greedy_tokens_and_logprobs, make_peft_adapter
 
-from plinth.engine import EngineConfig, LLMEngine, SamplingParams, attention, native
+from plinth.engine import EngineConfig, LLMEngine, SamplingParams, attention, model_runner, native
 from plinth.engine.lora import TARGETS
 
 pytestmark = pytest.mark.skipif(
@@ -95,11 +95,12 @@ def test_adapter_tokens_get_the_python_layers_bits_too(tiny_llama, tmp_path) -> 
     assert got == want
 
 
-def test_short_prefills_take_the_operator_long_ones_and_invariant_mode_the_python_layers(tiny_llama) -> None:
-    """A step whose prompt tokens are attended row by row (``AttentionMetadata.rows``: a short prompt, or
-    a longer one whose rows attend over few positions each) runs every layer as plinth::decode_layer; a
-    prompt whose rows attend over more than ROW_WISE_MEAN_CONTEXT positions on average, and every step in
-    batch-invariant mode, runs the Python layers."""
+def test_prefills_take_the_operator_and_invariant_mode_the_python_layers(tiny_llama, monkeypatch) -> None:
+    """A step whose prompt tokens are attended row by row (``AttentionMetadata.rows``) runs every layer as
+    plinth::decode_layer: in bf16 every prompt (the operator attends a prompt's rows as a block); where
+    it attends each row on its own, a short prompt, or a longer one whose rows attend over few positions
+    each, while a prompt whose rows attend over more than ROW_WISE_MEAN_CONTEXT positions on average runs
+    the Python layers; every step in batch-invariant mode does."""
 
     def prefill_calls(prompt: list[int]) -> int:
         engine = _engine(tiny_llama)
@@ -109,10 +110,14 @@ def test_short_prefills_take_the_operator_long_ones_and_invariant_mode_the_pytho
         return sum(e.count for e in prof.key_averages() if e.key == "plinth::decode_layer")
 
     layers = len(_engine(tiny_llama).runner.model.layers)
+    long = 2 * attention.ROW_WISE_MEAN_CONTEXT + 2  # its rows attend over (long + 1) / 2 positions on average
+    assert _engine(tiny_llama).runner.prompt_blocks
+    assert prefill_calls([20 + i % 200 for i in range(long)]) == layers
+    monkeypatch.setattr(model_runner, "prompt_blocks", lambda *args: False)  # rows one by one
     assert prefill_calls(PROMPTS[2]) == layers
     assert prefill_calls(list(range(20, 21 + attention.ROW_WISE_PREFILL))) == layers
-    long = 2 * attention.ROW_WISE_MEAN_CONTEXT + 2  # its rows attend over (long + 1) / 2 positions on average
     assert prefill_calls([20 + i % 200 for i in range(long)]) == 0
+    monkeypatch.undo()
     _, calls = _generate(_engine(tiny_llama, batch_invariant=True), PROMPTS[:1])
     assert calls == 0
 
@@ -134,6 +139,7 @@ def test_row_by_row_prefills_give_sdpas_first_tokens(llama, monkeypatch) -> None
         return [got[i] for i in ids]
 
     rows = first_tokens()
+    monkeypatch.setattr(model_runner, "prompt_blocks", lambda *args: False)
     monkeypatch.setattr(attention, "ROW_WISE_PREFILL", 0)
     monkeypatch.setattr(attention, "ROW_WISE_MEAN_CONTEXT", 0)
     sdpa = first_tokens()
@@ -198,6 +204,7 @@ def test_a_long_prefill_on_adapters_attends_row_by_row_with_the_adapters_by_chun
     layers = len(_engine(tiny_llama).runner.model.layers)
     rows, calls = first_step()
     assert calls.get("plinth::decode_attention") == layers and "plinth::decode_layer" not in calls
+    monkeypatch.setattr(model_runner, "prompt_blocks", lambda *args: False)
     monkeypatch.setattr(attention, "ROW_WISE_MEAN_CONTEXT", 0)
     sdpa, calls = first_step()
     assert "plinth::decode_attention" not in calls
