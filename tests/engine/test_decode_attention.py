@@ -36,6 +36,7 @@ MIXED = [
 # Prompts in one step (rows one by one, as the engine lays out a step of short prompts): a prompt longer
 # than a unit of rows; a decode, then a chunk whose positions go on from the decode's over other blocks
 # (another request: never one run with it); a turn after a cached prefix; a chunk too short to be a run.
+# The first alone: a prompt whose units the threads share out a few at a time.
 WAVE = [
     SeqSpan(block_table=[5, 6, 7, 8, 9], start=0, num_new=75),
     SeqSpan(block_table=[40, 2, 33], start=37, num_new=1),
@@ -71,7 +72,7 @@ def _step(
     return out, k_cache, v_cache
 
 
-@pytest.mark.parametrize("spans", [SPANS, MIXED, WAVE], ids=["decode", "mixed", "wave"])
+@pytest.mark.parametrize("spans", [SPANS, MIXED, WAVE, WAVE[:1]], ids=["decode", "mixed", "wave", "prompt"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize(
     ("heads", "kv_heads", "dim", "block"), [(9, 3, 64, 16), (4, 4, 32, 16), (8, 2, 128, 32)]
