@@ -22,6 +22,9 @@ class Block:
     token_ids: tuple[int, ...] = ()
 
 
+RECOMPUTED = 2  # prompt tokens computed again after a full prefix-cache hit (allocate)
+
+
 class BlockManager:
     """Allocates cache blocks to sequences; the invariant is ``ref_count == users of the block``."""
 
@@ -57,8 +60,11 @@ class BlockManager:
         for block_id in hits:
             self._take(block_id)
         seq.block_table = hits + [self._take(self._pop_free(), reset=True) for _ in range(fresh)]
-        # At least the last token is recomputed: its logits are needed to sample.
-        seq.num_computed = min(len(hits) * self.block_size, seq.num_tokens - 1)
+        # The last token's logits are needed to sample, and the last two tokens are recomputed: on a CPU
+        # a prompt's rows attend as a block from two rows on, and a row alone rounds differently
+        # (csrc/decode_attention.cpp, kMinRun), so with one the same prompt, sent again, got other
+        # bits for its last position than it did the first time, and a greedy reply changed.
+        seq.num_computed = max(0, min(len(hits) * self.block_size, seq.num_tokens - RECOMPUTED))
         seq.num_cached_tokens = seq.num_computed
         return True
 

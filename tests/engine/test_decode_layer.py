@@ -210,3 +210,26 @@ def test_a_long_prefill_on_adapters_attends_row_by_row_with_the_adapters_by_chun
     assert "plinth::decode_attention" not in calls
     assert [token for token, _ in rows] == [token for token, _ in sdpa]
     assert [lp for _, lp in rows] == pytest.approx([lp for _, lp in sdpa], abs=0.01)
+
+
+@pytest.mark.parametrize("length", [33, 34, 35, 40])
+def test_a_prompt_sent_again_after_a_prefix_cache_hit_gets_the_same_bits(tiny_llama, length: int) -> None:
+    """In bf16 a prompt's rows attend as a block and a row alone (a decode's) rounds otherwise: a prompt
+    sent again after a cache hit of its first two blocks recomputes 1 to 8 of its tokens, and its first
+    token's logprob must be the same float as the first time (BlockManager recomputes two at least)."""
+    engine = _engine(tiny_llama)
+    assert engine.runner.prompt_blocks
+    prompt = [(37 * i) % 900 + 20 for i in range(length)]
+    params = SamplingParams(max_tokens=4, temperature=0.0, logprobs=0, ignore_eos=True)
+
+    def reply() -> tuple[list[int], list[float], int]:
+        rid = engine.add_request(prompt, params)
+        outs = []
+        while engine.has_unfinished():
+            outs += [o for o in engine.step() if o.request_id == rid]
+        tokens = [t for o in outs for t in o.new_token_ids]
+        return tokens, [lp.logprob for o in outs for lp in o.new_logprobs], outs[0].num_cached_tokens
+
+    first, again = reply(), reply()
+    assert first[2] == 0 and again[2] > 0  # the second found the prompt's full blocks cached
+    assert again[:2] == first[:2]

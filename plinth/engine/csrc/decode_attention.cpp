@@ -134,7 +134,12 @@ void sum_values_of(int64_t count, const T* v_cache, const int64_t* at, int64_t c
 // a vdpbf16ps. SmolLM2's heads over 30 layers' caches (benchmarks/decode_attention.py --against, the
 // row-by-row source alternated in one process, 2-core Zen 4): a 16 x 128 wave 4,926 -> 2,312 us a
 // layer, 4 x 128 1,438 -> 631, 16 x 32 615 -> 379.
-constexpr int64_t kMinRun = 4;     // fewer consecutive rows go one by one
+// A run of two rows or more attends as a block, a row alone on its own (a decode row). The two round
+// differently (the block weighs the values by bf16 numerators), and a row's bits in a block do not
+// depend on the rows beside it: so every prompt position of a request gets the same bits whether its
+// prompt was prefilled whole or after a prefix-cache hit (BlockManager.allocate recomputes at least
+// two prompt tokens), and a greedy reply does not change when its prompt is sent again.
+constexpr int64_t kMinRun = 2;
 constexpr int64_t kUnitRows = 32;  // rows a unit holds at most: units of the same size spread over the threads
 constexpr int kScoreRows = simd::kRegisters / 4;  // positions scored at once (accumulators in registers)
 
