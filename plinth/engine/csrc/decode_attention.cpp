@@ -1,7 +1,7 @@
 // plinth::decode_attention(q, k, v, k_cache, v_cache, slots, block_tables, context_lens, scale):
 // one query row per entry, each with its own context: write every row's K/V into the paged cache, then
 // attend each row's query heads over its context, for bf16/fp16 CPU tensors whose head size is a multiple
-// of 16. A row is a request's decode token, or one token of a short prefill chunk (its context ending at
+// of 16. A row is a request's decode token, or one token of a prefill chunk (its context ending at
 // itself: plinth/engine/attention.py lays such a step out row by row).
 //
 // Why: a one-stream decode step of SmolLM2 attends 30 times over ~200 positions, ~0.2 M multiply-adds
