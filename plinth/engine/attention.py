@@ -153,10 +153,7 @@ def _rows(spans: list[SeqSpan], block_size: int, device: torch.device) -> Attent
     block tables and context lengths, so the mask is left empty). A request's rows share its table."""
     lens = [s.num_new for s in spans]
     width = max(-(-(s.start + s.num_new) // block_size) for s in spans)
-    tables = np.zeros((len(spans), width), dtype=np.int64)
-    for row, span in enumerate(spans):
-        used = span.block_table[:width]
-        tables[row, : len(used)] = used
+    tables = _tables(spans, width)
     context = np.concatenate([np.arange(s.start + 1, s.start + s.num_new + 1) for s in spans])
     index = torch.arange(sum(lens), device=device)
     return AttentionGroup(
@@ -168,6 +165,15 @@ def _rows(spans: list[SeqSpan], block_size: int, device: torch.device) -> Attent
         out_index=index,
         context_lens=torch.from_numpy(context.astype(np.int64)).to(device),
     )
+
+
+def _tables(spans: list[SeqSpan], width: int) -> np.ndarray:
+    """Each request's block table as a row of ``width`` blocks (padding: block 0)."""
+    tables = np.zeros((len(spans), width), dtype=np.int64)
+    for row, span in enumerate(spans):
+        used = span.block_table[:width]
+        tables[row, : len(used)] = used
+    return tables
 
 
 def _group(
@@ -186,10 +192,7 @@ def _group(
     valid = q_pos[None, :] < q_lens[:, None]  # [B, Q]
     query_index = np.where(valid, np.array(offsets)[:, None] + q_pos[None, :], 0)
     max_blocks = -(-c_max // context_multiple) * context_multiple // block_size
-    tables = np.zeros((len(spans), max_blocks), dtype=np.int64)
-    for row, span in enumerate(spans):
-        used = span.block_table[:max_blocks]
-        tables[row, : len(used)] = used
+    tables = _tables(spans, max_blocks)
     kv_pos = np.arange(max_blocks * block_size)
     # Absolute position of each query; a query sees the context up to and including itself.
     abs_q = (ctx_lens - q_lens)[:, None] + q_pos[None, :]
@@ -257,10 +260,14 @@ def _native_decode(q: torch.Tensor) -> bool:
     a CPU with AVX512-BF16 or AVX2, heads it is built for (:func:`native_head_dim`). One operator for
     the cache write and the attention: at one stream of SmolLM2-135M, ~70 -> ~10 us a layer
     (``benchmarks/decode_profile.py``)."""
+    return _native_rows(q.device, q.dtype, q.shape[-1])
+
+
+def _native_rows(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
     return (
-        q.device.type == "cpu"
-        and q.dtype in (torch.bfloat16, torch.float16)
-        and native_head_dim(q.shape[-1])
+        device.type == "cpu"
+        and dtype in (torch.bfloat16, torch.float16)
+        and native_head_dim(head_dim)
         and native.has("decode_attention")
     )
 
@@ -286,12 +293,7 @@ def prompt_blocks(device: torch.device, dtype: torch.dtype, head_dim: int) -> bo
     built): then a prefill of any length goes row by row (:meth:`AttentionMetadata.build`). A 2,000-token
     prompt of SmolLM2 on a 2-core Zen 4 prefilled in 1.91 s against 3.74 s through SDPA, 2 of 1,000 in
     1.51 against 2.46 s (steps alternated in one engine)."""
-    return (
-        device.type == "cpu"
-        and dtype == torch.bfloat16
-        and native_head_dim(head_dim)
-        and native.has("decode_attention")
-    )
+    return dtype == torch.bfloat16 and _native_rows(device, dtype, head_dim)
 
 
 def native_head_dim(dim: int) -> bool:

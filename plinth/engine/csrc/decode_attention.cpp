@@ -258,7 +258,8 @@ __attribute__((noinline)) void softmax_lanes(float* rows, int64_t n) {
   for (int64_t p = 0; p < n; ++p) top = simd::max(top, simd::loadu(rows + p * 16));
   alignas(64) float tops[16];
   simd::storeu(tops, top);
-  for (int64_t p = 0; p < n; ++p) simd::storeu(rows + p * 16, simd::exp(simd::sub(simd::loadu(rows + p * 16), simd::loadu(tops))));
+  for (int64_t p = 0; p < n; ++p)
+    simd::storeu(rows + p * 16, simd::exp(simd::sub(simd::loadu(rows + p * 16), simd::loadu(tops))));
 }
 
 inline F32x16 sum_rows(const float* rows, int64_t n) {
@@ -278,9 +279,10 @@ inline void pair_rows(const c10::BFloat16* even, const c10::BFloat16* odd, int64
 // One unit of a run: its rows' query heads of KV head `h` over the context of its last row (`at`: where
 // each position's row starts in the caches). bf16 only: fp16 rows go one by one.
 template <int V>
-__attribute__((noinline)) void attend_unit(const c10::BFloat16* q, Rows rows, const c10::BFloat16* k_cache, const c10::BFloat16* v_cache,
-                 const std::vector<int64_t>& at, const int64_t* lens, c10::BFloat16* out, const Unit& unit,
-                 int64_t heads, int64_t group, float scale, UnitScratch& s) {
+__attribute__((noinline)) void attend_unit(const c10::BFloat16* q, Rows rows, const c10::BFloat16* k_cache,
+                                           const c10::BFloat16* v_cache, const std::vector<int64_t>& at,
+                                           const int64_t* lens, c10::BFloat16* out, const Unit& unit, int64_t heads,
+                                           int64_t group, float scale, UnitScratch& s) {
   constexpr int64_t dim = 16 * V, pairs = 8 * V;
   const int64_t ctx = static_cast<int64_t>(at.size());
   if (s.run != unit.run || s.head != unit.head) {
@@ -374,7 +376,7 @@ inline void context_offsets(const int64_t* table, int64_t ctx, int64_t block_siz
 
 // A step's runs, each unit by attend_unit, taken as the threads come free: a run's units grow with their
 // context, so one long prompt's three KV heads split in halves between two threads left one of them the
-// larger share (a 2,048-token prompt's attention took 1.08x as long). Apart from attend, which keeps
+// larger share (a 2,048-token prompt's attention took 1.09x as long). Apart from attend, which keeps
 // the rows on their own (a decode step's) as they were.
 template <int V>
 __attribute__((noinline)) void attend_runs(const std::vector<Unit>& blocks, const c10::BFloat16* q, Rows rows,
