@@ -237,7 +237,9 @@ class ModelRunner:
 
     @torch.inference_mode()
     def run(self, batch: list[ScheduledSeq], interrupt: Callable[[], bool] | None = None) -> torch.Tensor:
-        """Forward every scheduled token; return float32 logits of the sampling rows, in batch order.
+        """Forward every scheduled token; return the logits of the sampling rows, in batch order, in the
+        model's dtype (the sampler widens them to float32 where it needs to: a greedy batch's argmax does
+        not, and copying 16 rows of 49,152 bf16 logits took ~0.3 ms of each 16-stream decode step).
         Raises :class:`~plinth.engine.model.StepInterrupted` when ``interrupt`` says yes between layers."""
         input_ids: list[int] = []
         positions: list[int] = []
@@ -262,7 +264,7 @@ class ModelRunner:
             self.lora.batch = None if lora.empty else lora  # no adapter token: the layers skip at once
         hidden = self.model(ids, pos, self.kv_caches, meta, interrupt)
         rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)
-        logits = self.model.compute_logits(hidden[rows]).float()
+        logits = self.model.compute_logits(hidden[rows])
         del hidden  # the step's activations are all free now
         if self.trimmer is not None:
             self.trimmer.after_step(len(input_ids))

@@ -91,7 +91,8 @@ class Sampler:
     def __call__(
         self, logits: torch.Tensor, states: list[SamplingState]
     ) -> tuple[list[int], list[TokenLogprob | None]]:
-        """``logits``: ``[B, V]`` for the last position of each request -> ids and logprobs."""
+        """``logits``: ``[B, V]`` for the last position of each request, in any float dtype (a greedy
+        batch's argmax reads them as they are; anything else runs on a float32 copy) -> ids and logprobs."""
         assert logits.dim() == 2 and logits.shape[0] == len(states), (logits.shape, len(states))
         logits = mask_grammar(logits, states)
         if all(_is_plain_greedy(s) for s in states):

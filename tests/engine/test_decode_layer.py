@@ -31,7 +31,9 @@ def _generate(engine: LLMEngine, prompts: list[list[int]], adapters: list[str | 
     return got, sum(e.count for e in prof.key_averages() if e.key == "plinth::decode_layer")
 
 
-PROMPTS = [[5, 9, 11, 40, 3], [7] * 12, list(range(20, 53))]
+# 5 + 12 + 33 + 90 prompt tokens: a prefill of more than decode_layer.cpp's kSerialTokens rows, whose
+# element-wise steps the threads share
+PROMPTS = [[5, 9, 11, 40, 3], [7] * 12, list(range(20, 53)), [60 + i % 150 for i in range(90)]]
 
 
 RESHAPED = {"odd-mlp": {"intermediate_size": 344}, "head-48": {"head_dim": 48}}
@@ -88,7 +90,7 @@ def test_adapter_tokens_get_the_python_layers_bits_too(tiny_llama, tmp_path) -> 
 
     fused, python = engine(), engine()
     python.runner.model.fused = []
-    prompts, names = [*PROMPTS, [4, 8, 15, 16, 23, 42]], ["qv", None, "all", "mlp"]
+    prompts, names = [*PROMPTS, [4, 8, 15, 16, 23, 42]], ["qv", None, "all", "mlp", "qv"]
     want, _ = _generate(python, prompts, names)
     got, calls = _generate(fused, prompts, names)
     assert calls >= 7 * len(fused.runner.model.layers)

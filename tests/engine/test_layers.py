@@ -60,6 +60,35 @@ def test_rms_norm_on_the_native_operator_matches_the_reference(dtype: torch.dtyp
         assert (got != want).float().mean().item() <= 1e-3
 
 
+def _lane_order_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """The native operator's arithmetic spelled out in float32 tensors: squares added into 16 lanes in
+    column order, the lanes added halves onto halves, then 1 / sqrt(mean + eps), both products rounded
+    to the dtype (float32 throughout, as the C++ loop)."""
+    rows, n = x.shape
+    xf = x.float()
+    lanes = torch.zeros(rows, 16)
+    for column in range(n):
+        lanes[:, column % 16] += xf[:, column] * xf[:, column]
+    width = 8
+    while width:
+        lanes[:, :width] += lanes[:, width : 2 * width]
+        width //= 2
+    mean = lanes[:, :1] / n + eps
+    inv = 1 / torch.sqrt(mean.double()).float()  # C++'s sqrtf is correctly rounded; torch's float32 sqrt is not
+    return (weight.float() * (xf * inv).to(x.dtype).float()).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("size", [64, 72, 576])
+def test_rms_norm_on_the_native_operator_is_its_lane_order_bit_for_bit(dtype: torch.dtype, size: int) -> None:
+    """bf16 rows run vectorized and fp16 rows element by element; both must be the same arithmetic
+    (72 columns leave a tail of 8 past the vectors)."""
+    assert native.available(), "the C++ operators must build on this machine (see the logged warning)"
+    for norm, x in _cases(dtype, size):
+        got = torch.ops.plinth.rms_norm(x, norm.weight.detach(), 1e-6)
+        assert torch.equal(got, _lane_order_rms_norm(x, norm.weight.detach(), 1e-6)), (x.shape, x.abs().max())
+
+
 def test_rms_norm_in_float32_keeps_the_reference_bits_with_the_native_operator_loaded() -> None:
     assert native.available()
     for norm, x in _cases(torch.float32, 576):

@@ -34,6 +34,10 @@ using Tensor = at::Tensor;
 using bf16 = c10::BFloat16;
 using simd::F32x16;
 
+// Element-wise steps over at most this many tokens run on the calling thread: a decode step's few rows
+// cost less than waking the pool, while a prefill's thousands of rows are split between the threads.
+constexpr int64_t kSerialTokens = 64;
+
 // x * cos + roll(x, dim / 2) * sin_signed for each head of each token (RotaryEmbedding.rotate): q and k
 // heads of qkv's first columns, into a new [tokens, heads, dim] tensor.
 Tensor rotate(const Tensor& qkv, const Tensor& cos, const Tensor& sin_signed, int64_t heads, int64_t dim) {
@@ -44,28 +48,30 @@ Tensor rotate(const Tensor& qkv, const Tensor& cos, const Tensor& sin_signed, in
   const bf16* s = sin_signed.const_data_ptr<bf16>();
   bf16* dst = out.mutable_data_ptr<bf16>();
   const int64_t row = qkv.stride(0), table = cos.stride(0);
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t h = 0; h < heads; ++h) {
-      const bf16* x = src + t * row + h * dim;
-      bf16* y = dst + (t * heads + h) * dim;
-      const bf16* ct = c + t * table;
-      const bf16* st = s + t * table;
-      if (half % 16 == 0) {  // 16 lanes never straddle the roll's wrap
-        for (int64_t i = 0; i < dim; i += 16) {
-          const int64_t j = i < half ? i + half : i - half;  // roll: y[i] takes x[i - dim / 2] (mod dim)
-          const F32x16 a = simd::round_bf16(simd::mul(simd::load_bf16(x + i), simd::load_bf16(ct + i)));
-          const F32x16 b = simd::round_bf16(simd::mul(simd::load_bf16(x + j), simd::load_bf16(st + i)));
-          simd::store_bf16(y + i, simd::add(a, b));
+  at::parallel_for(0, tokens, kSerialTokens, [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t)
+      for (int64_t h = 0; h < heads; ++h) {
+        const bf16* x = src + t * row + h * dim;
+        bf16* y = dst + (t * heads + h) * dim;
+        const bf16* ct = c + t * table;
+        const bf16* st = s + t * table;
+        if (half % 16 == 0) {  // 16 lanes never straddle the roll's wrap
+          for (int64_t i = 0; i < dim; i += 16) {
+            const int64_t j = i < half ? i + half : i - half;  // roll: y[i] takes x[i - dim / 2] (mod dim)
+            const F32x16 a = simd::round_bf16(simd::mul(simd::load_bf16(x + i), simd::load_bf16(ct + i)));
+            const F32x16 b = simd::round_bf16(simd::mul(simd::load_bf16(x + j), simd::load_bf16(st + i)));
+            simd::store_bf16(y + i, simd::add(a, b));
+          }
+          continue;
         }
-        continue;
+        for (int64_t i = 0; i < dim; ++i) {  // e.g. 48- or 80-wide heads: element by element, same roundings
+          const int64_t j = i < half ? i + half : i - half;
+          const bf16 a = static_cast<bf16>(static_cast<float>(x[i]) * static_cast<float>(ct[i]));
+          const bf16 b = static_cast<bf16>(static_cast<float>(x[j]) * static_cast<float>(st[i]));
+          y[i] = static_cast<bf16>(static_cast<float>(a) + static_cast<float>(b));
+        }
       }
-      for (int64_t i = 0; i < dim; ++i) {  // e.g. 48- or 80-wide heads: element by element, same roundings
-        const int64_t j = i < half ? i + half : i - half;
-        const bf16 a = static_cast<bf16>(static_cast<float>(x[i]) * static_cast<float>(ct[i]));
-        const bf16 b = static_cast<bf16>(static_cast<float>(x[j]) * static_cast<float>(st[i]));
-        y[i] = static_cast<bf16>(static_cast<float>(a) + static_cast<float>(b));
-      }
-    }
+  });
   return out;
 }
 
@@ -73,10 +79,12 @@ Tensor rotate(const Tensor& qkv, const Tensor& cos, const Tensor& sin_signed, in
 void add_into(const Tensor& x, Tensor& y) {
   const bf16* a = x.const_data_ptr<bf16>();
   bf16* b = y.mutable_data_ptr<bf16>();
-  const int64_t n = y.numel();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) simd::store_bf16(b + i, simd::add(simd::load_bf16(a + i), simd::load_bf16(b + i)));
-  for (; i < n; ++i) b[i] = static_cast<bf16>(static_cast<float>(a[i]) + static_cast<float>(b[i]));
+  const int64_t n = y.numel(), width = y.size(-1);
+  at::parallel_for(0, n, kSerialTokens * width, [&](int64_t first, int64_t last) {
+    int64_t i = first;
+    for (; i + 16 <= last; i += 16) simd::store_bf16(b + i, simd::add(simd::load_bf16(a + i), simd::load_bf16(b + i)));
+    for (; i < last; ++i) b[i] = static_cast<bf16>(static_cast<float>(a[i]) + static_cast<float>(b[i]));
+  });
 }
 
 // silu(gate) * up of a fused [tokens, 2 * width] gate/up output (SiluAndMul.forward), rows in parallel

@@ -19,9 +19,20 @@
 #include <cmath>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
 
 constexpr int64_t kLanes = 16;
+
+// 1 / sqrt(mean square + eps) of a row whose 16 lane sums are `lanes`: the lanes added pairwise, halves
+// onto halves, as ATen's vectorized reduction ends.
+inline float inverse_rms(float* lanes, int64_t n, float eps) {
+  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
+    for (int64_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
+  }
+  return 1.f / std::sqrt(lanes[0] / static_cast<float>(n) + eps);
+}
 
 template <typename T>
 void norm_rows(const T* x, const T* w, T* y, int64_t rows, int64_t n, float eps) {
@@ -36,10 +47,7 @@ void norm_rows(const T* x, const T* w, T* y, int64_t rows, int64_t n, float eps)
         for (int64_t j = 0; j < kLanes; ++j) lanes[j] += row[i + j] * row[i + j];
       }
       for (; i < n; ++i) lanes[i % kLanes] += row[i] * row[i];
-      for (int64_t width = kLanes / 2; width > 0; width /= 2) {
-        for (int64_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
-      }
-      const float inv = 1.f / std::sqrt(lanes[0] / static_cast<float>(n) + eps);
+      const float inv = inverse_rms(lanes, n, eps);
       T* yr = y + r * n;
       for (int64_t k = 0; k < n; ++k) {
         const T normed = static_cast<T>(row[k] * inv);  // rounded to the dtype, as the reference does
@@ -48,6 +56,43 @@ void norm_rows(const T* x, const T* w, T* y, int64_t rows, int64_t n, float eps)
     }
   });
 }
+
+#ifdef PLINTH_SIMD
+// The same arithmetic on bf16 rows, 16 lanes at a time: each square rounded to float32 and added to its
+// lane (no fused multiply-add), each product rounded to bf16 where the scalar loop rounds it. A prefill
+// of 2,048 rows runs 61 norms a step; element by element they were ~6 % of a 16-prompt wave.
+template <>
+void norm_rows(const c10::BFloat16* x, const c10::BFloat16* w, c10::BFloat16* y, int64_t rows, int64_t n,
+               float eps) {
+  namespace simd = plinth_simd;
+  at::parallel_for(0, rows, /*grain_size=*/32, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const c10::BFloat16* xr = x + r * n;
+      simd::F32x16 sums = simd::zero();
+      int64_t i = 0;
+      for (; i + kLanes <= n; i += kLanes) {
+        const simd::F32x16 v = simd::load_bf16(xr + i);
+        sums = simd::add(sums, simd::mul(v, v));
+      }
+      float lanes[kLanes];
+      simd::storeu(lanes, sums);
+      for (; i < n; ++i) lanes[i % kLanes] += static_cast<float>(xr[i]) * static_cast<float>(xr[i]);
+      const float inv = inverse_rms(lanes, n, eps);
+      const simd::F32x16 scale = simd::set1(inv);
+      c10::BFloat16* yr = y + r * n;
+      int64_t k = 0;
+      for (; k + kLanes <= n; k += kLanes) {
+        const simd::F32x16 normed = simd::round_bf16(simd::mul(simd::load_bf16(xr + k), scale));
+        simd::store_bf16(yr + k, simd::mul(simd::load_bf16(w + k), normed));
+      }
+      for (; k < n; ++k) {
+        const c10::BFloat16 normed = static_cast<c10::BFloat16>(static_cast<float>(xr[k]) * inv);
+        yr[k] = static_cast<c10::BFloat16>(static_cast<float>(w[k]) * static_cast<float>(normed));
+      }
+    }
+  });
+}
+#endif
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   TORCH_CHECK(x.device().is_cpu() && weight.device().is_cpu(), "plinth::rms_norm: CPU tensors only");
