@@ -74,7 +74,7 @@ def _lane_order_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> t
         lanes[:, :width] += lanes[:, width : 2 * width]
         width //= 2
     mean = lanes[:, :1] / n + eps
-    inv = 1 / torch.sqrt(mean.double()).float()  # C++'s sqrtf is correctly rounded; torch's float32 sqrt is not
+    inv = 1 / torch.sqrt(mean.double()).float()  # sqrtf is correctly rounded; torch's float32 sqrt is not
     return (weight.float() * (xf * inv).to(x.dtype).float()).to(x.dtype)
 
 
