@@ -52,7 +52,11 @@ class FusedLayer:
         kv: tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
         lora: LoraBatch | None = None,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """The layer's output for every row, or for the rows ``keep`` indexes (``DecoderLayer.forward``;
+        never with adapter tokens, whose row tables cover every row)."""
+        assert keep is None or lora is None, "adapters run every row"
         group = meta.rows
         assert group is not None, "step_allows said no"
         (norm1, norm2), (qkv, o, gate_up, down) = self.norms, self.projections
@@ -67,7 +71,7 @@ class FusedLayer:
         return torch.ops.plinth.decode_layer(
             x, norm1, qkv, o, norm2, gate_up, down, self.bits, rope[0], rope[1], kv[0], kv[1],
             meta.slot_mapping, group.block_tables, group.context_lens, group.block_size, self.heads,
-            self.kv_heads, self.eps, self.scale, rows, slots, weights, where,
+            self.kv_heads, self.eps, self.scale, rows, slots, weights, where, keep,
         )  # fmt: skip
 
 

@@ -262,9 +262,11 @@ class ModelRunner:
             lora = LoraBatch.build(lora_spans, self.device, self.dtype, self.config.batch_invariant,
                                    row_wise=meta.rows is not None and short_prefill(spans))  # fmt: skip
             self.lora.batch = None if lora.empty else lora  # no adapter token: the layers skip at once
-        hidden = self.model(ids, pos, self.kv_caches, meta, interrupt)
-        rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)
-        logits = self.model.compute_logits(hidden[rows])
+        rows = None  # a decode-only step samples every row
+        if len(sample_rows) < len(input_ids):
+            rows = torch.tensor(sample_rows, dtype=torch.long, device=self.device)
+        hidden = self.model(ids, pos, self.kv_caches, meta, interrupt, rows)
+        logits = self.model.compute_logits(hidden)
         del hidden  # the step's activations are all free now
         if self.trimmer is not None:
             self.trimmer.after_step(len(input_ids))

@@ -235,3 +235,32 @@ def test_a_prompt_sent_again_after_a_prefix_cache_hit_gets_the_same_bits(tiny_ll
     first, again = reply(), reply()
     assert first[2] == 0 and again[2] > 0  # the second found the prompt's full blocks cached
     assert again[:2] == first[:2]
+
+
+@pytest.mark.parametrize("path", ["operator", "python"])
+def test_a_prefills_last_layer_goes_past_its_attention_with_the_sampled_rows_alone(tiny_llama, path) -> None:
+    """Four prompts (140 rows) in one step sample 4 rows: the last layer's MLP sees those 4, every other
+    layer all 140; a decode step, which samples every row, keeps them all."""
+    engine = _engine(tiny_llama)
+    model = engine.runner.model
+    rows: list[int] = []
+    model.layers[-1].mlp.register_forward_pre_hook(lambda _, args: rows.append(args[0].shape[0]))
+    model.layers[0].mlp.register_forward_pre_hook(lambda _, args: rows.append(-args[0].shape[0]))
+    if path == "python":
+        model.fused = []
+    else:
+        native_last = model.fused[-1]
+
+        def last(x, rope, kv, meta, lora=None, keep=None):
+            out = native_last(x, rope, kv, meta, lora, keep)
+            rows.append(out.shape[0])
+            return out
+
+        model.fused[-1] = last
+    for prompt in PROMPTS:
+        engine.add_request(prompt, SamplingParams(max_tokens=3, temperature=0.0))
+    engine.step()  # the prefill
+    assert rows == ([-140, 4] if path == "python" else [4])
+    rows.clear()
+    engine.step()  # a decode step samples every row: nothing is left out
+    assert rows == ([-4, 4] if path == "python" else [4])

@@ -1,9 +1,10 @@
 // plinth::decode_layer(x, norm1, qkv, o, norm2, gate_up, down, cos, sin_signed, k_cache, v_cache, slots,
-// block_tables, context_lens, block_size, heads, kv_heads, eps, scale): one Llama decoder layer for a
-// decode-only step of a bf16 model whose projections are packed for plinth::bf16_linear (bits = 16) or
-// quantized for plinth::qlinear (bits = 4 or 8: each projection's packed weight, scales and, for int4,
-// zeros); with the step's adapter tokens (lora_rows, lora_slots), each projection then adds their LoRA
-// deltas through plinth::lora_add_, as LoraLinear.forward does.
+// block_tables, context_lens, block_size, heads, kv_heads, eps, scale, ..., keep): one Llama decoder layer for
+// a step attended row by row of a bf16 model whose projections are packed for plinth::bf16_linear (bits =
+// 16) or quantized for plinth::qlinear (bits = 4 or 8: each projection's packed weight, scales and, for
+// int4, zeros); with the step's adapter tokens (lora_rows, lora_slots), each projection then adds their
+// LoRA deltas through plinth::lora_add_, as LoraLinear.forward does. With `keep`, only those rows go on
+// past the attention, and the output holds them alone (DecoderLayer.forward's keep).
 //
 // Why: at one stream of SmolLM2-135M a decode step spent ~5 ms of its ~19 outside the matmuls, most of
 // it in the interpreter between them: 30 layers of module calls, views and ~20 operators each, a few
@@ -174,7 +175,7 @@ Tensor decode_layer(const Tensor& x, const Tensor& norm1, at::TensorList qkv_w, 
                     const Tensor& block_tables, const Tensor& context_lens, int64_t block_size, int64_t heads,
                     int64_t kv_heads, double eps, double scale, const std::optional<Tensor>& lora_rows,
                     const std::optional<Tensor>& lora_slots, at::TensorList lora_weights,
-                    at::IntArrayRef lora_where) {
+                    at::IntArrayRef lora_where, const std::optional<Tensor>& keep) {
   TORCH_CHECK(x.dim() == 2 && k_cache.dim() == 3, "plinth::decode_layer: x [tokens, hidden], cache [slots, kv_heads, dim]");
   const int64_t tokens = x.size(0), dim = k_cache.size(2);
   const size_t parts = bits == 16 ? 1 : 2;
@@ -199,8 +200,13 @@ Tensor decode_layer(const Tensor& x, const Tensor& norm1, at::TensorList qkv_w, 
   const Tensor v = qkv.narrow(1, (heads + kv_heads) * dim, kv_heads * dim).reshape({tokens, kv_heads, dim});
   const Tensor out = attend(rotated.narrow(1, 0, heads), rotated.narrow(1, heads, kv_heads), v, k_cache, v_cache,
                             slots, block_tables, context_lens, block_size, scale);
-  Tensor h = project_adapted(1, out.reshape({-1, heads * dim}), o_w);
-  add_into(x, h);
+  // Past the attention, only the rows `keep` indexes, if given (the model's last layer in a prefill: every
+  // row's K/V is in the cache now, and only the sampled rows' states are read)
+  TORCH_CHECK(!keep.has_value() || lora_where.empty(), "plinth::decode_layer: keep without adapters");
+  const Tensor attended = out.reshape({-1, heads * dim});
+  const Tensor residual = keep.has_value() ? x.index_select(0, *keep) : x;
+  Tensor h = project_adapted(1, keep.has_value() ? attended.index_select(0, *keep) : attended, o_w);
+  add_into(residual, h);
   // MLP block (GatedMLP.forward, SiluAndMul.forward)
   Tensor y = project_adapted(3, silu_and_mul(project_adapted(2, norm(h, norm2, eps), gate_up_w)), down_w);
   add_into(h, y);
@@ -214,7 +220,7 @@ TORCH_LIBRARY_FRAGMENT(plinth, m) {
       "decode_layer(Tensor x, Tensor norm1, Tensor[] qkv, Tensor[] o, Tensor norm2, Tensor[] gate_up, Tensor[] down, "
       "int bits, Tensor cos, Tensor sin_signed, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor slots, Tensor block_tables, "
       "Tensor context_lens, int block_size, int heads, int kv_heads, float eps, float scale, Tensor? lora_rows, "
-      "Tensor? lora_slots, Tensor[] lora_weights, int[] lora_where) -> Tensor");
+      "Tensor? lora_slots, Tensor[] lora_weights, int[] lora_where, Tensor? keep=None) -> Tensor");
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("decode_layer", &decode_layer); }
 
