@@ -17,6 +17,10 @@ step.
     .venv/bin/python benchmarks/short_prefill.py                                # 4 to 256 new tokens
     .venv/bin/python benchmarks/short_prefill.py --tokens 16,64,256 --cached 1024
     .venv/bin/python benchmarks/short_prefill.py --requests 16 --tokens 64,128 --decodes 0
+    .venv/bin/python benchmarks/short_prefill.py --requests 16 --tokens 128 --decodes 0 --against unpruned
+
+``--against unpruned`` times the engine's own way against the same with the last layer running every
+row past its attention (``CausalLM.prune_last_layer`` off): what keeping only the sampled rows saves.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--decodes", type=int, default=2, help="running requests the chunk joins")
     p.add_argument("--requests", type=int, default=1, help="prompts of --tokens each in the chunk")
     p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--against", choices=["sdpa", "unpruned"], default="sdpa",
+                   help="the other way: SDPA and the Python limits, or the engine's way with the last "
+                   "layer running every row (CausalLM.prune_last_layer off)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -84,13 +91,16 @@ def main(argv: list[str] | None = None) -> int:
           f"decodes, {args.requests} prompts a chunk, {args.cached} cached prompt tokens, torch threads "
           f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}; the engine's limits: "
           f"{limits[0]} tokens, {limits[1]} positions, or {limits[2]} positions a token\n")  # fmt: skip
-    print("| new tokens | row by row, ms | SDPA, ms | SDPA / row by row | the engine takes |")
+    other = "SDPA" if args.against == "sdpa" else "unpruned"
+    print(f"| new tokens | row by row, ms | {other}, ms | {other} / row by row | the engine takes |")
     print("|---:|---:|---:|---:|---|")
+    model = engine.runner.model
     for tokens in (int(t) for t in args.tokens.split(",")):
         times: dict[str, list[float]] = {"rows": [], "sdpa": []}
         for round_ in range(args.rounds):
             for way in ("rows", "sdpa") if round_ % 2 else ("sdpa", "rows"):
-                unlimited = way == "rows"
+                unlimited = way == "rows" or args.against == "unpruned"
+                model.prune_last_layer = way == "rows" or args.against == "sdpa"
                 engine.runner.prompt_blocks = blocks and unlimited
                 attention.ROW_WISE_PREFILL = 1 << 30 if unlimited else 0
                 attention.ROW_WISE_POSITIONS = 1 << 62 if unlimited else 0
@@ -106,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"the step ran {ran} tokens, not {want}: prefix not cached?")
         attention.ROW_WISE_PREFILL, attention.ROW_WISE_POSITIONS, attention.ROW_WISE_MEAN_CONTEXT = limits
         engine.runner.prompt_blocks = blocks
+        model.prune_last_layer = True
         rows, sdpa = (1000 * statistics.median(times[w]) for w in ("rows", "sdpa"))
         chunk = [SeqSpan([], args.cached, tokens)] * args.requests
         takes = "row by row" if blocks or attention.row_wise(chunk) else "SDPA"

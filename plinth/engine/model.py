@@ -165,6 +165,7 @@ class CausalLM(nn.Module):
 
     def __init__(self, cfg: ModelConfig, lora: LoraContext | None = None) -> None:
         super().__init__()
+        self.prune_last_layer = True  # see forward; benchmarks/short_prefill.py --against unpruned
         self.cfg, self.lora = cfg, lora
         self.rotary = RotaryEmbedding(
             cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta, cfg.rope_scaling
@@ -211,7 +212,7 @@ class CausalLM(nn.Module):
         rope = self.rotary.table(positions)  # looked up once per step, used by every layer
         lora = self.lora.batch if self.lora is not None else None
         fused = self.fused if self.fused and step_allows(meta, lora, x.dtype) else None
-        prune = keep if lora is None else None
+        prune = keep if lora is None and self.prune_last_layer else None
         last = len(self.layers) - 1
         for index, (layer, kv) in enumerate(zip(self.layers, kv_caches, strict=True)):
             if interrupt is not None and interrupt():

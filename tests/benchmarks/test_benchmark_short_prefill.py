@@ -49,3 +49,16 @@ def test_a_wave_of_prompts_is_one_chunk_and_goes_row_by_row_when_its_rows_attend
     assert "3 prompts a chunk" in run.stdout
     rows = ROW.findall(run.stdout)
     assert [(int(r[0]), r[4]) for r in rows] == [(attention.ROW_WISE_PREFILL, "row by row")], run.stdout
+
+
+@pytest.mark.skipif(not native.has("decode_layer"), reason="no AVX2")
+@pytest.mark.timeout(300)
+def test_against_unpruned_times_the_engines_way_against_the_last_layer_running_every_row(tiny_llama) -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "short_prefill.py"), "--model", str(tiny_llama), "--requests",
+           "3", "--tokens", "32", "--decodes", "0", "--rounds", "2", "--against", "unpruned"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| unpruned / row by row |" in run.stdout
+    [(tokens, by_rows, unpruned, ratio, takes)] = ROW.findall(run.stdout)
+    assert (int(tokens), takes) == (32, "row by row")
+    assert ratio_as_printed(ratio, unpruned, by_rows, time_step=0.1)
