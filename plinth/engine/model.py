@@ -205,7 +205,8 @@ class CausalLM(nn.Module):
 
         With ``keep`` (the rows that sample) and no adapter token in the step, the last layer goes on
         past its attention with those rows alone: a 16-prompt, 128-token prefill samples 16 of its 2,048
-        rows, and the rest of their last layer (output projection, MLP) was ~2.5 % of the step. The kept
+        rows, and taking the other 2,032 through the rest of the last layer (output projection, MLP) was
+        ~3 % of the step (``benchmarks/short_prefill.py --against unpruned``). The kept
         rows' sums are the same either way (each kernel sums a row in an order of its own); with
         adapters, whose row tables cover the whole step, the rows are taken after the last layer."""
         x = self.embed_tokens(input_ids)
