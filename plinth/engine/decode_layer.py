@@ -53,10 +53,10 @@ class FusedLayer:
         meta: AttentionMetadata,
         lora: LoraBatch | None = None,
         keep: torch.Tensor | None = None,
+        kept: LoraBatch | None = None,
     ) -> torch.Tensor:
-        """The layer's output for every row, or for the rows ``keep`` indexes (``DecoderLayer.forward``;
-        never with adapter tokens, whose row tables cover every row)."""
-        assert keep is None or lora is None, "adapters run every row"
+        """The layer's output for every row, or for the rows ``keep`` indexes (``DecoderLayer.forward``),
+        whose adapter tokens past the attention are ``kept``'s (``LoraContext.kept``)."""
         group = meta.rows
         assert group is not None, "step_allows said no"
         (norm1, norm2), (qkv, o, gate_up, down) = self.norms, self.projections
@@ -68,10 +68,12 @@ class FusedLayer:
                     where += (which, column, width)
                     weights += (a, bt)
         rows, slots = (lora.rows, lora.slots) if lora is not None else (None, None)
+        assert kept is None or kept.native, "the kept rows' adapters on plinth::lora_add_ too"
+        kept_rows, kept_slots = (kept.rows, kept.slots) if kept is not None else (None, None)
         return torch.ops.plinth.decode_layer(
             x, norm1, qkv, o, norm2, gate_up, down, self.bits, rope[0], rope[1], kv[0], kv[1],
             meta.slot_mapping, group.block_tables, group.context_lens, group.block_size, self.heads,
-            self.kv_heads, self.eps, self.scale, rows, slots, weights, where, keep,
+            self.kv_heads, self.eps, self.scale, rows, slots, weights, where, keep, kept_rows, kept_slots,
         )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
@@ -93,6 +94,12 @@ class SparseMoe(nn.Module):
         return out
 
 
+def kept_rows(lora: LoraContext | None) -> AbstractContextManager[None]:
+    """Adapter products on the kept rows' own batch (:meth:`LoraContext.on_kept_rows`), past the last
+    layer's attention; nothing to switch in a model without adapter slots."""
+    return lora.on_kept_rows() if lora is not None else nullcontext()
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, lora: LoraContext | None) -> None:
         super().__init__()
@@ -103,6 +110,7 @@ class Attention(nn.Module):
             cfg.hidden_size, sizes, cfg.attention_bias, lora, ("q_proj", "k_proj", "v_proj")
         )
         self.o_proj = projection(self.q_size, [cfg.hidden_size], False, lora, ("o_proj",))
+        self.lora = lora
         self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.scale = cfg.head_dim**-0.5
@@ -131,7 +139,10 @@ class Attention(nn.Module):
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.reshape(tokens, self.num_kv_heads, self.head_dim)
         out = paged_attention(q, k, v, kv[0], kv[1], meta, self.scale).reshape(-1, self.q_size)
-        return self.o_proj(out if keep is None else out.index_select(0, keep))
+        if keep is None:
+            return self.o_proj(out)
+        with kept_rows(self.lora):
+            return self.o_proj(out.index_select(0, keep))
 
 
 class DecoderLayer(nn.Module):
@@ -140,6 +151,7 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_attn = Attention(cfg, lora)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.lora = lora
         self.mlp: GatedMLP | SparseMoe = (
             SparseMoe(cfg) if sparse else GatedMLP(cfg.hidden_size, cfg.intermediate_size, lora)
         )
@@ -155,8 +167,12 @@ class DecoderLayer(nn.Module):
         """Every row's output, or with ``keep`` (the model's last layer in a prefill) only those rows':
         past the attention, whose K/V every later token reads, no other row is wanted."""
         attended = self.self_attn(self.input_layernorm(x), rope, kv, meta, keep)
-        x = (x if keep is None else x.index_select(0, keep)) + attended
-        return x + self.mlp(self.post_attention_layernorm(x))
+        if keep is None:
+            x = x + attended
+            return x + self.mlp(self.post_attention_layernorm(x))
+        x = x.index_select(0, keep) + attended
+        with kept_rows(self.lora):  # the adapters' rows are the kept ones now
+            return x + self.mlp(self.post_attention_layernorm(x))
 
 
 class CausalLM(nn.Module):
@@ -203,25 +219,27 @@ class CausalLM(nn.Module):
         lower-class requests gives way to a newly arrived higher-class one within a layer's time
         instead of a whole step's).
 
-        With ``keep`` (the rows that sample) and no adapter token in the step, the last layer goes on
-        past its attention with those rows alone: a 16-prompt, 128-token prefill samples 16 of its 2,048
-        rows, and taking the other 2,032 through the rest of the last layer (output projection, MLP) was
-        ~3 % of the step (``benchmarks/short_prefill.py --against unpruned``). The kept
-        rows' sums are the same either way (each kernel sums a row in an order of its own); with
-        adapters, whose row tables cover the whole step, the rows are taken after the last layer."""
+        With ``keep`` (the rows that sample), the last layer goes on past its attention with those rows
+        alone, their adapter tokens being ``LoraContext.kept``: a 16-prompt, 128-token prefill samples
+        16 of its 2,048 rows, and taking the other 2,032 through the rest of the last layer (output
+        projection, MLP) was ~3 % of the step (``benchmarks/short_prefill.py --against unpruned``). The kept
+        rows' sums are the same either way (each kernel sums a row in an order of its own)."""
         x = self.embed_tokens(input_ids)
         rope = self.rotary.table(positions)  # looked up once per step, used by every layer
         lora = self.lora.batch if self.lora is not None else None
         fused = self.fused if self.fused and step_allows(meta, lora, x.dtype) else None
-        prune = keep if lora is None and self.prune_last_layer else None
+        kept = self.lora.kept if self.lora is not None else None
         last = len(self.layers) - 1
         for index, (layer, kv) in enumerate(zip(self.layers, kv_caches, strict=True)):
             if interrupt is not None and interrupt():
                 raise StepInterrupted
             native = fused[index] if fused is not None else None
-            only = prune if index == last else None
-            x = layer(x, rope, kv, meta, only) if native is None else native(x, rope, kv, meta, lora, only)
-        if keep is not None and prune is None:
+            only = keep if index == last and self.prune_last_layer else None
+            if native is None:
+                x = layer(x, rope, kv, meta, only)
+            else:
+                x = native(x, rope, kv, meta, lora, only, kept)
+        if keep is not None and not self.prune_last_layer:
             x = x.index_select(0, keep)
         return self.norm(x)
 

@@ -251,8 +251,8 @@ def test_a_prefills_last_layer_goes_past_its_attention_with_the_sampled_rows_alo
     else:
         native_last = model.fused[-1]
 
-        def last(x, rope, kv, meta, lora=None, keep=None):
-            out = native_last(x, rope, kv, meta, lora, keep)
+        def last(x, rope, kv, meta, lora=None, keep=None, kept=None):
+            out = native_last(x, rope, kv, meta, lora, keep, kept)
             rows.append(out.shape[0])
             return out
 
@@ -264,3 +264,31 @@ def test_a_prefills_last_layer_goes_past_its_attention_with_the_sampled_rows_alo
     rows.clear()
     engine.step()  # a decode step samples every row: nothing is left out
     assert rows == ([-4, 4] if path == "python" else [4])
+
+
+@pytest.mark.parametrize("path", ["operator", "python"])
+def test_the_kept_rows_adapters_give_the_unpruned_models_tokens(tiny_llama, tmp_path, path) -> None:
+    """Past the last attention the adapter tokens are the kept rows' own (``LoraContext.kept``): prompts
+    on an adapter of every projection, on one of the MLP and o, and on the base model, prefilled in one
+    step, give the tokens of the last layer running every row. Their logprobs agree to rounding: the kept
+    rows' adapter products go row by row, where a long prefill's went by chunk."""
+    specs = {"all": TARGETS, "mlp": ("gate_proj", "up_proj", "down_proj", "o_proj")}
+    adapters = {name: make_peft_adapter(tiny_llama, tmp_path / name, seed=i + 1, r=8, alpha=16,
+                                        targets=targets)
+                for i, (name, targets) in enumerate(specs.items())}  # fmt: skip
+
+    def run(prune: bool, names: list[str | None]) -> list[tuple[list[int], list[float]]]:
+        engine = _engine(tiny_llama, enable_lora=True, max_loras=2, max_lora_rank=8)
+        for name, adapter in adapters.items():
+            engine.add_lora(name, adapter)
+        engine.runner.model.prune_last_layer = prune
+        if path == "python":
+            engine.runner.model.fused = []
+        return greedy_tokens_and_logprobs(engine, PROMPTS, 6, names)
+
+    names = ["all", "mlp", None, "all"]
+    pruned, unpruned, base = run(True, names), run(False, names), run(True, [None] * 4)
+    assert [tokens for tokens, _ in pruned] == [tokens for tokens, _ in unpruned]
+    for (_, got), (_, want) in zip(pruned, unpruned, strict=True):
+        assert got == pytest.approx(want, abs=0.05)  # within a bf16 rounding of the logits (~6.7 here)
+    assert [tokens for tokens, _ in pruned] != [tokens for tokens, _ in base]  # the adapters do matter

@@ -4,7 +4,8 @@
 // 16) or quantized for plinth::qlinear (bits = 4 or 8: each projection's packed weight, scales and, for
 // int4, zeros); with the step's adapter tokens (lora_rows, lora_slots), each projection then adds their
 // LoRA deltas through plinth::lora_add_, as LoraLinear.forward does. With `keep`, only those rows go on
-// past the attention, and the output holds them alone (DecoderLayer.forward's keep).
+// past the attention, their adapter tokens being kept_rows/kept_slots, and the output holds them alone
+// (DecoderLayer.forward's keep).
 //
 // Why: at one stream of SmolLM2-135M a decode step spent ~5 ms of its ~19 outside the matmuls, most of
 // it in the interpreter between them: 30 layers of module calls, views and ~20 operators each, a few
@@ -175,7 +176,8 @@ Tensor decode_layer(const Tensor& x, const Tensor& norm1, at::TensorList qkv_w, 
                     const Tensor& block_tables, const Tensor& context_lens, int64_t block_size, int64_t heads,
                     int64_t kv_heads, double eps, double scale, const std::optional<Tensor>& lora_rows,
                     const std::optional<Tensor>& lora_slots, at::TensorList lora_weights,
-                    at::IntArrayRef lora_where, const std::optional<Tensor>& keep) {
+                    at::IntArrayRef lora_where, const std::optional<Tensor>& keep,
+                    const std::optional<Tensor>& kept_rows, const std::optional<Tensor>& kept_slots) {
   TORCH_CHECK(x.dim() == 2 && k_cache.dim() == 3, "plinth::decode_layer: x [tokens, hidden], cache [slots, kv_heads, dim]");
   const int64_t tokens = x.size(0), dim = k_cache.size(2);
   const size_t parts = bits == 16 ? 1 : 2;
@@ -185,9 +187,13 @@ Tensor decode_layer(const Tensor& x, const Tensor& norm1, at::TensorList qkv_w, 
   TORCH_CHECK(lora_where.size() % 3 == 0 && lora_weights.size() * 3 == lora_where.size() * 2 &&
                   (lora_where.empty() || (lora_rows.has_value() && lora_slots.has_value())),
               "plinth::decode_layer: per adapted sub-projection (projection, column, width) and A, Bt; rows and slots");
+  // past the attention with `keep`, the adapter tokens are the kept rows' (kept_rows, kept_slots: none when
+  // no kept row has an adapter)
   auto project_adapted = [&](int64_t which, const Tensor& input, at::TensorList weight) {
     Tensor y = project(input, weight, bits);
-    if (!lora_where.empty()) adapt(which, input, y, lora_rows, lora_slots, lora_weights, lora_where);
+    const bool kept = keep.has_value() && which > 0;
+    if (lora_where.empty() || (kept && !kept_rows.has_value())) return y;
+    adapt(which, input, y, kept ? kept_rows : lora_rows, kept ? kept_slots : lora_slots, lora_weights, lora_where);
     return y;
   };
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.is_contiguous() && dim % 16 == 0 && cos.size(-1) == dim &&
@@ -202,7 +208,6 @@ Tensor decode_layer(const Tensor& x, const Tensor& norm1, at::TensorList qkv_w, 
                             slots, block_tables, context_lens, block_size, scale);
   // Past the attention, only the rows `keep` indexes, if given (the model's last layer in a prefill: every
   // row's K/V is in the cache now, and only the sampled rows' states are read)
-  TORCH_CHECK(!keep.has_value() || lora_where.empty(), "plinth::decode_layer: keep without adapters");
   const Tensor attended = out.reshape({-1, heads * dim});
   const Tensor residual = keep.has_value() ? x.index_select(0, *keep) : x;
   Tensor h = project_adapted(1, keep.has_value() ? attended.index_select(0, *keep) : attended, o_w);
@@ -220,7 +225,8 @@ TORCH_LIBRARY_FRAGMENT(plinth, m) {
       "decode_layer(Tensor x, Tensor norm1, Tensor[] qkv, Tensor[] o, Tensor norm2, Tensor[] gate_up, Tensor[] down, "
       "int bits, Tensor cos, Tensor sin_signed, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor slots, Tensor block_tables, "
       "Tensor context_lens, int block_size, int heads, int kv_heads, float eps, float scale, Tensor? lora_rows, "
-      "Tensor? lora_slots, Tensor[] lora_weights, int[] lora_where, Tensor? keep=None) -> Tensor");
+      "Tensor? lora_slots, Tensor[] lora_weights, int[] lora_where, Tensor? keep=None, Tensor? kept_rows=None, "
+      "Tensor? kept_slots=None) -> Tensor");
 }
 TORCH_LIBRARY_IMPL(plinth, CPU, m) { m.impl("decode_layer", &decode_layer); }
 

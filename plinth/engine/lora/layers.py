@@ -28,7 +28,8 @@ Base-model tokens are simply left out, and a step without adapter tokens costs n
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -186,7 +187,19 @@ class LoraContext:
     # step 3.1x the base model's (``benchmarks/lora.py``).
     float32_products: bool = False
     batch: LoraBatch | None = None
+    # the step's batch for the rows that sample, which alone go on past the last layer's attention
+    # (CausalLM.forward's keep): row i of it is the i-th kept row
+    kept: LoraBatch | None = None
     layers: list[LoraLinear] = field(default_factory=list)
+
+    @contextmanager
+    def on_kept_rows(self) -> Iterator[None]:
+        """The layers' products take :attr:`kept` for the block, then the step's batch again."""
+        batch, self.batch = self.batch, self.kept
+        try:
+            yield
+        finally:
+            self.batch = batch
 
 
 class LoraLinear(nn.Linear):
