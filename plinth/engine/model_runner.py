@@ -244,7 +244,7 @@ class ModelRunner:
         input_ids: list[int] = []
         positions: list[int] = []
         sample_rows: list[int] = []
-        sample_slots: list[tuple[int, int, int | None]] = []  # (kept row, 1, adapter slot) per sampling row
+        kept_spans: list[tuple[int, int, int | None]] = []  # lora_spans' form for the sampling rows alone
         spans = []
         lora_spans: list[tuple[int, int, int | None]] = []
         for item in batch:
@@ -254,7 +254,7 @@ class ModelRunner:
             positions.extend(range(start, start + item.num_new))
             spans.append(SeqSpan(item.seq.block_table, start, item.num_new))
             if item.samples:
-                sample_slots.append((len(sample_rows), 1, item.seq.lora_slot))
+                kept_spans.append((len(sample_rows), 1, item.seq.lora_slot))
                 sample_rows.append(len(input_ids) - 1)
         meta = AttentionMetadata.build(spans, self.block_size, self.device, self.config.batch_invariant,
                                        self.prompt_blocks)  # fmt: skip
@@ -267,10 +267,10 @@ class ModelRunner:
             lora = LoraBatch.build(lora_spans, self.device, self.dtype, self.config.batch_invariant,
                                    row_wise=meta.rows is not None and short_prefill(spans))  # fmt: skip
             self.lora.batch = None if lora.empty else lora  # no adapter token: the layers skip at once
-            kept = None  # the sampling rows' own batch, for the last layer past its attention
+            # the sampling rows' own batch (one row each), for the last layer past its attention
+            kept = None
             if rows is not None and not lora.empty:
-                kept = LoraBatch.build(sample_slots, self.device, self.dtype, self.config.batch_invariant,
-                                       row_wise=True)  # fmt: skip
+                kept = LoraBatch.build(kept_spans, self.device, self.dtype, self.config.batch_invariant)
             self.lora.kept = None if kept is None or kept.empty else kept
         hidden = self.model(ids, pos, self.kv_caches, meta, interrupt, rows)
         logits = self.model.compute_logits(hidden)
