@@ -82,6 +82,7 @@ def keep_embedding_quantized(model: nn.Module, path: Path, dtype: torch.dtype) -
     for start in range(0, vocab, _CHUNK_ROWS):
         chunk = raw[start : start + _CHUNK_ROWS]
         quantized.fill(start, chunk)
-        drop_pages(gguf, tensor.data_offset + start * row_bytes, chunk.shape[0] * row_bytes)
+        # from the table's start: the pages a read maps around a chunk include its predecessor's
+        drop_pages(gguf, tensor.data_offset, (start + chunk.shape[0]) * row_bytes)
     model.embed_tokens = quantized
     return True

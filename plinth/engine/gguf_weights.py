@@ -32,12 +32,16 @@ def iter_gguf_weights(
     config = gguf_hf_config(gguf)
     permuted = gguf.architecture == "llama"
     heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
+    first = min((tensor.data_offset for tensor in gguf.reader.tensors), default=0)
     for tensor in gguf.reader.tensors:
         name = hf_tensor_name(tensor.name)
         if name is None:  # open_gguf refuses such files; guard against a reader handed in unchecked
             raise CheckpointError(f"{gguf.path}: unexpected tensor {tensor.name!r}")
         weight = dequantize(tensor, dtype)
-        drop_pages(gguf, tensor.data_offset, tensor.n_bytes)
+        # Everything read so far, not this tensor alone: a read fault maps the pages around it too
+        # (the kernel's fault-around, 64 KB), and those of a tensor dropped before stayed resident,
+        # ~19 MB of SmolLM2's file by the end of the load, which was then the server's peak.
+        drop_pages(gguf, first, tensor.data_offset + tensor.n_bytes - first)
         kind = tensor.name.split(".")[2] if tensor.name.startswith("blk.") else ""
         if permuted and kind in heads:
             weight = unpermute_rows(weight, heads[kind])

@@ -291,7 +291,7 @@ _FOUR_BIT_GGUF = ("Q4_0", "Q4_1", "Q4_K")  # matrix types int8 re-rounds (see _q
 
 
 def _trimmed(
-    weights: Iterator[tuple[str, torch.Tensor]], every: int = 16 << 20
+    weights: Iterator[tuple[str, torch.Tensor]], every: int = 4 << 20
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """``weights``, handing the heap's free pages back after every ``every`` bytes loaded.
 
