@@ -32,6 +32,7 @@ import functools
 import json
 import os
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -92,6 +93,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="compute threads of every engine (default: the CPU count; 1 on a busy shared machine)",
     )
     p.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
+    p.add_argument(
+        "--plinth-flags",
+        default="",
+        help="more plinth serve flags, one string (e.g. '--kv-cache-policy lean'; default: none, as shipped)",
+    )
     p.add_argument("--seed", type=int, default=0, help="prompt seed")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--quick", action="store_true", help="tiny model, levels 1,4, short lengths (CI)")
@@ -102,6 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.engines = [e for e in args.engines.split(",") if e]
     args.concurrency = _levels(args.concurrency)
     args.hf_baseline_at = _levels(args.hf_baseline_at)
+    args.plinth_flags = shlex.split(args.plinth_flags)
     return args
 
 
@@ -297,8 +304,10 @@ def context_len(args: argparse.Namespace) -> int:
 
 def plinth_sweep(args: argparse.Namespace, name: str, dtype: str, quantization: str | None) -> Sweep:
     # The context llama.cpp gets per slot, so both size their KV cache for the same need.
-    extra = ["--max-model-len", str(context_len(args))] + (
-        ["--quantization", quantization] if quantization else []
+    extra = (
+        ["--max-model-len", str(context_len(args))]
+        + (["--quantization", quantization] if quantization else [])
+        + args.plinth_flags
     )
     with plinth_server(args.model, dtype, args.device, args.port, args.threads, extra) as (url, proc):
         model_id = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
@@ -354,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     args.model = prepare_model(args.model, args.quick)
     args.dtype = resolve_dtype(args.model, args.dtype, args.device)
     log(f"model {args.model}, dtype {args.dtype}, levels {args.concurrency}, engines {args.engines}")
+    if args.plinth_flags:
+        log(f"plinth serve also gets {' '.join(args.plinth_flags)}")
     load = os.getloadavg()[0]
     log(f"{args.threads} threads per engine, {os.cpu_count()} CPUs, load average {load:.2f} (shared machine)")
     sweeps = [run_engine(args, name) for name in args.engines]

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     max_num_batched_tokens: int = Field(2048, ge=1)
     max_model_len: int | None = Field(None, ge=1)
     kv_cache_memory_gb: float | None = Field(None, gt=0)  # None: by need, capped at 1/4 of free RAM
+    kv_cache_policy: Literal["keep", "lean"] = "keep"  # prefix hits vs resident memory (README)
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     pgvector_dsn: str | None = None  # PostgreSQL for knowledge bases with store "pgvector"
     demo_data: Path | None = None  # shared/data: the demo builds the `movies` knowledge base from it
@@ -225,6 +226,7 @@ class Settings(BaseSettings):
             max_num_batched_tokens=self.max_num_batched_tokens,
             max_model_len=self.max_model_len,
             kv_cache_memory_gb=self.kv_cache_memory_gb,
+            kv_cache_policy=self.kv_cache_policy,
             enable_lora=self.enable_lora if enable_lora is None else enable_lora,
             max_loras=self.max_loras,
             max_lora_rank=self.max_lora_rank,

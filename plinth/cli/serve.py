@@ -60,6 +60,13 @@ def serve(
     llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for features.")] = None,
     max_num_seqs: Annotated[int | None, typer.Option(help="Max sequences per batch.")] = None,
     max_model_len: Annotated[int | None, typer.Option(help="Max prompt + output tokens.")] = None,
+    kv_cache_policy: Annotated[
+        str | None,
+        typer.Option(
+            help="keep: finished requests' prefixes cached until the KV cache is full (default); "
+            "lean: freed blocks reused first, so resident memory follows the load."
+        ),
+    ] = None,
     adapters: Annotated[
         list[Path] | None,
         typer.Option("--adapters", help="Directory whose adapter subfolders are served to all tenants."),
@@ -95,6 +102,7 @@ def serve(
         llm_url=llm_url,
         max_num_seqs=max_num_seqs,
         max_model_len=max_model_len,
+        kv_cache_policy=kv_cache_policy,
         adapters=adapters,
         enable_lora=enable_lora,
         max_loras=max_loras,

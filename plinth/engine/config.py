@@ -15,6 +15,9 @@ class EngineConfig:
     ``kv_cache_blocks=None`` sizes the cache by need: ``max_num_seqs`` sequences of ``max_model_len``
     tokens, capped by a budget: ``kv_cache_memory_gb`` if set, else a quarter of the host memory
     available at start (CPU) or ``gpu_memory_utilization`` of the GPU.
+    ``kv_cache_policy`` picks between prefix hits and resident memory (``BlockManager``): ``keep``
+    hands out never-used blocks first, keeping every finished request's prefix until the cache is full;
+    ``lean`` reuses freed blocks first, so a CPU cache's resident pages follow the load.
     """
 
     model: str
@@ -30,6 +33,7 @@ class EngineConfig:
     kv_cache_memory_gb: float | None = None
     gpu_memory_utilization: float = 0.9
     enable_prefix_caching: bool = True
+    kv_cache_policy: str = "keep"  # keep | lean
     seed: int = 0
     enable_lora: bool = False
     max_loras: int = 8  # adapters resident in compute slots (distinct adapters per step)

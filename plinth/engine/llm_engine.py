@@ -66,8 +66,13 @@ class LLMEngine:
         self.model_config.max_model_len = min(self.model_config.max_model_len, cache_tokens)
         ctx = self.runner.lora
         self.lora = None if ctx is None else LoraManager(ctx, self.model_config, config.max_cpu_loras)
+        if config.kv_cache_policy not in ("keep", "lean"):
+            raise ValueError(f"kv_cache_policy must be 'keep' or 'lean', not {config.kv_cache_policy!r}")
         self.block_manager = BlockManager(
-            self.runner.num_blocks, config.block_size, config.enable_prefix_caching
+            self.runner.num_blocks,
+            config.block_size,
+            config.enable_prefix_caching,
+            reuse_freed_first=config.kv_cache_policy == "lean",
         )
         self.scheduler = Scheduler(
             self.block_manager,
