@@ -58,6 +58,8 @@ class EngineStats:
 
 class LLMEngine:
     def __init__(self, config: EngineConfig, name: str | None = None) -> None:
+        if config.kv_cache_policy not in ("keep", "lean"):  # before the load, not after it
+            raise ValueError(f"kv_cache_policy must be 'keep' or 'lean', not {config.kv_cache_policy!r}")
         self.config = config
         path = resolve_checkpoint(config.model, config.revision)
         self.model_config = ModelConfig.from_pretrained(path, name or config.model, config.max_model_len)
@@ -66,8 +68,6 @@ class LLMEngine:
         self.model_config.max_model_len = min(self.model_config.max_model_len, cache_tokens)
         ctx = self.runner.lora
         self.lora = None if ctx is None else LoraManager(ctx, self.model_config, config.max_cpu_loras)
-        if config.kv_cache_policy not in ("keep", "lean"):
-            raise ValueError(f"kv_cache_policy must be 'keep' or 'lean', not {config.kv_cache_policy!r}")
         self.block_manager = BlockManager(
             self.runner.num_blocks,
             config.block_size,
