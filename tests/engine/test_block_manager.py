@@ -106,6 +106,23 @@ def test_the_engine_takes_the_policy_from_its_config_and_refuses_an_unknown_one(
         LLMEngine(EngineConfig(model=path, kv_cache_policy="greedy"))
 
 
+def test_lean_under_preemption_and_shared_prefixes_gives_keeps_tokens(tiny_checkpoint_factory) -> None:
+    """A cache too small for the batch (sequences preempted and recomputed) and prompts sharing a prefix:
+    which free block comes first must not change a token."""
+    path = str(tiny_checkpoint_factory("llama"))
+    greedy = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
+    shared = _distinct(7)
+    prompts = [shared + _distinct(i)[: 5 + 3 * i] for i in range(6)]
+    outputs = {}
+    for policy in ("keep", "lean"):
+        config = EngineConfig(model=path, block_size=8, kv_cache_blocks=16, kv_cache_policy=policy)
+        engine = LLMEngine(config)
+        outputs[policy] = engine.generate(prompts, greedy)
+        assert engine.scheduler.num_preemptions > 0  # the case this test is for
+        assert engine.block_manager.num_used_blocks == 0  # every block back once all finished
+    assert outputs["lean"] == outputs["keep"]
+
+
 def test_the_setting_reaches_the_engine_config_and_a_wrong_value_is_refused(tmp_path) -> None:
     from pydantic import ValidationError
 
