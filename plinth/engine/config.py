@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(slots=True)
@@ -33,7 +34,7 @@ class EngineConfig:
     kv_cache_memory_gb: float | None = None
     gpu_memory_utilization: float = 0.9
     enable_prefix_caching: bool = True
-    kv_cache_policy: str = "keep"  # keep | lean
+    kv_cache_policy: Literal["keep", "lean"] = "keep"
     seed: int = 0
     enable_lora: bool = False
     max_loras: int = 8  # adapters resident in compute slots (distinct adapters per step)

@@ -82,7 +82,6 @@ def keep_embedding_quantized(model: nn.Module, path: Path, dtype: torch.dtype) -
     for start in range(0, vocab, _CHUNK_ROWS):
         chunk = raw[start : start + _CHUNK_ROWS]
         quantized.fill(start, chunk)
-        # from the table's start: the pages a read maps around a chunk include its predecessor's
-        drop_pages(gguf, tensor.data_offset, (start + chunk.shape[0]) * row_bytes)
+        drop_pages(gguf, tensor.data_offset + (start + chunk.shape[0]) * row_bytes)
     model.embed_tokens = quantized
     return True

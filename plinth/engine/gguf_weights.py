@@ -32,16 +32,12 @@ def iter_gguf_weights(
     config = gguf_hf_config(gguf)
     permuted = gguf.architecture == "llama"
     heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
-    first = min((tensor.data_offset for tensor in gguf.reader.tensors), default=0)
     for tensor in gguf.reader.tensors:
         name = hf_tensor_name(tensor.name)
         if name is None:  # open_gguf refuses such files; guard against a reader handed in unchecked
             raise CheckpointError(f"{gguf.path}: unexpected tensor {tensor.name!r}")
         weight = dequantize(tensor, dtype)
-        # Everything read so far, not this tensor alone: a read fault maps the pages around it too
-        # (the kernel's fault-around, 64 KB), and those of a tensor dropped before stayed resident,
-        # ~19 MB of SmolLM2's file by the end of the load, which was then the server's peak.
-        drop_pages(gguf, first, tensor.data_offset + tensor.n_bytes - first)
+        drop_pages(gguf, tensor.data_offset + tensor.n_bytes)
         kind = tensor.name.split(".")[2] if tensor.name.startswith("blk.") else ""
         if permuted and kind in heads:
             weight = unpermute_rows(weight, heads[kind])
@@ -54,16 +50,19 @@ def gguf_weight_names(gguf: GGUFFile) -> list[str | None]:
     return [hf_tensor_name(tensor.name) for tensor in gguf.reader.tensors]
 
 
-def drop_pages(gguf: GGUFFile, offset: int, size: int) -> None:
-    """Take a tensor's pages of the mapped file out of the resident set once it is read (they count
-    in peak RSS until the reader is closed: ~90 MB for SmolLM2's Q4_1 file); read again, they come
-    back from the page cache."""
-    start = offset - offset % mmap.PAGESIZE
+def drop_pages(gguf: GGUFFile, end: int) -> None:
+    """Take the mapped file's pages before byte ``end`` out of the resident set once they are read (they
+    count in peak RSS until the reader is closed: ~90 MB for SmolLM2's Q4_1 file); read again, they come
+    back from the page cache.
+
+    Every page before ``end``, not the last tensor's alone: a read fault also maps the pages around it
+    (the kernel's fault-around, 64 KB), and those of a tensor dropped before stayed resident, ~19 MB of
+    SmolLM2's file by the end of the load, which was then the server's peak."""
     base = gguf.reader.data.base
     while base is not None and not isinstance(base, mmap.mmap):
         base = base.base
-    if base is not None and size:
-        base.madvise(mmap.MADV_DONTNEED, start, offset + size - start)
+    if base is not None and end > 0:
+        base.madvise(mmap.MADV_DONTNEED, 0, end)
 
 
 def unpermute_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
